@@ -1,0 +1,177 @@
+"""algo-scalper settings: everything comes from the environment (and an optional ``.env``).
+
+Embedded defaults need no configuration: SQLite in the project folder, no Redis, paper mode.
+Split mode sets ``DATABASE_URL`` and ``REDIS_URL``. Every reader raises ImproperlyConfigured
+naming the variable when a value is malformed. See ``.env.example`` for the full list.
+"""
+
+from __future__ import annotations
+
+from decimal import Decimal
+from pathlib import Path
+
+import dj_database_url
+from celery.schedules import crontab
+from django.core.exceptions import ImproperlyConfigured
+
+from algo_scalper.dotenv import load_dotenv
+from algo_scalper.env import envbool, envchoice, envdecimal, envint, envlist, envstr
+
+BASE_DIR = Path(__file__).resolve().parent.parent
+load_dotenv(BASE_DIR / ".env")
+
+DEBUG = envbool("DJANGO_DEBUG", False)
+SECRET_KEY = envstr("DJANGO_SECRET_KEY")
+if not SECRET_KEY:
+    if not DEBUG:
+        raise ImproperlyConfigured(
+            "DJANGO_SECRET_KEY is required when DJANGO_DEBUG is false "
+            "(set DJANGO_DEBUG=true for local development)"
+        )
+    SECRET_KEY = "insecure-development-only-key"  # noqa: S105 - only ever used with DEBUG on
+
+ALLOWED_HOSTS = envlist("ALLOWED_HOSTS", ["localhost", "127.0.0.1", "[::1]"])
+CSRF_TRUSTED_ORIGINS = envlist("CSRF_TRUSTED_ORIGINS")
+
+INSTALLED_APPS = [
+    "django.contrib.admin",
+    "django.contrib.auth",
+    "django.contrib.contenttypes",
+    "django.contrib.sessions",
+    "django.contrib.messages",
+    "django.contrib.staticfiles",
+    "rest_framework",
+    "instruments",
+    "trading",
+    "workers",
+]
+
+MIDDLEWARE = [
+    "django.middleware.security.SecurityMiddleware",
+    "django.contrib.sessions.middleware.SessionMiddleware",
+    "django.middleware.common.CommonMiddleware",
+    "django.middleware.csrf.CsrfViewMiddleware",
+    "django.contrib.auth.middleware.AuthenticationMiddleware",
+    "django.contrib.messages.middleware.MessageMiddleware",
+    "django.middleware.clickjacking.XFrameOptionsMiddleware",
+]
+
+ROOT_URLCONF = "algo_scalper.urls"
+WSGI_APPLICATION = "algo_scalper.wsgi.application"
+
+TEMPLATES = [
+    {
+        "BACKEND": "django.template.backends.django.DjangoTemplates",
+        "DIRS": [],
+        "APP_DIRS": True,
+        "OPTIONS": {
+            "context_processors": [
+                "django.template.context_processors.request",
+                "django.contrib.auth.context_processors.auth",
+                "django.contrib.messages.context_processors.messages",
+            ]
+        },
+    }
+]
+
+# --- Database: SQLite in the project by default, Postgres by setting DATABASE_URL -------------
+DATABASE_URL = envstr("DATABASE_URL", f"sqlite:///{BASE_DIR / 'db.sqlite3'}")
+try:
+    _db = dj_database_url.parse(DATABASE_URL, conn_max_age=envint("DB_CONN_MAX_AGE", 60, minimum=0))
+except ValueError as exc:
+    # Never echo the URL: it usually carries the password.
+    raise ImproperlyConfigured(f"DATABASE_URL is not a usable database URL: {exc}") from None
+if _db["ENGINE"] == "django.db.backends.sqlite3":
+    # Several threads (embedded mode) share one SQLite file: wait for locks instead of failing.
+    _db.setdefault("OPTIONS", {})["timeout"] = 30
+DATABASES = {"default": _db}
+DEFAULT_AUTO_FIELD = "django.db.models.BigAutoField"
+
+# --- Time: the market's clock ------------------------------------------------------------------
+TIME_ZONE = "Asia/Kolkata"
+USE_TZ = True
+LANGUAGE_CODE = "en-in"
+USE_I18N = False
+
+STATIC_URL = "static/"
+STATIC_ROOT = BASE_DIR / "var" / "static"
+
+# --- Redis and Celery --------------------------------------------------------------------------
+# Unset REDIS_URL = embedded mode: in-memory bus and caches, no Redis anywhere.
+REDIS_URL = envstr("REDIS_URL")
+CELERY_BROKER_URL = REDIS_URL or "memory://"
+CELERY_RESULT_BACKEND = None
+CELERY_TIMEZONE = TIME_ZONE
+CELERY_ENABLE_UTC = False
+CELERY_TASK_ACKS_LATE = True
+CELERY_WORKER_PREFETCH_MULTIPLIER = 1
+CELERY_BROKER_CONNECTION_RETRY_ON_STARTUP = True
+CELERY_BEAT_SCHEDULE = {
+    "refresh-instrument-catalog": {
+        "task": "instruments.tasks.refresh_catalog",
+        # Dhan publishes the day's scrip master before the open; 08:00 IST leaves an hour spare.
+        "schedule": crontab(hour=8, minute=0, day_of_week="mon-fri"),
+    },
+}
+
+# --- Dhan (names as in the seed README) --------------------------------------------------------
+DHANHQ_CLIENT_ID = envstr("DHANHQ_CLIENT_ID", fallbacks=["CLIENT_ID"])
+DHANHQ_ACCESS_TOKEN = envstr("DHANHQ_ACCESS_TOKEN", fallbacks=["ACCESS_TOKEN"])
+DHANHQ_BASE_URL = envstr("DHANHQ_BASE_URL", "https://api.dhan.co/v2")
+DHANHQ_WS_URL = envstr("DHANHQ_WS_URL", "wss://api-feed.dhan.co")
+DHANHQ_ORDER_WS_URL = envstr("DHANHQ_ORDER_WS_URL", "wss://api-order-update.dhan.co")
+DHANHQ_WS_MODE = envchoice("DHANHQ_WS_MODE", "quote", ("ticker", "quote", "full"))
+DHANHQ_WS_WATCHLIST = envlist("DHANHQ_WS_WATCHLIST")
+DHANHQ_LOG_LEVEL = envchoice(
+    "DHANHQ_LOG_LEVEL", "INFO", ("DEBUG", "INFO", "WARNING", "ERROR", "CRITICAL")
+)
+
+# --- Trading mode and paper account ------------------------------------------------------------
+# Live orders need PAPER_MODE=false AND ENABLE_ORDER=true AND credentials; anything less is paper.
+PAPER_MODE = envbool("PAPER_MODE", True)
+ENABLE_ORDER = envbool("ENABLE_ORDER", False)
+PAPER_SEED_CASH = envdecimal("PAPER_SEED_CASH", "100000", minimum=Decimal(0))
+# Unset: paper fills are charged with the full Indian charges model (config/charges.yml).
+# Set: a flat amount in rupees per executed order instead (a simple override for experiments).
+_flat = envstr("PAPER_CHARGES_PER_ORDER")
+PAPER_CHARGES_PER_ORDER = (
+    envdecimal("PAPER_CHARGES_PER_ORDER", "0", minimum=Decimal(0)) if _flat else None
+)
+
+# --- Instrument catalog ------------------------------------------------------------------------
+CONFIG_DIR = Path(envstr("ALGO_CONFIG_DIR", str(BASE_DIR / "config")))
+INSTRUMENTS_CONFIG_FILE = CONFIG_DIR / "instruments.yml"
+INSTRUMENTS_SCRIP_MASTER_URL = envstr(
+    "INSTRUMENTS_SCRIP_MASTER_URL", "https://images.dhan.co/api-data/api-scrip-master.csv"
+)
+INSTRUMENTS_CACHE_DIR = Path(envstr("INSTRUMENTS_CACHE_DIR", str(BASE_DIR / "var" / "cache")))
+
+# --- Logging: stdout, secrets masked -----------------------------------------------------------
+SENSITIVE_VALUES = tuple(v for v in (DHANHQ_ACCESS_TOKEN, SECRET_KEY, _db.get("PASSWORD")) if v)
+LOG_LEVEL = envchoice("LOG_LEVEL", "INFO", ("DEBUG", "INFO", "WARNING", "ERROR", "CRITICAL"))
+LOGGING = {
+    "version": 1,
+    "disable_existing_loggers": False,
+    "formatters": {
+        "plain": {
+            "()": "algo_scalper.log.RedactingFormatter",
+            "format": "%(asctime)s %(levelname)-7s %(name)s: %(message)s",
+        }
+    },
+    "handlers": {
+        "stdout": {
+            "class": "logging.StreamHandler",
+            "stream": "ext://sys.stdout",
+            "formatter": "plain",
+        }
+    },
+    "root": {"handlers": ["stdout"], "level": LOG_LEVEL},
+    "loggers": {
+        "trading.dhan": {"level": DHANHQ_LOG_LEVEL},
+        "django.db.backends": {"level": "INFO"},
+    },
+}
+
+REST_FRAMEWORK = {
+    "DEFAULT_PERMISSION_CLASSES": ["rest_framework.permissions.IsAdminUser"],
+}

@@ -1,0 +1,130 @@
+"""The instrument catalog, as imported from Dhan's scrip master.
+
+Two tables: ``Instrument`` for what has no expiry (indices, equities, ETFs, ...) and
+``Derivative`` for options and futures, each keyed by (exchange segment, security id), the pair
+every Dhan API and feed packet uses. Rows are written only by ``instruments.importer`` (set-based
+SQL); nothing here computes trading maths.
+"""
+
+from __future__ import annotations
+
+from django.db import models
+
+
+class ExchangeSegment(models.TextChoices):
+    IDX_I = "IDX_I", "Index"
+    NSE_EQ = "NSE_EQ", "NSE equity"
+    NSE_FNO = "NSE_FNO", "NSE F&O"
+    NSE_CURRENCY = "NSE_CURRENCY", "NSE currency"
+    BSE_EQ = "BSE_EQ", "BSE equity"
+    BSE_FNO = "BSE_FNO", "BSE F&O"
+    BSE_CURRENCY = "BSE_CURRENCY", "BSE currency"
+    MCX_COMM = "MCX_COMM", "MCX commodity"
+
+
+class OptionType(models.TextChoices):
+    CALL = "CE", "Call"
+    PUT = "PE", "Put"
+    NONE = "", "None"
+
+
+class Scrip(models.Model):
+    """Columns every scrip-master row has. ``tick_size`` is in rupees (the file mixes units)."""
+
+    exchange = models.CharField(max_length=8, help_text="NSE, BSE or MCX")
+    segment = models.CharField(max_length=1, help_text="scrip-master letter: I, E, D, C, M")
+    exchange_segment = models.CharField(max_length=16, choices=ExchangeSegment.choices)
+    security_id = models.BigIntegerField()
+    instrument = models.CharField(
+        max_length=16, help_text="instrument code: INDEX, EQUITY, OPTIDX, FUTIDX, OPTSTK, ..."
+    )
+    instrument_type = models.CharField(
+        max_length=16, blank=True, help_text="exchange instrument type: OP, OPTIDX, FUT, ES, ..."
+    )
+    trading_symbol = models.CharField(max_length=64)
+    display_name = models.CharField(max_length=128, blank=True)
+    symbol_name = models.CharField(max_length=128, blank=True)
+    isin = models.CharField(max_length=12, blank=True)
+    series = models.CharField(max_length=8, blank=True)
+    lot_size = models.PositiveIntegerField()
+    tick_size = models.DecimalField(max_digits=12, decimal_places=4, help_text="rupees")
+    underlying_security_id = models.BigIntegerField(null=True, blank=True)
+    underlying_symbol = models.CharField(max_length=64, blank=True)
+    is_active = models.BooleanField(
+        default=True,
+        help_text="false once the contract left the scrip master but something still refers to it",
+    )
+    removed_at = models.DateTimeField(null=True, blank=True)
+    row_hash = models.CharField(max_length=32, editable=False)
+    created_at = models.DateTimeField(editable=False)
+    updated_at = models.DateTimeField(editable=False)
+
+    class Meta:
+        abstract = True
+
+    def __str__(self) -> str:
+        return f"{self.trading_symbol} ({self.key})"
+
+    @property
+    def key(self) -> str:
+        """The instrument key of the tick contract: ``SEGMENT:SECURITY_ID``."""
+        return f"{self.exchange_segment}:{self.security_id}"
+
+
+class Instrument(Scrip):
+    """Indices, equities and every other contract without an expiry."""
+
+    class Meta:
+        constraints = [
+            models.UniqueConstraint(
+                fields=["exchange_segment", "security_id"], name="instrument_segment_security_uniq"
+            )
+        ]
+        indexes = [
+            models.Index(
+                fields=["instrument", "trading_symbol"], name="instrument_code_symbol_idx"
+            ),
+            models.Index(fields=["trading_symbol"], name="instrument_symbol_idx"),
+        ]
+
+
+class Derivative(Scrip):
+    """Options and futures. ``underlying`` links to the index or equity they are written on."""
+
+    underlying = models.ForeignKey(
+        Instrument,
+        null=True,
+        blank=True,
+        on_delete=models.PROTECT,
+        related_name="derivatives",
+    )
+    expiry_date = models.DateField()
+    expiry_at = models.DateTimeField(help_text="expiry moment (IST in the file, stored aware)")
+    strike = models.DecimalField(max_digits=14, decimal_places=4, null=True, blank=True)
+    option_type = models.CharField(max_length=2, choices=OptionType.choices, blank=True)
+    expiry_flag = models.CharField(max_length=1, blank=True, help_text="W weekly, M monthly")
+    expiry_code = models.SmallIntegerField(default=0)
+
+    class Meta:
+        constraints = [
+            models.UniqueConstraint(
+                fields=["exchange_segment", "security_id"], name="derivative_segment_security_uniq"
+            )
+        ]
+        indexes = [
+            # option_contract(), strikes(), nearest_strike(): equality on the first four columns.
+            models.Index(
+                fields=["underlying", "expiry_date", "option_type", "strike"],
+                name="derivative_chain_idx",
+            ),
+            # expiries(): by underlying and instrument code, ordered by date.
+            models.Index(
+                fields=["underlying", "instrument", "expiry_date"], name="derivative_expiry_idx"
+            ),
+            models.Index(fields=["underlying_symbol", "expiry_date"], name="derivative_usym_idx"),
+            models.Index(fields=["trading_symbol"], name="derivative_symbol_idx"),
+        ]
+
+    @property
+    def is_option(self) -> bool:
+        return self.option_type in (OptionType.CALL, OptionType.PUT)
