@@ -1,0 +1,80 @@
+from __future__ import annotations
+
+from typing import Any
+
+from django.contrib import admin
+from django.db.models import QuerySet
+from django.http import HttpRequest
+
+from instruments.models import Derivative, Instrument
+
+
+class ScripAdmin(admin.ModelAdmin):
+    """Read-only: the catalog is written only by the importer."""
+
+    search_fields = ["trading_symbol", "display_name", "symbol_name", "underlying_symbol"]
+    list_per_page = 100
+    show_full_result_count = False  # counting 250k rows on every page view is wasted work
+
+    def get_search_results(
+        self, request: HttpRequest, queryset: QuerySet, search_term: str
+    ) -> tuple[QuerySet, bool]:
+        """A numeric search term also matches the security id exactly."""
+        results, distinct = super().get_search_results(request, queryset, search_term)
+        term = search_term.strip()
+        if term.isdigit():
+            results |= queryset.filter(security_id=int(term))
+        return results, distinct
+
+    def has_add_permission(self, request: HttpRequest) -> bool:
+        return False
+
+    def has_change_permission(self, request: HttpRequest, obj: Any = None) -> bool:
+        return False
+
+    def has_delete_permission(self, request: HttpRequest, obj: Any = None) -> bool:
+        return False
+
+
+@admin.register(Instrument)
+class InstrumentAdmin(ScripAdmin):
+    list_display = [
+        "trading_symbol",
+        "display_name",
+        "exchange_segment",
+        "security_id",
+        "instrument",
+        "series",
+        "lot_size",
+        "tick_size",
+        "is_active",
+    ]
+    list_filter = ["exchange", "exchange_segment", "instrument", "is_active"]
+
+
+@admin.register(Derivative)
+class DerivativeAdmin(ScripAdmin):
+    list_display = [
+        "trading_symbol",
+        "exchange_segment",
+        "security_id",
+        "instrument",
+        "expiry_date",
+        "strike",
+        "option_type",
+        "lot_size",
+        "tick_size",
+        "underlying",
+        "is_active",
+    ]
+    list_filter = [
+        "exchange",
+        "exchange_segment",
+        "instrument",
+        "option_type",
+        "expiry_flag",
+        ("expiry_date", admin.DateFieldListFilter),
+        "is_active",
+    ]
+    list_select_related = ["underlying"]
+    date_hierarchy = "expiry_date"

@@ -1,0 +1,461 @@
+"""Parse and normalise Dhan's scrip master CSV (compact and detailed variants). Pure: no Django.
+
+Facts from ../shared/dhan/PROTOCOL.md section 4, normalised here so the rest of the product never
+sees the file's quirks:
+
+* columns are selected by name (the detailed file has had 39 and 31 columns);
+* tick size is in paise on every non-index row (``5.0`` = Rs 0.05) and in rupees on index rows;
+* strike ``-0.01000`` is a sentinel on futures, blank on equities and indices;
+* the underlying's name is blank on NSE derivatives: it is derived from the trading symbol
+  (``NIFTY-Oct2024-19600-CE`` -> ``NIFTY``);
+* expiry times are IST wall-clock times (14:30 NSE, 15:30 BSE in real files); ``0001-01-01`` and
+  blank mean "no expiry";
+* exchange test instruments (``011NSETEST``) are dropped, as are unknown exchanges (counted).
+
+``ScripMasterParser.rows()`` streams normalised rows (tuples in ``STAGING_COLUMNS`` order) from an
+iterator of raw byte lines and keeps counts in a ``ParseReport``; whole-file problems (bad header,
+binary junk, a truncated last line, no rows) raise ``ScripMasterError``.
+"""
+
+from __future__ import annotations
+
+import csv
+import hashlib
+import re
+from collections import Counter
+from collections.abc import Callable, Iterable, Iterator
+from dataclasses import dataclass, field
+from datetime import date, datetime, time
+from decimal import Decimal, InvalidOperation
+from zoneinfo import ZoneInfo
+
+IST = ZoneInfo("Asia/Kolkata")
+
+# Bump when normalisation changes so an unchanged file is still re-imported once.
+NORMALISER_VERSION = "1"
+
+SEGMENTS: dict[tuple[str, str], str] = {
+    ("NSE", "I"): "IDX_I",
+    ("BSE", "I"): "IDX_I",
+    ("NSE", "E"): "NSE_EQ",
+    ("NSE", "D"): "NSE_FNO",
+    ("NSE", "C"): "NSE_CURRENCY",
+    ("BSE", "E"): "BSE_EQ",
+    ("BSE", "D"): "BSE_FNO",
+    ("BSE", "C"): "BSE_CURRENCY",
+    ("MCX", "M"): "MCX_COMM",
+}
+KNOWN_EXCHANGES = frozenset(exchange for exchange, _ in SEGMENTS)
+_SEGMENT_NUMBER = {name: i for i, name in enumerate(sorted(set(SEGMENTS.values())))}
+
+# Normalised row layout shared by the importer's staging tables.
+STAGING_COLUMNS = (
+    "kind",  # "I" instrument (no expiry) or "D" derivative
+    "exchange",
+    "segment",
+    "exchange_segment",
+    "security_id",
+    "instrument",
+    "instrument_type",
+    "trading_symbol",
+    "display_name",
+    "symbol_name",
+    "isin",
+    "series",
+    "lot_size",
+    "tick_size",
+    "underlying_security_id",
+    "underlying_symbol",
+    "expiry_date",
+    "expiry_at",
+    "strike",
+    "option_type",
+    "expiry_flag",
+    "expiry_code",
+    "row_hash",
+)
+
+# Logical field -> column name in each format. None: the format has no such column.
+COMPACT = {
+    "exchange": "SEM_EXM_EXCH_ID",
+    "segment": "SEM_SEGMENT",
+    "security_id": "SEM_SMST_SECURITY_ID",
+    "instrument": "SEM_INSTRUMENT_NAME",
+    "expiry_code": "SEM_EXPIRY_CODE",
+    "trading_symbol": "SEM_TRADING_SYMBOL",
+    "lot_size": "SEM_LOT_UNITS",
+    "display_name": "SEM_CUSTOM_SYMBOL",
+    "expiry": "SEM_EXPIRY_DATE",
+    "strike": "SEM_STRIKE_PRICE",
+    "option_type": "SEM_OPTION_TYPE",
+    "tick_size": "SEM_TICK_SIZE",
+    "expiry_flag": "SEM_EXPIRY_FLAG",
+    "instrument_type": "SEM_EXCH_INSTRUMENT_TYPE",
+    "series": "SEM_SERIES",
+    "symbol_name": "SM_SYMBOL_NAME",
+    "isin": None,
+    "underlying_security_id": None,
+    "underlying_symbol": None,
+}
+DETAILED = {
+    "exchange": "EXCH_ID",
+    "segment": "SEGMENT",
+    "security_id": "SECURITY_ID",
+    "instrument": "INSTRUMENT",
+    "expiry_code": None,
+    "trading_symbol": None,  # derived: SYMBOL_NAME on derivatives, UNDERLYING_SYMBOL otherwise
+    "lot_size": "LOT_SIZE",
+    "display_name": "DISPLAY_NAME",
+    "expiry": "SM_EXPIRY_DATE",
+    "strike": "STRIKE_PRICE",
+    "option_type": "OPTION_TYPE",
+    "tick_size": "TICK_SIZE",
+    "expiry_flag": "EXPIRY_FLAG",
+    "instrument_type": "INSTRUMENT_TYPE",
+    "series": "SERIES",
+    "symbol_name": "SYMBOL_NAME",
+    "isin": "ISIN",
+    "underlying_security_id": "UNDERLYING_SECURITY_ID",
+    "underlying_symbol": "UNDERLYING_SYMBOL",
+}
+_REQUIRED = (
+    "exchange",
+    "segment",
+    "security_id",
+    "instrument",
+    "lot_size",
+    "expiry",
+    "strike",
+    "option_type",
+    "tick_size",
+)
+_REQUIRED_BY_FORMAT = {
+    "compact": (*_REQUIRED, "trading_symbol"),
+    "detailed": (*_REQUIRED, "symbol_name", "underlying_symbol"),
+}
+
+_TEST_SYMBOL = re.compile(r"(NSE|BSE|MCX)TEST")
+_NO_VALUE = frozenset({"", "NA", "XX", "N/A"})
+_SESSION_CLOSE = time(15, 30)
+
+
+class ScripMasterError(ValueError):
+    """The file as a whole is unusable; nothing from it may be imported."""
+
+
+@dataclass
+class RowProblem:
+    line: int
+    reason: str
+    detail: str
+
+
+@dataclass
+class ParseReport:
+    """What the parser saw. ``rejected`` are malformed rows; ``dropped`` are filtered by policy."""
+
+    format: str = ""
+    columns: int = 0
+    rows_read: int = 0
+    accepted: int = 0
+    rejected: Counter = field(default_factory=Counter)
+    dropped: Counter = field(default_factory=Counter)
+    samples: list[RowProblem] = field(default_factory=list)
+    warnings: list[str] = field(default_factory=list)
+
+    @property
+    def rejected_total(self) -> int:
+        return sum(self.rejected.values())
+
+
+class _RowError(Exception):
+    def __init__(self, reason: str, detail: str) -> None:
+        self.reason, self.detail = reason, detail
+
+
+def _aware_expiry(raw: str) -> datetime | None:
+    """IST wall-clock expiry -> aware datetime; None for blank/``0001-01-01`` (no expiry)."""
+    if raw in _NO_VALUE or raw.startswith("0001-01-01"):
+        return None
+    try:
+        if len(raw) > 10:
+            naive = datetime.strptime(raw[:19], "%Y-%m-%d %H:%M:%S")
+        else:
+            naive = datetime.combine(date.fromisoformat(raw), _SESSION_CLOSE)
+    except ValueError:
+        raise _RowError("expiry", f"expiry {raw!r} is not YYYY-MM-DD[ HH:MM:SS]") from None
+    return naive.replace(tzinfo=IST)
+
+
+def _decimal(raw: str, what: str) -> Decimal:
+    try:
+        value = Decimal(raw)
+    except InvalidOperation:
+        raise _RowError(what, f"{what} {raw!r} is not a number") from None
+    if not value.is_finite():
+        raise _RowError(what, f"{what} {raw!r} is not a finite number")
+    return value
+
+
+def _text(value: Decimal) -> str:
+    """Plain decimal text without exponent or trailing zeros (``19600``, ``0.05``)."""
+    text = format(value.normalize(), "f")
+    return text
+
+
+class ScripMasterParser:
+    """Streams normalised rows out of a scrip master.
+
+    ``format_datetime`` turns an aware expiry into the text the target database stores, so the
+    loader can pass rows through without touching them again (hot loop: ~250k rows).
+    """
+
+    def __init__(
+        self,
+        *,
+        exchanges: Iterable[str] = ("NSE", "BSE"),
+        format_datetime: Callable[[datetime], str] = lambda dt: dt.isoformat(sep=" "),
+        max_samples: int = 5,
+        name: str = "scrip master",
+    ) -> None:
+        self.exchanges = frozenset(exchanges)
+        self.format_datetime = format_datetime
+        self.max_samples = max_samples
+        self.name = name
+        self.report = ParseReport()
+        # Few distinct values repeat across hundreds of thousands of rows: parse each once.
+        self._expiry_cache: dict[str, tuple[str, str] | None] = {}
+        self._tick_cache: dict[tuple[str, bool], str] = {}
+        self._strike_cache: dict[str, str | None] = {}
+        self._lot_cache: dict[str, int] = {}
+        self._seen: set[int] = set()
+
+    # -- whole file -----------------------------------------------------------------------------
+
+    def rows(self, lines: Iterable[bytes]) -> Iterator[tuple]:
+        state = {"line": 0, "complete": True}
+
+        def decoded() -> Iterator[str]:
+            for raw in lines:
+                state["line"] += 1
+                state["complete"] = raw.endswith(b"\n")
+                try:
+                    yield raw.decode("utf-8")
+                except UnicodeDecodeError as exc:
+                    raise ScripMasterError(
+                        f"{self.name}: line {state['line']}: not UTF-8 text "
+                        f"(byte 0x{raw[exc.start]:02x} at column {exc.start + 1}); "
+                        "is this a CSV file?"
+                    ) from None
+
+        reader = csv.reader(decoded())
+        try:
+            header = next(reader, None)
+        except csv.Error as exc:
+            raise ScripMasterError(f"{self.name}: line 1: unreadable CSV ({exc})") from None
+        if header is None:
+            raise ScripMasterError(f"{self.name}: the file is empty")
+        columns = self._resolve_header(header)
+        last_bad_line = 0
+        while True:
+            try:
+                record = next(reader)
+            except StopIteration:
+                break
+            except csv.Error as exc:
+                raise ScripMasterError(
+                    f"{self.name}: line {state['line']}: unreadable CSV ({exc}); "
+                    "the file is corrupt or not text"
+                ) from None
+            if not record:
+                continue  # blank line
+            self.report.rows_read += 1
+            line = state["line"]
+            try:
+                row = self._row(record, columns, len(header))
+            except _RowError as problem:
+                last_bad_line = line
+                self._reject(line, problem.reason, problem.detail)
+                continue
+            if row is not None:
+                self.report.accepted += 1
+                yield row
+        if last_bad_line and last_bad_line == state["line"] and not state["complete"]:
+            raise ScripMasterError(
+                f"{self.name}: truncated: the last line ({last_bad_line}) is incomplete and has "
+                "no line ending (a download cut off mid-way?)"
+            )
+        if not state["complete"]:
+            self.report.warnings.append(f"{self.name}: the file does not end with a line ending")
+        if self.report.rows_read == 0:
+            raise ScripMasterError(f"{self.name}: the file has a header but no rows")
+
+    def _resolve_header(self, header: list[str]) -> dict[str, int | None]:
+        names = [h.strip().lstrip("\ufeff").upper() for h in header]
+        if "SEM_SMST_SECURITY_ID" in names:
+            fmt, mapping = "compact", COMPACT
+        elif "SECURITY_ID" in names and "EXCH_ID" in names:
+            fmt, mapping = "detailed", DETAILED
+        else:
+            shown = ",".join(header[:6])[:120]
+            hint = " (it looks like an HTML page)" if "<" in shown else ""
+            raise ScripMasterError(
+                f"{self.name}: line 1: not a Dhan scrip master header{hint}: expected the "
+                f"compact (SEM_EXM_EXCH_ID,...) or detailed (EXCH_ID,...) columns, got {shown!r}"
+            )
+        position = {name: i for i, name in enumerate(names)}
+        missing = [mapping[f] for f in _REQUIRED_BY_FORMAT[fmt] if mapping[f] not in position]
+        if missing:
+            raise ScripMasterError(
+                f"{self.name}: line 1: the {fmt} header lacks required column(s) "
+                f"{', '.join(str(m) for m in missing)}"
+            )
+        self.report.format = fmt
+        self.report.columns = len(names)
+        resolved = {f: (position.get(col) if col else None) for f, col in mapping.items()}
+        resolved["_detailed"] = 1 if fmt == "detailed" else None
+        return resolved
+
+    def _reject(self, line: int, reason: str, detail: str) -> None:
+        self.report.rejected[reason] += 1
+        if len(self.report.samples) < self.max_samples:
+            self.report.samples.append(RowProblem(line, reason, detail))
+
+    # -- one row --------------------------------------------------------------------------------
+
+    def _row(self, rec: list[str], col: dict[str, int | None], width: int) -> tuple | None:
+        if len(rec) != width:
+            raise _RowError("field count", f"{len(rec)} fields, expected {width}")
+
+        def get(name: str) -> str:
+            i = col[name]
+            return rec[i].strip() if i is not None else ""
+
+        exchange = get("exchange").upper()
+        if exchange not in KNOWN_EXCHANGES:
+            self.report.dropped["unknown exchange"] += 1
+            return None
+        if exchange not in self.exchanges:
+            self.report.dropped[f"exchange {exchange} not enabled"] += 1
+            return None
+        segment = get("segment").upper()
+        exchange_segment = SEGMENTS.get((exchange, segment))
+        if exchange_segment is None:
+            raise _RowError("segment", f"unknown segment {segment!r} for exchange {exchange}")
+        raw_id = get("security_id")
+        if not raw_id.isdigit() or int(raw_id) == 0:
+            raise _RowError("security_id", f"security id {raw_id!r} is not a positive integer")
+        security_id = int(raw_id)
+
+        instrument = get("instrument").upper()
+        if not instrument:
+            raise _RowError("instrument", "blank instrument code")
+        is_derivative = instrument.startswith(("OPT", "FUT"))
+        is_option = instrument.startswith("OPT")
+        detailed = col["_detailed"] is not None
+        symbol_name = get("symbol_name")
+        underlying_symbol = (
+            "" if get("underlying_symbol") in _NO_VALUE else get("underlying_symbol")
+        )
+        if detailed:
+            trading_symbol = symbol_name if is_derivative else (underlying_symbol or symbol_name)
+        else:
+            trading_symbol = get("trading_symbol")
+        if not trading_symbol:
+            raise _RowError("trading_symbol", "blank trading symbol")
+        if _TEST_SYMBOL.search(trading_symbol.upper()) or _TEST_SYMBOL.search(symbol_name.upper()):
+            self.report.dropped["test instrument"] += 1
+            return None
+
+        lot_size = self._lot(get("lot_size"))
+        tick_size = self._tick(get("tick_size"), segment == "I")
+
+        expiry_date = expiry_at = strike = None
+        option_type = ""
+        if is_derivative:
+            expiry = self._expiry(get("expiry"))
+            if expiry is None:
+                raise _RowError("expiry", f"{instrument} without an expiry date")
+            expiry_date, expiry_at = expiry
+            if not underlying_symbol:
+                underlying_symbol = trading_symbol.split("-", 1)[0].strip()
+            if is_option:
+                option_type = get("option_type").upper()
+                if option_type not in ("CE", "PE"):
+                    raise _RowError("option_type", f"option type {option_type!r} is not CE/PE")
+                strike = self._strike(get("strike"))
+                if strike is None:
+                    raise _RowError("strike", f"option strike {get('strike')!r} is not positive")
+
+        key = (_SEGMENT_NUMBER[exchange_segment] << 48) | security_id
+        if key in self._seen:
+            raise _RowError("duplicate", f"{exchange_segment}:{security_id} appears twice")
+        self._seen.add(key)
+
+        raw_underlying_id = get("underlying_security_id")
+        underlying_id = int(raw_underlying_id) if raw_underlying_id.isdigit() else None
+        isin = get("isin")
+        series = get("series")
+        expiry_flag = get("expiry_flag").upper()
+        code = get("expiry_code")
+        values = (
+            "D" if is_derivative else "I",
+            exchange,
+            segment,
+            exchange_segment,
+            security_id,
+            instrument,
+            get("instrument_type").upper(),
+            trading_symbol,
+            get("display_name"),
+            symbol_name,
+            "" if isin in _NO_VALUE else isin,
+            "" if series in _NO_VALUE else series,
+            lot_size,
+            tick_size,
+            underlying_id,
+            underlying_symbol,
+            expiry_date,
+            expiry_at,
+            strike,
+            option_type,
+            expiry_flag if expiry_flag in ("W", "M") else "",
+            int(code) if code.lstrip("-").isdigit() else 0,
+        )
+        digest = hashlib.md5(repr(values).encode(), usedforsecurity=False).hexdigest()
+        return (*values, digest)
+
+    def _lot(self, raw: str) -> int:
+        lot = self._lot_cache.get(raw)
+        if lot is None:
+            value = _decimal(raw, "lot_size") if raw else Decimal(0)
+            if value <= 0 or value != value.to_integral_value():
+                raise _RowError("lot_size", f"lot size {raw!r} is not a positive whole number")
+            lot = self._lot_cache[raw] = int(value)
+        return lot
+
+    def _tick(self, raw: str, is_index: bool) -> str:
+        cached = self._tick_cache.get((raw, is_index))
+        if cached is None:
+            value = _decimal(raw, "tick_size") if raw else Decimal(0)
+            if value < 0:
+                raise _RowError("tick_size", f"tick size {raw!r} is negative")
+            # Index rows carry rupees; every other row carries paise.
+            cached = _text(value if is_index else value / 100)
+            self._tick_cache[(raw, is_index)] = cached
+        return cached
+
+    def _strike(self, raw: str) -> str | None:
+        if raw not in self._strike_cache:
+            value = _decimal(raw, "strike") if raw else Decimal(0)
+            # -0.01 is Dhan's "no strike" sentinel (futures); non-positive is never a strike.
+            self._strike_cache[raw] = _text(value) if value > 0 else None
+        return self._strike_cache[raw]
+
+    def _expiry(self, raw: str) -> tuple[str, str] | None:
+        if raw not in self._expiry_cache:
+            aware = _aware_expiry(raw)
+            self._expiry_cache[raw] = (
+                None if aware is None else (aware.date().isoformat(), self.format_datetime(aware))
+            )
+        return self._expiry_cache[raw]

@@ -1,0 +1,36 @@
+"""Shared fixtures. Servers come from `make test` (scripts/run_tests.py), never from the internet."""
+
+from __future__ import annotations
+
+import os
+from collections.abc import Iterator
+from pathlib import Path
+
+import pytest
+
+SHARED_DHAN = Path(__file__).resolve().parents[2] / "shared" / "dhan"
+
+
+@pytest.fixture
+def redis_url() -> str:
+    url = os.environ.get("TEST_REDIS_URL")
+    if not url:
+        pytest.fail("TEST_REDIS_URL is not set: run the suite with `make test`, which starts Redis")
+    return url
+
+
+@pytest.fixture
+def redis_client(redis_url: str) -> Iterator[object]:
+    import redis
+
+    client = redis.Redis.from_url(redis_url)
+    client.flushdb()
+    yield client
+    client.flushdb()
+    client.close()
+
+
+@pytest.fixture
+def shared_dhan() -> Path:
+    """../shared/dhan with the real scrip-master samples (present in CI, absent in user clones)."""
+    return SHARED_DHAN
