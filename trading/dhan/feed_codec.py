@@ -40,9 +40,17 @@ Exchange time (LTT) is an IST-shifted epoch: seconds since 1970-01-01 00:00 on t
 clock*, i.e. true UTC epoch + 19800. See ``ltt_to_datetime``.
 
 Hot path: ``decode_frame`` is what every tick goes through, so ticks are NamedTuples built
-straight from ``struct`` output (no per-packet dicts, no per-field Python code), ticker-only
-frames take a vectorised fast path, and the LTT -> datetime conversion is lazy (the
-``exchange_time`` property) and cached, since most consumers only read ``ltp``.
+straight from ``struct`` output (no per-packet dicts, no per-field Python code; one class per
+packet type so no field needs reordering or padding), a frame holding exactly one packet skips
+the walking loop, ticker-only frames take a vectorised path, and the work most consumers never
+need is deferred: LTT -> datetime (``exchange_time``, cached per second) and the 5 depth levels
+(``depth``, from the raw bytes). ``bench/feed_decode.py`` measures it against the SDK.
+
+Public API: ``decode_frame``, ``FeedStats``, ``Tick`` (= ``TickerTick | QuoteTick | FullTick``),
+``OpenInterest``, ``PrevClose``, ``MarketStatus``, ``Disconnect``, ``DepthLevel``; ``encode_*``
+and ``encode_packet``; ``subscribe_messages``, ``unsubscribe_messages``,
+``disconnect_message``, ``parse_request``; ``ltt_to_datetime`` / ``datetime_to_ltt``; the
+segment, request and response code enums and helpers.
 """
 
 from __future__ import annotations
@@ -55,8 +63,8 @@ from datetime import UTC, datetime, timedelta
 from enum import IntEnum
 from functools import lru_cache
 from itertools import repeat
-from operator import add, itemgetter
-from typing import NamedTuple
+from operator import add
+from typing import NamedTuple, Protocol
 from zoneinfo import ZoneInfo
 
 # ---------------------------------------------------------------------------------------------
@@ -212,11 +220,12 @@ def ltt_to_datetime(ltt: int) -> datetime | None:
     ``timezone.utc``, prints Indian wall-clock times, and it is what several independent client
     implementers report (PROTOCOL.md 2.4, tagged 3P/UNCONFIRMED officially).
 
-    The real packet in PROTOCOL.md (DhanHQ-py issue #90, NIFTY 24900 PE, posted 2025-07-25)
-    agrees: its LTT low half-word is ``58 9a`` (0x9A58). On that day the IST-shifted reading
-    0x68839A58 = 1753455192 is 14:53:12 IST, inside the 09:15-15:30 session, whereas reading a
-    value with those low bits as a true UTC epoch gives 02:10:56 or 20:23:12 IST that day, both
-    outside the session.
+    The real packet in PROTOCOL.md (DhanHQ-py issue #90, NIFTY 24900 PE, filed 2025-07-25, a
+    Friday) agrees, as far as it goes: the log shows only LTT's low half-word, ``58 9a``
+    (0x9A58). If the log was taken the day it was filed, the only reading that lands in the
+    09:15-15:30 session is the IST-shifted one: 0x68839A58 = 1753455192 -> 14:53:12 IST.
+    Values with those low bits read as a true UTC epoch give 02:10:56 or 20:23:12 IST that day.
+    The codec's tests pin this conversion on that value.
 
     0 means "no trade yet" (after-hours packets for untraded contracts) and gives None.
     Cached because every instrument trading in the same second shares one LTT.
@@ -235,8 +244,9 @@ def datetime_to_ltt(moment: datetime) -> int:
 
 
 # ---------------------------------------------------------------------------------------------
-# Decoded types. NamedTuples: built from struct output with one C call and read by attribute;
-# they are immutable and cheap, which a dataclass (even with slots) is not on this path.
+# Decoded types. NamedTuples built straight from struct output (one C call for the values, one
+# for the object) and read by attribute: immutable, hashable, comparable, and far cheaper to
+# make than a dataclass on a path every tick takes.
 
 
 class DepthLevel(NamedTuple):
@@ -253,25 +263,123 @@ class DepthLevel(NamedTuple):
     ask_price: float
 
 
-def _exchange_segment(self: Tick | OpenInterest | PrevClose | MarketStatus | Disconnect) -> str:
+_DEPTH_LEVEL = struct.Struct("<IIHHff")  # 20 bytes, 5 of them @62 in a full packet
+_DEPTH_CLASSES = (DepthLevel,) * 5
+_BEST_QTYS = struct.Struct("<II").unpack_from  # level 1: bid qty, ask qty
+_BEST_PRICES = struct.Struct("<12xff").unpack_from  # level 1: bid price, ask price
+_new = tuple.__new__
+
+
+class _HasInstrument(Protocol):
+    segment_code: int
+    security_id: int
+
+
+class _HasDepth(Protocol):
+    depth_raw: bytes | None
+
+
+# Shared read-only attributes, attached to every packet class below.
+def _exchange_segment(self: _HasInstrument) -> str:
     return _SEGMENT_NAME_TABLE[self.segment_code]
 
 
-def _key(self: Tick | OpenInterest | PrevClose | MarketStatus | Disconnect) -> str:
+def _key(self: _HasInstrument) -> str:
     return f"{_SEGMENT_NAME_TABLE[self.segment_code]}:{self.security_id}"
 
 
-class Tick(NamedTuple):
-    """A ticker (code 2), quote (code 4) or full (code 8) packet.
+def _exchange_time(self: TickerTick | QuoteTick | FullTick) -> datetime | None:
+    return ltt_to_datetime(self.ltt)
 
-    ``kind`` says which; fields a kind does not carry are None (a ticker has only ltp and ltt;
-    a quote has no OI and no depth). Prices are float32 on the wire, widened to float (152.30
-    arrives as 152.3000030517578): round for display, compare with a tolerance of a tick.
-    ``ltt`` is the raw IST-shifted epoch; ``exchange_time`` is the aware datetime.
-    ``receive_time`` is whatever the caller passed to ``decode_frame``.
 
-    Depth is kept as the packet's 100 raw bytes (``depth_raw``) and decoded on access
-    (``depth``, ``best_bid_price`` ...): building 5 level objects per full packet would cost more
+def _depth(self: _HasDepth) -> tuple[DepthLevel, ...] | None:
+    raw = self.depth_raw
+    if raw is None:
+        return None
+    return tuple(map(_new, _DEPTH_CLASSES, _DEPTH_LEVEL.iter_unpack(raw)))
+
+
+def _best_bid_price(self: _HasDepth) -> float | None:
+    raw = self.depth_raw
+    return None if raw is None else _BEST_PRICES(raw)[0]
+
+
+def _best_ask_price(self: _HasDepth) -> float | None:
+    raw = self.depth_raw
+    return None if raw is None else _BEST_PRICES(raw)[1]
+
+
+def _best_bid_qty(self: _HasDepth) -> int | None:
+    raw = self.depth_raw
+    return None if raw is None else _BEST_QTYS(raw)[0]
+
+
+def _best_ask_qty(self: _HasDepth) -> int | None:
+    raw = self.depth_raw
+    return None if raw is None else _BEST_QTYS(raw)[1]
+
+
+class TickerTick(NamedTuple):
+    """Code 2: LTP and LTT only. One of the three ``Tick`` classes; see ``Tick``."""
+
+    kind: int
+    segment_code: int
+    security_id: int
+    ltp: float
+    ltt: int
+    receive_time: datetime | None = None
+
+    # Fields a ticker does not carry: None, so every Tick answers the same attributes.
+    ltq = atp = volume = total_sell_qty = total_buy_qty = None
+    open = close = high = low = None
+    oi = oi_day_high = oi_day_low = depth_raw = None
+
+    exchange_segment = property(_exchange_segment, doc="Segment string, e.g. 'NSE_FNO'.")
+    key = property(_key, doc="Instrument key 'SEG:SID'.")
+    exchange_time = property(_exchange_time, doc="LTT as aware Asia/Kolkata datetime or None.")
+    depth = property(_depth)
+    best_bid_price = property(_best_bid_price)
+    best_ask_price = property(_best_ask_price)
+    best_bid_qty = property(_best_bid_qty)
+    best_ask_qty = property(_best_ask_qty)
+
+
+class QuoteTick(NamedTuple):
+    """Code 4: trade, volume and day OHLC, no OI (that comes as a code 5 packet), no depth."""
+
+    kind: int
+    segment_code: int
+    security_id: int
+    ltp: float
+    ltq: int
+    ltt: int
+    atp: float
+    volume: int
+    total_sell_qty: int
+    total_buy_qty: int
+    open: float
+    close: float  # only meaningful after the close, per Dhan's docs
+    high: float
+    low: float
+    receive_time: datetime | None = None
+
+    oi = oi_day_high = oi_day_low = depth_raw = None
+
+    exchange_segment = property(_exchange_segment, doc="Segment string, e.g. 'NSE_FNO'.")
+    key = property(_key, doc="Instrument key 'SEG:SID'.")
+    exchange_time = property(_exchange_time, doc="LTT as aware Asia/Kolkata datetime or None.")
+    depth = property(_depth)
+    best_bid_price = property(_best_bid_price)
+    best_ask_price = property(_best_ask_price)
+    best_bid_qty = property(_best_bid_qty)
+    best_ask_qty = property(_best_ask_qty)
+
+
+class FullTick(NamedTuple):
+    """Code 8: quote fields plus OI and 5-level depth.
+
+    Depth stays as the packet's 100 raw bytes (``depth_raw``) and is decoded on access
+    (``depth``, ``best_bid_price`` ...): building 5 level objects per packet would cost more
     than the rest of the packet, and most consumers only read ``ltp``.
     """
 
@@ -279,57 +387,47 @@ class Tick(NamedTuple):
     segment_code: int
     security_id: int
     ltp: float
+    ltq: int
     ltt: int
-    ltq: int | None = None
-    atp: float | None = None
-    volume: int | None = None
-    total_sell_qty: int | None = None
-    total_buy_qty: int | None = None
-    open: float | None = None
-    close: float | None = None
-    high: float | None = None
-    low: float | None = None
-    oi: int | None = None
-    oi_day_high: int | None = None
-    oi_day_low: int | None = None
-    depth_raw: bytes | None = None
+    atp: float
+    volume: int
+    total_sell_qty: int
+    total_buy_qty: int
+    oi: int
+    oi_day_high: int
+    oi_day_low: int
+    open: float
+    close: float
+    high: float
+    low: float
+    depth_raw: bytes
     receive_time: datetime | None = None
 
     exchange_segment = property(_exchange_segment, doc="Segment string, e.g. 'NSE_FNO'.")
     key = property(_key, doc="Instrument key 'SEG:SID'.")
+    exchange_time = property(_exchange_time, doc="LTT as aware Asia/Kolkata datetime or None.")
+    depth = property(_depth, doc="The 5 DepthLevels, level 1 first.")
+    best_bid_price = property(_best_bid_price)
+    best_ask_price = property(_best_ask_price)
+    best_bid_qty = property(_best_bid_qty)
+    best_ask_qty = property(_best_ask_qty)
 
-    @property
-    def exchange_time(self) -> datetime | None:
-        """LTT as an aware Asia/Kolkata datetime (None when LTT is 0)."""
-        return ltt_to_datetime(self.ltt)
 
-    @property
-    def depth(self) -> tuple[DepthLevel, ...] | None:
-        """The 5 depth levels of a full packet, level 1 first; None for ticker/quote."""
-        raw = self.depth_raw
-        if raw is None:
-            return None
-        return tuple(map(_new, _DEPTH_CLASSES, _DEPTH_LEVEL.iter_unpack(raw)))
+Tick = TickerTick | QuoteTick | FullTick
+"""A ticker, quote or full packet: what a consumer of prices handles.
 
-    @property
-    def best_bid_price(self) -> float | None:
-        raw = self.depth_raw
-        return _BEST_PRICES(raw)[0] if raw is not None else None
+All three answer the same attributes (kind, segment_code, exchange_segment, security_id, key,
+ltp, ltt, exchange_time, receive_time, ltq, atp, volume, total_sell_qty, total_buy_qty, open,
+close, high, low, oi, oi_day_high, oi_day_low, depth_raw, depth, best bid/ask price and qty);
+those a packet does not carry are None. ``isinstance(packet, Tick)`` works. Three classes
+rather than one with padding because each is then built from its struct output as is, with no
+reordering and no Nones to fill: this is the hottest path of the system.
 
-    @property
-    def best_ask_price(self) -> float | None:
-        raw = self.depth_raw
-        return _BEST_PRICES(raw)[1] if raw is not None else None
-
-    @property
-    def best_bid_qty(self) -> int | None:
-        raw = self.depth_raw
-        return _BEST_QTYS(raw)[0] if raw is not None else None
-
-    @property
-    def best_ask_qty(self) -> int | None:
-        raw = self.depth_raw
-        return _BEST_QTYS(raw)[1] if raw is not None else None
+Prices are float32 on the wire, widened to float (152.30 arrives as 152.3000030517578): round
+for display, compare with a tolerance below the tick size. ``ltt`` is the raw IST-shifted
+epoch, ``exchange_time`` the aware datetime (computed on access, cached per second).
+``receive_time`` is whatever the caller passed to ``decode_frame``.
+"""
 
 
 class OpenInterest(NamedTuple):
@@ -338,7 +436,7 @@ class OpenInterest(NamedTuple):
     segment_code: int
     security_id: int
     oi: int
-    receive_time: datetime | None
+    receive_time: datetime | None = None
 
     exchange_segment = property(_exchange_segment)
     key = property(_key)
@@ -351,7 +449,7 @@ class PrevClose(NamedTuple):
     security_id: int
     prev_close: float
     prev_oi: int
-    receive_time: datetime | None
+    receive_time: datetime | None = None
 
     exchange_segment = property(_exchange_segment)
     key = property(_key)
@@ -363,7 +461,7 @@ class MarketStatus(NamedTuple):
     segment_code: int
     security_id: int
     payload: bytes
-    receive_time: datetime | None
+    receive_time: datetime | None = None
 
     exchange_segment = property(_exchange_segment)
     key = property(_key)
@@ -375,7 +473,7 @@ class Disconnect(NamedTuple):
     segment_code: int
     security_id: int
     reason_code: int
-    receive_time: datetime | None
+    receive_time: datetime | None = None
 
     exchange_segment = property(_exchange_segment)
     key = property(_key)
@@ -387,23 +485,43 @@ class Disconnect(NamedTuple):
         )
 
 
-Packet = Tick | OpenInterest | PrevClose | MarketStatus | Disconnect
+Packet = TickerTick | QuoteTick | FullTick | OpenInterest | PrevClose | MarketStatus | Disconnect
+
+_COUNTER_BY_CODE = {
+    2: "ticker",
+    4: "quote",
+    5: "oi",
+    6: "prev_close",
+    7: "market_status",
+    8: "full",
+    50: "disconnect",
+}
 
 
 class FeedStats:
     """Counters a decode loop owns and passes to every ``decode_frame`` call.
 
-    ``by_code``: packets decoded per response code; ``unknown`` / ``unknown_codes``: packets
-    with a code we do not decode, skipped by their length; ``truncated``: frames that ended in
-    the middle of a packet; ``garbage``: bytes that could not be framed or a known code with the
-    wrong length; ``skipped_bytes``: every byte not decoded for one of those reasons.
+    Decoded packets per type (``ticker``, ``quote``, ``oi``, ``prev_close``, ``market_status``,
+    ``full``, ``disconnect``; ``by_code`` gives them keyed by response code); ``unknown`` /
+    ``unknown_codes``: packets with a code we do not decode, skipped by their length;
+    ``truncated``: frames that ended in the middle of a packet; ``garbage``: bytes that could
+    not be framed, a known code with the wrong length, or a frame that is not bytes;
+    ``skipped_bytes``: every byte not decoded for one of those reasons.
     """
 
+    # Plain slots, not a dict keyed by code: an attribute increment is the cheapest counter
+    # there is, and it runs once per frame.
     __slots__ = (
-        "by_code",
+        "disconnect",
         "frames",
+        "full",
         "garbage",
+        "market_status",
+        "oi",
+        "prev_close",
+        "quote",
         "skipped_bytes",
+        "ticker",
         "truncated",
         "unknown",
         "unknown_codes",
@@ -411,12 +529,18 @@ class FeedStats:
 
     def __init__(self) -> None:
         self.frames = 0
-        self.by_code: dict[int, int] = dict.fromkeys((2, 4, 5, 6, 7, 8, 50), 0)
+        self.ticker = self.quote = self.full = 0
+        self.oi = self.prev_close = self.market_status = self.disconnect = 0
         self.unknown = 0
         self.unknown_codes: dict[int, int] = {}
         self.truncated = 0
         self.garbage = 0
         self.skipped_bytes = 0
+
+    @property
+    def by_code(self) -> dict[int, int]:
+        """Packets decoded per response code (all seven decoded codes, zeros included)."""
+        return {code: getattr(self, name) for code, name in _COUNTER_BY_CODE.items()}
 
     @property
     def packets(self) -> int:
@@ -440,9 +564,8 @@ class FeedStats:
 
 
 # ---------------------------------------------------------------------------------------------
-# Wire structs. Decoders skip the u16 length with "xx" (the framing code has read it) and
-# the ticker struct's output is exactly the first five Tick fields (kind, segment, sid, ltp,
-# ltt), so the hottest packet needs no reordering at all.
+# Wire structs. Decoders skip the u16 length with "xx" (the framing code has read it), so each
+# struct's output is exactly its class's fields up to receive_time.
 
 _HDR = struct.Struct("<BH")  # code, length: all the framing loop needs
 _TICKER = struct.Struct("<BxxBIfI")  # code, segment, sid, ltp, ltt
@@ -450,7 +573,6 @@ _TICKER = struct.Struct("<BxxBIfI")  # code, segment, sid, ltp, ltt
 _QUOTE = struct.Struct("<BxxBIfHIfIIIffff")
 # as quote, with oi, oi day high, oi day low before open; the depth follows @62
 _FULL = struct.Struct("<BxxBIfHIfIIIIIIffff")
-_DEPTH_LEVEL = struct.Struct("<IIHHff")  # 20 bytes, 5 of them @62
 _OI = struct.Struct("<xxxBII")  # segment, sid, oi
 _PREV_CLOSE = struct.Struct("<xxxBIfI")  # segment, sid, prev close, prev oi
 _HDR_SID = struct.Struct("<xxxBI")  # segment, sid
@@ -478,24 +600,19 @@ assert _ENC_QUOTE.size == QUOTE_SIZE and _QUOTE.size == QUOTE_SIZE
 assert _ENC_FULL.size == _FULL.size == _DEPTH_OFFSET
 assert _DEPTH_OFFSET + 5 * _DEPTH_LEVEL.size == FULL_SIZE
 assert _ENC_OI.size == OI_SIZE and _ENC_DISCONNECT.size == DISCONNECT_SIZE
+assert len(TickerTick._fields) == len(_TICKER.unpack(bytes(TICKER_SIZE))) + 1
+assert len(QuoteTick._fields) == len(_QUOTE.unpack(bytes(QUOTE_SIZE))) + 1
+assert len(FullTick._fields) == len(_FULL.unpack(bytes(_DEPTH_OFFSET))) + 2
 
-_new = tuple.__new__
-_DEPTH_CLASSES = (DepthLevel,) * 5
-_BEST_QTYS = struct.Struct("<II").unpack_from  # level 1 bid qty, ask qty
-_BEST_PRICES = struct.Struct("<12xff").unpack_from  # level 1 bid price, ask price
-
-# Quote and full are unpacked in one call each, then put in Tick order by one itemgetter call
-# (LTT before LTQ, OI after OHLC): both are C calls, cheaper than per-field Python code.
+# Bound once: a method lookup per packet is measurable here.
 _unpack_header = _HDR.unpack_from
 _unpack_ticker = _TICKER.unpack_from
+_unpack_ticker_word = struct.Struct("<IIfI").unpack  # code|length|segment as one u32, sid...
 _unpack_quote = _QUOTE.unpack_from
-_quote_order = itemgetter(0, 1, 2, 3, 5, 4, 6, 7, 8, 9, 10, 11, 12, 13)
 _unpack_full = _FULL.unpack_from
-_full_order = itemgetter(0, 1, 2, 3, 5, 4, 6, 7, 8, 9, 13, 14, 15, 16, 10, 11, 12)
 _iter_tickers = _TICKER.iter_unpack
 # Below this many packets the ticker fast path's fixed cost (3 slices, iterators) loses.
 _FAST_PATH_MIN_BYTES = 8 * TICKER_SIZE
-_TICKER_NONES = (None,) * 13  # Tick fields between ltt and receive_time
 
 
 def decode_frame(
@@ -521,55 +638,55 @@ def decode_frame(
         data = bytes(data)
     n = len(data)
 
-    if n >= HEADER_SIZE:
-        code, length = _unpack_header(data, 0)
-        if length == n:
-            # One packet in the frame: what Dhan's server sends most of the time (the SDK
-            # could not work otherwise), so it skips the walking loop entirely.
-            if code == 2 and n == TICKER_SIZE:
-                packet: Packet = _new(
-                    Tick, (*_unpack_ticker(data, 0), *_TICKER_NONES, receive_time)
-                )
-            elif code == 4 and n == QUOTE_SIZE:
-                packet = _new(
-                    Tick,
-                    (*_quote_order(_unpack_quote(data, 0)), None, None, None, None, receive_time),
-                )
-            elif code == 8 and n == FULL_SIZE:
-                packet = _new(
-                    Tick,
-                    (*_full_order(_unpack_full(data, 0)), data[_DEPTH_OFFSET:], receive_time),
-                )
-            else:
-                return _walk(data, n, receive_time, stats)
+    # One packet per frame is what Dhan's server sends most of the time (the SDK could not work
+    # otherwise), so a frame of exactly one ticker, quote or full packet skips the walking
+    # loop: one unpack, the length checked byte by byte (u16 LE at offsets 1-2), one object.
+    # Sizes are literals here (a constant load is cheaper than a global lookup): 16 ticker,
+    # 50 quote, 162 full, 62 depth offset.
+    if n == 16:
+        # The hottest case: bytes 0-3 read as one u32 check code 2 and length 16 in a single
+        # comparison, and its top byte is the segment.
+        head, security_id, ltp, ltt = _unpack_ticker_word(data)
+        if head & 0xFFFFFF == 0x001002:
             if stats is not None:
                 stats.frames += 1
-                stats.by_code[code] += 1
-            return [packet]
-
-        # Fast path: a frame made only of ticker packets (a busy feed in ticker mode, indices)
-        # is checked with three C-level slice counts and decoded by iter_unpack with no Python
-        # code per packet.
-        if n >= _FAST_PATH_MIN_BYTES and not n & 15:
-            count = n >> 4
-            if (
-                data[0::16].count(2) == count
-                and data[1::16].count(TICKER_SIZE) == count
-                and data[2::16].count(0) == count
-            ):
-                ticks: list[Packet] = list(
-                    map(
-                        _new,
-                        repeat(Tick, count),
-                        map(
-                            add, _iter_tickers(data), repeat((*_TICKER_NONES, receive_time), count)
-                        ),
-                    )
+                stats.ticker += 1
+            return [_new(TickerTick, (2, head >> 24, security_id, ltp, ltt, receive_time))]
+    elif n == 50:
+        values = _unpack_quote(data, 0)
+        if values[0] == 4 and data[1] == 50 and data[2] == 0:
+            if stats is not None:
+                stats.frames += 1
+                stats.quote += 1
+            return [_new(QuoteTick, (*values, receive_time))]
+    elif n == 162:
+        values = _unpack_full(data, 0)
+        if values[0] == 8 and data[1] == 162 and data[2] == 0:
+            if stats is not None:
+                stats.frames += 1
+                stats.full += 1
+            return [_new(FullTick, (*values, data[62:], receive_time))]
+    elif n >= _FAST_PATH_MIN_BYTES and not n & 15:
+        # A frame made only of ticker packets (a busy feed in ticker mode, indices) is
+        # checked with three C-level slice counts and decoded by iter_unpack with no
+        # Python code per packet.
+        count = n >> 4
+        if (
+            data[0::16].count(2) == count
+            and data[1::16].count(TICKER_SIZE) == count
+            and data[2::16].count(0) == count
+        ):
+            ticks: list[Packet] = list(
+                map(
+                    _new,
+                    repeat(TickerTick, count),
+                    map(add, _iter_tickers(data), repeat((receive_time,), count)),
                 )
-                if stats is not None:
-                    stats.frames += 1
-                    stats.by_code[2] += count
-                return ticks
+            )
+            if stats is not None:
+                stats.frames += 1
+                stats.ticker += count
+            return ticks
     return _walk(data, n, receive_time, stats)
 
 
@@ -579,48 +696,41 @@ def _walk(
     """The general case: walk the packets of a frame by their length fields."""
     out: list[Packet] = []
     append = out.append
-    ticker_tail = (*_TICKER_NONES, receive_time)
-    quote_tail = (None, None, None, None, receive_time)
+    received = (receive_time,)
     n_ticker = n_quote = n_full = 0
     off = 0
     if not n:
         _count_bad(stats, "garbage", 0)  # an empty binary frame is not something Dhan sends
     try:
         while off < n:
-            if n - off < HEADER_SIZE:
-                _count_bad(stats, "truncated", n - off)
-                break
+            # Fewer than 3 bytes left raise struct.error here; fewer than 8 are caught below
+            # by `end > n` since length >= 8 is required: one bounds check per packet.
             code, length = _unpack_header(data, off)
             end = off + length
             if length < HEADER_SIZE or end > n:
-                # A length below the header size cannot move us forward: nothing after it can
-                # be framed. One past the end is a cut-off packet.
-                _count_bad(stats, "garbage" if length < HEADER_SIZE else "truncated", n - off)
+                if n - off < HEADER_SIZE or length >= HEADER_SIZE:
+                    _count_bad(stats, "truncated", n - off)  # cut-off header or packet
+                else:
+                    # A length below the header size cannot move us forward: nothing after
+                    # it can be framed.
+                    _count_bad(stats, "garbage", n - off)
                 break
             if code == 2:
                 if length == TICKER_SIZE:
-                    append(_new(Tick, _unpack_ticker(data, off) + ticker_tail))
+                    append(_new(TickerTick, _unpack_ticker(data, off) + received))
                     n_ticker += 1
                 else:
                     _count_bad(stats, "garbage", length)
             elif code == 4:
                 if length == QUOTE_SIZE:
-                    append(_new(Tick, _quote_order(_unpack_quote(data, off)) + quote_tail))
+                    append(_new(QuoteTick, _unpack_quote(data, off) + received))
                     n_quote += 1
                 else:
                     _count_bad(stats, "garbage", length)
             elif code == 8:
                 if length == FULL_SIZE:
-                    append(
-                        _new(
-                            Tick,
-                            (
-                                *_full_order(_unpack_full(data, off)),
-                                data[off + _DEPTH_OFFSET : end],
-                                receive_time,
-                            ),
-                        )
-                    )
+                    depth = data[off + _DEPTH_OFFSET : end]
+                    append(_new(FullTick, (*_unpack_full(data, off), depth, receive_time)))
                     n_full += 1
                 else:
                     _count_bad(stats, "garbage", length)
@@ -629,19 +739,18 @@ def _walk(
                 if packet is not None:
                     append(packet)
             off = end
-    except (struct.error, TypeError, ValueError):  # pragma: no cover - belt and braces
-        # Every read above is bounds-checked first; this only keeps a bug of ours from taking
-        # the feed loop down.
+    except struct.error:
+        # Only the header read can hit the end: 1 or 2 bytes left.
+        _count_bad(stats, "truncated", n - off)
+    except (TypeError, ValueError):  # pragma: no cover - belt and braces
+        # Every body read above is bounds-checked first; this only keeps a bug of ours from
+        # taking the feed loop down.
         _count_bad(stats, "garbage", n - off)
     if stats is not None:
         stats.frames += 1
-        by_code = stats.by_code
-        if n_ticker:
-            by_code[2] += n_ticker
-        if n_quote:
-            by_code[4] += n_quote
-        if n_full:
-            by_code[8] += n_full
+        stats.ticker += n_ticker
+        stats.quote += n_quote
+        stats.full += n_full
     return out
 
 
@@ -678,7 +787,8 @@ def _decode_other(
             stats.skipped_bytes += length
         return None
     if stats is not None:
-        stats.by_code[code] += 1
+        name = _COUNTER_BY_CODE[code]
+        setattr(stats, name, getattr(stats, name) + 1)
     return packet
 
 
@@ -826,40 +936,16 @@ def encode_disconnect(
 
 def encode_packet(packet: Packet) -> bytes:
     """Encode a decoded packet back to its wire bytes (``decode_frame`` inverse)."""
-    if isinstance(packet, Tick):
-        if packet.kind == 2:
-            return encode_ticker(packet.segment_code, packet.security_id, packet.ltp, packet.ltt)
-        fields = {
-            name: getattr(packet, name)
-            for name in (
-                "ltq",
-                "atp",
-                "volume",
-                "total_sell_qty",
-                "total_buy_qty",
-                "open",
-                "close",
-                "high",
-                "low",
-            )
-        }
-        if packet.kind == 4:
-            return encode_quote(
-                packet.segment_code, packet.security_id, ltp=packet.ltp, ltt=packet.ltt, **fields
-            )
-        if packet.kind == 8:
-            return encode_full(
-                packet.segment_code,
-                packet.security_id,
-                ltp=packet.ltp,
-                ltt=packet.ltt,
-                oi=packet.oi,
-                oi_day_high=packet.oi_day_high,
-                oi_day_low=packet.oi_day_low,
-                depth=packet.depth or (),
-                **fields,
-            )
-        raise ValueError(f"Tick.kind must be 2, 4 or 8, got {packet.kind}")
+    if isinstance(packet, TickerTick):
+        return encode_ticker(packet.segment_code, packet.security_id, packet.ltp, packet.ltt)
+    if isinstance(packet, QuoteTick | FullTick):
+        fields = packet._asdict()
+        for name in ("kind", "segment_code", "security_id", "receive_time", "depth_raw"):
+            fields.pop(name, None)
+        if isinstance(packet, QuoteTick):
+            return encode_quote(packet.segment_code, packet.security_id, **fields)
+        depth = packet.depth or ()
+        return encode_full(packet.segment_code, packet.security_id, depth=depth, **fields)
     if isinstance(packet, OpenInterest):
         return encode_oi(packet.segment_code, packet.security_id, packet.oi)
     if isinstance(packet, PrevClose):

@@ -22,11 +22,14 @@ from trading.dhan.feed_codec import (
     DisconnectRequest,
     FeedMode,
     FeedStats,
+    FullTick,
     MarketStatus,
     OpenInterest,
     PrevClose,
+    QuoteTick,
     SubscriptionRequest,
     Tick,
+    TickerTick,
     decode_frame,
     parse_request,
 )
@@ -107,6 +110,14 @@ def test_segment_names_map_to_the_numeric_header_codes_both_ways(name, code):
     assert fc.segment_code(code) == code
     assert fc.segment_name(code) == name
     assert fc.ExchangeSegment[name] == code
+    for encoded in (
+        fc.encode_ticker(name, 1, 1.5, REAL_LTT),
+        fc.encode_quote(name, 1, ltp=1.5, ltt=REAL_LTT),
+        fc.encode_full(name, 1, ltp=1.5, ltt=REAL_LTT),
+        fc.encode_oi(name, 1, 10),
+    ):
+        assert encoded[3] == code
+        assert decode_one(encoded).exchange_segment == name
 
 
 def test_an_unknown_segment_is_a_clear_value_error():
@@ -303,13 +314,13 @@ LAYOUTS = [
     pytest.param(
         lambda: fc.encode_ticker("NSE_FNO", 55796, 152.25, REAL_LTT),
         expected_ticker(),
-        Tick(2, 2, 55796, 152.25, REAL_LTT, receive_time=RECEIVED),
+        TickerTick(2, 2, 55796, 152.25, REAL_LTT, RECEIVED),
         id="2-ticker",
     ),
     pytest.param(
         lambda: fc.encode_quote("NSE_FNO", 55796, **QUOTE_FIELDS),
         expected_quote(),
-        Tick(4, 2, 55796, **QUOTE_FIELDS, receive_time=RECEIVED),
+        QuoteTick(4, 2, 55796, **QUOTE_FIELDS, receive_time=RECEIVED),
         id="4-quote",
     ),
     pytest.param(
@@ -339,7 +350,7 @@ LAYOUTS = [
     pytest.param(
         lambda: fc.encode_full("NSE_FNO", 55796, **FULL_FIELDS, depth=DEPTH),
         expected_full(),
-        Tick(
+        FullTick(
             8,
             2,
             55796,
@@ -387,6 +398,48 @@ def test_a_full_tick_exposes_depth_and_best_bid_and_ask():
     assert (tick.best_ask_price, tick.best_ask_qty) == (152.5, 75)
     assert (tick.oi, tick.oi_day_high, tick.oi_day_low) == (5_000_000, 5_100_000, 4_900_000)
     assert (tick.open, tick.close, tick.high, tick.low) == (140.5, 0.0, 160.75, 130.25)
+
+
+TICK_ATTRIBUTES = (
+    "kind",
+    "segment_code",
+    "exchange_segment",
+    "security_id",
+    "key",
+    "ltp",
+    "ltt",
+    "exchange_time",
+    "receive_time",
+    "ltq",
+    "atp",
+    "volume",
+    "total_sell_qty",
+    "total_buy_qty",
+    "open",
+    "close",
+    "high",
+    "low",
+    "oi",
+    "oi_day_high",
+    "oi_day_low",
+    "depth_raw",
+    "depth",
+    "best_bid_price",
+    "best_bid_qty",
+    "best_ask_price",
+    "best_ask_qty",
+)
+
+
+@pytest.mark.parametrize("wire", [expected_ticker(), expected_quote(), expected_full()])
+def test_ticker_quote_and_full_ticks_answer_the_same_attributes(wire):
+    tick = decode_one(wire)
+
+    assert isinstance(tick, Tick)
+    values = {name: getattr(tick, name) for name in TICK_ATTRIBUTES}
+    assert values["key"] == "NSE_FNO:55796"
+    assert values["exchange_time"] == datetime(2025, 7, 25, 14, 53, 12, tzinfo=IST)
+    assert values["receive_time"] == RECEIVED
 
 
 def test_a_ticker_carries_only_ltp_and_ltt():
@@ -498,7 +551,7 @@ def test_a_frame_of_only_tickers_decodes_like_the_general_walk(count):
     decoded = decode_frame(b"".join(packets), RECEIVED, stats)
 
     assert decoded == [decode_one(p) for p in packets]
-    assert all(type(t) is Tick for t in decoded)
+    assert all(type(t) is TickerTick for t in decoded)
     assert stats.by_code[2] == count and stats.frames == 1
 
 
@@ -509,7 +562,9 @@ def test_a_ticker_frame_with_one_other_packet_in_it_is_still_walked_correctly():
 
     decoded = decode_frame(frame, RECEIVED)
 
-    assert [type(p).__name__ for p in decoded] == ["Tick"] * 5 + ["PrevClose"] + ["Tick"] * 5
+    assert [type(p).__name__ for p in decoded] == ["TickerTick"] * 5 + ["PrevClose"] + [
+        "TickerTick"
+    ] * 5
     assert decoded[5] == PrevClose(2, 99, 2.5, 0, RECEIVED)
 
 
