@@ -808,10 +808,25 @@ def _ltt(value: LttLike) -> int:
     return datetime_to_ltt(value) if isinstance(value, datetime) else int(value)
 
 
+def _pack(layout: struct.Struct, *values: float) -> bytes:
+    # struct.error is not a ValueError; the simulator should see one clear error type when a
+    # value does not fit its wire field (e.g. an LTQ above 65535 or a negative volume).
+    try:
+        return layout.pack(*values)
+    except struct.error as exc:
+        raise ValueError(f"cannot encode feed packet {values[:4]}...: {exc}") from None
+
+
 def encode_ticker(segment: str | int, security_id: int | str, ltp: float, ltt: LttLike) -> bytes:
     """Code 2, 16 bytes."""
-    return _ENC_TICKER.pack(
-        2, TICKER_SIZE, segment_code(segment), _security_id(security_id), ltp, _ltt(ltt)
+    return _pack(
+        _ENC_TICKER,
+        2,
+        TICKER_SIZE,
+        segment_code(segment),
+        _security_id(security_id),
+        ltp,
+        _ltt(ltt),
     )
 
 
@@ -832,7 +847,8 @@ def encode_quote(
     low: float = 0.0,
 ) -> bytes:
     """Code 4, 50 bytes. Note the wire order: open, close, high, low."""
-    return _ENC_QUOTE.pack(
+    return _pack(
+        _ENC_QUOTE,
         4,
         QUOTE_SIZE,
         segment_code(segment),
@@ -874,7 +890,8 @@ def encode_full(
     """Code 8, 162 bytes. ``depth``: up to 5 levels, level 1 first; missing levels are zeros."""
     if len(depth) > 5:
         raise ValueError(f"a full packet carries 5 depth levels, got {len(depth)}")
-    head = _ENC_FULL.pack(
+    head = _pack(
+        _ENC_FULL,
         8,
         FULL_SIZE,
         segment_code(segment),
@@ -894,22 +911,28 @@ def encode_full(
         high,
         low,
     )
-    levels = [_DEPTH_LEVEL.pack(*level) for level in depth]
+    levels = [_pack(_DEPTH_LEVEL, *level) for level in depth]
     levels.extend(bytes(_DEPTH_LEVEL.size) for _ in range(5 - len(depth)))
     return head + b"".join(levels)
 
 
 def encode_oi(segment: str | int, security_id: int | str, oi: int) -> bytes:
     """Code 5, 12 bytes."""
-    return _ENC_OI.pack(5, OI_SIZE, segment_code(segment), _security_id(security_id), oi)
+    return _pack(_ENC_OI, 5, OI_SIZE, segment_code(segment), _security_id(security_id), oi)
 
 
 def encode_prev_close(
     segment: str | int, security_id: int | str, prev_close: float, prev_oi: int = 0
 ) -> bytes:
     """Code 6, 16 bytes."""
-    return _ENC_PREV_CLOSE.pack(
-        6, PREV_CLOSE_SIZE, segment_code(segment), _security_id(security_id), prev_close, prev_oi
+    return _pack(
+        _ENC_PREV_CLOSE,
+        6,
+        PREV_CLOSE_SIZE,
+        segment_code(segment),
+        _security_id(security_id),
+        prev_close,
+        prev_oi,
     )
 
 
@@ -918,8 +941,12 @@ def encode_market_status(
 ) -> bytes:
     """Code 7: the header plus an (undocumented) payload."""
     return (
-        _ENC_HEADER.pack(
-            7, HEADER_SIZE + len(payload), segment_code(segment), _security_id(security_id)
+        _pack(
+            _ENC_HEADER,
+            7,
+            HEADER_SIZE + len(payload),
+            segment_code(segment),
+            _security_id(security_id),
         )
         + payload
     )
@@ -929,8 +956,13 @@ def encode_disconnect(
     reason_code: int, segment: str | int = 0, security_id: int | str = 0
 ) -> bytes:
     """Code 50, 10 bytes: u16 reason code at offset 8."""
-    return _ENC_DISCONNECT.pack(
-        50, DISCONNECT_SIZE, segment_code(segment), _security_id(security_id), reason_code
+    return _pack(
+        _ENC_DISCONNECT,
+        50,
+        DISCONNECT_SIZE,
+        segment_code(segment),
+        _security_id(security_id),
+        reason_code,
     )
 
 

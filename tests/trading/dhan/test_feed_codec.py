@@ -38,7 +38,8 @@ RECEIVED = datetime(2025, 7, 25, 9, 23, 12, 500000, tzinfo=UTC)
 
 # DhanHQ-py issue #90 (NIFTY 31 JUL 2025 24900 PE / CE, Full mode), as logged by `websockets`:
 # the first 16 and the last 8 bytes of each 162-byte packet; the log elides the middle ("...").
-# PROTOCOL.md 2.4 quotes the PE packet; the CE packet is the next frame of the same log.
+# PROTOCOL.md 2.4 quotes the PE packet's first 14 and last 8 bytes; its bytes 14-15 (58 9a)
+# and the CE packet (the next frame) are from the same issue log.
 REAL_PE_HEAD = bytes.fromhex("08a20002f4d90000cd4c18434b00589a")
 REAL_PE_TAIL = bytes.fromhex("9a191843cdcc1843")
 REAL_CE_HEAD = bytes.fromhex("08a20002f3d90000cdccbf422c01589a")
@@ -470,6 +471,21 @@ def test_a_full_packet_pads_missing_depth_levels_with_zeros():
 def test_encoders_take_an_aware_datetime_for_ltt():
     moment = datetime(2025, 7, 25, 14, 53, 12, tzinfo=IST)
     assert fc.encode_ticker("NSE_FNO", 55796, 152.25, moment) == expected_ticker()
+
+
+@pytest.mark.parametrize(
+    "encode",
+    [
+        lambda: fc.encode_quote("NSE_FNO", 1, ltp=1.5, ltt=REAL_LTT, ltq=70_000),  # u16
+        lambda: fc.encode_full("NSE_FNO", 1, ltp=1.5, ltt=REAL_LTT, volume=-1),
+        lambda: fc.encode_ticker("NSE_FNO", 1, 1.5, 2**32),
+        lambda: fc.encode_disconnect(70_000),
+        lambda: fc.encode_ticker("NSE_FNO", 2**32, 1.5, REAL_LTT),
+    ],
+)
+def test_a_value_that_does_not_fit_its_wire_field_is_a_value_error(encode):
+    with pytest.raises(ValueError):
+        encode()
 
 
 @pytest.mark.parametrize(
