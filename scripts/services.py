@@ -71,8 +71,11 @@ def _wait_for_port(port: int, what: str, timeout: float = 30.0) -> None:
 
 
 @contextlib.contextmanager
-def postgres(dbname: str = "algo_scalper") -> Iterator[str]:
-    """Start a throwaway cluster; yields a ``postgres://`` URL for a fresh database."""
+def postgres(dbname: str = "algo_scalper", settings: dict[str, str] | None = None) -> Iterator[str]:
+    """Start a throwaway cluster; yields a ``postgres://`` URL for a fresh database.
+
+    ``settings`` adds server settings (``{"shared_buffers": "512MB"}``) to the test defaults.
+    """
     user = _unprivileged_user()
     root = Path(tempfile.mkdtemp(prefix="algo-pg-"))
     data, sock = root / "data", root / "sock"
@@ -106,6 +109,8 @@ def postgres(dbname: str = "algo_scalper") -> Iterator[str]:
             f"-p {port} -k {sock} -c listen_addresses=127.0.0.1 -c fsync=off "
             "-c synchronous_commit=off -c full_page_writes=off -c max_connections=100"
         )
+        for name, value in (settings or {}).items():
+            options += f" -c {name}={value}"
         _run_as(
             user,
             [
