@@ -97,6 +97,7 @@ class Derivative(Scrip):
         blank=True,
         on_delete=models.PROTECT,
         related_name="derivatives",
+        db_index=False,  # derivative_chain_idx leads with it; a second index only slows imports
     )
     expiry_date = models.DateField()
     expiry_at = models.DateTimeField(help_text="expiry moment (IST in the file, stored aware)")
@@ -112,17 +113,13 @@ class Derivative(Scrip):
             )
         ]
         indexes = [
-            # option_contract(), strikes(), nearest_strike(): equality on the first four columns.
+            # option_contract(), strikes(), nearest_strike(): equality on the leading columns;
+            # expiries() walks it in (underlying, expiry_date) order. Each extra index on this
+            # 250k-row table costs the daily import about a second.
             models.Index(
                 fields=["underlying", "expiry_date", "option_type", "strike"],
                 name="derivative_chain_idx",
             ),
-            # expiries(): by underlying and instrument code, ordered by date.
-            models.Index(
-                fields=["underlying", "instrument", "expiry_date"], name="derivative_expiry_idx"
-            ),
-            models.Index(fields=["underlying_symbol", "expiry_date"], name="derivative_usym_idx"),
-            models.Index(fields=["trading_symbol"], name="derivative_symbol_idx"),
         ]
 
     @property

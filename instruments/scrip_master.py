@@ -21,12 +21,15 @@ from __future__ import annotations
 
 import csv
 import hashlib
+import io
+import operator
 import re
 from collections import Counter
 from collections.abc import Callable, Iterable, Iterator
 from dataclasses import dataclass, field
 from datetime import date, datetime, time
 from decimal import Decimal, InvalidOperation
+from typing import BinaryIO
 from zoneinfo import ZoneInfo
 
 IST = ZoneInfo("Asia/Kolkata")
@@ -118,6 +121,28 @@ DETAILED = {
     "underlying_security_id": "UNDERLYING_SECURITY_ID",
     "underlying_symbol": "UNDERLYING_SYMBOL",
 }
+# The order in which ``_row`` unpacks a record.
+FIELDS = (
+    "exchange",
+    "segment",
+    "security_id",
+    "instrument",
+    "expiry_code",
+    "trading_symbol",
+    "lot_size",
+    "display_name",
+    "expiry",
+    "strike",
+    "option_type",
+    "tick_size",
+    "expiry_flag",
+    "instrument_type",
+    "series",
+    "symbol_name",
+    "isin",
+    "underlying_security_id",
+    "underlying_symbol",
+)
 _REQUIRED = (
     "exchange",
     "segment",
@@ -197,6 +222,35 @@ def _decimal(raw: str, what: str) -> Decimal:
     return value
 
 
+def _ends_with_newline(fh: BinaryIO) -> bool:
+    start = fh.tell()
+    fh.seek(0, io.SEEK_END)
+    size = fh.tell()
+    if size == 0:
+        fh.seek(start)
+        return True
+    fh.seek(size - 1)
+    last = fh.read(1)
+    fh.seek(start)
+    return last == b"\n"
+
+
+def _locate_corruption(fh: BinaryIO, name: str, exc: Exception) -> str:
+    """Error path only: re-read the file to name the first line that is not UTF-8 CSV text."""
+    fh.seek(0)
+    for number, raw in enumerate(fh, 1):
+        if b"\x00" in raw:
+            return f"{name}: line {number}: contains NUL bytes: the file is binary or corrupt"
+        try:
+            raw.decode("utf-8")
+        except UnicodeDecodeError as bad:
+            return (
+                f"{name}: line {number}: not UTF-8 text (byte 0x{raw[bad.start]:02x} at column "
+                f"{bad.start + 1}): the file is binary or corrupt"
+            )
+    return f"{name}: unreadable CSV ({exc})"
+
+
 def _text(value: Decimal) -> str:
     """Plain decimal text without exponent or trailing zeros (``19600``, ``0.05``)."""
     text = format(value.normalize(), "f")
@@ -232,65 +286,55 @@ class ScripMasterParser:
 
     # -- whole file -----------------------------------------------------------------------------
 
-    def rows(self, lines: Iterable[bytes]) -> Iterator[tuple]:
-        state = {"line": 0, "complete": True}
-
-        def decoded() -> Iterator[str]:
-            for raw in lines:
-                state["line"] += 1
-                state["complete"] = raw.endswith(b"\n")
-                try:
-                    yield raw.decode("utf-8")
-                except UnicodeDecodeError as exc:
-                    raise ScripMasterError(
-                        f"{self.name}: line {state['line']}: not UTF-8 text "
-                        f"(byte 0x{raw[exc.start]:02x} at column {exc.start + 1}); "
-                        "is this a CSV file?"
-                    ) from None
-
-        reader = csv.reader(decoded())
+    def rows(
+        self, fh: BinaryIO, progress: Callable[[int, int], None] | None = None
+    ) -> Iterator[tuple]:
+        """Normalised rows from a seekable binary file. ``progress(bytes_read, rows)`` is called
+        every 20,000 rows. Raises ScripMasterError for whole-file problems (possibly after some
+        rows were yielded: the caller's transaction must roll back)."""
+        ends_with_newline = _ends_with_newline(fh)
+        text = io.TextIOWrapper(fh, encoding="utf-8", errors="strict", newline="")
+        reader = csv.reader(text)
+        report = self.report
         try:
             header = next(reader, None)
-        except csv.Error as exc:
-            raise ScripMasterError(f"{self.name}: line 1: unreadable CSV ({exc})") from None
-        if header is None:
-            raise ScripMasterError(f"{self.name}: the file is empty")
-        columns = self._resolve_header(header)
-        last_bad_line = 0
-        while True:
-            try:
-                record = next(reader)
-            except StopIteration:
-                break
-            except csv.Error as exc:
-                raise ScripMasterError(
-                    f"{self.name}: line {state['line']}: unreadable CSV ({exc}); "
-                    "the file is corrupt or not text"
-                ) from None
-            if not record:
-                continue  # blank line
-            self.report.rows_read += 1
-            line = state["line"]
-            try:
-                row = self._row(record, columns, len(header))
-            except _RowError as problem:
-                last_bad_line = line
-                self._reject(line, problem.reason, problem.detail)
-                continue
-            if row is not None:
-                self.report.accepted += 1
-                yield row
-        if last_bad_line and last_bad_line == state["line"] and not state["complete"]:
+            if header is None:
+                raise ScripMasterError(f"{self.name}: the file is empty")
+            pick, width, detailed = self._resolve_header(header)
+            last_bad_line = 0
+            for record in reader:
+                if not record:
+                    continue  # blank line
+                report.rows_read += 1
+                if progress is not None and report.rows_read % 20000 == 0:
+                    progress(fh.tell(), report.rows_read)
+                try:
+                    if len(record) != width:
+                        raise _RowError("field count", f"{len(record)} fields, expected {width}")
+                    record.append("")  # what a column absent from this format reads as
+                    row = self._row(tuple(map(str.strip, pick(record))), detailed)
+                except _RowError as problem:
+                    last_bad_line = reader.line_num
+                    self._reject(reader.line_num, problem.reason, problem.detail)
+                    continue
+                if row is not None:
+                    report.accepted += 1
+                    yield row
+        except (csv.Error, UnicodeDecodeError) as exc:
+            raise ScripMasterError(_locate_corruption(fh, self.name, exc)) from None
+        finally:
+            text.detach()  # leave the caller's file open
+        if last_bad_line and last_bad_line == reader.line_num and not ends_with_newline:
             raise ScripMasterError(
                 f"{self.name}: truncated: the last line ({last_bad_line}) is incomplete and has "
                 "no line ending (a download cut off mid-way?)"
             )
-        if not state["complete"]:
-            self.report.warnings.append(f"{self.name}: the file does not end with a line ending")
-        if self.report.rows_read == 0:
+        if not ends_with_newline:
+            report.warnings.append(f"{self.name}: the file does not end with a line ending")
+        if report.rows_read == 0:
             raise ScripMasterError(f"{self.name}: the file has a header but no rows")
 
-    def _resolve_header(self, header: list[str]) -> dict[str, int | None]:
+    def _resolve_header(self, header: list[str]) -> tuple[Callable[[list[str]], tuple], int, bool]:
         names = [h.strip().lstrip("\ufeff").upper() for h in header]
         if "SEM_SMST_SECURITY_ID" in names:
             fmt, mapping = "compact", COMPACT
@@ -312,9 +356,10 @@ class ScripMasterParser:
             )
         self.report.format = fmt
         self.report.columns = len(names)
-        resolved = {f: (position.get(col) if col else None) for f, col in mapping.items()}
-        resolved["_detailed"] = 1 if fmt == "detailed" else None
-        return resolved
+        width = len(names)
+        # A column this format lacks reads the blank appended at index ``width``.
+        indices = [position.get(mapping[f], width) if mapping[f] else width for f in FIELDS]
+        return operator.itemgetter(*indices), width, fmt == "detailed"
 
     def _reject(self, line: int, reason: str, detail: str) -> None:
         self.report.rejected[reason] += 1
@@ -323,97 +368,97 @@ class ScripMasterParser:
 
     # -- one row --------------------------------------------------------------------------------
 
-    def _row(self, rec: list[str], col: dict[str, int | None], width: int) -> tuple | None:
-        if len(rec) != width:
-            raise _RowError("field count", f"{len(rec)} fields, expected {width}")
-
-        def get(name: str) -> str:
-            i = col[name]
-            return rec[i].strip() if i is not None else ""
-
-        exchange = get("exchange").upper()
+    def _row(self, fields: tuple[str, ...], detailed: bool) -> tuple | None:
+        """One record (``FIELDS`` order, stripped) -> staging tuple, or None when filtered."""
+        (exchange, segment, raw_id, instrument, code, trading_symbol, lot, display, expiry,
+         raw_strike, option_type, tick, expiry_flag, instrument_type, series, symbol_name, isin,
+         raw_underlying_id, underlying_symbol) = fields  # fmt: skip
+        exchange = exchange.upper()
         if exchange not in KNOWN_EXCHANGES:
             self.report.dropped["unknown exchange"] += 1
             return None
         if exchange not in self.exchanges:
             self.report.dropped[f"exchange {exchange} not enabled"] += 1
             return None
-        segment = get("segment").upper()
+        segment = segment.upper()
         exchange_segment = SEGMENTS.get((exchange, segment))
         if exchange_segment is None:
             raise _RowError("segment", f"unknown segment {segment!r} for exchange {exchange}")
-        raw_id = get("security_id")
-        if not raw_id.isdigit() or int(raw_id) == 0:
+        if not raw_id.isdigit() or raw_id.strip("0") == "":
             raise _RowError("security_id", f"security id {raw_id!r} is not a positive integer")
         security_id = int(raw_id)
-
-        instrument = get("instrument").upper()
+        instrument = instrument.upper()
         if not instrument:
             raise _RowError("instrument", "blank instrument code")
         is_derivative = instrument.startswith(("OPT", "FUT"))
-        is_option = instrument.startswith("OPT")
-        detailed = col["_detailed"] is not None
-        symbol_name = get("symbol_name")
-        underlying_symbol = (
-            "" if get("underlying_symbol") in _NO_VALUE else get("underlying_symbol")
-        )
+        if underlying_symbol in _NO_VALUE:
+            underlying_symbol = ""
         if detailed:
+            # The detailed file has no trading-symbol column: derivatives carry it in
+            # SYMBOL_NAME, other rows in UNDERLYING_SYMBOL (SYMBOL_NAME is the company name).
             trading_symbol = symbol_name if is_derivative else (underlying_symbol or symbol_name)
-        else:
-            trading_symbol = get("trading_symbol")
         if not trading_symbol:
             raise _RowError("trading_symbol", "blank trading symbol")
-        if _TEST_SYMBOL.search(trading_symbol.upper()) or _TEST_SYMBOL.search(symbol_name.upper()):
-            self.report.dropped["test instrument"] += 1
-            return None
+        if "TEST" in trading_symbol.upper() or "TEST" in symbol_name.upper():
+            if _TEST_SYMBOL.search(trading_symbol.upper() + " " + symbol_name.upper()):
+                self.report.dropped["test instrument"] += 1
+                return None
 
-        lot_size = self._lot(get("lot_size"))
-        tick_size = self._tick(get("tick_size"), segment == "I")
+        lot_size = self._lot_cache.get(lot) or self._lot(lot)
+        tick_size = self._tick_cache.get((tick, segment == "I")) or self._tick(tick, segment == "I")
 
         expiry_date = expiry_at = strike = None
-        option_type = ""
         if is_derivative:
-            expiry = self._expiry(get("expiry"))
-            if expiry is None:
+            parsed = (
+                self._expiry_cache[expiry] if expiry in self._expiry_cache else self._expiry(expiry)
+            )
+            if parsed is None:
                 raise _RowError("expiry", f"{instrument} without an expiry date")
-            expiry_date, expiry_at = expiry
+            expiry_date, expiry_at = parsed
             if not underlying_symbol:
                 underlying_symbol = trading_symbol.split("-", 1)[0].strip()
-            if is_option:
-                option_type = get("option_type").upper()
+            if instrument.startswith("OPT"):
+                option_type = option_type.upper()
                 if option_type not in ("CE", "PE"):
                     raise _RowError("option_type", f"option type {option_type!r} is not CE/PE")
-                strike = self._strike(get("strike"))
+                strike = (
+                    self._strike_cache[raw_strike]
+                    if raw_strike in self._strike_cache
+                    else self._strike(raw_strike)
+                )
                 if strike is None:
-                    raise _RowError("strike", f"option strike {get('strike')!r} is not positive")
+                    raise _RowError("strike", f"option strike {raw_strike!r} is not positive")
+            else:
+                option_type = ""
+        else:
+            option_type = ""
 
         key = (_SEGMENT_NUMBER[exchange_segment] << 48) | security_id
         if key in self._seen:
             raise _RowError("duplicate", f"{exchange_segment}:{security_id} appears twice")
         self._seen.add(key)
 
-        raw_underlying_id = get("underlying_security_id")
-        underlying_id = int(raw_underlying_id) if raw_underlying_id.isdigit() else None
-        isin = get("isin")
-        series = get("series")
-        expiry_flag = get("expiry_flag").upper()
-        code = get("expiry_code")
-        values = (
+        # The hash covers the raw fields (normalisation is a function of them and the version).
+        digest = hashlib.md5(
+            "\x1f".join((NORMALISER_VERSION, *fields)).encode(), usedforsecurity=False
+        ).hexdigest()
+        expiry_flag = expiry_flag.upper()
+        return (
             "D" if is_derivative else "I",
             exchange,
             segment,
             exchange_segment,
             security_id,
             instrument,
-            get("instrument_type").upper(),
+            instrument_type.upper(),
             trading_symbol,
-            get("display_name"),
+            display,
             symbol_name,
             "" if isin in _NO_VALUE else isin,
             "" if series in _NO_VALUE else series,
             lot_size,
             tick_size,
-            underlying_id,
+            int(raw_underlying_id) if raw_underlying_id.isdigit() else None,
             underlying_symbol,
             expiry_date,
             expiry_at,
@@ -421,9 +466,8 @@ class ScripMasterParser:
             option_type,
             expiry_flag if expiry_flag in ("W", "M") else "",
             int(code) if code.lstrip("-").isdigit() else 0,
+            digest,
         )
-        digest = hashlib.md5(repr(values).encode(), usedforsecurity=False).hexdigest()
-        return (*values, digest)
 
     def _lot(self, raw: str) -> int:
         lot = self._lot_cache.get(raw)

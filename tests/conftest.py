@@ -1,4 +1,4 @@
-"""Shared fixtures. Servers come from `make test` (scripts/run_tests.py), never from the internet."""
+"""Shared fixtures. Servers come from `make test` (scripts/run_tests.py), never the internet."""
 
 from __future__ import annotations
 
