@@ -1,30 +1,34 @@
-"""Import a Dhan scrip master into the catalog: atomic, set-based, guarded.
+"""Import a Dhan scrip master into the catalog: atomic, streamed, guarded.
 
-One transaction does everything: the parsed rows stream into a temporary staging table (COPY on
-PostgreSQL, batched inserts on SQLite), then a handful of set-based statements merge it into
-``Instrument`` and ``Derivative``:
+One transaction does everything:
 
-1. upsert each kind, rewriting only rows whose content hash changed (or that come back);
-2. link derivatives to their underlying instrument;
-3. contracts no longer in the file are deleted, except those something still refers to
-   (positions, orders, derivatives of an index): those are flagged ``is_active = false``.
+1. the catalog's current keys, row hashes and expiries are read into memory (one pass);
+2. a parser thread streams normalised rows in chunks while this thread classifies each row
+   against that index: new rows go straight into ``Instrument``/``Derivative`` (COPY on
+   PostgreSQL, batched inserts on SQLite), rows whose content hash changed (or that come back
+   after being flagged) go to a staging table for one set-based UPDATE, unchanged rows are not
+   written at all. Derivatives get their underlying resolved as they stream;
+3. what the index still holds afterwards has left the file: it is deleted, except rows that
+   something refers to (positions, orders, derivatives of an index), which are flagged
+   ``is_active = false``.
 
-A file that fails validation, has too many bad rows, or would remove too much of the catalog
-raises ``ImportFailed`` and the transaction rolls back: the previous catalog stays as it was.
+A file that fails validation, has too many bad rows, or would remove too many contracts that
+have not expired raises ``ImportFailed`` and the transaction rolls back: the previous catalog
+stays as it was. An unchanged file (same fingerprint) is reported and nothing is written.
 """
 
 from __future__ import annotations
 
-import csv
 import hashlib
-import io
 import logging
+import queue
+import threading
 import time
-from collections.abc import Callable, Iterable
+from collections.abc import Callable, Iterator
 from dataclasses import dataclass, field
 from datetime import UTC, datetime
 from pathlib import Path
-from typing import Any
+from typing import Any, BinaryIO
 
 from django.conf import settings
 from django.db import connection, transaction
@@ -95,35 +99,45 @@ class ImportResult:
 
 # Typed on both databases: on SQLite an untyped column has no affinity, and comparing it with the
 # catalog's TEXT columns cannot use the staging index (a 250k-row import turned quadratic).
-STAGING_TYPES = (
-    "kind char(1), exchange text, segment text, exchange_segment text, security_id bigint, "
-    "instrument text, instrument_type text, trading_symbol text, display_name text, "
-    "symbol_name text, isin text, series text, lot_size integer, tick_size numeric, "
-    "underlying_security_id bigint, underlying_symbol text, expiry_date date, "
-    "expiry_at timestamptz, strike numeric, option_type text, expiry_flag text, "
-    "expiry_code smallint, row_hash text"
-)
+_STAGING_TYPE = {
+    "kind": "char(1)",
+    "security_id": "bigint",
+    "lot_size": "integer",
+    "tick_size": "numeric",
+    "underlying_security_id": "bigint",
+    "expiry_date": "date",
+    "expiry_at": "timestamptz",
+    "strike": "numeric",
+    "expiry_code": "smallint",
+}
+STAGING_TYPES = ", ".join(f"{c} {_STAGING_TYPE.get(c, 'text')}" for c in STAGING_COLUMNS)
 
 
 # Index derivatives (OPTIDX, FUTIDX) are written on an index row, stock ones on an equity row.
 _UNDERLYING_SEGMENT = "(CASE WHEN s.instrument LIKE '%%IDX' THEN 'I' ELSE 'E' END)"
-# Which catalog rows are no longer in the file (computed once, used by the guard and removal).
+# Catalog rows that are no longer in the file, by id (written from Python, read by SQL).
 MISSING = "catalog_missing"
-_TEXT_COLUMNS = frozenset(
-    c for c in DERIVATIVE_COLUMNS if c not in {
-        "security_id", "lot_size", "tick_size", "underlying_security_id", "expiry_date",
-        "expiry_at", "strike", "expiry_code",
-    }
-)  # fmt: skip
+CHUNK_ROWS = 20000
+_TEXT_COLUMNS = frozenset(c for c in STAGING_COLUMNS if c not in _STAGING_TYPE)
 # Serialises concurrent imports (a Celery refresh and an operator's run) on PostgreSQL.
 _IMPORT_LOCK_ID = 7_420_001
+_BOOKKEEPING = ("is_active", "removed_at", "created_at", "updated_at")
+INSTRUMENT_INSERT = (*COMMON_COLUMNS, *_BOOKKEEPING, "id")
+DERIVATIVE_INSERT = (*DERIVATIVE_COLUMNS, "underlying_id", *_BOOKKEEPING)
+# Positions in a parsed row (scrip_master.STAGING_COLUMNS).
+_KIND, _EXCHANGE, _SEGMENT, _SEGMENT_ID, _SID, _INSTRUMENT, _SYMBOL = 0, 1, 2, 3, 4, 5, 7
+_USID, _USYMBOL, _HASH = 14, 15, 16
+if STAGING_COLUMNS[1:17] != COMMON_COLUMNS or STAGING_COLUMNS[1:] != DERIVATIVE_COLUMNS:
+    raise RuntimeError("scrip_master.STAGING_COLUMNS no longer matches the catalog columns")
 
 
 class _Dialect:
-    """What differs between PostgreSQL and SQLite: staging load, datetime text, housekeeping."""
+    """What differs between PostgreSQL and SQLite: bulk writes, literals, id allocation."""
 
     ne = "IS DISTINCT FROM"
     temp_suffix = ""
+    null: str | None = None  # how an absent value is spelled in rows this dialect writes
+    true: str | int = 1
 
     def __init__(self, cursor: Any) -> None:
         self.cursor = cursor
@@ -132,73 +146,131 @@ class _Dialect:
         raise NotImplementedError  # each backend stores aware datetimes its own way
 
     def begin(self) -> None:
-        """Called first inside the import transaction."""
+        """First thing in the import transaction: temp tables (and a lock where needed)."""
+        self.cursor.execute(f"CREATE TEMPORARY TABLE {STAGING} ({STAGING_TYPES}){self.temp_suffix}")
+        self.cursor.execute(
+            f"CREATE TEMPORARY TABLE {MISSING} (kind char(1), id bigint){self.temp_suffix}"
+        )
 
-    def load(self, rows: Iterable[tuple]) -> None:
+    def insert(self, table: str, columns: tuple[str, ...], rows: list) -> None:
+        """Bulk-write rows built by the methods below (or parsed rows into staging)."""
+        raise NotImplementedError
+
+    def pk(self, value: int) -> str | int:
+        """A primary key as this dialect's rows spell it."""
+        return value
+
+    def set_now(self, now: str) -> None:
+        self.now = now
+
+    def instrument_row(self, row: tuple, pk: int) -> Any:
+        """A parsed instrument row in INSTRUMENT_INSERT order."""
+        return (*row[1:17], 1, None, self.now, self.now, pk)
+
+    def derivative_row(self, row: tuple, usid: Any, uid: Any) -> Any:
+        """A parsed derivative row in DERIVATIVE_INSERT order."""
+        return (*row[1:14], usid, *row[15:23], uid, 1, None, self.now, self.now)
+
+    def staging_row(self, row: tuple) -> Any:
+        return row
+
+    def allocate_ids(self, model: type, count: int) -> list[int]:
+        """``count`` fresh primary keys for ``model`` (ids known before the rows are written)."""
         raise NotImplementedError
 
     def analyze(self) -> None:
-        """Refresh planner statistics of the catalog tables (where the database needs it)."""
+        """Refresh planner statistics after a bulk load (where the database needs it)."""
 
 
 class _Postgres(_Dialect):
     temp_suffix = " ON COMMIT DROP"
+    null = "\\N"  # COPY text format; the parser escapes the rare value that needs it
+    true = "t"
 
     def format_datetime(self, value: datetime) -> str:
         return value.isoformat(sep=" ")
 
     def begin(self) -> None:
         self.cursor.execute("SELECT pg_advisory_xact_lock(%s)", [_IMPORT_LOCK_ID])
+        super().begin()
 
-    def load(self, rows: Iterable[tuple]) -> None:
-        self.cursor.execute(f"CREATE TEMPORARY TABLE {STAGING} ({STAGING_TYPES}) ON COMMIT DROP")
-        # CSV text through csv.writer in large chunks: several times cheaper than per-row
-        # write_row(). None and "" both arrive as NULL; the merge turns NULL text back into "".
-        buffer = io.StringIO()
-        writer = csv.writer(buffer, lineterminator="\n")
-        sql = f"COPY {STAGING} ({', '.join(STAGING_COLUMNS)}) FROM STDIN WITH (FORMAT csv)"
-        with self.cursor.copy(sql) as copy:
-            for count, row in enumerate(rows, 1):
-                writer.writerow(row)
-                if count % 4000 == 0:
-                    copy.write(buffer.getvalue())
-                    buffer.seek(0)
-                    buffer.truncate()
-            copy.write(buffer.getvalue())
-        self.cursor.execute(f"CREATE INDEX ON {STAGING} (exchange_segment, security_id, kind)")
-        self.cursor.execute(f"ANALYZE {STAGING}")
+    def insert(self, table: str, columns: tuple[str, ...], rows: list) -> None:
+        if rows:
+            with self.cursor.copy(f"COPY {table} ({', '.join(columns)}) FROM STDIN") as copy:
+                copy.write("\n".join(rows) + "\n")
+
+    def pk(self, value: int) -> str | int:
+        return str(value)
+
+    # COPY text lines straight from the parsed strings: a few C-level joins per row, because
+    # Python time (shared by the parser thread and this one) bounds the import.
+    def set_now(self, now: str) -> None:
+        super().set_now(now)
+        self._tail = f"\tt\t\\N\t{now}\t{now}"
+
+    def instrument_row(self, row: tuple, pk: int) -> Any:
+        return "\t".join(row[1:17]) + self._tail + "\t" + str(pk)
+
+    def derivative_row(self, row: tuple, usid: Any, uid: Any) -> Any:
+        return (
+            "\t".join(row[1:14])
+            + "\t"
+            + usid
+            + "\t"
+            + "\t".join(row[15:23])
+            + "\t"
+            + uid
+            + self._tail
+        )
+
+    def staging_row(self, row: tuple) -> Any:
+        return "\t".join(row)
+
+    def allocate_ids(self, model: type, count: int) -> list[int]:
+        if not count:
+            return []
+        self.cursor.execute(
+            "SELECT nextval(pg_get_serial_sequence(%s, 'id')) FROM generate_series(1, %s)",
+            [model._meta.db_table, count],
+        )
+        return [row[0] for row in self.cursor.fetchall()]
 
     def analyze(self) -> None:
-        # The catalog may have just grown from nothing: stale statistics plan the removal
-        # anti-joins as nested loops (250k x 250k rows, minutes instead of a second).
-        self.cursor.execute(f"ANALYZE {Instrument._meta.db_table}, {Derivative._meta.db_table}")
+        # Stale statistics (a catalog that just grew from nothing) plan the joins below as
+        # nested loops over 250k x 250k rows: minutes instead of a fraction of a second.
+        self.cursor.execute(
+            f"ANALYZE {STAGING}, {Instrument._meta.db_table}, {Derivative._meta.db_table}"
+        )
 
 
 class _Sqlite(_Dialect):
     ne = "IS NOT"
-    batch = 5000
 
     def format_datetime(self, value: datetime) -> str:
         # Django's SQLite backend stores aware datetimes as naive UTC text.
         return value.astimezone(UTC).replace(tzinfo=None).isoformat(sep=" ")
 
-    def load(self, rows: Iterable[tuple]) -> None:
-        self.cursor.execute(f"DROP TABLE IF EXISTS temp.{STAGING}")
-        self.cursor.execute(f"DROP TABLE IF EXISTS temp.{MISSING}")
-        self.cursor.execute(f"CREATE TEMP TABLE {STAGING} ({STAGING_TYPES})")
-        marks = ", ".join(["%s"] * len(STAGING_COLUMNS))
-        sql = f"INSERT INTO {STAGING} VALUES ({marks})"
-        batch: list[tuple] = []
-        for row in rows:
-            batch.append(row)
-            if len(batch) >= self.batch:
-                self.cursor.executemany(sql, batch)
-                batch.clear()
-        if batch:
-            self.cursor.executemany(sql, batch)
+    def begin(self) -> None:
+        for table in (STAGING, MISSING):
+            self.cursor.execute(f"DROP TABLE IF EXISTS temp.{table}")
+        super().begin()
         self.cursor.execute(
             f"CREATE INDEX temp.{STAGING}_key ON {STAGING} (exchange_segment, security_id, kind)"
         )
+        self.cursor.execute(f"SELECT COALESCE(MAX(id), 0) FROM {Instrument._meta.db_table}")
+        self._next_id = self.cursor.fetchone()[0] + 1  # the transaction holds the write lock
+
+    def insert(self, table: str, columns: tuple[str, ...], rows: list) -> None:
+        if rows:
+            marks = ", ".join(["%s"] * len(columns))
+            self.cursor.executemany(
+                f"INSERT INTO {table} ({', '.join(columns)}) VALUES ({marks})", rows
+            )
+
+    def allocate_ids(self, model: type, count: int) -> list[int]:
+        ids = list(range(self._next_id, self._next_id + count))
+        self._next_id += count
+        return ids
 
 
 def _dialect(cursor: Any) -> _Dialect:
@@ -211,62 +283,188 @@ def _dialect(cursor: Any) -> _Dialect:
     )
 
 
-# -- set-based merge steps (the same SQL on both databases) -------------------------------------
+# -- the merge: each parsed row is classified against the catalog held in memory ---------------
+
+_CatalogKey = tuple[str, str, str]  # (kind, exchange segment, security id), as parsed rows hold it
 
 
-def _merge(
-    cursor: Any, model: type, columns: tuple[str, ...], kind: str, now: str
-) -> tuple[int, int]:
-    """Update rows whose content changed (or that come back), insert new ones: (inserted, updated).
+@dataclass
+class _Existing:
+    """The catalog before the import: key -> (id, row hash, active, expiry date ISO or None)."""
 
-    Two plain statements instead of INSERT .. ON CONFLICT: the anti-join insert avoids
-    PostgreSQL's per-row speculative insertion, and unchanged rows are never rewritten.
+    rows: dict[_CatalogKey, tuple[int, str, bool, str | None]]
+    active: int
+
+    @classmethod
+    def load(cls, cursor: Any) -> _Existing:
+        rows: dict[_CatalogKey, tuple[int, str, bool, str | None]] = {}
+        for model, kind in ((Instrument, "I"), (Derivative, "D")):
+            expiry = "expiry_date" if model is Derivative else "NULL"
+            cursor.execute(
+                f"SELECT exchange_segment, security_id, id, row_hash, is_active, {expiry} "
+                f"FROM {model._meta.db_table}"
+            )
+            days: dict[Any, str] = {}  # a few hundred distinct expiries: share the strings
+            while batch := cursor.fetchmany(20000):
+                for segment, sid, pk, digest, active, expiry_date in batch:
+                    day = (
+                        None
+                        if expiry_date is None
+                        else days.setdefault(expiry_date, str(expiry_date))
+                    )
+                    rows[(kind, segment, str(sid))] = (pk, digest, bool(active), day)
+        return cls(rows, sum(1 for row in rows.values() if row[2]))
+
+    def unexpected_removals(self, today: str) -> int:
+        """Rows still in ``rows`` (not in the file) that were active and have not expired."""
+        return sum(
+            1
+            for (kind, _, _), (_, _, active, expiry) in self.rows.items()
+            if active and (kind == "I" or (expiry or "") >= today)
+        )
+
+
+class _Merger:
+    """Writes chunks of parsed rows: new ones straight into the catalog tables (COPY on
+    PostgreSQL), changed or returning ones into staging for one UPDATE at the end, unchanged
+    ones nowhere. What is left in ``existing.rows`` afterwards has left the file."""
+
+    def __init__(self, cursor: Any, dialect: _Dialect, existing: _Existing, now: str) -> None:
+        self.cursor, self.dialect, self.existing, self.now = cursor, dialect, existing, now
+        dialect.set_now(now)
+        self.inserted = self.changed = 0
+        # (exchange, segment letter, symbol) -> (id, security id) of an underlying instrument.
+        self.underlyings: dict[tuple[str, str, str], tuple[int, str]] = {}
+        cursor.execute(
+            "SELECT exchange, segment, trading_symbol, id, security_id "
+            f"FROM {Instrument._meta.db_table} ORDER BY id"
+        )
+        for exchange, segment, symbol, pk, sid in cursor.fetchall():
+            self.underlyings.setdefault((exchange, segment, symbol), (pk, str(sid)))
+
+    def chunk(self, rows: list[tuple]) -> None:
+        pop = self.existing.rows.pop
+        new_i: list[tuple] = []
+        new_d: list[tuple] = []
+        changed: list[tuple] = []
+        for row in rows:
+            hit = pop((row[_KIND], row[_SEGMENT_ID], row[_SID]), None)
+            if hit is None:
+                (new_i if row[_KIND] == "I" else new_d).append(row)
+            elif hit[1] != row[_HASH] or not hit[2]:
+                changed.append(row)
+        dialect = self.dialect
+        if new_i:
+            out = []
+            for row, pk in zip(new_i, dialect.allocate_ids(Instrument, len(new_i)), strict=True):
+                out.append(dialect.instrument_row(row, pk))
+                key = (row[_EXCHANGE], row[_SEGMENT], row[_SYMBOL])
+                self.underlyings.setdefault(key, (pk, row[_SID]))
+            dialect.insert(Instrument._meta.db_table, INSTRUMENT_INSERT, out)
+        if new_d:
+            out = []
+            find, null = self.underlyings.get, dialect.null
+            for row in new_d:
+                letter = "I" if row[_INSTRUMENT].endswith("IDX") else "E"
+                found = find((row[_EXCHANGE], letter, row[_USYMBOL]))
+                usid, uid = row[_USID], null  # unresolved: _link_underlyings() retries
+                if found is not None:
+                    uid = dialect.pk(found[0])
+                    if usid == null:
+                        usid = found[1]
+                out.append(dialect.derivative_row(row, usid, uid))
+            dialect.insert(Derivative._meta.db_table, DERIVATIVE_INSERT, out)
+        if changed:
+            dialect.insert(STAGING, STAGING_COLUMNS, [dialect.staging_row(r) for r in changed])
+        self.inserted += len(new_i) + len(new_d)
+        self.changed += len(changed)
+
+    def apply_changes(self) -> int:
+        """One UPDATE per table for every changed or returning row; returns the row count."""
+        if not self.changed:
+            return 0
+        updated = 0
+        for model, columns, kind in (
+            (Instrument, COMMON_COLUMNS, "I"),
+            (Derivative, DERIVATIVE_COLUMNS, "D"),
+        ):
+            table = model._meta.db_table
+            exprs = {c: f"COALESCE(s.{c}, '')" if c in _TEXT_COLUMNS else f"s.{c}" for c in columns}
+            source = f"{STAGING} s"
+            if model is Derivative:
+                exprs["underlying_security_id"] = (
+                    "COALESCE(s.underlying_security_id, u.security_id)"
+                )
+                exprs["underlying_id"] = "u.id"
+                source += (
+                    " LEFT JOIN (SELECT exchange, segment, trading_symbol, MIN(id) AS id, "
+                    f"MIN(security_id) AS security_id FROM {Instrument._meta.db_table} "
+                    "GROUP BY exchange, segment, trading_symbol) u ON u.exchange = s.exchange "
+                    "AND u.trading_symbol = s.underlying_symbol "
+                    f"AND u.segment = {_UNDERLYING_SEGMENT}"
+                )
+            sets = ", ".join(f"{c} = {e}" for c, e in exprs.items() if c != "security_id")
+            self.cursor.execute(
+                f"UPDATE {table} AS t SET {sets}, is_active = TRUE, removed_at = NULL, "
+                f"updated_at = %s FROM {source} WHERE s.kind = %s "
+                "AND t.exchange_segment = s.exchange_segment AND t.security_id = s.security_id",
+                [self.now, kind],
+            )
+            updated += self.cursor.rowcount
+        return updated
+
+
+class _ChunkReader(threading.Thread):
+    """Parses in a background thread, handing over lists of rows through a small queue.
+
+    The queue holds at most two chunks, so memory stays flat whatever the file size. A parse
+    error is handed over and re-raised in the consumer; a consumer that stops early (a database
+    error) sets ``stop`` and the parser exits at its next hand-over.
     """
-    table = model._meta.db_table
-    exprs = {c: f"COALESCE(s.{c}, '')" if c in _TEXT_COLUMNS else f"s.{c}" for c in columns}
-    source = f"{STAGING} s"
-    if model is Derivative:
-        # Resolve the underlying in the same write: setting it afterwards rewrote every row.
-        exprs["underlying_security_id"] = "COALESCE(s.underlying_security_id, u.security_id)"
-        exprs["underlying_id"] = "u.id"
-        source += (
-            " LEFT JOIN (SELECT exchange, segment, trading_symbol, MIN(id) AS id, "
-            f"MIN(security_id) AS security_id FROM {Instrument._meta.db_table} "
-            "GROUP BY exchange, segment, trading_symbol) u ON u.exchange = s.exchange "
-            f"AND u.trading_symbol = s.underlying_symbol AND u.segment = {_UNDERLYING_SEGMENT}"
-        )
-    sets = ", ".join(f"{c} = {e}" for c, e in exprs.items() if c != "security_id")
-    cursor.execute(
-        f"UPDATE {table} AS t SET {sets}, is_active = TRUE, removed_at = NULL, updated_at = %s "
-        f"FROM {source} WHERE s.kind = %s AND t.exchange_segment = s.exchange_segment "
-        "AND t.security_id = s.security_id AND (t.row_hash <> s.row_hash OR NOT t.is_active)",
-        [now, kind],
-    )
-    updated = cursor.rowcount
-    cursor.execute(
-        f"INSERT INTO {table} ({', '.join(exprs)}, is_active, removed_at, created_at, updated_at) "
-        f"SELECT {', '.join(exprs.values())}, TRUE, NULL, %s, %s FROM {source} "
-        f"WHERE s.kind = %s AND NOT EXISTS (SELECT 1 FROM {table} x "
-        "WHERE x.exchange_segment = s.exchange_segment AND x.security_id = s.security_id)",
-        [now, now, kind],
-    )
-    return cursor.rowcount, updated
 
+    def __init__(self, parser: ScripMasterParser, fh: BinaryIO, progress: Callable) -> None:
+        super().__init__(name="scrip-master-parser", daemon=True)
+        self.parser, self.fh, self.progress = parser, fh, progress
+        self.queue: queue.Queue = queue.Queue(maxsize=2)
+        self.stop = threading.Event()
 
-def _collect_missing(cursor: Any, dialect: _Dialect) -> None:
-    """Catalog rows whose key is not in the file, into a temp table (one anti-join per table)."""
-    parts = []
-    for model, kind in ((Derivative, "D"), (Instrument, "I")):
-        table = model._meta.db_table
-        expiry = "t.expiry_date" if model is Derivative else "NULL"
-        parts.append(
-            f"SELECT '{kind}' AS kind, t.id AS id, t.is_active AS active, {expiry} AS expiry_date "
-            f"FROM {table} t WHERE NOT EXISTS (SELECT 1 FROM {STAGING} s WHERE s.kind = '{kind}' "
-            "AND s.exchange_segment = t.exchange_segment AND s.security_id = t.security_id)"
-        )
-    cursor.execute(
-        f"CREATE TEMPORARY TABLE {MISSING}{dialect.temp_suffix} AS {' UNION ALL '.join(parts)}"
-    )
+    def run(self) -> None:
+        try:
+            chunk: list[tuple] = []
+            for row in self.parser.rows(self.fh, self.progress):
+                chunk.append(row)
+                if len(chunk) >= CHUNK_ROWS:
+                    if not self._put(chunk):
+                        return
+                    chunk = []
+            if chunk and not self._put(chunk):
+                return
+            self._put(None)  # end of file
+        except BaseException as exc:  # handed to the consumer, which re-raises it
+            self._put(exc)
+
+    def _put(self, item: object) -> bool:
+        while not self.stop.is_set():
+            try:
+                self.queue.put(item, timeout=0.1)
+                return True
+            except queue.Full:
+                continue
+        return False
+
+    def chunks(self) -> Iterator[list[tuple]]:
+        self.start()
+        try:
+            while True:
+                item = self.queue.get()
+                if item is None:
+                    return
+                if isinstance(item, BaseException):
+                    raise item
+                yield item
+        finally:
+            self.stop.set()
+            self.join()
 
 
 def _referenced(model: type) -> str:
@@ -279,19 +477,6 @@ def _referenced(model: type) -> str:
         if rel.many_to_one or rel.one_to_one
     ]
     return "(" + " OR ".join(checks) + ")" if checks else "FALSE"
-
-
-def _unexpected_removals(cursor: Any, today: str) -> tuple[int, int]:
-    """(contracts that would leave the catalog before their expiry, active contracts now)."""
-    d, i = Derivative._meta.db_table, Instrument._meta.db_table
-    cursor.execute(
-        f"SELECT (SELECT count(*) FROM {MISSING} WHERE active AND "
-        "(kind = 'I' OR expiry_date >= %s)), "
-        f"(SELECT count(*) FROM {d} WHERE is_active) + (SELECT count(*) FROM {i} WHERE is_active)",
-        [today],
-    )
-    unexpected, active = cursor.fetchone()
-    return unexpected, active
 
 
 def _remove_missing(cursor: Any, model: type, kind: str, now: str) -> tuple[int, int]:
@@ -458,6 +643,7 @@ def _import_file(
             exchanges=config.exchanges,
             format_datetime=dialect.format_datetime,
             name=source.path.name,
+            null=dialect.null,
         )
         total = source.path.stat().st_size
         report_progress = options.progress
@@ -466,10 +652,16 @@ def _import_file(
             if report_progress is not None:
                 report_progress(done, total, rows)
 
+        existing = _Existing.load(cursor)
+        merger = _Merger(cursor, dialect, existing, now)
+        phase("load_catalog_index")
         with source.path.open("rb") as fh:
-            dialect.load(parser.rows(fh, progress))
+            # The parser runs in its own thread while this one writes the previous chunk: the
+            # database works on the second core instead of waiting for Python.
+            for chunk in _ChunkReader(parser, fh, progress).chunks():
+                merger.chunk(chunk)
         progress(total, -1)
-        phase("parse_and_stage")
+        phase("parse_and_write")
         report = parser.report
         if report.rows_read and report.rejected_total / report.rows_read > max_bad:
             shown = "; ".join(f"line {p.line}: {p.reason}: {p.detail}" for p in report.samples)
@@ -478,28 +670,32 @@ def _import_file(
                 f"malformed ({report.rejected_total / report.rows_read:.1%}, the limit is "
                 f"{max_bad:.1%}); nothing was imported. First problems: {shown}"
             )
-
-        inserted_i, updated_i = _merge(cursor, Instrument, COMMON_COLUMNS, "I", now)
-        inserted_d, updated_d = _merge(cursor, Derivative, DERIVATIVE_COLUMNS, "D", now)
         dialect.analyze()
-        phase("merge")
+        updated = merger.apply_changes()
+        inserted = merger.inserted
         _link_underlyings(cursor, dialect.ne)
-        phase("link_underlyings")
-        _collect_missing(cursor, dialect)
-        unexpected, active = _unexpected_removals(cursor, today)
-        share = unexpected / active if active else 0.0
+        phase("update_and_link")
+
+        # Whatever the file did not mention has left it. Expired contracts leaving is the
+        # normal daily churn; unexpired ones leaving in bulk means a cut-off download.
+        unexpected = existing.unexpected_removals(today)
+        share = unexpected / existing.active if existing.active else 0.0
         if share > config.max_removal_share and not options.allow_large_removal:
             raise ImportFailed(
-                f"{source.path.name}: refusing to remove {unexpected} of {active} contracts that "
-                f"have not expired ({share:.1%}, the limit is {config.max_removal_share:.0%}); "
-                "the file looks incomplete. Nothing was changed. If the removal is intended, "
-                "re-run with --allow-large-removal"
+                f"{source.path.name}: refusing to remove {unexpected} of {existing.active} "
+                f"contracts that have not expired ({share:.1%}, the limit is "
+                f"{config.max_removal_share:.0%}); the file looks incomplete. Nothing was "
+                "changed. If the removal is intended, re-run with --allow-large-removal"
             )
+        dialect.insert(
+            MISSING,
+            ("kind", "id"),
+            [(kind, dialect.pk(row[0])) for (kind, _, _), row in existing.rows.items()],
+        )
         deleted_d, flagged_d = _remove_missing(cursor, Derivative, "D", now)
         deleted_i, flagged_i = _remove_missing(cursor, Instrument, "I", now)
         phase("remove_missing")
 
-        inserted, updated = inserted_i + inserted_d, updated_i + updated_d
         stats: dict[str, Any] = {
             "imported_at": timezone.localtime(now_dt).isoformat(),
             "duration_seconds": round(time.monotonic() - started, 3),

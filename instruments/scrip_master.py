@@ -51,7 +51,8 @@ SEGMENTS: dict[tuple[str, str], str] = {
 KNOWN_EXCHANGES = frozenset(exchange for exchange, _ in SEGMENTS)
 _SEGMENT_NUMBER = {name: i for i, name in enumerate(sorted(set(SEGMENTS.values())))}
 
-# Normalised row layout shared by the importer's staging tables.
+# Normalised row layout: ``kind`` then the catalog tables' own column order (instruments use
+# [1:17], derivatives [1:23]), so the importer writes rows without rearranging them.
 STAGING_COLUMNS = (
     "kind",  # "I" instrument (no expiry) or "D" derivative
     "exchange",
@@ -69,13 +70,13 @@ STAGING_COLUMNS = (
     "tick_size",
     "underlying_security_id",
     "underlying_symbol",
+    "row_hash",
     "expiry_date",
     "expiry_at",
     "strike",
     "option_type",
     "expiry_flag",
     "expiry_code",
-    "row_hash",
 )
 
 # Logical field -> column name in each format. None: the format has no such column.
@@ -160,6 +161,7 @@ _REQUIRED_BY_FORMAT = {
 }
 
 _TEST_SYMBOL = re.compile(r"(NSE|BSE|MCX)TEST")
+_EXPIRY_FLAGS = {"W": "W", "M": "M"}
 _NO_VALUE = frozenset({"", "NA", "XX", "N/A"})
 _SESSION_CLOSE = time(15, 30)
 
@@ -251,6 +253,12 @@ def _locate_corruption(fh: BinaryIO, name: str, exc: Exception) -> str:
     return f"{name}: unreadable CSV ({exc})"
 
 
+def _copy_escape(value: str) -> str:
+    return (
+        value.replace("\\", "\\\\").replace("\t", "\\t").replace("\n", "\\n").replace("\r", "\\r")
+    )
+
+
 def _text(value: Decimal) -> str:
     """Plain decimal text without exponent or trailing zeros (``19600``, ``0.05``)."""
     text = format(value.normalize(), "f")
@@ -271,7 +279,12 @@ class ScripMasterParser:
         format_datetime: Callable[[datetime], str] = lambda dt: dt.isoformat(sep=" "),
         max_samples: int = 5,
         name: str = "scrip master",
+        null: str | None = None,
     ) -> None:
+        """``null`` is what an absent value becomes: None, or ``"\\N"`` for PostgreSQL's COPY
+        text format (then the few values holding a backslash, tab or line break are escaped)."""
+        self.null = null
+        self.copy_text = null == "\\N"
         self.exchanges = frozenset(exchanges)
         self.format_datetime = format_datetime
         self.max_samples = max_samples
@@ -281,7 +294,7 @@ class ScripMasterParser:
         self._expiry_cache: dict[str, tuple[str, str] | None] = {}
         self._tick_cache: dict[tuple[str, bool], str] = {}
         self._strike_cache: dict[str, str | None] = {}
-        self._lot_cache: dict[str, int] = {}
+        self._lot_cache: dict[str, str] = {}
         self._seen: set[int] = set()
 
     # -- whole file -----------------------------------------------------------------------------
@@ -373,23 +386,28 @@ class ScripMasterParser:
         (exchange, segment, raw_id, instrument, code, trading_symbol, lot, display, expiry,
          raw_strike, option_type, tick, expiry_flag, instrument_type, series, symbol_name, isin,
          raw_underlying_id, underlying_symbol) = fields  # fmt: skip
-        exchange = exchange.upper()
-        if exchange not in KNOWN_EXCHANGES:
-            self.report.dropped["unknown exchange"] += 1
-            return None
+        # Dhan writes codes in upper case; upper() only runs when a lookup misses.
         if exchange not in self.exchanges:
-            self.report.dropped[f"exchange {exchange} not enabled"] += 1
-            return None
-        segment = segment.upper()
+            exchange = exchange.upper()
+            if exchange not in KNOWN_EXCHANGES:
+                self.report.dropped["unknown exchange"] += 1
+                return None
+            if exchange not in self.exchanges:
+                self.report.dropped[f"exchange {exchange} not enabled"] += 1
+                return None
         exchange_segment = SEGMENTS.get((exchange, segment))
         if exchange_segment is None:
-            raise _RowError("segment", f"unknown segment {segment!r} for exchange {exchange}")
+            segment = segment.upper()
+            exchange_segment = SEGMENTS.get((exchange, segment))
+            if exchange_segment is None:
+                raise _RowError("segment", f"unknown segment {segment!r} for exchange {exchange}")
         if not raw_id.isdigit() or raw_id.strip("0") == "":
             raise _RowError("security_id", f"security id {raw_id!r} is not a positive integer")
         security_id = int(raw_id)
-        instrument = instrument.upper()
-        if not instrument:
-            raise _RowError("instrument", "blank instrument code")
+        if not instrument.isupper():
+            instrument = instrument.upper()
+            if not instrument:
+                raise _RowError("instrument", "blank instrument code")
         is_derivative = instrument.startswith(("OPT", "FUT"))
         if underlying_symbol in _NO_VALUE:
             underlying_symbol = ""
@@ -399,10 +417,11 @@ class ScripMasterParser:
             trading_symbol = symbol_name if is_derivative else (underlying_symbol or symbol_name)
         if not trading_symbol:
             raise _RowError("trading_symbol", "blank trading symbol")
-        if "TEST" in trading_symbol.upper() or "TEST" in symbol_name.upper():
-            if _TEST_SYMBOL.search(trading_symbol.upper() + " " + symbol_name.upper()):
-                self.report.dropped["test instrument"] += 1
-                return None
+        if ("TEST" in trading_symbol or "TEST" in symbol_name) and _TEST_SYMBOL.search(
+            trading_symbol + " " + symbol_name
+        ):
+            self.report.dropped["test instrument"] += 1
+            return None
 
         lot_size = self._lot_cache.get(lot) or self._lot(lot)
         tick_size = self._tick_cache.get((tick, segment == "I")) or self._tick(tick, segment == "I")
@@ -418,7 +437,8 @@ class ScripMasterParser:
             if not underlying_symbol:
                 underlying_symbol = trading_symbol.split("-", 1)[0].strip()
             if instrument.startswith("OPT"):
-                option_type = option_type.upper()
+                if option_type not in ("CE", "PE"):
+                    option_type = option_type.upper()
                 if option_type not in ("CE", "PE"):
                     raise _RowError("option_type", f"option type {option_type!r} is not CE/PE")
                 strike = (
@@ -433,24 +453,26 @@ class ScripMasterParser:
         else:
             option_type = ""
 
+        seen = self._seen
         key = (_SEGMENT_NUMBER[exchange_segment] << 48) | security_id
-        if key in self._seen:
+        if key in seen:
             raise _RowError("duplicate", f"{exchange_segment}:{security_id} appears twice")
-        self._seen.add(key)
+        seen.add(key)
 
         # The hash covers the raw fields (normalisation is a function of them and the version).
-        digest = hashlib.md5(
-            "\x1f".join((NORMALISER_VERSION, *fields)).encode(), usedforsecurity=False
-        ).hexdigest()
-        expiry_flag = expiry_flag.upper()
-        return (
+        joined = "\x1f".join((NORMALISER_VERSION, *fields))
+        digest = hashlib.md5(joined.encode(), usedforsecurity=False).hexdigest()
+        null = self.null
+        values = (
             "D" if is_derivative else "I",
             exchange,
             segment,
             exchange_segment,
-            security_id,
+            raw_id if raw_id[0] != "0" else str(security_id),
             instrument,
-            instrument_type.upper(),
+            instrument_type
+            if instrument_type.isupper() or not instrument_type
+            else instrument_type.upper(),
             trading_symbol,
             display,
             symbol_name,
@@ -458,24 +480,31 @@ class ScripMasterParser:
             "" if series in _NO_VALUE else series,
             lot_size,
             tick_size,
-            int(raw_underlying_id) if raw_underlying_id.isdigit() else None,
+            raw_underlying_id.lstrip("0") or null if raw_underlying_id.isdigit() else null,
             underlying_symbol,
-            expiry_date,
-            expiry_at,
-            strike,
-            option_type,
-            expiry_flag if expiry_flag in ("W", "M") else "",
-            int(code) if code.lstrip("-").isdigit() else 0,
             digest,
+            null if expiry_date is None else expiry_date,
+            null if expiry_at is None else expiry_at,
+            null if strike is None else strike,
+            option_type,
+            expiry_flag
+            if expiry_flag in _EXPIRY_FLAGS
+            else _EXPIRY_FLAGS.get(expiry_flag.upper(), ""),
+            code if code.lstrip("-").isdigit() else "0",
         )
+        if self.copy_text and (
+            "\\" in joined or "\t" in joined or "\n" in joined or "\r" in joined
+        ):
+            values = tuple(v if v == null else _copy_escape(v) for v in values)
+        return values
 
-    def _lot(self, raw: str) -> int:
+    def _lot(self, raw: str) -> str:
         lot = self._lot_cache.get(raw)
         if lot is None:
             value = _decimal(raw, "lot_size") if raw else Decimal(0)
             if value <= 0 or value != value.to_integral_value():
                 raise _RowError("lot_size", f"lot size {raw!r} is not a positive whole number")
-            lot = self._lot_cache[raw] = int(value)
+            lot = self._lot_cache[raw] = str(int(value))
         return lot
 
     def _tick(self, raw: str, is_index: bool) -> str:
