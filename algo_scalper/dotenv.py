@@ -22,8 +22,11 @@ def parse_dotenv(text: str) -> dict[str, str]:
         if not sep or not key.strip():
             continue
         value = value.strip()
-        if len(value) >= 2 and value[0] == value[-1] and value[0] in "'\"":
-            value = value[1:-1]
+        quote = value[:1]
+        if quote in ("'", '"') and quote in value[1:]:
+            value = value[
+                1 : value.index(quote, 1)
+            ]  # anything after the closing quote is a comment
         elif " #" in value:
             value = value.split(" #", 1)[0].rstrip()
         values[key.strip()] = value

@@ -15,7 +15,7 @@ _PATTERNS = (
     re.compile(r"(?P<pre>)eyJ[A-Za-z0-9_-]{8,}\.[A-Za-z0-9_-]{8,}\.[A-Za-z0-9_-]*(?P<post>)"),
     re.compile(r"(?i)(?P<pre>token=)[^&\s'\"]+(?P<post>)"),
     re.compile(r"(?i)(?P<pre>access-token['\"]?\s*[:=]\s*['\"]?)[^'\"\s,}]+(?P<post>)"),
-    re.compile(r"(?P<pre>://[^:/@\s]+:)[^@\s]+(?P<post>@)"),
+    re.compile(r"(?P<pre>://[^:/@\s]*:)[^@\s]+(?P<post>@)"),  # user optional: redis://:pw@
 )
 MASK = "***"
 

@@ -9,6 +9,7 @@ from __future__ import annotations
 
 from decimal import Decimal
 from pathlib import Path
+from urllib.parse import urlsplit
 
 import dj_database_url
 from celery.schedules import crontab
@@ -48,6 +49,8 @@ INSTALLED_APPS = [
 
 MIDDLEWARE = [
     "django.middleware.security.SecurityMiddleware",
+    # Serves the admin's static files when DEBUG is off (one process, no separate web server).
+    "whitenoise.middleware.WhiteNoiseMiddleware",
     "django.contrib.sessions.middleware.SessionMiddleware",
     "django.middleware.common.CommonMiddleware",
     "django.middleware.csrf.CsrfViewMiddleware",
@@ -95,6 +98,14 @@ USE_I18N = False
 
 STATIC_URL = "static/"
 STATIC_ROOT = BASE_DIR / "var" / "static"
+STORAGES = {
+    "default": {"BACKEND": "django.core.files.storage.FileSystemStorage"},
+    "staticfiles": {"BACKEND": "whitenoise.storage.CompressedManifestStaticFilesStorage"},
+}
+# Behind a TLS-terminating proxy (Railway) that sets X-Forwarded-Proto: trust it, so Django
+# knows requests arrived over HTTPS. Only enable behind such a proxy: clients could forge it.
+if envbool("DJANGO_BEHIND_PROXY", False):
+    SECURE_PROXY_SSL_HEADER = ("HTTP_X_FORWARDED_PROTO", "https")
 
 # --- Redis and Celery --------------------------------------------------------------------------
 # Unset REDIS_URL = embedded mode: in-memory bus and caches, no Redis anywhere.
@@ -147,7 +158,10 @@ INSTRUMENTS_SCRIP_MASTER_URL = envstr(
 INSTRUMENTS_CACHE_DIR = Path(envstr("INSTRUMENTS_CACHE_DIR", str(BASE_DIR / "var" / "cache")))
 
 # --- Logging: stdout, secrets masked -----------------------------------------------------------
-SENSITIVE_VALUES = tuple(v for v in (DHANHQ_ACCESS_TOKEN, SECRET_KEY, _db.get("PASSWORD")) if v)
+_redis_password = urlsplit(REDIS_URL).password if REDIS_URL else None
+SENSITIVE_VALUES = tuple(
+    v for v in (DHANHQ_ACCESS_TOKEN, SECRET_KEY, _db.get("PASSWORD"), _redis_password) if v
+)
 LOG_LEVEL = envchoice("LOG_LEVEL", "INFO", ("DEBUG", "INFO", "WARNING", "ERROR", "CRITICAL"))
 LOGGING = {
     "version": 1,

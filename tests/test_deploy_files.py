@@ -314,14 +314,7 @@ def project_dependencies() -> set[str]:
 @pytest.mark.parametrize(
     "program",
     [
-        pytest.param(
-            "gunicorn",
-            marks=pytest.mark.xfail(
-                strict=True,
-                reason="TODO pyproject.toml: add gunicorn to [project] dependencies "
-                "(the image's CMD, compose web and Railway's startCommand run it)",
-            ),
-        ),
+        "gunicorn",
         "celery",
     ],
 )

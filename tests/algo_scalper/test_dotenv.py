@@ -58,11 +58,6 @@ def test_it_keeps_a_hash_that_is_not_preceded_by_whitespace():
     assert parse_dotenv("PASSWORD=ab#cd") == {"PASSWORD": "ab#cd"}
 
 
-@pytest.mark.xfail(
-    strict=True,
-    reason="BUG algo_scalper/dotenv.py parse_dotenv: the quote check runs before the "
-    'inline-comment split, so KEY="v" # c keeps the quotes',
-)
 def test_it_strips_quotes_from_a_quoted_value_followed_by_an_inline_comment():
     # KEY="value" # comment is common in hand-written .env files (python-dotenv, docker compose
     # and shells all read the value as `value`, without quotes).

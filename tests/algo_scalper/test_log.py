@@ -93,11 +93,6 @@ def test_it_masks_the_password_in_database_and_redis_urls(url, expected):
     assert redact(f"could not connect to {url}") == f"could not connect to {expected}"
 
 
-@pytest.mark.xfail(
-    strict=True,
-    reason="BUG algo_scalper/log.py _PATTERNS: the URL-password pattern needs 1+ user-name "
-    "characters ([^:/@\\s]+), so redis://:password@host is not masked",
-)
 def test_it_masks_the_password_in_a_url_with_an_empty_user_name():
     # redis-py and Celery both accept redis://:password@host (no user name), the usual way to
     # write a password-only Redis URL.

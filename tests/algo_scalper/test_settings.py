@@ -215,11 +215,6 @@ def test_secret_values_are_registered_for_redaction(load_settings):
     assert "test-only-settings-key" in sensitive
 
 
-@pytest.mark.xfail(
-    strict=True,
-    reason="GAP algo_scalper/settings.py: SENSITIVE_VALUES holds the Dhan token, SECRET_KEY and "
-    "the database password, not the password in REDIS_URL",
-)
 def test_the_redis_password_is_registered_for_redaction(load_settings):
     env = {**KEY, "REDIS_URL": "redis://default:redis-password-value@redis.internal:6379/0"}
     sensitive = load_settings(env, "SENSITIVE_VALUES").json()["SENSITIVE_VALUES"]
