@@ -51,34 +51,10 @@ LAST_IMPORT_KEY = "instruments.last_import"
 LAST_IMPORTED_AT_KEY = "instruments.last_imported_at"
 STAGING = "catalog_staging"
 
-# Columns written from staging, per target table (all other columns are bookkeeping).
-COMMON_COLUMNS = (
-    "exchange",
-    "segment",
-    "exchange_segment",
-    "security_id",
-    "instrument",
-    "instrument_type",
-    "trading_symbol",
-    "display_name",
-    "symbol_name",
-    "isin",
-    "series",
-    "lot_size",
-    "tick_size",
-    "underlying_security_id",
-    "underlying_symbol",
-    "row_hash",
-)
-DERIVATIVE_COLUMNS = (
-    *COMMON_COLUMNS,
-    "expiry_date",
-    "expiry_at",
-    "strike",
-    "option_type",
-    "expiry_flag",
-    "expiry_code",
-)
+# Columns written from parsed rows, per table (the rest is bookkeeping). The parser emits rows in
+# exactly this order (after ``kind``), so rows are written without being rearranged.
+COMMON_COLUMNS = STAGING_COLUMNS[1:17]  # exchange ... underlying_symbol, row_hash
+DERIVATIVE_COLUMNS = STAGING_COLUMNS[1:]  # + expiry_date ... expiry_code
 
 Progress = Callable[[int, int, int], None]  # (bytes read, total bytes, rows read)
 
@@ -127,8 +103,6 @@ DERIVATIVE_INSERT = (*DERIVATIVE_COLUMNS, "underlying_id", *_BOOKKEEPING)
 # Positions in a parsed row (scrip_master.STAGING_COLUMNS).
 _KIND, _EXCHANGE, _SEGMENT, _SEGMENT_ID, _SID, _INSTRUMENT, _SYMBOL = 0, 1, 2, 3, 4, 5, 7
 _USID, _USYMBOL, _HASH = 14, 15, 16
-if STAGING_COLUMNS[1:17] != COMMON_COLUMNS or STAGING_COLUMNS[1:] != DERIVATIVE_COLUMNS:
-    raise RuntimeError("scrip_master.STAGING_COLUMNS no longer matches the catalog columns")
 
 
 class _Dialect:
