@@ -99,6 +99,22 @@ def freeze(time_machine) -> Callable[[datetime], None]:
     return to
 
 
+@pytest.fixture
+def edit_config(settings, tmp_path: Path) -> Callable[[Callable[[dict], None]], Path]:
+    """Point INSTRUMENTS_CONFIG_FILE at a copy of config/instruments.yml changed by ``edit``."""
+    import yaml
+
+    def apply(edit: Callable[[dict], None]) -> Path:
+        data = yaml.safe_load(Path(settings.INSTRUMENTS_CONFIG_FILE).read_text(encoding="utf-8"))
+        edit(data)
+        path = tmp_path / "instruments.yml"
+        path.write_text(yaml.safe_dump(data), encoding="utf-8")
+        settings.INSTRUMENTS_CONFIG_FILE = path
+        return path
+
+    return apply
+
+
 # -- files --------------------------------------------------------------------------------------
 
 

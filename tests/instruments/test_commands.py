@@ -162,6 +162,40 @@ def test_import_large_removal_needs_the_flag(compact_file, compact_variant, snap
     assert (summary["status"], summary["removed"]) == ("imported", 10)
 
 
+def test_import_keeps_mcx_when_the_config_file_enables_it(compact_file, edit_config):
+    edit_config(lambda data: data["filter"].update(exchanges=["NSE", "BSE", "MCX"]))
+
+    summary = run_json("import_instruments", "--file", str(compact_file))
+
+    assert summary["dropped"] == {"test instrument": 1}
+    assert summary["totals"]["by_segment"]["MCX_COMM"] == 1
+    assert Derivative.objects.filter(exchange="MCX", security_id=447777).exists()
+
+
+def test_import_guards_come_from_the_config_file(
+    compact_file, compact_variant, edit_config, freeze
+):
+    freeze(BEFORE_ANY_EXPIRY)
+    edit_config(lambda data: data["guards"].update(max_removal_share=0.6))
+    run("import_instruments", "--file", str(compact_file))
+
+    summary = run_json(
+        "import_instruments", "--file", str(compact_variant(drop=EXPIRING_BY_11_OCT))
+    )
+
+    assert summary["removed"] == 10  # 50% of the unexpired catalog, under the configured 60%
+
+
+def test_import_with_an_invalid_config_fails_naming_the_key(compact_file, edit_config):
+    edit_config(lambda data: data["guards"].update(max_bad_row_share=2))
+    with pytest.raises(CommandError) as caught:
+        run("import_instruments", "--file", str(compact_file))
+    assert "instruments.yml: guards.max_bad_row_share: expected a number between 0 and 1" in str(
+        caught.value
+    )
+    assert not Instrument.objects.exists()
+
+
 def test_import_of_a_corrupted_file_fails_and_changes_nothing(
     corruption, compact_file, write_file, snapshot, freeze
 ):

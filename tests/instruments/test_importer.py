@@ -204,6 +204,35 @@ def test_both_detailed_header_variants_import(import_file, detailed_files, varia
     assert derivative(1123771).underlying == instrument("IDX_I", 51)
 
 
+def test_switching_between_the_detailed_variants_rewrites_nothing(import_file, detailed_files):
+    import_file(detailed_files["2025-07"])
+    result = import_file(detailed_files["2026-04"])  # another file, the same contracts
+    assert result.status == "imported"
+    stats = result.stats
+    assert (stats["inserted"], stats["updated"], stats["unchanged"], stats["removed"]) == (
+        0,
+        0,
+        7,
+        0,
+    )
+
+
+def test_awkward_characters_in_names_survive_the_bulk_load(import_file, compact_variant):
+    name = 'Reliance "Industries", Ltd \\ A\tB Société ₹'
+    path = compact_variant(change={2885: {"SEM_CUSTOM_SYMBOL": name}})
+    import_file(path)
+    assert instrument("NSE_EQ", 2885).display_name == name
+
+
+def test_a_file_without_a_final_line_ending_imports_with_a_warning(
+    import_file, compact_file, write_file
+):
+    path = write_file("no-eol.csv", compact_file.read_bytes().rstrip(b"\n"))
+    result = import_file(path)
+    assert result.stats["accepted"] == 20
+    assert any("does not end with a line ending" in w for w in result.warnings)
+
+
 def test_the_real_samples_import(import_file, shared_dhan, real_sample):
     result = import_file(shared_dhan / real_sample.name)
 
@@ -371,6 +400,25 @@ def test_file_order_does_not_matter_for_underlying_links(import_file, write_file
     assert derivative(44430).underlying == instrument("IDX_I", 13)
     assert derivative(1123771).underlying == instrument("IDX_I", 51)
     assert derivative(60001).underlying == instrument("NSE_EQ", 2885)
+
+
+def test_underlyings_listed_far_after_their_derivatives_are_still_linked(import_file, write_file):
+    import io
+
+    from instruments import importer
+    from instruments.synthetic import generate, write_compact
+
+    # Indices and equities last, more than one import chunk after the derivatives' rows.
+    chunk = getattr(importer, "CHUNK_ROWS", 20000)
+    rows = list(generate(date(2026, 11, 23), rows=chunk + 9000, strikes_each_side=2, weeklies=1))
+    out = io.StringIO()
+    write_compact(out, iter(rows[::-1]))
+    stats = import_file(write_file("reversed-synthetic.csv", out.getvalue())).stats
+
+    assert (stats["accepted"], stats["rejected"]) == (chunk + 9000, {})
+    assert not Derivative.objects.filter(underlying__isnull=True).exists()
+    nifty_call = Derivative.objects.filter(underlying_symbol="NIFTY", option_type="CE").first()
+    assert (nifty_call.underlying.key, nifty_call.underlying_security_id) == ("IDX_I:13", 13)
 
 
 def test_two_imports_inside_one_outer_transaction_work(import_file, compact_file, compact_variant):

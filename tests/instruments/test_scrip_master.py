@@ -176,6 +176,19 @@ def test_it_accepts_a_byte_order_mark_and_crlf_line_endings():
     assert parser.report.warnings == []
 
 
+def test_blank_lines_are_skipped_and_line_numbers_stay_physical():
+    bad = NIFTY_CE.replace(",25.0,", ",lots,")
+    rows, parser = parse(compact(NIFTY_INDEX, "", "", bad, SENSEX_INDEX))
+    assert [row["security_id"] for row in rows] == [13, 51]
+    assert parser.report.rows_read == 3
+    assert [(p.line, p.reason) for p in parser.report.samples] == [(5, "lot_size")]
+
+
+def test_quoted_fields_may_hold_commas_and_quotes():
+    line = RELIANCE.replace("Reliance Industries", '"Reliance Industries, ""RIL"""')
+    assert parse_one(line)["display_name"] == 'Reliance Industries, "RIL"'
+
+
 def test_it_reads_the_pandas_rewritten_float_style_too():
     # The real sample's options were re-written by pandas: 19600.0 strike, 5.0 tick.
     line = (
