@@ -17,7 +17,6 @@ from dataclasses import dataclass, field
 from datetime import datetime
 from http.server import BaseHTTPRequestHandler, ThreadingHTTPServer
 from pathlib import Path
-from zoneinfo import ZoneInfo
 
 import pytest
 
@@ -25,21 +24,15 @@ FIXTURES = Path(__file__).resolve().parent / "fixtures"
 # Same place as the `shared_dhan` fixture in tests/conftest.py; needed at collection time to
 # parametrize over the real samples that exist (CI has them, a user's clone may not).
 SHARED_DHAN = Path(__file__).resolve().parents[3] / "shared" / "dhan"
-IST = ZoneInfo("Asia/Kolkata")
 
 COMPACT = FIXTURES / "compact_catalog.csv"
 DETAILED_2025_07 = FIXTURES / "detailed_2025_07.csv"
 DETAILED_2026_04 = FIXTURES / "detailed_2026_04.csv"
 
-# What compact_catalog.csv holds once imported (22 data rows: the 011NSETEST equity and the
-# MCX future are dropped by the default config).
-COMPACT_ROWS = 22
-COMPACT_ACCEPTED = 20
-COMPACT_BY_SEGMENT = {"BSE_EQ": 1, "BSE_FNO": 2, "IDX_I": 3, "NSE_EQ": 1, "NSE_FNO": 13}
-COMPACT_DROPPED = {"test instrument": 1, "exchange MCX not enabled": 1}
-
-# A day on which none of the fixture's contracts (first expiry 2024-10-09) has expired.
-BEFORE_ANY_EXPIRY = datetime(2024, 10, 1, 10, 0, tzinfo=IST)
+# compact_catalog.csv: 22 data rows (3 indices, 3 equities, 15 NSE/BSE derivatives, 1 MCX
+# future). The default config drops the 011NSETEST equity and the MCX row: 20 rows import, 5
+# instruments and 15 derivatives; its first expiry is 9 Oct 2024. The test modules state the
+# numbers they assert (conftest.py is not importable under --import-mode=importlib).
 
 
 @dataclass(frozen=True)
