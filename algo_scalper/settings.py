@@ -100,7 +100,9 @@ STATIC_URL = "static/"
 STATIC_ROOT = BASE_DIR / "var" / "static"
 STORAGES = {
     "default": {"BACKEND": "django.core.files.storage.FileSystemStorage"},
-    "staticfiles": {"BACKEND": "whitenoise.storage.CompressedManifestStaticFilesStorage"},
+    # Not the manifest variant: that one answers 500 for every admin page until collectstatic
+    # has run, which a laptop user running the web process never did.
+    "staticfiles": {"BACKEND": "whitenoise.storage.CompressedStaticFilesStorage"},
 }
 # Behind a TLS-terminating proxy (Railway) that sets X-Forwarded-Proto: trust it, so Django
 # knows requests arrived over HTTPS. Only enable behind such a proxy: clients could forge it.

@@ -119,8 +119,14 @@ class _Dialect:
     def format_datetime(self, value: datetime) -> str:
         raise NotImplementedError  # each backend stores aware datetimes its own way
 
+    temp_schema = "temp"
+
     def begin(self) -> None:
         """First thing in the import transaction: temp tables (and a lock where needed)."""
+        # An earlier import in the same outer transaction may have left them (ON COMMIT DROP
+        # only fires at the commit). Schema-qualified: never touch a real table of that name.
+        for table in (STAGING, MISSING):
+            self.cursor.execute(f"DROP TABLE IF EXISTS {self.temp_schema}.{table}")
         self.cursor.execute(f"CREATE TEMPORARY TABLE {STAGING} ({STAGING_TYPES}){self.temp_suffix}")
         self.cursor.execute(
             f"CREATE TEMPORARY TABLE {MISSING} (kind char(1), id bigint){self.temp_suffix}"
@@ -148,6 +154,10 @@ class _Dialect:
     def staging_row(self, row: tuple) -> Any:
         return row
 
+    def record(self, *values: str | int) -> Any:
+        """Plain values (no NULLs, nothing to escape) as a row for ``insert``."""
+        return values
+
     def allocate_ids(self, model: type, count: int) -> list[int]:
         """``count`` fresh primary keys for ``model`` (ids known before the rows are written)."""
         raise NotImplementedError
@@ -158,6 +168,7 @@ class _Dialect:
 
 class _Postgres(_Dialect):
     temp_suffix = " ON COMMIT DROP"
+    temp_schema = "pg_temp"
     null = "\\N"  # COPY text format; the parser escapes the rare value that needs it
     true = "t"
 
@@ -200,6 +211,9 @@ class _Postgres(_Dialect):
     def staging_row(self, row: tuple) -> Any:
         return "\t".join(row)
 
+    def record(self, *values: str | int) -> Any:
+        return "\t".join(map(str, values))
+
     def allocate_ids(self, model: type, count: int) -> list[int]:
         if not count:
             return []
@@ -225,8 +239,6 @@ class _Sqlite(_Dialect):
         return value.astimezone(UTC).replace(tzinfo=None).isoformat(sep=" ")
 
     def begin(self) -> None:
-        for table in (STAGING, MISSING):
-            self.cursor.execute(f"DROP TABLE IF EXISTS temp.{table}")
         super().begin()
         self.cursor.execute(
             f"CREATE INDEX temp.{STAGING}_key ON {STAGING} (exchange_segment, security_id, kind)"
@@ -448,7 +460,8 @@ def _referenced(model: type) -> str:
         f"EXISTS (SELECT 1 FROM {rel.related_model._meta.db_table} r "
         f"WHERE r.{rel.field.column} = {table}.id)"
         for rel in model._meta.related_objects
-        if rel.many_to_one or rel.one_to_one
+        # The reverse side of a ForeignKey is one_to_many (of a OneToOneField, one_to_one).
+        if rel.one_to_many or rel.one_to_one
     ]
     return "(" + " OR ".join(checks) + ")" if checks else "FALSE"
 
@@ -664,7 +677,7 @@ def _import_file(
         dialect.insert(
             MISSING,
             ("kind", "id"),
-            [(kind, dialect.pk(row[0])) for (kind, _, _), row in existing.rows.items()],
+            [dialect.record(kind, row[0]) for (kind, _, _), row in existing.rows.items()],
         )
         deleted_d, flagged_d = _remove_missing(cursor, Derivative, "D", now)
         deleted_i, flagged_i = _remove_missing(cursor, Instrument, "I", now)

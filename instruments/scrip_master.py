@@ -195,6 +195,10 @@ class ParseReport:
         return sum(self.rejected.values())
 
 
+class _Corrupt(Exception):
+    """A row shows the whole file is corrupt (not just one bad row)."""
+
+
 class _RowError(Exception):
     def __init__(self, reason: str, detail: str) -> None:
         self.reason, self.detail = reason, detail
@@ -326,6 +330,8 @@ class ScripMasterParser:
                         raise _RowError("field count", f"{len(record)} fields, expected {width}")
                     record.append("")  # what a column absent from this format reads as
                     row = self._row(tuple(map(str.strip, pick(record))), detailed)
+                except _Corrupt as exc:
+                    raise ScripMasterError(f"{self.name}: line {reader.line_num}: {exc}") from None
                 except _RowError as problem:
                     last_bad_line = reader.line_num
                     self._reject(reader.line_num, problem.reason, problem.detail)
@@ -461,6 +467,8 @@ class ScripMasterParser:
 
         # The hash covers the raw fields (normalisation is a function of them and the version).
         joined = "\x1f".join((NORMALISER_VERSION, *fields))
+        if "\x00" in joined:  # csv accepts NUL characters; a text scrip master never has them
+            raise _Corrupt("contains NUL bytes: the file is binary or corrupt")
         digest = hashlib.md5(joined.encode(), usedforsecurity=False).hexdigest()
         null = self.null
         values = (
