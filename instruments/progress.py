@@ -3,22 +3,29 @@
 from __future__ import annotations
 
 import time
+from collections.abc import Callable
 from typing import TextIO
 
 
 class ProgressReporter:
     def __init__(
-        self, stream: TextIO, *, interactive: bool | None = None, every: float = 5.0
+        self,
+        stream: TextIO,
+        *,
+        interactive: bool | None = None,
+        every: float = 5.0,
+        clock: Callable[[], float] = time.monotonic,
     ) -> None:
         self.stream = stream
         self.interactive = stream.isatty() if interactive is None else interactive
         self.every = every
-        self._last = 0.0
-        self._started = time.monotonic()
+        self.clock = clock
+        self._started = clock()
+        self._last = self._started - every  # the first report prints
 
     def __call__(self, done: int, total: int, rows: int) -> None:
         """``rows`` is -1 on the final call."""
-        now = time.monotonic()
+        now = self.clock()
         fraction = done / total if total else 1.0
         if self.interactive:
             width = 30
