@@ -118,16 +118,14 @@ class _Dialect:
 
     ne = "IS DISTINCT FROM"
     temp_suffix = ""
+    temp_schema = "temp"
     null: str | None = None  # how an absent value is spelled in rows this dialect writes
-    true: str | int = 1
 
     def __init__(self, cursor: Any) -> None:
         self.cursor = cursor
 
     def format_datetime(self, value: datetime) -> str:
         raise NotImplementedError  # each backend stores aware datetimes its own way
-
-    temp_schema = "temp"
 
     def begin(self) -> None:
         """First thing in the import transaction: temp tables (and a lock where needed)."""
@@ -178,7 +176,6 @@ class _Postgres(_Dialect):
     temp_suffix = " ON COMMIT DROP"
     temp_schema = "pg_temp"
     null = "\\N"  # COPY text format; the parser escapes the rare value that needs it
-    true = "t"
 
     def format_datetime(self, value: datetime) -> str:
         return value.isoformat(sep=" ")
