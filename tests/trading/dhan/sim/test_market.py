@@ -1,0 +1,499 @@
+"""The simulator's synthetic market: paths, pricing, microstructure, clock, candles, universe.
+
+Pure tests: no database, no network, no wall clock. Every statistical check uses fixed seeds, so
+it is deterministic; the bands are wide enough that a sane model passes with any seed.
+"""
+
+from __future__ import annotations
+
+import itertools
+import math
+import random
+from datetime import date, datetime, time, timedelta
+
+import pytest
+
+from instruments.synthetic import INDICES, generate
+from trading.dhan.feed_codec import (
+    IST,
+    FullTick,
+    datetime_to_ltt,
+    decode_frame,
+    encode_full,
+    ltt_to_datetime,
+)
+from trading.dhan.sim.market import (
+    SESSION_SECONDS,
+    Market,
+    MarketClock,
+    black_scholes,
+    norm_cdf,
+    smile_vol,
+)
+
+DAY = date(2026, 11, 23)  # a Monday: NIFTY's weekly expires tomorrow, SENSEX's on Thursday
+OPEN = datetime(2026, 11, 23, 9, 15, tzinfo=IST)
+CLOSE = datetime(2026, 11, 23, 15, 30, tzinfo=IST)
+ELEVEN = datetime(2026, 11, 23, 11, 0, tzinfo=IST)
+INDEX_IDS = {spec.symbol: spec.security_id for spec in INDICES}
+
+
+def at(hh: int, mm: int, ss: int = 0) -> datetime:
+    return datetime(2026, 11, 23, hh, mm, ss, tzinfo=IST)
+
+
+@pytest.fixture(scope="module")
+def market():
+    return Market(DAY, seed=11, strikes_each_side=20, weeklies=2, monthlies=2)
+
+
+@pytest.fixture(scope="module")
+def index_rows():
+    return [row for row in generate(DAY, strikes_each_side=1) if row[1] == "I"]
+
+
+def options(market, underlying, expiry_rank=0, option_type=None):
+    specs = [market.contracts[sid] for sid in market.derivative_ids(underlying)]
+    specs = [s for s in specs if s.instrument == "OPTIDX"]
+    expiry = sorted({s.expiry for s in specs})[expiry_rank]
+    chosen = [s for s in specs if s.expiry == expiry]
+    if option_type:
+        chosen = [s for s in chosen if s.option_type == option_type]
+    return sorted(chosen, key=lambda s: (s.strike, s.option_type))
+
+
+def on_tick(value, tick):
+    return abs(value / tick - round(value / tick)) < 1e-6
+
+
+# -- index paths -------------------------------------------------------------------------------
+
+
+def test_the_same_seed_gives_identical_index_paths(index_rows):
+    one = Market(DAY, seed=5, rows=index_rows)
+    two = Market(DAY, seed=5, rows=index_rows)
+    times = [OPEN + timedelta(seconds=s) for s in range(0, SESSION_SECONDS + 1, 97)]
+    for symbol in ("NIFTY", "BANKNIFTY", "FINNIFTY", "SENSEX"):
+        assert [one.index_level(symbol, t) for t in times] == [
+            two.index_level(symbol, t) for t in reversed(times)
+        ][::-1]
+
+
+def test_a_different_seed_gives_a_different_path(index_rows):
+    one = Market(DAY, seed=5, rows=index_rows)
+    two = Market(DAY, seed=6, rows=index_rows)
+    assert one.index_level("NIFTY", ELEVEN) != two.index_level("NIFTY", ELEVEN)
+    assert one.index_level("SENSEX", CLOSE) != two.index_level("SENSEX", CLOSE)
+
+
+def test_each_index_opens_at_its_catalog_spot_and_is_found_by_symbol_or_id(index_rows):
+    m = Market(DAY, seed=1, rows=index_rows)
+    for spec in INDICES:
+        assert m.index_level(spec.symbol, OPEN) == spec.spot
+        assert m.index_level(spec.security_id, ELEVEN) == m.index_level(spec.symbol, ELEVEN)
+    assert m.index_level("13", ELEVEN) == m.index_level("NIFTY", ELEVEN)
+
+
+def test_index_levels_are_rounded_to_the_exchange_tick(index_rows):
+    m = Market(DAY, seed=2, rows=index_rows)
+    for s in range(0, SESSION_SECONDS, 61):
+        t = OPEN + timedelta(seconds=s)
+        assert on_tick(m.index_level("NIFTY", t), 0.05)
+        assert on_tick(m.index_level("BANKNIFTY", t), 0.05)
+        assert on_tick(m.index_level("SENSEX", t), 0.01)
+
+
+def test_realised_volatility_of_a_session_is_within_a_sane_band(index_rows):
+    for symbol, target in (("NIFTY", 0.13), ("BANKNIFTY", 0.16), ("SENSEX", 0.125)):
+        vols = []
+        for seed in range(6):
+            m = Market(DAY, seed=seed, rows=index_rows)
+            candles = m.intraday_candles(INDEX_IDS[symbol], 1, CLOSE)
+            assert len(candles) == 375
+            returns = [math.log(c.close / c.open) for c in candles]
+            vols.append(math.sqrt(sum(r * r for r in returns) / len(returns) * 252 * 375))
+        assert all(0.08 < v < 0.22 for v in vols), (symbol, vols)
+        assert abs(sum(vols) / len(vols) - target) < 0.025, (symbol, vols)
+
+
+def test_volatility_is_higher_after_the_open_and_before_the_close_than_at_midday(index_rows):
+    first, middle, last = [], [], []
+    for seed in range(6):
+        m = Market(DAY, seed=seed, rows=index_rows)
+        candles = m.intraday_candles(13, 1, CLOSE)
+        sq = [math.log(c.close / c.open) ** 2 for c in candles]
+        first.append(sum(sq[:20]) / 20)
+        middle.append(sum(sq[150:230]) / 80)
+        last.append(sum(sq[-20:]) / 20)
+    assert sum(first) > 1.5 * sum(middle)
+    assert sum(last) > 1.2 * sum(middle)
+
+
+def test_a_trend_day_drifts_and_a_flat_day_does_not(index_rows):
+    def day_returns(regime, trend_pct=0.015):
+        out = []
+        for seed in range(20):
+            m = Market(DAY, seed=seed, regime=regime, trend_pct=trend_pct, rows=index_rows)
+            out.append(m.index_level("NIFTY", CLOSE) / m.index_level("NIFTY", OPEN) - 1)
+        return out
+
+    up = day_returns("trend")
+    down = day_returns("trend", trend_pct=-0.015)
+    flat = day_returns("flat")
+    assert sum(up) / len(up) > 0.01
+    assert sum(1 for r in up if r > 0) >= 17
+    assert sum(down) / len(down) < -0.01
+    assert max(abs(r) for r in flat) < 0.01
+    assert sum(abs(r) for r in flat) / len(flat) < 0.004
+
+
+def test_a_regime_can_be_set_per_index(index_rows):
+    m = Market(DAY, seed=3, regime="flat", regimes={"BANKNIFTY": "trend"}, rows=index_rows)
+    assert m.regime("NIFTY") == "flat"
+    assert m.regime("BANKNIFTY") == "trend"
+    with pytest.raises(ValueError, match="regime"):
+        Market(DAY, regime="sideways", rows=index_rows)
+
+
+# -- Black-Scholes and the smile ---------------------------------------------------------------
+
+
+def test_the_normal_cdf_matches_known_values():
+    assert norm_cdf(0.0) == 0.5
+    assert norm_cdf(1.959963984540054) == pytest.approx(0.975, abs=1e-12)
+    assert norm_cdf(-1.0) == pytest.approx(0.15865525393145707, abs=1e-14)
+    assert norm_cdf(-10.0) > 0.0  # erfc keeps the far tail
+
+
+def test_black_scholes_matches_hulls_textbook_example():
+    # Hull, Options, Futures and Other Derivatives: S=42, K=40, r=10 %, sigma=20 %, T=0.5.
+    assert round(black_scholes("CE", 42, 40, 0.5, 0.10, 0.20), 2) == 4.76
+    assert round(black_scholes("PE", 42, 40, 0.5, 0.10, 0.20), 2) == 0.81
+
+
+def test_black_scholes_satisfies_put_call_parity():
+    rng = random.Random(1)
+    for _ in range(500):
+        spot, strike = rng.uniform(10_000, 90_000), rng.uniform(10_000, 90_000)
+        years, rate, vol = rng.uniform(1e-4, 1.0), rng.uniform(0.0, 0.1), rng.uniform(0.05, 0.6)
+        call = black_scholes("CE", spot, strike, years, rate, vol)
+        put = black_scholes("PE", spot, strike, years, rate, vol)
+        assert call - put == pytest.approx(spot - strike * math.exp(-rate * years), abs=1e-6)
+
+
+def test_an_expired_option_is_worth_its_intrinsic_value():
+    assert black_scholes("CE", 26_100, 26_000, 0.0, 0.065, 0.13) == 100
+    assert black_scholes("PE", 26_100, 26_000, -0.01, 0.065, 0.13) == 0
+
+
+def test_implied_vol_rises_away_from_the_money_with_a_put_skew():
+    spot, years, atm = 26_000.0, 7 / 365, 0.14
+    forward = spot * math.exp(0.065 * years)
+    at_money = smile_vol(atm, spot, forward, years, 0.065)
+    assert at_money == pytest.approx(atm)
+    calls = [smile_vol(atm, spot, forward + k * 100, years, 0.065) for k in range(1, 12)]
+    puts = [smile_vol(atm, spot, forward - k * 100, years, 0.065) for k in range(1, 12)]
+    assert all(a < b for a, b in zip([at_money, *calls], calls, strict=False))
+    assert all(a < b for a, b in zip([at_money, *puts], puts, strict=False))
+    assert all(p > c for p, c in zip(puts, calls, strict=True))  # the put wing is steeper
+
+
+def test_the_markets_smile_is_lowest_near_the_money(market):
+    calls = options(market, "NIFTY", expiry_rank=1, option_type="CE")
+    spot = market.index_level("NIFTY", ELEVEN)
+    ivs = {s.strike: market.fair_value(s.security_id, ELEVEN)[1] for s in calls}
+    atm = min(ivs, key=lambda k: abs(k - spot))
+    assert ivs[atm - 500] > ivs[atm] and ivs[atm + 500] > ivs[atm]
+    assert all(0.10 < iv < 0.40 for iv in ivs.values())
+
+
+# -- option quotes -----------------------------------------------------------------------------
+
+
+@pytest.mark.parametrize("underlying", ["NIFTY", "BANKNIFTY", "SENSEX"])
+def test_premiums_are_monotone_in_strike(market, underlying):
+    for rank in (0, 1):
+        calls = [
+            market.fair_value(s.security_id, ELEVEN)[0]
+            for s in options(market, underlying, rank, "CE")
+        ]
+        puts = [
+            market.fair_value(s.security_id, ELEVEN)[0]
+            for s in options(market, underlying, rank, "PE")
+        ]
+        assert all(a >= b for a, b in itertools.pairwise(calls))
+        assert all(a <= b for a, b in itertools.pairwise(puts))
+        assert calls[0] > calls[-1] and puts[-1] > puts[0]
+
+
+def test_atm_premiums_are_plausible_for_a_weekly_nifty_option(market):
+    spot = market.index_level("NIFTY", OPEN)
+    atm = [s for s in options(market, "NIFTY", 1) if s.strike == round(spot / 50) * 50]
+    years = (atm[0].expiry - OPEN).total_seconds() / (365 * 86400)
+    rough = 0.4 * spot * 0.14 * math.sqrt(years)  # the ATM approximation 0.4 S sigma sqrt(T)
+    for spec in atm:
+        assert market.fair_value(spec.security_id, OPEN)[0] == pytest.approx(rough, rel=0.35)
+
+
+def test_every_quote_has_bid_below_fair_below_ask_and_sane_depth(market):
+    for underlying in ("NIFTY", "SENSEX", "BANKNIFTY"):
+        for spec in options(market, underlying, 0) + options(market, underlying, 1):
+            q = market.quote(spec.exchange_segment, spec.security_id, ELEVEN)
+            assert q.fair >= 0.05 and on_tick(q.fair, 0.05)
+            assert q.ltp >= 0.05 and on_tick(q.ltp, 0.05)
+            assert q.best_bid <= q.fair <= q.best_ask
+            assert q.best_bid < q.best_ask
+            assert len(q.depth) == 5
+            bids = [lvl.bid_price for lvl in q.depth if lvl.bid_qty]
+            asks = [lvl.ask_price for lvl in q.depth]
+            assert bids == sorted(bids, reverse=True) and len(set(bids)) == len(bids)
+            assert asks == sorted(asks) and len(set(asks)) == len(asks)
+            for lvl in q.depth:
+                assert lvl.bid_qty % spec.lot == 0 and lvl.ask_qty % spec.lot == 0
+                assert lvl.ask_qty > 0 and lvl.ask_orders > 0
+                assert on_tick(lvl.ask_price, 0.05) and on_tick(lvl.bid_price, 0.05)
+                if lvl.bid_qty == 0:
+                    assert lvl.bid_price == 0.0  # an empty side is zeros, as on Dhan's feed
+            assert q.ltq > 0 and q.ltq % spec.lot == 0
+            assert q.volume % spec.lot == 0 and q.oi % spec.lot == 0
+            assert q.low <= min(q.open, q.ltp) and q.high >= max(q.open, q.ltp)
+            assert q.low <= q.atp <= q.high
+            assert q.oi_day_low <= q.oi <= q.oi_day_high
+            assert q.ltt <= ELEVEN
+
+
+def test_the_spread_widens_for_far_otm_and_cheap_contracts(market):
+    spot = market.index_level("NIFTY", ELEVEN)
+    calls = options(market, "NIFTY", 1, "CE")
+    atm = min(calls, key=lambda s: abs(s.strike - spot))
+    far = calls[-1]
+    q_atm = market.quote("NSE_FNO", atm.security_id, ELEVEN)
+    q_far = market.quote("NSE_FNO", far.security_id, ELEVEN)
+    assert q_far.fair < q_atm.fair
+    assert (q_far.best_ask - q_far.best_bid) / q_far.fair > 2 * (
+        (q_atm.best_ask - q_atm.best_bid) / q_atm.fair
+    )
+
+
+def test_volume_grows_through_the_day_and_oi_is_larger_near_the_money(market):
+    spot = market.index_level("NIFTY", OPEN)
+    calls = options(market, "NIFTY", 0, "CE")
+    atm = min(calls, key=lambda s: abs(s.strike - spot))
+    volumes = [
+        market.quote("NSE_FNO", atm.security_id, at(9, 15) + timedelta(minutes=m)).volume
+        for m in range(0, 376, 15)
+    ]
+    assert volumes == sorted(volumes) and volumes[-1] > volumes[0]
+    oi_atm = market.quote("NSE_FNO", atm.security_id, ELEVEN).oi / atm.lot
+    oi_far = market.quote("NSE_FNO", calls[-1].security_id, ELEVEN).oi / calls[-1].lot
+    assert oi_atm > 5 * oi_far
+
+
+def test_quotes_do_not_depend_on_query_order(market):
+    ids = [s.security_id for s in options(market, "FINNIFTY", 0)][:30]
+    fresh = Market(DAY, seed=11, strikes_each_side=20, weeklies=2, monthlies=2)
+    times = [ELEVEN + timedelta(seconds=s) for s in range(0, 400, 37)]
+    forward = [[market.quote("NSE_FNO", sid, t) for sid in ids] for t in times]
+    backward = [
+        [fresh.quote("NSE_FNO", sid, t) for sid in reversed(ids)][::-1] for t in reversed(times)
+    ][::-1]
+    assert forward == backward
+
+
+def test_an_index_quote_carries_the_days_ohlc_and_no_quantities(market):
+    q = market.quote("IDX_I", 13, ELEVEN)
+    assert q.ltp == market.index_level("NIFTY", ELEVEN)
+    assert q.open == market.index_level("NIFTY", OPEN)
+    assert q.low <= min(q.open, q.ltp) <= max(q.open, q.ltp) <= q.high
+    assert q.ltt == ELEVEN and q.depth == () and q.volume == 0 and q.oi == 0
+    assert q.prev_close > 0
+
+
+def test_unknown_instruments_and_other_days_are_refused(market):
+    with pytest.raises(KeyError):
+        market.quote("NSE_FNO", 999_999_999, ELEVEN)
+    with pytest.raises(KeyError):
+        market.quote("BSE_FNO", options(market, "NIFTY")[0].security_id, ELEVEN)
+    with pytest.raises(ValueError, match="not on this market's day"):
+        market.quote("IDX_I", 13, ELEVEN + timedelta(days=1))
+    with pytest.raises(ValueError, match="aware"):
+        market.index_level("NIFTY", datetime(2026, 11, 23, 11, 0))
+
+
+def test_advance_sets_the_default_time_for_queries(market):
+    m = Market(DAY, seed=4, strikes_each_side=2, weeklies=1, monthlies=1)
+    m.advance(ELEVEN)
+    assert m.now == ELEVEN
+    assert m.index_level("NIFTY") == m.index_level("NIFTY", ELEVEN)
+    sid = m.derivative_ids("NIFTY")[0]
+    assert m.quote("NSE_FNO", sid) == m.quote("NSE_FNO", sid, ELEVEN)
+
+
+# -- clock -------------------------------------------------------------------------------------
+
+
+def test_at_speed_60_the_session_plays_in_375_real_seconds():
+    clock = MarketClock(DAY, speed=60)
+    assert clock.real_session_seconds == 375
+    assert clock.market_time(0) == OPEN
+    assert clock.market_time(60) == at(10, 15)
+    assert clock.market_time(375) == CLOSE
+    assert clock.market_time(10_000) == CLOSE  # market time stops at the close
+    assert clock.elapsed_for(at(12, 15)) == 180
+    assert clock.session_second(at(9, 0)) == 0 and clock.session_second(at(16, 0)) == 22_500
+    assert clock.is_open(at(15, 29, 59)) and not clock.is_open(CLOSE)
+
+
+def test_a_clock_can_start_mid_session():
+    clock = MarketClock(DAY, speed=100, start=time(14, 0))
+    assert clock.market_time(9) == at(14, 15)
+    assert clock.elapsed_for(at(14, 15)) == 9
+
+
+def test_ltt_round_trips_through_the_feed_codec(market):
+    sid = options(market, "NIFTY", 0)[10].security_id
+    for t in (OPEN, at(9, 15, 1), ELEVEN, at(15, 29, 59), CLOSE):
+        q = market.quote("NSE_FNO", sid, t)
+        assert ltt_to_datetime(datetime_to_ltt(q.ltt)) == q.ltt
+        assert q.ltt.tzinfo is not None and q.ltt <= t
+
+
+def test_a_quote_encodes_into_a_full_packet_the_feed_hub_can_decode(market):
+    spec = options(market, "SENSEX", 0)[20]
+    q = market.quote(spec.exchange_segment, spec.security_id, ELEVEN)
+    packet = encode_full(
+        q.exchange_segment,
+        q.security_id,
+        ltp=q.ltp,
+        ltt=q.ltt,
+        ltq=q.ltq,
+        atp=q.atp,
+        volume=q.volume,
+        total_sell_qty=q.total_sell_qty,
+        total_buy_qty=q.total_buy_qty,
+        oi=q.oi,
+        oi_day_high=q.oi_day_high,
+        oi_day_low=q.oi_day_low,
+        open=q.open,
+        close=q.prev_close,
+        high=q.high,
+        low=q.low,
+        depth=q.depth,
+    )
+    (tick,) = decode_frame(packet, None)
+    assert isinstance(tick, FullTick)
+    assert tick.security_id == spec.security_id and ltt_to_datetime(tick.ltt) == q.ltt
+    assert tick.ltp == pytest.approx(q.ltp, abs=0.005)
+    assert tick.best_ask_price == pytest.approx(q.best_ask, abs=0.005)
+
+
+# -- candles -----------------------------------------------------------------------------------
+
+
+@pytest.mark.parametrize("interval", [1, 5, 15, 25, 60])
+def test_candles_are_consistent_with_the_ticks(market, interval):
+    until = at(13, 7, 30)
+    spec = options(market, "NIFTY", 0)[18]
+    for sid in (13, 51, spec.security_id):
+        candles = market.intraday_candles(sid, interval, until)
+        assert candles[0].start == OPEN
+        assert all(
+            b.start - a.start == timedelta(minutes=interval) for a, b in itertools.pairwise(candles)
+        )
+        assert candles[-1].start <= until < candles[-1].start + timedelta(minutes=interval)
+        for c in candles:
+            assert c.low <= min(c.open, c.close) <= max(c.open, c.close) <= c.high
+            assert c.volume >= 0
+        q = market.quote("IDX_I" if sid in (13, 51) else spec.exchange_segment, sid, until)
+        assert candles[-1].close == q.fair
+        assert candles[0].open == q.open
+        assert sum(c.volume for c in candles) == q.volume
+
+
+def test_a_full_day_has_375_one_minute_candles(market):
+    candles = market.intraday_candles(25, 1, CLOSE)
+    assert len(candles) == 375
+    assert candles[-1].start == at(15, 29)
+    assert candles[-1].close == market.index_level("BANKNIFTY", CLOSE)
+
+
+# -- contract universe -------------------------------------------------------------------------
+
+
+def test_the_contract_universe_matches_the_synthetic_scrip_master():
+    rows = list(generate(DAY, strikes_each_side=5, weeklies=2, monthlies=2))
+    m = Market(DAY, seed=0, strikes_each_side=5, weeklies=2, monthlies=2)
+    assert m.scrip_master_rows() == rows
+    fno = [r for r in rows if r[3] in ("OPTIDX", "FUTIDX")]
+    assert len(fno) == len(m.derivative_ids()) and len(fno) > 100
+    for row in fno:
+        spec = m.contracts[int(row[2])]
+        assert spec.exchange_segment == f"{row[0]}_FNO"
+        assert spec.trading_symbol == row[5]
+        assert spec.lot == int(float(row[6]))
+        assert spec.expiry.strftime("%Y-%m-%d %H:%M:%S") == row[8]
+        assert spec.option_type == row[10]
+        if row[3] == "OPTIDX":
+            assert spec.strike == float(row[9])
+    assert m.contracts[13].exchange_segment == "IDX_I"
+    assert m.contracts[51].tick == 0.01
+    lots = {s.symbol: s.lot for s in INDICES}
+    for sid in m.derivative_ids():
+        spec = m.contracts[sid]
+        assert spec.lot == lots[spec.underlying]
+        expected_close = time(15, 30) if spec.exchange_segment == "BSE_FNO" else time(14, 30)
+        assert spec.expiry.timetz().replace(tzinfo=None) == expected_close
+
+
+def test_a_market_can_be_built_from_the_exact_rows_the_simulator_served():
+    rows = list(generate(DAY, strikes_each_side=3, weeklies=1, monthlies=1))
+    m = Market(DAY, seed=0, rows=rows)
+    assert sorted(m.contracts) == sorted(int(r[2]) for r in rows)
+
+
+def test_futures_trade_at_a_premium_to_the_index(market):
+    futures = [market.contracts[s] for s in market.derivative_ids("NIFTY")]
+    future = next(s for s in futures if s.instrument == "FUTIDX")
+    q = market.quote("NSE_FNO", future.security_id, ELEVEN)
+    assert q.fair > market.index_level("NIFTY", ELEVEN)
+    assert q.best_bid <= q.fair <= q.best_ask
+
+
+# -- throughput smoke (not a timing assertion) -------------------------------------------------
+
+
+def test_a_hundred_thousand_quotes_complete():
+    m = Market(DAY, seed=9)
+    ids = [(m.contracts[s].exchange_segment, s) for s in m.derivative_ids()]
+    count = 0
+    second = 0
+    while count < 100_000:
+        t = at(10, 0) + timedelta(seconds=second)
+        for segment, sid in ids[:2_000]:
+            m.quote(segment, sid, t)
+            count += 1
+        second += 1
+    assert count == 100_000
+
+
+def test_last_trade_agrees_with_the_full_quote(market):
+    specs = options(market, "BANKNIFTY", 0)[::7]
+    for second in range(0, 300, 13):
+        t = at(12, 0) + timedelta(seconds=second)
+        for spec in specs:
+            ltp, ltt = market.last_trade(spec.exchange_segment, spec.security_id, t)
+            q = market.quote(spec.exchange_segment, spec.security_id, t)
+            assert (ltp, ltt) == (q.ltp, q.ltt)
+    assert market.last_trade("IDX_I", 25, ELEVEN) == (market.index_level(25, ELEVEN), ELEVEN)
+
+
+def test_liquid_contracts_trade_more_often_than_far_otm_ones(market):
+    spot = market.index_level("NIFTY", ELEVEN)
+    calls = options(market, "NIFTY", 0, "CE")
+    atm = min(calls, key=lambda s: abs(s.strike - spot))
+
+    def trades(spec):
+        times = [ELEVEN + timedelta(seconds=s) for s in range(600)]
+        return sum(1 for t in times if market.last_trade("NSE_FNO", spec.security_id, t)[1] == t)
+
+    assert trades(atm) > 3 * trades(calls[-1]) > 0
