@@ -116,6 +116,44 @@ def black_scholes(
     return disc_strike * norm_cdf(-d2) - spot * norm_cdf(-d1)
 
 
+@dataclass(frozen=True, slots=True)
+class Greeks:
+    """Black-Scholes sensitivities in the units option chains quote them.
+
+    delta per rupee of index, gamma per rupee per rupee, theta in rupees per calendar day
+    (negative for a long option), vega in rupees per 1 volatility point (0.01).
+    """
+
+    delta: float
+    gamma: float
+    theta: float
+    vega: float
+
+
+def black_scholes_greeks(
+    option_type: str, spot: float, strike: float, years: float, rate: float, vol: float
+) -> Greeks:
+    """Greeks of a European option (no dividends); all zero but delta once expired."""
+    call = option_type[0] == "C"
+    if years <= 0.0 or vol <= 0.0:
+        itm = spot > strike if call else spot < strike
+        return Greeks((1.0 if call else -1.0) if itm else 0.0, 0.0, 0.0, 0.0)
+    root = math.sqrt(years)
+    sd = vol * root
+    d1 = (math.log(spot / strike) + (rate + 0.5 * vol * vol) * years) / sd
+    d2 = d1 - sd
+    pdf = math.exp(-0.5 * d1 * d1) / math.sqrt(2.0 * math.pi)
+    disc_strike = strike * math.exp(-rate * years)
+    decay = -spot * pdf * vol / (2.0 * root)
+    if call:
+        delta = norm_cdf(d1)
+        theta = decay - rate * disc_strike * norm_cdf(d2)
+    else:
+        delta = norm_cdf(d1) - 1.0
+        theta = decay + rate * disc_strike * norm_cdf(-d2)
+    return Greeks(delta, pdf / (spot * sd), theta / 365.0, spot * pdf * root / 100.0)
+
+
 def smile_vol(atm_vol: float, spot: float, strike: float, years: float, rate: float) -> float:
     """Implied vol of ``strike``: rises with |standardised log-moneyness|, faster for puts."""
     if years <= 0.0:
@@ -664,6 +702,8 @@ class Market:
         if t is None or t is self.now:
             # The simulator's hot path: advance(t) once per publishing pass, then many queries.
             return self._now_second
+        if t.tzinfo is None:
+            raise ValueError("market time must be an aware datetime (naive times are ambiguous)")
         if t.astimezone(IST).date() != self.trading_date:
             raise ValueError(f"{t.isoformat()} is not on this market's day {self.trading_date}")
         return _session_second(self._open_at, t)
@@ -722,6 +762,20 @@ class Market:
     def fair_value(self, security_id: int, t: datetime | None = None) -> tuple[float, float]:
         """(model price rounded to the tick, implied vol) of a derivative at ``t``."""
         return self._price(self._derivs[security_id], self._second(t))
+
+    def greeks(self, security_id: int, t: datetime | None = None) -> Greeks:
+        """Black-Scholes greeks of an option at ``t`` (smile vol, minute-quantised expiry time),
+        for the option-chain API."""
+        c = self._derivs[security_id]
+        if c.spec.instrument != "OPTIDX":
+            raise KeyError(f"{security_id} is not an option")
+        second = self._second(t)
+        spot, minute = c.path.level(second), second // 60
+        years = self._years(c, minute)
+        vol = smile_vol(c.atm_vol, spot, c.spec.strike, years, RISK_FREE_RATE)
+        return black_scholes_greeks(
+            c.spec.option_type, spot, c.spec.strike, years, RISK_FREE_RATE, vol
+        )
 
     # -- per-second microstructure (closed forms and counter hashes: order-independent) ------
 

@@ -27,6 +27,7 @@ from trading.dhan.sim.market import (
     Market,
     MarketClock,
     black_scholes,
+    black_scholes_greeks,
     norm_cdf,
     smile_vol,
 )
@@ -186,6 +187,36 @@ def test_an_expired_option_is_worth_its_intrinsic_value():
     assert black_scholes("PE", 26_100, 26_000, -0.01, 0.065, 0.13) == 0
 
 
+def test_greeks_match_finite_differences_of_the_price():
+    spot, strike, years, rate, vol = 26_000.0, 26_200.0, 5 / 365, 0.065, 0.14
+
+    def price(kind, s=spot, t=years, v=vol):
+        return black_scholes(kind, s, strike, t, rate, v)
+
+    for kind in ("CE", "PE"):
+        g = black_scholes_greeks(kind, spot, strike, years, rate, vol)
+        h = 1.0
+        assert g.delta == pytest.approx((price(kind, s=spot + h) - price(kind, s=spot - h)) / 2)
+        second = (price(kind, s=spot + h) - 2 * price(kind) + price(kind, s=spot - h)) / h**2
+        assert g.gamma == pytest.approx(second, rel=1e-3)
+        assert g.vega == pytest.approx(
+            (price(kind, v=vol + 1e-4) - price(kind, v=vol - 1e-4)) / 2e-2
+        )
+        day = 1 / 365
+        assert g.theta == pytest.approx(price(kind, t=years - day) - price(kind), rel=0.05)
+        assert g.theta < 0
+    call = black_scholes_greeks("CE", spot, strike, years, rate, vol)
+    put = black_scholes_greeks("PE", spot, strike, years, rate, vol)
+    assert call.delta - put.delta == pytest.approx(1.0)
+    assert black_scholes_greeks("CE", spot, strike, 0.0, rate, vol).delta == 0.0
+
+
+def test_the_markets_greeks_use_the_smile(market):
+    spec = options(market, "NIFTY", 1, "CE")[20]
+    g = market.greeks(spec.security_id, ELEVEN)
+    assert 0.0 < g.delta < 1.0 and g.gamma > 0 and g.vega > 0 and g.theta < 0
+
+
 def test_implied_vol_rises_away_from_the_money_with_a_put_skew():
     spot, years, atm = 26_000.0, 7 / 365, 0.14
     forward = spot * math.exp(0.065 * years)
@@ -298,6 +329,28 @@ def test_quotes_do_not_depend_on_query_order(market):
         [fresh.quote("NSE_FNO", sid, t) for sid in reversed(ids)][::-1] for t in reversed(times)
     ][::-1]
     assert forward == backward
+
+
+def test_on_expiry_day_an_option_is_worth_intrinsic_after_its_expiry_moment():
+    expiry_day = date(2026, 11, 24)  # NIFTY's weekly expires today at 14:30
+    m = Market(expiry_day, seed=2, strikes_each_side=6, weeklies=1, monthlies=1)
+    late = datetime(2026, 11, 24, 15, 0, tzinfo=IST)
+    spot = m.index_level("NIFTY", late)
+    todays = [
+        m.contracts[s]
+        for s in m.derivative_ids("NIFTY")
+        if m.contracts[s].expiry is not None and m.contracts[s].expiry.date() == expiry_day
+    ]
+    assert todays
+    for spec in todays:
+        if spec.instrument != "OPTIDX":
+            continue
+        q = m.quote("NSE_FNO", spec.security_id, late)
+        intrinsic = (
+            max(spot - spec.strike, 0) if spec.option_type == "CE" else max(spec.strike - spot, 0)
+        )
+        assert q.fair == pytest.approx(max(intrinsic, 0.05), abs=0.051)
+        assert q.best_bid <= q.fair <= q.best_ask
 
 
 def test_an_index_quote_carries_the_days_ohlc_and_no_quantities(market):
