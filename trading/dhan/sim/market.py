@@ -28,6 +28,17 @@ Model, in the units the rest of the project uses (prices in rupees, times IST-aw
   (trade or no trade, traded quantity, depth sizes) comes from a counter-based hash of
   (seed, security id, second), not from a shared RNG stream, so it is order-independent.
   Cumulative volume and OI are closed-form monotone functions of time (O(1) per query).
+
+How the simulator's servers use it::
+
+    market = Market(today, seed=7, speed=60, regime="trend")
+    write_compact(out, iter(market.scrip_master_rows()))       # the catalog it serves
+    t = market.clock.market_time(monotonic() - started)        # the loop owns the real clock
+    market.advance(t)                                          # then query without t:
+    ltp, ltt = market.last_trade("NSE_FNO", sid)               # ticker packets (cheap)
+    q = market.quote("NSE_FNO", sid)                           # quote/full packets, REST quote
+    market.intraday_candles(sid, 5, t)                         # /charts/intraday
+    market.fair_value(sid), market.greeks(sid)                 # /optionchain
 """
 
 from __future__ import annotations
