@@ -9,7 +9,10 @@ from __future__ import annotations
 import itertools
 import math
 import random
+import subprocess
+import sys
 from datetime import date, datetime, time, timedelta
+from pathlib import Path
 
 import pytest
 
@@ -550,3 +553,16 @@ def test_liquid_contracts_trade_more_often_than_far_otm_ones(market):
         return sum(1 for t in times if market.last_trade("NSE_FNO", spec.security_id, t)[1] == t)
 
     assert trades(atm) > 3 * trades(calls[-1]) > 0
+
+
+def test_the_market_module_is_pure():
+    # A fresh interpreter: pytest-django has already imported Django into this one.
+    code = (
+        "import sys, trading.dhan.sim.market; "
+        "banned = ('django', 'redis', 'socket', 'websocket'); "
+        "bad = [m for m in sys.modules if m.split('.')[0] in banned]; "
+        "print(bad); sys.exit(1 if bad else 0)"
+    )
+    root = Path(__file__).resolve().parents[4]
+    result = subprocess.run([sys.executable, "-c", code], cwd=root, capture_output=True, text=True)
+    assert result.returncode == 0, result.stdout + result.stderr
