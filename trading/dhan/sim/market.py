@@ -837,13 +837,12 @@ class Market:
         bid = max(f - ticks // 2, 1)
         ask = bid + ticks
         gap = max(1, ticks // 2)
-        return tuple(
-            (
-                round((bid - i * gap) * tick, 2) if bid - i * gap >= 1 else 0.0,
-                round((ask + i * gap) * tick, 2),
+        ladder = []
+        for i in range(0, 5 * gap, gap):
+            ladder.append(
+                (round((bid - i) * tick, 2) if bid - i >= 1 else 0.0, round((ask + i) * tick, 2))
             )
-            for i in range(5)
-        )
+        return tuple(ladder)
 
     def _depth(self, c: _Contract, fair: float, second: int) -> tuple[DepthLevel, ...]:
         """Five depth levels (Dhan's full-packet order), quantities in whole lots."""
@@ -997,8 +996,9 @@ class Market:
             low,
             ltp,
             c.prev_close,
-            4 * sum(level.bid_qty for level in depth),
-            4 * sum(level.ask_qty for level in depth),
+            # Totals: the 5 shown levels plus the book behind them (~3x as deep again).
+            4 * (depth[0][0] + depth[1][0] + depth[2][0] + depth[3][0] + depth[4][0]),
+            4 * (depth[0][1] + depth[1][1] + depth[2][1] + depth[3][1] + depth[4][1]),
             depth,
             fair,
             iv,
