@@ -62,7 +62,6 @@ SESSION_SECONDS = 22_500  # 09:15-15:30 = 6 h 15 min
 TRADING_DAYS_PER_YEAR = 252  # index volatility is quoted per trading year
 SECONDS_PER_YEAR = 365 * 86_400  # option time to expiry: ACT/365 calendar time
 RISK_FREE_RATE = 0.065  # continuously compounded, roughly the Indian T-bill yield
-OPTION_TICK = 0.05
 MIN_PREMIUM = 0.05  # exchanges do not quote an option below one tick
 SMILE_CALL_CURVATURE = 0.035  # iv ~ atm * (1 + c * x^2), x = standardised log-moneyness
 SMILE_PUT_CURVATURE = 0.06  # steeper on the put wing: the index put skew
@@ -567,9 +566,6 @@ class Candle:
     close: float
     volume: int
     oi: int
-
-
-_EMPTY_LEVEL = DepthLevel(0, 0, 0, 0, 0.0, 0.0)
 
 
 # ---------------------------------------------------------------------------------------------
