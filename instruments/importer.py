@@ -19,6 +19,7 @@ stays as it was. An unchanged file (same fingerprint) is reported and nothing is
 
 from __future__ import annotations
 
+import abc
 import hashlib
 import logging
 import queue
@@ -113,7 +114,7 @@ _KIND, _EXCHANGE, _SEGMENT, _SEGMENT_ID, _SID, _INSTRUMENT, _SYMBOL = 0, 1, 2, 3
 _USID, _USYMBOL, _HASH = 14, 15, 16
 
 
-class _Dialect:
+class _Dialect(abc.ABC):
     """What differs between PostgreSQL and SQLite: bulk writes, literals, id allocation."""
 
     ne = "IS DISTINCT FROM"
@@ -124,8 +125,9 @@ class _Dialect:
     def __init__(self, cursor: Any) -> None:
         self.cursor = cursor
 
+    @abc.abstractmethod
     def format_datetime(self, value: datetime) -> str:
-        raise NotImplementedError  # each backend stores aware datetimes its own way
+        """Each backend stores aware datetimes its own way."""
 
     def begin(self) -> None:
         """First thing in the import transaction: temp tables (and a lock where needed)."""
@@ -138,9 +140,9 @@ class _Dialect:
             f"CREATE TEMPORARY TABLE {MISSING} (kind char(1), id bigint){self.temp_suffix}"
         )
 
+    @abc.abstractmethod
     def insert(self, table: str, columns: tuple[str, ...], rows: list) -> None:
         """Bulk-write rows built by the methods below (or parsed rows into staging)."""
-        raise NotImplementedError
 
     def pk(self, value: int) -> str | int:
         """A primary key as this dialect's rows spell it."""
@@ -164,11 +166,11 @@ class _Dialect:
         """Plain values (no NULLs, nothing to escape) as a row for ``insert``."""
         return values
 
+    @abc.abstractmethod
     def allocate_ids(self, model: type, count: int) -> list[int]:
         """``count`` fresh primary keys for ``model`` (ids known before the rows are written)."""
-        raise NotImplementedError
 
-    def analyze(self) -> None:
+    def analyze(self) -> None:  # noqa: B027 - a hook: SQLite needs nothing here
         """Refresh planner statistics after a bulk load (where the database needs it)."""
 
 

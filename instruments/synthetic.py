@@ -140,6 +140,11 @@ def _index_rows() -> Iterator[list[str]]:
         ]
 
 
+def _expiry_text(exchange: str, expiry: date) -> str:
+    """Expiry as the file writes it: IST wall clock, 14:30 on NSE and 15:30 on BSE."""
+    return f"{expiry.isoformat()} {'15:30:00' if exchange == 'BSE' else '14:30:00'}"
+
+
 def _option_row(
     ids: _Ids,
     exchange: str,
@@ -152,7 +157,6 @@ def _option_row(
     flag: str,
     symbol_name: str = "",
 ) -> list[str]:
-    close = "15:30:00" if exchange == "BSE" else "14:30:00"
     month = expiry.strftime("%b")
     custom = (
         f"{underlying} {expiry:%d} {month.upper()} {strike:g} {'CALL' if kind == 'CE' else 'PUT'}"
@@ -166,7 +170,7 @@ def _option_row(
         f"{underlying}-{month}{expiry.year}-{strike:g}-{kind}",
         _num(lot, 1),
         custom,
-        f"{expiry.isoformat()} {close}",
+        _expiry_text(exchange, expiry),
         _num(strike, 5),
         kind,
         "5.0000",
@@ -180,7 +184,6 @@ def _option_row(
 def _future_row(
     ids: _Ids, exchange: str, code: str, underlying: str, expiry: date, lot: int
 ) -> list[str]:
-    close = "15:30:00" if exchange == "BSE" else "14:30:00"
     month = expiry.strftime("%b")
     return [
         exchange,
@@ -191,7 +194,7 @@ def _future_row(
         f"{underlying}-{month}{expiry.year}-FUT",
         _num(lot, 1),
         f"{underlying} {month.upper()} FUT",
-        f"{expiry.isoformat()} {close}",
+        _expiry_text(exchange, expiry),
         "-0.01000",
         "XX",
         "10.0000",
