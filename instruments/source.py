@@ -106,7 +106,9 @@ def resolve_source(
         size = download(target_url, cached, timeout)
     except SourceError as exc:
         if age is None:
-            raise SourceError(f"{exc}; no cached copy to fall back on") from None
+            raise SourceError(
+                f"{exc}; no cached copy to fall back on (import a local copy with --file PATH)"
+            ) from None
         warning = f"{exc}; using the cached copy from {_age_text(age)} ago ({cached})"
         log.warning("%s", warning)
         return SourceFile(

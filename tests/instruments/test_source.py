@@ -195,7 +195,7 @@ def test_a_server_error_without_a_cache_fails_clearly(cache_dir, http_server):
         resolve(cache_dir, url)
     message = str(caught.value)
     assert f"download of {url} failed: HTTP 500" in message
-    assert "no cached copy to fall back on" in message
+    assert "no cached copy to fall back on (import a local copy with --file PATH)" in message
     assert not cache_path(cache_dir, url).exists()
     assert leftovers(cache_dir) == []
 
