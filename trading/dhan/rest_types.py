@@ -311,7 +311,11 @@ def _date(value: object, path: str) -> date | None:
 
 def _epoch_ist(value: object, path: str) -> datetime:
     """Chart timestamps: true epoch seconds (daily = midnight IST), often as ``1.641753E9``."""
-    return datetime.fromtimestamp(_int(value, path), IST)
+    seconds = _int(value, path)
+    try:
+        return datetime.fromtimestamp(seconds, IST)
+    except (OverflowError, OSError, ValueError):
+        raise _bad(path, "epoch seconds", value) from None
 
 
 def _nested(cls: type[Any]) -> Callable[[object, str], Any]:
@@ -1296,7 +1300,10 @@ class ChartResponse:
             raise _bad(path, "an object of parallel arrays", body)
         columns: dict[str, list[Any]] = {}
         names = [name for name, _ in _CHART_COLUMNS]
-        if body.get("open_interest") is not None:
+        # open_interest comes only with oi=true; an empty array next to candles is read as
+        # "not requested" rather than as a length mismatch.
+        oi_values = body.get("open_interest")
+        if oi_values is not None and (oi_values != [] or not body.get("timestamp")):
             names.append("open_interest")
         for name in names:
             values = body.get(name)

@@ -506,6 +506,13 @@ def test_intraday_chart_with_open_interest():
     assert candle.low == Decimal("101.05")
 
 
+def test_an_empty_open_interest_array_means_oi_was_not_requested():
+    body = json.loads(CHART_DAILY_BODY) | {"open_interest": []}
+    candles = ChartResponse.from_wire(body, Endpoint.CHART_DAILY).candles
+    assert len(candles) == 20
+    assert candles[0].open_interest is None
+
+
 def test_an_empty_chart_is_no_candles():
     empty = {k: [] for k in ("open", "high", "low", "close", "volume", "timestamp")}
     assert len(ChartResponse.from_wire(empty)) == 0
@@ -693,6 +700,16 @@ MALFORMED = [
         ChartResponse.from_wire,
         {"open": [1], "high": [1], "low": [1], "close": [1], "volume": [1], "timestamp": ["x"]},
         "chart_intraday.timestamp[0]: expected a number, got 'x'",
+    ),
+    (
+        ChartResponse.from_wire,
+        {"open": [1], "high": [1], "low": [1], "close": [1], "volume": [1], "timestamp": [1e300]},
+        "chart_intraday.timestamp[0]: expected epoch seconds, got 1e+300",
+    ),
+    (
+        ChartResponse.from_wire,
+        json.loads(CHART_DAILY_BODY) | {"open_interest": [1, 2]},
+        "chart_intraday.open_interest: expected 20 values like 'timestamp', got 2",
     ),
     (
         QuoteResponse.from_wire,
