@@ -45,7 +45,7 @@ from dataclasses import dataclass, field, fields
 from datetime import date, datetime
 from decimal import Decimal, InvalidOperation
 from enum import Enum, StrEnum
-from typing import Any, Self
+from typing import Any, ClassVar, Generic, Self, TypeVar
 from urllib.parse import quote
 
 from trading.dhan.feed_codec import IST, SEGMENT_CODES
@@ -395,6 +395,31 @@ def _rows(cls: type[Any], obj: object, endpoint: Endpoint) -> tuple[Any, ...]:
     if not isinstance(body, list):
         raise _bad(path, "an array", body)
     return tuple(_record(cls, row, f"{path}[{i}]") for i, row in enumerate(body))
+
+
+_T = TypeVar("_T")
+
+
+class _Listing(Generic[_T]):
+    """The bare-array responses (orders, trades, positions, holdings): each row parsed as
+    ``_row``; the one dataclass field holds them, and the response iterates and counts them."""
+
+    __slots__ = ()
+    _row: ClassVar[type]
+    _endpoint: ClassVar[Endpoint]
+
+    @classmethod
+    def from_wire(cls, obj: object) -> Self:
+        return cls(_rows(cls._row, obj, cls._endpoint))
+
+    def _items(self) -> tuple[_T, ...]:
+        return getattr(self, fields(self)[0].name)
+
+    def __iter__(self) -> Iterator[_T]:
+        return iter(self._items())
+
+    def __len__(self) -> int:
+        return len(self._items())
 
 
 # ---------------------------------------------------------------------------------------------
@@ -890,20 +915,13 @@ class Order:
 
 
 @dataclass(frozen=True, slots=True)
-class OrderBookResponse:
+class OrderBookResponse(_Listing[Order]):
     """``GET /orders``: a bare array of :class:`Order` (``[]`` when none today)."""
 
     orders: tuple[Order, ...]
 
-    @classmethod
-    def from_wire(cls, obj: object) -> Self:
-        return cls(_rows(Order, obj, Endpoint.ORDER_BOOK))
-
-    def __iter__(self) -> Iterator[Order]:
-        return iter(self.orders)
-
-    def __len__(self) -> int:
-        return len(self.orders)
+    _row: ClassVar[type] = Order
+    _endpoint: ClassVar[Endpoint] = Endpoint.ORDER_BOOK
 
 
 @dataclass(frozen=True, slots=True)
@@ -955,20 +973,13 @@ class Trade:
 
 
 @dataclass(frozen=True, slots=True)
-class TradeBookResponse:
+class TradeBookResponse(_Listing[Trade]):
     """``GET /trades``: a bare array of :class:`Trade`."""
 
     trades: tuple[Trade, ...]
 
-    @classmethod
-    def from_wire(cls, obj: object) -> Self:
-        return cls(_rows(Trade, obj, Endpoint.TRADE_BOOK))
-
-    def __iter__(self) -> Iterator[Trade]:
-        return iter(self.trades)
-
-    def __len__(self) -> int:
-        return len(self.trades)
+    _row: ClassVar[type] = Trade
+    _endpoint: ClassVar[Endpoint] = Endpoint.TRADE_BOOK
 
 
 # ---------------------------------------------------------------------------------------------
@@ -1010,20 +1021,13 @@ class Position:
 
 
 @dataclass(frozen=True, slots=True)
-class PositionsResponse:
+class PositionsResponse(_Listing[Position]):
     """``GET /positions``: a bare array (``[]`` when flat)."""
 
     positions: tuple[Position, ...]
 
-    @classmethod
-    def from_wire(cls, obj: object) -> Self:
-        return cls(_rows(Position, obj, Endpoint.POSITIONS))
-
-    def __iter__(self) -> Iterator[Position]:
-        return iter(self.positions)
-
-    def __len__(self) -> int:
-        return len(self.positions)
+    _row: ClassVar[type] = Position
+    _endpoint: ClassVar[Endpoint] = Endpoint.POSITIONS
 
 
 @dataclass(frozen=True, slots=True, kw_only=True)
@@ -1044,21 +1048,14 @@ class Holding:
 
 
 @dataclass(frozen=True, slots=True)
-class HoldingsResponse:
+class HoldingsResponse(_Listing[Holding]):
     """``GET /holdings``: a bare array. An empty live portfolio answers 500 DH-1111 instead
     (errors.Rejected; the client maps it to an empty response)."""
 
     holdings: tuple[Holding, ...]
 
-    @classmethod
-    def from_wire(cls, obj: object) -> Self:
-        return cls(_rows(Holding, obj, Endpoint.HOLDINGS))
-
-    def __iter__(self) -> Iterator[Holding]:
-        return iter(self.holdings)
-
-    def __len__(self) -> int:
-        return len(self.holdings)
+    _row: ClassVar[type] = Holding
+    _endpoint: ClassVar[Endpoint] = Endpoint.HOLDINGS
 
 
 @dataclass(frozen=True, slots=True, kw_only=True)
