@@ -32,6 +32,7 @@ MB), and entries older than the window are dropped on every call.
 
 from __future__ import annotations
 
+import abc
 import logging
 import os
 import re
@@ -172,7 +173,7 @@ class RateLimiter(Protocol):
 _Denial = tuple[Limit, float]
 
 
-class _SlidingWindowLimiter:
+class _SlidingWindowLimiter(abc.ABC):
     """The acquire loop shared by both back ends; subclasses implement ``_try_acquire``.
 
     ``clock`` (monotonic seconds) times ``timeout``; ``sleep(seconds)`` waits and may return
@@ -198,9 +199,9 @@ class _SlidingWindowLimiter:
         self._sleep = sleep
         self._wall_clock = wall_clock
 
+    @abc.abstractmethod
     def _try_acquire(self, category: str, limits: tuple[Limit, ...]) -> list[_Denial]:
         """Atomically: if every limit has room, record one request and return []."""
-        raise NotImplementedError
 
     def acquire(self, category: str, *, block: bool = True, timeout: float | None = None) -> None:
         """Take one slot in ``category`` or raise; see the module docstring for the contract.

@@ -877,14 +877,7 @@ class Market:
         Raises KeyError for an id this market does not know or a segment it is not on (the REST
         side drops those silently, as Dhan does).
         """
-        segment = (
-            segment_name(exchange_segment)
-            if isinstance(exchange_segment, int)
-            else exchange_segment
-        )
-        spec = self.contracts[security_id]
-        if spec.exchange_segment != segment:
-            raise KeyError(f"{security_id} is on {spec.exchange_segment}, not {segment}")
+        self._check_segment(exchange_segment, security_id)
         second = self._second(t)
         c = self._derivs.get(security_id)
         if c is None:
@@ -894,6 +887,17 @@ class Market:
         quote = self._derivative_quote(c, second)
         c.quote_s, c.quote = second, quote
         return quote
+
+    def _check_segment(self, exchange_segment: str | int, security_id: int) -> None:
+        """KeyError unless ``security_id`` is a contract of this market on that segment."""
+        segment = (
+            segment_name(exchange_segment)
+            if isinstance(exchange_segment, int)
+            else exchange_segment
+        )
+        spec = self.contracts[security_id]
+        if spec.exchange_segment != segment:
+            raise KeyError(f"{security_id} is on {spec.exchange_segment}, not {segment}")
 
     def _index_quote(self, path: IndexPath, second: int) -> Quote:
         level = path.level(second)
@@ -939,14 +943,7 @@ class Market:
         floored to the second, so a publisher can send ticks only for contracts that traded.
         Indices "trade" every second.
         """
-        segment = (
-            segment_name(exchange_segment)
-            if isinstance(exchange_segment, int)
-            else exchange_segment
-        )
-        spec = self.contracts[security_id]
-        if spec.exchange_segment != segment:
-            raise KeyError(f"{security_id} is on {spec.exchange_segment}, not {segment}")
+        self._check_segment(exchange_segment, security_id)
         second = self._second(t)
         c = self._derivs.get(security_id)
         if c is None:
