@@ -1,0 +1,308 @@
+"""Pieces shared by the two Dhan WebSocket clients (``feed.py`` and ``order_updates.py``).
+
+* :class:`ReconnectPolicy` / :class:`Backoff`: capped exponential reconnect delays with jitter,
+  a longer schedule for a throttled handshake (HTTP 429), reset after a healthy connection.
+* :class:`Dispatcher`: the bounded hand-off from socket threads to the one thread that runs
+  user callbacks, so a slow consumer never blocks a socket (see its docstring for the policy).
+* :func:`handshake_error`: a failed connect / upgrade as the :mod:`trading.dhan.errors` class
+  that says what to do (retry, back off harder, stop).
+* :func:`nse_market_open`: the default "is the market open" callable of the stall watchdog.
+
+No Django here; the clients' ``from_settings()`` read the settings.
+"""
+
+from __future__ import annotations
+
+import logging
+import random
+import threading
+import time
+from collections import deque
+from collections.abc import Callable
+from dataclasses import dataclass
+from datetime import datetime
+from datetime import time as dtime
+from typing import Generic, TypeVar
+
+import websocket
+
+from trading.dhan.errors import (
+    AuthFailure,
+    DhanError,
+    RateLimited,
+    Retryable,
+    backoff_ceiling,
+    redact,
+)
+from trading.dhan.feed_codec import IST
+
+__all__ = [
+    "Backoff",
+    "ClientState",
+    "Dispatcher",
+    "ReconnectPolicy",
+    "handshake_error",
+    "nse_market_open",
+]
+
+T = TypeVar("T")
+
+
+class ClientState:
+    """States of a client and of each feed connection (plain strings: they go into stats/logs)."""
+
+    NEW = "new"  # constructed, not started
+    CONNECTING = "connecting"  # TCP + WebSocket upgrade (and subscribe / login) in progress
+    CONNECTED = "connected"  # receiving
+    BACKOFF = "backoff"  # waiting before the next connection attempt
+    RUNNING = "running"  # client level: started, not stopped
+    STOPPED = "stopped"  # stop() was called (or the connection's thread ended with it)
+    FAILED = "failed"  # a fatal error (auth failure...) stopped it; see ``error``
+
+
+@dataclass(frozen=True, slots=True)
+class ReconnectPolicy:
+    """How long to wait before reconnecting, in seconds.
+
+    ``base``/``cap``: ordinary drops (network, server restart, stall): ``base`` doubling up to
+    ``cap`` (zulip's 1 s doubling to 30 s). ``rate_limited_base``/``rate_limited_cap``: an HTTP
+    429 on the handshake or a 805 "too many connections" disconnect: the broker is refusing us,
+    and hammering it keeps the block alive (the Ruby gem waits 60 s; OpenAlgo gives up).
+    ``healthy_after``: a connection that stayed up this long resets both schedules, so one
+    flaky minute in the afternoon does not start at the 30 s delay the morning's outage reached.
+    """
+
+    base: float = 1.0
+    cap: float = 30.0
+    rate_limited_base: float = 30.0
+    rate_limited_cap: float = 120.0
+    healthy_after: float = 60.0
+
+    def __post_init__(self) -> None:
+        for name in ("base", "cap", "rate_limited_base", "rate_limited_cap"):
+            if getattr(self, name) <= 0:
+                raise ValueError(f"ReconnectPolicy.{name} must be positive")
+        if self.healthy_after < 0:
+            raise ValueError("ReconnectPolicy.healthy_after must be >= 0")
+
+
+class Backoff:
+    """Reconnect delays: capped exponential with "equal jitter".
+
+    Delay ``n`` is uniform in ``[c/2, c]`` with ``c = min(cap, base * 2**n)``
+    (:func:`trading.dhan.errors.backoff_ceiling`). Unlike the REST retries' full jitter this keeps
+    a floor of half the ceiling: a reconnect loop against a dead host must never spin at ~0 s,
+    while five shards that dropped together still spread out. Not thread-safe: one per
+    connection thread.
+    """
+
+    def __init__(self, base: float, cap: float, rng: random.Random | None = None) -> None:
+        self.base = base
+        self.cap = cap
+        self.attempt = 0
+        self._rng = rng or random.Random()
+
+    def next_delay(self) -> float:
+        ceiling = backoff_ceiling(self.attempt, base=self.base, cap=self.cap)
+        self.attempt += 1
+        return self._rng.uniform(ceiling / 2, ceiling)
+
+    def reset(self) -> None:
+        self.attempt = 0
+
+
+def handshake_error(exc: BaseException, secrets: tuple[str, ...] = ()) -> DhanError:
+    """A failed connect / WebSocket upgrade as the error class that says what to do.
+
+    * HTTP 429 on the upgrade -> :class:`RateLimited` (data plan inactive or client throttled:
+      back off on the long schedule).
+    * HTTP 401 / 403 -> :class:`AuthFailure` (stop: a reconnect cannot fix credentials).
+    * Anything else (other statuses, refused, DNS, timeouts, TLS, a cut mid-handshake) ->
+      :class:`Retryable`.
+
+    The message is redacted (the feed URL carries the token and the client id).
+    """
+    detail = redact(f"{type(exc).__name__}: {exc}", secrets)
+    if isinstance(exc, websocket.WebSocketBadStatusException):
+        status = exc.status_code
+        # The exception text includes the response headers and body: keep only the status line.
+        detail = f"WebSocket upgrade answered HTTP {status}"
+        if status == 429:
+            return RateLimited(detail, status=status)
+        if status in (401, 403):
+            return AuthFailure(detail, status=status)
+        return Retryable(detail, status=status)
+    return Retryable(f"connection failed: {detail}")
+
+
+# NSE cash/F&O continuous session, Mon-Fri. Holidays are not known here: on a holiday the stall
+# watchdog reconnects every stall_timeout, which is noisy but harmless; a calendar-aware
+# callable can be injected instead.
+_OPEN = dtime(9, 15)
+_CLOSE = dtime(15, 30)
+
+
+def nse_market_open(now: datetime | None = None) -> bool:
+    """True between 09:15 and 15:30 IST on a weekday (the default ``market_open`` callable)."""
+    now = (now or datetime.now(IST)).astimezone(IST)
+    return now.weekday() < 5 and _OPEN <= now.time() < _CLOSE
+
+
+class Dispatcher(Generic[T]):
+    """Bounded hand-off from socket threads to one consumer thread that runs the callback.
+
+    Policy: **drop oldest**. The buffer holds at most ``capacity`` items (a feed frame's
+    packet list, or one order update); when a socket thread hands over an item and the buffer is
+    full, the oldest item is discarded and counted (``dropped`` items, ``dropped_weight`` e.g.
+    packets). Why not block: a socket thread that stops reading stops answering pings, and Dhan
+    closes the feed after 40 s without a pong (DhanHQ-py #72), which loses everything. Why
+    oldest rather than newest: every consumer keeps the latest value per instrument (the tick
+    cache), so the newest frames are the ones worth having; a non-zero ``dropped`` is the
+    signal that the consumer is too slow. Why not coalesce per instrument: it would need a
+    decode-and-key step and a dict on the socket thread for every packet, and reorder packets
+    across instruments; drop-oldest keeps arrival order at the cost of one deque append.
+    Memory is bounded by about twice ``capacity`` items (the queue plus the batch the callback
+    is working through) times the largest item.
+
+    Thread-safety: ``put`` may be called from several threads; the callback runs only on the
+    dispatcher's own thread, one item at a time, in arrival order. An exception from the
+    callback is logged with the item's context and counted; the next item is delivered (one
+    poison item must never stop the feed).
+    """
+
+    def __init__(
+        self,
+        name: str,
+        handler: Callable[[T], object],
+        *,
+        capacity: int = 10_000,
+        weigh: Callable[[T], int] | None = None,
+        heartbeat: Callable[[], object] | None = None,
+        heartbeat_interval: float = 60.0,
+        logger: logging.Logger | None = None,
+    ) -> None:
+        if capacity < 1:
+            raise ValueError(f"dispatcher capacity must be >= 1, got {capacity}")
+        self.name = name
+        self.capacity = capacity
+        self._handler = handler
+        self._weigh = weigh
+        self._heartbeat = heartbeat
+        self._heartbeat_interval = heartbeat_interval
+        self._log = logger or logging.getLogger(__name__)
+        self._items: deque[T] = deque()
+        # One short critical section per put: the drop counters and the popleft of a full
+        # buffer must not race the consumer's swap. Uncontended, this costs ~0.1 us.
+        self._lock = threading.Lock()
+        self._wakeup = threading.Event()
+        # True while the consumer is (about to be) asleep: producers only pay for
+        # Event.set() then, not on every item.
+        self._idle = False
+        self._stopping = False
+        self._thread: threading.Thread | None = None
+        self.delivered = 0
+        self.dropped = 0
+        self.dropped_weight = 0
+        self.handler_errors = 0
+
+    # -- producer side (socket threads) ------------------------------------------------------
+
+    def put(self, item: T) -> None:
+        """Queue ``item`` for the callback; never blocks on the consumer."""
+        with self._lock:
+            items = self._items
+            if len(items) >= self.capacity:
+                old = items.popleft()
+                self.dropped += 1
+                self.dropped_weight += self._weigh(old) if self._weigh else 1
+            items.append(item)
+        if self._idle:
+            self._wakeup.set()
+
+    @property
+    def pending(self) -> int:
+        return len(self._items)
+
+    # -- consumer side -----------------------------------------------------------------------
+
+    def start(self) -> None:
+        if self._thread is not None:
+            return
+        self._thread = threading.Thread(target=self._run, name=self.name, daemon=True)
+        self._thread.start()
+
+    def request_stop(self) -> None:
+        """Ask the thread to finish (it delivers what is queued first); does not wait."""
+        self._stopping = True
+        self._wakeup.set()
+
+    def stop(self, timeout: float = 5.0) -> bool:
+        """Stop and join; False (and an error log) when the callback is still busy after
+        ``timeout`` seconds. The thread is a daemon: a stuck callback never blocks exit."""
+        self.request_stop()
+        thread = self._thread
+        if thread is None or thread is threading.current_thread():
+            return True
+        thread.join(timeout)
+        if thread.is_alive():
+            self._log.error(
+                "%s: callback still running after %.1f s at stop; %d items left undelivered",
+                self.name,
+                timeout,
+                self.pending,
+            )
+            return False
+        return True
+
+    def _take_all(self) -> deque[T]:
+        with self._lock:
+            batch, self._items = self._items, deque()
+        return batch
+
+    def _run(self) -> None:
+        next_beat = time.monotonic() + self._heartbeat_interval
+        while True:
+            batch = self._take_all()
+            for item in batch:
+                try:
+                    self._handler(item)
+                except Exception:
+                    self.handler_errors += 1
+                    self._log.exception(
+                        "%s: callback failed on %s; skipping it", self.name, _describe(item)
+                    )
+                self.delivered += 1
+            if self._heartbeat is not None and time.monotonic() >= next_beat:
+                next_beat = time.monotonic() + self._heartbeat_interval
+                try:
+                    self._heartbeat()
+                except Exception:
+                    self._log.exception("%s: heartbeat failed", self.name)
+            if batch:
+                continue
+            if self._stopping:
+                return
+            # Sleep until a producer sees _idle and sets the event. Clear first, then re-check
+            # the buffer: an item put between the check and the wait has set the event.
+            self._wakeup.clear()
+            self._idle = True
+            if not self._items and not self._stopping:
+                self._wakeup.wait(min(1.0, self._heartbeat_interval))
+            self._idle = False
+
+
+def _describe(item: object) -> str:
+    # Enough to find the culprit in a log without dumping a whole frame (or an order's raw
+    # dict, which holds the client id).
+    if isinstance(item, list):
+        head = item[0] if item else None
+        return f"a frame of {len(item)} packets (first: {type(head).__name__} {_key(head)})"
+    return f"{type(item).__name__} {_key(item)}"
+
+
+def _key(item: object) -> str:
+    for attr in ("key", "order_id"):
+        value = getattr(item, attr, None)
+        if value is not None:
+            return str(value)
+    return ""
