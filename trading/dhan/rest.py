@@ -337,6 +337,10 @@ class DhanRestClient:
         correlation id (the found order's status is returned) and otherwise raises
         :class:`UnknownOutcome` with ``correlation_id`` set. Never sends the placement twice
         after it may have arrived.
+
+        A caller that later retries an unresolved placement itself must look up
+        ``err.correlation_id`` first and, if it resends, reuse that id: a request without one
+        would get a fresh id here, and Dhan could not tell the two orders apart.
         """
         if request.correlationId is None:
             # replace() re-runs the request's validation on the generated id.
