@@ -614,6 +614,7 @@ class Market:
         self._paths: dict[str, IndexPath] = {}
         self._index_by_id: dict[int, IndexPath] = {}
         self._derivs: dict[int, _Contract] = {}
+        self._histories: dict[int, dict[date, Candle]] = {}  # daily candles before the day
         self.now = self._open_at
         self._now_second = 0
         regimes = regimes or {}
@@ -1048,3 +1049,76 @@ class Market:
                 )
             )
         return candles
+
+    def daily_candles(
+        self, security_id: int, from_date: date, to_date: date, until_t: datetime | None = None
+    ) -> list[Candle]:
+        """Daily candles for the weekdays in ``[from_date, to_date)`` (Dhan's ``toDate`` is not
+        inclusive); ``start`` is midnight IST, as Dhan stamps daily candles.
+
+        An index gets a history before the trading date: a seeded walk backwards from the
+        previous close at the index's daily volatility (the same seed gives the same history
+        whatever range is asked). The trading date's candle is the intraday path up to
+        ``until_t``. A derivative has only the trading date (its history is not modelled).
+        """
+        path = self._index_by_id.get(security_id)
+        if path is None and security_id not in self._derivs:
+            raise KeyError(security_id)
+        candles = []
+        day = from_date
+        while day < to_date:
+            if day.weekday() < 5 and day <= self.trading_date:
+                if day == self.trading_date:
+                    today = self.intraday_candles(security_id, 375, until_t)
+                    if today:
+                        first, last = today[0], today[-1]
+                        candles.append(
+                            Candle(
+                                datetime.combine(day, time(0), tzinfo=IST),
+                                first.open,
+                                max(c.high for c in today),
+                                min(c.low for c in today),
+                                last.close,
+                                sum(c.volume for c in today),
+                                last.oi,
+                            )
+                        )
+                elif path is not None:
+                    candle = self._history(path).get(day)
+                    if candle is not None:
+                        candles.append(candle)
+            day += timedelta(days=1)
+        return candles
+
+    _HISTORY_DAYS = 520  # about two years of weekdays
+
+    def _history(self, path: IndexPath) -> dict[date, Candle]:
+        cached = self._histories.get(path.security_id)
+        if cached is not None:
+            return cached
+        rng = random.Random(f"{self.seed}:{path.symbol}:daily")
+        daily_vol = ANNUAL_VOL.get(path.symbol, DEFAULT_VOL) / math.sqrt(TRADING_DAYS_PER_YEAR)
+        history: dict[date, Candle] = {}
+        close = path.prev_close
+        day = self.trading_date
+        for _ in range(self._HISTORY_DAYS):
+            day -= timedelta(days=1)
+            while day.weekday() >= 5:
+                day -= timedelta(days=1)
+            prev = close / math.exp(rng.gauss(0.0, daily_vol))  # the close a day earlier
+            open_ = prev * math.exp(rng.gauss(0.0, daily_vol * 0.3))
+            high = max(open_, close) * (1 + abs(rng.gauss(0.0, daily_vol * 0.5)))
+            low = min(open_, close) * (1 - abs(rng.gauss(0.0, daily_vol * 0.5)))
+            tick = path.tick
+            history[day] = Candle(
+                datetime.combine(day, time(0), tzinfo=IST),
+                round_to_tick(open_, tick),
+                round_to_tick(high, tick),
+                round_to_tick(low, tick),
+                round_to_tick(close, tick),
+                0,
+                0,
+            )
+            close = prev
+        self._histories[path.security_id] = history
+        return history
