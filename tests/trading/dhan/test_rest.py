@@ -14,12 +14,15 @@ import logging
 import random
 import re
 import socket
+import time
 from collections.abc import Callable
-from decimal import Decimal
+from datetime import timedelta
+from decimal import ROUND_FLOOR, Decimal
 from typing import Any
 
 import pytest
 import requests
+from django.core.exceptions import ImproperlyConfigured
 
 from trading.dhan.errors import (
     AuthFailure,
@@ -39,12 +42,34 @@ from trading.dhan.rest import (
 from trading.dhan.rest_types import (
     CORRELATION_ID_MAX_LEN,
     CancelOrderRequest,
+    Candle,
+    ChartResponse,
+    DailyChartRequest,
+    Endpoint,
+    ExpiryListRequest,
+    ExpiryListResponse,
+    FullQuote,
+    FundLimit,
     HoldingsResponse,
+    IntradayChartRequest,
+    KillSwitchRequest,
+    KillSwitchResponse,
     MarketQuoteRequest,
     ModifyOrderRequest,
+    OhlcQuote,
+    OptionChainRequest,
+    OptionChainResponse,
+    OrderBookResponse,
     OrderByCorrelationIdRequest,
+    OrderByIdRequest,
+    OrderLookupResponse,
     OrderStatusResponse,
     PlaceOrderRequest,
+    PositionsResponse,
+    Profile,
+    QuoteResponse,
+    RenewTokenResponse,
+    TradeBookResponse,
 )
 
 # JWT-shaped, like Dhan's tokens, so the pattern-based redaction is exercised too.
@@ -562,3 +587,301 @@ def test_credentials_never_appear_in_reprs_errors_or_logs(caplog):
     for text in texts:
         assert TOKEN not in text and CLIENT_ID not in text
         assert "eyJ" not in text
+
+
+# ---------------------------------------------------------------------------------------------
+# Against the simulator (real HTTP on loopback)
+
+
+def sim_client(sim: Any, **kwargs: Any) -> DhanRestClient:
+    """A client for ``sim`` that never really sleeps and admits every request (unless given a
+    limiter). The token is read from the simulator on every request unless overridden."""
+    kwargs.setdefault("token_provider", lambda: sim.token)
+    kwargs.setdefault("limiter", RecordingLimiter())
+    kwargs.setdefault("sleep", Sleeps())
+    return DhanRestClient(base_url=sim.base_url, client_id=sim.client_id, **kwargs)
+
+
+def atm_call(sim: Any, client: DhanRestClient) -> tuple[Any, Decimal]:
+    """The NIFTY call nearest the money on the nearest expiry, and its LTP."""
+    spot = client.quote_ltp(MarketQuoteRequest({"IDX_I": [13]})).get("IDX_I", 13).last_price
+    calls = [
+        c
+        for c in sim.market.contracts.values()
+        if c.underlying == "NIFTY" and c.instrument == "OPTIDX" and c.option_type == "CE"
+    ]
+    expiry = min(c.expiry for c in calls)
+    spec = min(
+        (c for c in calls if c.expiry == expiry), key=lambda c: abs(Decimal(str(c.strike)) - spot)
+    )
+    quote = client.quote_ltp(MarketQuoteRequest({spec.exchange_segment: [spec.security_id]}))
+    return spec, quote.get(spec.exchange_segment, spec.security_id).last_price
+
+
+def resting_buy(sim: Any, spec: Any, ltp: Decimal, **overrides: Any) -> PlaceOrderRequest:
+    """A LIMIT BUY of one lot at half the LTP, on the tick: it rests (PENDING), never fills."""
+    tick = Decimal(str(spec.tick))
+    price = max(tick, (ltp / 2 / tick).to_integral_value(rounding=ROUND_FLOOR) * tick)
+    fields: dict[str, Any] = {
+        "dhanClientId": sim.client_id,
+        "exchangeSegment": spec.exchange_segment,
+        "securityId": str(spec.security_id),
+        "quantity": spec.lot,
+        "price": price,
+    }
+    return order_request(**(fields | overrides))
+
+
+def test_every_endpoint_answers_its_typed_response_and_takes_its_rate_category(dhan_sim):
+    limiter = RecordingLimiter()
+    calls: list[Endpoint] = []
+
+    def call(endpoint: Endpoint, result: Any, cls: type) -> Any:
+        calls.append(endpoint)
+        assert isinstance(result, cls), (endpoint, result)
+        return result
+
+    with sim_client(dhan_sim, limiter=limiter) as client:
+        spec, ltp = atm_call(dhan_sim, client)
+        calls += [Endpoint.QUOTE_LTP, Endpoint.QUOTE_LTP]
+        instruments = MarketQuoteRequest({spec.exchange_segment: [spec.security_id]})
+        ohlc = call(Endpoint.QUOTE_OHLC, client.quote_ohlc(instruments), QuoteResponse)
+        assert isinstance(ohlc.get(spec.exchange_segment, spec.security_id), OhlcQuote)
+        full = call(Endpoint.QUOTE_FULL, client.quote_full(instruments), QuoteResponse)
+        assert isinstance(full.get(spec.exchange_segment, spec.security_id), FullQuote)
+
+        placed = call(
+            Endpoint.PLACE_ORDER,
+            client.place_order(resting_buy(dhan_sim, spec, ltp, correlationId="every-1")),
+            OrderStatusResponse,
+        )
+        by_cid = call(
+            Endpoint.ORDER_BY_CORRELATION_ID,
+            client.order_by_correlation_id(OrderByCorrelationIdRequest("every-1")),
+            OrderLookupResponse,
+        )
+        assert by_cid.order.orderId == placed.orderId
+        assert by_cid.order.orderStatus == "PENDING"
+        order = by_cid.order
+        new_price = order.price - Decimal(str(spec.tick))
+        call(
+            Endpoint.MODIFY_ORDER,
+            client.modify_order(
+                ModifyOrderRequest(
+                    dhanClientId=dhan_sim.client_id,
+                    orderId=placed.orderId,
+                    orderType="LIMIT",
+                    quantity=spec.lot,
+                    price=new_price,
+                    validity="DAY",
+                )
+            ),
+            OrderStatusResponse,
+        )
+        by_id = call(
+            Endpoint.ORDER_BY_ID,
+            client.order_by_id(OrderByIdRequest(placed.orderId)),
+            OrderLookupResponse,
+        )
+        assert by_id.order.price == new_price
+        book = call(Endpoint.ORDER_BOOK, client.order_book(), OrderBookResponse)
+        assert placed.orderId in [o.orderId for o in book]
+        cancelled = call(
+            Endpoint.CANCEL_ORDER,
+            client.cancel_order(CancelOrderRequest(placed.orderId)),
+            OrderStatusResponse,
+        )
+        assert cancelled.orderStatus == "CANCELLED"
+
+        call(Endpoint.TRADE_BOOK, client.trade_book(), TradeBookResponse)
+        call(Endpoint.POSITIONS, client.positions(), PositionsResponse)
+        call(Endpoint.HOLDINGS, client.holdings(), HoldingsResponse)
+        funds = call(Endpoint.FUND_LIMIT, client.fund_limit(), FundLimit)
+        assert funds.availabelBalance > 0
+        profile = call(Endpoint.PROFILE, client.profile(), Profile)
+        assert profile.dhanClientId == dhan_sim.client_id
+
+        now = dhan_sim.now()
+        session_open = now.replace(hour=9, minute=15, second=0, microsecond=0)
+        intraday = call(
+            Endpoint.CHART_INTRADAY,
+            client.intraday_chart(
+                IntradayChartRequest(
+                    securityId="13",
+                    exchangeSegment="IDX_I",
+                    instrument="INDEX",
+                    interval=1,
+                    fromDate=session_open,
+                    toDate=session_open + timedelta(hours=7),
+                )
+            ),
+            ChartResponse,
+        )
+        assert all(isinstance(c, Candle) for c in intraday)
+        daily = call(
+            Endpoint.CHART_DAILY,
+            client.daily_chart(
+                DailyChartRequest(
+                    securityId="13",
+                    exchangeSegment="IDX_I",
+                    instrument="INDEX",
+                    fromDate=now.date() - timedelta(days=30),
+                    toDate=now.date(),
+                )
+            ),
+            ChartResponse,
+        )
+        assert len(daily) > 0
+        expiries = call(
+            Endpoint.EXPIRY_LIST,
+            client.expiry_list(ExpiryListRequest(13, "IDX_I")),
+            ExpiryListResponse,
+        )
+        assert expiries.expiries
+        chain = call(
+            Endpoint.OPTION_CHAIN,
+            client.option_chain(OptionChainRequest(13, "IDX_I", expiries.expiries[0])),
+            OptionChainResponse,
+        )
+        assert chain.oc
+
+        status = call(Endpoint.KILL_SWITCH_STATUS, client.kill_switch_status(), KillSwitchResponse)
+        assert status.active is False
+        switched = call(Endpoint.KILL_SWITCH, client.kill_switch(True), KillSwitchResponse)
+        assert switched.active is True
+        call(
+            Endpoint.KILL_SWITCH,
+            client.kill_switch(KillSwitchRequest("DEACTIVATE")),
+            KillSwitchResponse,
+        )
+        renewed = call(Endpoint.RENEW_TOKEN, client.renew_token(), RenewTokenResponse)
+        assert renewed.accessToken
+
+    assert set(calls) == set(Endpoint)
+    assert limiter.categories == [e.rate_category.value for e in calls]
+
+
+@pytest.mark.parametrize("fault", ["429", "500"])
+def test_a_share_of_429_or_500_answers_is_retried_to_success(dhan_sim, fault):
+    dhan_sim.faults.rest_error = fault
+    dhan_sim.faults.rest_error_share = 0.5
+    sleeps = Sleeps()
+    with sim_client(dhan_sim, sleep=sleeps, max_attempts=10) as client:
+        before = dhan_sim.stats["rest_calls"]
+        for _ in range(8):
+            assert client.fund_limit().availabelBalance > 0
+        sent = dhan_sim.stats["rest_calls"] - before
+    # Seeded: some calls were answered with the fault and resent, one sleep per resend.
+    assert sent > 8
+    assert len(sleeps) == sent - 8
+
+
+@pytest.mark.parametrize(("fault", "error"), [("429", RateLimited), ("500", Retryable)])
+def test_retries_stop_at_the_cap_with_the_faults_error(dhan_sim, fault, error):
+    dhan_sim.faults.rest_error = fault
+    dhan_sim.faults.rest_error_share = 1.0
+    with sim_client(dhan_sim, max_attempts=3) as client:
+        before = dhan_sim.stats["rest_calls"]
+        with pytest.raises(error) as info:
+            client.positions()
+        assert dhan_sim.stats["rest_calls"] - before == 3
+    assert info.value.code == {"429": "DH-904", "500": "DH-908"}[fault]
+
+
+def test_a_placement_answered_429_is_resent_and_placed_once(dhan_sim):
+    with sim_client(dhan_sim) as client:
+        spec, ltp = atm_call(dhan_sim, client)
+        dhan_sim.faults.rest_error = "429"
+        dhan_sim.faults.rest_error_share = 1.0
+        request = resting_buy(dhan_sim, spec, ltp, correlationId="throttled-1")
+        with pytest.raises(RateLimited):
+            client.place_order(request)
+        assert dhan_sim.stats["place_order_calls"] == 0  # refused at the door every time
+        dhan_sim.faults.rest_error_share = 0.0
+        placed = client.place_order(request)
+        assert dhan_sim.stats["place_order_calls"] == 1
+        assert (
+            client.order_by_correlation_id(OrderByCorrelationIdRequest("throttled-1")).order.orderId
+            == placed.orderId
+        )
+
+
+def test_dh901_is_an_auth_failure_sent_once(dhan_sim):
+    dhan_sim.faults.rest_error = "DH-901"
+    dhan_sim.faults.rest_error_share = 1.0
+    sleeps = Sleeps()
+    with sim_client(dhan_sim, sleep=sleeps) as client:
+        before = dhan_sim.stats["rest_calls"]
+        with pytest.raises(AuthFailure) as info:
+            client.profile()
+    assert dhan_sim.stats["rest_calls"] - before == 1
+    assert info.value.code == "DH-901"
+    assert sleeps == []
+
+
+def test_an_expired_token_on_a_data_api_is_an_auth_failure_sent_once(dhan_sim):
+    # Data APIs answer in their own shape: {"data": {"807": "..."}, "status": "failed"}.
+    dhan_sim.faults.token_expires_at = time.time() - 1
+    with sim_client(dhan_sim) as client:
+        before = dhan_sim.stats["rest_calls"]
+        with pytest.raises(AuthFailure) as info:
+            client.quote_ltp(MarketQuoteRequest({"IDX_I": [13]}))
+    assert info.value.code == "807"
+    assert dhan_sim.stats["rest_calls"] - before == 1
+
+
+def test_a_read_slower_than_the_read_timeout_is_retryable(dhan_sim):
+    dhan_sim.faults.latency = 1.0
+    with sim_client(dhan_sim, read_timeout=0.1, max_attempts=2) as client:
+        with pytest.raises(Retryable) as info:
+            client.order_book()
+    assert not isinstance(info.value, UnknownOutcome)
+    assert isinstance(info.value.__cause__, requests.ReadTimeout)
+
+
+def test_a_placement_answered_after_the_timeout_is_found_by_correlation_id(dhan_sim, caplog):
+    caplog.set_level(logging.WARNING, logger="trading.dhan.rest")
+    with sim_client(dhan_sim, order_read_timeout=0.2) as client:
+        spec, ltp = atm_call(dhan_sim, client)
+        dhan_sim.faults.place_order_delay = 2.0
+        placed = client.place_order(resting_buy(dhan_sim, spec, ltp))  # correlation id generated
+        dhan_sim.faults.place_order_delay = 0.0
+        assert dhan_sim.stats["place_order_calls"] == 1  # never sent twice
+        book = client.order_book()
+    assert [o.orderId for o in book] == [placed.orderId]
+    (order,) = book
+    assert order.correlationId and order.correlationId.startswith("as-")
+    assert placed.orderStatus == order.orderStatus == "PENDING"
+    assert any("resolved by correlation id" in r.getMessage() for r in caplog.records)
+
+
+def test_a_renewed_token_is_used_without_a_new_client(dhan_sim):
+    current = {"token": dhan_sim.token}
+    with sim_client(dhan_sim, token_provider=lambda: current["token"]) as client:
+        assert client.profile().dhanClientId == dhan_sim.client_id
+        dhan_sim.set_token("sim-token-rotated")
+        with pytest.raises(AuthFailure):
+            client.profile()
+        current["token"] = "sim-token-rotated"
+        assert client.profile().dhanClientId == dhan_sim.client_id
+
+
+def test_from_settings_reads_django_settings_and_the_token_on_every_request(dhan_sim, settings):
+    settings.DHANHQ_BASE_URL = dhan_sim.base_url
+    settings.DHANHQ_CLIENT_ID = dhan_sim.client_id
+    settings.DHANHQ_ACCESS_TOKEN = dhan_sim.token
+    settings.DHANHQ_READ_TIMEOUT = 4.0
+    with DhanRestClient.from_settings(limiter=RecordingLimiter()) as client:
+        assert client.base_url == dhan_sim.base_url
+        assert client.read_timeout == 4.0
+        assert client.profile().dhanClientId == dhan_sim.client_id
+        dhan_sim.set_token("sim-token-2")
+        settings.DHANHQ_ACCESS_TOKEN = "sim-token-2"
+        assert client.profile().dhanClientId == dhan_sim.client_id
+        assert dhan_sim.client_id not in repr(client)
+
+
+def test_from_settings_refuses_a_missing_client_id(settings):
+    settings.DHANHQ_CLIENT_ID = None
+    with pytest.raises(ImproperlyConfigured, match="DHANHQ_CLIENT_ID"):
+        DhanRestClient.from_settings(limiter=RecordingLimiter())
