@@ -191,7 +191,15 @@ class UnknownOutcome(DhanError):
     Caller: look the order up by its correlation id (``GET /orders/external/{correlationId}``)
     and continue from what the broker has; never re-send the placement before that lookup says
     the order does not exist. Re-sending blindly can double a position with real money.
+
+    When the REST client has already tried that lookup and still does not know, it sets
+    ``correlation_id`` (placement), ``order_id`` and ``order`` (the order last seen, for a modify
+    or cancel). Plain instance attributes, so they survive a pickle.
     """
+
+    correlation_id: str | None = None
+    order_id: str | None = None
+    order: object | None = None  # rest_types.Order (not imported here: errors.py stays leaf)
 
 
 class DailyCapExceeded(DhanError):

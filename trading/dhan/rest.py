@@ -179,11 +179,10 @@ def _set_outcome_details(
     order: Order | None = None,
 ) -> UnknownOutcome:
     """Attach what the caller needs to continue: ``correlation_id`` (placement), ``order_id`` and
-    ``order`` (the Order last seen by a look-up, or None). Plain attributes, so they survive a
-    pickle (BaseException pickles ``__dict__``)."""
-    err.correlation_id = correlation_id  # type: ignore[attr-defined]
-    err.order_id = order_id  # type: ignore[attr-defined]
-    err.order = order  # type: ignore[attr-defined]
+    ``order`` (the Order last seen by a look-up, or None); declared on UnknownOutcome."""
+    err.correlation_id = correlation_id
+    err.order_id = order_id
+    err.order = order
     return err
 
 

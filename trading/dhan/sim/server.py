@@ -94,6 +94,9 @@ class SimConfig:
     token: str = "sim-token"  # noqa: S105 (a simulator credential, not a secret)
     ticks_per_second: float = 4.0  # packets per subscribed instrument per real second
     full_speed: bool = False  # stream pre-encoded packets as fast as the socket takes them
+    # Dhan's SDK reads only the first packet of a frame, so one per frame is the safe default;
+    # more exercises clients that walk a frame by the length field (PROTOCOL.md 2.4).
+    packets_per_frame: int = 1
     funds: Decimal = Decimal("1000000")
     host: str = "127.0.0.1"
     port: int = 0  # 0: a free port
@@ -1091,7 +1094,14 @@ class Simulator:
                     if key not in fresh_keys:
                         packets.extend(self._packets(key, mode, t))
         self.stats["feed_packets_sent"] += len(packets)
-        return b"".join(frame(OP_BINARY, p) for p in packets)
+        return self._frames(packets)
+
+    def _frames(self, packets: list[bytes]) -> bytes:
+        n = self.config.packets_per_frame
+        if n <= 1:
+            return b"".join(frame(OP_BINARY, p) for p in packets)
+        groups = (b"".join(packets[i : i + n]) for i in range(0, len(packets), n))
+        return b"".join(frame(OP_BINARY, g) for g in groups)
 
     _FULL_SPEED_ROUNDS = 16  # distinct market seconds cycled through per instrument
 
@@ -1104,7 +1114,7 @@ class Simulator:
                 t = min(start + timedelta(seconds=i), self.clock.close_at - timedelta(seconds=1))
                 for key, mode in subs.items():
                     packets.extend(self._packets(key, mode, t))
-        return b"".join(frame(OP_BINARY, p) for p in packets), len(packets)
+        return self._frames(packets), len(packets)
 
     # -- order updates -------------------------------------------------------------------------
 

@@ -52,6 +52,12 @@ class Command(BaseCommand):
             action="store_true",
             help="stream pre-encoded packets as fast as sockets take them (benchmarks)",
         )
+        parser.add_argument(
+            "--packets-per-frame",
+            type=int,
+            default=1,
+            help="feed packets batched per WebSocket frame (Dhan's SDK reads only the first)",
+        )
         parser.add_argument("--client-id", default="1000000001")
         parser.add_argument("--token", default="sim-token")
         parser.add_argument("--funds", default="1000000", help="opening balance in rupees")
@@ -80,8 +86,10 @@ class Command(BaseCommand):
         share = opts["rest_error_share"]
         if not 0 <= share <= 1:
             raise CommandError(f"--rest-error-share must be between 0 and 1, got {share}")
-        if opts["speed"] <= 0 or opts["ticks_per_second"] <= 0:
-            raise CommandError("--speed and --ticks-per-second must be positive")
+        if opts["speed"] <= 0 or opts["ticks_per_second"] <= 0 or opts["packets_per_frame"] < 1:
+            raise CommandError(
+                "--speed and --ticks-per-second must be positive, --packets-per-frame >= 1"
+            )
         config = SimConfig(
             seed=opts["seed"],
             speed=opts["speed"],
@@ -91,6 +99,7 @@ class Command(BaseCommand):
             client_id=opts["client_id"],
             token=opts["token"],
             ticks_per_second=opts["ticks_per_second"],
+            packets_per_frame=opts["packets_per_frame"],
             full_speed=opts["full_speed"],
             funds=funds,
             host=opts["host"],

@@ -353,6 +353,19 @@ def test_each_mode_sends_its_packets_one_per_frame(dhan_sim, feed, mode, index_c
     assert stats.garbage == stats.truncated == stats.unknown == 0
 
 
+def test_packets_can_be_batched_several_per_frame():
+    config = SimConfig(speed=60, packets_per_frame=3, strikes_each_side=2, weeklies=1, monthlies=1)
+    with Simulator(config) as sim:
+        conn = websocket.create_connection(feed_url(sim), timeout=10)
+        keys = [("IDX_I", NIFTY), ("IDX_I", 25), ("IDX_I", 27), ("IDX_I", 51)]
+        conn.send(fc.subscribe_messages(keys, "ticker")[0])
+        stats = fc.FeedStats()
+        sizes = [len(fc.decode_frame(conn.recv(), time.time(), stats)) for _ in range(6)]
+        conn.close()
+    assert max(sizes) == 3
+    assert stats.truncated == stats.garbage == 0
+
+
 def test_ticks_carry_market_time_in_their_ltt(dhan_sim, feed):
     feed.send(fc.subscribe_messages([("IDX_I", NIFTY)], "ticker")[0])
     ticks = [p for p in recv_packets(feed, fc.FeedStats(), 8) if code(p) == 2]
