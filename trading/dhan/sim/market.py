@@ -827,10 +827,13 @@ class Market:
         tick for premiums under Rs 10; a level that would bid below one tick is empty (0.0)."""
         tick = c.spec.tick
         f = round(fair / tick)
-        rel = 0.001 + 0.02 * (1.0 - c.liquidity) ** 2  # relative spread: 0.1 % ATM .. 2.1 %
-        ticks = max(1, math.ceil(fair * rel / tick - 1e-9))
-        if fair < 10.0:
-            ticks += 1
+        if c.spec.instrument == "FUTIDX":
+            ticks = 2  # index futures are the deepest book on the exchange: a point or so wide
+        else:
+            rel = 0.001 + 0.02 * (1.0 - c.liquidity) ** 2  # relative spread: 0.1 % ATM .. 2.1 %
+            ticks = max(1, math.ceil(fair * rel / tick - 1e-9))
+            if fair < 10.0:
+                ticks += 1
         bid = max(f - ticks // 2, 1)
         ask = bid + ticks
         gap = max(1, ticks // 2)

@@ -566,3 +566,10 @@ def test_the_market_module_is_pure():
     root = Path(__file__).resolve().parents[4]
     result = subprocess.run([sys.executable, "-c", code], cwd=root, capture_output=True, text=True)
     assert result.returncode == 0, result.stdout + result.stderr
+
+
+def test_index_futures_quote_a_tight_spread():
+    market = Market(date(2026, 11, 24), seed=1)
+    future = next(s for s in market.contracts.values() if s.instrument == "FUTIDX")
+    quote = market.quote(future.exchange_segment, future.security_id)
+    assert 0 < quote.best_ask - quote.best_bid <= 3 * future.tick
