@@ -138,6 +138,13 @@ DHANHQ_WS_WATCHLIST = envlist("DHANHQ_WS_WATCHLIST")
 DHANHQ_LOG_LEVEL = envchoice(
     "DHANHQ_LOG_LEVEL", "INFO", ("DEBUG", "INFO", "WARNING", "ERROR", "CRITICAL")
 )
+# REST client (trading/dhan/rest.py), seconds. A placement's read timeout is shorter than the
+# others: past it the outcome is resolved by correlation id instead of waiting on a slow answer.
+_timeout = Decimal("0.1")
+DHANHQ_CONNECT_TIMEOUT = float(envdecimal("DHANHQ_CONNECT_TIMEOUT", "3.05", minimum=_timeout))
+DHANHQ_READ_TIMEOUT = float(envdecimal("DHANHQ_READ_TIMEOUT", "10", minimum=_timeout))
+DHANHQ_ORDER_READ_TIMEOUT = float(envdecimal("DHANHQ_ORDER_READ_TIMEOUT", "5", minimum=_timeout))
+DHANHQ_REST_MAX_ATTEMPTS = envint("DHANHQ_REST_MAX_ATTEMPTS", 4, minimum=1, maximum=10)
 
 # --- Trading mode and paper account ------------------------------------------------------------
 # Live orders need PAPER_MODE=false AND ENABLE_ORDER=true AND credentials; anything less is paper.

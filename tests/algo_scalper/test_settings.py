@@ -59,6 +59,9 @@ def test_a_bad_paper_mode_fails_naming_paper_mode_and_the_value(load_settings):
         ("PAPER_CHARGES_PER_ORDER", "-20"),
         ("DHANHQ_LOG_LEVEL", "LOUD"),
         ("LOG_LEVEL", "TRACE"),
+        ("DHANHQ_READ_TIMEOUT", "soon"),
+        ("DHANHQ_ORDER_READ_TIMEOUT", "0"),
+        ("DHANHQ_REST_MAX_ATTEMPTS", "0"),
     ],
 )
 def test_every_malformed_value_fails_naming_its_variable(load_settings, name, value):

@@ -289,12 +289,10 @@ class DhanRestClient:
 
         kwargs: dict[str, Any] = {
             "base_url": settings.DHANHQ_BASE_URL,
-            "connect_timeout": getattr(settings, "DHANHQ_CONNECT_TIMEOUT", DEFAULT_CONNECT_TIMEOUT),
-            "read_timeout": getattr(settings, "DHANHQ_READ_TIMEOUT", DEFAULT_READ_TIMEOUT),
-            "order_read_timeout": getattr(
-                settings, "DHANHQ_ORDER_READ_TIMEOUT", DEFAULT_ORDER_READ_TIMEOUT
-            ),
-            "max_attempts": getattr(settings, "DHANHQ_REST_MAX_ATTEMPTS", DEFAULT_MAX_ATTEMPTS),
+            "connect_timeout": settings.DHANHQ_CONNECT_TIMEOUT,
+            "read_timeout": settings.DHANHQ_READ_TIMEOUT,
+            "order_read_timeout": settings.DHANHQ_ORDER_READ_TIMEOUT,
+            "max_attempts": settings.DHANHQ_REST_MAX_ATTEMPTS,
         }
         kwargs.update(overrides)
         return cls(
