@@ -1,21 +1,26 @@
 """`make demo`: the product end to end on embedded defaults (SQLite, no Redis, paper mode).
 
-Today that is the instrument catalog: migrate a demo database, import the small scrip master the
-project ships (Dhan's exact compact format), print the catalog status, and answer the queries the
-trading engine will ask (index lookup, nearest expiry, ATM strike, contract, lot and freeze size).
-Later issues extend it into a full paper-trading session against the built-in simulator.
+Today: migrate a demo database, start the built-in Dhan simulator on loopback, import its scrip
+master over HTTP into the catalog (so expiries are current), then drive the Dhan adapter the way
+the trading engine will: REST (funds, quotes, option chain), the market feed (ticks with depth)
+and a one-lot order round trip with its order updates. Later issues turn it into a full
+paper-trading session.
 """
 
 from __future__ import annotations
 
 import os
 import sys
-from datetime import date
+import time
+from datetime import time as dtime
 from pathlib import Path
+from typing import TYPE_CHECKING, Any
+
+if TYPE_CHECKING:
+    from trading.dhan.sim.server import Simulator
 
 ROOT = Path(__file__).resolve().parent.parent
 DEMO_DB = ROOT / "var" / "demo.sqlite3"
-DEMO_CATALOG = ROOT / "instruments" / "fixtures" / "demo_scrip_master.csv"
 
 
 def step(title: str) -> None:
@@ -45,13 +50,39 @@ def main() -> int:
     call_command("migrate", verbosity=0)
     print("database schema is up to date")
 
-    step(f"import the shipped catalog ({DEMO_CATALOG.relative_to(ROOT)})")
+    from trading.dhan.sim.server import SimConfig, Simulator
+
+    step("start the built-in Dhan simulator (loopback, market speed 60x)")
+    sim = Simulator(SimConfig(seed=7, speed=60.0, start=dtime(10, 0))).start()
     try:
-        call_command("import_instruments", file=str(DEMO_CATALOG))
+        for line in sim.settings_lines()[:3]:
+            print(line)
+        print(f"simulated trading day {sim.market.trading_date}, market time {sim.now():%H:%M:%S}")
+        return _with_simulator(sim, call_command, CommandError, catalog, timezone)
+    finally:
+        sim.stop()
+
+
+def _with_simulator(
+    sim: Simulator, call_command: Any, CommandError: type[Exception], catalog: Any, timezone: Any
+) -> int:
+    from trading.dhan.feed import FeedClient
+    from trading.dhan.order_updates import OrderUpdateClient
+    from trading.dhan.ratelimit import InProcessRateLimiter, load_limits
+    from trading.dhan.rest import DhanRestClient
+    from trading.dhan.rest_types import (
+        ExpiryListRequest,
+        MarketQuoteRequest,
+        OptionChainRequest,
+        PlaceOrderRequest,
+    )
+
+    step("import the simulator's scrip master over HTTP (today's expiries)")
+    try:
+        call_command("import_instruments", url=sim.scrip_master_url)
     except CommandError as exc:
         print(f"import failed: {exc}", file=sys.stderr)
         return 1
-
     step("catalog status")
     try:
         call_command("instruments_status")
@@ -59,30 +90,113 @@ def main() -> int:
         if exc.code:
             return int(exc.code)
 
-    step("what the trading engine asks the catalog")
-    nifty = catalog.index_by_name("NIFTY")
-    print(f"index NIFTY -> {nifty.key} ({nifty.display_name})")
-    today = date.today()
-    upcoming = catalog.expiries(nifty, today)
-    if not upcoming:
-        # The shipped file is static; its contracts may have expired since it was generated.
-        upcoming = catalog.expiries(nifty, date.min)
-        print(f"(the demo catalog's expiries are all before {today}; showing its first one)")
-    expiry = upcoming[0]
-    spot = 26012.35
-    atm = catalog.nearest_strike(nifty, expiry, spot)
-    call = catalog.option_contract(nifty, expiry, atm, "CE")
-    print(f"nearest NIFTY expiry: {expiry} ({len(upcoming)} listed)")
-    print(f"ATM strike for spot {spot}: {atm}  ({len(catalog.strikes(nifty, expiry))} strikes)")
-    print(
-        f"contract: {call.trading_symbol} = {call.key}, lot {call.lot_size}, "
-        f"tick Rs {call.tick_size}, expires {timezone.localtime(call.expiry_at):%Y-%m-%d %H:%M} IST"
+    rest = DhanRestClient(
+        base_url=sim.base_url,
+        client_id=sim.client_id,
+        token_provider=lambda: sim.token,
+        limiter=InProcessRateLimiter(load_limits()),
     )
-    print(f"freeze quantity for NIFTY: {catalog.freeze_quantity('NIFTY')} units per order")
-    sensex = catalog.index_by_name("SENSEX")
-    print(
-        f"index SENSEX -> {sensex.key}; weekly expiries from {catalog.expiries(sensex, expiry)[0]}"
-    )
+    with rest:
+        step("REST: funds, NIFTY spot, and the catalog's answer for the ATM option")
+        funds = rest.fund_limit()
+        print(f"fund limit: available Rs {funds.availabelBalance:,.2f}")
+        nifty = catalog.index_by_name("NIFTY")
+        quote = rest.quote_ltp(MarketQuoteRequest({"IDX_I": [int(nifty.security_id)]}))
+        spot = quote.get("IDX_I", int(nifty.security_id)).last_price
+        expiry = catalog.expiries(nifty, sim.market.trading_date)[0]
+        atm = catalog.nearest_strike(nifty, expiry, spot)
+        call = catalog.option_contract(nifty, expiry, atm, "CE")
+        print(f"NIFTY {spot} -> nearest expiry {expiry}, ATM strike {atm}")
+        print(
+            f"contract: {call.trading_symbol} = {call.key}, lot {call.lot_size}, tick "
+            f"Rs {call.tick_size}, expires {timezone.localtime(call.expiry_at):%Y-%m-%d %H:%M} IST"
+        )
+        print(f"freeze quantity for NIFTY: {catalog.freeze_quantity('NIFTY')} units per order")
+
+        step("REST: option chain around the ATM strike (1 request per 3 s: the limiter waits)")
+        scrip = ExpiryListRequest(int(nifty.security_id), "IDX_I")
+        expiries = rest.expiry_list(scrip).expiries
+        chain = rest.option_chain(OptionChainRequest(scrip.UnderlyingScrip, "IDX_I", expiries[0]))
+        strikes = sorted(chain.oc)
+        middle = min(range(len(strikes)), key=lambda i: abs(strikes[i] - atm))
+        print(f"{'strike':>8} {'CE bid':>9} {'CE ask':>9} {'PE bid':>9} {'PE ask':>9}")
+        for strike in strikes[max(0, middle - 2) : middle + 3]:
+            ce, pe = chain.oc[strike].ce, chain.oc[strike].pe
+            print(
+                f"{strike:>8} {ce.top_bid_price:>9} {ce.top_ask_price:>9} "
+                f"{pe.top_bid_price:>9} {pe.top_ask_price:>9}"
+            )
+
+        step("market feed: NIFTY (ticker) and the ATM call (full depth) for 3 seconds")
+        seen: dict[str, Any] = {}
+        counts = {"packets": 0}
+
+        def on_packets(packets: list[Any]) -> None:
+            for packet in packets:
+                counts["packets"] += 1
+                if hasattr(packet, "ltp"):
+                    seen[packet.key] = packet
+
+        feed = FeedClient(
+            sim.ws_url, sim.client_id, lambda: sim.token, on_packets, market_open=lambda: True
+        )
+        feed.subscribe([nifty.key], "ticker")
+        feed.subscribe([call.key], "full")
+        feed.start()
+        time.sleep(3)
+        feed.stop()
+        print(f"{counts['packets']} packets decoded")
+        for key, tick in seen.items():
+            depth = ""
+            if getattr(tick, "depth", None):
+                best = tick.depth[0]
+                depth = (
+                    f", best bid {best.bid_price:.2f} x {best.bid_qty}, ask {best.ask_price:.2f}"
+                )
+            print(f"{key}: LTP {tick.ltp:.2f} at {tick.exchange_time:%H:%M:%S} IST{depth}")
+
+        step("orders: a one-lot round trip on the simulator's own matching engine")
+        print(
+            "(the simulator plays the broker here; PAPER_MODE trading comes with the order issues)"
+        )
+        updates: list[Any] = []
+        watcher = OrderUpdateClient(
+            sim.order_ws_url, sim.client_id, lambda: sim.token, updates.append
+        )
+        watcher.start()
+        try:
+            for side, tag in (("BUY", "demo-open"), ("SELL", "demo-close")):
+                book = rest.quote_full(MarketQuoteRequest({"NSE_FNO": [int(call.security_id)]}))
+                full = book.get("NSE_FNO", int(call.security_id))
+                price = full.depth.sell[0].price if side == "BUY" else full.depth.buy[0].price
+                placed = rest.place_order(
+                    PlaceOrderRequest(
+                        dhanClientId=sim.client_id,
+                        correlationId=tag,
+                        transactionType=side,
+                        exchangeSegment="NSE_FNO",
+                        productType="INTRADAY",
+                        orderType="LIMIT",
+                        validity="DAY",
+                        securityId=str(call.security_id),
+                        quantity=call.lot_size,
+                        price=price,
+                    )
+                )
+                deadline = time.monotonic() + 10
+                while time.monotonic() < deadline and not any(
+                    u.order_id == placed.orderId and u.status == "TRADED" for u in updates
+                ):
+                    time.sleep(0.05)
+                trail = [u.status for u in updates if u.order_id == placed.orderId]
+                print(f"{side} {call.lot_size} @ {price}: order {placed.orderId}, updates {trail}")
+            position = next(iter(rest.positions()))
+            print(
+                f"position {position.positionType}: realised P&L Rs {position.realizedProfit} "
+                "(gross, before charges)"
+            )
+        finally:
+            watcher.stop()
 
     step("done")
     print("Run `make test` for the full suite (starts throwaway PostgreSQL and Redis).")
