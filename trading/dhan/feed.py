@@ -85,6 +85,7 @@ from trading.dhan.ws_support import (
     ReconnectPolicy,
     handshake_error,
     nse_market_open,
+    split_frames,
 )
 
 __all__ = ["FeedClient", "FeedClientStats", "ShardStats", "feed_url"]
@@ -99,8 +100,10 @@ _TOO_MANY_INSTRUMENTS = 804
 _TOO_MANY_CONNECTIONS = 805
 
 _OP_BINARY = ABNF.OPCODE_BINARY
-_OP_TEXT = ABNF.OPCODE_TEXT
 _OP_CLOSE = ABNF.OPCODE_CLOSE
+_OP_PING = ABNF.OPCODE_PING
+_OP_PONG = ABNF.OPCODE_PONG
+_READ_SIZE = 1 << 16
 
 
 def feed_url(base_url: str, token: str, client_id: str) -> str:
@@ -275,35 +278,60 @@ class _Shard:
         self.subscribed_at = time.monotonic()  # the stall clock starts at subscription
 
     def _receive(self, ws: websocket.WebSocket, token: str, connected_at: float) -> bool:
-        """Read until the connection ends; True when the next delay is the long one."""
+        """Read until the connection ends; True when the next delay is the long one.
+
+        Reads the socket 64 KiB at a time and splits frames with :func:`split_frames` (see
+        there for why not ``ws.recv_data()``); pings are answered through ``ws.pong``.
+        """
         client = self.client
-        stop = client._stop_event
         put = client._dispatcher.put
         stats = self.feed_stats
-        recv_data = ws.recv_data
+        sock = ws.sock
+        recv = sock.recv
         monotonic = time.monotonic
         now = datetime.now
         disconnects_seen = stats.disconnect
+        # websocket-client reads the handshake byte by byte, so this is empty; but nothing it
+        # may have buffered must be lost.
+        buf = b"".join(ws.frame_buffer.recv_buffer)
+        ws.frame_buffer.recv_buffer = []
+        fragments: list[bytes] = []
+        fragment_opcode = 0
+        received = now(UTC)
         while True:
-            try:
-                opcode, data = recv_data()
-            except websocket.WebSocketTimeoutException:
-                # The poll tick: check stop and the stall watchdog, then keep reading. A read
-                # interrupted mid-frame resumes: websocket-client keeps its partial buffers.
-                if stop.is_set():
-                    self._polite_close(ws)
-                    return False
-                quiet_since = max(self.last_frame, self.subscribed_at)
-                if monotonic() - quiet_since > client.stall_timeout and client._market_open():
-                    self.stalls += 1
-                    self.last_error = f"no data for {client.stall_timeout:.1f} s (stalled)"
-                    logger.warning("feed shard %d: %s; reconnecting", self.index, self.last_error)
-                    return False
-                continue
-            if opcode == _OP_BINARY or opcode == _OP_TEXT:
+            frames, used = split_frames(buf)
+            if used:
+                buf = buf[used:]
+            for first, payload in frames:
+                opcode = first & 0x0F
+                if opcode == _OP_BINARY and first & 0x80:
+                    data = payload  # the common case: a whole binary frame
+                elif opcode <= _OP_BINARY:
+                    # Fragmented message (opcode 0 continues a text/binary one). A text frame
+                    # is not something the feed sends: decode_frame counts it as garbage.
+                    if opcode:
+                        fragments, fragment_opcode = [payload], opcode
+                    elif fragment_opcode:
+                        fragments.append(payload)
+                    else:
+                        raise websocket.WebSocketProtocolException("continuation without a start")
+                    if not first & 0x80:
+                        continue
+                    data = b"".join(fragments)
+                    fragments, fragment_opcode = [], 0
+                elif opcode == _OP_PING:
+                    ws.pong(payload)
+                    continue
+                elif opcode == _OP_PONG:
+                    continue
+                elif opcode == _OP_CLOSE:
+                    self.last_error = "server closed the connection"
+                    logger.warning("feed shard %d: %s", self.index, self.last_error)
+                    return False  # _close() answers it with our close frame
+                else:
+                    raise websocket.WebSocketProtocolException(f"unknown opcode {opcode}")
                 self.last_frame = monotonic()
-                # A text frame is not something the feed sends: decode_frame counts it garbage.
-                packets = decode_frame(data, now(UTC), stats)
+                packets = decode_frame(data, received, stats)
                 if packets:
                     put(packets)
                 if stats.disconnect != disconnects_seen:
@@ -311,13 +339,37 @@ class _Shard:
                     for packet in packets:
                         if type(packet) is Disconnect:
                             return self._on_disconnect(packet, token)
-                if stop.is_set():
+            if client._stopping:  # a plain attribute: Event.is_set() per read is dearer
+                self._polite_close(ws)
+                return False
+            try:
+                chunk = recv(_READ_SIZE)
+            except TimeoutError:
+                # The poll tick: check stop and the stall watchdog, then keep reading. The
+                # partial frame in buf, if any, stays for the next read.
+                if client._stopping:
                     self._polite_close(ws)
                     return False
-            elif opcode == _OP_CLOSE:
-                self.last_error = "server closed the connection"
-                logger.warning("feed shard %d: %s", self.index, self.last_error)
-                return False
+                if self._stalled():
+                    return False
+                continue
+            if not chunk:
+                raise websocket.WebSocketConnectionClosedException(
+                    "the server closed the TCP connection"
+                )
+            buf = buf + chunk if buf else chunk
+            # One receive time per read: every frame in it arrived together.
+            received = now(UTC)
+
+    def _stalled(self) -> bool:
+        client = self.client
+        quiet_since = max(self.last_frame, self.subscribed_at)
+        if time.monotonic() - quiet_since > client.stall_timeout and client._market_open():
+            self.stalls += 1
+            self.last_error = f"no data for {client.stall_timeout:.1f} s (stalled)"
+            logger.warning("feed shard %d: %s; reconnecting", self.index, self.last_error)
+            return True
+        return False
 
     def _on_disconnect(self, packet: Disconnect, token: str) -> bool:
         """Code-50 packet: raise _Fatal, or say which reconnect schedule to use."""
@@ -517,6 +569,7 @@ class FeedClient:
         self._shards: list[_Shard] = []
         self._shard_of: dict[str, _Shard] = {}
         self._stop_event = threading.Event()
+        self._stopping = False  # mirrors _stop_event for the per-frame check
         self._done = threading.Event()  # set when stopped or failed: wait() returns
         self.state = ClientState.NEW
         self.error: DhanError | None = None
@@ -664,6 +717,7 @@ class FeedClient:
             if self.state in (ClientState.NEW, ClientState.RUNNING):
                 self.state = ClientState.STOPPED
             shards = list(self._shards)
+        self._stopping = True
         self._stop_event.set()
         for shard in shards:
             if shard.thread is not None and shard.thread is not threading.current_thread():
@@ -692,6 +746,7 @@ class FeedClient:
             self.error = error
             self.state = ClientState.FAILED
         logger.critical("dhan feed stopped: %s", error)
+        self._stopping = True
         self._stop_event.set()
         self._dispatcher.request_stop()
         self._done.set()

@@ -7,6 +7,7 @@
 * :func:`handshake_error`: a failed connect / upgrade as the :mod:`trading.dhan.errors` class
   that says what to do (retry, back off harder, stop).
 * :func:`nse_market_open`: the default "is the market open" callable of the stall watchdog.
+* :func:`split_frames`: the feed's inbound WebSocket frame parser (why it exists: see there).
 
 No Django here; the clients' ``from_settings()`` read the settings.
 """
@@ -37,12 +38,14 @@ from trading.dhan.errors import (
 from trading.dhan.feed_codec import IST
 
 __all__ = [
+    "MAX_FRAME_PAYLOAD",
     "Backoff",
     "ClientState",
     "Dispatcher",
     "ReconnectPolicy",
     "handshake_error",
     "nse_market_open",
+    "split_frames",
 ]
 
 T = TypeVar("T")
@@ -158,11 +161,17 @@ class Dispatcher(Generic[T]):
     closes the feed after 40 s without a pong (DhanHQ-py #72), which loses everything. Why
     oldest rather than newest: every consumer keeps the latest value per instrument (the tick
     cache), so the newest frames are the ones worth having; a non-zero ``dropped`` is the
-    signal that the consumer is too slow. Why not coalesce per instrument: it would need a
-    decode-and-key step and a dict on the socket thread for every packet, and reorder packets
-    across instruments; drop-oldest keeps arrival order at the cost of one deque append.
-    Memory is bounded by about twice ``capacity`` items (the queue plus the batch the callback
-    is working through) times the largest item.
+    signal that the consumer is too slow. Why not coalesce per instrument (keep only the
+    latest tick per key): it costs a dict update per packet on the socket thread plus a locked
+    swap, reorders packets across instruments, and merges away the intermediate trades a
+    candle builder needs; drop-oldest keeps arrival order at the cost of one deque append.
+    Memory is bounded by ``capacity`` items (plus one per producer thread in a race) times the
+    largest item.
+
+    Latency: after a wake-up the consumer sleeps ``linger`` seconds (default 0.5 ms) before
+    draining, so a burst of frames costs one thread hand-over instead of one per frame; a tick
+    reaches the callback at most about ``linger`` later than without it (Dhan's ticks are tens
+    of milliseconds apart per instrument; 0 disables it).
 
     Thread-safety: ``put`` may be called from several threads; the callback runs only on the
     dispatcher's own thread, one item at a time, in arrival order. An exception from the
@@ -179,6 +188,7 @@ class Dispatcher(Generic[T]):
         weigh: Callable[[T], int] | None = None,
         heartbeat: Callable[[], object] | None = None,
         heartbeat_interval: float = 60.0,
+        linger: float = 0.0005,
         logger: logging.Logger | None = None,
     ) -> None:
         if capacity < 1:
@@ -189,11 +199,10 @@ class Dispatcher(Generic[T]):
         self._weigh = weigh
         self._heartbeat = heartbeat
         self._heartbeat_interval = heartbeat_interval
+        self._linger = linger
         self._log = logger or logging.getLogger(__name__)
         self._items: deque[T] = deque()
-        # One short critical section per put: the drop counters and the popleft of a full
-        # buffer must not race the consumer's swap. Uncontended, this costs ~0.1 us.
-        self._lock = threading.Lock()
+        self._lock = threading.Lock()  # drop counters only (the slow path of put)
         self._wakeup = threading.Event()
         # True while the consumer is (about to be) asleep: producers only pay for
         # Event.set() then, not on every item.
@@ -208,16 +217,30 @@ class Dispatcher(Generic[T]):
     # -- producer side (socket threads) ------------------------------------------------------
 
     def put(self, item: T) -> None:
-        """Queue ``item`` for the callback; never blocks on the consumer."""
-        with self._lock:
-            items = self._items
-            if len(items) >= self.capacity:
-                old = items.popleft()
-                self.dropped += 1
-                self.dropped_weight += self._weigh(old) if self._weigh else 1
-            items.append(item)
+        """Queue ``item`` for the callback; never blocks on the consumer.
+
+        Hot path (once per feed frame): no lock unless the buffer is full. ``deque.append`` /
+        ``popleft`` are atomic, so producers and the consumer need no lock to share it; with
+        several producers the length may overshoot ``capacity`` by at most one item each.
+        """
+        items = self._items
+        if len(items) >= self.capacity:
+            self._drop_oldest()
+        items.append(item)
         if self._idle:
             self._wakeup.set()
+
+    def _drop_oldest(self) -> None:
+        # Only the counters need the lock (several socket threads); the item popped is the one
+        # counted, so the figures are exact even if the consumer popped concurrently.
+        with self._lock:
+            while len(self._items) >= self.capacity:
+                try:
+                    old = self._items.popleft()
+                except IndexError:  # the consumer emptied it meanwhile
+                    return
+                self.dropped += 1
+                self.dropped_weight += self._weigh(old) if self._weigh else 1
 
     @property
     def pending(self) -> int:
@@ -254,18 +277,19 @@ class Dispatcher(Generic[T]):
             return False
         return True
 
-    def _take_all(self) -> deque[T]:
-        with self._lock:
-            batch, self._items = self._items, deque()
-        return batch
-
     def _run(self) -> None:
+        items = self._items
+        popleft = items.popleft
+        handler = self._handler
         next_beat = time.monotonic() + self._heartbeat_interval
         while True:
-            batch = self._take_all()
-            for item in batch:
+            while True:
                 try:
-                    self._handler(item)
+                    item = popleft()
+                except IndexError:
+                    break
+                try:
+                    handler(item)
                 except Exception:
                     self.handler_errors += 1
                     self._log.exception(
@@ -278,17 +302,20 @@ class Dispatcher(Generic[T]):
                     self._heartbeat()
                 except Exception:
                     self._log.exception("%s: heartbeat failed", self.name)
-            if batch:
-                continue
             if self._stopping:
                 return
             # Sleep until a producer sees _idle and sets the event. Clear first, then re-check
             # the buffer: an item put between the check and the wait has set the event.
             self._wakeup.clear()
             self._idle = True
-            if not self._items and not self._stopping:
+            if not items and not self._stopping:
                 self._wakeup.wait(min(1.0, self._heartbeat_interval))
             self._idle = False
+            if self._linger:
+                # Let a burst accumulate: one wake-up (and one GIL hand-over between the
+                # socket thread and this one) per burst instead of per frame. Waking per frame
+                # cost ~2/3 of the throughput in bench/feed_client.py. Bounded added latency.
+                time.sleep(self._linger)
 
 
 def _describe(item: object) -> str:
@@ -306,3 +333,67 @@ def _key(item: object) -> str:
         if value is not None:
             return str(value)
     return ""
+
+
+# ---------------------------------------------------------------------------------------------
+# Inbound frames
+
+# Far above anything Dhan sends (a frame is one or a few packets of <= 162 bytes); a length field
+# beyond it is corruption or abuse, and is refused before any memory is reserved for it.
+MAX_FRAME_PAYLOAD = 1 << 24
+
+
+def split_frames(
+    buf: bytes, max_payload: int = MAX_FRAME_PAYLOAD
+) -> tuple[list[tuple[int, bytes]], int]:
+    """The complete WebSocket frames at the start of ``buf``, as sent by a server (RFC 6455 5.2).
+
+    Returns ``([(first_byte, payload), ...], bytes_consumed)``; the caller keeps
+    ``buf[bytes_consumed:]`` (an incomplete frame) and appends the next read to it.
+    ``first_byte & 0x80`` is FIN and ``first_byte & 0x0F`` the opcode; fragmentation and
+    control frames are the caller's business.
+
+    Why the feed does not use websocket-client's ``recv_data()``: it issues two or three socket
+    reads per frame (header, extended length, payload), each a syscall that also drops and
+    retakes the GIL, and Dhan sends one small packet per frame. Reading 64 KiB at a time and
+    splitting here costs a fraction of that (bench/feed_client.py). websocket-client still does
+    the handshake, TLS, every send (subscriptions, pongs) and the close.
+
+    Raises ``websocket.WebSocketProtocolException`` for what a client must fail the connection
+    on: a masked frame (servers never mask), RSV bits (no extension was negotiated) or a payload
+    longer than ``max_payload``.
+    """
+    frames: list[tuple[int, bytes]] = []
+    append = frames.append
+    n = len(buf)
+    pos = 0
+    while n - pos >= 2:
+        b1 = buf[pos + 1]
+        if b1 & 0x80:
+            raise websocket.WebSocketProtocolException("the server sent a masked frame")
+        length = b1 & 0x7F
+        if length < 126:
+            start = pos + 2
+        elif length == 126:
+            if n - pos < 4:
+                break
+            length = (buf[pos + 2] << 8) | buf[pos + 3]
+            start = pos + 4
+        else:
+            if n - pos < 10:
+                break
+            length = int.from_bytes(buf[pos + 2 : pos + 10], "big")
+            start = pos + 10
+        if length > max_payload:
+            raise websocket.WebSocketProtocolException(
+                f"frame of {length} bytes exceeds the {max_payload}-byte limit"
+            )
+        end = start + length
+        if end > n:
+            break
+        b0 = buf[pos]
+        if b0 & 0x70:
+            raise websocket.WebSocketProtocolException(f"frame with RSV bits set ({b0:#04x})")
+        append((b0, buf[start:end]))
+        pos = end
+    return frames, pos

@@ -21,6 +21,7 @@ from trading.dhan.ws_support import (
     ReconnectPolicy,
     handshake_error,
     nse_market_open,
+    split_frames,
 )
 
 WAIT = 10.0
@@ -172,3 +173,51 @@ def test_other_handshake_failures_are_retryable_and_redacted() -> None:
 )
 def test_nse_market_hours(moment: datetime, is_open: bool) -> None:
     assert nse_market_open(moment) is is_open
+
+
+def _frame(payload: bytes, opcode: int = 2, fin: bool = True, rsv: int = 0) -> bytes:
+    first = (0x80 if fin else 0) | rsv | opcode
+    n = len(payload)
+    if n < 126:
+        head = bytes([first, n])
+    elif n < 1 << 16:
+        head = bytes([first, 126]) + n.to_bytes(2, "big")
+    else:
+        head = bytes([first, 127]) + n.to_bytes(8, "big")
+    return head + payload
+
+
+def test_split_frames_returns_whole_frames_of_every_length_encoding() -> None:
+    small, medium, large = b"a" * 16, b"b" * 300, b"c" * 70_000
+    buf = _frame(small) + _frame(medium, opcode=1) + _frame(large) + _frame(b"", opcode=9)
+    frames, used = split_frames(buf)
+    assert used == len(buf)
+    assert frames == [(0x82, small), (0x81, medium), (0x82, large), (0x89, b"")]
+
+
+def test_split_frames_leaves_an_incomplete_frame_for_the_next_read() -> None:
+    whole = _frame(b"x" * 16) + _frame(b"y" * 300)
+    for cut in range(len(whole)):
+        frames, used = split_frames(whole[:cut])
+        rest = whole[used:cut]
+        more, used2 = split_frames(rest + whole[cut:])
+        assert [p for _, p in frames + more] == [b"x" * 16, b"y" * 300]
+        assert used + used2 == len(whole)
+
+
+def test_split_frames_keeps_fin_and_opcode_for_fragments() -> None:
+    frames, _ = split_frames(_frame(b"ab", fin=False) + _frame(b"cd", opcode=0))
+    assert frames == [(0x02, b"ab"), (0x80, b"cd")]
+
+
+@pytest.mark.parametrize(
+    ("buf", "problem"),
+    [
+        (bytes([0x82, 0x80 | 4]) + b"mask" + b"data", "masked"),
+        (_frame(b"x", rsv=0x40), "RSV"),
+        (bytes([0x82, 127]) + (1 << 40).to_bytes(8, "big"), "exceeds"),
+    ],
+)
+def test_split_frames_refuses_what_a_client_must_fail_on(buf: bytes, problem: str) -> None:
+    with pytest.raises(websocket.WebSocketProtocolException, match=problem):
+        split_frames(buf)
