@@ -7,8 +7,10 @@
     client.subscribe(["NSE_FNO:55797"], "full")      # while connected
     client.stop()
 
-Threads: one per connection ("shard") that only reads the socket, decodes frames with
-:func:`trading.dhan.feed_codec.decode_frame` and hands the packet list of each frame to one
+Threads: one per connection ("shard") that only reads the socket (64 KiB at a time, frames
+split by :func:`ws_support.split_frames`; websocket-client does the handshake, TLS, sends,
+pongs and the close), decodes frames with :func:`trading.dhan.feed_codec.decode_frame`
+(several packets per frame are fine) and hands the packet list of each frame to one
 dispatcher thread through a bounded drop-oldest buffer (:class:`ws_support.Dispatcher`); the
 user's ``on_packets(list[Packet])`` runs on the dispatcher thread only. A slow callback
 therefore never stops a socket from reading (and from answering the server's pings: Dhan

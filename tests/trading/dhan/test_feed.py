@@ -30,6 +30,7 @@ from trading.dhan.feed_codec import (
     PrevClose,
     QuoteTick,
     TickerTick,
+    encode_ticker,
     subscribe_messages,
 )
 from trading.dhan.sim.server import Simulator
@@ -568,42 +569,93 @@ def test_a_sixth_connection_makes_the_oldest_back_off_and_return(
             ws.close(timeout=1)
 
 
+class RawServer:
+    """A hand-written WebSocket server for what the simulator never does: it completes the
+    upgrade of each connection, then runs ``script(conn)`` on the raw socket."""
+
+    def __init__(self, script: Callable[[socket.socket], None]) -> None:
+        self.script = script
+        self.listener = socket.create_server(("127.0.0.1", 0))
+        self.url = f"ws://127.0.0.1:{self.listener.getsockname()[1]}/feed"
+        self.conns: list[socket.socket] = []
+        self.accepted = 0
+        threading.Thread(target=self._serve, daemon=True).start()
+
+    def _serve(self) -> None:
+        while True:
+            try:
+                conn, _ = self.listener.accept()
+            except OSError:
+                return
+            self.conns.append(conn)
+            self.accepted += 1
+            request = b""
+            while b"\r\n\r\n" not in request:
+                request += conn.recv(4096)
+            key = re.search(rb"Sec-WebSocket-Key: *(\S+)", request, re.I)
+            assert key is not None
+            accept = base64.b64encode(
+                hashlib.sha1(key.group(1) + b"258EAFA5-E914-47DA-95CA-C5AB0DC85B11").digest()  # noqa: S324
+            )
+            conn.sendall(
+                b"HTTP/1.1 101 Switching Protocols\r\nUpgrade: websocket\r\n"
+                b"Connection: Upgrade\r\nSec-WebSocket-Accept: " + accept + b"\r\n\r\n"
+            )
+            threading.Thread(target=self.script, args=(conn,), daemon=True).start()
+
+    def close(self) -> None:
+        self.listener.close()
+        for conn in self.conns:
+            conn.close()
+
+
+def server_frame(payload: bytes, opcode: int = 2, fin: bool = True) -> bytes:
+    assert len(payload) < 126
+    return bytes([(0x80 if fin else 0) | opcode, len(payload)]) + payload
+
+
+def read_client_frame(conn: socket.socket) -> tuple[int, bytes]:
+    """One frame from the client (always masked): (opcode, unmasked payload)."""
+
+    def exact(n: int) -> bytes:
+        data = b""
+        while len(data) < n:
+            more = conn.recv(n - len(data))
+            if not more:
+                raise ConnectionError("client went away")
+            data += more
+        return data
+
+    b0, b1 = exact(2)
+    n = b1 & 0x7F
+    if n == 126:
+        n = int.from_bytes(exact(2), "big")
+    elif n == 127:
+        n = int.from_bytes(exact(8), "big")
+    mask = exact(4)
+    payload = bytes(c ^ mask[i % 4] for i, c in enumerate(exact(n)))
+    return b0 & 0x0F, payload
+
+
+def raw_client(url: str, on_packets: Callable[[list[Packet]], None], **kwargs: Any) -> FeedClient:
+    kwargs.setdefault("market_open", lambda: False)
+    return FeedClient(
+        url,
+        "1000000001",
+        lambda: "tok",
+        on_packets,
+        policy=FAST,
+        poll_interval=0.1,
+        close_timeout=0.5,
+        **kwargs,
+    )
+
+
 def test_stop_does_not_hang_on_a_dead_peer() -> None:
     """A server that completes the upgrade and then never reads or writes again (a dead host
     behind a live TCP connection, DhanHQ-py #139): stop() still returns."""
-    listener = socket.create_server(("127.0.0.1", 0))
-    port = listener.getsockname()[1]
-    held: list[socket.socket] = []
-
-    def serve() -> None:
-        conn, _ = listener.accept()
-        held.append(conn)
-        request = b""
-        while b"\r\n\r\n" not in request:
-            request += conn.recv(4096)
-        key = re.search(rb"Sec-WebSocket-Key: *(\S+)", request, re.I)
-        assert key is not None
-        accept = base64.b64encode(
-            hashlib.sha1(key.group(1) + b"258EAFA5-E914-47DA-95CA-C5AB0DC85B11").digest()  # noqa: S324
-        )
-        conn.sendall(
-            b"HTTP/1.1 101 Switching Protocols\r\nUpgrade: websocket\r\n"
-            b"Connection: Upgrade\r\nSec-WebSocket-Accept: " + accept + b"\r\n\r\n"
-        )
-        # ...and nothing more, ever.
-
-    server = threading.Thread(target=serve, daemon=True)
-    server.start()
-    client = FeedClient(
-        f"ws://127.0.0.1:{port}/feed",
-        "1000000001",
-        lambda: "tok",
-        lambda packets: None,
-        policy=FAST,
-        market_open=lambda: False,
-        poll_interval=0.1,
-        close_timeout=0.5,
-    )
+    server = RawServer(lambda conn: None)  # ...nothing after the upgrade, ever
+    client = raw_client(server.url, lambda packets: None)
     try:
         client.subscribe(["IDX_I:13"], "ticker")
         client.start()
@@ -612,6 +664,108 @@ def test_stop_does_not_hang_on_a_dead_peer() -> None:
         assert not any(t.name == "dhan-feed-0" for t in threading.enumerate())
         assert client.state == "stopped"
     finally:
-        for conn in held:
-            conn.close()
-        listener.close()
+        server.close()
+
+
+def test_pings_are_answered_and_fragmented_frames_reassembled() -> None:
+    tick = encode_ticker("NSE_FNO", 55796, 152.3, 1753455192)
+    pongs: list[bytes] = []
+    ponged = threading.Event()
+
+    def script(conn: socket.socket) -> None:
+        opcode, _ = read_client_frame(conn)  # the subscribe message
+        assert opcode == 1
+        # A ticker split over two fragments with a ping between them (RFC 6455 allows a
+        # control frame inside a fragmented message), then a whole one, all in one write.
+        conn.sendall(
+            server_frame(tick[:5], fin=False)
+            + server_frame(b"are you there", opcode=9)
+            + server_frame(tick[5:], opcode=0)
+            + server_frame(tick)
+        )
+        while True:
+            opcode, payload = read_client_frame(conn)
+            if opcode == 10:
+                pongs.append(payload)
+                ponged.set()
+                return
+
+    server = RawServer(script)
+    got = Collector()
+    client = raw_client(server.url, got)
+    try:
+        client.subscribe(["NSE_FNO:55796"], "ticker")
+        client.start()
+        assert ponged.wait(WAIT)
+        assert pongs == [b"are you there"]
+        wait_for(lambda: got.count("NSE_FNO:55796", TickerTick) == 2, "both ticks")
+        assert client.stats().bad_packets == 0
+    finally:
+        client.stop(timeout=10)
+        server.close()
+
+
+def test_a_close_frame_from_the_server_is_a_reconnect() -> None:
+    def script(conn: socket.socket) -> None:
+        read_client_frame(conn)
+        conn.sendall(server_frame((1001).to_bytes(2, "big") + b"going away", opcode=8))
+
+    server = RawServer(script)
+    client = raw_client(server.url, lambda packets: None)
+    try:
+        client.subscribe(["IDX_I:13"], "ticker")
+        client.start()
+        wait_for(lambda: server.accepted >= 3, "reconnects after close frames")
+        assert client.state == "running"
+        assert "closed" in (client.stats().shards[0].last_error or "")
+    finally:
+        client.stop(timeout=10)
+        server.close()
+
+
+def test_a_masked_frame_from_the_server_fails_the_connection_not_the_client() -> None:
+    def script(conn: socket.socket) -> None:
+        read_client_frame(conn)
+        conn.sendall(bytes([0x82, 0x80 | 2]) + b"\x00\x00\x00\x00" + b"hi")
+
+    server = RawServer(script)
+    client = raw_client(server.url, lambda packets: None)
+    try:
+        client.subscribe(["IDX_I:13"], "ticker")
+        client.start()
+        wait_for(lambda: server.accepted >= 2, "a reconnect")
+        assert "masked" in (client.stats().shards[0].last_error or "")
+        assert client.state == "running"
+    finally:
+        client.stop(timeout=10)
+        server.close()
+
+
+def test_from_settings_connects_with_the_settings_and_subscribes_the_watchlist(
+    dhan_sim: Simulator, settings: Any
+) -> None:
+    settings.DHANHQ_WS_URL = dhan_sim.ws_url
+    settings.DHANHQ_CLIENT_ID = dhan_sim.client_id
+    settings.DHANHQ_ACCESS_TOKEN = dhan_sim.token
+    settings.DHANHQ_WS_WATCHLIST = ["IDX_I:13", "IDX_I:25"]
+    settings.DHANHQ_WS_MODE = "ticker"
+    got = Collector()
+    client = FeedClient.from_settings(got, policy=FAST, market_open=lambda: True)
+    try:
+        assert client.subscriptions == {"IDX_I:13": FeedMode.TICKER, "IDX_I:25": FeedMode.TICKER}
+        client.start()
+        wait_for(lambda: got.count("IDX_I:25", TickerTick) >= 1, "index ticks")
+    finally:
+        client.stop(timeout=10)
+
+
+def test_from_settings_without_credentials_is_improperly_configured(settings: Any) -> None:
+    from django.core.exceptions import ImproperlyConfigured
+
+    settings.DHANHQ_CLIENT_ID = ""
+    with pytest.raises(ImproperlyConfigured, match="DHANHQ_CLIENT_ID"):
+        FeedClient.from_settings(lambda packets: None)
+    settings.DHANHQ_CLIENT_ID = "1000000001"
+    settings.DHANHQ_ACCESS_TOKEN = ""
+    with pytest.raises(ImproperlyConfigured, match="DHANHQ_ACCESS_TOKEN"):
+        FeedClient.from_settings(lambda packets: None)

@@ -256,3 +256,20 @@ def test_stop_closes_the_connection_and_joins(
     wait_for(lambda: dhan_sim.order_connections() == 0, "the server to see the close")
     names = {t.name for t in threading.enumerate()}
     assert not names & {"dhan-order-updates", "dhan-order-updates-dispatch"}
+
+
+def test_from_settings_uses_the_order_ws_url_and_credentials(
+    dhan_sim: Simulator, settings: Any
+) -> None:
+    settings.DHANHQ_ORDER_WS_URL = dhan_sim.order_ws_url
+    settings.DHANHQ_CLIENT_ID = dhan_sim.client_id
+    settings.DHANHQ_ACCESS_TOKEN = dhan_sim.token
+    updates = Updates()
+    client = OrderUpdateClient.from_settings(updates, policy=FAST)
+    try:
+        client.start()
+        wait_for(logged_in(dhan_sim), "the login")
+        place_order(dhan_sim, "ou-settings")
+        wait_for(lambda: "PENDING" in updates.statuses("ou-settings"), "alerts")
+    finally:
+        client.stop(timeout=10)
