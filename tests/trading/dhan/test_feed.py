@@ -379,6 +379,8 @@ def test_a_429_handshake_backs_off_then_reconnects(
     wait_for(lambda: dhan_sim.stats["handshakes_refused"] >= 2, "refused handshakes")
     assert "HTTP 429" in (client.stats().shards[0].last_error or "")
     assert client.stats().state == "running"  # a 429 is not fatal
+    shard = client._shards[0]  # the 429s went on the long schedule, not the ordinary one
+    assert shard.slow_backoff.attempt >= 1 and shard.backoff.attempt <= 1
     dhan_sim.faults.handshake_status = None
     mark = got.mark()
     wait_for(lambda: fresh_ticks(got, mark, key), "ticks after the 429s")
