@@ -63,6 +63,15 @@ def main() -> int:
         sim.stop()
 
 
+def _wait(condition: Any, timeout: float = 10.0) -> bool:
+    deadline = time.monotonic() + timeout
+    while not condition():
+        if time.monotonic() > deadline:
+            return False
+        time.sleep(0.05)
+    return True
+
+
 def _with_simulator(
     sim: Simulator, call_command: Any, CommandError: type[Exception], catalog: Any, timezone: Any
 ) -> int:
@@ -164,6 +173,11 @@ def _with_simulator(
             sim.order_ws_url, sim.client_id, lambda: sim.token, updates.append
         )
         watcher.start()
+        # Dhan does not acknowledge the login; the in-process simulator can say it registered
+        # us, so no order update is missed.
+        if not _wait(lambda: sim.order_connections() == 1):
+            print("the order-update feed did not log in within 10 s", file=sys.stderr)
+            return 1
         try:
             for side, tag in (("BUY", "demo-open"), ("SELL", "demo-close")):
                 book = rest.quote_full(MarketQuoteRequest({"NSE_FNO": [int(call.security_id)]}))
@@ -183,13 +197,16 @@ def _with_simulator(
                         price=price,
                     )
                 )
-                deadline = time.monotonic() + 10
-                while time.monotonic() < deadline and not any(
-                    u.order_id == placed.orderId and u.status == "TRADED" for u in updates
-                ):
-                    time.sleep(0.05)
+                traded = _wait(
+                    lambda placed=placed: any(
+                        u.order_id == placed.orderId and u.status == "TRADED" for u in updates
+                    )
+                )
                 trail = [u.status for u in updates if u.order_id == placed.orderId]
                 print(f"{side} {call.lot_size} @ {price}: order {placed.orderId}, updates {trail}")
+                if not traded:
+                    print("no TRADED order update within 10 s", file=sys.stderr)
+                    return 1
             position = next(iter(rest.positions()))
             print(
                 f"position {position.positionType}: realised P&L Rs {position.realizedProfit} "
