@@ -868,7 +868,12 @@ class Simulator:
         self._send_json(h, status, {"error": message})
         h.close_connection = True
 
-    def _accept(self, h: _Handler) -> ServerWebSocket | None:
+    def _accept(
+        self, h: _Handler, on_open: Callable[[ServerWebSocket], None] | None = None
+    ) -> ServerWebSocket | None:
+        """Upgrade to a WebSocket, or answer the HTTP error a fault or a bad request calls for.
+        ``on_open`` runs before the 101 is written, so whatever it registers is in place by the
+        time the client's connect call returns (a test may inject a fault right after it)."""
         status = self.faults.handshake_status
         if status is not None:
             self.stats["handshakes_refused"] += 1
@@ -878,10 +883,13 @@ class Simulator:
         if problem:
             self._reject_handshake(h, 400, problem)
             return None
+        ws = ServerWebSocket(h.connection, h.rfile)
+        if on_open is not None:
+            on_open(ws)
         h.wfile.write(handshake_response(h.headers["Sec-WebSocket-Key"]))
         h.close_connection = True  # the socket belongs to the WebSocket from here on
         h.connection.setsockopt(socket.IPPROTO_TCP, socket.TCP_NODELAY, 1)
-        return ServerWebSocket(h.connection, h.rfile)
+        return ws
 
     def _serve_feed(self, h: _Handler, params: dict[str, list[str]]) -> None:
         def param(name: str) -> str | None:
@@ -891,32 +899,45 @@ class Simulator:
         if param("version") != "2" or param("authType") != "2":
             self._reject_handshake(h, 400, "version=2 and authType=2 are required")
             return
-        ws = self._accept(h)
+        token, client = param("token"), param("clientId")
+        # Dhan accepts the upgrade, then sends the reason as a disconnect packet:
+        # 810 client id invalid, 807 token expired (or replaced), 809 token invalid.
+        auth_code = None
+        if client != self.client_id:
+            auth_code = 810
+        elif not self._token_ok(token):
+            auth_code = 807 if token in self._tokens or token in self._retired else 809
+        registered: list[_FeedConnection] = []
+
+        def register(ws: ServerWebSocket) -> None:
+            if auth_code is not None:
+                return
+            with self._conns_lock:
+                self._feed_numbers += 1
+                conn = _FeedConnection(ws, self._feed_numbers)
+                self._feeds.append(conn)
+                oldest = self._feeds[0] if len(self._feeds) > MAX_FEED_CONNECTIONS else None
+            registered.append(conn)
+            if oldest is not None:
+                oldest.injections.append(("disconnect", 805))
+                oldest.wake.set()
+
+        try:
+            ws = self._accept(h, register)
+        except OSError:  # the client left during the upgrade: forget its connection
+            with self._conns_lock:
+                for conn in registered:
+                    self._feeds.remove(conn)
+            raise
         if ws is None:
             return
         self.stats["feed_connections_opened"] += 1
-        token, client = param("token"), param("clientId")
-        if client != self.client_id or not self._token_ok(token):
-            # Dhan accepts the upgrade, then sends the reason as a disconnect packet:
-            # 810 client id invalid, 807 token expired (or replaced), 809 token invalid.
-            if client != self.client_id:
-                code = 810
-            elif token in self._tokens or token in self._retired:
-                code = 807
-            else:
-                code = 809
+        if auth_code is not None:
             self.stats["feed_auth_failures"] += 1
-            ws.send_binary(encode_disconnect(code))
+            ws.send_binary(encode_disconnect(auth_code))
             ws.close(CLOSE_POLICY_VIOLATION, "authentication failed")
             return
-        with self._conns_lock:
-            self._feed_numbers += 1
-            conn = _FeedConnection(ws, self._feed_numbers)
-            self._feeds.append(conn)
-            oldest = self._feeds[0] if len(self._feeds) > MAX_FEED_CONNECTIONS else None
-        if oldest is not None:
-            oldest.injections.append(("disconnect", 805))
-            oldest.wake.set()
+        conn = registered[0]
         sender = threading.Thread(
             target=self._feed_sender, args=(conn,), name=f"sim-feed-{conn.number}", daemon=True
         )

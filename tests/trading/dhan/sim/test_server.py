@@ -512,7 +512,7 @@ def test_an_injected_disconnect_sends_its_code_then_closes(dhan_sim, feed):
     dhan_sim.inject_disconnect(800)
     seen = []
     with pytest.raises((websocket.WebSocketConnectionClosedException, ConnectionError)):
-        while True:
+        for _ in range(500):  # a few seconds of ticks at most; the disconnect comes first
             frame = feed.recv()
             if not frame:
                 raise websocket.WebSocketConnectionClosedException("closed")
@@ -525,8 +525,10 @@ def test_token_expiry_disconnects_open_feeds_with_807(dhan_sim, feed):
     recv_packets(feed, fc.FeedStats(), 1)
     dhan_sim.faults.token_expires_at = time.time()
     packets = []
-    while not packets or code(packets[-1]) != 50:
+    for _ in range(500):  # bounded: a lost expiry check must fail the test, not hang it
         packets.extend(fc.decode_frame(feed.recv(), time.time()))
+        if code(packets[-1]) == 50:
+            break
     assert packets[-1].reason_code == 807
 
 
