@@ -188,6 +188,27 @@ def java_double(value: float) -> str:
     return f"{'-' if sign else ''}{body}E{exp10}"
 
 
+class _RawJson(bytes):
+    """A route's answer that is already JSON text (chart arrays in Java number style)."""
+
+
+def _chart_answer(candles: Iterable[Any], *, with_oi: bool) -> _RawJson:
+    """Dhan's chart body: parallel arrays (``open_interest`` only when asked for), epoch-second
+    candle starts, numbers written Java-style."""
+    candles = list(candles)
+    arrays: dict[str, list[float]] = {
+        "open": [c.open for c in candles],
+        "high": [c.high for c in candles],
+        "low": [c.low for c in candles],
+        "close": [c.close for c in candles],
+        "volume": [float(c.volume) for c in candles],
+        "timestamp": [float(int(c.start.timestamp())) for c in candles],
+    }
+    if with_oi:
+        arrays["open_interest"] = [float(c.oi) for c in candles]
+    return _RawJson(_chart_json(arrays))
+
+
 def _chart_json(arrays: dict[str, list[float]]) -> bytes:
     parts = [
         f'"{k}":[' + ",".join(java_double(v) for v in vals) + "]" for k, vals in arrays.items()
@@ -748,50 +769,24 @@ class Simulator:
             raise _dh_error(
                 "DH-905", "Data for Intraday Charts can be fetched for 90 days at a time"
             )
-        arrays: dict[str, list[float]] = {
-            k: [] for k in ("open", "high", "low", "close", "volume", "timestamp")
-        }
-        with_oi = bool(body.get("oi"))
-        if with_oi:
-            arrays["open_interest"] = []
+        candles = []
         day = self.market.trading_date
         if sid in self.market.contracts and start.date() <= day <= end.date():
             # The current day: every candle up to now, whatever toDate says (issue #80).
             now = self.now()
-            for c in self.market.intraday_candles(sid, interval, now):
-                if c.start > now:
-                    break
-                arrays["open"].append(c.open)
-                arrays["high"].append(c.high)
-                arrays["low"].append(c.low)
-                arrays["close"].append(c.close)
-                arrays["volume"].append(float(c.volume))
-                arrays["timestamp"].append(float(int(c.start.timestamp())))
-                if with_oi:
-                    arrays["open_interest"].append(float(c.oi))
-        return _RawJson(_chart_json(arrays))
+            candles = [
+                c for c in self.market.intraday_candles(sid, interval, now) if c.start <= now
+            ]
+        return _chart_answer(candles, with_oi=bool(body.get("oi")))
 
     def _historical(self, match: re.Match[str], body: Any, query: Any, headers: Any) -> Any:
         sid, body = self._chart_security(body)
         start = self._parse_date(body["fromDate"], "fromDate").date()
         end = self._parse_date(body["toDate"], "toDate").date()
-        arrays: dict[str, list[float]] = {
-            k: [] for k in ("open", "high", "low", "close", "volume", "timestamp")
-        }
-        with_oi = bool(body.get("oi"))
-        if with_oi:
-            arrays["open_interest"] = []
+        candles = []
         if sid in self.market.contracts:
-            for c in self.market.daily_candles(sid, start, end, self.now()):
-                arrays["open"].append(c.open)
-                arrays["high"].append(c.high)
-                arrays["low"].append(c.low)
-                arrays["close"].append(c.close)
-                arrays["volume"].append(float(c.volume))
-                arrays["timestamp"].append(float(int(c.start.timestamp())))
-                if with_oi:
-                    arrays["open_interest"].append(float(c.oi))
-        return _RawJson(_chart_json(arrays))
+            candles = self.market.daily_candles(sid, start, end, self.now())
+        return _chart_answer(candles, with_oi=bool(body.get("oi")))
 
     def _underlying(self, body: Any) -> tuple[int, str]:
         if not isinstance(body, dict):
@@ -1220,7 +1215,3 @@ class Simulator:
                     self.broker.on_tick(self.now())
             except Exception:  # a bug in one pass must not stop the fills (logged loudly)
                 log.exception("simulator matching pass failed")
-
-
-class _RawJson(bytes):
-    """A route's answer that is already JSON text (chart arrays in Java number style)."""
