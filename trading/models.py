@@ -55,6 +55,25 @@ class PositionTracker(models.Model):
     )
     quantity = models.PositiveIntegerField()
     entry_price = models.DecimalField(max_digits=14, decimal_places=4, null=True, blank=True)
+    # The database copy of the PnL cache (workers/pnl.py): written at most every 5 s while the
+    # position is open and once at exit. The live figures are in the cache (pnl:{id}).
+    ltp = models.DecimalField(max_digits=14, decimal_places=4, null=True, blank=True)
+    unrealized_pnl = models.DecimalField(
+        max_digits=16, decimal_places=2, null=True, blank=True, help_text="gross, rupees"
+    )
+    unrealized_pnl_net = models.DecimalField(
+        max_digits=16,
+        decimal_places=2,
+        null=True,
+        blank=True,
+        help_text="net of the estimated exit charges, rupees",
+    )
+    pnl_percent = models.DecimalField(
+        max_digits=10, decimal_places=4, null=True, blank=True, help_text="gross, % of entry"
+    )
+    peak_pnl = models.DecimalField(max_digits=16, decimal_places=2, null=True, blank=True)
+    trough_pnl = models.DecimalField(max_digits=16, decimal_places=2, null=True, blank=True)
+    pnl_updated_at = models.DateTimeField(null=True, blank=True)
     created_at = models.DateTimeField(auto_now_add=True)
     updated_at = models.DateTimeField(auto_now=True)
 
@@ -63,3 +82,50 @@ class PositionTracker(models.Model):
 
     def __str__(self) -> str:
         return f"#{self.pk} {self.exchange_segment}:{self.security_id} {self.status}"
+
+
+class WatchlistItem(models.Model):
+    """An instrument the feed hub always subscribes, position or not.
+
+    Keyed like the tick contract (``SEGMENT:SECURITY_ID``) rather than by a foreign key to the
+    catalog: the four index rows are seeded by a migration, before any catalog import, and an
+    entry must survive a catalog refresh. ``mode`` blank means the hub's default for the kind
+    of instrument (full for options, ``DHANHQ_WS_MODE`` otherwise).
+    """
+
+    MODES = [("", "default"), ("ticker", "ticker"), ("quote", "quote"), ("full", "full")]
+
+    exchange_segment = models.CharField(max_length=16)
+    security_id = models.BigIntegerField()
+    label = models.CharField(max_length=64, blank=True)
+    mode = models.CharField(max_length=8, choices=MODES, blank=True, default="")
+    active = models.BooleanField(default=True)
+    created_at = models.DateTimeField(auto_now_add=True)
+    updated_at = models.DateTimeField(auto_now=True)
+
+    class Meta:
+        ordering = ["exchange_segment", "security_id"]
+        constraints = [
+            models.UniqueConstraint(
+                fields=["exchange_segment", "security_id"], name="watchlist_segment_security_uniq"
+            )
+        ]
+
+    def __str__(self) -> str:
+        return f"{self.label or self.key}{'' if self.active else ' (inactive)'}"
+
+    @property
+    def key(self) -> str:
+        return f"{self.exchange_segment}:{self.security_id}"
+
+    def clean(self) -> None:
+        from django.core.exceptions import ValidationError
+
+        from trading.dhan.feed_codec import segment_code
+
+        try:
+            segment_code(self.exchange_segment)
+        except ValueError as exc:
+            raise ValidationError({"exchange_segment": str(exc)}) from None
+        if self.security_id is not None and self.security_id <= 0:
+            raise ValidationError({"security_id": "must be a positive Dhan security id"})
