@@ -293,6 +293,7 @@ class _Shard:
         monotonic = time.monotonic
         now = datetime.now
         disconnects_seen = stats.disconnect
+        hook = client.frame_hook
         # websocket-client reads the handshake byte by byte, so this is empty; but nothing it
         # may have buffered must be lost.
         buf = b"".join(ws.frame_buffer.recv_buffer)
@@ -333,6 +334,8 @@ class _Shard:
                 else:
                     raise websocket.WebSocketProtocolException(f"unknown opcode {opcode}")
                 self.last_frame = monotonic()
+                if hook is not None:
+                    hook(data, received.timestamp())
                 packets = decode_frame(data, received, stats)
                 if packets:
                     put(packets)
@@ -541,6 +544,7 @@ class FeedClient:
         buffer_capacity: int = 10_000,
         heartbeat_interval: float = 60.0,
         rng: random.Random | None = None,
+        frame_hook: Callable[[bytes, float], object] | None = None,
     ) -> None:
         if not 1 <= max_connections <= MAX_CONNECTIONS:
             raise ValueError(f"max_connections must be 1..{MAX_CONNECTIONS}, got {max_connections}")
@@ -566,6 +570,10 @@ class FeedClient:
         self._token_provider = token_provider
         self._market_open = market_open
         self._on_fatal = on_fatal
+        # Called on the socket thread with every data frame's raw bytes and its receive time
+        # (epoch seconds), before decoding: the feed hub's recorder. Must be cheap and must
+        # not raise (an exception would count as a connection failure).
+        self.frame_hook = frame_hook
         self._rng = rng or random.Random()
         self._lock = threading.Lock()  # shards list, key -> shard map, state transitions
         self._shards: list[_Shard] = []
