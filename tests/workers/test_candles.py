@@ -7,8 +7,11 @@ from __future__ import annotations
 
 import json
 import math
+import subprocess
+import sys
 from datetime import datetime
 from decimal import Decimal
+from pathlib import Path
 from typing import Any
 
 import pytest
@@ -614,3 +617,15 @@ def test_from_dict_names_a_missing_field() -> None:
     del data["close"]
     with pytest.raises(ValueError, match=r"candle\.close: missing"):
         Candle.from_dict(data)
+
+
+def test_the_module_is_pure() -> None:
+    code = (
+        "import sys, workers.candles; "
+        "print(sorted(m for m in ('django', 'redis', 'socket', 'trading') if m in sys.modules))"
+    )
+    root = Path(__file__).resolve().parents[2]
+    result = subprocess.run(
+        [sys.executable, "-c", code], cwd=root, capture_output=True, text=True, check=True
+    )
+    assert result.stdout.strip() == "[]"
