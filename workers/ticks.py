@@ -1,0 +1,1630 @@
+"""The realtime layer: latest tick per instrument, tick notifications, events, small JSON state.
+
+Three services, each with an in-memory implementation (embedded mode: one process, no Redis)
+and a Redis one (split mode: the feed hub writes, every other process reads):
+
+* ``TickStore``: the latest ``TickRecord`` per instrument key plus coalescing subscriptions
+  (``TickSubscription``). The feed hub turns decoded packets into records with ``TickMerger``
+  and ``publish``es them; exit engine, PnL monitor and dashboard subscribe to the keys they
+  care about and always get the *latest* value per key, never a backlog.
+* ``EventBus``: rare events (candle closed, health changed) as JSON, FIFO per subscription,
+  bounded (drop oldest, counted).
+* ``KeyValueStore``: small JSON values with TTL (health, heartbeats, PnL snapshots) and capped
+  lists (recent candles).
+
+``realtime_from_settings()`` builds all three from ``settings.REDIS_URL``.
+
+Hot path: the hub calls ``TickMerger.merge`` and ``RedisTickStore.publish`` for every tick
+(50,000+/s on a busy day), so both avoid per-tick allocations beyond one record and its bytes:
+no datetimes, no dict per record, hand-formatted JSON, one Lua call per batch written as raw
+RESP on a dedicated connection. Subscribers get pub/sub messages through a hand-written RESP
+reader for the same reason (redis-py's ``PubSub.get_message`` manages ~25k messages/s here).
+
+Redis layout (``prefix`` defaults to ``"algo:"``): ``{prefix}tick:{key}`` is both the value key
+of the latest record and the pub/sub channel it is announced on; ``{prefix}ev:{topic}`` event
+channels; ``{prefix}kv:{name}`` key-value entries and lists. Everything in Redis can be lost
+and rebuilt (ARCHITECTURE.md): a restarted Redis is refilled by the next ticks.
+"""
+
+from __future__ import annotations
+
+import json
+import logging
+import socket
+import struct
+import threading
+import time
+from collections import deque
+from collections.abc import Callable, Iterable, Sequence
+from dataclasses import dataclass
+from datetime import datetime
+from operator import attrgetter
+from typing import TYPE_CHECKING, Any, Protocol
+from zoneinfo import ZoneInfo
+
+from trading.dhan.feed_codec import (
+    IST_OFFSET_SECONDS,
+    SEGMENT_CODES,
+    FullTick,
+    OpenInterest,
+    Packet,
+    PrevClose,
+    QuoteTick,
+    TickerTick,
+    segment_name,
+    split_instrument_key,
+)
+
+if TYPE_CHECKING:  # redis is only imported where a Redis implementation is built
+    import redis
+
+log = logging.getLogger(__name__)
+
+IST = ZoneInfo("Asia/Kolkata")
+
+__all__ = [
+    "EventBus",
+    "EventSubscription",
+    "KeyValueStore",
+    "MemoryEventBus",
+    "MemoryKeyValueStore",
+    "MemoryTickStore",
+    "Realtime",
+    "RedisEventBus",
+    "RedisKeyValueStore",
+    "RedisTickStore",
+    "StoreUnavailable",
+    "TickMerger",
+    "TickRecord",
+    "TickStore",
+    "TickSubscription",
+    "realtime_from_settings",
+]
+
+
+class StoreUnavailable(ConnectionError):
+    """Redis could not be reached (connection refused, reset or timed out).
+
+    The caller carries on without the store: the feed hub marks feed health stale and keeps
+    merging (the next publish reconnects), readers treat their data as unknown. Nothing is
+    retried here, so a dead Redis costs one failed round trip per call, not a retry storm.
+    """
+
+
+# ---------------------------------------------------------------------------------------------
+# TickRecord
+
+
+@dataclass(slots=True)
+class TickRecord:
+    """The merged latest state of one instrument, as the realtime layer passes it around.
+
+    Times are float epoch seconds (true UTC epoch). ``seq`` increases by one per change of this
+    key for one writer (the feed hub); readers compare it to tell newer from older. ``ltp`` is
+    the last good (non-zero) LTP: 0.0 only while no packet with a price has been seen.
+    Prices are float32 on the wire: ``to_bytes`` writes them with 7 significant digits (all
+    that float32 carries), so a record read back can differ from the merged one in the 8th.
+    """
+
+    key: str
+    seq: int
+    ltp: float
+    exchange_time: float | None
+    receive_time: float
+    ltq: int | None = None
+    atp: float | None = None
+    volume: int | None = None
+    oi: int | None = None
+    open: float | None = None
+    high: float | None = None
+    low: float | None = None
+    close: float | None = None
+    prev_close: float | None = None
+    bid: float | None = None
+    bid_qty: int | None = None
+    ask: float | None = None
+    ask_qty: int | None = None
+    # 5 levels, level 1 first, each (bid_qty, ask_qty, bid_orders, ask_orders, bid_price,
+    # ask_price): the wire order of a full packet's depth.
+    depth: tuple[tuple[int, int, int, int, float, float], ...] | None = None
+
+    def to_bytes(self) -> bytes:
+        """Compact JSON array in field order, trailing nulls left out (readable in redis-cli).
+
+        ``["NSE_FNO:55796",42,152.35,1763870000.0,1763870000.123456,75,...]``. Hand-formatted:
+        ``json.dumps`` costs ~7 us per record here, most of it in float repr.
+        """
+        et = self.exchange_time
+        try:
+            # %-formatting is the fastest float formatting CPython has (see the docstring).
+            head = '["%s",%d,%.7g,%s,%.6f' % (  # noqa: UP031
+                self.key,
+                self.seq,
+                self.ltp,
+                "null" if et is None else repr(et),
+                self.receive_time,
+            )
+            tail = _tail(self)
+        except TypeError:
+            return _json_bytes(self)  # a field of the wrong type: let json name the problem
+        text = head + tail + "]"
+        # float32 garbage can be NaN/inf, which %g writes as nan/inf (not JSON); a key with
+        # a quote or backslash would need escaping. Neither happens with real feed data.
+        if "nan" in text or "inf" in text or '"' in self.key or "\\" in self.key:
+            return _json_bytes(self)
+        return text.encode()
+
+    @classmethod
+    def from_bytes(cls, data: bytes | bytearray | str) -> TickRecord:
+        """Parse ``to_bytes`` output; ValueError naming the problem."""
+        try:
+            values = json.loads(data)
+        except (ValueError, UnicodeDecodeError) as exc:
+            raise ValueError(f"tick record is not JSON: {exc}") from None
+        if type(values) is not list:
+            raise ValueError(f"tick record must be a JSON array, got {type(values).__name__}")
+        n = len(values)
+        if not _MIN_FIELDS <= n <= _N_FIELDS:
+            raise ValueError(f"tick record has {n} fields; expected {_MIN_FIELDS} to {_N_FIELDS}")
+        if n < _N_FIELDS:
+            values.extend([None] * (_N_FIELDS - n))
+        for index, check in enumerate(_CHECKS):
+            value = values[index]
+            checked = check(value)
+            if checked is _BAD:
+                raise ValueError(
+                    f"tick record field {_FIELD_NAMES[index]!r} has a bad value {value!r}"
+                )
+            values[index] = checked
+        return cls(*values)
+
+    @property
+    def exchange_datetime(self) -> datetime | None:
+        """``exchange_time`` as an aware Asia/Kolkata datetime (None if never traded)."""
+        if self.exchange_time is None:
+            return None
+        return datetime.fromtimestamp(self.exchange_time, IST)
+
+    @property
+    def receive_datetime(self) -> datetime:
+        """``receive_time`` as an aware Asia/Kolkata datetime."""
+        return datetime.fromtimestamp(self.receive_time, IST)
+
+
+_FIELD_NAMES: tuple[str, ...] = TickRecord.__slots__  # type: ignore[assignment]
+_N_FIELDS = len(_FIELD_NAMES)
+_MIN_FIELDS = 5  # key .. receive_time are always written
+_all_fields = attrgetter(*_FIELD_NAMES)
+_tail_fields = attrgetter(*_FIELD_NAMES[5:-1])  # ltq .. ask_qty
+_INT_TAIL = frozenset({"ltq", "volume", "oi", "bid_qty", "ask_qty"})
+_TAIL_FORMATS = tuple("%d" if name in _INT_TAIL else "%.7g" for name in _FIELD_NAMES[5:-1])
+_DEPTH_FORMAT = ",[%d,%d,%d,%d,%.7g,%.7g]"
+
+
+def _tail(record: TickRecord) -> str:
+    """The optional fields after receive_time, each with its leading comma; trailing nulls
+    dropped. A ticker-only record (the common case) costs one attrgetter call."""
+    values = _tail_fields(record)
+    depth = record.depth
+    if depth is None:
+        last = len(values)
+        while last and values[last - 1] is None:
+            last -= 1
+        if not last:
+            return ""
+    else:
+        last = len(values)
+    parts = [
+        ",null" if value is None else "," + fmt % value
+        for value, fmt in zip(values[:last], _TAIL_FORMATS, strict=False)
+    ]
+    if depth is not None:
+        parts.append(",[" + "".join(_DEPTH_FORMAT % level for level in depth)[1:] + "]")
+    return "".join(parts)
+
+
+def _json_bytes(record: TickRecord) -> bytes:
+    values = list(_all_fields(record))
+    while len(values) > _MIN_FIELDS and values[-1] is None:
+        values.pop()
+    return json.dumps(values, separators=(",", ":")).encode()
+
+
+_BAD = object()
+
+
+def _check_str(value: object) -> object:
+    return value if type(value) is str else _BAD
+
+
+def _check_int(value: object) -> object:
+    return value if type(value) is int else _BAD
+
+
+def _check_float(value: object) -> object:
+    return float(value) if type(value) is float or type(value) is int else _BAD  # type: ignore[arg-type]
+
+
+def _check_opt_int(value: object) -> object:
+    return value if value is None or type(value) is int else _BAD
+
+
+def _check_opt_float(value: object) -> object:
+    if value is None:
+        return None
+    return float(value) if type(value) is float or type(value) is int else _BAD  # type: ignore[arg-type]
+
+
+def _check_depth(value: object) -> object:
+    if value is None:
+        return None
+    if type(value) is not list:
+        return _BAD
+    levels = []
+    for level in value:
+        if type(level) is not list or len(level) != 6:
+            return _BAD
+        ints = level[:4]
+        prices = level[4:]
+        if any(type(v) is not int for v in ints):
+            return _BAD
+        if any(type(v) is not float and type(v) is not int for v in prices):
+            return _BAD
+        levels.append((*ints, float(prices[0]), float(prices[1])))
+    return tuple(levels)
+
+
+_CHECKS: tuple[Callable[[object], object], ...] = tuple(
+    {
+        "key": _check_str,
+        "seq": _check_int,
+        "ltp": _check_float,
+        "exchange_time": _check_opt_float,
+        "receive_time": _check_float,
+        "depth": _check_depth,
+    }.get(name, _check_opt_int if name in _INT_TAIL else _check_opt_float)
+    for name in _FIELD_NAMES
+)
+
+
+# ---------------------------------------------------------------------------------------------
+# TickMerger
+
+
+_NEVER = datetime(1970, 1, 1, tzinfo=IST)  # a datetime no packet carries (by identity)
+
+
+def _copy_record(record: TickRecord) -> TickRecord:
+    # One C call to read every slot, one constructor call: ~3x cheaper than dataclasses.replace
+    # or copy.copy, and the merger makes one copy per packet.
+    return TickRecord(*_all_fields(record))
+
+
+class TickMerger:
+    """Packets -> merged TickRecords. Keeps the latest record per key in memory.
+
+    Pure and single-threaded (the feed hub's dispatcher thread). Each packet yields a *new*
+    record object (the previous one copied, then changed), so records already handed out are
+    never mutated behind a consumer's back.
+
+    Merge rules: a ticker/quote/full packet updates the fields it carries; ``ltp`` only when the
+    packet's LTP is > 0 (a zero or missing LTP never overwrites a good one), ``exchange_time``
+    only when LTT is non-zero (``ltt - 19800``, see feed_codec.ltt_to_datetime); full packets
+    also set ``oi``, best bid/ask with quantities from depth level 1, and ``depth``. An
+    OpenInterest packet sets ``oi``, a PrevClose sets ``prev_close``. Every change sets
+    ``receive_time`` from the packet and increments ``seq``. MarketStatus and Disconnect are
+    ignored. A key whose first packets carry no LTP yields records with ``ltp`` 0.0.
+
+    ``seq_start(key)`` gives the last seq a previous writer used for a key seen for the first
+    time (warm start after a restart, so readers comparing seqs do not take the new writer's
+    records for old ones); ``load`` does the same from whole records.
+    """
+
+    def __init__(self, seq_start: Callable[[str], int] | None = None) -> None:
+        self._seq_start = seq_start
+        # Keyed by (segment_code << 32 | security_id): an int key costs no string formatting
+        # per packet; the "SEG:SID" string is built once per instrument.
+        self._latest: dict[int, TickRecord] = {}
+        # Identity cache of the last receive datetime -> epoch float (never None itself).
+        self._last_dt: datetime = _NEVER
+        self._last_ts = 0.0
+
+    def _new_record(self, code: int, segment_code: int, security_id: int) -> TickRecord:
+        key = f"{segment_name(segment_code)}:{security_id}"
+        seq = self._seq_start(key) if self._seq_start is not None else 0
+        return TickRecord(key, int(seq or 0), 0.0, None, 0.0)
+
+    def merge(self, packets: Sequence[Packet]) -> list[TickRecord]:
+        """Merge a frame's packets; return the changed records in arrival order (a key may
+        appear more than once)."""
+        out: list[TickRecord] = []
+        append = out.append
+        latest = self._latest
+        last_dt = self._last_dt
+        last_ts = self._last_ts
+        for packet in packets:
+            kind = type(packet)
+            if kind is TickerTick or kind is QuoteTick or kind is FullTick:
+                pass
+            elif kind is not OpenInterest and kind is not PrevClose:
+                continue  # MarketStatus, Disconnect: not tick data
+            segment_code = packet.segment_code
+            security_id = packet.security_id
+            code = segment_code << 32 | security_id
+            previous = latest.get(code)
+            if previous is None:
+                previous = self._new_record(code, segment_code, security_id)
+            record = _copy_record(previous)
+            record.seq = previous.seq + 1
+            # Every packet of a frame shares one receive datetime: convert it once.
+            received = packet.receive_time
+            if received is last_dt:
+                record.receive_time = last_ts
+            elif received is None:
+                record.receive_time = time.time()
+            else:
+                last_dt = received
+                record.receive_time = last_ts = received.timestamp()
+            if kind is TickerTick:
+                if packet.ltp > 0:
+                    record.ltp = packet.ltp
+                if packet.ltt:
+                    record.exchange_time = float(packet.ltt - IST_OFFSET_SECONDS)
+            elif kind is QuoteTick or kind is FullTick:
+                if packet.ltp > 0:
+                    record.ltp = packet.ltp
+                if packet.ltt:
+                    record.exchange_time = float(packet.ltt - IST_OFFSET_SECONDS)
+                record.ltq = packet.ltq
+                record.atp = packet.atp
+                record.volume = packet.volume
+                record.open = packet.open
+                record.high = packet.high
+                record.low = packet.low
+                record.close = packet.close
+                if kind is FullTick:
+                    record.oi = packet.oi
+                    depth = tuple(_iter_depth(packet.depth_raw))
+                    record.depth = depth  # type: ignore[assignment]
+                    best = depth[0]
+                    record.bid_qty = best[0]
+                    record.ask_qty = best[1]
+                    record.bid = best[4]
+                    record.ask = best[5]
+            elif kind is OpenInterest:
+                record.oi = packet.oi
+            else:
+                record.prev_close = packet.prev_close
+            latest[code] = record
+            append(record)
+        self._last_dt = last_dt
+        self._last_ts = last_ts
+        return out
+
+    def get(self, key: str) -> TickRecord | None:
+        try:
+            segment, security_id = split_instrument_key(key)
+        except ValueError:
+            return None
+        return self._latest.get(_code(segment, security_id))
+
+    def snapshot(self) -> dict[str, TickRecord]:
+        """Latest record per key (the records themselves: they are never mutated)."""
+        return {record.key: record for record in self._latest.values()}
+
+    def load(self, records: Iterable[TickRecord]) -> None:
+        """Warm start: adopt ``records`` (e.g. ``store.get_many(keys)``) as the latest values,
+        so seqs continue and a zero-LTP packet after a restart keeps the stored good LTP."""
+        for record in records:
+            segment, security_id = split_instrument_key(record.key)
+            code = _code(segment, security_id)
+            current = self._latest.get(code)
+            if current is None or record.seq >= current.seq:
+                self._latest[code] = _copy_record(record)
+
+
+def _code(segment: str, security_id: int) -> int:
+    return SEGMENT_CODES[segment] << 32 | security_id
+
+
+# The 5 depth levels of a full packet, each already in the record's tuple order.
+_iter_depth = struct.Struct("<IIHHff").iter_unpack
+
+
+# ---------------------------------------------------------------------------------------------
+# Subscriptions
+
+
+class _SubscriptionOwner(Protocol):
+    def _sub_add(self, sub: TickSubscription, keys: list[str]) -> None: ...
+    def _sub_remove(self, sub: TickSubscription, keys: list[str]) -> None: ...
+    def _sub_close(self, sub: TickSubscription) -> None: ...
+
+
+# A pending entry: (seq, record or its undecoded bytes). Redis subscriptions keep the bytes and
+# decode in wait(), so a record superseded before the consumer looks is never parsed.
+_Pending = tuple[int, "TickRecord | bytes"]
+
+
+class TickSubscription:
+    """Coalescing: holds at most one (the latest by seq) record per key; memory bounded by
+    the number of keys whatever the tick rate. Thread-safe.
+
+    ``wait`` returns what changed since the last call, latest value per key. A consumer that
+    falls behind loses intermediate values (counted in ``dropped_superseded``), never the
+    latest. A record older (lower seq) than the one pending for its key is ignored
+    (``dropped_stale``): after a reconnect the current value read from Redis can race with
+    a message. The same record can be delivered twice (a resync after a reconnect, or ``add``
+    of a key whose value is already pending): consumers compare ``seq`` when that matters.
+    """
+
+    def __init__(self, owner: _SubscriptionOwner, *, all_keys: bool = False) -> None:
+        self._owner = owner
+        self._cond = threading.Condition(threading.Lock())
+        self._pending: dict[str, _Pending] = {}
+        self._keys: set[str] = set()
+        self.all_keys = all_keys
+        self.closed = False
+        self.dropped_superseded = 0
+        self.dropped_stale = 0
+        self.decode_errors = 0
+
+    def add(self, keys: Iterable[str]) -> None:
+        """Follow ``keys`` too; their current values (if any) are delivered by the next wait."""
+        new = [key for key in dict.fromkeys(keys) if key not in self._keys]
+        if not new or self.closed:
+            return
+        with self._cond:
+            self._keys.update(new)
+        self._owner._sub_add(self, new)
+
+    def remove(self, keys: Iterable[str]) -> None:
+        gone = [key for key in dict.fromkeys(keys) if key in self._keys]
+        if not gone:
+            return
+        with self._cond:
+            self._keys.difference_update(gone)
+            for key in gone:
+                self._pending.pop(key, None)
+        self._owner._sub_remove(self, gone)
+
+    def keys(self) -> frozenset[str]:
+        with self._cond:
+            return frozenset(self._keys)
+
+    @property
+    def pending(self) -> int:
+        """Number of keys with a value waiting for ``wait`` (bounded by the number of keys)."""
+        return len(self._pending)
+
+    def wait(self, timeout: float | None = None) -> dict[str, TickRecord]:
+        """Block until at least one key changed (or ``timeout`` -> ``{}``; a closed
+        subscription returns ``{}`` at once); return and clear the latest-per-key values."""
+        with self._cond:
+            if not self._pending and not self.closed:
+                self._cond.wait_for(lambda: self._pending or self.closed, timeout)
+            taken = self._pending
+            if not taken:
+                return {}
+            self._pending = {}
+        out: dict[str, TickRecord] = {}
+        for key, (_seq, item) in taken.items():
+            if type(item) is bytes:
+                try:
+                    out[key] = TickRecord.from_bytes(item)
+                except ValueError as exc:
+                    self.decode_errors += 1
+                    log.warning("undecodable tick record for %s dropped: %s", key, exc)
+            else:
+                out[key] = item  # type: ignore[assignment]
+        return out
+
+    def close(self) -> None:
+        if self.closed:
+            return
+        with self._cond:
+            self.closed = True
+            self._pending.clear()
+            self._cond.notify_all()
+        self._owner._sub_close(self)
+
+    def __enter__(self) -> TickSubscription:
+        return self
+
+    def __exit__(self, *exc: object) -> None:
+        self.close()
+
+    def _offer(self, items: dict[str, _Pending], superseded: int = 0) -> None:
+        """Store newer values (called by the store's publisher or listener thread)."""
+        stale = 0
+        with self._cond:
+            if self.closed:
+                return
+            pending = self._pending
+            keys = self._keys
+            all_keys = self.all_keys
+            was_empty = not pending
+            for key, entry in items.items():
+                if not all_keys and key not in keys:
+                    continue  # removed while the message was in flight
+                old = pending.get(key)
+                if old is None:
+                    pending[key] = entry
+                elif entry[0] >= old[0]:
+                    pending[key] = entry
+                    superseded += 1
+                else:
+                    stale += 1
+            self.dropped_superseded += superseded
+            self.dropped_stale += stale
+            if was_empty and pending:
+                self._cond.notify_all()
+
+
+# ---------------------------------------------------------------------------------------------
+# TickStore
+
+
+class TickStore(Protocol):
+    def publish(self, records: Sequence[TickRecord]) -> None:
+        """Store the latest per key and notify subscribers of those keys."""
+        ...
+
+    def get(self, key: str) -> TickRecord | None: ...
+
+    def get_many(self, keys: Iterable[str]) -> dict[str, TickRecord]: ...
+
+    def subscribe(
+        self, keys: Iterable[str] = (), *, all_keys: bool = False
+    ) -> TickSubscription: ...
+
+    def close(self) -> None: ...
+
+
+class MemoryTickStore:
+    """In-process TickStore (embedded mode): a dict plus direct hand-off to subscriptions."""
+
+    def __init__(self) -> None:
+        self._lock = threading.Lock()
+        self._latest: dict[str, TickRecord] = {}
+        self._routes: dict[str, tuple[TickSubscription, ...]] = {}
+        self._all: tuple[TickSubscription, ...] = ()
+
+    def publish(self, records: Sequence[TickRecord]) -> None:
+        if not records:
+            return
+        batches: dict[TickSubscription, dict[str, _Pending]] = {}
+        superseded: dict[TickSubscription, int] = {}
+        with self._lock:
+            latest = self._latest
+            routes = self._routes
+            all_subs = self._all
+            for record in records:
+                key = record.key
+                latest[key] = record
+                subs = routes.get(key, ())
+                if all_subs:
+                    subs = subs + all_subs
+                for sub in subs:
+                    batch = batches.get(sub)
+                    if batch is None:
+                        batch = batches[sub] = {}
+                    if key in batch:
+                        superseded[sub] = superseded.get(sub, 0) + 1
+                    batch[key] = (record.seq, record)
+            # Offered under the store lock so a subscription added concurrently cannot get
+            # its initial value after a newer published one.
+            for sub, batch in batches.items():
+                sub._offer(batch, superseded.get(sub, 0))
+
+    def get(self, key: str) -> TickRecord | None:
+        return self._latest.get(key)
+
+    def get_many(self, keys: Iterable[str]) -> dict[str, TickRecord]:
+        latest = self._latest
+        return {key: latest[key] for key in keys if key in latest}
+
+    def subscribe(self, keys: Iterable[str] = (), *, all_keys: bool = False) -> TickSubscription:
+        sub = TickSubscription(self, all_keys=all_keys)
+        if all_keys:
+            with self._lock:
+                self._all = (*self._all, sub)
+                sub._offer({key: (r.seq, r) for key, r in self._latest.items()})
+        sub.add(keys)
+        return sub
+
+    def close(self) -> None:
+        with self._lock:
+            subs = {s for subs in self._routes.values() for s in subs} | set(self._all)
+        for sub in subs:
+            sub.close()
+
+    def _sub_add(self, sub: TickSubscription, keys: list[str]) -> None:
+        with self._lock:
+            current = {}
+            for key in keys:
+                self._routes[key] = (*self._routes.get(key, ()), sub)
+                record = self._latest.get(key)
+                if record is not None:
+                    current[key] = (record.seq, record)
+            if current:
+                sub._offer(current)
+
+    def _sub_remove(self, sub: TickSubscription, keys: list[str]) -> None:
+        with self._lock:
+            for key in keys:
+                subs = tuple(s for s in self._routes.get(key, ()) if s is not sub)
+                if subs:
+                    self._routes[key] = subs
+                else:
+                    self._routes.pop(key, None)
+
+    def _sub_close(self, sub: TickSubscription) -> None:
+        self._sub_remove(sub, list(sub._keys))
+        with self._lock:
+            self._all = tuple(s for s in self._all if s is not sub)
+
+
+# ---------------------------------------------------------------------------------------------
+# Redis plumbing
+
+
+def _redis_client(url_or_client: str | redis.Redis) -> redis.Redis:
+    import redis
+
+    if isinstance(url_or_client, str):
+        return redis.Redis.from_url(url_or_client)
+    return url_or_client
+
+
+def _make_connection(client: redis.Redis, **overrides: Any) -> redis.connection.AbstractConnection:
+    """A connection of its own, configured like ``client``'s pool (URL, auth, db, TLS)."""
+    pool = client.connection_pool
+    kwargs = {**pool.connection_kwargs, **overrides}
+    # Maintenance (push) notifications need RESP3 handling that raw RESP use bypasses; the
+    # pool's handler also belongs to pooled connections only.
+    kwargs.pop("maint_notifications_pool_handler", None)
+    kwargs["maint_notifications_config"] = None
+    return pool.connection_class(**kwargs)
+
+
+def _redis_errors() -> tuple[type[BaseException], ...]:
+    import redis
+
+    return (redis.ConnectionError, redis.TimeoutError, OSError)
+
+
+def _glob_escape(text: str) -> str:
+    out = []
+    for char in text:
+        if char in "*?[]\\":
+            out.append("\\")
+        out.append(char)
+    return "".join(out)
+
+
+class _Unavailable:
+    """Context manager turning Redis connection failures into StoreUnavailable."""
+
+    def __init__(self, what: str) -> None:
+        self.what = what
+
+    def __enter__(self) -> None:
+        return None
+
+    def __exit__(
+        self, kind: type[BaseException] | None, exc: BaseException | None, tb: object
+    ) -> None:
+        if (
+            exc is not None
+            and isinstance(exc, _redis_errors())
+            and not isinstance(exc, StoreUnavailable)
+        ):
+            raise StoreUnavailable(f"Redis unavailable ({self.what}): {exc}") from exc
+
+
+class _ListenerHandler(Protocol):
+    def _on_messages(self, messages: list[tuple[bytes, bytes, bool]]) -> None: ...
+    def _on_subscribed(self, channels: list[bytes], patterns: list[bytes]) -> None: ...
+
+
+class _PubSubListener:
+    """One pub/sub connection read by one daemon thread, with reconnects.
+
+    Reads raw RESP (protocol 2) straight off the socket and hands each chunk's messages to the
+    handler as ``(channel, payload, from_pattern)``; subscribe confirmations go to
+    ``_on_subscribed`` so the handler can fetch current values once the subscription is live
+    (a value read before that could miss a publish in between). On connection loss it
+    reconnects with capped backoff (0.1 s doubling to 5 s) and resubscribes everything, which
+    triggers those confirmations again. A silent connection is probed with PING every
+    ``ping_interval`` s and dropped when the probe gets no answer.
+    """
+
+    def __init__(
+        self,
+        client: redis.Redis,
+        handler: _ListenerHandler,
+        name: str,
+        *,
+        ping_interval: float = 5.0,
+    ) -> None:
+        self._client = client
+        self._handler = handler
+        self._name = name
+        self._ping_interval = ping_interval
+        self._lock = threading.Lock()
+        self._channels: set[bytes] = set()
+        self._patterns: set[bytes] = set()
+        self._sock: socket.socket | None = None
+        self._conn: Any = None
+        self._closed = threading.Event()
+        self._thread: threading.Thread | None = None
+        self.connected = threading.Event()
+        self.reconnects = 0
+        self.last_error: str | None = None
+
+    def start(self) -> None:
+        with self._lock:
+            if self._thread is None and not self._closed.is_set():
+                self._thread = threading.Thread(target=self._run, name=self._name, daemon=True)
+                self._thread.start()
+
+    def subscribe(self, channels: Iterable[bytes], *, pattern: bool = False) -> None:
+        target = self._patterns if pattern else self._channels
+        with self._lock:
+            new = [c for c in channels if c not in target]
+            target.update(new)
+            if new:
+                self._send(b"PSUBSCRIBE" if pattern else b"SUBSCRIBE", new)
+        self.start()
+
+    def unsubscribe(self, channels: Iterable[bytes], *, pattern: bool = False) -> None:
+        target = self._patterns if pattern else self._channels
+        with self._lock:
+            gone = [c for c in channels if c in target]
+            target.difference_update(gone)
+            if gone:
+                self._send(b"PUNSUBSCRIBE" if pattern else b"UNSUBSCRIBE", gone)
+
+    def close(self) -> None:
+        self._closed.set()
+        with self._lock:
+            self._shutdown_socket()
+        if self._thread is not None and self._thread is not threading.current_thread():
+            self._thread.join(timeout=5.0)
+
+    def _send(self, command: bytes, args: Sequence[bytes]) -> None:
+        """Write a command if connected (caller holds the lock). A failure is left for the
+        reader to notice; the reconnect resubscribes from the sets."""
+        if self._sock is None:
+            return
+        for start in range(0, len(args), 1000):
+            chunk = args[start : start + 1000]
+            try:
+                self._sock.sendall(_pack(command, *chunk))
+            except OSError:
+                self._shutdown_socket()
+                return
+
+    def _shutdown_socket(self) -> None:
+        sock = self._sock
+        if sock is not None:
+            try:
+                sock.shutdown(socket.SHUT_RDWR)
+            except OSError:
+                pass
+
+    def _run(self) -> None:
+        backoff = 0.1
+        while not self._closed.is_set():
+            try:
+                self._connect()
+                backoff = 0.1
+                self._read_loop()
+            except Exception as exc:  # the listener must survive anything
+                if self._closed.is_set():
+                    break
+                self.last_error = f"{type(exc).__name__}: {exc}"
+                log.warning(
+                    "%s: pub/sub connection lost (%s); reconnecting in %.1f s",
+                    self._name,
+                    self.last_error,
+                    backoff,
+                )
+            finally:
+                self.connected.clear()
+                with self._lock:
+                    self._sock = None
+                    conn, self._conn = self._conn, None
+                if conn is not None:
+                    try:
+                        conn.disconnect()
+                    except Exception:  # noqa: S110 - already broken
+                        pass
+            if self._closed.wait(backoff):
+                break
+            backoff = min(backoff * 2, 5.0)
+            self.reconnects += 1
+
+    def _connect(self) -> None:
+        # Protocol 2 whatever the client uses: the reader below parses RESP2 pub/sub arrays.
+        conn = _make_connection(
+            self._client,
+            protocol=2,
+            socket_timeout=None,
+            health_check_interval=0,
+            # Named for CLIENT LIST; Redis refuses spaces in a client name.
+            client_name="".join(c if c.isprintable() and c != " " else "_" for c in self._name),
+        )
+        self._conn = conn
+        conn.connect()
+        sock = conn._sock
+        sock.settimeout(self._ping_interval)
+        with self._lock:
+            if self._closed.is_set():
+                raise ConnectionError("closed")
+            self._sock = sock
+            if self._channels:
+                self._send(b"SUBSCRIBE", sorted(self._channels))
+            if self._patterns:
+                self._send(b"PSUBSCRIBE", sorted(self._patterns))
+        self.connected.set()
+
+    def _read_loop(self) -> None:
+        sock = self._sock
+        assert sock is not None
+        buffer = b""
+        probing = False
+        handler = self._handler
+        while not self._closed.is_set():
+            try:
+                data = sock.recv(262144)
+            except TimeoutError:
+                if probing:
+                    raise ConnectionError("no answer to PING") from None
+                probing = True
+                with self._lock:
+                    self._send(b"PING", ())
+                continue
+            if not data:
+                raise ConnectionError("connection closed by Redis")
+            probing = False
+            buffer = buffer + data if buffer else data
+            replies, used = _parse_replies(buffer)
+            buffer = buffer[used:]
+            if not replies:
+                continue
+            messages: list[tuple[bytes, bytes, bool]] = []
+            channels: list[bytes] = []
+            patterns: list[bytes] = []
+            for reply in replies:
+                kind = reply[0]
+                if kind == b"message":
+                    messages.append((reply[1], reply[2], False))
+                elif kind == b"pmessage":
+                    messages.append((reply[2], reply[3], True))
+                elif kind == b"subscribe":
+                    channels.append(reply[1])
+                elif kind == b"psubscribe":
+                    patterns.append(reply[1])
+            if messages:
+                handler._on_messages(messages)
+            if channels or patterns:
+                handler._on_subscribed(channels, patterns)
+
+
+def _pack(command: bytes, *args: bytes) -> bytes:
+    parts = [b"*%d\r\n$%d\r\n%b\r\n" % (len(args) + 1, len(command), command)]
+    parts.extend(b"$%d\r\n%b\r\n" % (len(arg), arg) for arg in args)
+    return b"".join(parts)
+
+
+class _RedisReplyError(ConnectionError):
+    pass
+
+
+def _parse_replies(buf: bytes) -> tuple[list[list[bytes]], int]:
+    """Parse complete RESP2 array replies (pub/sub pushes) from ``buf``.
+
+    Returns the replies (each a list of bulk strings; integers as their digits) and how many
+    bytes they used; an incomplete tail is left for the next read.
+    """
+    out: list[list[bytes]] = []
+    append = out.append
+    find = buf.find
+    size = len(buf)
+    pos = 0
+    while pos < size:
+        first = buf[pos]
+        end = find(b"\r\n", pos)
+        if end < 0:
+            break
+        if first != 42:  # not '*': an error or a simple string
+            if first == 45:  # '-'
+                raise _RedisReplyError(buf[pos + 1 : end].decode("utf-8", "replace"))
+            pos = end + 2
+            continue
+        count = int(buf[pos + 1 : end])
+        p = end + 2
+        items: list[bytes] = []
+        complete = True
+        for _ in range(count):
+            end = find(b"\r\n", p)
+            if end < 0:
+                complete = False
+                break
+            if buf[p] == 36:  # '$' bulk string
+                length = int(buf[p + 1 : end])
+                start = end + 2
+                stop = start + length
+                if stop + 2 > size:
+                    complete = False
+                    break
+                items.append(buf[start:stop])
+                p = stop + 2
+            else:  # ':' integer (subscription count)
+                items.append(buf[p + 1 : end])
+                p = end + 2
+        if not complete:
+            break
+        append(items)
+        pos = p
+    return out, pos
+
+
+def _payload_seq(payload: bytes) -> int:
+    """The seq of a ``to_bytes`` payload without parsing it all: ``["KEY",SEQ,...``."""
+    try:
+        start = payload.index(b'",', 2) + 2
+        return int(payload[start : payload.index(b",", start)])
+    except ValueError:
+        return -1  # undecodable: wait() reports it
+
+
+_PUBLISH_LUA = """
+for i = 1, #KEYS do
+  redis.call('SET', KEYS[i], ARGV[i])
+  redis.call('PUBLISH', KEYS[i], ARGV[i])
+end
+return #KEYS
+"""
+_PUBLISH_BATCH = 2000  # records per EVALSHA: keeps each Lua call (which blocks Redis) short
+
+
+class RedisTickStore:
+    """TickStore over Redis: ``{prefix}tick:{key}`` holds the latest record's bytes and is
+    also the channel each record is PUBLISHed on.
+
+    ``publish`` runs one Lua EVALSHA per call (per 2,000 records) doing SET + PUBLISH for each
+    record, written as raw RESP on a dedicated connection (~4x a redis-py pipeline). A Redis
+    failure raises StoreUnavailable; the next call reconnects. Subscriptions share one
+    listener thread and one pub/sub connection per store; see ``_PubSubListener`` and
+    ``TickSubscription``.
+    """
+
+    def __init__(self, url_or_client: str | redis.Redis, *, prefix: str = "algo:") -> None:
+        self._client = _redis_client(url_or_client)
+        self.prefix = prefix
+        self._key_prefix = f"{prefix}tick:"
+        self._channel_prefix = self._key_prefix.encode()
+        self._publish_lock = threading.Lock()
+        self._publish_conn: Any = None
+        self._sha = b""
+        self._key_frags: dict[str, bytes] = {}
+        self._sub_lock = threading.Lock()
+        self._routes: dict[bytes, tuple[str, tuple[TickSubscription, ...]]] = {}
+        self._all: tuple[TickSubscription, ...] = ()
+        self._channel_keys: dict[bytes, str] = {}
+        self._listener = _PubSubListener(self._client, self, f"ticks-listener[{prefix}]")
+
+    # -- writing
+
+    def publish(self, records: Sequence[TickRecord]) -> None:
+        if not records:
+            return
+        with self._publish_lock, _Unavailable("publishing ticks"):
+            if self._publish_conn is None:
+                self._publish_conn = _make_connection(self._client)
+            for start in range(0, len(records), _PUBLISH_BATCH):
+                self._publish_batch(records[start : start + _PUBLISH_BATCH])
+
+    def _publish_batch(self, records: Sequence[TickRecord]) -> None:
+        frags = self._key_frags
+        keys = []
+        values = []
+        for record in records:
+            frag = frags.get(record.key)
+            if frag is None:
+                name = (self._key_prefix + record.key).encode()
+                frag = frags[record.key] = b"$%d\r\n%b\r\n" % (len(name), name)
+            keys.append(frag)
+            value = record.to_bytes()
+            values.append(b"$%d\r\n%b\r\n" % (len(value), value))
+        count = b"%d" % len(records)
+        body = b"".join(keys) + b"".join(values)
+        conn = self._publish_conn
+        if not self._sha:
+            self._load_script()
+        for _attempt in range(2):
+            head = b"*%d\r\n$7\r\nEVALSHA\r\n$40\r\n%b\r\n$%d\r\n%b\r\n" % (
+                2 * len(records) + 3,
+                self._sha,
+                len(count),
+                count,
+            )
+            try:
+                conn.send_packed_command([head + body], check_health=False)
+                conn.read_response()
+                return
+            except Exception as exc:
+                import redis
+
+                if isinstance(exc, redis.exceptions.NoScriptError):
+                    self._load_script()  # Redis restarted or SCRIPT FLUSH: load and resend
+                    continue
+                if isinstance(exc, _redis_errors()):
+                    conn.disconnect()
+                raise
+
+    def _load_script(self) -> None:
+        conn = self._publish_conn
+        conn.send_command("SCRIPT", "LOAD", _PUBLISH_LUA, check_health=False)
+        sha = conn.read_response()
+        self._sha = sha if isinstance(sha, bytes) else str(sha).encode()
+
+    # -- reading
+
+    def get(self, key: str) -> TickRecord | None:
+        with _Unavailable("reading a tick"):
+            data = self._client.get(self._key_prefix + key)
+        return None if data is None else TickRecord.from_bytes(data)
+
+    def get_many(self, keys: Iterable[str]) -> dict[str, TickRecord]:
+        keys = list(dict.fromkeys(keys))
+        out: dict[str, TickRecord] = {}
+        for start in range(0, len(keys), 1000):
+            chunk = keys[start : start + 1000]
+            with _Unavailable("reading ticks"):
+                values = self._client.mget([self._key_prefix + key for key in chunk])
+            for key, data in zip(chunk, values, strict=True):
+                if data is not None:
+                    out[key] = TickRecord.from_bytes(data)
+        return out
+
+    def subscribe(self, keys: Iterable[str] = (), *, all_keys: bool = False) -> TickSubscription:
+        sub = TickSubscription(self, all_keys=all_keys)
+        if all_keys:
+            with self._sub_lock:
+                first = not self._all
+                self._all = (*self._all, sub)
+            pattern = _glob_escape(self._key_prefix).encode() + b"*"
+            if first:
+                # Current values follow the PSUBSCRIBE confirmation (_on_subscribed).
+                self._listener.subscribe([pattern], pattern=True)
+            else:
+                self._deliver_all([sub])
+        sub.add(keys)
+        return sub
+
+    def close(self) -> None:
+        with self._sub_lock:
+            subs = {s for _, subs in self._routes.values() for s in subs} | set(self._all)
+        for sub in subs:
+            sub.close()
+        self._listener.close()
+        with self._publish_lock:
+            if self._publish_conn is not None:
+                self._publish_conn.disconnect()
+                self._publish_conn = None
+
+    @property
+    def listener_reconnects(self) -> int:
+        return self._listener.reconnects
+
+    # -- subscription plumbing (called by TickSubscription and the listener thread)
+
+    def _channel(self, key: str) -> bytes:
+        return self._channel_prefix + key.encode()
+
+    def _sub_add(self, sub: TickSubscription, keys: list[str]) -> None:
+        new_channels = []
+        known = []
+        with self._sub_lock:
+            for key in keys:
+                channel = self._channel(key)
+                route = self._routes.get(channel)
+                if route is None:
+                    self._routes[channel] = (key, (sub,))
+                    new_channels.append(channel)
+                else:
+                    self._routes[channel] = (key, (*route[1], sub))
+                    known.append(key)
+        if new_channels:
+            # Current values are fetched once Redis confirms the subscription.
+            self._listener.subscribe(new_channels)
+        if known:
+            # Already subscribed: reading the value now cannot miss a publish.
+            try:
+                self._deliver([self._channel(key) for key in known], [sub])
+            except StoreUnavailable:
+                pass  # the listener's reconnect resync delivers them
+
+    def _sub_remove(self, sub: TickSubscription, keys: list[str]) -> None:
+        gone = []
+        with self._sub_lock:
+            for key in keys:
+                channel = self._channel(key)
+                route = self._routes.get(channel)
+                if route is None:
+                    continue
+                subs = tuple(s for s in route[1] if s is not sub)
+                if subs:
+                    self._routes[channel] = (key, subs)
+                else:
+                    del self._routes[channel]
+                    gone.append(channel)
+        if gone:
+            self._listener.unsubscribe(gone)
+
+    def _sub_close(self, sub: TickSubscription) -> None:
+        self._sub_remove(sub, list(sub._keys))
+        if sub.all_keys:
+            with self._sub_lock:
+                self._all = tuple(s for s in self._all if s is not sub)
+                last = not self._all
+            if last:
+                pattern = _glob_escape(self._key_prefix).encode() + b"*"
+                self._listener.unsubscribe([pattern], pattern=True)
+
+    def _on_messages(self, messages: list[tuple[bytes, bytes, bool]]) -> None:
+        """Listener thread: coalesce a chunk's messages, then one lock per subscription."""
+        direct: dict[bytes, bytes] = {}
+        patterned: dict[bytes, bytes] = {}
+        dup_direct: dict[bytes, int] = {}
+        dup_pattern = 0
+        for channel, payload, from_pattern in messages:
+            target = patterned if from_pattern else direct
+            size = len(target)
+            target[channel] = payload
+            if len(target) == size:
+                if from_pattern:
+                    dup_pattern += 1
+                else:
+                    dup_direct[channel] = dup_direct.get(channel, 0) + 1
+        routes = self._routes
+        if direct:
+            batches: dict[TickSubscription, dict[str, _Pending]] = {}
+            superseded: dict[TickSubscription, int] = {}
+            for channel, payload in direct.items():
+                route = routes.get(channel)
+                if route is None:
+                    continue
+                key, subs = route
+                entry = (_payload_seq(payload), payload)
+                dups = dup_direct.get(channel, 0)
+                for sub in subs:
+                    batch = batches.get(sub)
+                    if batch is None:
+                        batch = batches[sub] = {}
+                    batch[key] = entry
+                    if dups:
+                        superseded[sub] = superseded.get(sub, 0) + dups
+            for sub, batch in batches.items():
+                sub._offer(batch, superseded.get(sub, 0))
+        if patterned and self._all:
+            channel_keys = self._channel_keys
+            cut = len(self._channel_prefix)
+            items: dict[str, _Pending] = {}
+            for channel, payload in patterned.items():
+                key = channel_keys.get(channel)
+                if key is None:
+                    key = channel[cut:].decode("utf-8", "replace")
+                    if len(channel_keys) < 200_000:  # bounded even with garbage channels
+                        channel_keys[channel] = key
+                items[key] = (_payload_seq(payload), payload)
+            for sub in self._all:
+                sub._offer(items, dup_pattern)
+
+    def _on_subscribed(self, channels: list[bytes], patterns: list[bytes]) -> None:
+        """Listener thread: a subscription is live, deliver the current values."""
+        if channels:
+            routes = self._routes
+            subs_by_channel = {c: routes[c][1] for c in channels if c in routes}
+            # Group channels by their subscriber tuples to MGET each key once.
+            self._deliver_routed(subs_by_channel)
+        if patterns and self._all:
+            self._deliver_all(self._all)
+
+    def _deliver_routed(self, subs_by_channel: dict[bytes, tuple[TickSubscription, ...]]) -> None:
+        channels = list(subs_by_channel)
+        for start in range(0, len(channels), 1000):
+            chunk = channels[start : start + 1000]
+            with _Unavailable("reading ticks"):
+                values = self._client.mget(chunk)
+            batches: dict[TickSubscription, dict[str, _Pending]] = {}
+            for channel, data in zip(chunk, values, strict=True):
+                if data is None:
+                    continue
+                key = channel[len(self._channel_prefix) :].decode()
+                entry = (_payload_seq(data), data)
+                for sub in subs_by_channel[channel]:
+                    batches.setdefault(sub, {})[key] = entry
+            for sub, batch in batches.items():
+                sub._offer(batch)
+
+    def _deliver(self, channels: list[bytes], subs: Sequence[TickSubscription]) -> None:
+        self._deliver_routed(dict.fromkeys(channels, tuple(subs)))
+
+    def _deliver_all(self, subs: Sequence[TickSubscription]) -> None:
+        pattern = _glob_escape(self._key_prefix) + "*"
+        with _Unavailable("scanning ticks"):
+            names = list(self._client.scan_iter(match=pattern, count=1000))
+        self._deliver(names, subs)
+
+
+# ---------------------------------------------------------------------------------------------
+# EventBus
+
+
+class EventSubscription:
+    """FIFO of ``(topic, payload)`` for the subscribed topics; bounded: when ``maxlen`` events
+    are waiting the oldest is dropped and counted in ``dropped``. Thread-safe."""
+
+    def __init__(self, topics: Iterable[str], maxlen: int, on_close: Callable[[], None]) -> None:
+        self.topics = frozenset(topics)
+        self._queue: deque[tuple[str, dict]] = deque()
+        self._maxlen = maxlen
+        self._cond = threading.Condition(threading.Lock())
+        self._on_close = on_close
+        self.closed = False
+        self.dropped = 0
+
+    def get(self, timeout: float | None = None) -> tuple[str, dict] | None:
+        """The oldest waiting event, blocking up to ``timeout`` s; None on timeout or close."""
+        with self._cond:
+            if not self._queue and not self.closed:
+                self._cond.wait_for(lambda: self._queue or self.closed, timeout)
+            if not self._queue:
+                return None
+            return self._queue.popleft()
+
+    def close(self) -> None:
+        if self.closed:
+            return
+        with self._cond:
+            self.closed = True
+            self._queue.clear()
+            self._cond.notify_all()
+        self._on_close()
+
+    def __enter__(self) -> EventSubscription:
+        return self
+
+    def __exit__(self, *exc: object) -> None:
+        self.close()
+
+    def _put(self, topic: str, payload: dict) -> None:
+        with self._cond:
+            if self.closed:
+                return
+            if len(self._queue) >= self._maxlen:
+                self._queue.popleft()
+                self.dropped += 1
+            self._queue.append((topic, payload))
+            self._cond.notify()
+
+
+class EventBus(Protocol):
+    def publish(self, topic: str, payload: dict) -> None: ...
+
+    def subscribe(self, topics: Iterable[str], maxlen: int = 10_000) -> EventSubscription: ...
+
+    def close(self) -> None: ...
+
+
+def _json_text(value: object, what: str) -> str:
+    try:
+        return json.dumps(value, separators=(",", ":"), allow_nan=False)
+    except (TypeError, ValueError) as exc:
+        raise ValueError(f"{what} is not JSON-serialisable: {exc}") from None
+
+
+class _EventRoutes:
+    def __init__(self) -> None:
+        self._lock = threading.Lock()
+        self._subs: dict[str, tuple[EventSubscription, ...]] = {}
+
+    def add(self, sub: EventSubscription) -> list[str]:
+        """Register; return the topics nobody was subscribed to before."""
+        new = []
+        with self._lock:
+            for topic in sub.topics:
+                subs = self._subs.get(topic, ())
+                if not subs:
+                    new.append(topic)
+                self._subs[topic] = (*subs, sub)
+        return new
+
+    def remove(self, sub: EventSubscription) -> list[str]:
+        """Unregister; return the topics nobody is subscribed to any more."""
+        gone = []
+        with self._lock:
+            for topic in sub.topics:
+                subs = tuple(s for s in self._subs.get(topic, ()) if s is not sub)
+                if subs:
+                    self._subs[topic] = subs
+                else:
+                    self._subs.pop(topic, None)
+                    gone.append(topic)
+        return gone
+
+    def get(self, topic: str) -> tuple[EventSubscription, ...]:
+        return self._subs.get(topic, ())
+
+    def all(self) -> set[EventSubscription]:
+        with self._lock:
+            return {s for subs in self._subs.values() for s in subs}
+
+
+class MemoryEventBus:
+    """In-process EventBus. Payloads go through JSON like on Redis, so a payload that would
+    fail in split mode fails in embedded mode too, and subscribers get their own copies."""
+
+    def __init__(self) -> None:
+        self._routes = _EventRoutes()
+
+    def publish(self, topic: str, payload: dict) -> None:
+        text = _json_text(payload, f"event {topic!r}")
+        for sub in self._routes.get(topic):
+            sub._put(topic, json.loads(text))
+
+    def subscribe(self, topics: Iterable[str], maxlen: int = 10_000) -> EventSubscription:
+        sub = EventSubscription(topics, maxlen, lambda: self._routes.remove(sub))
+        self._routes.add(sub)
+        return sub
+
+    def close(self) -> None:
+        for sub in self._routes.all():
+            sub.close()
+
+
+class RedisEventBus:
+    """EventBus over Redis pub/sub: channel ``{prefix}ev:{topic}``, JSON payload.
+
+    At most once: events published while a subscriber is disconnected are lost (the listener
+    reconnects and resubscribes). Events are signals to re-read state, never the only copy.
+    """
+
+    def __init__(self, url_or_client: str | redis.Redis, *, prefix: str = "algo:") -> None:
+        self._client = _redis_client(url_or_client)
+        self.prefix = prefix
+        self._channel_prefix = f"{prefix}ev:"
+        self._routes = _EventRoutes()
+        self._listener = _PubSubListener(self._client, self, f"events-listener[{prefix}]")
+
+    def publish(self, topic: str, payload: dict) -> None:
+        text = _json_text(payload, f"event {topic!r}")
+        with _Unavailable("publishing an event"):
+            self._client.publish(self._channel_prefix + topic, text)
+
+    def subscribe(self, topics: Iterable[str], maxlen: int = 10_000) -> EventSubscription:
+        sub = EventSubscription(topics, maxlen, lambda: self._unsubscribe(sub))
+        new = self._routes.add(sub)
+        if new:
+            self._listener.subscribe([(self._channel_prefix + t).encode() for t in new])
+        return sub
+
+    def wait_ready(self, timeout: float = 5.0) -> bool:
+        """Block until the listener's subscriptions are live (tests, startup ordering)."""
+        return self._listener.connected.wait(timeout)
+
+    def close(self) -> None:
+        for sub in self._routes.all():
+            sub.close()
+        self._listener.close()
+
+    def _unsubscribe(self, sub: EventSubscription) -> None:
+        gone = self._routes.remove(sub)
+        if gone:
+            self._listener.unsubscribe([(self._channel_prefix + t).encode() for t in gone])
+
+    def _on_messages(self, messages: list[tuple[bytes, bytes, bool]]) -> None:
+        cut = len(self._channel_prefix.encode())
+        for channel, payload, _pattern in messages:
+            topic = channel[cut:].decode("utf-8", "replace")
+            subs = self._routes.get(topic)
+            if not subs:
+                continue
+            try:
+                value = json.loads(payload)
+            except ValueError:
+                log.warning("event on %r is not JSON; dropped", topic)
+                continue
+            for sub in subs:
+                sub._put(topic, value if len(subs) == 1 else json.loads(payload))
+
+    def _on_subscribed(self, channels: list[bytes], patterns: list[bytes]) -> None:
+        return None
+
+
+# ---------------------------------------------------------------------------------------------
+# KeyValueStore
+
+
+class KeyValueStore(Protocol):
+    def put(self, name: str, value: dict, ttl: float | None = None) -> None: ...
+
+    def get(self, name: str) -> dict | None: ...
+
+    def get_prefix(self, prefix: str) -> dict[str, dict]: ...
+
+    def delete(self, name: str) -> None: ...
+
+    def push_capped(self, name: str, value: dict, maxlen: int) -> None: ...
+
+    def get_list(self, name: str) -> list[dict]: ...
+
+
+def _check_ttl(ttl: float | None) -> None:
+    if ttl is not None and not ttl > 0:
+        raise ValueError(f"ttl must be a positive number of seconds or None, got {ttl!r}")
+
+
+class MemoryKeyValueStore:
+    """In-process KeyValueStore. Values are stored as JSON text (copies, and the same
+    serialisability rules as Redis); TTL expires on read by ``clock`` (monotonic seconds)."""
+
+    def __init__(self, *, clock: Callable[[], float] = time.monotonic) -> None:
+        self._clock = clock
+        self._lock = threading.Lock()
+        self._values: dict[str, tuple[str, float | None]] = {}
+        self._lists: dict[str, deque[str]] = {}
+
+    def put(self, name: str, value: dict, ttl: float | None = None) -> None:
+        _check_ttl(ttl)
+        text = _json_text(value, f"value for {name!r}")
+        expires = None if ttl is None else self._clock() + ttl
+        with self._lock:
+            self._values[name] = (text, expires)
+
+    def get(self, name: str) -> dict | None:
+        with self._lock:
+            entry = self._values.get(name)
+            if entry is None:
+                return None
+            if entry[1] is not None and self._clock() >= entry[1]:
+                del self._values[name]
+                return None
+        return json.loads(entry[0])
+
+    def get_prefix(self, prefix: str) -> dict[str, dict]:
+        now = self._clock()
+        with self._lock:
+            live = {}
+            for name, (text, expires) in list(self._values.items()):
+                if expires is not None and now >= expires:
+                    del self._values[name]
+                elif name.startswith(prefix):
+                    live[name] = text
+        return {name: json.loads(text) for name, text in live.items()}
+
+    def delete(self, name: str) -> None:
+        with self._lock:
+            self._values.pop(name, None)
+            self._lists.pop(name, None)
+
+    def push_capped(self, name: str, value: dict, maxlen: int) -> None:
+        if maxlen < 1:
+            raise ValueError(f"maxlen must be at least 1, got {maxlen}")
+        text = _json_text(value, f"list item for {name!r}")
+        with self._lock:
+            items = self._lists.get(name)
+            if items is None or items.maxlen != maxlen:
+                items = self._lists[name] = deque(items or (), maxlen=maxlen)
+            items.append(text)
+
+    def get_list(self, name: str) -> list[dict]:
+        with self._lock:
+            texts = list(self._lists.get(name, ()))
+        return [json.loads(text) for text in texts]
+
+    def close(self) -> None:
+        return None
+
+
+class RedisKeyValueStore:
+    """KeyValueStore over Redis: key ``{prefix}kv:{name}``, JSON text, TTL as PX."""
+
+    def __init__(self, url_or_client: str | redis.Redis, *, prefix: str = "algo:") -> None:
+        self._client = _redis_client(url_or_client)
+        self.prefix = prefix
+        self._key_prefix = f"{prefix}kv:"
+
+    def put(self, name: str, value: dict, ttl: float | None = None) -> None:
+        _check_ttl(ttl)
+        text = _json_text(value, f"value for {name!r}")
+        px = None if ttl is None else max(1, round(ttl * 1000))
+        with _Unavailable("writing a value"):
+            self._client.set(self._key_prefix + name, text, px=px)
+
+    def get(self, name: str) -> dict | None:
+        with _Unavailable("reading a value"):
+            data = self._client.get(self._key_prefix + name)
+        return None if data is None else json.loads(data)
+
+    def get_prefix(self, prefix: str) -> dict[str, dict]:
+        match = _glob_escape(self._key_prefix + prefix) + "*"
+        cut = len(self._key_prefix)
+        out: dict[str, dict] = {}
+        with _Unavailable("reading values"):
+            names = list(dict.fromkeys(self._client.scan_iter(match=match, count=1000)))
+            for start in range(0, len(names), 1000):
+                chunk = names[start : start + 1000]
+                # A list under the same name reads as nil in MGET; an expired key too.
+                for name, data in zip(chunk, self._client.mget(chunk), strict=True):
+                    if data is not None:
+                        out[name[cut:].decode()] = json.loads(data)
+        return out
+
+    def delete(self, name: str) -> None:
+        with _Unavailable("deleting a value"):
+            self._client.delete(self._key_prefix + name)
+
+    def push_capped(self, name: str, value: dict, maxlen: int) -> None:
+        if maxlen < 1:
+            raise ValueError(f"maxlen must be at least 1, got {maxlen}")
+        text = _json_text(value, f"list item for {name!r}")
+        key = self._key_prefix + name
+        with _Unavailable("appending to a list"):
+            pipe = self._client.pipeline(transaction=True)
+            pipe.rpush(key, text)
+            pipe.ltrim(key, -maxlen, -1)
+            pipe.execute()
+
+    def get_list(self, name: str) -> list[dict]:
+        with _Unavailable("reading a list"):
+            items = self._client.lrange(self._key_prefix + name, 0, -1)
+        return [json.loads(item) for item in items]
+
+    def close(self) -> None:
+        self._client.close()
+
+
+# ---------------------------------------------------------------------------------------------
+# Wiring
+
+
+@dataclass
+class Realtime:
+    """The three realtime services of one process, built together."""
+
+    ticks: TickStore
+    events: EventBus
+    kv: KeyValueStore
+    redis_url: str | None = None
+
+    def close(self) -> None:
+        for service in (self.ticks, self.events, self.kv):
+            closer = getattr(service, "close", None)
+            if closer is not None:
+                try:
+                    closer()
+                except Exception:
+                    log.exception("closing %s failed", type(service).__name__)
+
+
+def realtime_from_settings(*, prefix: str = "algo:") -> Realtime:
+    """Redis implementations when ``settings.REDIS_URL`` is set (split mode), in-memory ones
+    otherwise (embedded mode: every component must then live in this process)."""
+    from django.conf import settings
+
+    url = getattr(settings, "REDIS_URL", None) or None
+    if not url:
+        return Realtime(MemoryTickStore(), MemoryEventBus(), MemoryKeyValueStore(), None)
+    client = _redis_client(url)
+    return Realtime(
+        RedisTickStore(client, prefix=prefix),
+        RedisEventBus(client, prefix=prefix),
+        RedisKeyValueStore(client, prefix=prefix),
+        url,
+    )
