@@ -6,4 +6,5 @@ from algo_scalper import views
 urlpatterns = [
     path("admin/", admin.site.urls),
     path("healthz", views.healthz, name="healthz"),
+    path("ready", views.ready, name="ready"),
 ]

@@ -1,6 +1,152 @@
+from __future__ import annotations
+
+import logging
+import re
+import time
+from typing import Any
+
+from django.conf import settings
+from django.db import connection
 from django.http import HttpRequest, JsonResponse
+from django.views.decorators.cache import never_cache
+
+from algo_scalper.log import redact, sensitive_values
+
+logger = logging.getLogger(__name__)
+
+# Short: a readiness probe must answer within the platform's probe timeout even when Redis
+# is black-holed, and it runs on a web worker that has real requests to serve.
+REDIS_PROBE_TIMEOUT = 1.0
+FEED_HEALTH_NAME = "health:feed"
+_URL = re.compile(r"\b[a-z][a-z0-9+.-]*://\S+", re.IGNORECASE)
 
 
 def healthz(request: HttpRequest) -> JsonResponse:
-    """Liveness: the web process is up and answering. Readiness checks come with the workers."""
+    """Liveness: the web process is up and answering. No database: see /ready for that."""
     return JsonResponse({"status": "ok"})
+
+
+def _public(text: object) -> str:
+    """Text fit for the unauthenticated /ready body: URLs dropped (hosts, tokens in query
+    strings), known secrets and token-looking strings masked, length bounded."""
+    return redact(_URL.sub("<url>", str(text)), sensitive_values())[:200]
+
+
+def _check_database() -> tuple[str, str | None]:
+    try:
+        with connection.cursor() as cursor:
+            cursor.execute("SELECT 1")
+            cursor.fetchone()
+    except Exception as exc:
+        # The message of a driver error names hosts and users: log it (redacted), answer only
+        # the class name.
+        logger.warning("/ready: database check failed", exc_info=True)
+        return "error", f"database: unreachable ({type(exc).__name__})"
+    return "ok", None
+
+
+def _redis_client() -> Any:
+    import redis
+
+    return redis.Redis.from_url(
+        settings.REDIS_URL,
+        socket_connect_timeout=REDIS_PROBE_TIMEOUT,
+        socket_timeout=REDIS_PROBE_TIMEOUT,
+        retry_on_timeout=False,
+    )
+
+
+@never_cache
+def ready(request: HttpRequest) -> JsonResponse:
+    """Readiness: 200 when the system can trade, else 503 with the problems named.
+
+    Ready means: the database answers; Redis answers PING (split mode only, REDIS_URL set);
+    the feed health record ``health:feed`` exists and is not "down" (written by the feed hub
+    with a 10 s TTL, so a dead hub reads as absent); every worker heartbeat present is fresh
+    and not "stopped".
+    The body holds states and ages only, never a URL or an error message (no secrets).
+    """
+    from workers.heartbeat import heartbeat_age, is_fresh, kv_from_settings, read_heartbeats
+
+    problems: list[str] = []
+    now = time.time()
+    checks: dict[str, Any] = {}
+
+    checks["database"], problem = _check_database()
+    if problem:
+        problems.append(problem)
+
+    client = None
+    kv_usable = checks["database"] == "ok"
+    if settings.REDIS_URL:
+        client = _redis_client()
+        try:
+            client.ping()
+            checks["redis"] = "ok"
+        except Exception as exc:
+            logger.warning("/ready: redis check failed", exc_info=True)
+            checks["redis"] = "error"
+            problems.append(f"redis: unreachable ({type(exc).__name__})")
+        # In split mode health and heartbeats live in Redis, not in the database.
+        kv_usable = checks["redis"] == "ok"
+    else:
+        checks["redis"] = "not configured"
+
+    try:
+        if not kv_usable:
+            checks["feed"] = {"state": "unknown"}
+            checks["workers"] = {}
+            problems.append("feed: health unknown (its store is unreachable)")
+        else:
+            kv = kv_from_settings(redis_client=client)
+            checks["feed"], feed_problem = _feed(kv.get(FEED_HEALTH_NAME), now)
+            if feed_problem:
+                problems.append(feed_problem)
+            workers: dict[str, Any] = {}
+            for name, record in sorted(read_heartbeats(kv).items()):
+                age = heartbeat_age(record, now)
+                fresh = is_fresh(record, now)
+                workers[_public(name)] = {
+                    "state": _public(record.get("state", "")),
+                    "at": record.get("at") if age is not None else None,
+                    "age": None if age is None else round(age, 1),
+                    "fresh": fresh,
+                }
+                if not fresh:
+                    problems.append(f"worker {_public(name)}: heartbeat is stale")
+                elif record.get("state") == "stopped":
+                    # A process writes "stopped" on its way out; the record outlives it by
+                    # its TTL, and nothing it ran is running any more.
+                    problems.append(f"worker {_public(name)}: stopped")
+            checks["workers"] = workers
+    except Exception as exc:
+        logger.warning("/ready: reading feed health and heartbeats failed", exc_info=True)
+        checks.setdefault("feed", {"state": "unknown"})
+        checks.setdefault("workers", {})
+        problems.append(f"feed: health unreadable ({type(exc).__name__})")
+    finally:
+        if client is not None:
+            client.close()
+
+    ok = not problems
+    body = {"status": "ready" if ok else "not ready", "checks": checks, "problems": problems}
+    return JsonResponse(body, status=200 if ok else 503)
+
+
+def _feed(record: dict | None, now: float) -> tuple[dict[str, Any], str | None]:
+    if record is None:
+        return {"state": "absent"}, "feed: no health record (is the feed hub running?)"
+    state = _public(record.get("state", "unknown"))
+    at = record.get("at")
+    since = record.get("since")
+    feed: dict[str, Any] = {
+        "state": state,
+        "reason": _public(record.get("reason", "")),
+        "since": since if isinstance(since, int | float) else None,
+        "age": round(now - at, 1) if isinstance(at, int | float) else None,
+    }
+    if state == "down":
+        return feed, f"feed: down ({feed['reason']})" if feed["reason"] else "feed: down"
+    if state not in ("healthy", "stale"):
+        return feed, f"feed: unknown state {state!r}"
+    return feed, None

@@ -1,0 +1,559 @@
+r"""Live PnL of open positions: a cache per position, a throttled database copy, and the monitor.
+
+    tick (TickSubscription) --> PnlMonitor --> PnlCache   kv "pnl:{id}", every tick (fast, lossy)
+                                          \-> PnlDbSync  PositionTracker columns, <= 1 per 5 s
+
+The cache is rebuildable: if it is lost (Redis flushed, process restarted) the next tick
+recomputes the figures and the peak/trough continue from the database columns, which are at
+most ``interval`` seconds old. Peak and trough are of the GROSS PnL in rupees (net depends on a
+charges estimate that can change between ticks; gross does not).
+
+One writer per position is assumed (one PnlMonitor per account): the cache keeps the last
+snapshot in memory and carries peak/trough forward from it.
+"""
+
+from __future__ import annotations
+
+import logging
+import threading
+import time
+from collections.abc import Callable, Mapping
+from dataclasses import dataclass, fields
+from datetime import UTC, datetime
+from decimal import Decimal, InvalidOperation
+from typing import TYPE_CHECKING, Any
+
+from django.db import close_old_connections, connections
+
+from trading.models import PositionStatus, PositionTracker
+from trading.rules.pnl import track_extremes, unrealized
+from workers.heartbeat import DbKeyValueStore, Heartbeat
+
+if TYPE_CHECKING:
+    from workers.ticks import KeyValueStore, Realtime, TickRecord, TickStore, TickSubscription
+
+logger = logging.getLogger(__name__)
+
+OPEN_STATUSES = (PositionStatus.ACTIVE, PositionStatus.EXITING)
+LTP_PLACES = Decimal("0.0001")  # PositionTracker.ltp has 4 decimal places
+
+_DECIMAL_FIELDS = ("gross", "net", "percent", "peak", "trough", "exit_charges")
+
+ExitChargesEstimator = Callable[[PositionTracker, float], Decimal]
+
+
+def position_key(position: PositionTracker) -> str:
+    """The tick contract's instrument key of the position's contract."""
+    return f"{position.exchange_segment}:{position.security_id}"
+
+
+def default_exit_charges(position: PositionTracker, ltp: float) -> Decimal:
+    """Placeholder estimate of what closing the position now would cost, in rupees:
+    settings.PAPER_CHARGES_PER_ORDER when set, else 0. The Indian charges model
+    (config/charges.yml, trading/rules/charges.py) arrives in issue 5 and replaces this."""
+    from django.conf import settings
+
+    flat = getattr(settings, "PAPER_CHARGES_PER_ORDER", None)
+    return Decimal(flat) if flat is not None else Decimal(0)
+
+
+@dataclass(frozen=True, slots=True)
+class PnlSnapshot:
+    """One position marked at one tick. Rupees are Decimal; times are epoch seconds.
+
+    ``tick_time`` is the tick's exchange time (its receive time when the contract never traded);
+    ``updated_at`` is when the snapshot was computed. In as_dict() Decimals are strings, so the
+    JSON copy is exact.
+    """
+
+    position_id: int
+    key: str
+    ltp: float
+    gross: Decimal
+    net: Decimal
+    percent: Decimal
+    peak: Decimal
+    trough: Decimal
+    exit_charges: Decimal
+    tick_seq: int
+    tick_time: float | None
+    updated_at: float
+
+    def as_dict(self) -> dict[str, Any]:
+        out: dict[str, Any] = {}
+        for f in fields(self):
+            value = getattr(self, f.name)
+            out[f.name] = str(value) if isinstance(value, Decimal) else value
+        return out
+
+    @classmethod
+    def from_dict(cls, data: Mapping[str, Any]) -> PnlSnapshot:
+        """The inverse of as_dict(); ValueError naming the missing or malformed field."""
+        values: dict[str, Any] = {}
+        for f in fields(cls):
+            if f.name not in data:
+                raise ValueError(f"PnL snapshot: missing field {f.name!r}")
+            raw = data[f.name]
+            try:
+                if f.name in _DECIMAL_FIELDS:
+                    if not isinstance(raw, str | int):
+                        raise TypeError(type(raw).__name__)
+                    value: Any = Decimal(raw)
+                    if not value.is_finite():
+                        raise ValueError(raw)
+                elif f.name in ("position_id", "tick_seq"):
+                    if isinstance(raw, bool) or not isinstance(raw, int):
+                        raise TypeError(type(raw).__name__)
+                    value = raw
+                elif f.name == "key":
+                    if not isinstance(raw, str):
+                        raise TypeError(type(raw).__name__)
+                    value = raw
+                elif f.name == "tick_time" and raw is None:
+                    value = None
+                else:
+                    if isinstance(raw, bool) or not isinstance(raw, int | float):
+                        raise TypeError(type(raw).__name__)
+                    value = float(raw)
+            except (TypeError, ValueError, InvalidOperation) as exc:
+                raise ValueError(f"PnL snapshot: bad {f.name!r}: {raw!r} ({exc})") from None
+            values[f.name] = value
+        return cls(**values)
+
+    @property
+    def updated_datetime(self) -> datetime:
+        return datetime.fromtimestamp(self.updated_at, tz=UTC)
+
+
+class PnlCache:
+    """Latest PnlSnapshot per position in a KeyValueStore, name ``pnl:{position_id}``, no TTL
+    (deleted when the position leaves the open set)."""
+
+    def __init__(self, kv: KeyValueStore) -> None:
+        self.kv = kv
+        # The last snapshot this process computed per position: peak/trough carry forward from
+        # it without a round trip, and survive the store being flushed or briefly unreachable.
+        self._last: dict[int, PnlSnapshot] = {}
+
+    @staticmethod
+    def name(position_id: int) -> str:
+        return f"pnl:{position_id}"
+
+    def compute(
+        self,
+        position: PositionTracker,
+        ltp: float,
+        *,
+        tick_seq: int,
+        tick_time: float | None,
+        exit_charges: Decimal,
+        now: float,
+    ) -> PnlSnapshot:
+        """Mark ``position`` at ``ltp`` without storing it (update() = compute() + store()).
+
+        Peak/trough start from the previous snapshot (in memory, else the store) and from the
+        database columns; taking the extremes of both is safe because extremes only grow, and
+        it covers a lost cache (the columns are the last synced copy). ValueError when the
+        position has no entry price or the inputs are not valid (trading.rules.pnl).
+        """
+        if position.pk is None:
+            raise ValueError("position has no id")
+        if position.entry_price is None:
+            raise ValueError(f"position #{position.pk} has no entry price")
+        figures = unrealized(
+            Decimal(position.entry_price), ltp, int(position.quantity), exit_charges
+        )
+        previous = self._last.get(position.pk) or self._stored(position.pk)
+        peak, trough = (previous.peak, previous.trough) if previous else (None, None)
+        for column in (position.peak_pnl, position.trough_pnl):
+            if column is not None:
+                peak, trough = track_extremes(peak, trough, Decimal(column))
+        peak, trough = track_extremes(peak, trough, figures.gross)
+        snapshot = PnlSnapshot(
+            position_id=position.pk,
+            key=position_key(position),
+            ltp=float(ltp),
+            gross=figures.gross,
+            net=figures.net,
+            percent=figures.percent,
+            peak=peak,
+            trough=trough,
+            exit_charges=exit_charges,
+            tick_seq=tick_seq,
+            tick_time=tick_time,
+            updated_at=now,
+        )
+        self._last[position.pk] = snapshot
+        return snapshot
+
+    def store(self, snapshot: PnlSnapshot) -> None:
+        self.kv.put(self.name(snapshot.position_id), snapshot.as_dict())
+
+    def update(
+        self,
+        position: PositionTracker,
+        ltp: float,
+        *,
+        tick_seq: int,
+        tick_time: float | None,
+        exit_charges: Decimal,
+        now: float,
+    ) -> PnlSnapshot:
+        """Compute the snapshot for this tick, store it, and return it."""
+        snapshot = self.compute(
+            position,
+            ltp,
+            tick_seq=tick_seq,
+            tick_time=tick_time,
+            exit_charges=exit_charges,
+            now=now,
+        )
+        self.store(snapshot)
+        return snapshot
+
+    def _stored(self, position_id: int) -> PnlSnapshot | None:
+        try:
+            return self.get(position_id)
+        except Exception:
+            # An unreachable store must not stop pricing: the DB columns seed the extremes.
+            logger.warning("PnL cache: could not read pnl:%s", position_id, exc_info=True)
+            return None
+
+    def get(self, position_id: int) -> PnlSnapshot | None:
+        """The stored snapshot, or None (absent, or unreadable: logged)."""
+        data = self.kv.get(self.name(position_id))
+        if data is None:
+            return None
+        try:
+            return PnlSnapshot.from_dict(data)
+        except ValueError as exc:
+            logger.warning("PnL cache: ignoring pnl:%s: %s", position_id, exc)
+            return None
+
+    def last(self, position_id: int) -> PnlSnapshot | None:
+        """The last snapshot this process computed (memory only)."""
+        return self._last.get(position_id)
+
+    def delete(self, position_id: int) -> None:
+        self._last.pop(position_id, None)
+        self.kv.delete(self.name(position_id))
+
+
+class PnlDbSync:
+    """Copies snapshots to the PositionTracker PnL columns, at most once per ``interval``
+    seconds per position while it is open, and unconditionally at exit (sync_final)."""
+
+    def __init__(self, interval: float = 5.0) -> None:
+        if interval < 0:
+            raise ValueError(f"interval must be >= 0, got {interval!r}")
+        self.interval = interval
+        self._last_sync: dict[int, float] = {}
+
+    def maybe_sync(self, snapshot: PnlSnapshot, now: float) -> bool:
+        """Write when ``interval`` has passed since this position's last write (or there was
+        none). True when a row was written. The UPDATE is conditional on the position being
+        active or exiting: it never touches a position another process exited meanwhile."""
+        last = self._last_sync.get(snapshot.position_id)
+        # A clock that went backwards (NTP step, replay restart) counts as "interval passed":
+        # otherwise a step back of an hour would stop the copy for an hour.
+        if last is not None and 0 <= now - last < self.interval:
+            return False
+        self._last_sync[snapshot.position_id] = now
+        return self._write(snapshot, only_open=True)
+
+    def sync_final(self, snapshot: PnlSnapshot) -> bool:
+        """Write the snapshot whatever the throttle and the status (the last mark of a position
+        that is exiting or exited). True when the row exists."""
+        self._last_sync.pop(snapshot.position_id, None)
+        return self._write(snapshot, only_open=False)
+
+    def forget(self, position_id: int) -> None:
+        self._last_sync.pop(position_id, None)
+
+    def _write(self, snapshot: PnlSnapshot, *, only_open: bool) -> bool:
+        rows = PositionTracker.objects.filter(pk=snapshot.position_id)
+        if only_open:
+            rows = rows.filter(status__in=OPEN_STATUSES)
+        # queryset.update(): only these columns, so it never overwrites a concurrent status
+        # change; `updated_at` (auto_now) is left alone, pnl_updated_at says when this was.
+        written = rows.update(
+            ltp=Decimal(str(snapshot.ltp)).quantize(LTP_PLACES),
+            unrealized_pnl=snapshot.gross,
+            unrealized_pnl_net=snapshot.net,
+            pnl_percent=snapshot.percent,
+            peak_pnl=snapshot.peak,
+            trough_pnl=snapshot.trough,
+            pnl_updated_at=snapshot.updated_datetime,
+        )
+        return written == 1
+
+
+class PnlMonitor:
+    """Supervisor component: keeps the PnL cache of every open position current.
+
+    Each pass of run(): close_old_connections(); every ``reload_interval`` s reload the ACTIVE
+    and EXITING positions and adjust the tick subscription to their keys; wait up to
+    ``wait_timeout`` s for ticks; mark every position on a changed key (PnlCache + throttled
+    PnlDbSync); beat the heartbeat ``hb:pnl`` every ``heartbeat_interval`` s. A position that
+    leaves the open set gets its last mark written (sync_final) and its cache entry deleted.
+
+    One bad position (no entry price, a failing charges estimate) is logged and skipped; it
+    never stops the others. The handle_*() methods are the unit-testable pieces of one pass.
+
+    ``PnlMonitor(ticks, kv)`` or ``PnlMonitor(realtime)`` (a workers.ticks.Realtime). In
+    embedded mode pass a kv the web process can read (DbKeyValueStore) for the heartbeat to
+    show on /ready; the pnl:{id} snapshots then stay in memory (see below) unless ``cache``
+    says otherwise. With Redis they go to the same kv as the heartbeat.
+    """
+
+    name = "pnl"
+
+    def __init__(
+        self,
+        ticks: TickStore | Realtime,
+        kv: KeyValueStore | None = None,
+        *,
+        cache: PnlCache | None = None,
+        db_sync: PnlDbSync | None = None,
+        estimate_exit_charges: ExitChargesEstimator = default_exit_charges,
+        reload_interval: float = 1.0,
+        wait_timeout: float = 0.5,
+        heartbeat: Heartbeat | None = None,
+        heartbeat_interval: float = 5.0,
+        log_interval: float = 60.0,
+        clock: Callable[[], float] = time.time,
+    ) -> None:
+        if kv is None:
+            # PnlMonitor(realtime): the process's Realtime bundle (run_trader's one-line add).
+            realtime = ticks
+            if not hasattr(realtime, "ticks") or not hasattr(realtime, "kv"):
+                raise TypeError("PnlMonitor(ticks, kv) or PnlMonitor(realtime)")
+            ticks, kv = realtime.ticks, realtime.kv
+        self.ticks: TickStore = ticks  # type: ignore[assignment]
+        self.kv: KeyValueStore = kv
+        if cache is None:
+            cache = PnlCache(kv)
+            if isinstance(kv, DbKeyValueStore):
+                # Embedded mode: a Setting row rewritten on every tick would be a second,
+                # unthrottled database copy competing with order writes on SQLite. Snapshots
+                # stay in memory; other processes read the PositionTracker columns (<= 5 s old).
+                from workers.ticks import MemoryKeyValueStore
+
+                cache = PnlCache(MemoryKeyValueStore())
+        self.cache = cache
+        self.db_sync = db_sync if db_sync is not None else PnlDbSync()
+        self.estimate_exit_charges = estimate_exit_charges
+        self.reload_interval = reload_interval
+        self.wait_timeout = wait_timeout
+        self.heartbeat = heartbeat if heartbeat is not None else Heartbeat(kv, self.name)
+        self.heartbeat_interval = heartbeat_interval
+        self.log_interval = log_interval
+        self.clock = clock
+
+        self.positions: dict[int, PositionTracker] = {}
+        self.by_key: dict[str, list[int]] = {}
+        self.updates = 0
+        self.errors = 0
+        self.last_tick_at: float | None = None
+        self.last_error: str | None = None
+        self.subscription: TickSubscription | None = None
+        self._dirty: set[int] = set()  # marked since their last database write
+        self._next_reload = 0.0
+        self._next_beat = 0.0
+        self._next_log = 0.0
+        self._reload_failing = False
+        self._error_logged_at: dict[int, float] = {}
+
+    # -- the loop -------------------------------------------------------------------------------
+
+    def run(self, stop: threading.Event) -> None:
+        """Blocks until ``stop`` is set (checked at least every ``wait_timeout`` s)."""
+        self.subscription = self.ticks.subscribe()
+        try:
+            while not stop.is_set():
+                self.run_once()
+        finally:
+            self.subscription.close()
+            self.subscription = None
+            try:
+                self.heartbeat.clear()
+            except Exception:
+                logger.warning("PnL monitor: could not clear its heartbeat", exc_info=True)
+            # This thread's connections: the thread is about to end, nobody else will close them.
+            connections.close_all()
+
+    def run_once(self) -> int:
+        """One pass; returns the number of positions marked."""
+        close_old_connections()
+        now = self.clock()
+        if now >= self._next_reload:
+            self.handle_reload(now)
+        records = self.wait_for_ticks(max(0.0, min(self.wait_timeout, self._next_reload - now)))
+        now = self.clock()
+        marked = self.handle_records(records, now) if records else 0
+        self.handle_heartbeat(now)
+        return marked
+
+    def wait_for_ticks(self, timeout: float) -> dict[str, TickRecord]:
+        """The one blocking call of a pass (tests replace it)."""
+        if self.subscription is None:
+            return {}
+        return self.subscription.wait(timeout)
+
+    # -- one pass, piece by piece ---------------------------------------------------------------
+
+    def handle_reload(self, now: float) -> bool:
+        """Reload the open positions; True when the set of positions changed. A database error
+        keeps the previous set (pricing goes on) and is logged once until it recovers."""
+        self._next_reload = now + self.reload_interval
+        try:
+            rows = list(PositionTracker.objects.filter(status__in=OPEN_STATUSES).order_by("pk"))
+        except Exception as exc:
+            self._record_error(f"reload: {type(exc).__name__}")
+            if not self._reload_failing:
+                logger.exception("PnL monitor: could not load the open positions")
+            self._reload_failing = True
+            return False
+        if self._reload_failing:
+            logger.info("PnL monitor: loading positions works again")
+            self._reload_failing = False
+
+        fresh: dict[int, PositionTracker] = {}
+        for position in rows:
+            if position.entry_price is None:
+                self._log_position_error(position.pk, now, "is open without an entry price")
+                continue
+            fresh[position.pk] = position
+        gone = set(self.positions) - set(fresh)
+        changed = bool(gone) or set(fresh) != set(self.positions)
+        for position_id in sorted(gone):
+            self._finish(position_id)
+
+        old_keys = set(self.by_key)
+        by_key: dict[str, list[int]] = {}
+        for position in fresh.values():
+            by_key.setdefault(position_key(position), []).append(position.pk)
+        self.positions = fresh
+        self.by_key = by_key
+        if self.subscription is not None:
+            removed, added = old_keys - set(by_key), set(by_key) - old_keys
+            if removed:
+                self.subscription.remove(removed)
+            if added:
+                # add() also delivers the current tick: a new position is marked at once.
+                self.subscription.add(added)
+        return changed
+
+    def handle_records(self, records: Mapping[str, TickRecord], now: float) -> int:
+        """Mark every position on each changed key; returns how many were marked."""
+        marked = 0
+        for key, record in records.items():
+            position_ids = self.by_key.get(key)
+            if not position_ids or record.ltp <= 0:
+                continue  # not ours (any more), or no good price yet
+            tick_time = (
+                record.exchange_time if record.exchange_time is not None else record.receive_time
+            )
+            self.last_tick_at = record.receive_time
+            for position_id in position_ids:
+                if self._mark(self.positions[position_id], record, tick_time, now):
+                    marked += 1
+        self.updates += marked
+        return marked
+
+    def handle_heartbeat(self, now: float, *, force: bool = False) -> bool:
+        """Beat when due (or ``force``); True when a beat was written."""
+        if not force and now < self._next_beat:
+            return False
+        self._next_beat = now + self.heartbeat_interval
+        fields: dict[str, Any] = {
+            "positions": len(self.positions),
+            "keys": len(self.by_key),
+            "updates": self.updates,
+            "errors": self.errors,
+            "last_tick_at": self.last_tick_at,
+            "last_error": self.last_error,
+        }
+        if now >= self._next_log:
+            # A periodic line with the state, so a silent hang shows in the log too.
+            self._next_log = now + self.log_interval
+            logger.info(
+                "PnL monitor: %d positions on %d keys, %d updates, %d errors",
+                fields["positions"],
+                fields["keys"],
+                fields["updates"],
+                fields["errors"],
+            )
+        try:
+            self.heartbeat.beat("running", **fields)
+        except Exception:
+            logger.warning("PnL monitor: heartbeat write failed", exc_info=True)
+            return False
+        return True
+
+    # -- internals ------------------------------------------------------------------------------
+
+    def _mark(
+        self, position: PositionTracker, record: TickRecord, tick_time: float, now: float
+    ) -> bool:
+        try:
+            charges = self.estimate_exit_charges(position, record.ltp)
+            snapshot = self.cache.compute(
+                position,
+                record.ltp,
+                tick_seq=record.seq,
+                tick_time=tick_time,
+                exit_charges=charges,
+                now=now,
+            )
+        except Exception as exc:
+            self._record_error(f"position #{position.pk}: {type(exc).__name__}: {exc}")
+            self._log_position_error(position.pk, now, "could not be marked", exc_info=True)
+            return False
+        self._dirty.add(position.pk)
+        try:
+            self.cache.store(snapshot)
+        except Exception as exc:
+            # Store down: keep going, the database copy below still gets written.
+            self._record_error(f"pnl cache: {type(exc).__name__}")
+            self._log_position_error(position.pk, now, "PnL cache write failed", exc_info=True)
+        try:
+            if self.db_sync.maybe_sync(snapshot, now):
+                self._dirty.discard(position.pk)
+        except Exception as exc:
+            self._record_error(f"db sync: {type(exc).__name__}")
+            self._log_position_error(position.pk, now, "database copy failed", exc_info=True)
+        return True
+
+    def _finish(self, position_id: int) -> None:
+        """The position left the open set: write its last mark if not yet written, drop it."""
+        snapshot = self.cache.last(position_id)
+        try:
+            if snapshot is not None and position_id in self._dirty:
+                self.db_sync.sync_final(snapshot)
+        except Exception as exc:
+            self._record_error(f"final sync #{position_id}: {type(exc).__name__}")
+            logger.exception("PnL monitor: final PnL copy of position #%s failed", position_id)
+        self._dirty.discard(position_id)
+        self.db_sync.forget(position_id)
+        self._error_logged_at.pop(position_id, None)
+        try:
+            self.cache.delete(position_id)
+        except Exception as exc:
+            self._record_error(f"pnl cache: {type(exc).__name__}")
+            logger.warning("PnL monitor: could not delete pnl:%s", position_id, exc_info=True)
+
+    def _record_error(self, message: str) -> None:
+        self.errors += 1
+        self.last_error = message
+
+    def _log_position_error(
+        self, position_id: int, now: float, what: str, *, exc_info: bool = False
+    ) -> None:
+        # At most one line per position per log_interval: a poison position must not flood
+        # the log at tick rate.
+        last = self._error_logged_at.get(position_id)
+        if last is not None and 0 <= now - last < self.log_interval:
+            return
+        self._error_logged_at[position_id] = now
+        logger.error("PnL monitor: position #%s %s", position_id, what, exc_info=exc_info)
