@@ -38,7 +38,8 @@ from collections import deque
 from collections.abc import Callable, Iterable, Sequence
 from dataclasses import dataclass
 from datetime import datetime
-from operator import attrgetter
+from itertools import chain, compress
+from operator import attrgetter, is_not
 from typing import TYPE_CHECKING, Any, Protocol
 from zoneinfo import ZoneInfo
 
@@ -198,29 +199,40 @@ _all_fields = attrgetter(*_FIELD_NAMES)
 _tail_fields = attrgetter(*_FIELD_NAMES[5:-1])  # ltq .. ask_qty
 _INT_TAIL = frozenset({"ltq", "volume", "oi", "bid_qty", "ask_qty"})
 _TAIL_FORMATS = tuple("%d" if name in _INT_TAIL else "%.7g" for name in _FIELD_NAMES[5:-1])
-_DEPTH_FORMAT = ",[%d,%d,%d,%d,%.7g,%.7g]"
+_NONES = (None,) * len(_TAIL_FORMATS)
+_DEPTH_LEVEL_FORMAT = "[%d,%d,%d,%d,%.7g,%.7g]"
+_DEPTH5_FORMAT = ",[" + ",".join([_DEPTH_LEVEL_FORMAT] * 5) + "]"
+# (which tail fields are set, has depth) -> one %-format for all of them. At most 2 * 2**13
+# shapes exist and real records come in a handful (ticker, quote, quote + oi, full ...).
+_tail_formats: dict[tuple[tuple[bool, ...], bool], str] = {}
+
+
+def _tail_format(present: tuple[bool, ...], has_depth: bool) -> str:
+    last = len(present)
+    if not has_depth:  # trailing nulls are left out (from_bytes pads them back)
+        while last and not present[last - 1]:
+            last -= 1
+    fmt = "".join("," + _TAIL_FORMATS[i] if present[i] else ",null" for i in range(last))
+    _tail_formats[(present, has_depth)] = fmt
+    return fmt
 
 
 def _tail(record: TickRecord) -> str:
-    """The optional fields after receive_time, each with its leading comma; trailing nulls
-    dropped. A ticker-only record (the common case) costs one attrgetter call."""
+    """The optional fields after receive_time, each with its leading comma, trailing nulls
+    left out: one C-level pass to see which are set, then one cached %-format."""
     values = _tail_fields(record)
     depth = record.depth
+    present = tuple(map(is_not, values, _NONES))
     if depth is None:
-        last = len(values)
-        while last and values[last - 1] is None:
-            last -= 1
-        if not last:
-            return ""
-    else:
-        last = len(values)
-    parts = [
-        ",null" if value is None else "," + fmt % value
-        for value, fmt in zip(values[:last], _TAIL_FORMATS, strict=False)
-    ]
-    if depth is not None:
-        parts.append(",[" + "".join(_DEPTH_FORMAT % level for level in depth)[1:] + "]")
-    return "".join(parts)
+        if not any(present):
+            return ""  # a ticker-only record: the common case
+        fmt = _tail_formats.get((present, False)) or _tail_format(present, False)
+        return fmt % tuple(compress(values, present))
+    fmt = _tail_formats.get((present, True)) or _tail_format(present, True)
+    text = fmt % tuple(compress(values, present))
+    if len(depth) == 5:
+        return text + _DEPTH5_FORMAT % tuple(chain.from_iterable(depth))
+    return text + ",[" + ",".join(_DEPTH_LEVEL_FORMAT % level for level in depth) + "]"
 
 
 def _json_bytes(record: TickRecord) -> bytes:
@@ -476,7 +488,8 @@ class TickSubscription:
             return
         with self._cond:
             self._keys.update(new)
-        self._owner._sub_add(self, new)
+        if not self.all_keys:  # an all-keys subscription already gets every key
+            self._owner._sub_add(self, new)
 
     def remove(self, keys: Iterable[str]) -> None:
         gone = [key for key in dict.fromkeys(keys) if key in self._keys]
@@ -484,9 +497,11 @@ class TickSubscription:
             return
         with self._cond:
             self._keys.difference_update(gone)
-            for key in gone:
-                self._pending.pop(key, None)
-        self._owner._sub_remove(self, gone)
+            if not self.all_keys:
+                for key in gone:
+                    self._pending.pop(key, None)
+        if not self.all_keys:
+            self._owner._sub_remove(self, gone)
 
     def keys(self) -> frozenset[str]:
         with self._cond:
@@ -760,6 +775,9 @@ class _PubSubListener:
         self._closed = threading.Event()
         self._thread: threading.Thread | None = None
         self.connected = threading.Event()
+        # Channels/patterns Redis confirmed on the current connection (guarded by _confirmed).
+        self._confirmed = threading.Condition(threading.Lock())
+        self._confirmed_names: set[bytes] = set()
         self.reconnects = 0
         self.last_error: str | None = None
 
@@ -778,11 +796,19 @@ class _PubSubListener:
                 self._send(b"PSUBSCRIBE" if pattern else b"SUBSCRIBE", new)
         self.start()
 
+    def wait_subscribed(self, channels: Iterable[bytes], timeout: float) -> bool:
+        """Block until Redis confirmed every one of ``channels`` (or ``timeout``)."""
+        wanted = set(channels)
+        with self._confirmed:
+            return self._confirmed.wait_for(lambda: wanted <= self._confirmed_names, timeout)
+
     def unsubscribe(self, channels: Iterable[bytes], *, pattern: bool = False) -> None:
         target = self._patterns if pattern else self._channels
         with self._lock:
             gone = [c for c in channels if c in target]
             target.difference_update(gone)
+            with self._confirmed:
+                self._confirmed_names.difference_update(gone)
             if gone:
                 self._send(b"PUNSUBSCRIBE" if pattern else b"UNSUBSCRIBE", gone)
 
@@ -833,6 +859,8 @@ class _PubSubListener:
                 )
             finally:
                 self.connected.clear()
+                with self._confirmed:
+                    self._confirmed_names.clear()
                 with self._lock:
                     self._sock = None
                     conn, self._conn = self._conn, None
@@ -911,6 +939,10 @@ class _PubSubListener:
                 handler._on_messages(messages)
             if channels or patterns:
                 handler._on_subscribed(channels, patterns)
+                with self._confirmed:
+                    self._confirmed_names.update(channels)
+                    self._confirmed_names.update(patterns)
+                    self._confirmed.notify_all()
 
 
 def _pack(command: bytes, *args: bytes) -> bytes:
@@ -1393,7 +1425,12 @@ class RedisEventBus:
 
     At most once: events published while a subscriber is disconnected are lost (the listener
     reconnects and resubscribes). Events are signals to re-read state, never the only copy.
+    ``subscribe`` returns once Redis confirmed the subscription (up to ``subscribe_timeout``
+    s; when Redis is down it returns after that and the listener subscribes on reconnect), so
+    an event published after it returns reaches the subscriber.
     """
+
+    subscribe_timeout = 5.0
 
     def __init__(self, url_or_client: str | redis.Redis, *, prefix: str = "algo:") -> None:
         self._client = _redis_client(url_or_client)
@@ -1412,11 +1449,9 @@ class RedisEventBus:
         new = self._routes.add(sub)
         if new:
             self._listener.subscribe([(self._channel_prefix + t).encode() for t in new])
+        channels = [(self._channel_prefix + t).encode() for t in sub.topics]
+        self._listener.wait_subscribed(channels, self.subscribe_timeout)
         return sub
-
-    def wait_ready(self, timeout: float = 5.0) -> bool:
-        """Block until the listener's subscriptions are live (tests, startup ordering)."""
-        return self._listener.connected.wait(timeout)
 
     def close(self) -> None:
         for sub in self._routes.all():
