@@ -341,7 +341,7 @@ class TickMerger:
         self._last_dt: datetime = _NEVER
         self._last_ts = 0.0
 
-    def _new_record(self, code: int, segment_code: int, security_id: int) -> TickRecord:
+    def _new_record(self, segment_code: int, security_id: int) -> TickRecord:
         key = f"{segment_name(segment_code)}:{security_id}"
         seq = self._seq_start(key) if self._seq_start is not None else 0
         return TickRecord(key, int(seq or 0), 0.0, None, 0.0)
@@ -365,7 +365,7 @@ class TickMerger:
             code = segment_code << 32 | security_id
             previous = latest.get(code)
             if previous is None:
-                previous = self._new_record(code, segment_code, security_id)
+                previous = self._new_record(segment_code, security_id)
             record = _copy_record(previous)
             record.seq = previous.seq + 1
             # Every packet of a frame shares one receive datetime: convert it once.
@@ -428,7 +428,11 @@ class TickMerger:
         """Warm start: adopt ``records`` (e.g. ``store.get_many(keys)``) as the latest values,
         so seqs continue and a zero-LTP packet after a restart keeps the stored good LTP."""
         for record in records:
-            segment, security_id = split_instrument_key(record.key)
+            try:
+                segment, security_id = split_instrument_key(record.key)
+            except ValueError:
+                log.warning("tick record with a bad key %r not loaded", record.key)
+                continue
             code = _code(segment, security_id)
             current = self._latest.get(code)
             if current is None or record.seq >= current.seq:
@@ -675,7 +679,9 @@ class MemoryTickStore:
                     self._routes.pop(key, None)
 
     def _sub_close(self, sub: TickSubscription) -> None:
-        self._sub_remove(sub, list(sub._keys))
+        if not sub.all_keys:
+            self._sub_remove(sub, list(sub._keys))
+            return
         with self._lock:
             self._all = tuple(s for s in self._all if s is not sub)
 
@@ -1047,6 +1053,7 @@ class RedisTickStore:
         self._routes: dict[bytes, tuple[str, tuple[TickSubscription, ...]]] = {}
         self._all: tuple[TickSubscription, ...] = ()
         self._channel_keys: dict[bytes, str] = {}
+        self._pattern = _glob_escape(self._key_prefix).encode() + b"*"
         self._listener = _PubSubListener(self._client, self, f"ticks-listener[{prefix}]")
 
     # -- writing
@@ -1126,15 +1133,20 @@ class RedisTickStore:
     def subscribe(self, keys: Iterable[str] = (), *, all_keys: bool = False) -> TickSubscription:
         sub = TickSubscription(self, all_keys=all_keys)
         if all_keys:
+            # (Un)subscribing under _sub_lock keeps Redis's subscription set in step with the
+            # routes when one subscription comes as another goes (lock order: _sub_lock, then
+            # the listener's; the listener thread never takes _sub_lock).
             with self._sub_lock:
                 first = not self._all
                 self._all = (*self._all, sub)
-            pattern = _glob_escape(self._key_prefix).encode() + b"*"
-            if first:
-                # Current values follow the PSUBSCRIBE confirmation (_on_subscribed).
-                self._listener.subscribe([pattern], pattern=True)
-            else:
-                self._deliver_all([sub])
+                if first:
+                    # Current values follow the PSUBSCRIBE confirmation (_on_subscribed).
+                    self._listener.subscribe([self._pattern], pattern=True)
+            if not first:
+                try:
+                    self._deliver_all([sub])
+                except StoreUnavailable:
+                    pass  # the listener's reconnect resync delivers them
         sub.add(keys)
         return sub
 
@@ -1171,9 +1183,9 @@ class RedisTickStore:
                 else:
                     self._routes[channel] = (key, (*route[1], sub))
                     known.append(key)
-        if new_channels:
-            # Current values are fetched once Redis confirms the subscription.
-            self._listener.subscribe(new_channels)
+            if new_channels:
+                # Current values are fetched once Redis confirms the subscription.
+                self._listener.subscribe(new_channels)
         if known:
             # Already subscribed: reading the value now cannot miss a publish.
             try:
@@ -1195,18 +1207,17 @@ class RedisTickStore:
                 else:
                     del self._routes[channel]
                     gone.append(channel)
-        if gone:
-            self._listener.unsubscribe(gone)
+            if gone:
+                self._listener.unsubscribe(gone)
 
     def _sub_close(self, sub: TickSubscription) -> None:
-        self._sub_remove(sub, list(sub._keys))
-        if sub.all_keys:
-            with self._sub_lock:
-                self._all = tuple(s for s in self._all if s is not sub)
-                last = not self._all
-            if last:
-                pattern = _glob_escape(self._key_prefix).encode() + b"*"
-                self._listener.unsubscribe([pattern], pattern=True)
+        if not sub.all_keys:
+            self._sub_remove(sub, list(sub._keys))
+            return
+        with self._sub_lock:
+            self._all = tuple(s for s in self._all if s is not sub)
+            if not self._all:
+                self._listener.unsubscribe([self._pattern], pattern=True)
 
     def _on_messages(self, messages: list[tuple[bytes, bytes, bool]]) -> None:
         """Listener thread: coalesce a chunk's messages, then one lock per subscription."""
@@ -1288,9 +1299,8 @@ class RedisTickStore:
         self._deliver_routed(dict.fromkeys(channels, tuple(subs)))
 
     def _deliver_all(self, subs: Sequence[TickSubscription]) -> None:
-        pattern = _glob_escape(self._key_prefix) + "*"
         with _Unavailable("scanning ticks"):
-            names = list(self._client.scan_iter(match=pattern, count=1000))
+            names = list(self._client.scan_iter(match=self._pattern, count=1000))
         self._deliver(names, subs)
 
 
