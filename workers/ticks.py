@@ -710,9 +710,17 @@ def _make_connection(client: redis.Redis, **overrides: Any) -> redis.connection.
 
 
 def _redis_errors() -> tuple[type[BaseException], ...]:
+    """What makes Redis unavailable for our purposes: no connection, a timeout, a replica
+    that became read-only in a failover, or a full Redis (maxmemory with noeviction)."""
     import redis
 
-    return (redis.ConnectionError, redis.TimeoutError, OSError)
+    return (
+        redis.ConnectionError,
+        redis.TimeoutError,
+        redis.exceptions.ReadOnlyError,
+        redis.exceptions.OutOfMemoryError,
+        OSError,
+    )
 
 
 def _glob_escape(text: str) -> str:

@@ -546,6 +546,25 @@ def test_publish_works_again_once_redis_is_back(private_redis: PrivateRedis) -> 
     store.close()
 
 
+def test_a_full_redis_is_store_unavailable_too(private_redis: PrivateRedis) -> None:
+    import redis
+
+    admin = redis.Redis.from_url(private_redis.url)
+    store = RedisTickStore(private_redis.url, prefix="m:")
+    store.publish([record("A:1", 1, 1.0)])
+    admin.config_set("maxmemory", 1)
+    admin.config_set("maxmemory-policy", "noeviction")
+    try:
+        with pytest.raises(StoreUnavailable, match="maxmemory"):
+            store.publish([record("A:1", 2, 2.0)])
+    finally:
+        admin.config_set("maxmemory", 0)
+    store.publish([record("A:1", 3, 3.0)])
+    assert store.get("A:1").seq == 3
+    store.close()
+    admin.close()
+
+
 def test_a_killed_listener_connection_resubscribes_and_resyncs(
     private_redis: PrivateRedis,
 ) -> None:
