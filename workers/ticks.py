@@ -1072,10 +1072,32 @@ class RedisTickStore:
         with self._publish_lock, _Unavailable("publishing ticks"):
             if self._publish_conn is None:
                 self._publish_conn = _make_connection(self._client)
-            for start in range(0, len(records), _PUBLISH_BATCH):
-                self._publish_batch(records[start : start + _PUBLISH_BATCH])
+            conn = self._publish_conn
+            try:
+                if not self._sha:
+                    self._load_script()
+                # Batches are pipelined: batch n+1 is encoded while Redis runs batch n.
+                bodies = []
+                for start in range(0, len(records), _PUBLISH_BATCH):
+                    body = self._encode_batch(records[start : start + _PUBLISH_BATCH])
+                    conn.send_packed_command([self._evalsha_head(body[0]) + body[1]], False)
+                    bodies.append(body)
+                failed = self._read_replies(len(bodies))
+                if failed:
+                    # NOSCRIPT (Redis restarted or SCRIPT FLUSH): load it and resend those.
+                    self._load_script()
+                    for index in failed:
+                        count, body = bodies[index]
+                        conn.send_packed_command([self._evalsha_head(count) + body], False)
+                    if self._read_replies(len(failed)):
+                        raise RuntimeError("publish script vanished again right after loading")
+            except Exception as exc:
+                if isinstance(exc, _redis_errors()):
+                    conn.disconnect()  # unknown state: the next call starts afresh
+                raise
 
-    def _publish_batch(self, records: Sequence[TickRecord]) -> None:
+    def _encode_batch(self, records: Sequence[TickRecord]) -> tuple[int, bytes]:
+        """The KEYS and ARGV of one EVALSHA as RESP bulk strings."""
         frags = self._key_frags
         keys = []
         values = []
@@ -1087,31 +1109,34 @@ class RedisTickStore:
             keys.append(frag)
             value = record.to_bytes()
             values.append(b"$%d\r\n%b\r\n" % (len(value), value))
-        count = b"%d" % len(records)
-        body = b"".join(keys) + b"".join(values)
-        conn = self._publish_conn
-        if not self._sha:
-            self._load_script()
-        for _attempt in range(2):
-            head = b"*%d\r\n$7\r\nEVALSHA\r\n$40\r\n%b\r\n$%d\r\n%b\r\n" % (
-                2 * len(records) + 3,
-                self._sha,
-                len(count),
-                count,
-            )
-            try:
-                conn.send_packed_command([head + body], check_health=False)
-                conn.read_response()
-                return
-            except Exception as exc:
-                import redis
+        return len(records), b"".join(keys) + b"".join(values)
 
-                if isinstance(exc, redis.exceptions.NoScriptError):
-                    self._load_script()  # Redis restarted or SCRIPT FLUSH: load and resend
-                    continue
-                if isinstance(exc, _redis_errors()):
-                    conn.disconnect()
-                raise
+    def _evalsha_head(self, count: int) -> bytes:
+        digits = b"%d" % count
+        return b"*%d\r\n$7\r\nEVALSHA\r\n$40\r\n%b\r\n$%d\r\n%b\r\n" % (
+            2 * count + 3,
+            self._sha,
+            len(digits),
+            digits,
+        )
+
+    def _read_replies(self, count: int) -> list[int]:
+        """Read ``count`` EVALSHA replies (all of them, so the connection stays in step);
+        the indexes that failed with NOSCRIPT. Any other error is raised after reading."""
+        import redis
+
+        failed: list[int] = []
+        error: Exception | None = None
+        for index in range(count):
+            try:
+                self._publish_conn.read_response()
+            except redis.exceptions.NoScriptError:
+                failed.append(index)
+            except redis.ResponseError as exc:
+                error = error or exc
+        if error is not None:
+            raise error
+        return failed
 
     def _load_script(self) -> None:
         conn = self._publish_conn

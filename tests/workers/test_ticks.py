@@ -461,6 +461,11 @@ def test_publish_reloads_the_script_after_a_script_flush(
     redis.Redis.from_url(redis_url).script_flush()
     tick_store.publish([record("A:1", 2, 2.0)])
     assert tick_store.get("A:1").seq == 2
+    # Several pipelined Lua calls that all find the script gone are all resent.
+    redis.Redis.from_url(redis_url).script_flush()
+    tick_store.publish([record(f"B:{i}", 3, 3.0) for i in range(4500)])
+    got = tick_store.get_many(f"B:{i}" for i in range(4500))
+    assert len(got) == 4500 and {r.seq for r in got.values()} == {3}
 
 
 def test_a_redis_subscription_gets_current_values_then_published_ones(
