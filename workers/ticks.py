@@ -16,9 +16,10 @@ and a Redis one (split mode: the feed hub writes, every other process reads):
 
 Hot path: the hub calls ``TickMerger.merge`` and ``RedisTickStore.publish`` for every tick
 (50,000+/s on a busy day), so both avoid per-tick allocations beyond one record and its bytes:
-no datetimes, no dict per record, hand-formatted JSON, one Lua call per batch written as raw
-RESP on a dedicated connection. Subscribers get pub/sub messages through a hand-written RESP
-reader for the same reason (redis-py's ``PubSub.get_message`` manages ~25k messages/s here).
+no datetimes, no dict per record, hand-formatted JSON, one Lua call (SET + PUBLISH per record)
+per 2,000 records written as raw RESP on a dedicated connection, batches pipelined.
+Subscribers get pub/sub messages through a hand-written RESP reader for the same reason
+(redis-py's ``PubSub.get_message`` manages ~25k messages/s here).
 
 Redis layout (``prefix`` defaults to ``"algo:"``): ``{prefix}tick:{key}`` is both the value key
 of the latest record and the pub/sub channel it is announced on; ``{prefix}ev:{topic}`` event
@@ -487,24 +488,22 @@ class TickSubscription:
 
     def add(self, keys: Iterable[str]) -> None:
         """Follow ``keys`` too; their current values (if any) are delivered by the next wait."""
-        new = [key for key in dict.fromkeys(keys) if key not in self._keys]
-        if not new or self.closed:
-            return
-        with self._cond:
+        with self._cond:  # filtered under the lock: two threads adding a key route it once
+            if self.closed:
+                return
+            new = [key for key in dict.fromkeys(keys) if key not in self._keys]
             self._keys.update(new)
-        if not self.all_keys:  # an all-keys subscription already gets every key
+        if new and not self.all_keys:  # an all-keys subscription already gets every key
             self._owner._sub_add(self, new)
 
     def remove(self, keys: Iterable[str]) -> None:
-        gone = [key for key in dict.fromkeys(keys) if key in self._keys]
-        if not gone:
-            return
         with self._cond:
+            gone = [key for key in dict.fromkeys(keys) if key in self._keys]
             self._keys.difference_update(gone)
             if not self.all_keys:
                 for key in gone:
                     self._pending.pop(key, None)
-        if not self.all_keys:
+        if gone and not self.all_keys:
             self._owner._sub_remove(self, gone)
 
     def keys(self) -> frozenset[str]:
