@@ -892,7 +892,9 @@ class _PubSubListener:
         conn = _make_connection(
             self._client,
             protocol=2,
-            socket_timeout=None,
+            # Bounds the connect handshake (a hung Redis accepts TCP and never answers);
+            # reads are then bounded by the ping interval below.
+            socket_timeout=max(2 * self._ping_interval, 1.0),
             health_check_interval=0,
             # Named for CLIENT LIST; Redis refuses spaces in a client name.
             client_name="".join(c if c.isprintable() and c != " " else "_" for c in self._name),
@@ -1044,10 +1046,17 @@ class RedisTickStore:
     record, written as raw RESP on a dedicated connection (~4x a redis-py pipeline). A Redis
     failure raises StoreUnavailable; the next call reconnects. Subscriptions share one
     listener thread and one pub/sub connection per store; see ``_PubSubListener`` and
-    ``TickSubscription``.
+    ``TickSubscription``. ``ping_interval``: seconds of silence after which the listener
+    probes its connection with PING (and drops it after as long again without an answer).
     """
 
-    def __init__(self, url_or_client: str | redis.Redis, *, prefix: str = "algo:") -> None:
+    def __init__(
+        self,
+        url_or_client: str | redis.Redis,
+        *,
+        prefix: str = "algo:",
+        ping_interval: float = 5.0,
+    ) -> None:
         self._client = _redis_client(url_or_client)
         self.prefix = prefix
         self._key_prefix = f"{prefix}tick:"
@@ -1061,7 +1070,9 @@ class RedisTickStore:
         self._all: tuple[TickSubscription, ...] = ()
         self._channel_keys: dict[bytes, str] = {}
         self._pattern = _glob_escape(self._key_prefix).encode() + b"*"
-        self._listener = _PubSubListener(self._client, self, f"ticks-listener[{prefix}]")
+        self._listener = _PubSubListener(
+            self._client, self, f"ticks-listener[{prefix}]", ping_interval=ping_interval
+        )
 
     # -- writing
 
@@ -1474,12 +1485,20 @@ class RedisEventBus:
 
     subscribe_timeout = 5.0
 
-    def __init__(self, url_or_client: str | redis.Redis, *, prefix: str = "algo:") -> None:
+    def __init__(
+        self,
+        url_or_client: str | redis.Redis,
+        *,
+        prefix: str = "algo:",
+        ping_interval: float = 5.0,
+    ) -> None:
         self._client = _redis_client(url_or_client)
         self.prefix = prefix
         self._channel_prefix = f"{prefix}ev:"
         self._routes = _EventRoutes()
-        self._listener = _PubSubListener(self._client, self, f"events-listener[{prefix}]")
+        self._listener = _PubSubListener(
+            self._client, self, f"events-listener[{prefix}]", ping_interval=ping_interval
+        )
 
     def publish(self, topic: str, payload: dict) -> None:
         text = _json_text(payload, f"event {topic!r}")

@@ -592,6 +592,26 @@ def test_a_killed_listener_connection_resubscribes_and_resyncs(
     admin.close()
 
 
+def test_a_hung_redis_is_detected_by_ping_and_the_listener_comes_back(
+    private_redis: PrivateRedis,
+) -> None:
+    import signal
+
+    store = RedisTickStore(private_redis.url, prefix="h:", ping_interval=0.2)
+    sub = store.subscribe(["A:1"])
+    store.publish([record("A:1", 1, 1.0)])
+    assert wait_for(sub, "A:1", 1) is not None
+    assert private_redis.process is not None
+    private_redis.process.send_signal(signal.SIGSTOP)  # accepts TCP, answers nothing
+    try:
+        assert until(lambda: store.listener_reconnects >= 1, 10)
+    finally:
+        private_redis.process.send_signal(signal.SIGCONT)
+    store.publish([record("A:1", 2, 2.0)])
+    assert wait_for(sub, "A:1", 2) is not None
+    store.close()
+
+
 def test_another_process_receives_published_ticks(
     tick_store: RedisTickStore, redis_url: str, prefix: str
 ) -> None:
