@@ -86,7 +86,10 @@ except ValueError as exc:
     raise ImproperlyConfigured(f"DATABASE_URL is not a usable database URL: {exc}") from None
 if _db["ENGINE"] == "django.db.backends.sqlite3":
     # Several threads (embedded mode) share one SQLite file: wait for locks instead of failing.
-    _db.setdefault("OPTIONS", {})["timeout"] = 30
+    # IMMEDIATE: a transaction takes the write lock when it begins. With SQLite's default
+    # (DEFERRED) a transaction that reads and then writes fails at once with "database is
+    # locked" when another thread writes meanwhile; the timeout never applies to that upgrade.
+    _db.setdefault("OPTIONS", {}).update(timeout=30, transaction_mode="IMMEDIATE")
 DATABASES = {"default": _db}
 DEFAULT_AUTO_FIELD = "django.db.models.BigAutoField"
 
