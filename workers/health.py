@@ -45,6 +45,7 @@ class Transition:
     state: str
     reason: str
     lasted: float  # seconds spent in ``previous``
+    reason_was_starting: bool = False  # the first verdict after start: not a "recovery"
 
 
 @dataclass(slots=True)
@@ -100,10 +101,18 @@ class FeedHealth:
             self.reason = reason  # e.g. the silent seconds grow; no log
             return None
         transition = Transition(
-            self.state, state, reason, obs.now - self.since if self.since else 0
+            self.state,
+            state,
+            reason,
+            obs.now - self.since if self.since else 0,
+            reason_was_starting=self.since == 0,
         )
         self.state, self.reason, self.since = state, reason, obs.now
-        if state == HEALTHY:
+        if transition.reason_was_starting:
+            logger.log(
+                logging.INFO if state == HEALTHY else logging.WARNING, "feed %s: %s", state, reason
+            )
+        elif state == HEALTHY:
             logger.info(
                 "feed healthy again after %.1f s %s (%s)",
                 transition.lasted,

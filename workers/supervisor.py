@@ -101,6 +101,7 @@ class Supervisor:
         sleep: Callable[[float], object] | None = None,
         clock: Callable[[], float] = time.monotonic,
         heartbeat_interval: float = 30.0,
+        log_interval: float | None = None,
         on_status: Callable[[dict[str, dict[str, Any]]], object] | None = None,
     ) -> None:
         self._stop = threading.Event()
@@ -111,6 +112,9 @@ class Supervisor:
         self._sleep = sleep or self._stop.wait
         self._clock = clock
         self._heartbeat_interval = heartbeat_interval
+        # The log line can be rarer than on_status (a kv heartbeat every 5 s, a line every 30 s).
+        self._log_interval = heartbeat_interval if log_interval is None else log_interval
+        self._next_log = 0.0
         self._on_status = on_status
         self._slots: dict[str, _Slot] = {}
         self._lock = threading.Lock()
@@ -226,13 +230,16 @@ class Supervisor:
 
     def _heartbeat(self) -> None:
         status = self.status()
-        parts = []
-        for name, st in status.items():
-            part = f"{name}={st['state']} restarts={st['restarts']}"
-            if st["last_error"]:
-                part += f" last_error={st['last_error']!r}"
-            parts.append(part)
-        log.info("supervisor heartbeat: %s", "; ".join(parts) or "no components")
+        now = time.monotonic()
+        if now >= self._next_log:
+            self._next_log = now + self._log_interval
+            parts = []
+            for name, st in status.items():
+                part = f"{name}={st['state']} restarts={st['restarts']}"
+                if st["last_error"]:
+                    part += f" last_error={st['last_error']!r}"
+                parts.append(part)
+            log.info("supervisor heartbeat: %s", "; ".join(parts) or "no components")
         if self._on_status is not None:
             try:
                 self._on_status(status)
