@@ -1,0 +1,105 @@
+"""``manage.py run_trader --sim`` as a real process: a minute of market time, then SIGTERM.
+
+Embedded mode as a laptop user runs it: its own SQLite file, no Redis, the simulator in the
+same process. The test reads the heartbeats the trader writes to the database (the same rows
+``/ready`` reads), never its memory.
+"""
+
+from __future__ import annotations
+
+import json
+import os
+import signal
+import sqlite3
+import subprocess
+import sys
+import time
+from datetime import datetime
+from pathlib import Path
+
+import pytest
+
+ROOT = Path(__file__).resolve().parents[2]
+
+
+def read_kv(db: Path, name: str) -> dict | None:
+    try:
+        with sqlite3.connect(db, timeout=5) as conn:
+            row = conn.execute("SELECT value FROM trading_setting WHERE key = ?", (f"kv:{name}",))
+            found = row.fetchone()
+    except sqlite3.OperationalError:  # the table does not exist yet
+        return None
+    return json.loads(found[0])["value"] if found else None
+
+
+@pytest.fixture
+def env(tmp_path: Path) -> dict[str, str]:
+    environ = {k: v for k, v in os.environ.items() if k not in ("REDIS_URL", "DATABASE_URL")}
+    environ.update(
+        DATABASE_URL=f"sqlite:///{tmp_path / 'trader.sqlite3'}",
+        DJANGO_DEBUG="true",
+        PAPER_MODE="true",
+        LOG_LEVEL="INFO",
+    )
+    subprocess.run(
+        [sys.executable, "manage.py", "migrate", "-v0"], cwd=ROOT, env=environ, check=True
+    )
+    return environ
+
+
+def test_run_trader_sim_runs_a_market_minute_with_every_component_and_stops_on_sigterm(
+    tmp_path, env
+):
+    log = (tmp_path / "trader.log").open("w+")
+    proc = subprocess.Popen(
+        [
+            sys.executable,
+            "manage.py",
+            "run_trader",
+            "--sim",
+            "--sim-speed",
+            "60",
+            "--sim-start",
+            "10:00",
+        ],
+        cwd=ROOT,
+        env=env,
+        stdout=log,
+        stderr=subprocess.STDOUT,
+    )
+    db = tmp_path / "trader.sqlite3"
+    try:
+        deadline = time.monotonic() + 90
+        first_market_time = None
+        beat = hub = None
+        while time.monotonic() < deadline:
+            assert proc.poll() is None, f"run_trader exited early:\n{Path(log.name).read_text()}"
+            beat = read_kv(db, "hb:run_trader")
+            hub = read_kv(db, "hb:feed_hub")
+            if beat and hub and all(c["state"] == "running" for c in beat["components"].values()):
+                market = datetime.fromisoformat(beat["market_time"])
+                first_market_time = first_market_time or market
+                minute_passed = (market - first_market_time).total_seconds() >= 60
+                if minute_passed and hub["counts"]["ticks"] > 0 and hub["health"] == "healthy":
+                    break
+            time.sleep(0.2)
+        else:
+            pytest.fail(f"no healthy market minute; last beat {beat}, hub {hub}")
+        assert set(beat["components"]) == {"feed_hub", "pnl_monitor", "scheduled_jobs"}
+        assert all(c["restarts"] == 0 for c in beat["components"].values())
+        health = read_kv(db, "health:feed")
+        assert health and health["state"] == "healthy"
+
+        proc.send_signal(signal.SIGTERM)
+        # The shutdown bound is a promise of the command (SIGTERM -> exit in 5 s), not a speed.
+        code = proc.wait(timeout=5)
+    finally:
+        if proc.poll() is None:
+            proc.kill()
+            proc.wait()
+    output = Path(log.name).read_text()
+    assert code == 0, output
+    assert "Traceback" not in output, output
+    assert "signal SIGTERM received: stopping" in output
+    assert "all components stopped" in output
+    assert read_kv(db, "hb:run_trader")["state"] == "stopped"

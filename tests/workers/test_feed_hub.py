@@ -1,0 +1,499 @@
+"""The feed hub against the simulator over real WebSockets, with a real Redis where it says so.
+
+Every wait is bounded and polls (``wait_until``); nothing asserts on how fast.
+"""
+
+from __future__ import annotations
+
+import threading
+from collections.abc import Callable, Iterator
+from datetime import UTC, datetime
+from typing import Any
+
+import pytest
+from django.core.management import call_command
+
+from instruments.models import Derivative
+from trading.dhan.feed import FeedClient
+from trading.dhan.feed_codec import (
+    FeedMode,
+    QuoteTick,
+    TickerTick,
+    datetime_to_ltt,
+)
+from trading.dhan.sim.server import Simulator
+from trading.dhan.ws_support import ReconnectPolicy
+from trading.models import PositionTracker, WatchlistItem
+from workers.feed_hub import FeedHub, HubConfig
+from workers.health import HEALTHY, STALE
+from workers.recorder import FrameRecorder, iter_frames
+from workers.subscriptions import WatchlistError
+from workers.ticks import (
+    MemoryEventBus,
+    MemoryKeyValueStore,
+    MemoryTickStore,
+    Realtime,
+    RedisEventBus,
+    RedisKeyValueStore,
+    RedisTickStore,
+)
+
+from .conftest import wait_until
+
+pytestmark = pytest.mark.django_db(transaction=True)
+
+INDICES = {
+    "IDX_I:13": "NIFTY",
+    "IDX_I:25": "BANKNIFTY",
+    "IDX_I:27": "FINNIFTY",
+    "IDX_I:51": "SENSEX",
+}
+FAST = ReconnectPolicy(base=0.05, cap=0.2, rate_limited_base=0.3, rate_limited_cap=0.6)
+
+
+def memory_realtime() -> Realtime:
+    return Realtime(
+        ticks=MemoryTickStore(), events=MemoryEventBus(), kv=MemoryKeyValueStore(), redis_url=None
+    )
+
+
+def redis_realtime(url: str, prefix: str) -> Realtime:
+    return Realtime(
+        ticks=RedisTickStore(url, prefix=prefix),
+        events=RedisEventBus(url, prefix=prefix),
+        kv=RedisKeyValueStore(url, prefix=prefix),
+        redis_url=url,
+    )
+
+
+def seed_watchlist() -> None:
+    # Transactional tests flush the tables, the migration's seed rows included: recreate them.
+    for key, label in INDICES.items():
+        segment, sid = key.split(":")
+        WatchlistItem.objects.get_or_create(
+            exchange_segment=segment, security_id=int(sid), defaults={"label": label}
+        )
+
+
+def make_hub(sim: Simulator, realtime: Realtime, *, recorder: Any = None, **config: Any) -> FeedHub:
+    settings = {
+        "index_mode": FeedMode.TICKER,
+        "market_open": lambda: True,
+        "refresh_interval": 0.2,
+        "loop_interval": 0.05,
+        "state_interval": 0.2,
+        "stale_after": 1.0,
+        "seed_candles": False,
+        "market_clock": lambda: sim.now().timestamp(),
+    }
+    settings.update(config)
+
+    def factory(on_packets: Callable[..., object], frame_hook: Any = None) -> FeedClient:
+        return FeedClient(
+            sim.ws_url,
+            sim.client_id,
+            lambda: sim.token,
+            on_packets,
+            policy=FAST,
+            stall_timeout=1.5,
+            poll_interval=0.1,
+            market_open=lambda: True,
+            frame_hook=frame_hook,
+        )
+
+    return FeedHub(realtime, feed_factory=factory, config=HubConfig(**settings), recorder=recorder)
+
+
+class Running:
+    """A hub running ``run(stop)`` in a thread, as the supervisor would."""
+
+    def __init__(self, hub: FeedHub) -> None:
+        self.hub = hub
+        self.stop = threading.Event()
+        self.error: BaseException | None = None
+        self.thread = threading.Thread(target=self._run, daemon=True)
+        self.thread.start()
+
+    def _run(self) -> None:
+        try:
+            self.hub.run(self.stop)
+        except BaseException as exc:  # surfaced by close()
+            self.error = exc
+
+    def close(self) -> None:
+        self.stop.set()
+        self.thread.join(10)
+        assert not self.thread.is_alive(), "the hub did not stop"
+        if self.error is not None:
+            raise self.error
+
+
+@pytest.fixture
+def running() -> Iterator[Callable[[FeedHub], Running]]:
+    started: list[Running] = []
+
+    def start(hub: FeedHub) -> Running:
+        run = Running(hub)
+        started.append(run)
+        return run
+
+    yield start
+    for run in started:
+        run.close()
+
+
+def sim_subscriptions(sim: Simulator) -> dict[str, FeedMode]:
+    """Every instrument the simulator's open feed connections carry -> mode."""
+    merged: dict[str, FeedMode] = {}
+    for subs in sim.feed_subscriptions():
+        merged.update(subs)
+    return merged
+
+
+def import_sim_catalog(sim: Simulator) -> None:
+    call_command("import_instruments", url=sim.scrip_master_url, verbosity=0)
+
+
+def an_option(sim: Simulator) -> Derivative:
+    return Derivative.objects.filter(option_type="CE", underlying__security_id=13).order_by(
+        "expiry_date", "strike"
+    )[len(Derivative.objects.filter(option_type="CE", underlying__security_id=13)) // 2]
+
+
+def open_position(option: Derivative, status: str = "active") -> PositionTracker:
+    return PositionTracker.objects.create(
+        derivative=option,
+        exchange_segment=option.exchange_segment,
+        security_id=option.security_id,
+        status=status,
+        quantity=option.lot_size,
+        entry_price="100",
+    )
+
+
+# -- ticks in the cache -----------------------------------------------------------------------
+
+
+def test_ticks_for_the_watchlist_indices_appear_in_redis(sim, redis_url, running):
+    seed_watchlist()
+    realtime = redis_realtime(redis_url, "t-wl:")
+    run = running(make_hub(sim, realtime))
+    reader = RedisTickStore(redis_url, prefix="t-wl:")
+    got = wait_until(
+        lambda: (r := reader.get_many(INDICES)) and len(r) == 4 and r, "ticks for the 4 indices"
+    )
+    for key, record in got.items():
+        assert record.ltp > 0, key
+        assert record.exchange_time is not None and record.receive_time > 0
+        assert record.seq >= 1
+    assert set(run.hub.subscribed) == set(INDICES)
+    assert all(mode == FeedMode.TICKER for mode in run.hub.subscribed.values())
+    # The hub publishes its subscription set and health for other processes.
+    subscriptions = realtime.kv.get("feed:subscriptions")
+    assert subscriptions is not None and set(subscriptions["instruments"]) == set(INDICES)
+    wait_until(
+        lambda: (
+            (h := RedisKeyValueStore(redis_url, prefix="t-wl:").get("health:feed"))
+            and h["state"] == HEALTHY
+        ),
+        "health healthy in redis",
+    )
+    reader.close()
+
+
+def test_a_consumer_in_the_subscription_is_woken_with_the_latest_tick(sim, running):
+    seed_watchlist()
+    realtime = memory_realtime()
+    subscription = realtime.ticks.subscribe(["IDX_I:13"])
+    running(make_hub(sim, realtime))
+    first = wait_until(lambda: subscription.wait(0.2), "a NIFTY tick")
+    second = wait_until(lambda: subscription.wait(0.2), "another NIFTY tick")
+    assert set(first) == set(second) == {"IDX_I:13"}
+    assert second["IDX_I:13"].seq > first["IDX_I:13"].seq
+
+
+# -- live subscriptions -----------------------------------------------------------------------
+
+
+def test_a_position_opened_is_subscribed_on_the_next_refresh_and_closing_removes_it(sim):
+    seed_watchlist()
+    import_sim_catalog(sim)
+    hub = make_hub(sim, memory_realtime())
+    hub.start()
+    try:
+        option = an_option(sim)
+        key = f"{option.exchange_segment}:{option.security_id}"
+        assert key not in hub.subscribed
+        position = open_position(option)
+        # One refresh (every 0.5 s in production, HubConfig.refresh_interval) applies it.
+        assert hub.refresh_subscriptions()
+        assert hub.subscribed[key] == FeedMode.FULL
+        wait_until(lambda: sim_subscriptions(sim).get(key), "the simulator to see it")
+        wait_until(lambda: hub.merger.get(key), "a tick for the option")
+        PositionTracker.objects.filter(pk=position.pk).update(status="exited")
+        assert hub.refresh_subscriptions()
+        assert key not in hub.subscribed
+        wait_until(lambda: key not in sim_subscriptions(sim), "the unsubscribe at the sim")
+        assert set(hub.subscribed) == set(INDICES)
+    finally:
+        hub.shutdown()
+
+
+def test_a_watchlisted_contract_stays_subscribed_when_its_position_closes(sim):
+    seed_watchlist()
+    import_sim_catalog(sim)
+    option = an_option(sim)
+    key = f"{option.exchange_segment}:{option.security_id}"
+    WatchlistItem.objects.create(
+        exchange_segment=option.exchange_segment, security_id=option.security_id
+    )
+    hub = make_hub(sim, memory_realtime())
+    hub.start()
+    try:
+        position = open_position(option, status="pending")
+        hub.refresh_subscriptions()
+        assert hub.subscribed[key] == FeedMode.FULL
+        PositionTracker.objects.filter(pk=position.pk).update(status="cancelled")
+        hub.refresh_subscriptions()
+        assert hub.subscribed[key] == FeedMode.FULL
+        assert key in hub.watched
+    finally:
+        hub.shutdown()
+
+
+def test_the_running_hub_follows_database_changes_by_itself(sim, running):
+    seed_watchlist()
+    import_sim_catalog(sim)
+    run = running(make_hub(sim, memory_realtime()))
+    option = an_option(sim)
+    key = f"{option.exchange_segment}:{option.security_id}"
+    position = open_position(option)
+    wait_until(lambda: key in sim_subscriptions(sim), "the position's contract subscribed")
+    WatchlistItem.objects.filter(security_id=27).update(active=False)
+    PositionTracker.objects.filter(pk=position.pk).update(status="exited")
+    wait_until(
+        lambda: key not in sim_subscriptions(sim) and "IDX_I:27" not in sim_subscriptions(sim),
+        "the contract and the deactivated index unsubscribed",
+    )
+    assert set(run.hub.subscribed) == set(INDICES) - {"IDX_I:27"}
+
+
+def test_a_malformed_watchlist_entry_stops_the_hub_at_start_naming_it(sim):
+    with pytest.raises(WatchlistError, match="entry 2 'NSE_FUT:12'"):
+        make_hub(sim, memory_realtime(), env_watchlist=["IDX_I:13", "NSE_FUT:12"])
+    with pytest.raises(WatchlistError, match="'IDX_I:x1'"):
+        make_hub(sim, memory_realtime(), env_watchlist=["IDX_I:x1"])
+
+
+def test_environment_watchlist_entries_are_subscribed_with_the_rest(sim):
+    hub = make_hub(sim, memory_realtime(), env_watchlist=["IDX_I:442"])
+    hub.start()
+    try:
+        assert "IDX_I:442" in hub.subscribed and "IDX_I:442" in hub.watched
+    finally:
+        hub.shutdown()
+
+
+# -- merging ----------------------------------------------------------------------------------
+
+
+def test_a_zero_ltp_tick_never_clobbers_a_good_price_in_the_store(sim):
+    realtime = memory_realtime()
+    hub = make_hub(sim, realtime)
+    when = datetime(2026, 11, 23, 10, 0, 5, tzinfo=UTC)
+    ltt = datetime_to_ltt(when)
+    hub._on_packets([TickerTick(2, 0, 13, 24000.5, ltt, when)])
+    hub._on_packets([TickerTick(2, 0, 13, 0.0, 0, when)])
+    hub.flush()
+    record = realtime.ticks.get("IDX_I:13")
+    assert record.ltp == 24000.5
+    assert record.exchange_time == when.timestamp()
+    assert record.seq == 2  # the second packet was seen (fresh), its zero price ignored
+
+
+# -- candles ----------------------------------------------------------------------------------
+
+
+def test_index_candles_close_by_exchange_time_including_a_minute_with_no_ticks(sim):
+    realtime = memory_realtime()
+    events = realtime.events.subscribe(["candle"])
+    hub = make_hub(sim, realtime, market_clock=None)
+    base = datetime(2026, 11, 23, 4, 0, tzinfo=UTC)  # 09:30 IST
+
+    def tick(seconds: int, ltp: float) -> None:
+        moment = datetime.fromtimestamp(base.timestamp() + seconds, UTC)
+        packet = QuoteTick(
+            4, 0, 13, ltp, 0, datetime_to_ltt(moment), 0, 0, 0, 0, 0, 0, 0, 0, moment
+        )
+        hub._on_packets([packet])
+
+    # 09:30: 100, 103, 99, 101 | 09:31: 102, 104 | 09:32: no ticks | 09:33: 98 ... 09:35 closes
+    for seconds, ltp in [(1, 100), (20, 103), (40, 99), (59, 101), (61, 102), (90, 104), (185, 98)]:
+        tick(seconds, ltp)
+    tick(301, 97)  # 09:35:01 closes 09:34 (filled) and the 09:30 five-minute bar
+    hub.flush()
+    got = []
+    while (event := events.get(0.1)) is not None:
+        got.append(event[1])
+    one_minute = [
+        (c["start"] - base.timestamp(), c["open"], c["high"], c["low"], c["close"], c["filled"])
+        for c in got
+        if c["timeframe"] == 60
+    ]
+    assert one_minute == [
+        (0, 100, 103, 99, 101, False),
+        (60, 102, 104, 102, 104, False),
+        (120, 104, 104, 104, 104, True),  # no ticks: flat at the previous close
+        (180, 98, 98, 98, 98, False),
+        (240, 98, 98, 98, 98, True),
+    ]
+    five = [
+        (c["start"] - base.timestamp(), c["open"], c["high"], c["low"], c["close"])
+        for c in got
+        if c["timeframe"] == 300
+    ]
+    assert five == [(0, 100, 104, 98, 98)]
+    history = realtime.kv.get_list("candles:IDX_I:13:60")
+    assert [c["close"] for c in history] == [101, 104, 104, 98, 98]
+
+
+def test_candles_are_seeded_from_the_intraday_chart_api_at_start(sim):
+    from trading.dhan.ratelimit import InProcessRateLimiter, load_limits
+    from trading.dhan.rest import DhanRestClient
+
+    seed_watchlist()
+    rest = DhanRestClient(
+        base_url=sim.base_url,
+        client_id=sim.client_id,
+        token_provider=lambda: sim.token,
+        limiter=InProcessRateLimiter(load_limits()),
+    )
+    realtime = memory_realtime()
+    hub = make_hub(sim, realtime, seed_candles=True)
+    hub.rest = rest
+    hub.start()
+    try:
+        hub.step()
+        history = realtime.kv.get_list("candles:IDX_I:13:60")
+        assert len(history) >= 40  # 09:15 to about 10:00 market time
+        assert all(c["source"] == "chart" for c in history)
+        five = realtime.kv.get_list("candles:IDX_I:13:300")
+        assert len(five) >= 8
+    finally:
+        hub.shutdown()
+        rest.close()
+
+
+# -- faults -----------------------------------------------------------------------------------
+
+
+def health_states(realtime: Realtime) -> tuple[Any, list[str]]:
+    subscription = realtime.events.subscribe(["feed_health"])
+    seen: list[str] = []
+
+    def poll() -> list[str]:
+        while (event := subscription.get(0)) is not None:
+            seen.append(event[1]["state"])
+        return seen
+
+    return poll, seen
+
+
+def test_after_a_dropped_connection_health_goes_stale_then_healthy(sim, running):
+    seed_watchlist()
+    realtime = memory_realtime()
+    poll, seen = health_states(realtime)
+    run = running(make_hub(sim, realtime))
+    wait_until(lambda: HEALTHY in poll(), "healthy")
+    sim.drop_connections()
+    wait_until(lambda: STALE in poll()[poll().index(HEALTHY) :], "stale after the drop")
+    wait_until(lambda: poll()[-1] == HEALTHY and seen.count(HEALTHY) >= 2, "healthy again")
+    assert run.hub.feed.stats().reconnects >= 1
+
+
+def test_after_a_stall_health_goes_stale_then_healthy(sim, running):
+    seed_watchlist()
+    realtime = memory_realtime()
+    poll, _seen = health_states(realtime)
+    running(make_hub(sim, realtime))
+    wait_until(lambda: HEALTHY in poll(), "healthy")
+    sim.faults.stall = True
+    wait_until(lambda: poll()[-1] == STALE, "stale during the stall")
+    assert "no tick" in realtime.kv.get("health:feed")["reason"]
+    sim.faults.stall = False
+    wait_until(lambda: poll()[-1] == HEALTHY, "healthy after the stall")
+
+
+def test_a_garbage_frame_is_counted_and_the_feed_stays_healthy(sim, running):
+    seed_watchlist()
+    realtime = memory_realtime()
+    run = running(make_hub(sim, realtime))
+    wait_until(lambda: run.hub.health.state == HEALTHY, "healthy")
+    sim.inject_garbage()
+    wait_until(lambda: run.hub.feed.stats().bad_packets >= 1, "the garbage counted")
+    before = run.hub.counters.ticks
+    wait_until(lambda: run.hub.counters.ticks > before + 8, "ticks after the garbage")
+    assert run.hub.health.state == HEALTHY
+
+
+def test_a_redis_restart_is_survived_and_the_cache_rebuilt(sim, running, private_redis):
+    seed_watchlist()
+    realtime = redis_realtime(private_redis.url, "t-rr:")
+    run = running(make_hub(sim, realtime))
+    reader = RedisTickStore(private_redis.url, prefix="t-rr:")
+    wait_until(lambda: len(reader.get_many(INDICES)) == 4, "ticks in redis")
+    wait_until(lambda: run.hub.health.state == HEALTHY, "healthy")
+    private_redis.stop()
+    wait_until(lambda: run.hub.health.state == STALE, "stale while redis is down")
+    assert "tick store unavailable" in run.hub.health.reason
+    private_redis.start()  # empty: no persistence
+    wait_until(lambda: run.hub.health.state == HEALTHY, "healthy after redis is back", 30)
+    wait_until(lambda: len(reader.get_many(INDICES)) == 4, "the cache rebuilt")
+    check = RedisKeyValueStore(private_redis.url, prefix="t-rr:")
+    wait_until(lambda: check.get("feed:subscriptions"), "the subscription set rewritten")
+    assert run.hub.counters.store_errors >= 1
+    reader.close()
+
+
+# -- memory -----------------------------------------------------------------------------------
+
+
+def test_a_slow_consumer_does_not_make_memory_grow(sim, running):
+    seed_watchlist()
+    import_sim_catalog(sim)
+    for option in Derivative.objects.filter(option_type__in=("CE", "PE"))[:40]:
+        WatchlistItem.objects.create(
+            exchange_segment=option.exchange_segment, security_id=option.security_id
+        )
+    realtime = memory_realtime()
+    never_drained = realtime.ticks.subscribe(all_keys=True)
+    run = running(make_hub(sim, realtime))
+    wait_until(lambda: run.hub.counters.ticks > 2000, "2,000 ticks", 30)
+    keys = len(run.hub.subscribed)
+    assert never_drained.pending <= keys
+    assert len(run.hub._pending) <= keys
+    assert never_drained.dropped_superseded > 0
+
+
+# -- record and replay ------------------------------------------------------------------------
+
+
+def test_the_record_file_replays_into_the_same_ticks(sim, running, tmp_path):
+    seed_watchlist()
+    recorder = FrameRecorder(tmp_path, flush_interval=0.1)
+    recorder.start()
+    realtime = memory_realtime()
+    run = running(make_hub(sim, realtime, recorder=recorder))
+    wait_until(lambda: run.hub.counters.ticks > 60, "some ticks")
+    run.close()
+    live = run.hub.merger.snapshot()
+    files = sorted(tmp_path.glob("feed-*.bin.gz"))
+    assert files, "no record file written"
+
+    replay = FeedHub(memory_realtime(), feed_factory=lambda *a, **k: None, config=HubConfig())
+    frames = 0
+    for received, data in iter_frames(tmp_path):
+        replay.ingest_frame(data, received)
+        frames += 1
+    assert frames >= run.hub.feed.stats().frames
+    assert replay.merger.snapshot() == live

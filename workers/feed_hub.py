@@ -1,0 +1,704 @@
+"""The market-feed hub: Dhan feed -> decoded ticks -> tick store + bus; index candles; health.
+
+    hub = FeedHub(realtime, feed_factory=..., rest=..., config=HubConfig(...))
+    hub.run(stop_event)            # a supervisor Component; returns when stop is set
+
+Threads and data flow (one process, ``manage.py run_feed_hub`` or inside ``run_trader``)::
+
+    feed socket threads --frames--> FeedClient dispatcher thread: _on_packets()
+        TickMerger.merge (zero LTP never clobbers, per-key seq)  -> pending (latest per key)
+        index ticks -> CandleBuilder -> closed candles           -> pending events
+    writer thread: pending -> TickStore.publish (one Redis round trip per batch)
+                   candles -> EventBus "candle" + kv list ``candles:{key}:{tf}``
+    run() loop (0.25 s): subscriptions refresh from the DB, candle clock, health, heartbeat,
+                   kv ``health:feed`` / ``feed:subscriptions``, the 30 s log line
+
+Why a separate writer thread: the dispatcher thread must keep up with the socket (its buffer
+drops the oldest frames when it cannot); a Redis round trip per frame would cap it at a few
+thousand frames/s. The writer takes everything pending in one swap, so its batch grows with
+the load: one tick per round trip when quiet (lowest latency), thousands when busy (highest
+throughput). ``pending`` is a dict keyed by instrument, so while Redis is slow or down it
+holds at most one record per subscribed instrument (the latest): memory is bounded by the
+subscriptions whatever the tick rate, and consumers are coalescing anyway.
+
+Redis outage: ``publish`` raises StoreUnavailable; health turns stale with that reason, the
+writer retries with backoff (0.1 s doubling to 2 s), and on recovery re-publishes the whole
+latest snapshot and rewrites the kv state, because a restarted Redis is empty.
+
+Candles: built from index ticks by exchange time (``workers/candles.py``); the candle clock
+is the market time carried by the ticks (the latest exchange time seen), so a simulator or
+replay at 60x closes candles at the right market minute. At start and after every gap (health
+was stale/down because connections were down) the day's 1-minute candles are fetched from
+Dhan's intraday chart API and seeded, so indicators see no hole.
+"""
+
+from __future__ import annotations
+
+import logging
+import threading
+import time
+from collections import deque
+from collections.abc import Callable, Iterable
+from dataclasses import dataclass, field
+from datetime import UTC, datetime, timedelta
+from typing import Any, Protocol
+
+from trading.dhan.feed_codec import IST, FeedMode, Packet, decode_frame
+from trading.dhan.ws_support import nse_market_open
+from workers.candles import Candle, CandleBuilder, aggregate
+from workers.health import DOWN, HEALTHY, FeedHealth, FeedObservation
+from workers.heartbeat import Heartbeat
+from workers.subscriptions import desired_subscriptions, parse_watchlist
+from workers.ticks import Realtime, StoreUnavailable, TickMerger, TickRecord
+
+logger = logging.getLogger(__name__)
+
+__all__ = ["FeedHub", "HubConfig"]
+
+INDEX_SEGMENT = "IDX_I"
+CANDLE_HISTORY = 500  # candles kept per index and timeframe in the kv list
+_SESSION_OPEN = (9, 15)
+
+
+class FeedLike(Protocol):
+    """What the hub needs from ``trading.dhan.feed.FeedClient`` (a replay source can fake it)."""
+
+    state: str
+    error: Exception | None
+
+    def subscribe(self, instruments: Iterable[str], mode: FeedMode | str | int) -> None: ...
+    def unsubscribe(self, instruments: Iterable[str]) -> None: ...
+    def start(self) -> object: ...
+    def stop(self, timeout: float = 10.0) -> None: ...
+    def stats(self) -> Any: ...
+
+
+FeedFactory = Callable[..., FeedLike]
+"""``factory(on_packets, frame_hook=...) -> FeedLike`` (FeedClient.from_settings in production)."""
+
+
+class FeedHubFailed(RuntimeError):
+    """The feed client stopped on a fatal error (auth, data plan, too many instruments)."""
+
+
+@dataclass(slots=True)
+class HubConfig:
+    index_mode: FeedMode = FeedMode.QUOTE  # DHANHQ_WS_MODE: indices and other non-F&O rows
+    env_watchlist: list[str] = field(default_factory=list)  # DHANHQ_WS_WATCHLIST, raw entries
+    refresh_interval: float = 0.5  # subscriptions re-read from the DB (the 1 s promise)
+    loop_interval: float = 0.25
+    stale_after: float = 5.0
+    down_after: float = 30.0
+    state_interval: float = 1.0  # health / heartbeat / subscriptions written to kv
+    log_interval: float = 30.0  # the heartbeat log line
+    timeframes: tuple[int, ...] = (60, 300)
+    seed_candles: bool = True
+    market_open: Callable[[], bool] = nse_market_open
+    # The market clock for candle closing; None = carried by the ticks (latest exchange time).
+    market_clock: Callable[[], float] | None = None
+    name: str = "feed_hub"
+
+
+@dataclass(slots=True)
+class _Counters:
+    packets: int = 0
+    ticks: int = 0
+    published: int = 0
+    publish_batches: int = 0
+    store_errors: int = 0
+    candles: int = 0
+    subscription_changes: int = 0
+    lag_sum: float = 0.0  # receive -> published, seconds, since the last log line
+    lag_max: float = 0.0
+    lag_n: int = 0
+
+
+class FeedHub:
+    """See the module docstring. ``run(stop)`` is the whole life of one hub."""
+
+    def __init__(
+        self,
+        realtime: Realtime,
+        *,
+        feed_factory: FeedFactory,
+        rest: Any | None = None,
+        config: HubConfig | None = None,
+        recorder: Any | None = None,
+        clock: Callable[[], float] = time.time,
+    ) -> None:
+        self.realtime = realtime
+        self.config = config or HubConfig()
+        self.rest = rest
+        self.recorder = recorder
+        self.clock = clock
+        self._feed_factory = feed_factory
+        self.feed: FeedLike | None = None
+        self.merger = TickMerger()
+        self.candles = CandleBuilder(self.config.timeframes)
+        self.health = FeedHealth(self.config.stale_after, self.config.down_after)
+        self.heartbeat = Heartbeat(realtime.kv, self.config.name)
+        self.counters = _Counters()
+        self.env_keys = parse_watchlist(self.config.env_watchlist)
+        self.subscribed: dict[str, FeedMode] = {}
+        self.watched: frozenset[str] = frozenset()
+        self.last_error: str | None = None
+        self._candle_lock = threading.Lock()  # the builder: dispatcher thread vs seeding
+        self._pending: dict[str, TickRecord] = {}
+        self._pending_lock = threading.Lock()
+        self._pending_events: deque[Candle] = deque(maxlen=10_000)
+        self._wake_writer = threading.Event()
+        self._writer: threading.Thread | None = None
+        self._stopping = threading.Event()
+        self._store_ok = True
+        self._store_error: str | None = None
+        self._resync_store = False
+        self._last_index_tick: dict[str, float | None] = {}
+        self._market_time = 0.0  # latest exchange time seen (epoch s)
+        self._last_tick_at: float | None = None
+        self._seed_due = self.config.seed_candles
+        self._gap = False  # connections were down since the last seeding
+        self._next_refresh = 0.0
+        self._next_state = 0.0
+        self._next_log = 0.0
+        self._log_mark = (0.0, 0)  # (time, ticks) at the last log line
+
+    # -- the Component interface -------------------------------------------------------------
+
+    def run(self, stop: threading.Event) -> None:
+        """Start, loop until ``stop`` is set, shut down. Raises FeedHubFailed on a fatal feed
+        error (the supervisor restarts with backoff; run_feed_hub exits non-zero)."""
+        self.start()
+        try:
+            while not stop.is_set():
+                self.step()
+                feed = self.feed
+                if feed is not None and feed.state == "failed":
+                    raise FeedHubFailed(f"feed client failed: {feed.error}")
+                stop.wait(self.config.loop_interval)
+        finally:
+            self.shutdown()
+
+    def start(self) -> None:
+        """Validate the watchlist, warm the merger from the store, subscribe, start threads.
+
+        Raises WatchlistError (a malformed entry, named) before anything is started.
+        """
+        wanted, watched = self._desired(strict=True)
+        self._warm(wanted)
+        hook = self.recorder.write if self.recorder is not None else None
+        self.feed = self._feed_factory(self._on_packets, frame_hook=hook)
+        self._apply(wanted, watched)
+        self._writer = threading.Thread(
+            target=self._write_loop, name="feed-hub-writer", daemon=True
+        )
+        self._writer.start()
+        self.feed.start()
+        now = self.clock()
+        self._next_log = now + self.config.log_interval
+        self._log_mark = (now, 0)
+        logger.info(
+            "feed hub started: %d instruments (%d watchlisted), index mode %s",
+            len(self.subscribed),
+            len(self.watched),
+            self.config.index_mode.name.lower(),
+        )
+
+    def shutdown(self, timeout: float = 4.0) -> None:
+        """Stop the feed, flush what is pending, stop the writer; bounded by ``timeout``."""
+        deadline = time.monotonic() + timeout
+        if self.feed is not None:
+            self.feed.stop(timeout=max(0.5, timeout / 2))
+        self._stopping.set()
+        self._wake_writer.set()
+        if self._writer is not None:
+            self._writer.join(max(0.1, deadline - time.monotonic()))
+        if self.recorder is not None:
+            self.recorder.close()
+        try:
+            self.heartbeat.beat("stopped", **self._heartbeat_fields())
+        except Exception as exc:  # a dead Redis must not turn a clean stop into a crash
+            logger.warning("feed hub: last heartbeat not written: %s", exc)
+        logger.info("feed hub stopped: %s", self._summary())
+
+    # -- one pass of the loop ----------------------------------------------------------------
+
+    def step(self) -> None:
+        """Refresh subscriptions, seed/advance candles, evaluate health, write state."""
+        now = self.clock()
+        if now >= self._next_refresh:
+            self._next_refresh = now + self.config.refresh_interval
+            self.refresh_subscriptions()
+        if self._seed_due and self.rest is not None:
+            self._seed_due = False
+            self.seed_candles()
+        self._advance_candles()
+        self._observe_health(now)
+        if now >= self._next_state:
+            self._next_state = now + self.config.state_interval
+            self._write_state(now)
+        if now >= self._next_log:
+            self._next_log = now + self.config.log_interval
+            self._log_line(now)
+
+    def refresh_subscriptions(self) -> bool:
+        """Diff the database's wanted set against the subscriptions; True when it changed.
+        A database error is logged and retried next pass (the current set stays)."""
+        from django.db import close_old_connections
+
+        close_old_connections()
+        try:
+            wanted, watched = self._desired(strict=False)
+        except Exception as exc:
+            self.last_error = f"subscription refresh failed: {exc}"
+            logger.warning(
+                "feed hub: %s (keeping %d subscriptions)", self.last_error, len(self.subscribed)
+            )
+            return False
+        return self._apply(wanted, watched)
+
+    # -- subscriptions -----------------------------------------------------------------------
+
+    def _desired(self, *, strict: bool) -> tuple[dict[str, FeedMode], frozenset[str]]:
+        wanted, watched = desired_subscriptions(self.env_keys, self.config.index_mode)
+        good: dict[str, FeedMode] = {}
+        for key, mode in wanted.items():
+            try:
+                (normal,) = parse_watchlist([key], source="watchlist/position")
+            except ValueError as exc:
+                if strict:
+                    raise
+                logger.error("feed hub: skipping %s", exc)
+                continue
+            good[normal] = mode
+        return good, watched
+
+    def _apply(self, wanted: dict[str, FeedMode], watched: frozenset[str]) -> bool:
+        feed = self.feed
+        assert feed is not None
+        current = self.subscribed
+        # Watchlisted instruments stay even if a row was just deactivated in the same pass as
+        # a position closing: ``wanted`` already holds every watchlisted key.
+        removed = [key for key in current if key not in wanted]
+        by_mode: dict[FeedMode, list[str]] = {}
+        for key, mode in wanted.items():
+            if current.get(key) != mode:
+                by_mode.setdefault(mode, []).append(key)
+        if not removed and not by_mode:
+            self.watched = watched
+            return False
+        if removed:
+            feed.unsubscribe(removed)
+        for mode, keys in by_mode.items():
+            feed.subscribe(keys, mode)
+        self.subscribed = dict(wanted)
+        self.watched = watched
+        for key in removed:
+            self._last_index_tick.pop(key, None)
+        for key in wanted:
+            if key.startswith(INDEX_SEGMENT + ":"):
+                self._last_index_tick.setdefault(key, None)
+        self.counters.subscription_changes += 1
+        added = sum(len(v) for v in by_mode.values())
+        if current:  # the first subscription is logged by start()
+            logger.info(
+                "feed hub: subscriptions %d (+%d -%d)%s",
+                len(wanted),
+                added,
+                len(removed),
+                f", removed {', '.join(removed[:5])}" if removed else "",
+            )
+        self._write_subscriptions()
+        return True
+
+    def _warm(self, wanted: dict[str, FeedMode]) -> None:
+        """Load the store's latest records so a first zero-LTP tick after a restart cannot
+        clobber a good price and sequence numbers keep increasing."""
+        try:
+            self.merger.load(self.realtime.ticks.get_many(list(wanted)).values())
+        except StoreUnavailable as exc:
+            self._store_down(exc)
+
+    # -- the dispatcher thread ---------------------------------------------------------------
+
+    def _on_packets(self, packets: list[Packet]) -> None:
+        """FeedClient callback (dispatcher thread), one frame's packets: merge, queue, candles."""
+        records = self.merger.merge(packets)
+        if not records:
+            return
+        counters = self.counters
+        counters.packets += len(packets)
+        counters.ticks += len(records)
+        pending = self._pending
+        with self._pending_lock:
+            for record in records:
+                pending[record.key] = record
+        self._wake_writer.set()
+        last = records[-1]
+        self._last_tick_at = last.receive_time
+        closed: list[Candle] = []
+        for record in records:
+            key = record.key
+            if key.startswith("IDX_I:"):
+                self._last_index_tick[key] = record.receive_time
+                exchange_time = record.exchange_time
+                if exchange_time is not None and record.ltp > 0:
+                    if exchange_time > self._market_time:
+                        self._market_time = exchange_time
+                    with self._candle_lock:
+                        closed.extend(self.candles.on_tick(key, record.ltp, exchange_time))
+            elif record.exchange_time is not None and record.exchange_time > self._market_time:
+                self._market_time = record.exchange_time
+        if closed:
+            self._pending_events.extend(closed)
+
+    def ingest_frame(self, data: bytes, received: float) -> None:
+        """Decode one raw frame and process it as if it came from the feed (replay)."""
+        self._on_packets(decode_frame(data, datetime.fromtimestamp(received, UTC)))
+
+    # -- the writer thread -------------------------------------------------------------------
+
+    def _write_loop(self) -> None:
+        delay = 0.1
+        while True:
+            self._wake_writer.wait(0.5)
+            self._wake_writer.clear()
+            stopping = self._stopping.is_set()
+            try:
+                self.flush()
+                delay = 0.1
+            except StoreUnavailable as exc:
+                self._store_down(exc)
+                if stopping:
+                    logger.warning("feed hub: stopping with the tick store unavailable")
+                    return
+                self._stopping.wait(delay)
+                delay = min(delay * 2, 2.0)
+                self._wake_writer.set()
+                continue
+            except Exception:
+                self.last_error = "writer failed; see the traceback"
+                logger.exception("feed hub: writer pass failed; retrying")
+                self._stopping.wait(delay)
+                continue
+            if stopping:
+                return
+
+    def flush(self) -> int:
+        """Publish everything pending (ticks, then candle events); the number of ticks.
+
+        Raises StoreUnavailable; what was pending stays pending (merged with newer ticks)."""
+        if self._resync_store:
+            self._resync()
+        with self._pending_lock:
+            batch = self._pending
+            self._pending = {}
+        if batch:
+            records = list(batch.values())
+            try:
+                self.realtime.ticks.publish(records)
+            except Exception:
+                with self._pending_lock:
+                    # Newer ticks that arrived meanwhile win over the failed batch.
+                    batch.update(self._pending)
+                    self._pending = batch
+                raise
+            now = time.time()
+            counters = self.counters
+            counters.published += len(records)
+            counters.publish_batches += 1
+            lag = now - records[-1].receive_time
+            counters.lag_sum += lag
+            counters.lag_n += 1
+            if lag > counters.lag_max:
+                counters.lag_max = lag
+        self._publish_candles()
+        if not self._store_ok:
+            self._store_up()
+        return len(batch)
+
+    def _publish_candles(self) -> None:
+        events = self._pending_events
+        kv = self.realtime.kv
+        while events:
+            candle = events[0]
+            payload = candle.as_dict()
+            kv.push_capped(f"candles:{candle.key}:{candle.timeframe}", payload, CANDLE_HISTORY)
+            self.realtime.events.publish("candle", payload)
+            events.popleft()
+            self.counters.candles += 1
+
+    def _store_down(self, exc: Exception) -> None:
+        self.counters.store_errors += 1
+        if self._store_ok:
+            logger.error("feed hub: tick store unavailable: %s", exc)
+        self._store_ok = False
+        self._store_error = str(exc)
+        self._resync_store = True
+
+    def _store_up(self) -> None:
+        logger.info("feed hub: tick store reachable again")
+        self._store_ok = True
+        self._store_error = None
+
+    def _resync(self) -> None:
+        """After an outage: the store may have restarted empty. Re-publish every latest
+        record, the candle history and the subscription set."""
+        snapshot = list(self.merger.snapshot().values())
+        if snapshot:
+            self.realtime.ticks.publish(snapshot)
+        kv = self.realtime.kv
+        with self._candle_lock:
+            histories = {
+                (key, tf): self.candles.history(key, tf)
+                for key in self._last_index_tick
+                for tf in self.config.timeframes
+            }
+        for (key, tf), history in histories.items():
+            name = f"candles:{key}:{tf}"
+            kv.delete(name)
+            for candle in history[-CANDLE_HISTORY:]:
+                kv.push_capped(name, candle.as_dict(), CANDLE_HISTORY)
+        self._write_subscriptions()
+        self._resync_store = False
+        logger.info("feed hub: re-published %d ticks and the candle history", len(snapshot))
+
+    # -- candles -----------------------------------------------------------------------------
+
+    def _advance_candles(self) -> None:
+        clock = self.config.market_clock
+        now = clock() if clock is not None else self._market_time
+        if not now:
+            return
+        with self._candle_lock:
+            closed = self.candles.advance(now)
+        if closed:
+            self._pending_events.extend(closed)
+            self._wake_writer.set()
+
+    def seed_candles(self) -> int:
+        """Fetch today's 1-minute candles of every subscribed index from the intraday chart
+        API and seed the builder (1m, and 5m aggregated). Failures are logged, not raised;
+        returns the number of candles accepted."""
+        from trading.dhan.rest_types import IntradayChartRequest
+
+        market_now = self.config.market_clock() if self.config.market_clock else None
+        now = datetime.fromtimestamp(market_now or self._market_time or time.time(), IST)
+        session_open = now.replace(
+            hour=_SESSION_OPEN[0], minute=_SESSION_OPEN[1], second=0, microsecond=0
+        )
+        if now <= session_open:
+            return 0
+        accepted = 0
+        for key in sorted(self._last_index_tick):
+            security_id = key.partition(":")[2]
+            try:
+                answer = self.rest.intraday_chart(
+                    IntradayChartRequest(
+                        securityId=security_id,
+                        exchangeSegment=INDEX_SEGMENT,
+                        instrument="INDEX",
+                        interval=1,
+                        fromDate=session_open,
+                        toDate=now + timedelta(minutes=1),
+                    )
+                )
+            except Exception as exc:
+                self.last_error = f"candle seeding for {key} failed: {exc}"
+                logger.warning("feed hub: %s", self.last_error)
+                self._seed_due = True  # try again on a later pass
+                continue
+            minutes = [
+                Candle(
+                    key=key,
+                    timeframe=60,
+                    start=bar.timestamp.timestamp(),
+                    open=float(bar.open),
+                    high=float(bar.high),
+                    low=float(bar.low),
+                    close=float(bar.close),
+                    ticks=0,
+                    source="chart",
+                )
+                for bar in answer.candles
+            ]
+            seeds = minutes + [
+                c for tf in self.config.timeframes if tf != 60 for c in aggregate(minutes, tf)
+            ]
+            with self._candle_lock:
+                taken = self.candles.seed(seeds)
+            accepted += len(taken)
+            kv = self.realtime.kv
+            with self._candle_lock:
+                histories = {tf: self.candles.history(key, tf) for tf in self.config.timeframes}
+            try:
+                for tf, history in histories.items():
+                    name = f"candles:{key}:{tf}"
+                    kv.delete(name)
+                    for candle in history[-CANDLE_HISTORY:]:
+                        kv.push_capped(name, candle.as_dict(), CANDLE_HISTORY)
+            except StoreUnavailable as exc:
+                self._store_down(exc)
+        if accepted:
+            logger.info("feed hub: seeded %d candles from the intraday chart API", accepted)
+        return accepted
+
+    # -- health, state, logs -----------------------------------------------------------------
+
+    def _observe_health(self, now: float) -> None:
+        feed = self.feed
+        stats = feed.stats() if feed is not None else None
+        shards = stats.shards if stats is not None else ()
+        obs = FeedObservation(
+            now=now,
+            client_state=feed.state if feed is not None else "stopped",
+            connections=len(shards),
+            connected=sum(1 for s in shards if s.state == "connected"),
+            market_open=self._market_open(),
+            last_index_tick=dict(self._last_index_tick),
+            store_ok=self._store_ok,
+            store_error=self._store_error,
+        )
+        transition = self.health.observe(obs)
+        if obs.connections and obs.connected < obs.connections:
+            self._gap = True
+        if transition is None:
+            return
+        if transition.state == HEALTHY and self._gap and self.config.seed_candles:
+            self._gap = False
+            self._seed_due = True  # backfill the minutes the gap may have cost
+        record = self.health.as_record(now)
+        try:
+            self.realtime.events.publish("feed_health", record)
+            self.realtime.kv.put("health:feed", record, ttl=10.0)
+        except StoreUnavailable as exc:
+            self._store_down(exc)
+
+    def _market_open(self) -> bool:
+        try:
+            return bool(self.config.market_open())
+        except Exception:
+            logger.exception("feed hub: market_open() failed; assuming open")
+            return True
+
+    def _write_state(self, now: float) -> None:
+        try:
+            self.realtime.kv.put("health:feed", self.health.as_record(now), ttl=10.0)
+            self.heartbeat.beat(
+                "running" if self.health.state != DOWN else "degraded", **self._heartbeat_fields()
+            )
+        except StoreUnavailable as exc:
+            self._store_down(exc)
+
+    def _write_subscriptions(self) -> None:
+        try:
+            self.realtime.kv.put(
+                "feed:subscriptions",
+                {
+                    "instruments": {k: m.name.lower() for k, m in self.subscribed.items()},
+                    "at": time.time(),
+                },
+            )
+        except StoreUnavailable as exc:
+            self._store_down(exc)
+
+    def _heartbeat_fields(self) -> dict[str, Any]:
+        feed = self.feed
+        stats = feed.stats() if feed is not None else None
+        c = self.counters
+        return {
+            "connected": bool(stats and any(s.state == "connected" for s in stats.shards)),
+            "last_tick_at": self._last_tick_at,
+            "health": self.health.state,
+            "counts": {
+                "subscriptions": len(self.subscribed),
+                "ticks": c.ticks,
+                "published": c.published,
+                "candles": c.candles,
+                "store_errors": c.store_errors,
+                "dropped_frames": stats.dropped_frames if stats else 0,
+                "bad_packets": stats.bad_packets if stats else 0,
+                "reconnects": stats.reconnects if stats else 0,
+            },
+            "last_error": self.last_error,
+        }
+
+    def _log_line(self, now: float) -> None:
+        then, ticks_then = self._log_mark
+        c = self.counters
+        rate = (c.ticks - ticks_then) / (now - then) if now > then else 0.0
+        self._log_mark = (now, c.ticks)
+        lag_avg = c.lag_sum / c.lag_n * 1000 if c.lag_n else 0.0
+        lag_max = c.lag_max * 1000
+        c.lag_sum, c.lag_n, c.lag_max = 0.0, 0, 0.0
+        logger.info(
+            "feed hub: %s, %.0f ticks/s, %d subscriptions, lag avg %.1f ms max %.1f ms, %s",
+            self.health.state,
+            rate,
+            len(self.subscribed),
+            lag_avg,
+            lag_max,
+            self._summary(),
+        )
+
+    def _summary(self) -> str:
+        c = self.counters
+        feed = self.feed
+        stats = feed.stats() if feed is not None else None
+        dropped = stats.dropped_frames if stats else 0
+        return (
+            f"{c.ticks} ticks, {c.published} published in {c.publish_batches} batches, "
+            f"{c.candles} candles, {dropped} frames dropped, {c.store_errors} store errors"
+        )
+
+
+def hub_from_settings(
+    realtime: Realtime,
+    *,
+    record_dir: str | None = None,
+    market_open: Callable[[], bool] | None = None,
+    market_clock: Callable[[], float] | None = None,
+    rest: Any | None = None,
+    seed_candles: bool = True,
+    stall_timeout: float = 30.0,
+) -> FeedHub:
+    """A hub on the Dhan settings (``DHANHQ_*``): FeedClient.from_settings for the feed, the
+    REST client for candle seeding, ``DHANHQ_WS_MODE`` / ``DHANHQ_WS_WATCHLIST``. Raises
+    WatchlistError for a malformed ``DHANHQ_WS_WATCHLIST`` entry and ImproperlyConfigured
+    without credentials."""
+    from django.conf import settings
+
+    from trading.dhan.feed import FeedClient
+
+    config = HubConfig(
+        index_mode=FeedMode[settings.DHANHQ_WS_MODE.upper()],
+        env_watchlist=list(settings.DHANHQ_WS_WATCHLIST),
+        seed_candles=seed_candles,
+        market_open=market_open or nse_market_open,
+        market_clock=market_clock,
+    )
+    opened = market_open or nse_market_open
+
+    def feed_factory(
+        on_packets: Callable[[list[Packet]], object], frame_hook: Any = None
+    ) -> FeedLike:
+        return FeedClient.from_settings(
+            on_packets,
+            subscribe_watchlist=False,  # the hub subscribes the whole union itself
+            frame_hook=frame_hook,
+            market_open=opened,
+            stall_timeout=stall_timeout,
+        )
+
+    if rest is None and seed_candles:
+        from trading.dhan.rest import DhanRestClient
+
+        rest = DhanRestClient.from_settings()
+    recorder = None
+    if record_dir:
+        from pathlib import Path
+
+        from workers.recorder import FrameRecorder
+
+        recorder = FrameRecorder(Path(record_dir))
+        recorder.start()
+    return FeedHub(realtime, feed_factory=feed_factory, rest=rest, config=config, recorder=recorder)

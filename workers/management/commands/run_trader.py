@@ -1,0 +1,178 @@
+"""``manage.py run_trader``: the whole trader in one process (embedded mode).
+
+Every worker role runs as a supervised thread sharing one in-memory tick store and bus (or
+Redis when ``REDIS_URL`` is set): a crashed component is logged and restarted with backoff,
+SIGTERM/SIGINT stop everything within a few seconds. Adding a component is one
+``supervisor.add(...)`` line in ``components()``.
+
+``--sim`` starts the built-in Dhan simulator in this process, points the Dhan settings at it
+and imports its scrip master into the catalog first, so the trader runs with no account.
+"""
+
+from __future__ import annotations
+
+import logging
+from datetime import date, datetime
+from datetime import time as dtime
+from typing import Any
+
+from django.conf import settings
+from django.core.exceptions import ImproperlyConfigured
+from django.core.management import call_command
+from django.core.management.base import BaseCommand, CommandError, CommandParser
+
+from trading.mode import trading_mode
+from workers.feed_hub import hub_from_settings
+from workers.heartbeat import DbKeyValueStore, Heartbeat
+from workers.order_updates import OrderUpdatesComponent
+from workers.pnl import PnlMonitor
+from workers.subscriptions import WatchlistError, parse_watchlist
+from workers.supervisor import ScheduledJobs, Supervisor
+from workers.ticks import Realtime, realtime_from_settings
+
+logger = logging.getLogger("workers.run_trader")
+
+
+def _hhmm(text: str) -> dtime:
+    try:
+        return dtime.fromisoformat(text)
+    except ValueError:
+        raise CommandError(f"--sim-start must be HH:MM, got {text!r}") from None
+
+
+def _date(text: str) -> date:
+    try:
+        return date.fromisoformat(text)
+    except ValueError:
+        raise CommandError(f"--sim-date must be YYYY-MM-DD, got {text!r}") from None
+
+
+class Command(BaseCommand):
+    help = "Run the trader in one process (embedded mode): every worker as a supervised thread."
+
+    def add_arguments(self, parser: CommandParser) -> None:
+        parser.add_argument("--sim", action="store_true", help="run against the built-in simulator")
+        parser.add_argument("--sim-speed", type=float, default=1.0, help="market s per real s")
+        parser.add_argument("--sim-start", type=_hhmm, default=None, help="market time, HH:MM")
+        parser.add_argument("--sim-date", type=_date, default=None, help="trading date")
+        parser.add_argument("--sim-seed", type=int, default=0)
+        parser.add_argument("--sim-regime", choices=("random", "trend", "flat"), default="random")
+        parser.add_argument("--record", metavar="DIR", help="record raw feed frames (replay_feed)")
+        parser.add_argument("--no-seed", action="store_true", help="no candle seeding from REST")
+
+    def handle(self, *args: Any, **options: Any) -> None:
+        try:
+            parse_watchlist(settings.DHANHQ_WS_WATCHLIST)
+        except WatchlistError as exc:
+            raise CommandError(str(exc)) from None
+        sim = self._start_simulator(options) if options["sim"] else None
+        try:
+            code = self._run(options, sim)
+        finally:
+            if sim is not None:
+                sim.stop()
+        if code:
+            raise CommandError("some components did not stop in time (see the log)")
+
+    def _start_simulator(self, options: dict[str, Any]) -> Any:
+        from trading.dhan.sim.server import SimConfig, Simulator
+
+        config = SimConfig(
+            seed=options["sim_seed"],
+            speed=options["sim_speed"],
+            regime=options["sim_regime"],
+            **({"start": options["sim_start"]} if options["sim_start"] else {}),
+            **({"trading_date": options["sim_date"]} if options["sim_date"] else {}),
+        )
+        sim = Simulator(config).start()
+        # Point every Dhan setting at the simulator for this process only.
+        settings.DHANHQ_BASE_URL = sim.base_url
+        settings.DHANHQ_WS_URL = sim.ws_url
+        settings.DHANHQ_ORDER_WS_URL = sim.order_ws_url
+        settings.DHANHQ_CLIENT_ID = sim.client_id
+        settings.DHANHQ_ACCESS_TOKEN = sim.token
+        settings.INSTRUMENTS_SCRIP_MASTER_URL = sim.scrip_master_url
+        logger.info(
+            "simulator on %s, trading day %s, market time %s at %gx",
+            sim.base_url,
+            sim.market.trading_date,
+            f"{sim.now():%H:%M:%S}",
+            options["sim_speed"],
+        )
+        try:
+            call_command("import_instruments", url=sim.scrip_master_url, verbosity=0)
+        except Exception:
+            sim.stop()
+            raise
+        return sim
+
+    def _run(self, options: dict[str, Any], sim: Any) -> int:
+        mode = trading_mode()
+        logger.info("trading mode: %s (%s)", mode.name.upper(), mode.reason)
+        realtime = realtime_from_settings()
+        if realtime.redis_url is None:
+            # No Redis: the web process (/ready, dashboard) reads heartbeats and feed health
+            # from the database instead of this process's memory.
+            realtime = Realtime(
+                ticks=realtime.ticks, events=realtime.events, kv=DbKeyValueStore(), redis_url=None
+            )
+        market_open = market_clock = None
+        if sim is not None:
+
+            def market_open() -> bool:
+                return sim.clock.is_open(sim.now())
+
+            def market_clock() -> float:
+                return sim.now().timestamp()
+
+        supervisor_beat = Heartbeat(realtime.kv, "run_trader")
+
+        def on_status(status: dict[str, dict]) -> None:
+            states = {name: s["state"] for name, s in status.items()}
+            fields: dict[str, Any] = {"components": status, "mode": mode.name}
+            if sim is not None:
+                fields["market_time"] = f"{sim.now():%Y-%m-%d %H:%M:%S}"
+            supervisor_beat.beat(
+                "running" if all(v == "running" for v in states.values()) else "degraded", **fields
+            )
+
+        supervisor = Supervisor(heartbeat_interval=5.0, log_interval=30.0, on_status=on_status)
+        try:
+            self.components(supervisor, realtime, options, mode.live, market_open, market_clock)
+        except (ImproperlyConfigured, WatchlistError) as exc:
+            raise CommandError(str(exc)) from None
+        started = datetime.now()
+        code = supervisor.run_forever(stop_timeout=4.0)
+        try:
+            supervisor_beat.beat("stopped", components=supervisor.status())
+        except Exception as exc:
+            logger.warning("run_trader: last heartbeat not written: %s", exc)
+        realtime.close()
+        logger.info("run_trader: stopped after %s", datetime.now() - started)
+        return code
+
+    @staticmethod
+    def components(
+        supervisor: Supervisor,
+        realtime: Realtime,
+        options: dict[str, Any],
+        live: bool,
+        market_open: Any,
+        market_clock: Any,
+    ) -> None:
+        """Every component, one line each. The signal and exit engines join here."""
+        supervisor.add(
+            "feed_hub",
+            lambda: hub_from_settings(
+                realtime,
+                record_dir=options["record"],
+                seed_candles=not options["no_seed"],
+                market_open=market_open,
+                market_clock=market_clock,
+            ),
+            critical=True,
+        )
+        supervisor.add("pnl_monitor", lambda: PnlMonitor(realtime))
+        supervisor.add("scheduled_jobs", lambda: ScheduledJobs())
+        if live:
+            supervisor.add("order_updates", lambda: OrderUpdatesComponent(kv=realtime.kv))
