@@ -94,6 +94,9 @@ class SimConfig:
     token: str = "sim-token"  # noqa: S105 (a simulator credential, not a secret)
     ticks_per_second: float = 4.0  # packets per subscribed instrument per real second
     full_speed: bool = False  # stream pre-encoded packets as fast as the socket takes them
+    # With full_speed: cap each feed connection at this many packets per second, sent in 2 ms
+    # slices (benchmarks measure latency at a known rate). 0: as fast as the socket takes them.
+    full_speed_rate: float = 0.0
     # Dhan's SDK reads only the first packet of a frame, so one per frame is the safe default;
     # more exercises clients that walk a frame by the length field (PROTOCOL.md 2.4).
     packets_per_frame: int = 1
@@ -988,6 +991,9 @@ class Simulator:
         next_tick = time.monotonic()
         last_ping = time.monotonic()
         batch_version, batch, batch_frames = -1, b"", 0
+        chunks: list[bytes] = []
+        chunk_index, paced_sent, paced_start = 0, 0, 0.0
+        rate = self.config.full_speed_rate
         while not ws.closed.is_set() and not self._stop.is_set():
             now = time.monotonic()
             if faults.drop_after is not None and now - conn.opened >= faults.drop_after:
@@ -1021,9 +1027,25 @@ class Simulator:
                         batch_version = conn.version
                         subs = dict(conn.subs)
                     batch, batch_frames = self._full_speed_batch(subs)
+                    if rate:
+                        chunks = self._paced_chunks(subs, rate)
+                        chunk_index, paced_sent, paced_start = 0, 0, time.monotonic()
                 if not batch:
                     conn.wake.wait(0.05)
                     conn.wake.clear()
+                    continue
+                if rate:
+                    # Send one 2 ms slice, then sleep until the rate says the next one is due.
+                    chunk = chunks[chunk_index]
+                    chunk_index = (chunk_index + 1) % len(chunks)
+                    if not ws.send_raw(chunk):
+                        return
+                    per_chunk = max(1, round(rate * 0.002))
+                    paced_sent += per_chunk
+                    self.stats["feed_packets_sent"] += per_chunk
+                    pause = paced_start + paced_sent / rate - time.monotonic()
+                    if pause > 0:
+                        time.sleep(pause)
                     continue
                 if not ws.send_raw(batch):
                     return
@@ -1121,8 +1143,8 @@ class Simulator:
 
     _FULL_SPEED_ROUNDS = 16  # distinct market seconds cycled through per instrument
 
-    def _full_speed_batch(self, subs: dict[str, FeedMode]) -> tuple[bytes, int]:
-        """Pre-encoded frames for ``subs`` over a few market seconds, sent again and again."""
+    def _full_speed_packets(self, subs: dict[str, FeedMode]) -> list[bytes]:
+        """Packets for ``subs`` over a few market seconds: full speed sends them again and again."""
         start = self.now()
         packets: list[bytes] = []
         with self._lock:
@@ -1130,7 +1152,24 @@ class Simulator:
                 t = min(start + timedelta(seconds=i), self.clock.close_at - timedelta(seconds=1))
                 for key, mode in subs.items():
                     packets.extend(self._packets(key, mode, t))
+        return packets
+
+    def _full_speed_batch(self, subs: dict[str, FeedMode]) -> tuple[bytes, int]:
+        """Pre-encoded frames for ``subs`` (see ``_full_speed_packets``) and their count."""
+        packets = self._full_speed_packets(subs)
         return self._frames(packets), len(packets)
+
+    def _paced_chunks(self, subs: dict[str, FeedMode], rate: float) -> list[bytes]:
+        """The full-speed packets as frames grouped into 2 ms slices at ``rate`` packets/s
+        (the last slice is padded from the start so every slice has the same count)."""
+        packets = self._full_speed_packets(subs)
+        if not packets:
+            return [b""]
+        per_chunk = max(1, round(rate * 0.002))
+        frames = [frame(OP_BINARY, p) for p in packets]
+        while len(frames) % per_chunk:
+            frames.extend(frames[: per_chunk - len(frames) % per_chunk])
+        return [b"".join(frames[i : i + per_chunk]) for i in range(0, len(frames), per_chunk)]
 
     # -- order updates -------------------------------------------------------------------------
 
