@@ -157,6 +157,7 @@ class FeedHub:
         self._last_tick_at: float | None = None
         self._seed_due = self.config.seed_candles
         self._gap = False  # connections were down since the last seeding
+        self._reconnects_seen = 0
         self._next_refresh = 0.0
         self._next_state = 0.0
         self._next_log = 0.0
@@ -548,6 +549,9 @@ class FeedHub:
         feed = self.feed
         stats = feed.stats() if feed is not None else None
         shards = stats.shards if stats is not None else ()
+        reconnects = stats.reconnects if stats is not None else 0
+        reconnected = max(0, reconnects - self._reconnects_seen)
+        self._reconnects_seen = reconnects
         obs = FeedObservation(
             now=now,
             client_state=feed.state if feed is not None else "stopped",
@@ -557,9 +561,10 @@ class FeedHub:
             last_index_tick=dict(self._last_index_tick),
             store_ok=self._store_ok,
             store_error=self._store_error,
+            reconnected=reconnected,
         )
         transition = self.health.observe(obs)
-        if obs.connections and obs.connected < obs.connections:
+        if reconnected or (obs.connections and obs.connected < obs.connections):
             self._gap = True
         if transition is None:
             return

@@ -37,6 +37,9 @@ class FeedObservation:
     last_index_tick: dict[str, float | None]  # subscribed index key -> receive time of last tick
     store_ok: bool = True
     store_error: str | None = None
+    # Reconnections since the previous observation: a drop shorter than the observation
+    # interval would otherwise never be seen (the ticks it cost are still missing).
+    reconnected: int = 0
 
 
 @dataclass(slots=True)
@@ -80,6 +83,8 @@ class FeedHealth:
             reasons.append(
                 f"{obs.connections - obs.connected} of {obs.connections} connections down"
             )
+        if obs.reconnected:
+            reasons.append(f"{obs.reconnected} feed reconnection(s) since the last check")
         if not obs.store_ok:
             reasons.append(f"tick store unavailable ({obs.store_error or 'error'})")
         if obs.market_open:

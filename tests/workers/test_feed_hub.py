@@ -6,6 +6,7 @@ Every wait is bounded and polls (``wait_until``); nothing asserts on how fast.
 from __future__ import annotations
 
 import threading
+import uuid
 from collections.abc import Callable, Iterator
 from datetime import UTC, datetime
 from typing import Any
@@ -176,9 +177,10 @@ def open_position(option: Derivative, status: str = "active") -> PositionTracker
 
 def test_ticks_for_the_watchlist_indices_appear_in_redis(sim, redis_url, running):
     seed_watchlist()
-    realtime = redis_realtime(redis_url, "t-wl:")
+    prefix = f"t-wl-{uuid.uuid4().hex[:8]}:"  # nothing left by an earlier run can answer
+    realtime = redis_realtime(redis_url, prefix)
     run = running(make_hub(sim, realtime))
-    reader = RedisTickStore(redis_url, prefix="t-wl:")
+    reader = RedisTickStore(redis_url, prefix=prefix)
     got = wait_until(
         lambda: (r := reader.get_many(INDICES)) and len(r) == 4 and r, "ticks for the 4 indices"
     )
@@ -193,7 +195,7 @@ def test_ticks_for_the_watchlist_indices_appear_in_redis(sim, redis_url, running
     assert subscriptions is not None and set(subscriptions["instruments"]) == set(INDICES)
     wait_until(
         lambda: (
-            (h := RedisKeyValueStore(redis_url, prefix="t-wl:").get("health:feed"))
+            (h := RedisKeyValueStore(redis_url, prefix=prefix).get("health:feed"))
             and h["state"] == HEALTHY
         ),
         "health healthy in redis",

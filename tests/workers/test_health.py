@@ -97,3 +97,13 @@ def test_observe_returns_the_transition_and_the_record_describes_the_state():
     assert health.observe(obs(101.0)) is None
     record = health.as_record(101.0)
     assert record == {"state": HEALTHY, "since": 100.0, "reason": health.reason, "at": 101.0}
+
+
+def test_a_drop_shorter_than_the_check_interval_still_shows_as_stale_once():
+    health = FeedHealth()
+    health.observe(obs(100.0))
+    health.observe(obs(100.25, reconnected=1))  # connected again by the time we looked
+    assert health.state == STALE
+    assert "1 feed reconnection(s) since the last check" in health.reason
+    health.observe(obs(100.5))
+    assert health.state == HEALTHY

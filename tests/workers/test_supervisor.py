@@ -396,7 +396,10 @@ T0 = datetime(2025, 1, 10, 7, 59, tzinfo=IST)  # a Friday
 
 
 @pytest.fixture
-def app() -> Celery:
+def app(monkeypatch: pytest.MonkeyPatch) -> Celery:
+    # These jobs touch no database; an earlier test's connection object must not make
+    # close_old_connections() query it (pytest-django refuses database access here).
+    monkeypatch.setattr("django.db.close_old_connections", lambda: None)
     app = Celery("test-supervisor", set_as_current=False)
     app.conf.timezone = "Asia/Kolkata"
     app.conf.enable_utc = False
@@ -412,7 +415,10 @@ def app() -> Celery:
         app.calls.append(("fail",))  # type: ignore[attr-defined]
         raise ValueError("scrip master unreachable")
 
-    @app.task(shared=False, name="instruments.tasks.refresh_catalog")
+    # Not the real task's name: instruments.tasks registers refresh_catalog as a shared task,
+    # which every Celery app (this one too) picks up, so that name would reach the real
+    # import (and try to download the scrip master).
+    @app.task(shared=False, name="t.refresh")
     def refresh() -> str:
         app.calls.append(("refresh",))  # type: ignore[attr-defined]
         return "ok"
@@ -506,7 +512,7 @@ def test_the_catalog_refresh_crontab_runs_at_0800_ist_on_weekdays_only(app):
     entry = settings.CELERY_BEAT_SCHEDULE["refresh-instrument-catalog"]
     original = entry["schedule"]
     now = FakeNow(T0)  # Friday 07:59 IST
-    jobs = ScheduledJobs({"refresh": entry}, app=app, now=now)
+    jobs = ScheduledJobs({"refresh": {**entry, "task": "t.refresh"}}, app=app, now=now)
 
     jobs.run_pending()
     assert app.calls == []
