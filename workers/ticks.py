@@ -39,7 +39,7 @@ from collections import deque
 from collections.abc import Callable, Iterable, Sequence
 from dataclasses import dataclass
 from datetime import datetime
-from itertools import chain, compress
+from itertools import compress
 from operator import attrgetter, is_not
 from typing import TYPE_CHECKING, Any, Protocol
 from zoneinfo import ZoneInfo
@@ -126,9 +126,18 @@ class TickRecord:
     bid_qty: int | None = None
     ask: float | None = None
     ask_qty: int | None = None
-    # 5 levels, level 1 first, each (bid_qty, ask_qty, bid_orders, ask_orders, bid_price,
-    # ask_price): the wire order of a full packet's depth.
-    depth: tuple[tuple[int, int, int, int, float, float], ...] | None = None
+    # A full packet's 5 depth levels as the packet's own 100 bytes (Dhan's wire layout,
+    # little-endian, level 1 first): decoding and formatting 30 numbers per tick would cost
+    # more than the rest of the record together, and most consumers only read best bid/ask
+    # (``bid``, ``ask`` ...). ``depth`` decodes it on access; ``encode_depth`` builds it.
+    depth_raw: bytes | None = None
+
+    @property
+    def depth(self) -> tuple[tuple[int, int, int, int, float, float], ...] | None:
+        """The 5 levels, level 1 first, each (bid_qty, ask_qty, bid_orders, ask_orders,
+        bid_price, ask_price); None when no full packet was seen."""
+        raw = self.depth_raw
+        return None if raw is None else tuple(_iter_depth(raw))
 
     def to_bytes(self) -> bytes:
         """Compact JSON array in field order, trailing nulls left out (readable in redis-cli).
@@ -201,8 +210,6 @@ _tail_fields = attrgetter(*_FIELD_NAMES[5:-1])  # ltq .. ask_qty
 _INT_TAIL = frozenset({"ltq", "volume", "oi", "bid_qty", "ask_qty"})
 _TAIL_FORMATS = tuple("%d" if name in _INT_TAIL else "%.7g" for name in _FIELD_NAMES[5:-1])
 _NONES = (None,) * len(_TAIL_FORMATS)
-_DEPTH_LEVEL_FORMAT = "[%d,%d,%d,%d,%.7g,%.7g]"
-_DEPTH5_FORMAT = ",[" + ",".join([_DEPTH_LEVEL_FORMAT] * 5) + "]"
 # (which tail fields are set, has depth) -> one %-format for all of them. At most 2 * 2**13
 # shapes exist and real records come in a handful (ticker, quote, quote + oi, full ...).
 _tail_formats: dict[tuple[tuple[bool, ...], bool], str] = {}
@@ -222,7 +229,7 @@ def _tail(record: TickRecord) -> str:
     """The optional fields after receive_time, each with its leading comma, trailing nulls
     left out: one C-level pass to see which are set, then one cached %-format."""
     values = _tail_fields(record)
-    depth = record.depth
+    depth = record.depth_raw
     present = tuple(map(is_not, values, _NONES))
     if depth is None:
         if not any(present):
@@ -230,14 +237,14 @@ def _tail(record: TickRecord) -> str:
         fmt = _tail_formats.get((present, False)) or _tail_format(present, False)
         return fmt % tuple(compress(values, present))
     fmt = _tail_formats.get((present, True)) or _tail_format(present, True)
-    text = fmt % tuple(compress(values, present))
-    if len(depth) == 5:
-        return text + _DEPTH5_FORMAT % tuple(chain.from_iterable(depth))
-    return text + ",[" + ",".join(_DEPTH_LEVEL_FORMAT % level for level in depth) + "]"
+    return fmt % tuple(compress(values, present)) + ',"' + depth.hex() + '"'
+
 
 
 def _json_bytes(record: TickRecord) -> bytes:
     values = list(_all_fields(record))
+    if isinstance(values[-1], bytes | bytearray):
+        values[-1] = values[-1].hex()  # depth_raw travels as hex, as in to_bytes
     while len(values) > _MIN_FIELDS and values[-1] is None:
         values.pop()
     return json.dumps(values, separators=(",", ":")).encode()
@@ -268,23 +275,15 @@ def _check_opt_float(value: object) -> object:
     return float(value) if type(value) is float or type(value) is int else _BAD  # type: ignore[arg-type]
 
 
-def _check_depth(value: object) -> object:
+def _check_depth_raw(value: object) -> object:
     if value is None:
         return None
-    if type(value) is not list:
+    if type(value) is not str or len(value) != 2 * _DEPTH_BYTES:
         return _BAD
-    levels = []
-    for level in value:
-        if type(level) is not list or len(level) != 6:
-            return _BAD
-        ints = level[:4]
-        prices = level[4:]
-        if any(type(v) is not int for v in ints):
-            return _BAD
-        if any(type(v) is not float and type(v) is not int for v in prices):
-            return _BAD
-        levels.append((*ints, float(prices[0]), float(prices[1])))
-    return tuple(levels)
+    try:
+        return bytes.fromhex(value)
+    except ValueError:
+        return _BAD
 
 
 _CHECKS: tuple[Callable[[object], object], ...] = tuple(
@@ -294,7 +293,7 @@ _CHECKS: tuple[Callable[[object], object], ...] = tuple(
         "ltp": _check_float,
         "exchange_time": _check_opt_float,
         "receive_time": _check_float,
-        "depth": _check_depth,
+        "depth_raw": _check_depth_raw,
     }.get(name, _check_opt_int if name in _INT_TAIL else _check_opt_float)
     for name in _FIELD_NAMES
 )
@@ -397,13 +396,13 @@ class TickMerger:
                 record.close = packet.close
                 if kind is FullTick:
                     record.oi = packet.oi
-                    depth = tuple(_iter_depth(packet.depth_raw))
-                    record.depth = depth  # type: ignore[assignment]
-                    best = depth[0]
-                    record.bid_qty = best[0]
-                    record.ask_qty = best[1]
-                    record.bid = best[4]
-                    record.ask = best[5]
+                    raw = packet.depth_raw
+                    record.depth_raw = raw
+                    bid_qty, ask_qty, _, _, bid, ask = _unpack_level(raw)
+                    record.bid_qty = bid_qty
+                    record.ask_qty = ask_qty
+                    record.bid = bid
+                    record.ask = ask
             elif kind is OpenInterest:
                 record.oi = packet.oi
             else:
@@ -445,7 +444,19 @@ def _code(segment: str, security_id: int) -> int:
 
 
 # The 5 depth levels of a full packet, each already in the record's tuple order.
-_iter_depth = struct.Struct("<IIHHff").iter_unpack
+_DEPTH_LEVEL = struct.Struct("<IIHHff")
+_DEPTH_BYTES = 5 * _DEPTH_LEVEL.size
+_iter_depth = _DEPTH_LEVEL.iter_unpack
+_unpack_level = _DEPTH_LEVEL.unpack_from
+
+
+def encode_depth(levels: Iterable[tuple[int, int, int, int, float, float]]) -> bytes:
+    """5 levels (bid_qty, ask_qty, bid_orders, ask_orders, bid_price, ask_price) -> the
+    100-byte ``depth_raw`` of a TickRecord (what a full packet carries)."""
+    raw = b"".join(_DEPTH_LEVEL.pack(*level) for level in levels)
+    if len(raw) != _DEPTH_BYTES:
+        raise ValueError(f"depth needs 5 levels, got {len(raw) // _DEPTH_LEVEL.size}")
+    return raw
 
 
 # ---------------------------------------------------------------------------------------------

@@ -45,6 +45,7 @@ from workers.ticks import (
     StoreUnavailable,
     TickMerger,
     TickRecord,
+    encode_depth,
     realtime_from_settings,
 )
 
@@ -111,10 +112,11 @@ def test_a_full_record_round_trips_with_depth_and_nulls_in_between() -> None:
         bid_qty=10,
         ask=101.5,
         ask_qty=20,
-        depth=depth,
+        depth_raw=encode_depth(depth),
     )
     back = TickRecord.from_bytes(rec.to_bytes())
     assert back == rec
+    assert back.depth == depth
     assert json.loads(rec.to_bytes())[8] is None  # oi written as null, not dropped
 
 
@@ -139,8 +141,8 @@ def test_nan_and_infinite_values_still_give_parseable_bytes() -> None:
         (b'["NSE_FNO:1",1,null,null,1.0]', "'ltp'"),
         (
             b'["NSE_FNO:1",1,2.0,null,1.0,null,null,null,null,null,null,null,null,null,null,null,'
-            b"null,null,[[1,2,3]]]",
-            "'depth'",
+            b'null,null,"00ff"]',
+            "'depth_raw'",
         ),
     ],
 )
@@ -436,7 +438,9 @@ def test_redis_store_round_trips_records_and_values_are_readable(
     import redis
 
     depth = tuple((1, 2, 3, 4, 99.5, 100.5) for _ in range(5))
-    tick_store.publish([record("NSE_FNO:1", 1, 10.0), record("NSE_FNO:2", 7, 20.0, depth=depth)])
+    tick_store.publish(
+        [record("NSE_FNO:1", 1, 10.0), record("NSE_FNO:2", 7, 20.0, depth_raw=encode_depth(depth))]
+    )
     assert tick_store.get("NSE_FNO:1").ltp == 10.0
     assert tick_store.get("NSE_FNO:9") is None
     many = tick_store.get_many(["NSE_FNO:1", "NSE_FNO:2", "NSE_FNO:9"])
