@@ -2,9 +2,10 @@
 
 Today: migrate a demo database, start the built-in Dhan simulator on loopback, import its scrip
 master over HTTP into the catalog (so expiries are current), then drive the Dhan adapter the way
-the trading engine will: REST (funds, quotes, option chain), the market feed (ticks with depth)
-and a one-lot order round trip with its order updates. Later issues turn it into a full
-paper-trading session.
+the trading engine will: REST (funds, quotes, option chain); the realtime core (the feed hub and
+the PnL monitor on the in-memory cache and bus for 5 s, with one paper position on the ATM call:
+ticks with depth, index candles, feed health, live PnL); and a one-lot order round trip with its
+order updates. Later issues turn it into a full paper-trading session.
 """
 
 from __future__ import annotations
@@ -75,7 +76,6 @@ def _wait(condition: Any, timeout: float = 10.0) -> bool:
 def _with_simulator(
     sim: Simulator, call_command: Any, CommandError: type[Exception], catalog: Any, timezone: Any
 ) -> int:
-    from trading.dhan.feed import FeedClient
     from trading.dhan.order_updates import OrderUpdateClient
     from trading.dhan.ratelimit import InProcessRateLimiter, load_limits
     from trading.dhan.rest import DhanRestClient
@@ -136,33 +136,10 @@ def _with_simulator(
                 f"{pe.top_bid_price:>9} {pe.top_ask_price:>9}"
             )
 
-        step("market feed: NIFTY (ticker) and the ATM call (full depth) for 3 seconds")
-        seen: dict[str, Any] = {}
-        counts = {"packets": 0}
-
-        def on_packets(packets: list[Any]) -> None:
-            for packet in packets:
-                counts["packets"] += 1
-                if hasattr(packet, "ltp"):
-                    seen[packet.key] = packet
-
-        feed = FeedClient(
-            sim.ws_url, sim.client_id, lambda: sim.token, on_packets, market_open=lambda: True
-        )
-        feed.subscribe([nifty.key], "ticker")
-        feed.subscribe([call.key], "full")
-        feed.start()
-        time.sleep(3)
-        feed.stop()
-        print(f"{counts['packets']} packets decoded")
-        for key, tick in seen.items():
-            depth = ""
-            if getattr(tick, "depth", None):
-                best = tick.depth[0]
-                depth = (
-                    f", best bid {best.bid_price:.2f} x {best.bid_qty}, ask {best.ask_price:.2f}"
-                )
-            print(f"{key}: LTP {tick.ltp:.2f} at {tick.exchange_time:%H:%M:%S} IST{depth}")
+        step("realtime core: feed hub + PnL monitor for 5 s (what run_trader runs)")
+        code = _realtime(sim, rest, call)
+        if code:
+            return code
 
         step("orders: a one-lot round trip on the simulator's own matching engine")
         print(
@@ -217,6 +194,105 @@ def _with_simulator(
 
     step("done")
     print("Run `make test` for the full suite (starts throwaway PostgreSQL and Redis).")
+    return 0
+
+
+def _realtime(sim: Simulator, rest: Any, call: Any) -> int:
+    """The feed hub and the PnL monitor on the in-memory cache and bus, with one paper
+    position on the ATM call: ticks in the cache, index candles, feed health, live PnL."""
+    import threading
+
+    from trading.dhan.feed import FeedClient
+    from trading.dhan.feed_codec import FeedMode
+    from trading.dhan.rest_types import MarketQuoteRequest
+    from trading.models import PositionTracker
+    from workers.feed_hub import FeedHub, HubConfig
+    from workers.pnl import PnlCache, PnlMonitor
+    from workers.ticks import MemoryEventBus, MemoryKeyValueStore, MemoryTickStore, Realtime
+
+    realtime = Realtime(ticks=MemoryTickStore(), events=MemoryEventBus(), kv=MemoryKeyValueStore())
+    candles = realtime.events.subscribe(["candle"])
+    # A leftover from an interrupted demo must not be subscribed or priced again.
+    PositionTracker.objects.filter(status="active").update(status="exited")
+    book = rest.quote_full(MarketQuoteRequest({"NSE_FNO": [int(call.security_id)]}))
+    ask = book.get("NSE_FNO", int(call.security_id)).depth.sell[0].price
+    position = PositionTracker.objects.create(
+        derivative=call,
+        exchange_segment=call.exchange_segment,
+        security_id=call.security_id,
+        status="active",
+        quantity=call.lot_size,
+        entry_price=ask,
+    )
+    print(f"paper position #{position.pk}: {call.lot_size} x {call.trading_symbol} at {ask}")
+
+    def feed(on_packets: Any, **hooks: Any) -> FeedClient:
+        return FeedClient(
+            sim.ws_url,
+            sim.client_id,
+            lambda: sim.token,
+            on_packets,
+            market_open=lambda: True,
+            **hooks,
+        )
+
+    hub = FeedHub(
+        realtime,
+        feed_factory=feed,
+        rest=rest,
+        config=HubConfig(
+            index_mode=FeedMode.TICKER,
+            market_open=lambda: sim.clock.is_open(sim.now()),
+            market_clock=lambda: sim.now().timestamp(),
+        ),
+    )
+    monitor = PnlMonitor(realtime)
+    stop = threading.Event()
+    threads = [threading.Thread(target=c.run, args=(stop,)) for c in (hub, monitor)]
+    for thread in threads:
+        thread.start()
+    try:
+        time.sleep(5)
+    finally:
+        stop.set()
+        for thread in threads:
+            thread.join(10)
+    print(f"subscribed: {', '.join(sorted(hub.subscribed))}")
+    print(f"{hub.counters.ticks} ticks merged into the cache; feed health: {hub.health.state}")
+    for key in sorted(hub.subscribed):
+        record = realtime.ticks.get(key)
+        if record is None:
+            continue
+        extra = ""
+        if record.bid is not None:
+            extra = f", bid {record.bid:.2f} x {record.bid_qty}, ask {record.ask:.2f}"
+        moment = record.exchange_datetime
+        at = f"{moment:%H:%M:%S}" if moment else "no trade"
+        print(f"  {key}: LTP {record.ltp:.2f} at {at} IST (seq {record.seq}){extra}")
+    closed = []
+    while (event := candles.get(0)) is not None:
+        closed.append(event[1])
+    nifty = [c for c in closed if c["key"] == "IDX_I:13" and c["timeframe"] == 60]
+    history = realtime.kv.get_list("candles:IDX_I:13:60")
+    print(f"{len(closed)} candles closed live; NIFTY 1m history {len(history)} (seeded + live)")
+    if nifty:
+        c = nifty[-1]
+        print(
+            f"  last NIFTY 1m: O {c['open']:.2f} H {c['high']:.2f} "
+            f"L {c['low']:.2f} C {c['close']:.2f}"
+        )
+    snapshot = PnlCache(realtime.kv).get(position.pk)
+    PositionTracker.objects.filter(pk=position.pk).update(status="exited")
+    if snapshot is None:
+        print("no PnL snapshot for the position", file=sys.stderr)
+        return 1
+    print(
+        f"PnL of #{position.pk}: LTP {float(snapshot.ltp):.2f}, gross Rs {snapshot.gross} "
+        f"({snapshot.percent}%), peak {snapshot.peak}, trough {snapshot.trough}"
+    )
+    if hub.health.state != "healthy" or not hub.counters.ticks:
+        print("the feed hub did not get healthy", file=sys.stderr)
+        return 1
     return 0
 
 

@@ -57,6 +57,7 @@ __all__ = ["FeedHub", "HubConfig"]
 
 INDEX_SEGMENT = "IDX_I"
 CANDLE_HISTORY = 500  # candles kept per index and timeframe in the kv list
+_BURST_FRAMES = 256  # frames merged and published together at most (see _on_packets)
 _SESSION_OPEN = (9, 15)
 
 
@@ -74,7 +75,8 @@ class FeedLike(Protocol):
 
 
 FeedFactory = Callable[..., FeedLike]
-"""``factory(on_packets, frame_hook=...) -> FeedLike`` (FeedClient.from_settings in production)."""
+"""``factory(on_packets, frame_hook=..., on_drained=...) -> FeedLike``: FeedClient.from_settings
+in production; both keywords go to the FeedClient."""
 
 
 class FeedHubFailed(RuntimeError):
@@ -147,6 +149,11 @@ class FeedHub:
         self._pending_lock = threading.Lock()
         self._pending_events: deque[Candle] = deque(maxlen=10_000)
         self._wake_writer = threading.Event()
+        self._writer_idle = False
+        # One publisher at a time: the writer thread, or a caller of flush() (replay, tests).
+        self._flush_lock = threading.Lock()
+        self._burst: list[list[Packet]] = []
+        self._burst_lock = threading.Lock()
         self._writer: threading.Thread | None = None
         self._stopping = threading.Event()
         self._store_ok = True
@@ -187,7 +194,9 @@ class FeedHub:
         wanted, watched = self._desired(strict=True)
         self._warm(wanted)
         hook = self.recorder.write if self.recorder is not None else None
-        self.feed = self._feed_factory(self._on_packets, frame_hook=hook)
+        self.feed = self._feed_factory(
+            self._on_packets, frame_hook=hook, on_drained=self._on_drained
+        )
         self._apply(wanted, watched)
         self._writer = threading.Thread(
             target=self._write_loop, name="feed-hub-writer", daemon=True
@@ -322,47 +331,94 @@ class FeedHub:
     # -- the dispatcher thread ---------------------------------------------------------------
 
     def _on_packets(self, packets: list[Packet]) -> None:
-        """FeedClient callback (dispatcher thread), one frame's packets: merge, queue, candles."""
+        """FeedClient callback (dispatcher thread), one frame's packets: queued for the burst.
+
+        Frames are merged per burst (``_take_burst``), not one by one: the per-call work
+        (locks, counters, loops) then happens once per burst. A burst longer than
+        ``_BURST_FRAMES`` is handled at once, so a feed that never pauses still gets merged
+        and published and this list stays bounded."""
+        with self._burst_lock:
+            burst = self._burst
+            burst.append(packets)
+            full = len(burst) >= _BURST_FRAMES
+        if full:
+            self._on_drained()
+
+    def _take_burst(self) -> None:
+        """Merge every queued frame (any thread; the merger only ever runs under the lock)."""
+        with self._burst_lock:
+            burst = self._burst
+            if not burst:
+                return
+            self._burst = []
+            if len(burst) == 1:
+                self._process(burst[0])
+            else:
+                self._process([packet for frame in burst for packet in frame])
+
+    def _process(self, packets: list[Packet]) -> None:
+        """Merge packets into records, queue them for the store, feed the index candles."""
         records = self.merger.merge(packets)
         if not records:
             return
         counters = self.counters
         counters.packets += len(packets)
         counters.ticks += len(records)
-        pending = self._pending
         with self._pending_lock:
+            pending = self._pending
             for record in records:
                 pending[record.key] = record
-        self._wake_writer.set()
-        last = records[-1]
-        self._last_tick_at = last.receive_time
+        self._last_tick_at = records[-1].receive_time
         closed: list[Candle] = []
+        market_time = self._market_time
         for record in records:
             key = record.key
-            if key.startswith("IDX_I:"):
+            if key[:6] == "IDX_I:":
                 self._last_index_tick[key] = record.receive_time
                 exchange_time = record.exchange_time
                 if exchange_time is not None and record.ltp > 0:
-                    if exchange_time > self._market_time:
-                        self._market_time = exchange_time
+                    if exchange_time > market_time:
+                        market_time = exchange_time
                     with self._candle_lock:
                         closed.extend(self.candles.on_tick(key, record.ltp, exchange_time))
-            elif record.exchange_time is not None and record.exchange_time > self._market_time:
-                self._market_time = record.exchange_time
+            else:
+                exchange_time = record.exchange_time
+                if exchange_time is not None and exchange_time > market_time:
+                    market_time = exchange_time
+        self._market_time = market_time
         if closed:
             self._pending_events.extend(closed)
 
+    def _on_drained(self) -> None:
+        """End of a burst (dispatcher thread): merge it and hand it to the writer thread.
+
+        The writer publishes while this thread goes back to merging the next burst (a Redis
+        round trip here would stall the feed: frames pile up and the oldest are dropped).
+        The writer is only woken when it sleeps: an Event.set() per burst costs more than
+        the merge of a small one.
+        """
+        self._take_burst()
+        if self._writer_idle:
+            self._wake_writer.set()
+
     def ingest_frame(self, data: bytes, received: float) -> None:
         """Decode one raw frame and process it as if it came from the feed (replay)."""
-        self._on_packets(decode_frame(data, datetime.fromtimestamp(received, UTC)))
+        packets = decode_frame(data, datetime.fromtimestamp(received, UTC))
+        with self._burst_lock:
+            self._process(packets)
 
     # -- the writer thread -------------------------------------------------------------------
 
     def _write_loop(self) -> None:
         delay = 0.1
         while True:
-            self._wake_writer.wait(0.5)
+            # Clear, announce idleness, re-check: a burst merged between the last flush and
+            # the wait either sees _writer_idle and sets the event, or is found by the check.
             self._wake_writer.clear()
+            self._writer_idle = True
+            if not self._pending and not self._pending_events and not self._burst:
+                self._wake_writer.wait(0.5)
+            self._writer_idle = False
             stopping = self._stopping.is_set()
             try:
                 self.flush()
@@ -388,6 +444,11 @@ class FeedHub:
         """Publish everything pending (ticks, then candle events); the number of ticks.
 
         Raises StoreUnavailable; what was pending stays pending (merged with newer ticks)."""
+        with self._flush_lock:
+            return self._flush_locked()
+
+    def _flush_locked(self) -> int:
+        self._take_burst()
         if self._resync_store:
             self._resync()
         with self._pending_lock:
@@ -407,7 +468,8 @@ class FeedHub:
             counters = self.counters
             counters.published += len(records)
             counters.publish_batches += 1
-            lag = now - records[-1].receive_time
+            # The batch's oldest tick: how long a tick waited for the store, at worst.
+            lag = now - min(record.receive_time for record in records)
             counters.lag_sum += lag
             counters.lag_n += 1
             if lag > counters.lag_max:
@@ -683,13 +745,11 @@ def hub_from_settings(
     )
     opened = market_open or nse_market_open
 
-    def feed_factory(
-        on_packets: Callable[[list[Packet]], object], frame_hook: Any = None
-    ) -> FeedLike:
+    def feed_factory(on_packets: Callable[[list[Packet]], object], **hooks: Any) -> FeedLike:
         return FeedClient.from_settings(
             on_packets,
             subscribe_watchlist=False,  # the hub subscribes the whole union itself
-            frame_hook=frame_hook,
+            **hooks,  # frame_hook (recorder), on_drained (publish per burst)
             market_open=opened,
             stall_timeout=stall_timeout,
         )

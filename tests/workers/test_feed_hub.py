@@ -89,7 +89,7 @@ def make_hub(sim: Simulator, realtime: Realtime, *, recorder: Any = None, **conf
     }
     settings.update(config)
 
-    def factory(on_packets: Callable[..., object], frame_hook: Any = None) -> FeedClient:
+    def factory(on_packets: Callable[..., object], **hooks: Any) -> FeedClient:
         return FeedClient(
             sim.ws_url,
             sim.client_id,
@@ -99,7 +99,7 @@ def make_hub(sim: Simulator, realtime: Realtime, *, recorder: Any = None, **conf
             stall_timeout=1.5,
             poll_interval=0.1,
             market_open=lambda: True,
-            frame_hook=frame_hook,
+            **hooks,
         )
 
     return FeedHub(realtime, feed_factory=factory, config=HubConfig(**settings), recorder=recorder)

@@ -522,7 +522,9 @@ class FeedClient:
     thread with the decoded packets of one frame (ticks, OI, prev close, market status and
     disconnect packets), in arrival order per connection. ``market_open``: the stall
     watchdog only fires while it returns True. ``on_fatal``: called once with the error that
-    stopped the client.
+    stopped the client. ``frame_hook(data, received_epoch)``: every raw data frame, on the
+    socket thread, before decoding (a recorder). ``on_drained()``: on the dispatcher thread
+    after each burst of frames (see ``ws_support.Dispatcher``).
     """
 
     def __init__(
@@ -545,6 +547,7 @@ class FeedClient:
         heartbeat_interval: float = 60.0,
         rng: random.Random | None = None,
         frame_hook: Callable[[bytes, float], object] | None = None,
+        on_drained: Callable[[], object] | None = None,
     ) -> None:
         if not 1 <= max_connections <= MAX_CONNECTIONS:
             raise ValueError(f"max_connections must be 1..{MAX_CONNECTIONS}, got {max_connections}")
@@ -591,6 +594,7 @@ class FeedClient:
             heartbeat=self._heartbeat,
             heartbeat_interval=heartbeat_interval,
             logger=logger,
+            on_drained=on_drained,
         )
 
     @classmethod

@@ -173,6 +173,9 @@ class Dispatcher(Generic[T]):
     reaches the callback at most about ``linger`` later than without it (Dhan's ticks are tens
     of milliseconds apart per instrument; 0 disables it).
 
+    ``on_drained``: called on the dispatcher thread each time it has emptied the buffer after
+    delivering at least one item (the end of a burst), e.g. to write a batch.
+
     Thread-safety: ``put`` may be called from several threads; the callback runs only on the
     dispatcher's own thread, one item at a time, in arrival order. An exception from the
     callback is logged with the item's context and counted; the next item is delivered (one
@@ -190,6 +193,7 @@ class Dispatcher(Generic[T]):
         heartbeat_interval: float = 60.0,
         linger: float = 0.0005,
         logger: logging.Logger | None = None,
+        on_drained: Callable[[], object] | None = None,
     ) -> None:
         if capacity < 1:
             raise ValueError(f"dispatcher capacity must be >= 1, got {capacity}")
@@ -200,6 +204,7 @@ class Dispatcher(Generic[T]):
         self._heartbeat = heartbeat
         self._heartbeat_interval = heartbeat_interval
         self._linger = linger
+        self._on_drained = on_drained
         self._log = logger or logging.getLogger(__name__)
         self._items: deque[T] = deque()
         self._lock = threading.Lock()  # drop counters only (the slow path of put)
@@ -282,7 +287,9 @@ class Dispatcher(Generic[T]):
         popleft = items.popleft
         handler = self._handler
         next_beat = time.monotonic() + self._heartbeat_interval
+        on_drained = self._on_drained
         while True:
+            delivered = self.delivered
             while True:
                 try:
                     item = popleft()
@@ -296,6 +303,14 @@ class Dispatcher(Generic[T]):
                         "%s: callback failed on %s; skipping it", self.name, _describe(item)
                     )
                 self.delivered += 1
+            if on_drained is not None and self.delivered != delivered:
+                # The burst is handled: a consumer that batches (the feed hub writes to Redis
+                # once per burst) acts now, on this thread, with no extra thread hop.
+                try:
+                    on_drained()
+                except Exception:
+                    self.handler_errors += 1
+                    self._log.exception("%s: on_drained callback failed", self.name)
             if self._heartbeat is not None and time.monotonic() >= next_beat:
                 next_beat = time.monotonic() + self._heartbeat_interval
                 try:

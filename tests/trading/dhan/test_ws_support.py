@@ -70,6 +70,36 @@ def test_dispatcher_delivers_in_order_on_its_own_thread() -> None:
     assert dispatcher.dropped == 0
 
 
+def test_on_drained_runs_after_each_burst_on_the_dispatcher_thread() -> None:
+    events: list[tuple[str, object]] = []
+    drained = threading.Event()
+
+    def on_drained() -> None:
+        events.append(("drained", threading.current_thread().name))
+        drained.set()
+
+    dispatcher: Dispatcher[int] = Dispatcher(
+        "test-drain", lambda item: events.append(("item", item)), on_drained=on_drained
+    )
+    dispatcher.start()
+    for i in range(3):
+        dispatcher.put(i)
+    assert drained.wait(WAIT)
+    drained.clear()
+    dispatcher.put(3)
+    assert drained.wait(WAIT)
+    assert dispatcher.stop(WAIT)
+    items = [value for kind, value in events if kind == "item"]
+    assert items == [0, 1, 2, 3]
+    # Every drain follows at least one item and runs on the dispatcher's own thread; an idle
+    # dispatcher never calls it.
+    assert events[-1] == ("drained", "test-drain")
+    assert events[0][0] == "item"
+    kinds = [kind for kind, _ in events]
+    assert kinds.count("drained") >= 2
+    assert all(kinds[i - 1] == "item" for i, k in enumerate(kinds) if k == "drained")
+
+
 def test_a_slow_consumer_loses_the_oldest_items_and_put_never_blocks() -> None:
     release = threading.Event()
     first = threading.Event()

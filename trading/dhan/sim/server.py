@@ -236,6 +236,7 @@ class _FeedConnection:
     fresh: deque[str] = field(default_factory=deque)  # just subscribed: owe a prev-close packet
     injections: deque[tuple[str, int]] = field(default_factory=deque)
     version: int = 0  # bumped on every subscription change (full-speed batches are rebuilt)
+    changed_at: float = 0.0  # monotonic time of the last change
     lock: threading.Lock = field(default_factory=threading.Lock)
     wake: threading.Event = field(default_factory=threading.Event)
 
@@ -983,6 +984,7 @@ class Simulator:
                     for key in request.instruments:
                         conn.subs.pop(key, None)
                 conn.version += 1
+                conn.changed_at = time.monotonic()
             conn.wake.set()
 
     def _feed_sender(self, conn: _FeedConnection) -> None:
@@ -1023,12 +1025,19 @@ class Simulator:
                 last_ping = now
             if self.config.full_speed:
                 if conn.version != batch_version:
+                    if time.monotonic() - conn.changed_at < 0.2:
+                        # Subscriptions arrive 100 per message: build once the burst is over,
+                        # not 50 times for 5,000 instruments.
+                        conn.wake.wait(0.05)
+                        conn.wake.clear()
+                        continue
                     with conn.lock:
                         batch_version = conn.version
                         subs = dict(conn.subs)
-                    batch, batch_frames = self._full_speed_batch(subs)
+                    packets = self._full_speed_packets(subs)
+                    batch, batch_frames = self._frames(packets), len(packets)
                     if rate:
-                        chunks = self._paced_chunks(subs, rate)
+                        chunks = self._paced_chunks(packets, rate)
                         chunk_index, paced_sent, paced_start = 0, 0, time.monotonic()
                 if not batch:
                     conn.wake.wait(0.05)
@@ -1154,15 +1163,9 @@ class Simulator:
                     packets.extend(self._packets(key, mode, t))
         return packets
 
-    def _full_speed_batch(self, subs: dict[str, FeedMode]) -> tuple[bytes, int]:
-        """Pre-encoded frames for ``subs`` (see ``_full_speed_packets``) and their count."""
-        packets = self._full_speed_packets(subs)
-        return self._frames(packets), len(packets)
-
-    def _paced_chunks(self, subs: dict[str, FeedMode], rate: float) -> list[bytes]:
-        """The full-speed packets as frames grouped into 2 ms slices at ``rate`` packets/s
-        (the last slice is padded from the start so every slice has the same count)."""
-        packets = self._full_speed_packets(subs)
+    def _paced_chunks(self, packets: list[bytes], rate: float) -> list[bytes]:
+        """``packets`` as frames grouped into 2 ms slices at ``rate`` packets/s (the last
+        slice is padded from the start so every slice has the same count)."""
         if not packets:
             return [b""]
         per_chunk = max(1, round(rate * 0.002))
