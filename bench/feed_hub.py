@@ -30,6 +30,7 @@ p99 / max. Nothing asserts; it prints. Measure on a quiet machine (``uptime`` lo
 from __future__ import annotations
 
 import argparse
+import io
 import multiprocessing as mp
 import os
 import platform
@@ -306,6 +307,76 @@ def latency(args: argparse.Namespace, redis_url: str) -> list[float]:
     return latencies, samples
 
 
+def run_subscription_latency(conn: Connection, rounds: int) -> None:
+    """Position opened -> its contract subscribed at the simulator, and closed -> gone, with
+    the hub's production refresh interval (0.5 s), on a fresh SQLite catalog."""
+    _django()
+    import threading
+
+    from django.core.management import call_command
+
+    from instruments.models import Derivative
+    from trading.dhan.feed import FeedClient
+    from trading.dhan.sim.server import SimConfig, Simulator
+    from trading.models import PositionTracker
+    from workers.feed_hub import FeedHub, HubConfig
+    from workers.ticks import MemoryEventBus, MemoryKeyValueStore, MemoryTickStore, Realtime
+
+    db = ROOT / "var" / "bench-hub.sqlite3"
+    db.unlink(missing_ok=True)
+    call_command("migrate", verbosity=0)
+    sim = Simulator(SimConfig(seed=1, speed=1.0, strikes_each_side=10, weeklies=1)).start()
+    call_command(
+        "import_instruments", url=sim.scrip_master_url, verbosity=0, stdout=io.StringIO()
+    )
+
+    def factory(on_packets, **hooks):  # noqa: ANN001, ANN202
+        return FeedClient(
+            sim.ws_url,
+            sim.client_id,
+            lambda: sim.token,
+            on_packets,
+            market_open=lambda: True,
+            **hooks,
+        )
+
+    realtime = Realtime(ticks=MemoryTickStore(), events=MemoryEventBus(), kv=MemoryKeyValueStore())
+    hub = FeedHub(realtime, feed_factory=factory, config=HubConfig(seed_candles=False))
+    stop = threading.Event()
+    thread = threading.Thread(target=hub.run, args=(stop,), daemon=True)
+    thread.start()
+
+    def subscribed(key: str) -> bool:
+        return any(key in subs for subs in sim.feed_subscriptions())
+
+    opened: list[float] = []
+    closed: list[float] = []
+    options = list(Derivative.objects.filter(option_type="CE")[:rounds])
+    time.sleep(1.0)
+    for option in options:
+        key = f"{option.exchange_segment}:{option.security_id}"
+        t0 = time.perf_counter()
+        position = PositionTracker.objects.create(
+            derivative=option,
+            exchange_segment=option.exchange_segment,
+            security_id=option.security_id,
+            status="active",
+            quantity=option.lot_size,
+        )
+        while not subscribed(key):
+            time.sleep(0.002)
+        opened.append(time.perf_counter() - t0)
+        t0 = time.perf_counter()
+        PositionTracker.objects.filter(pk=position.pk).update(status="exited")
+        while subscribed(key):
+            time.sleep(0.002)
+        closed.append(time.perf_counter() - t0)
+    stop.set()
+    thread.join(10)
+    sim.stop()
+    conn.send((opened, closed))
+
+
 def main() -> int:
     parser = argparse.ArgumentParser(description=__doc__.split("\n")[0])
     parser.add_argument("--instruments", type=int, default=5000)
@@ -322,6 +393,8 @@ def main() -> int:
     parser.add_argument("--skip-bare", action="store_true")
     parser.add_argument("--skip-latency", action="store_true")
     parser.add_argument("--skip-throughput", action="store_true")
+    parser.add_argument("--skip-subscriptions", action="store_true")
+    parser.add_argument("--subscription-rounds", type=int, default=10)
     args = parser.parse_args()
 
     from scripts import services
@@ -355,6 +428,21 @@ def main() -> int:
                     f"  bare loop (recv + decode + redis-py pipelined SET): {result['bare']:,.0f}"
                     f" ticks/s; hub / bare = {final['ticks'] / result['bare']:.2f}x"
                 )
+        if not args.skip_subscriptions:
+            parent, child = mp.Pipe()
+            proc = mp.Process(
+                target=run_subscription_latency, args=(child, args.subscription_rounds)
+            )
+            proc.start()
+            opened, closed = parent.recv()
+            proc.join(15)
+            print(
+                f"\nsubscriptions follow the database ({len(opened)} positions, refresh every "
+                f"0.5 s): opened -> subscribed at the simulator p50 "
+                f"{statistics.median(opened) * 1000:.0f} ms, max {max(opened) * 1000:.0f} ms; "
+                f"closed -> unsubscribed p50 {statistics.median(closed) * 1000:.0f} ms, max "
+                f"{max(closed) * 1000:.0f} ms (target: within 1 s)"
+            )
         if not args.skip_latency:
             lat, samples = latency(args, redis_url)
             final = samples[max(samples)]
