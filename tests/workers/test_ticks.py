@@ -9,15 +9,18 @@ from __future__ import annotations
 
 import json
 import os
+import re
 import shutil
 import socket
+import struct
 import subprocess
 import sys
 import threading
 import time
 import uuid
 from collections.abc import Callable, Iterator
-from datetime import UTC, datetime
+from dataclasses import replace
+from datetime import UTC, datetime, timedelta
 from pathlib import Path
 
 import pytest
@@ -45,6 +48,7 @@ from workers.ticks import (
     StoreUnavailable,
     TickMerger,
     TickRecord,
+    _payload_seq,
     encode_depth,
     realtime_from_settings,
 )
@@ -86,18 +90,54 @@ def record(
 # TickRecord
 
 
-def test_a_ticker_record_round_trips_as_a_short_json_array() -> None:
+DEPTH = tuple((10 * i, 20 * i, i, i + 1, 100.0 - i, 100.5 + i) for i in range(1, 6))
+NAN = float("nan")
+# The version 1 layout written out independently of the module: version, key length, key,
+# seq q, ltp/exchange_time/receive_time d, then ltq q, atp d, volume q, oi q, open/high/low/
+# close/prev_close d, bid d, bid_qty q, ask d, ask_qty q, then the depth bytes if any.
+LAYOUT_AFTER_KEY = "qddd" + "qdqq" + "ddddd" + "dqdq"
+
+
+def test_a_ticker_record_is_the_documented_binary_layout_with_sentinels() -> None:
     rec = TickRecord("NSE_FNO:55796", 42, 152.35000610351562, 1795410000.0, 1795410000.123456)
     data = rec.to_bytes()
-    assert data == b'["NSE_FNO:55796",42,152.35,1795410000.0,1795410000.123456]'
-    back = TickRecord.from_bytes(data)
-    assert back.key == "NSE_FNO:55796" and back.seq == 42
-    assert back.ltp == pytest.approx(152.35) and back.exchange_time == 1795410000.0
-    assert back.receive_time == pytest.approx(1795410000.123456) and back.depth is None
+    sentinels = (-1, NAN, -1, -1, NAN, NAN, NAN, NAN, NAN, NAN, -1, NAN, -1)
+    assert data == struct.pack(
+        "<BB13s" + LAYOUT_AFTER_KEY,
+        1,
+        13,
+        b"NSE_FNO:55796",
+        42,
+        152.35000610351562,
+        1795410000.0,
+        1795410000.123456,
+        *sentinels,
+    )
+    assert len(data) == 138 + 13
+    assert TickRecord.from_bytes(data) == rec  # exact: float64 on the wire, no rounding
 
 
-def test_a_full_record_round_trips_with_depth_and_nulls_in_between() -> None:
-    depth = tuple((10 * i, 20 * i, i, i + 1, 100.0 - i, 100.5 + i) for i in range(1, 6))
+def test_a_quote_record_round_trips_exactly_with_its_none_fields() -> None:
+    rec = record(
+        "NSE_FNO:9",
+        7,
+        0.1 + 0.2,  # 0.30000000000000004: every bit survives
+        ltq=75,
+        atp=151.5,
+        volume=4_000_000_000,  # beyond int32, as Dhan's uint32 volume can be
+        oi=None,
+        open=150.0,
+        high=155.0,
+        low=149.0,
+        close=0.0,
+        prev_close=None,
+    )
+    back = TickRecord.from_bytes(rec.to_bytes())
+    assert back == rec and back.ltp == 0.30000000000000004
+    assert back.oi is None and back.prev_close is None and back.bid is None and back.depth is None
+
+
+def test_a_full_record_round_trips_with_depth_and_nones_in_between() -> None:
     rec = record(
         ltq=75,
         atp=99.5,
@@ -112,43 +152,112 @@ def test_a_full_record_round_trips_with_depth_and_nulls_in_between() -> None:
         bid_qty=10,
         ask=101.5,
         ask_qty=20,
-        depth_raw=encode_depth(depth),
+        depth_raw=encode_depth(DEPTH),
     )
-    back = TickRecord.from_bytes(rec.to_bytes())
-    assert back == rec
-    assert back.depth == depth
-    assert json.loads(rec.to_bytes())[8] is None  # oi written as null, not dropped
+    data = rec.to_bytes()
+    assert len(data) == 238 + len("NSE_FNO:1") and data.endswith(rec.depth_raw)
+    back = TickRecord.from_bytes(data)
+    assert back == rec and back.depth == DEPTH and back.oi is None and back.close == 0.0
+    # Any buffer reads the same (a memoryview of a larger receive buffer, say).
+    assert TickRecord.from_bytes(memoryview(bytearray(data))) == rec
 
 
-def test_a_record_without_a_trade_writes_null_exchange_time() -> None:
+def test_a_record_without_a_trade_round_trips_its_none_exchange_time() -> None:
     rec = TickRecord("IDX_I:13", 1, 0.0, None, 1795410000.0)
-    assert TickRecord.from_bytes(rec.to_bytes()).exchange_time is None
+    assert TickRecord.from_bytes(rec.to_bytes()) == rec
 
 
-def test_nan_and_infinite_values_still_give_parseable_bytes() -> None:
-    rec = record(atp=float("nan"), high=float("inf"))
+def test_a_nan_price_or_negative_quantity_reads_back_as_none() -> None:
+    rec = record(atp=NAN, high=float("inf"), low=float("-inf"), ltq=-1, volume=-5, bid_qty=0)
     back = TickRecord.from_bytes(rec.to_bytes())
-    assert back.high == float("inf") and back.atp != back.atp
+    assert back.atp is None and back.ltq is None and back.volume is None  # the sentinels
+    assert back.high == float("inf") and back.low == float("-inf") and back.bid_qty == 0
+
+
+def test_a_key_in_utf8_round_trips() -> None:
+    rec = record("TEST:é", 3)
+    assert TickRecord.from_bytes(rec.to_bytes()).key == "TEST:é"
+
+
+def _good() -> bytes:
+    return record("NSE_FNO:1", 5).to_bytes()
 
 
 @pytest.mark.parametrize(
     ("data", "message"),
     [
-        (b"not json", "not JSON"),
-        (b'{"key": 1}', "JSON array"),
-        (b'["NSE_FNO:1",1,2.0]', "3 fields"),
-        (b'["NSE_FNO:1","1",2.0,null,1.0]', "'seq'"),
-        (b'["NSE_FNO:1",1,null,null,1.0]', "'ltp'"),
-        (
-            b'["NSE_FNO:1",1,2.0,null,1.0,null,null,null,null,null,null,null,null,null,null,null,'
-            b'null,null,"00ff"]',
-            "'depth_raw'",
-        ),
+        (b"", "truncated: 0 bytes"),
+        (_good()[:60], "truncated: 60 bytes"),
+        (_good()[:-1], "146 bytes; with its 9-byte key it must be 147 or 247"),
+        (_good() + b"\0", "148 bytes"),
+        (bytes([2]) + _good()[1:], "unknown tick record version 2"),
+        (b'["NSE_FNO:1",1,2.0,null,1.0]' + bytes(200), "unknown tick record version 91"),
+        (_good()[:1] + bytes([200]) + _good()[2:], "with its 200-byte key"),
+        (_good()[:1] + bytes([4]) + _good()[2:], "with its 4-byte key"),
+        (b"\x01\x02\xff\xfe" + bytes(136), "key b'\\xff\\xfe' is not UTF-8"),
+        ("\x01\x00" + "x" * 136, "must be bytes, got str"),
+    ],
+    ids=[
+        "empty",
+        "truncated",
+        "one-byte-short",
+        "one-byte-long",
+        "next-version",
+        "old-json-value",
+        "key-length-too-big",
+        "key-length-too-small",
+        "key-not-utf8",
+        "text",
     ],
 )
 def test_from_bytes_names_the_problem(data: bytes, message: str) -> None:
-    with pytest.raises(ValueError, match=message):
+    with pytest.raises(ValueError, match=re.escape(message)):
         TickRecord.from_bytes(data)
+
+
+@pytest.mark.parametrize(
+    ("fields", "message"),
+    [
+        ({"key": "K" * 256}, "256 UTF-8 bytes; at most 255"),
+        ({"key": 7}, "'key' must be a str"),
+        ({"seq": "1"}, "'seq' has a bad value '1'"),
+        ({"ltp": None}, "'ltp' has a bad value None"),
+        ({"volume": 2**63}, "'volume' has a bad value"),
+        ({"atp": "1.5"}, "'atp' has a bad value '1.5'"),
+        ({"depth_raw": b"\0" * 99}, "'depth_raw' is 99 bytes, not 100"),
+    ],
+)
+def test_to_bytes_names_the_field_it_cannot_write(fields: dict[str, object], message: str) -> None:
+    rec = record()
+    for name, value in fields.items():
+        setattr(rec, name, value)
+    with pytest.raises(ValueError, match=re.escape(message)):
+        rec.to_bytes()
+
+
+def test_the_seq_of_a_payload_is_read_without_decoding_it() -> None:
+    assert _payload_seq(record("NSE_FNO:55796", 123456789).to_bytes()) == 123456789
+    assert _payload_seq(b"") == -1
+    assert _payload_seq(b'["A:1",5,1.0]') == -1  # not this layout: wait() drops it, counted
+    assert _payload_seq(_good()[:12]) == -1
+
+
+def test_as_dict_is_strict_json_with_depth_decoded() -> None:
+    rec = record("NSE_FNO:9", 4, ltq=75, atp=NAN, bid=99.0, depth_raw=encode_depth(DEPTH))
+    shown = rec.as_dict()
+    assert json.loads(json.dumps(shown, allow_nan=False)) == shown
+    assert shown["key"] == "NSE_FNO:9" and shown["seq"] == 4 and shown["ltp"] == 100.0
+    assert shown["exchange_time"] == 1795410000.0 and shown["ltq"] == 75
+    assert shown["atp"] is None and shown["oi"] is None and "depth_raw" not in shown
+    assert shown["depth"][0] == {
+        "bid_qty": 10,
+        "ask_qty": 20,
+        "bid_orders": 1,
+        "ask_orders": 2,
+        "bid_price": 99.0,
+        "ask_price": 101.5,
+    }
+    assert len(shown["depth"]) == 5 and record().as_dict()["depth"] is None
 
 
 def test_record_datetimes_are_aware_ist() -> None:
@@ -234,6 +343,80 @@ def test_quote_full_oi_and_prev_close_fill_their_fields() -> None:
     assert out[0].prev_close == 95.5 and out[0].seq == 2 and out[0].depth == tuple(depth)
     assert out[1].prev_close == 95.5 and out[1].ltq == 75 and out[1].oi == 1234
     assert out[1].seq == 3
+
+
+def full_tick(sid: int = 9, ltp: float = 100.25, ltt: int = LTT) -> FullTick:
+    frame = encode_full(
+        "NSE_FNO",
+        sid,
+        ltp=ltp,
+        ltt=ltt,
+        ltq=50,
+        atp=99.0,
+        volume=700,
+        oi=1234,
+        open=98.0,
+        close=0.0,
+        high=101.0,
+        low=97.0,
+        depth=list(DEPTH),
+    )
+    (packet,) = decode_frame(frame, RECEIVED)
+    assert isinstance(packet, FullTick)
+    return packet
+
+
+def test_each_packet_type_carries_over_exactly_the_fields_it_does_not_have() -> None:
+    merger = TickMerger()
+    merger.merge([PrevClose(2, 9, 95.5, 1000, RECEIVED)])
+    (full,) = merger.merge([full_tick()])
+    kept = replace(full)
+    assert full.prev_close == 95.5 and full.seq == 2 and full.depth == DEPTH
+    later = datetime(2026, 11, 23, 5, 0, 1, tzinfo=UTC)
+    (after_ticker,) = merger.merge([ticker(9, 101.0, ltt=LTT + 1, received=later)])
+    assert after_ticker == replace(
+        full, seq=3, ltp=101.0, exchange_time=LTT + 1 - 19800, receive_time=later.timestamp()
+    )
+    (after_oi,) = merger.merge([OpenInterest(2, 9, 4321, later)])
+    assert after_oi == replace(after_ticker, seq=4, oi=4321)
+    (after_prev_close,) = merger.merge([PrevClose(2, 9, 96.0, 1000, later)])
+    assert after_prev_close == replace(after_oi, seq=5, prev_close=96.0)
+    (after_quote,) = merger.merge([quote(9, 102.0)])
+    assert after_quote == replace(
+        after_prev_close,
+        seq=6,
+        ltp=102.0,
+        exchange_time=LTT - 19800,
+        receive_time=RECEIVED.timestamp(),
+        ltq=75,
+        atp=151.5,
+        volume=12000,
+        open=150.0,
+        close=0.0,
+        high=155.0,
+        low=149.0,
+    )  # best bid/ask and depth stay those of the last full packet
+    assert full == kept  # records handed out are never changed
+
+
+def test_a_full_packet_with_zero_ltp_and_ltt_keeps_the_price_and_time() -> None:
+    merger = TickMerger()
+    merger.merge([ticker(9, 152.5)])
+    (rec,) = merger.merge([full_tick(ltp=0.0, ltt=0)])
+    assert rec.ltp == 152.5 and rec.exchange_time == LTT - 19800 and rec.oi == 1234
+
+
+def test_packets_of_one_frame_with_different_receive_times_keep_their_own() -> None:
+    later = RECEIVED + timedelta(milliseconds=5)
+    merger = TickMerger()
+    out = merger.merge([ticker(1, 1.0), ticker(2, 2.0, received=later), ticker(3, 3.0)])
+    assert [r.receive_time for r in out] == [
+        RECEIVED.timestamp(),
+        later.timestamp(),
+        RECEIVED.timestamp(),
+    ]
+    (rec,) = merger.merge([ticker(1, 1.5, received=later)])  # the cache spans frames too
+    assert rec.receive_time == later.timestamp()
 
 
 def test_market_status_and_disconnect_packets_are_ignored() -> None:
@@ -432,7 +615,7 @@ def wait_for(sub: object, key: str, seq: int, timeout: float = 10.0) -> TickReco
 # RedisTickStore
 
 
-def test_redis_store_round_trips_records_and_values_are_readable(
+def test_redis_store_round_trips_records_and_values_are_the_binary_layout(
     tick_store: RedisTickStore, redis_url: str, prefix: str
 ) -> None:
     import redis
@@ -446,7 +629,27 @@ def test_redis_store_round_trips_records_and_values_are_readable(
     many = tick_store.get_many(["NSE_FNO:1", "NSE_FNO:2", "NSE_FNO:9"])
     assert set(many) == {"NSE_FNO:1", "NSE_FNO:2"} and many["NSE_FNO:2"].depth == depth
     raw = redis.Redis.from_url(redis_url).get(f"{prefix}tick:NSE_FNO:1")
-    assert raw.startswith(b'["NSE_FNO:1",1,10,')
+    assert raw == record("NSE_FNO:1", 1, 10.0).to_bytes()  # the binary layout, as documented
+    assert TickRecord.from_bytes(raw).as_dict()["ltp"] == 10.0  # how a person reads it
+
+
+def test_an_undecodable_stored_value_reads_as_missing(
+    tick_store: RedisTickStore, redis_url: str, prefix: str
+) -> None:
+    import redis
+
+    client = redis.Redis.from_url(redis_url)
+    # What a deploy finds in Redis: a value in the old JSON layout.
+    client.set(f"{prefix}tick:NSE_FNO:1", b'["NSE_FNO:1",3,10.0,null,1795410000.5]')
+    tick_store.publish([record("NSE_FNO:2", 1, 20.0)])
+    assert tick_store.get("NSE_FNO:1") is None
+    assert set(tick_store.get_many(["NSE_FNO:1", "NSE_FNO:2"])) == {"NSE_FNO:2"}
+    sub = tick_store.subscribe(["NSE_FNO:1"])
+    assert until(lambda: sub.wait(0.05) == {} and sub.decode_errors == 1)
+    tick_store.publish([record("NSE_FNO:1", 4, 11.0)])  # the next tick replaces it
+    rec = wait_for(sub, "NSE_FNO:1", 4)
+    assert rec is not None and rec.ltp == 11.0
+    client.close()
 
 
 def test_a_big_publish_is_split_into_several_lua_calls(tick_store: RedisTickStore) -> None:
