@@ -499,3 +499,41 @@ def test_the_record_file_replays_into_the_same_ticks(sim, running, tmp_path):
         frames += 1
     assert frames >= run.hub.feed.stats().frames
     assert replay.merger.snapshot() == live
+
+
+def test_candles_are_seeded_again_after_a_gap_in_the_feed(sim, running):
+    from trading.dhan.ratelimit import InProcessRateLimiter, load_limits
+    from trading.dhan.rest import DhanRestClient
+
+    seed_watchlist()
+    rest = DhanRestClient(
+        base_url=sim.base_url,
+        client_id=sim.client_id,
+        token_provider=lambda: sim.token,
+        limiter=InProcessRateLimiter(load_limits()),
+    )
+    hub = make_hub(sim, memory_realtime(), seed_candles=True)
+    hub.rest = rest
+    run = running(hub)
+    try:
+        wait_until(lambda: sim.rest_calls["POST intraday"] >= 4, "the start-up seeding")
+        wait_until(lambda: run.hub.health.state == HEALTHY, "healthy")
+        seeded = sim.rest_calls["POST intraday"]
+        sim.drop_connections()  # the gap: minutes the feed may have missed
+        wait_until(lambda: sim.rest_calls["POST intraday"] >= seeded + 4, "seeding after the gap")
+    finally:
+        run.close()
+        rest.close()
+
+
+def test_the_heartbeat_line_names_rate_subscriptions_and_lag(sim, caplog):
+    hub = make_hub(sim, memory_realtime())
+    hub.subscribed = dict.fromkeys(INDICES, FeedMode.TICKER)
+    hub._log_mark = (100.0, 0)
+    hub.counters.ticks = 600
+    hub.counters.lag_sum, hub.counters.lag_n, hub.counters.lag_max = 0.006, 3, 0.004
+    caplog.set_level("INFO", logger="workers.feed_hub")
+    hub._log_line(130.0)
+    (message,) = [r.getMessage() for r in caplog.records]
+    assert "20 ticks/s, 4 subscriptions, lag avg 2.0 ms max 4.0 ms" in message
+    assert hub.counters.lag_n == 0  # each line covers the interval since the last one
