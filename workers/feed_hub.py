@@ -5,7 +5,8 @@
 
 Threads and data flow (one process, ``manage.py run_feed_hub`` or inside ``run_trader``)::
 
-    feed socket threads --frames--> FeedClient dispatcher thread: _on_packets()
+    feed socket thread(s), FeedClient(inline=True): read 64 KiB, decode every frame of it,
+        _on_packets(burst) + _on_drained():
         TickMerger.merge (zero LTP never clobbers, per-key seq)  -> pending (latest per key)
         index ticks -> CandleBuilder -> closed candles           -> pending events
     writer thread: pending -> TickStore.publish (one Redis round trip per batch)
@@ -13,9 +14,13 @@ Threads and data flow (one process, ``manage.py run_feed_hub`` or inside ``run_t
     run() loop (0.25 s): subscriptions refresh from the DB, candle clock, health, heartbeat,
                    kv ``health:feed`` / ``feed:subscriptions``, the 30 s log line
 
-Why a separate writer thread: the dispatcher thread must keep up with the socket (its buffer
-drops the oldest frames when it cannot); a Redis round trip per frame would cap it at a few
-thousand frames/s. The writer takes everything pending in one swap, so its batch grows with
+Why merge on the socket thread: the merge is a few microseconds per tick and never blocks
+(it only touches memory), so the FeedClient's dispatcher thread would add a thread hop per
+burst and nothing else. That hop (a wake-up plus GIL hand-overs) was most of a tick's latency
+and a third of the hub's CPU (bench/feed_hub.py: p50 3 -> 1 ms, 43k -> 73k ticks/s).
+
+Why a separate writer thread: a Redis round trip on the socket thread would stall reading
+(and Dhan's pings). The writer takes everything pending in one swap, so its batch grows with
 the load: one tick per round trip when quiet (lowest latency), thousands when busy (highest
 throughput). ``pending`` is a dict keyed by instrument, so while Redis is slow or down it
 holds at most one record per subscribed instrument (the latest): memory is bounded by the
@@ -144,7 +149,7 @@ class FeedHub:
         self.subscribed: dict[str, FeedMode] = {}
         self.watched: frozenset[str] = frozenset()
         self.last_error: str | None = None
-        self._candle_lock = threading.Lock()  # the builder: dispatcher thread vs seeding
+        self._candle_lock = threading.Lock()  # the builder: socket thread vs seeding
         self._pending: dict[str, TickRecord] = {}
         self._pending_lock = threading.Lock()
         self._pending_events: deque[Candle] = deque(maxlen=10_000)
@@ -194,8 +199,10 @@ class FeedHub:
         wanted, watched = self._desired(strict=True)
         self._warm(wanted)
         hook = self.recorder.write if self.recorder is not None else None
+        # inline: the hub's callbacks only merge into memory and never block (the writer
+        # thread talks to the store), so they run on the socket thread: one thread hop fewer.
         self.feed = self._feed_factory(
-            self._on_packets, frame_hook=hook, on_drained=self._on_drained
+            self._on_packets, frame_hook=hook, on_drained=self._on_drained, inline=True
         )
         self._apply(wanted, watched)
         self._writer = threading.Thread(
@@ -328,10 +335,10 @@ class FeedHub:
         except StoreUnavailable as exc:
             self._store_down(exc)
 
-    # -- the dispatcher thread ---------------------------------------------------------------
+    # -- the socket thread (inline feed callbacks) -------------------------------------------
 
     def _on_packets(self, packets: list[Packet]) -> None:
-        """FeedClient callback (dispatcher thread), one frame's packets: queued for the burst.
+        """FeedClient callback (socket thread, inline), one read's packets: queued for the burst.
 
         Frames are merged per burst (``_take_burst``), not one by one: the per-call work
         (locks, counters, loops) then happens once per burst. A burst longer than
@@ -390,10 +397,10 @@ class FeedHub:
             self._pending_events.extend(closed)
 
     def _on_drained(self) -> None:
-        """End of a burst (dispatcher thread): merge it and hand it to the writer thread.
+        """End of a burst (socket thread): merge it and hand it to the writer thread.
 
-        The writer publishes while this thread goes back to merging the next burst (a Redis
-        round trip here would stall the feed: frames pile up and the oldest are dropped).
+        The writer publishes while this thread goes back to reading (a Redis round trip here
+        would stall the feed).
         The writer is only woken when it sleeps: an Event.set() per burst costs more than
         the merge of a small one.
         """

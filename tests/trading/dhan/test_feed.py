@@ -222,6 +222,47 @@ def test_ticks_arrive_in_each_mode_on_the_dispatcher_thread(
     }
 
 
+def test_inline_delivery_runs_on_the_socket_thread_once_per_read_then_on_drained(
+    dhan_sim: Simulator, make_client: Callable[..., tuple[FeedClient, Collector]]
+) -> None:
+    keys = option_keys(dhan_sim, 3)
+    order: list[str] = []
+    client, got = make_client(inline=True, on_drained=lambda: order.append("drained"))
+    original = got.__call__
+
+    def collect(packets: list[Packet]) -> None:
+        order.append("packets")
+        original(packets)
+
+    client._inline_callback = collect  # the same Collector, with the call order recorded
+    client.subscribe(keys, "full")
+    client.start()
+    wait_for(lambda: all(got.count(key, FullTick) >= 2 for key in keys), "full ticks")
+    assert got.threads == {"dhan-feed-0"}  # the socket thread: no dispatcher hop
+    assert order[:2] == ["packets", "drained"]
+    assert order.count("packets") == order.count("drained")
+    assert client.stats().dropped_frames == 0
+
+
+def test_an_inline_callback_that_raises_is_counted_and_the_connection_keeps_reading(
+    dhan_sim: Simulator, make_client: Callable[..., tuple[FeedClient, Collector]]
+) -> None:
+    calls = {"n": 0}
+
+    def flaky(packets: list[Packet]) -> None:
+        calls["n"] += 1
+        if calls["n"] == 1:
+            raise RuntimeError("poison burst")
+
+    client, _ = make_client(inline=True)
+    client._inline_callback = flaky
+    client.subscribe(option_keys(dhan_sim, 1), "quote")
+    client.start()
+    wait_for(lambda: calls["n"] >= 5, "bursts after the failing one")
+    stats = client.stats()
+    assert stats.callback_errors == 1 and stats.reconnects == 0
+
+
 def test_subscriptions_are_sharded_over_connections(
     dhan_sim: Simulator, make_client: Callable[..., tuple[FeedClient, Collector]]
 ) -> None:
