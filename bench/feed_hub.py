@@ -16,7 +16,10 @@ Every role is its own OS process on this machine, talking over loopback:
   is the fixed list of instruments instead of a database query;
 * consumer (latency run): ``RedisTickStore.subscribe`` on ``--consumer-keys`` of the
   instruments; for every record its callback gets, ``time.time() - record.receive_time``
-  (receive time = when the hub's socket thread read the frame);
+  (receive time = when the hub's socket thread read the frame). ``--consumer callback``
+  (default): an ``on_ready`` callback on the store's listener thread, the way an exit engine
+  reacts; ``--consumer wait``: a thread blocked in ``subscription.wait()`` (one thread hop
+  more);
 * bare loop (the comparison): websocket-client ``recv()`` + ``decode_frame`` + a redis-py
   pipeline of ``SET key packet`` executed every 1,000 ticks: the least work that still puts
   every tick in Redis, i.e. the limit of a Python receiver writing to Redis on this machine.
@@ -64,6 +67,18 @@ def _django() -> None:
 
     logging.getLogger("workers").setLevel(logging.WARNING)
     logging.getLogger("trading").setLevel(logging.WARNING)
+
+
+def _cpu_times() -> list[int]:
+    """The aggregate line of /proc/stat: user nice system idle iowait irq softirq steal ..."""
+    return [int(x) for x in Path("/proc/stat").read_text().split("\n", 1)[0].split()[1:]]
+
+
+def _steal_share(before: list[int], after: list[int]) -> float:
+    """Share of CPU time the hypervisor took from this VM between two _cpu_times()."""
+    delta = [b - a for a, b in zip(before, after, strict=False)]
+    total = sum(delta[:8])
+    return delta[7] / total if total else 0.0
 
 
 def _rss() -> tuple[int, int]:
@@ -229,21 +244,35 @@ def run_consumer(
     redis_url: str,
     keys: list[str],
     prefix: str,
+    style: str,
 ) -> None:
     from workers.ticks import RedisTickStore
 
     store = RedisTickStore(redis_url, prefix=prefix)
-    subscription = store.subscribe(keys)
     latencies: list[float] = []
-    measuring = False
+    measuring = [False]
+
+    def on_ready(sub: object) -> None:
+        got = sub.take()  # type: ignore[attr-defined]
+        now = time.time()
+        if measuring[0]:
+            latencies.extend(now - record.receive_time for record in got.values())
+
+    if style == "callback":
+        subscription = store.subscribe(keys, on_ready=on_ready)
+    else:
+        subscription = store.subscribe(keys)
     ready.set()
     while not stop.is_set():
-        got = subscription.wait(0.2)
-        now = time.time()
+        if style == "callback":
+            stop.wait(0.2)
+        else:
+            got = subscription.wait(0.2)
+            now = time.time()
+            if measuring[0]:
+                latencies.extend(now - record.receive_time for record in got.values())
         if conn.poll():
-            measuring = conn.recv()
-        if measuring:
-            latencies.extend(now - record.receive_time for record in got.values())
+            measuring[0] = conn.recv()
     conn.send(latencies)
     subscription.close()
     store.close()
@@ -289,7 +318,8 @@ def latency(args: argparse.Namespace, redis_url: str) -> list[float]:
     c_parent, c_child = mp.Pipe()
     ready, c_stop = mp.Event(), mp.Event()
     consumer = mp.Process(
-        target=run_consumer, args=(c_child, ready, c_stop, redis_url, keys, "bench-lat:")
+        target=run_consumer,
+        args=(c_child, ready, c_stop, redis_url, keys, "bench-lat:", args.consumer),
     )
     consumer.start()
     ready.wait(30)
@@ -302,8 +332,10 @@ def latency(args: argparse.Namespace, redis_url: str) -> list[float]:
     hub.start()
     time.sleep(WARMUP + 2)
     c_parent.send(True)
+    cpu_before = _cpu_times()
     samples = h_parent.recv()
     c_parent.send(False)
+    samples["steal"] = _steal_share(cpu_before, _cpu_times())
     c_stop.set()
     latencies = c_parent.recv()
     consumer.join(10)
@@ -333,9 +365,7 @@ def run_subscription_latency(conn: Connection, rounds: int) -> None:
     db.unlink(missing_ok=True)
     call_command("migrate", verbosity=0)
     sim = Simulator(SimConfig(seed=1, speed=1.0, strikes_each_side=10, weeklies=1)).start()
-    call_command(
-        "import_instruments", url=sim.scrip_master_url, verbosity=0, stdout=io.StringIO()
-    )
+    call_command("import_instruments", url=sim.scrip_master_url, verbosity=0, stdout=io.StringIO())
 
     def factory(on_packets, **hooks):  # noqa: ANN001, ANN202
         return FeedClient(
@@ -397,6 +427,12 @@ def main() -> int:
     parser.add_argument("--latency-rate", type=float, default=20_000)
     parser.add_argument("--latency-seconds", type=float, default=20.0)
     parser.add_argument("--consumer-keys", type=int, default=100)
+    parser.add_argument(
+        "--consumer",
+        choices=("callback", "wait"),
+        default="callback",
+        help="callback: on_ready on the listener thread; wait: a thread blocked in wait()",
+    )
     parser.add_argument("--skip-bare", action="store_true")
     parser.add_argument("--skip-latency", action="store_true")
     parser.add_argument("--skip-throughput", action="store_true")
@@ -452,11 +488,12 @@ def main() -> int:
             )
         if not args.skip_latency:
             lat, samples = latency(args, redis_url)
+            steal = samples.pop("steal")
             final = samples[max(samples)]
             print(
                 f"\nlatency: simulator paced at {args.latency_rate:,.0f} packets/s "
                 f"({final['ticks']:,.0f} ticks/s reached the hub) -> hub -> Redis -> "
-                f"consumer process on {args.consumer_keys} keys"
+                f"consumer process on {args.consumer_keys} keys ({args.consumer})"
             )
             print(
                 f"  hub: {final['batch']:.0f} records per write, oldest tick of a write waited "
@@ -474,6 +511,7 @@ def main() -> int:
                 )
             else:
                 print("  no wake-ups recorded")
+            print(f"  CPU stolen by the hypervisor during the run: {steal:.0%} (noise)")
     return 0
 
 

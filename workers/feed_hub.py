@@ -147,6 +147,7 @@ class FeedHub:
         self.counters = _Counters()
         self.env_keys = parse_watchlist(self.config.env_watchlist)
         self.subscribed: dict[str, FeedMode] = {}
+        self._normalised: dict[str, str] = {}  # raw key -> checked SEG:SID (see _desired)
         self.watched: frozenset[str] = frozenset()
         self.last_error: str | None = None
         self._candle_lock = threading.Lock()  # the builder: socket thread vs seeding
@@ -278,14 +279,20 @@ class FeedHub:
     def _desired(self, *, strict: bool) -> tuple[dict[str, FeedMode], frozenset[str]]:
         wanted, watched = desired_subscriptions(self.env_keys, self.config.index_mode)
         good: dict[str, FeedMode] = {}
+        normalised = self._normalised
         for key, mode in wanted.items():
-            try:
-                (normal,) = parse_watchlist([key], source="watchlist/position")
-            except ValueError as exc:
-                if strict:
-                    raise
-                logger.error("feed hub: skipping %s", exc)
-                continue
+            normal = normalised.get(key)
+            if normal is None:
+                # Each key is checked once, not every refresh: this runs twice a second and
+                # holds the GIL the socket thread needs (thousands of keys, ~3 us each).
+                try:
+                    (normal,) = parse_watchlist([key], source="watchlist/position")
+                except ValueError as exc:
+                    if strict:
+                        raise
+                    logger.error("feed hub: skipping %s", exc)
+                    continue
+                normalised[key] = normal
             good[normal] = mode
         return good, watched
 
@@ -293,6 +300,9 @@ class FeedHub:
         feed = self.feed
         assert feed is not None
         current = self.subscribed
+        if wanted == current:  # the usual case, compared in C
+            self.watched = watched
+            return False
         # Watchlisted instruments stay even if a row was just deactivated in the same pass as
         # a position closing: ``wanted`` already holds every watchlisted key.
         removed = [key for key in current if key not in wanted]

@@ -653,10 +653,25 @@ class TickSubscription:
     (``dropped_stale``): after a reconnect the current value read from Redis can race with
     a message. The same record can be delivered twice (a resync after a reconnect, or ``add``
     of a key whose value is already pending): consumers compare ``seq`` when that matters.
+
+    ``on_ready(subscription)``, when given, is called each time the subscription goes from
+    nothing pending to something pending, on the thread that delivered the value (Redis: the
+    listener thread; memory: the publisher's). It lets a consumer react without a thread hop
+    of its own: typically it calls ``take()`` (or hands off). It must be quick: while it runs
+    the listener reads nothing, values queue in the socket and then in Redis, and Redis drops
+    a pub/sub client that lets its output buffer overflow (the listener then reconnects and
+    re-reads current values, so the latest value still arrives). An exception is logged.
     """
 
-    def __init__(self, owner: _SubscriptionOwner, *, all_keys: bool = False) -> None:
+    def __init__(
+        self,
+        owner: _SubscriptionOwner,
+        *,
+        all_keys: bool = False,
+        on_ready: Callable[[TickSubscription], object] | None = None,
+    ) -> None:
         self._owner = owner
+        self._on_ready = on_ready
         self._cond = threading.Condition(threading.Lock())
         self._pending: dict[str, _Pending] = {}
         self._keys: set[str] = set()
@@ -717,6 +732,10 @@ class TickSubscription:
                 out[key] = item  # type: ignore[assignment]
         return out
 
+    def take(self) -> dict[str, TickRecord]:
+        """What is pending now (latest per key), without blocking: for ``on_ready``."""
+        return self.wait(0)
+
     def close(self) -> None:
         if self.closed:
             return
@@ -755,8 +774,14 @@ class TickSubscription:
                     stale += 1
             self.dropped_superseded += superseded
             self.dropped_stale += stale
-            if was_empty and pending:
+            ready = was_empty and pending
+            if ready:
                 self._cond.notify_all()
+        if ready and self._on_ready is not None:
+            try:
+                self._on_ready(self)
+            except Exception:
+                log.exception("tick subscription on_ready callback failed")
 
 
 # ---------------------------------------------------------------------------------------------
@@ -773,7 +798,11 @@ class TickStore(Protocol):
     def get_many(self, keys: Iterable[str]) -> dict[str, TickRecord]: ...
 
     def subscribe(
-        self, keys: Iterable[str] = (), *, all_keys: bool = False
+        self,
+        keys: Iterable[str] = (),
+        *,
+        all_keys: bool = False,
+        on_ready: Callable[[TickSubscription], object] | None = None,
     ) -> TickSubscription: ...
 
     def close(self) -> None: ...
@@ -822,8 +851,14 @@ class MemoryTickStore:
         latest = self._latest
         return {key: latest[key] for key in keys if key in latest}
 
-    def subscribe(self, keys: Iterable[str] = (), *, all_keys: bool = False) -> TickSubscription:
-        sub = TickSubscription(self, all_keys=all_keys)
+    def subscribe(
+        self,
+        keys: Iterable[str] = (),
+        *,
+        all_keys: bool = False,
+        on_ready: Callable[[TickSubscription], object] | None = None,
+    ) -> TickSubscription:
+        sub = TickSubscription(self, all_keys=all_keys, on_ready=on_ready)
         if all_keys:
             with self._lock:
                 self._all = (*self._all, sub)
@@ -1368,8 +1403,14 @@ class RedisTickStore:
                         out[key] = record
         return out
 
-    def subscribe(self, keys: Iterable[str] = (), *, all_keys: bool = False) -> TickSubscription:
-        sub = TickSubscription(self, all_keys=all_keys)
+    def subscribe(
+        self,
+        keys: Iterable[str] = (),
+        *,
+        all_keys: bool = False,
+        on_ready: Callable[[TickSubscription], object] | None = None,
+    ) -> TickSubscription:
+        sub = TickSubscription(self, all_keys=all_keys, on_ready=on_ready)
         if all_keys:
             # (Un)subscribing under _sub_lock keeps Redis's subscription set in step with the
             # routes when one subscription comes as another goes (lock order: _sub_lock, then

@@ -787,9 +787,10 @@ def test_a_killed_listener_connection_resubscribes_and_resyncs(
     sub = store.subscribe(["A:1", "A:2"])
     store.publish([record("A:1", 1, 1.0)])
     assert wait_for(sub, "A:1", 1) is not None
-    assert admin.execute_command("CLIENT", "KILL", "TYPE", "pubsub") >= 1
-    # Changed while the listener was away, before it reconnects: the MGET resync brings it.
+    # Changed without a PUBLISH, so only the resync after the reconnect can bring it. Set
+    # before the kill: set after it, a fast reconnect could resync first and never see it.
     admin.set("k:tick:A:2", record("A:2", 9, 9.0).to_bytes())
+    assert admin.execute_command("CLIENT", "KILL", "TYPE", "pubsub") >= 1
     rec = wait_for(sub, "A:2", 9)
     assert rec is not None and rec.ltp == 9.0
     assert store.listener_reconnects >= 1
@@ -1013,3 +1014,53 @@ def test_realtime_from_settings_uses_redis_when_configured(
     assert realtime.kv.get("x") == {"a": 1}
     realtime.kv.delete("x")
     realtime.close()
+
+
+def test_on_ready_runs_on_the_publishing_thread_when_something_becomes_pending() -> None:
+    store = MemoryTickStore()
+    seen: list[tuple[str, dict[str, TickRecord]]] = []
+    sub = store.subscribe(
+        ["NSE_FNO:1"],
+        on_ready=lambda s: seen.append((threading.current_thread().name, s.take())),
+    )
+    store.publish([record("NSE_FNO:1", 1, 10.0), record("NSE_FNO:2", 1, 5.0)])
+    store.publish([record("NSE_FNO:1", 2, 11.0)])
+    assert [(name, {k: r.seq for k, r in got.items()}) for name, got in seen] == [
+        ("MainThread", {"NSE_FNO:1": 1}),
+        ("MainThread", {"NSE_FNO:1": 2}),
+    ]
+    assert sub.take() == {}
+
+
+def test_on_ready_is_called_once_until_the_consumer_takes_and_a_failure_is_logged(
+    caplog: pytest.LogCaptureFixture,
+) -> None:
+    store = MemoryTickStore()
+    calls: list[int] = []
+
+    def ready(sub: object) -> None:
+        calls.append(1)
+        raise RuntimeError("consumer bug")
+
+    sub = store.subscribe(["NSE_FNO:1"], on_ready=ready)
+    store.publish([record("NSE_FNO:1", 1, 10.0)])
+    store.publish([record("NSE_FNO:1", 2, 11.0)])  # still pending: coalesced, no new call
+    assert len(calls) == 1
+    assert sub.take()["NSE_FNO:1"].seq == 2
+    assert "on_ready callback failed" in caplog.text
+
+
+def test_redis_on_ready_runs_on_the_listener_thread(tick_store: RedisTickStore) -> None:
+    got: list[tuple[str, int]] = []
+    arrived = threading.Event()
+
+    def ready(sub: object) -> None:
+        for rec in sub.take().values():  # type: ignore[attr-defined]
+            got.append((threading.current_thread().name, rec.seq))
+        arrived.set()
+
+    tick_store.subscribe(["NSE_FNO:7"], on_ready=ready)
+    tick_store.publish([record("NSE_FNO:7", 3, 10.0)])
+    assert arrived.wait(10)
+    assert got[-1][1] == 3
+    assert got[-1][0].startswith("ticks-listener")
