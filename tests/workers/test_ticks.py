@@ -10,7 +10,6 @@ from __future__ import annotations
 import json
 import os
 import re
-import shutil
 import socket
 import struct
 import subprocess
@@ -52,6 +51,8 @@ from workers.ticks import (
     encode_depth,
     realtime_from_settings,
 )
+
+from .conftest import PrivateRedis  # the private_redis fixture: a server to kill
 
 REPO = Path(__file__).resolve().parents[2]
 RECEIVED = datetime(2026, 11, 23, 5, 0, 0, 250000, tzinfo=UTC)
@@ -508,14 +509,6 @@ def test_remove_add_all_keys_and_close() -> None:
 
 
 @pytest.fixture
-def redis_url() -> str:
-    url = os.environ.get("TEST_REDIS_URL")
-    if not url:
-        pytest.fail("TEST_REDIS_URL is not set: run the suite with `make test`, which starts Redis")
-    return url
-
-
-@pytest.fixture
 def prefix(redis_url: str) -> Iterator[str]:
     """A key prefix of this test's own; its keys are deleted afterwards."""
     import redis
@@ -540,64 +533,6 @@ def free_port() -> int:
     with socket.socket() as sock:
         sock.bind(("127.0.0.1", 0))
         return int(sock.getsockname()[1])
-
-
-class PrivateRedis:
-    """A redis-server of this test's own, which can be stopped and started again."""
-
-    def __init__(self, directory: Path) -> None:
-        self.port = free_port()
-        self.directory = directory
-        self.process: subprocess.Popen[bytes] | None = None
-        self.url = f"redis://127.0.0.1:{self.port}/0"
-
-    def start(self) -> None:
-        exe = shutil.which("redis-server")
-        if exe is None:
-            pytest.skip("redis-server is not installed")
-        self.process = subprocess.Popen(
-            [
-                exe,
-                "--port",
-                str(self.port),
-                "--bind",
-                "127.0.0.1",
-                "--save",
-                "",
-                "--appendonly",
-                "no",
-                "--dir",
-                str(self.directory),
-            ],
-            stdout=subprocess.DEVNULL,
-            stderr=subprocess.DEVNULL,
-        )
-        import redis
-
-        client = redis.Redis.from_url(self.url)
-        assert until(lambda: _pings(client)), "private redis-server did not start"
-        client.close()
-
-    def stop(self) -> None:
-        if self.process is not None:
-            self.process.terminate()
-            self.process.wait(10)
-            self.process = None
-
-
-def _pings(client: object) -> bool:
-    try:
-        return bool(client.ping())  # type: ignore[attr-defined]
-    except Exception:
-        return False
-
-
-@pytest.fixture
-def private_redis(tmp_path: Path) -> Iterator[PrivateRedis]:
-    server = PrivateRedis(tmp_path)
-    server.start()
-    yield server
-    server.stop()
 
 
 def wait_for(sub: object, key: str, seq: int, timeout: float = 10.0) -> TickRecord | None:
