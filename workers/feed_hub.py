@@ -50,7 +50,7 @@ from typing import Any, Protocol
 
 from trading.dhan.feed_codec import IST, FeedMode, Packet, decode_frame
 from trading.dhan.ws_support import nse_market_open
-from workers.candles import Candle, CandleBuilder, aggregate
+from workers.candles import Candle, CandleBuilder, aggregate, candles_from_chart
 from workers.health import DOWN, HEALTHY, FeedHealth, FeedObservation
 from workers.heartbeat import Heartbeat
 from workers.subscriptions import desired_subscriptions, parse_watchlist
@@ -526,18 +526,8 @@ class FeedHub:
         snapshot = list(self.merger.snapshot().values())
         if snapshot:
             self.realtime.ticks.publish(snapshot)
-        kv = self.realtime.kv
-        with self._candle_lock:
-            histories = {
-                (key, tf): self.candles.history(key, tf)
-                for key in self._last_index_tick
-                for tf in self.config.timeframes
-            }
-        for (key, tf), history in histories.items():
-            name = f"candles:{key}:{tf}"
-            kv.delete(name)
-            for candle in history[-CANDLE_HISTORY:]:
-                kv.push_capped(name, candle.as_dict(), CANDLE_HISTORY)
+        for key in list(self._last_index_tick):
+            self._store_history(key)
         self._write_subscriptions()
         self._resync_store = False
         logger.info("feed hub: re-published %d ticks and the candle history", len(snapshot))
@@ -582,45 +572,35 @@ class FeedHub:
                         toDate=now + timedelta(minutes=1),
                     )
                 )
+                minutes = candles_from_chart(key, answer)
             except Exception as exc:
                 self.last_error = f"candle seeding for {key} failed: {exc}"
                 logger.warning("feed hub: %s", self.last_error)
                 self._seed_due = True  # try again on a later pass
                 continue
-            minutes = [
-                Candle(
-                    key=key,
-                    timeframe=60,
-                    start=bar.timestamp.timestamp(),
-                    open=float(bar.open),
-                    high=float(bar.high),
-                    low=float(bar.low),
-                    close=float(bar.close),
-                    ticks=0,
-                    source="chart",
-                )
-                for bar in answer.candles
-            ]
             seeds = minutes + [
                 c for tf in self.config.timeframes if tf != 60 for c in aggregate(minutes, tf)
             ]
             with self._candle_lock:
                 taken = self.candles.seed(seeds)
             accepted += len(taken)
-            kv = self.realtime.kv
-            with self._candle_lock:
-                histories = {tf: self.candles.history(key, tf) for tf in self.config.timeframes}
             try:
-                for tf, history in histories.items():
-                    name = f"candles:{key}:{tf}"
-                    kv.delete(name)
-                    for candle in history[-CANDLE_HISTORY:]:
-                        kv.push_capped(name, candle.as_dict(), CANDLE_HISTORY)
+                self._store_history(key)
             except StoreUnavailable as exc:
                 self._store_down(exc)
         if accepted:
             logger.info("feed hub: seeded %d candles from the intraday chart API", accepted)
         return accepted
+
+    def _store_history(self, key: str) -> None:
+        """Rewrite ``candles:{key}:{tf}`` from the builder (after seeding or a store outage),
+        one round trip per timeframe."""
+        with self._candle_lock:
+            histories = {tf: self.candles.history(key, tf) for tf in self.config.timeframes}
+        for tf, history in histories.items():
+            self.realtime.kv.replace_list(
+                f"candles:{key}:{tf}", [c.as_dict() for c in history], CANDLE_HISTORY
+            )
 
     # -- health, state, logs -----------------------------------------------------------------
 
@@ -760,14 +740,12 @@ def hub_from_settings(
         market_open=market_open or nse_market_open,
         market_clock=market_clock,
     )
-    opened = market_open or nse_market_open
-
     def feed_factory(on_packets: Callable[[list[Packet]], object], **hooks: Any) -> FeedLike:
         return FeedClient.from_settings(
             on_packets,
             subscribe_watchlist=False,  # the hub subscribes the whole union itself
-            **hooks,  # frame_hook (recorder), on_drained (publish per burst)
-            market_open=opened,
+            **hooks,  # frame_hook (recorder), on_drained and inline (see FeedHub.start)
+            market_open=config.market_open,
             stall_timeout=stall_timeout,
         )
 

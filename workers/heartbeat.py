@@ -16,7 +16,7 @@ import logging
 import os
 import socket
 import time
-from collections.abc import Callable
+from collections.abc import Callable, Sequence
 from typing import TYPE_CHECKING, Any
 
 from django.db import IntegrityError, transaction
@@ -228,6 +228,15 @@ class DbKeyValueStore:
             except IntegrityError:
                 continue  # another appender created the row first: append to theirs
         raise RuntimeError(f"kv {name!r}: could not append after a create race")
+
+    def replace_list(self, name: str, values: Sequence[dict], maxlen: int) -> None:
+        from trading.models import Setting
+
+        if maxlen < 1:
+            raise ValueError(f"maxlen must be at least 1, got {maxlen!r}")
+        Setting.objects.update_or_create(
+            key=self._row_key(name), defaults={"value": {"items": list(values[-maxlen:])}}
+        )
 
     def get_list(self, name: str) -> list[dict]:
         row = self._read(name)

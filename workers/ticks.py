@@ -1794,6 +1794,10 @@ class KeyValueStore(Protocol):
 
     def push_capped(self, name: str, value: dict, maxlen: int) -> None: ...
 
+    def replace_list(self, name: str, values: Sequence[dict], maxlen: int) -> None:
+        """Make the list exactly the last ``maxlen`` of ``values``, in one round trip."""
+        ...
+
     def get_list(self, name: str) -> list[dict]: ...
 
 
@@ -1855,6 +1859,13 @@ class MemoryKeyValueStore:
                 items = self._lists[name] = deque(items or (), maxlen=maxlen)
             items.append(text)
 
+    def replace_list(self, name: str, values: Sequence[dict], maxlen: int) -> None:
+        if maxlen < 1:
+            raise ValueError(f"maxlen must be at least 1, got {maxlen}")
+        texts = [_json_text(value, f"list item for {name!r}") for value in values]
+        with self._lock:
+            self._lists[name] = deque(texts, maxlen=maxlen)
+
     def get_list(self, name: str) -> list[dict]:
         with self._lock:
             texts = list(self._lists.get(name, ()))
@@ -1911,6 +1922,18 @@ class RedisKeyValueStore:
             pipe = self._client.pipeline(transaction=True)
             pipe.rpush(key, text)
             pipe.ltrim(key, -maxlen, -1)
+            pipe.execute()
+
+    def replace_list(self, name: str, values: Sequence[dict], maxlen: int) -> None:
+        if maxlen < 1:
+            raise ValueError(f"maxlen must be at least 1, got {maxlen}")
+        texts = [_json_text(value, f"list item for {name!r}") for value in values[-maxlen:]]
+        key = self._key_prefix + name
+        with _Unavailable("replacing a list"):
+            pipe = self._client.pipeline(transaction=True)  # readers never see it half-built
+            pipe.delete(key)
+            if texts:
+                pipe.rpush(key, *texts)
             pipe.execute()
 
     def get_list(self, name: str) -> list[dict]:

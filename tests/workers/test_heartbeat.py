@@ -264,3 +264,12 @@ def test_with_redis_url_the_store_is_redis(settings, redis_url, redis_client):
     kv.put("hb:probe", {"state": "running"}, ttl=5)
     assert kv.get("hb:probe") == {"state": "running"}
     kv.delete("hb:probe")
+
+
+@pytest.mark.django_db
+def test_db_replace_list_keeps_exactly_the_last_maxlen_values(db_kv: DbKeyValueStore) -> None:
+    db_kv.push_capped("candles", {"i": -1}, 10)
+    db_kv.replace_list("candles", [{"i": i} for i in range(5)], 3)
+    assert db_kv.get_list("candles") == [{"i": 2}, {"i": 3}, {"i": 4}]
+    db_kv.push_capped("candles", {"i": 5}, 3)
+    assert db_kv.get_list("candles") == [{"i": 3}, {"i": 4}, {"i": 5}]

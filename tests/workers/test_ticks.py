@@ -999,3 +999,20 @@ def test_redis_on_ready_runs_on_the_listener_thread(tick_store: RedisTickStore) 
     assert arrived.wait(10)
     assert got[-1][1] == 3
     assert got[-1][0].startswith("ticks-listener")
+
+
+@pytest.mark.parametrize("store", ["memory", "redis"])
+def test_replace_list_keeps_exactly_the_last_maxlen_values(
+    store: str, redis_url: str, prefix: str
+) -> None:
+    kv = (
+        MemoryKeyValueStore() if store == "memory" else RedisKeyValueStore(redis_url, prefix=prefix)
+    )
+    kv.push_capped("candles", {"i": -1}, 10)
+    kv.replace_list("candles", [{"i": i} for i in range(5)], 3)
+    assert kv.get_list("candles") == [{"i": 2}, {"i": 3}, {"i": 4}]
+    kv.push_capped("candles", {"i": 5}, 3)
+    assert kv.get_list("candles") == [{"i": 3}, {"i": 4}, {"i": 5}]
+    kv.replace_list("candles", [], 3)
+    assert kv.get_list("candles") == []
+    kv.close()
