@@ -84,6 +84,7 @@ from trading.dhan.ws_support import (
     Backoff,
     ClientState,
     Dispatcher,
+    FatalStop,
     ReconnectPolicy,
     handshake_error,
     nse_market_open,
@@ -523,7 +524,7 @@ def _normalise(instruments: Iterable[InstrumentRef]) -> list[str]:
     return keys
 
 
-class FeedClient:
+class FeedClient(FatalStop):
     """The market-feed client; see the module docstring.
 
     ``url``: ``DHANHQ_WS_URL`` (``wss://api-feed.dhan.co``; the query string is added here).
@@ -536,6 +537,9 @@ class FeedClient:
     socket thread, before decoding (a recorder). ``on_drained()``: on the dispatcher thread
     after each burst of frames (see ``ws_support.Dispatcher``).
     """
+
+    _fail_name = "feed"
+    _log = logger
 
     def __init__(
         self,
@@ -780,28 +784,6 @@ class FeedClient:
                     logger.error("feed shard %d: thread did not stop in time", shard.index)
         self._dispatcher.stop(max(0.1, deadline - time.monotonic()))
         self._done.set()
-
-    def wait(self, timeout: float | None = None) -> DhanError | None:
-        """Block until the client stops or fails (or ``timeout``); the fatal error, if any."""
-        self._done.wait(timeout)
-        return self.error
-
-    def _fail(self, error: DhanError) -> None:
-        with self._lock:
-            if self.error is not None or self.state == ClientState.STOPPED:
-                return
-            self.error = error
-            self.state = ClientState.FAILED
-        logger.critical("dhan feed stopped: %s", error)
-        self._stopping = True
-        self._stop_event.set()
-        self._dispatcher.request_stop()
-        self._done.set()
-        if self._on_fatal is not None:
-            try:
-                self._on_fatal(error)
-            except Exception:
-                logger.exception("feed on_fatal callback failed")
 
     # -- observability -----------------------------------------------------------------------
 

@@ -54,6 +54,7 @@ from trading.dhan.ws_support import (
     Backoff,
     ClientState,
     Dispatcher,
+    FatalStop,
     ReconnectPolicy,
     handshake_error,
 )
@@ -69,13 +70,16 @@ class _Fatal(Exception):
         self.error = error
 
 
-class OrderUpdateClient:
+class OrderUpdateClient(FatalStop):
     """The order-update client; see the module docstring.
 
     ``token_provider`` is called before every connection attempt. ``on_update`` runs on the
     dispatcher thread, one :class:`OrderUpdate` at a time in arrival order. ``on_fatal`` is
     called once, on the socket thread, with the error that stopped the client.
     """
+
+    _fail_name = "order updates"
+    _log = logger
 
     def __init__(
         self,
@@ -197,11 +201,6 @@ class OrderUpdateClient:
         self._dispatcher.stop(max(0.1, deadline - time.monotonic()))
         self._done.set()
 
-    def wait(self, timeout: float | None = None) -> DhanError | None:
-        """Block until the client stops or fails (or ``timeout``); the fatal error, if any."""
-        self._done.wait(timeout)
-        return self.error
-
     def stats(self) -> dict[str, Any]:
         return {
             "state": self.state,
@@ -222,22 +221,6 @@ class OrderUpdateClient:
 
     def __repr__(self) -> str:
         return f"<OrderUpdateClient {self.state}>"
-
-    def _fail(self, error: DhanError) -> None:
-        with self._lock:
-            if self.error is not None or self.state == ClientState.STOPPED:
-                return
-            self.error = error
-            self.state = ClientState.FAILED
-        logger.critical("dhan order updates stopped: %s", error)
-        self._stop_event.set()
-        self._dispatcher.request_stop()
-        self._done.set()
-        if self._on_fatal is not None:
-            try:
-                self._on_fatal(error)
-            except Exception:
-                logger.exception("order updates on_fatal callback failed")
 
     # -- socket thread -----------------------------------------------------------------------
 

@@ -23,7 +23,7 @@ from collections.abc import Callable
 from dataclasses import dataclass
 from datetime import datetime
 from datetime import time as dtime
-from typing import Generic, TypeVar
+from typing import Any, Generic, TypeVar
 
 import websocket
 
@@ -61,6 +61,48 @@ class ClientState:
     RUNNING = "running"  # client level: started, not stopped
     STOPPED = "stopped"  # stop() was called (or the connection's thread ended with it)
     FAILED = "failed"  # a fatal error (auth failure...) stopped it; see ``error``
+
+
+class FatalStop:
+    """The fatal-stop lifecycle both WebSocket clients share: ``_fail`` and ``wait``.
+
+    The client's ``__init__`` sets ``_lock``, ``error``, ``state``, ``_stop_event``, ``_done``,
+    ``_dispatcher``, ``_on_fatal`` and ``_log``; ``_fail_name`` names it in logs.
+    """
+
+    _fail_name = "client"
+    _lock: threading.Lock
+    error: DhanError | None
+    state: str
+    _stop_event: threading.Event
+    _done: threading.Event
+    _dispatcher: Dispatcher[Any]
+    _on_fatal: Callable[[DhanError], object] | None
+    _log: logging.Logger
+    _stopping = False
+
+    def wait(self, timeout: float | None = None) -> DhanError | None:
+        """Block until the client stops or fails (or ``timeout``); the fatal error, if any."""
+        self._done.wait(timeout)
+        return self.error
+
+    def _fail(self, error: DhanError) -> None:
+        """Stop for good on ``error`` (once; not after a stop()) and tell ``on_fatal``."""
+        with self._lock:
+            if self.error is not None or self.state == ClientState.STOPPED:
+                return
+            self.error = error
+            self.state = ClientState.FAILED
+        self._log.critical("dhan %s stopped: %s", self._fail_name, error)
+        self._stopping = True
+        self._stop_event.set()
+        self._dispatcher.request_stop()
+        self._done.set()
+        if self._on_fatal is not None:
+            try:
+                self._on_fatal(error)
+            except Exception:
+                self._log.exception("%s on_fatal callback failed", self._fail_name)
 
 
 @dataclass(frozen=True, slots=True)
