@@ -19,13 +19,6 @@ from workers.recorder import iter_frames
 from workers.ticks import realtime_from_settings
 
 
-class _NoFeed:
-    """Replay has no live feed: the hub's pipeline is driven by ``ingest_frame``."""
-
-    state = "running"
-    error = None
-
-
 class Command(BaseCommand):
     help = "Replay recorded raw feed frames into the tick store (see run_feed_hub --record)."
 
@@ -41,7 +34,8 @@ class Command(BaseCommand):
         if speed < 0:
             raise CommandError(f"--speed must be >= 0, got {speed}")
         realtime = realtime_from_settings()
-        hub = FeedHub(realtime, feed_factory=lambda *a, **k: _NoFeed(), config=HubConfig())
+        # No live feed and no start(): the pipeline is driven by ingest_frame and flush.
+        hub = FeedHub(realtime, feed_factory=lambda *a, **k: None, config=HubConfig())
         frames = 0
         first: float | None = None
         started = time.monotonic()
