@@ -153,7 +153,11 @@ DHANHQ_REST_MAX_ATTEMPTS = envint("DHANHQ_REST_MAX_ATTEMPTS", 4, minimum=1, maxi
 # Live orders need PAPER_MODE=false AND ENABLE_ORDER=true AND credentials; anything less is paper.
 PAPER_MODE = envbool("PAPER_MODE", True)
 ENABLE_ORDER = envbool("ENABLE_ORDER", False)
-PAPER_SEED_CASH = envdecimal("PAPER_SEED_CASH", "100000", minimum=Decimal(0))
+# Unset: the paper ledger opens with config/algo.yml paper.seed_cash; code reads the effective
+# figure through trading.config.paper_seed_cash(), never this setting directly.
+PAPER_SEED_CASH = (
+    envdecimal("PAPER_SEED_CASH", "0", minimum=Decimal(0)) if envstr("PAPER_SEED_CASH") else None
+)
 # Unset: paper fills are charged with the full Indian charges model (config/charges.yml).
 # Set: a flat amount in rupees per executed order instead (a simple override for experiments).
 _flat = envstr("PAPER_CHARGES_PER_ORDER")
@@ -164,6 +168,9 @@ PAPER_CHARGES_PER_ORDER = (
 # --- Instrument catalog ------------------------------------------------------------------------
 CONFIG_DIR = Path(envstr("ALGO_CONFIG_DIR", str(BASE_DIR / "config")))
 INSTRUMENTS_CONFIG_FILE = CONFIG_DIR / "instruments.yml"
+# The trading rules' knobs (trading/config.py) and the dated charge rates (trading/charges.py).
+ALGO_CONFIG_FILE = CONFIG_DIR / "algo.yml"
+CHARGES_CONFIG_FILE = CONFIG_DIR / "charges.yml"
 INSTRUMENTS_SCRIP_MASTER_URL = envstr(
     "INSTRUMENTS_SCRIP_MASTER_URL", "https://images.dhan.co/api-data/api-scrip-master.csv"
 )
