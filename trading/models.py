@@ -74,11 +74,36 @@ class PositionTracker(models.Model):
     peak_pnl = models.DecimalField(max_digits=16, decimal_places=2, null=True, blank=True)
     trough_pnl = models.DecimalField(max_digits=16, decimal_places=2, null=True, blank=True)
     pnl_updated_at = models.DateTimeField(null=True, blank=True)
+    # What the entry gates read (trading/rules/gates.py): which index and which way, when it
+    # closed and for how much. Kept on the row (not only through the contract) so a catalog
+    # refresh can never change the history the risk limits are computed from.
+    underlying = models.CharField(max_length=32, blank=True, help_text="index symbol: NIFTY")
+    direction = models.CharField(max_length=8, blank=True, help_text="bullish (CE) or bearish")
+    signal = models.ForeignKey(
+        "trading.TradingSignal",
+        on_delete=models.PROTECT,
+        null=True,
+        blank=True,
+        related_name="positions",
+    )
+    config_version = models.CharField(max_length=16, blank=True)
+    realized_pnl = models.DecimalField(
+        max_digits=16,
+        decimal_places=2,
+        null=True,
+        blank=True,
+        help_text="net of all charges, rupees; set at exit",
+    )
+    exited_at = models.DateTimeField(null=True, blank=True)
     created_at = models.DateTimeField(auto_now_add=True)
     updated_at = models.DateTimeField(auto_now=True)
 
     class Meta:
-        indexes = [models.Index(fields=["status"], name="position_status_idx")]
+        indexes = [
+            models.Index(fields=["status"], name="position_status_idx"),
+            models.Index(fields=["created_at"], name="position_created_idx"),
+            models.Index(fields=["exited_at"], name="position_exited_idx"),
+        ]
 
     def __str__(self) -> str:
         return f"#{self.pk} {self.exchange_segment}:{self.security_id} {self.status}"
@@ -129,3 +154,59 @@ class WatchlistItem(models.Model):
             raise ValidationError({"exchange_segment": str(exc)}) from None
         if self.security_id is not None and self.security_id <= 0:
             raise ValidationError({"security_id": "must be a positive Dhan security id"})
+
+
+class SignalDirection(models.TextChoices):
+    BULLISH = "bullish", "Bullish"
+    BEARISH = "bearish", "Bearish"
+    AVOID = "avoid", "Avoid"
+
+
+class SignalOutcome(models.TextChoices):
+    PENDING = "pending", "Pending"  # row written, decision under way (or interrupted)
+    AVOID = "avoid", "Avoid"  # no direction: nothing to enter
+    BLOCKED = "blocked", "Blocked"  # a gate, the strike choice or sizing said no: see gate
+    INTENT = "intent", "Intent"  # sized entry intent handed to the order router
+    REJECTED = "rejected", "Rejected"  # the router refused the intent: see block_reason
+    STALE = "stale", "Stale"  # the candle closed too long ago when the engine saw it
+
+
+class TradingSignal(models.Model):
+    """One evaluation of one index on one closed candle of the primary timeframe.
+
+    The row is the record that the candle was processed: the unique constraint on (index,
+    timeframe, candle_start) makes "at most once per index per candle" hold across restarts
+    and across two engines racing for the same candle (the loser's INSERT fails).
+    ``indicators`` holds the values the signal used; ``intent`` the sized entry (contract,
+    lots, order quantities, prices) when the decision got that far.
+    """
+
+    index = models.CharField(max_length=32, help_text="index symbol: NIFTY")
+    timeframe = models.PositiveIntegerField(help_text="candle length, seconds")
+    candle_start = models.DateTimeField()
+    close = models.DecimalField(max_digits=14, decimal_places=4, help_text="index close")
+    direction = models.CharField(max_length=8, choices=SignalDirection.choices)
+    confidence = models.FloatField(help_text="0..1")
+    indicators = models.JSONField(default=dict, blank=True)
+    reason = models.CharField(max_length=200, blank=True, help_text="why avoid")
+    config_version = models.CharField(max_length=16)
+    outcome = models.CharField(
+        max_length=16, choices=SignalOutcome.choices, default=SignalOutcome.PENDING
+    )
+    gate = models.CharField(max_length=32, blank=True, help_text="the blocking gate")
+    block_reason = models.TextField(blank=True)
+    intent = models.JSONField(null=True, blank=True)
+    decided_at = models.DateTimeField(null=True, blank=True, help_text="market time")
+    created_at = models.DateTimeField(auto_now_add=True)
+
+    class Meta:
+        ordering = ["-candle_start", "index"]
+        constraints = [
+            models.UniqueConstraint(
+                fields=["index", "timeframe", "candle_start"], name="signal_once_per_candle"
+            )
+        ]
+        indexes = [models.Index(fields=["outcome"], name="signal_outcome_idx")]
+
+    def __str__(self) -> str:
+        return f"{self.index} {self.candle_start:%Y-%m-%d %H:%M} {self.direction} {self.outcome}"

@@ -61,6 +61,9 @@ logger = logging.getLogger(__name__)
 __all__ = ["FeedHub", "HubConfig"]
 
 INDEX_SEGMENT = "IDX_I"
+# Written by the signal engine (workers/signal_engine.py); a constant here so that the hub
+# does not import the engine.
+CANDIDATES_KEY = "feed:candidates"
 CANDLE_HISTORY = 500  # candles kept per index and timeframe in the kv list
 _BURST_FRAMES = 256  # frames merged and published together at most (see _on_packets)
 _SESSION_OPEN = (9, 15)
@@ -148,6 +151,7 @@ class FeedHub:
         self.env_keys = parse_watchlist(self.config.env_watchlist)
         self.subscribed: dict[str, FeedMode] = {}
         self._normalised: dict[str, str] = {}  # raw key -> checked SEG:SID (see _desired)
+        self._last_candidates: list[str] = []
         self.watched: frozenset[str] = frozenset()
         self.last_error: str | None = None
         self._candle_lock = threading.Lock()  # the builder: socket thread vs seeding
@@ -278,6 +282,8 @@ class FeedHub:
 
     def _desired(self, *, strict: bool) -> tuple[dict[str, FeedMode], frozenset[str]]:
         wanted, watched = desired_subscriptions(self.env_keys, self.config.index_mode)
+        for key in self._candidates():
+            wanted.setdefault(key, FeedMode.FULL)
         good: dict[str, FeedMode] = {}
         normalised = self._normalised
         for key, mode in wanted.items():
@@ -295,6 +301,20 @@ class FeedHub:
                 normalised[key] = normal
             good[normal] = mode
         return good, watched
+
+    def _candidates(self) -> list[str]:
+        """The option contracts the signal engine may pick next (kv ``feed:candidates``,
+        written with a TTL on every candle), subscribed in full mode so their ticks and depth
+        are fresh when a signal comes. On a store error the last known set stays."""
+        try:
+            record = self.realtime.kv.get(CANDIDATES_KEY)
+        except StoreUnavailable:
+            return self._last_candidates
+        keys = record.get("keys") if isinstance(record, dict) else None
+        if not isinstance(keys, list):
+            keys = []
+        self._last_candidates = [k for k in keys if isinstance(k, str)]
+        return self._last_candidates
 
     def _apply(self, wanted: dict[str, FeedMode], watched: frozenset[str]) -> bool:
         feed = self.feed

@@ -108,3 +108,21 @@ def private_redis() -> Iterator[PrivateRedis]:
     finally:
         server.stop()
         shutil.rmtree(server.root, ignore_errors=True)
+
+
+@pytest.fixture
+def running() -> Iterator[Callable[..., object]]:
+    """``running(component)`` runs ``component.run(stop)`` in a thread until the test ends;
+    the component's exception, if any, fails the test at teardown."""
+    from .hubkit import Running
+
+    started: list[Running] = []
+
+    def start(component: object) -> Running:
+        run = Running(component)
+        started.append(run)
+        return run
+
+    yield start
+    for run in started:
+        run.close()

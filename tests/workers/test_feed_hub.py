@@ -5,172 +5,44 @@ Every wait is bounded and polls (``wait_until``); nothing asserts on how fast.
 
 from __future__ import annotations
 
-import threading
 import uuid
-from collections.abc import Callable, Iterator
 from datetime import UTC, datetime
 from typing import Any
 
 import pytest
-from django.core.management import call_command
 
 from instruments.models import Derivative
-from trading.dhan.feed import FeedClient
 from trading.dhan.feed_codec import (
     FeedMode,
     QuoteTick,
     TickerTick,
     datetime_to_ltt,
 )
-from trading.dhan.sim.server import Simulator
-from trading.dhan.ws_support import ReconnectPolicy
 from trading.models import PositionTracker, WatchlistItem
 from workers.feed_hub import FeedHub, HubConfig
 from workers.health import HEALTHY, STALE
 from workers.recorder import FrameRecorder, iter_frames
 from workers.subscriptions import WatchlistError
 from workers.ticks import (
-    MemoryEventBus,
-    MemoryKeyValueStore,
-    MemoryTickStore,
     Realtime,
-    RedisEventBus,
     RedisKeyValueStore,
     RedisTickStore,
 )
 
 from .conftest import wait_until
+from .hubkit import (
+    INDICES,
+    an_option,
+    import_sim_catalog,
+    make_hub,
+    memory_realtime,
+    open_position,
+    redis_realtime,
+    seed_watchlist,
+    sim_subscriptions,
+)
 
 pytestmark = pytest.mark.django_db(transaction=True)
-
-INDICES = {
-    "IDX_I:13": "NIFTY",
-    "IDX_I:25": "BANKNIFTY",
-    "IDX_I:27": "FINNIFTY",
-    "IDX_I:51": "SENSEX",
-}
-FAST = ReconnectPolicy(base=0.05, cap=0.2, rate_limited_base=0.3, rate_limited_cap=0.6)
-
-
-def memory_realtime() -> Realtime:
-    return Realtime(
-        ticks=MemoryTickStore(), events=MemoryEventBus(), kv=MemoryKeyValueStore(), redis_url=None
-    )
-
-
-def redis_realtime(url: str, prefix: str) -> Realtime:
-    return Realtime(
-        ticks=RedisTickStore(url, prefix=prefix),
-        events=RedisEventBus(url, prefix=prefix),
-        kv=RedisKeyValueStore(url, prefix=prefix),
-        redis_url=url,
-    )
-
-
-def seed_watchlist() -> None:
-    # Transactional tests flush the tables, the migration's seed rows included: recreate them.
-    for key, label in INDICES.items():
-        segment, sid = key.split(":")
-        WatchlistItem.objects.get_or_create(
-            exchange_segment=segment, security_id=int(sid), defaults={"label": label}
-        )
-
-
-def make_hub(sim: Simulator, realtime: Realtime, *, recorder: Any = None, **config: Any) -> FeedHub:
-    settings = {
-        "index_mode": FeedMode.TICKER,
-        "market_open": lambda: True,
-        "refresh_interval": 0.2,
-        "loop_interval": 0.05,
-        "state_interval": 0.2,
-        "stale_after": 1.0,
-        "seed_candles": False,
-        "market_clock": lambda: sim.now().timestamp(),
-    }
-    settings.update(config)
-
-    def factory(on_packets: Callable[..., object], **hooks: Any) -> FeedClient:
-        return FeedClient(
-            sim.ws_url,
-            sim.client_id,
-            lambda: sim.token,
-            on_packets,
-            policy=FAST,
-            stall_timeout=1.5,
-            poll_interval=0.1,
-            market_open=lambda: True,
-            **hooks,
-        )
-
-    return FeedHub(realtime, feed_factory=factory, config=HubConfig(**settings), recorder=recorder)
-
-
-class Running:
-    """A hub running ``run(stop)`` in a thread, as the supervisor would."""
-
-    def __init__(self, hub: FeedHub) -> None:
-        self.hub = hub
-        self.stop = threading.Event()
-        self.error: BaseException | None = None
-        self.thread = threading.Thread(target=self._run, daemon=True)
-        self.thread.start()
-
-    def _run(self) -> None:
-        try:
-            self.hub.run(self.stop)
-        except BaseException as exc:  # surfaced by close()
-            self.error = exc
-
-    def close(self) -> None:
-        self.stop.set()
-        self.thread.join(10)
-        assert not self.thread.is_alive(), "the hub did not stop"
-        if self.error is not None:
-            raise self.error
-
-
-@pytest.fixture
-def running() -> Iterator[Callable[[FeedHub], Running]]:
-    started: list[Running] = []
-
-    def start(hub: FeedHub) -> Running:
-        run = Running(hub)
-        started.append(run)
-        return run
-
-    yield start
-    for run in started:
-        run.close()
-
-
-def sim_subscriptions(sim: Simulator) -> dict[str, FeedMode]:
-    """Every instrument the simulator's open feed connections carry -> mode."""
-    merged: dict[str, FeedMode] = {}
-    for subs in sim.feed_subscriptions():
-        merged.update(subs)
-    return merged
-
-
-def import_sim_catalog(sim: Simulator) -> None:
-    call_command("import_instruments", url=sim.scrip_master_url, verbosity=0)
-
-
-def an_option(sim: Simulator) -> Derivative:
-    return Derivative.objects.filter(option_type="CE", underlying__security_id=13).order_by(
-        "expiry_date", "strike"
-    )[len(Derivative.objects.filter(option_type="CE", underlying__security_id=13)) // 2]
-
-
-def open_position(option: Derivative, status: str = "active") -> PositionTracker:
-    return PositionTracker.objects.create(
-        derivative=option,
-        exchange_segment=option.exchange_segment,
-        security_id=option.security_id,
-        status=status,
-        quantity=option.lot_size,
-        entry_price="100",
-    )
-
 
 # -- ticks in the cache -----------------------------------------------------------------------
 
@@ -236,6 +108,26 @@ def test_a_position_opened_is_subscribed_on_the_next_refresh_and_closing_removes
         assert hub.refresh_subscriptions()
         assert key not in hub.subscribed
         wait_until(lambda: key not in sim_subscriptions(sim), "the unsubscribe at the sim")
+        assert set(hub.subscribed) == set(INDICES)
+    finally:
+        hub.shutdown()
+
+
+def test_the_signal_engines_candidate_contracts_are_subscribed_in_full_mode_until_dropped(sim):
+    seed_watchlist()
+    import_sim_catalog(sim)
+    realtime = memory_realtime()
+    hub = make_hub(sim, realtime)
+    hub.start()
+    try:
+        option = an_option(sim)
+        key = f"{option.exchange_segment}:{option.security_id}"
+        realtime.kv.put("feed:candidates", {"keys": [key], "at": 0}, ttl=60)
+        assert hub.refresh_subscriptions()
+        assert hub.subscribed[key] == FeedMode.FULL
+        wait_until(lambda: hub.merger.get(key), "a tick for the candidate")
+        realtime.kv.delete("feed:candidates")  # the TTL ran out: the engine stopped
+        assert hub.refresh_subscriptions()
         assert set(hub.subscribed) == set(INDICES)
     finally:
         hub.shutdown()

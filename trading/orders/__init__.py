@@ -1,0 +1,1 @@
+"""Orders: the entry intent handed to the order router, and (next) the journal and gateways."""

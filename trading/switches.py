@@ -1,0 +1,58 @@
+"""The operator's switches, stored as Setting rows (admin, API): read by the entry gates.
+
+* ``trading.switch`` ``{"enabled": bool}``: off halts new entries (open positions keep their
+  exits). Missing = on: a fresh install trades (in paper mode by default).
+* ``trading.kill_switch`` ``{"active": bool, "reason": str}``: on halts entries and (exit
+  engine) flattens every position; the daily loss limit sets it by itself. Missing = off.
+
+A row whose value is not the documented shape is read as the SAFE state (switch off, kill switch
+on) and logged: a typo in the admin must never be read as "trade".
+"""
+
+from __future__ import annotations
+
+import logging
+from typing import Any
+
+logger = logging.getLogger(__name__)
+
+TRADING_SWITCH_KEY = "trading.switch"
+KILL_SWITCH_KEY = "trading.kill_switch"
+
+
+def _flag(key: str, field: str, missing: bool, safe: bool) -> bool:
+    from trading.models import Setting
+
+    value: Any = Setting.get(key)
+    if value is None:
+        return missing
+    if isinstance(value, dict) and isinstance(value.get(field), bool):
+        return value[field]
+    logger.error(
+        "Setting %s is %r, expected {%r: true|false}; treating it as %s",
+        key,
+        value,
+        field,
+        safe,
+    )
+    return safe
+
+
+def trading_enabled() -> bool:
+    return _flag(TRADING_SWITCH_KEY, "enabled", missing=True, safe=False)
+
+
+def kill_switch_active() -> bool:
+    return _flag(KILL_SWITCH_KEY, "active", missing=False, safe=True)
+
+
+def set_trading_enabled(enabled: bool) -> None:
+    from trading.models import Setting
+
+    Setting.put(TRADING_SWITCH_KEY, {"enabled": bool(enabled)})
+
+
+def set_kill_switch(active: bool, reason: str = "") -> None:
+    from trading.models import Setting
+
+    Setting.put(KILL_SWITCH_KEY, {"active": bool(active), "reason": reason})
