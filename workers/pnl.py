@@ -19,14 +19,17 @@ import threading
 import time
 from collections.abc import Callable, Mapping
 from dataclasses import dataclass, fields
-from datetime import UTC, datetime
+from datetime import UTC, date, datetime
 from decimal import Decimal, InvalidOperation
 from typing import TYPE_CHECKING, Any
+from zoneinfo import ZoneInfo
 
 from django.db import close_old_connections, connections
 
+from trading.charges import charges_table
 from trading.models import PositionStatus, PositionTracker
-from trading.rules.pnl import track_extremes, unrealized
+from trading.rules.charges import exchange_of, order_charges
+from trading.rules.pnl import price_decimal, track_extremes, unrealized
 from workers.heartbeat import DbKeyValueStore, Heartbeat
 
 if TYPE_CHECKING:
@@ -35,6 +38,7 @@ if TYPE_CHECKING:
 logger = logging.getLogger(__name__)
 
 OPEN_STATUSES = (PositionStatus.ACTIVE, PositionStatus.EXITING)
+IST = ZoneInfo("Asia/Kolkata")
 LTP_PLACES = Decimal("0.0001")  # PositionTracker.ltp has 4 decimal places
 
 _DECIMAL_FIELDS = ("gross", "net", "percent", "peak", "trough", "exit_charges")
@@ -47,14 +51,36 @@ def position_key(position: PositionTracker) -> str:
     return f"{position.exchange_segment}:{position.security_id}"
 
 
-def default_exit_charges(position: PositionTracker, ltp: float) -> Decimal:
-    """Placeholder estimate of what closing the position now would cost, in rupees:
-    settings.PAPER_CHARGES_PER_ORDER when set, else 0. The Indian charges model
-    (config/charges.yml, trading/rules/charges.py) arrives in issue 5 and replaces this."""
+def default_exit_charges(
+    position: PositionTracker, ltp: float, *, on: date | None = None
+) -> Decimal:
+    """What closing the position now would cost, in rupees: the charges of ONE SELL order of
+    the position's quantity at ``ltp`` (trading.rules.charges, rates of config/charges.yml in
+    force on ``on``, default today's IST date), on the exchange of its segment.
+
+    settings.PAPER_CHARGES_PER_ORDER, when set, is an explicit flat override (a paper account
+    configured to charge a round figure) and wins. An exit split into several orders (freeze
+    quantity) pays brokerage and its GST once per order: this estimate counts one, so it is
+    low by one brokerage plus its GST (Rs 23.60 today) per extra order.
+
+    ChargesError / ConfigError (no rates in force, unknown segment, missing or invalid charges
+    file) propagate: the monitor logs and skips the position rather than show a net PnL with
+    made-up charges."""
     from django.conf import settings
 
     flat = getattr(settings, "PAPER_CHARGES_PER_ORDER", None)
-    return Decimal(flat) if flat is not None else Decimal(0)
+    if flat is not None:
+        return Decimal(flat)
+    day = on if on is not None else datetime.now(IST).date()
+    charges = order_charges(
+        exchange_of(position.exchange_segment),
+        "SELL",
+        int(position.quantity),
+        price_decimal(ltp),
+        day,
+        charges_table(),
+    )
+    return charges.total
 
 
 @dataclass(frozen=True, slots=True)

@@ -8,9 +8,11 @@ from datetime import UTC, date, datetime
 from decimal import Decimal
 
 import pytest
+import time_machine
 
 from instruments.models import Derivative
 from trading.models import PositionStatus, PositionTracker
+from trading.rules.charges import ChargesError
 from workers.heartbeat import DbKeyValueStore, Heartbeat
 from workers.pnl import (
     PnlCache,
@@ -328,13 +330,79 @@ def test_the_sync_leaves_the_status_and_updated_at_alone():
 # -- default exit charges -----------------------------------------------------------------------
 
 
+# Expected figures worked by hand from config/charges.yml (see tests/trading/rules/test_charges.py):
+# SELL 65 x 110 = 7150 on NSE: brokerage 20 + STT 0.15% 10.725 -> 11 + exchange 2.504645 -> 2.50
+# + IPFT 0.03575 -> 0.04 + SEBI 0.00715 -> 0.01 + GST 0.18 x 22.51 = 4.0518 -> 4.05 = 37.60.
+MAY = date(2026, 5, 4)
+
+
 @pytest.mark.django_db
-def test_the_default_exit_charges_are_the_flat_paper_charge_or_zero(settings):
-    position = make_position()
+def test_the_flat_paper_charge_when_configured_overrides_the_charges_model(settings):
     settings.PAPER_CHARGES_PER_ORDER = Decimal("20")
-    assert default_exit_charges(position, 110.0) == Decimal("20")
+    assert default_exit_charges(make_position(), 110.0, on=MAY) == Decimal("20")
+
+
+@pytest.mark.django_db
+@pytest.mark.parametrize(
+    ("segment", "quantity", "ltp", "expected"),
+    [
+        pytest.param("NSE_FNO", 65, 110.0, Decimal("37.60"), id="nse-one-nifty-lot-at-110"),
+        # SENSEX 20 x 250 = 5000 on BSE: 20 + STT 7.5 -> 8 + exchange 0.000325 x 5000 = 1.625
+        # -> 1.63 + no IPFT + SEBI 0.005 -> 0.01 + GST 0.18 x 21.64 = 3.8952 -> 3.90 = 33.54
+        pytest.param("BSE_FNO", 20, 250.0, Decimal("33.54"), id="bse-sensex-at-250"),
+    ],
+)
+def test_the_exit_charges_are_those_of_a_sell_of_the_whole_position_at_the_ltp(
+    settings, segment, quantity, ltp, expected
+):
     settings.PAPER_CHARGES_PER_ORDER = None
-    assert default_exit_charges(position, 110.0) == Decimal(0)
+    derivative = make_derivative(security_id=60001, segment=segment)
+    position = make_position(security_id=derivative.security_id, quantity=quantity)
+    assert default_exit_charges(position, ltp, on=MAY) == expected
+
+
+@pytest.mark.django_db
+@pytest.mark.parametrize(
+    ("utc", "expected"),
+    [
+        # 23:45 IST on 2026-03-31: STT 0.10% of 7150 = 7.15 -> 7, so 37.60 - 11 + 7
+        pytest.param(datetime(2026, 3, 31, 18, 15, tzinfo=UTC), Decimal("33.60"), id="mar-31-ist"),
+        # 00:15 IST on 2026-04-01 (still 2026-03-31 in UTC): STT 0.15%
+        pytest.param(datetime(2026, 3, 31, 18, 45, tzinfo=UTC), Decimal("37.60"), id="apr-1-ist"),
+    ],
+)
+def test_the_exit_charges_use_the_rates_of_todays_date_in_india(settings, utc, expected):
+    settings.PAPER_CHARGES_PER_ORDER = None
+    position = make_position()
+    with time_machine.travel(utc, tick=False):
+        assert default_exit_charges(position, 110.0) == expected
+
+
+@pytest.mark.django_db
+def test_exit_charges_of_a_segment_without_a_charges_model_are_an_error(settings):
+    settings.PAPER_CHARGES_PER_ORDER = None
+    derivative = make_derivative(security_id=60002, segment="MCX_COMM")
+    position = make_position(security_id=derivative.security_id)
+    with pytest.raises(ChargesError, match="MCX_COMM"):
+        default_exit_charges(position, 110.0, on=MAY)
+
+
+@pytest.mark.django_db
+def test_the_monitor_nets_the_charges_model_estimate_out_of_the_gross_pnl(settings, kv, clock):
+    settings.PAPER_CHARGES_PER_ORDER = None
+    position = make_position()
+    monitor = PnlMonitor(MemoryTickStore(), kv, clock=clock)  # the default estimator
+    monitor.handle_reload(T0)
+
+    with time_machine.travel(datetime(2026, 5, 4, 5, 0, tzinfo=UTC), tick=False):
+        monitor.handle_records({"NSE_FNO:55796": tick("NSE_FNO:55796", 110.0)}, T0)
+
+    snap = PnlSnapshot.from_dict(kv.get(f"pnl:{position.pk}"))
+    assert (snap.gross, snap.exit_charges, snap.net) == (
+        Decimal("650.00"),
+        Decimal("37.60"),
+        Decimal("612.40"),
+    )
 
 
 # -- PnlMonitor, one piece at a time ------------------------------------------------------------
