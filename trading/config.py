@@ -585,7 +585,8 @@ class _Items(_Spec):
 
     def _label(self, path: str, index: int, raw: Any) -> str:
         name = raw.get(self.key) if self.key and isinstance(raw, Mapping) else None
-        return f"{path}[{name.upper()}]" if isinstance(name, str) else f"{path}[{index}]"
+        named = isinstance(name, str) and _SYMBOL.fullmatch(name)
+        return f"{path}[{name.upper()}]" if named else f"{path}[{index}]"
 
     def parse(self, value: Any, path: str, report: _Report) -> Any:
         if not isinstance(value, list | tuple) or len(value) < self.min_items:
@@ -1065,6 +1066,12 @@ def reload_algo_config() -> AlgoConfig:
         config = effective_algo_config()
         _CACHE["config"] = config
     return config
+
+
+def clear_algo_config_cache() -> None:
+    """Forget this process's copy (tests; the next algo_config() reads file + overrides)."""
+    with _CACHE_LOCK:
+        _CACHE.clear()
 
 
 def algo_config() -> AlgoConfig:
