@@ -1,0 +1,133 @@
+"""manage.py check_config: effective algo config + charges; every problem on stderr, exit 1."""
+
+from __future__ import annotations
+
+import os
+import subprocess
+import sys
+from io import StringIO
+from pathlib import Path
+
+import pytest
+import yaml
+from django.core.management import call_command
+from django.core.management.base import CommandError
+
+from trading import config as algo
+from trading.config import OVERRIDES_KEY, config_as_dict, load_algo_config
+
+ROOT = Path(__file__).resolve().parents[2]
+ALGO_YML = ROOT / "config" / "algo.yml"
+CHARGES_YML = ROOT / "config" / "charges.yml"
+
+
+@pytest.fixture(autouse=True)
+def _fresh_cache():
+    algo.clear_algo_config_cache()
+    yield
+    algo.clear_algo_config_cache()
+
+
+@pytest.fixture
+def bad_algo(tmp_path) -> Path:
+    path = tmp_path / "bad-algo.yml"
+    text = ALGO_YML.read_text(encoding="utf-8")
+    text = text.replace("max_trades_per_day: 8", "max_trades_per_day: eight")
+    path.write_text(text.replace("slippage_bps: 25", "slippage_bps: -1"), encoding="utf-8")
+    return path
+
+
+@pytest.fixture
+def bad_charges(tmp_path) -> Path:
+    path = tmp_path / "bad-charges.yml"
+    path.write_text("rates: nothing\n", encoding="utf-8")
+    return path
+
+
+def run(*args: str) -> tuple[str, str]:
+    out, err = StringIO(), StringIO()
+    call_command("check_config", *args, stdout=out, stderr=err)
+    return out.getvalue(), err.getvalue()
+
+
+def test_a_valid_config_prints_the_effective_values_and_both_versions():
+    out, err = run("--no-overrides", "--file", str(ALGO_YML), "--charges", str(CHARGES_YML))
+    config = load_algo_config(ALGO_YML)
+    assert err == ""
+    assert yaml.safe_load(out) == config_as_dict(config)  # the output is itself a valid algo.yml
+    assert f"# algo config version: {config.version}" in out.splitlines()
+    assert f"# charges: {CHARGES_YML}, version " in out
+
+
+@pytest.mark.django_db
+def test_by_default_the_stored_overrides_are_applied(settings):
+    from trading.models import Setting
+
+    settings.ALGO_CONFIG_FILE = ALGO_YML
+    Setting.put(OVERRIDES_KEY, {"signals": {"adx_min": 24}})
+    out, _ = run()
+    assert yaml.safe_load(out)["signals"]["adx_min"] == 24
+    assert out.startswith(f"# effective algo config: {ALGO_YML} + Setting algo.overrides")
+    version = load_algo_config(ALGO_YML, {"signals": {"adx_min": 24}}).version
+    assert f"# algo config version: {version}" in out
+
+
+@pytest.mark.django_db
+def test_a_bad_stored_override_fails_the_check_naming_the_setting(settings):
+    from trading.models import Setting
+
+    settings.ALGO_CONFIG_FILE = ALGO_YML
+    Setting.put(OVERRIDES_KEY, {"feed": {"index_stale_seconds": 0}})  # bypassing validation
+    err = StringIO()
+    with pytest.raises(CommandError) as excinfo:
+        call_command("check_config", stdout=StringIO(), stderr=err)
+    assert excinfo.value.returncode == 1
+    assert err.getvalue().splitlines() == [
+        "Setting algo.overrides: feed.index_stale_seconds: "
+        "expected a number above 0 and at most 600, got 0"
+    ]
+
+
+def test_every_problem_of_both_files_goes_to_stderr(bad_algo, bad_charges):
+    err = StringIO()
+    with pytest.raises(CommandError) as excinfo:
+        call_command(
+            "check_config",
+            "--no-overrides",
+            "--file",
+            str(bad_algo),
+            "--charges",
+            str(bad_charges),
+            stdout=StringIO(),
+            stderr=err,
+        )
+    lines = err.getvalue().splitlines()
+    assert lines[:2] == [
+        "bad-algo.yml: risk.max_trades_per_day: expected a whole number between 1 and 100, "
+        "got 'eight'",
+        "bad-algo.yml: paper.slippage_bps: expected a whole number between 0 and 1000, got -1",
+    ]
+    assert len(lines) > 2
+    assert all(line.startswith("bad-charges.yml: rates") for line in lines[2:])
+    assert excinfo.value.returncode == 1
+    assert str(excinfo.value) == f"invalid configuration: {len(lines)} problem(s)"
+
+
+def cli(*args: str) -> subprocess.CompletedProcess[str]:
+    env = {k: v for k, v in os.environ.items() if k != "DATABASE_URL"}
+    env["DJANGO_DEBUG"] = "true"
+    command = [sys.executable, "manage.py", "check_config", "--no-overrides", *args]
+    return subprocess.run(command, cwd=ROOT, env=env, capture_output=True, text=True, timeout=60)
+
+
+@pytest.mark.parametrize(
+    ("use_bad_file", "code"), [(False, 0), (True, 1)], ids=["valid exits 0", "invalid exits 1"]
+)
+def test_the_exit_code_says_whether_the_config_is_valid(bad_algo, use_bad_file, code):
+    done = cli("--file", str(bad_algo if use_bad_file else ALGO_YML))
+    assert done.returncode == code, done.stderr
+    if use_bad_file:
+        assert "bad-algo.yml: risk.max_trades_per_day: expected a whole number" in done.stderr
+        assert done.stdout == ""
+    else:
+        assert "# algo config version: " in done.stdout
