@@ -132,7 +132,7 @@ def test_the_defaults_need_no_configuration(load_settings):
     assert values["DEBUG"] is False
     assert values["PAPER_MODE"] is True
     assert values["ENABLE_ORDER"] is False
-    assert Decimal(values["PAPER_SEED_CASH"]) == Decimal("100000")
+    assert values["PAPER_SEED_CASH"] is None  # unset: config/algo.yml paper.seed_cash applies
     assert values["PAPER_CHARGES_PER_ORDER"] is None
     assert values["DHANHQ_CLIENT_ID"] is None
     assert values["DHANHQ_ACCESS_TOKEN"] is None

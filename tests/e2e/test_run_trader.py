@@ -32,6 +32,16 @@ def read_kv(db: Path, name: str) -> dict | None:
     return json.loads(found[0])["value"] if found else None
 
 
+def signal_rows(db: Path) -> list[tuple[str, str, str]]:
+    try:
+        with sqlite3.connect(db, timeout=5) as conn:
+            return conn.execute(
+                "SELECT `index`, direction, outcome FROM trading_tradingsignal"
+            ).fetchall()
+    except sqlite3.OperationalError:
+        return []
+
+
 @pytest.fixture
 def env(tmp_path: Path) -> dict[str, str]:
     environ = {k: v for k, v in os.environ.items() if k not in ("REDIS_URL", "DATABASE_URL")}
@@ -85,10 +95,23 @@ def test_run_trader_sim_runs_a_market_minute_with_every_component_and_stops_on_s
             time.sleep(0.2)
         else:
             pytest.fail(f"no healthy market minute; last beat {beat}, hub {hub}")
-        assert set(beat["components"]) == {"feed_hub", "pnl_monitor", "scheduled_jobs"}
+        assert set(beat["components"]) == {
+            "feed_hub",
+            "signal_engine",
+            "pnl_monitor",
+            "scheduled_jobs",
+        }
         assert all(c["restarts"] == 0 for c in beat["components"].values())
         health = read_kv(db, "health:feed")
         assert health and health["state"] == "healthy"
+        # The signal engine decided at least one index candle and recorded it.
+        deadline = time.monotonic() + 30
+        while not signal_rows(db) and time.monotonic() < deadline:
+            time.sleep(0.2)
+        rows = signal_rows(db)
+        assert rows, "no TradingSignal recorded"
+        assert {r[0] for r in rows} <= {"NIFTY", "BANKNIFTY", "FINNIFTY", "SENSEX"}
+        assert read_kv(db, "hb:signal_engine")["state"] == "running"
 
         proc.send_signal(signal.SIGTERM)
         # The shutdown bound is a promise of the command (SIGTERM -> exit in 5 s), not a speed.

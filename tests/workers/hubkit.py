@@ -107,9 +107,10 @@ class Running:
     def close(self) -> None:
         self.stop.set()
         self.thread.join(10)
-        assert not self.thread.is_alive(), "the hub did not stop"
-        if self.error is not None:
-            raise self.error
+        assert not self.thread.is_alive(), f"{type(self.hub).__name__} did not stop"
+        error, self.error = self.error, None  # raised once, even when closed twice
+        if error is not None:
+            raise error
 
 
 def sim_subscriptions(sim: Simulator) -> dict[str, FeedMode]:

@@ -6,7 +6,6 @@ from __future__ import annotations
 import math
 import random
 import re
-import time
 from dataclasses import replace
 
 import pytest
@@ -341,19 +340,3 @@ def test_a_warming_confirmation_blocks_the_primary():
         Direction.AVOID,
         "5m is avoid (warming up: 0 of 28 candles)",
     )
-
-
-# -- cost -----------------------------------------------------------------------------------------
-
-
-@pytest.mark.parametrize("cfg", [SUPERTREND, GRAIL], ids=["supertrend", "holy-grail"])
-def test_an_update_costs_well_under_200_microseconds(cfg):
-    # Measured about 5 us (supertrend) and 11 us (holy grail) per update on the dev VM; the
-    # bound leaves room for a slow or busy CI machine while still catching an O(n) update.
-    candles = random_candles(3000, seed=2)
-    state = SignalState(cfg)
-    started = time.perf_counter()
-    for h, lo, c in zip(*candles, strict=True):
-        state.update(h, lo, c)
-    per_update = (time.perf_counter() - started) / 3000
-    assert per_update < 200e-6

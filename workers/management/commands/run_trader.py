@@ -12,7 +12,7 @@ and imports its scrip master into the catalog first, so the trader runs with no 
 from __future__ import annotations
 
 import logging
-from datetime import date, datetime
+from datetime import date, datetime, timedelta
 from datetime import time as dtime
 from typing import Any
 
@@ -21,11 +21,14 @@ from django.core.exceptions import ImproperlyConfigured
 from django.core.management import call_command
 from django.core.management.base import BaseCommand, CommandError, CommandParser
 
+from trading.config import AlgoConfig, ConfigError, effective_algo_config
 from trading.mode import trading_mode
+from workers.candles import IST
 from workers.feed_hub import hub_from_settings
 from workers.heartbeat import DbKeyValueStore, Heartbeat
 from workers.order_updates import OrderUpdatesComponent
 from workers.pnl import PnlMonitor
+from workers.signal_engine import engine_from_settings
 from workers.subscriptions import WatchlistError, parse_watchlist
 from workers.supervisor import ScheduledJobs, Supervisor
 from workers.ticks import Realtime, realtime_from_settings
@@ -47,6 +50,16 @@ def _date(text: str) -> date:
         raise CommandError(f"--sim-date must be YYYY-MM-DD, got {text!r}") from None
 
 
+def next_trading_day(config: AlgoConfig, today: date | None = None) -> date:
+    """The simulator's default day: today in IST, or the next day that is a trading day by
+    the config's calendar (weekends and ``market.holidays`` skipped), so a demo on a holiday
+    still shows entries instead of every signal blocked by the entry window."""
+    day = today or datetime.now(IST).date()
+    while not config.market.is_trading_day(day):
+        day += timedelta(days=1)
+    return day
+
+
 class Command(BaseCommand):
     help = "Run the trader in one process (embedded mode): every worker as a supervised thread."
 
@@ -65,6 +78,15 @@ class Command(BaseCommand):
             parse_watchlist(settings.DHANHQ_WS_WATCHLIST)
         except WatchlistError as exc:
             raise CommandError(str(exc)) from None
+        try:
+            # An invalid algo config stops the trader here, named, rather than crash-looping
+            # the signal engine under the supervisor.
+            config = effective_algo_config()
+        except ConfigError as exc:
+            raise CommandError(str(exc)) from None
+        logger.info("algo config %s", config.version)
+        if options["sim"] and options["sim_date"] is None:
+            options["sim_date"] = next_trading_day(config)
         sim = self._start_simulator(options) if options["sim"] else None
         try:
             code = self._run(options, sim)
@@ -160,7 +182,7 @@ class Command(BaseCommand):
         market_open: Any,
         market_clock: Any,
     ) -> None:
-        """Every component, one line each. The signal and exit engines join here."""
+        """Every component, one line each. The exit engine joins here."""
         supervisor.add(
             "feed_hub",
             lambda: hub_from_settings(
@@ -171,6 +193,10 @@ class Command(BaseCommand):
                 market_clock=market_clock,
             ),
             critical=True,
+        )
+        supervisor.add(
+            "signal_engine",
+            lambda: engine_from_settings(realtime, live=live, clock=market_clock),
         )
         supervisor.add("pnl_monitor", lambda: PnlMonitor(realtime))
         supervisor.add("scheduled_jobs", lambda: ScheduledJobs())

@@ -1,0 +1,53 @@
+"""``manage.py run_signal_engine``: the signal engine as its own process (split mode).
+
+Thin, like healthchecks' sendalerts: build the engine from settings, install SIGTERM/SIGINT
+handlers that only set the stop event, run. An invalid algo config stops it at start with the
+message (``manage.py check_config`` shows the same before a restart). Needs REDIS_URL to see the
+feed hub's candles; without it, use ``manage.py run_trader``.
+"""
+
+from __future__ import annotations
+
+import logging
+import signal
+import threading
+from typing import Any
+
+from django.core.exceptions import ImproperlyConfigured
+from django.core.management.base import BaseCommand, CommandError
+
+from trading.config import ConfigError
+from workers.signal_engine import engine_from_settings
+from workers.ticks import realtime_from_settings
+
+logger = logging.getLogger("workers.signal_engine")
+
+
+class Command(BaseCommand):
+    help = "Run the signal engine: index candles -> signals -> gates -> strike -> sized intent."
+
+    def handle(self, *args: Any, **options: Any) -> None:
+        realtime = realtime_from_settings()
+        if realtime.redis_url is None:
+            realtime.close()
+            raise CommandError(
+                "REDIS_URL is not set: the signal engine cannot see the feed hub's candles from "
+                "another process (for one process on a laptop, use manage.py run_trader)"
+            )
+        try:
+            engine = engine_from_settings(realtime)
+        except (ConfigError, ImproperlyConfigured) as exc:
+            realtime.close()
+            raise CommandError(str(exc)) from None
+        stop = threading.Event()
+
+        def on_signal(signum: int, frame: object) -> None:
+            logger.info("signal engine: %s received, stopping", signal.Signals(signum).name)
+            stop.set()
+
+        signal.signal(signal.SIGTERM, on_signal)
+        signal.signal(signal.SIGINT, on_signal)
+        try:
+            engine.run(stop)
+        finally:
+            realtime.close()

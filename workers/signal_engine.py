@@ -1,0 +1,961 @@
+"""The signal engine: on each candle close of each enabled index, decide whether to enter.
+
+One decision, in the order of ../shared/DOMAIN.md "Entry" (the maths is in ``trading/rules``;
+this module only gathers the inputs and records the outcome):
+
+1. **Signal** (``rules.signals``): the primary-timeframe candle updates the index's indicator
+   state incrementally; the optional confirmation timeframe must agree. A ``TradingSignal`` row
+   is written for every evaluation: direction, confidence, indicator values, candle time and
+   the config version. The row is also the record that the candle was processed: a unique
+   constraint on (index, timeframe, candle start) means a restarted (or second) engine never
+   decides the same candle twice.
+2. **Gates** (``rules.gates``), first block wins; the gate name and reason go on the row.
+3. **Strike** (``rules.strikes``) from the catalog's contracts and the live option ticks.
+4. **Size** (``rules.sizing``) from the cash: the paper ledger, or the broker's fund limit live.
+5. **Intent**: the sized :class:`~trading.orders.router.EntryIntent` is written on the row
+   *before* it is handed to the order router (journal first), outcome ``intent``.
+
+Candles arrive as ``candle`` events from the feed hub. Events are at most once (a Redis blip
+loses them), so every few seconds the engine also compares the hub's candle history
+(``candles:{key}:{tf}`` in the kv store) with what it has fed, and feeds what it missed; a
+candle seen more than ``signals.max_candle_age_seconds`` after its close is recorded with
+outcome ``stale`` and never traded. At start the indicators are warmed from Dhan's intraday
+chart (``signals.history_days`` of 1-minute candles), so the first live candle is decided on
+warm indicators; history candles are fed, not decided.
+
+The option contracts a signal could pick (``strikes.subscribe_width`` strikes each side of
+ATM, both types, the expiry the rules would choose) are published as kv ``feed:candidates``;
+the feed hub subscribes them in full mode, so their ticks and depth are fresh when a signal
+comes.
+
+Two clocks: ``clock`` is market time (epoch s) for every rule (entry window, cooldowns, the
+candle's age); in simulator runs it is the simulator's market clock. ``wall`` is the real
+clock for tick freshness, because the feed's receive times are real.
+"""
+
+from __future__ import annotations
+
+import logging
+import threading
+import time
+from collections.abc import Callable, Iterable, Mapping
+from dataclasses import dataclass, field
+from datetime import date, datetime, timedelta
+from decimal import Decimal
+from typing import Any
+
+from django.db import IntegrityError, close_old_connections, transaction
+from django.db.models import Q, Sum
+
+from trading.config import AlgoConfig, ConfigError, IndexConfig
+from trading.models import PositionStatus, PositionTracker, SignalOutcome, TradingSignal
+from trading.orders.router import EntryIntent, EntryRouter, IntentLogRouter, marketable_limit
+from trading.rules import gates, sizing, strikes
+from trading.rules.signals import Direction, Signal, SignalState, confirm
+from workers.candles import IST, Candle, aggregate, candles_from_chart
+from workers.feed_hub import CANDIDATES_KEY
+from workers.heartbeat import Heartbeat
+from workers.ticks import Realtime, StoreUnavailable, TickRecord
+
+logger = logging.getLogger(__name__)
+
+CANDIDATES_TTL = 600.0  # seconds: the hub drops them if the engine stops refreshing
+INDEX_SEGMENT = "IDX_I"
+OPEN_STATUSES = (PositionStatus.PENDING, PositionStatus.ACTIVE, PositionStatus.EXITING)
+
+
+def _money(value: float | Decimal | None) -> Decimal | None:
+    """A tick price (float32 widened) as rupees to the paisa."""
+    if value is None:
+        return None
+    return value if isinstance(value, Decimal) else Decimal(f"{value:.2f}")
+
+
+@dataclass
+class IndexRuntime:
+    """What the engine keeps per enabled index."""
+
+    config: IndexConfig
+    key: str  # IDX_I:13
+    states: dict[int, SignalState]  # timeframe (s) -> incremental indicators
+    last_fed: dict[int, float] = field(default_factory=dict)  # timeframe -> candle start fed
+    last_signal: dict[int, Signal] = field(default_factory=dict)
+    contracts: list[strikes.OptionContract] = field(default_factory=list)
+    contracts_day: date | None = None
+    candidates: tuple[str, ...] = ()
+    last_close: float | None = None
+
+
+@dataclass
+class EngineCounters:
+    candles: int = 0
+    signals: int = 0
+    intents: int = 0
+    blocked: int = 0
+    stale: int = 0
+    duplicates: int = 0
+    errors: int = 0
+
+
+class SignalEngine:
+    """See the module docstring. ``run(stop)`` is a supervisor component; the ``handle_*``
+    methods are one unit of work each, for tests."""
+
+    name = "signal_engine"
+
+    def __init__(
+        self,
+        realtime: Realtime,
+        *,
+        rest: Any | None = None,
+        router: EntryRouter | None = None,
+        config_source: Callable[[], AlgoConfig] | None = None,
+        live: bool = False,
+        clock: Callable[[], float] = time.time,
+        wall: Callable[[], float] = time.time,
+        wait_timeout: float = 0.25,
+        catchup_interval: float = 5.0,
+        config_interval: float = 10.0,
+        heartbeat_interval: float = 5.0,
+        log_interval: float = 60.0,
+    ) -> None:
+        if config_source is None:
+            from trading.config import effective_algo_config
+
+            config_source = effective_algo_config
+        self.realtime = realtime
+        self.rest = rest
+        self.router: EntryRouter = router if router is not None else IntentLogRouter()
+        self.config_source = config_source
+        self.live = live
+        self.clock = clock
+        self.wall = wall
+        self.wait_timeout = wait_timeout
+        self.catchup_interval = catchup_interval
+        self.config_interval = config_interval
+        self.heartbeat_interval = heartbeat_interval
+        self.log_interval = log_interval
+        self.heartbeat = Heartbeat(realtime.kv, self.name)
+        self.counters = EngineCounters()
+        self.config: AlgoConfig = config_source()
+        self.indices: dict[str, IndexRuntime] = {}  # IDX_I:13 -> runtime
+        self.last_error: str | None = None
+        self.last_decision: dict[str, Any] | None = None
+        self._next_catchup = 0.0
+        self._next_config = 0.0
+        self._next_beat = 0.0
+        self._next_log = 0.0
+
+    # -- the component ---------------------------------------------------------------------------
+
+    def run(self, stop: threading.Event) -> None:
+        subscription = self.realtime.events.subscribe(["candle"])
+        try:
+            self.start()
+            while not stop.is_set():
+                self.handle_events(subscription, self.wait_timeout)
+                self.step()
+        finally:
+            subscription.close()
+            try:
+                self.heartbeat.beat("stopped", **self._heartbeat_fields())
+            except Exception as exc:  # a dead store must not turn a clean stop into a crash
+                logger.warning("signal engine: last heartbeat not written: %s", exc)
+            logger.info("signal engine stopped: %s", self._summary())
+
+    def start(self) -> None:
+        """Resolve the enabled indices in the catalog, load their contracts, warm indicators."""
+        self._sync_indices()
+        if not self.indices:
+            logger.error("signal engine: no enabled index could be set up; nothing to decide")
+        self.publish_candidates()
+        logger.info(
+            "signal engine started: %s, config %s, primary %d m%s",
+            ", ".join(f"{r.config.key} ({r.key})" for r in self.indices.values()) or "no index",
+            self.config.version,
+            self.config.signals.timeframe_minutes,
+            (
+                f", confirmation {self.config.signals.confirm_timeframe_minutes} m"
+                if self.config.signals.confirm_timeframe_minutes
+                else ""
+            ),
+        )
+
+    def step(self) -> None:
+        """The periodic chores of one pass: config reload, missed-candle catch-up, heartbeat."""
+        now = self.wall()
+        if now >= self._next_config:
+            self._next_config = now + self.config_interval
+            self.handle_config()
+        if now >= self._next_catchup:
+            self._next_catchup = now + self.catchup_interval
+            self.handle_catchup()
+        if now >= self._next_beat:
+            self._next_beat = now + self.heartbeat_interval
+            try:
+                self.heartbeat.beat("running", **self._heartbeat_fields())
+            except StoreUnavailable as exc:
+                logger.warning("signal engine: heartbeat not written: %s", exc)
+        if now >= self._next_log:
+            self._next_log = now + self.log_interval
+            logger.info("signal engine: %s", self._summary())
+
+    # -- timeframes ------------------------------------------------------------------------------
+
+    @property
+    def primary(self) -> int:
+        return self.config.signals.timeframe_minutes * 60
+
+    @property
+    def confirmation(self) -> int | None:
+        minutes = self.config.signals.confirm_timeframe_minutes
+        return minutes * 60 if minutes else None
+
+    def timeframes(self) -> tuple[int, ...]:
+        second = self.confirmation
+        return (self.primary,) if second is None else (self.primary, second)
+
+    # -- set-up ----------------------------------------------------------------------------------
+
+    def _sync_indices(self) -> None:
+        """Make ``self.indices`` match the enabled indices of the current config."""
+        from instruments.catalog import CatalogError, index_by_name
+
+        wanted = {c.key: c for c in self.config.enabled_indices()}
+        for key, runtime in list(self.indices.items()):
+            cfg = wanted.get(runtime.config.key)
+            if cfg is None:
+                logger.info("signal engine: %s disabled by the config", runtime.config.key)
+                del self.indices[key]
+            else:
+                runtime.config = cfg
+        known = {r.config.key for r in self.indices.values()}
+        for cfg in wanted.values():
+            if cfg.key in known:
+                continue
+            try:
+                instrument = index_by_name(cfg.key)
+            except CatalogError as exc:
+                self.last_error = str(exc)
+                logger.error("signal engine: %s is enabled but %s; it is skipped", cfg.key, exc)
+                continue
+            key = f"{INDEX_SEGMENT}:{instrument.security_id}"
+            runtime = IndexRuntime(
+                cfg, key, {tf: SignalState(self.config.signals) for tf in self.timeframes()}
+            )
+            self.indices[key] = runtime
+            self._load_contracts(runtime)
+            self.warm(runtime)
+
+    def _load_contracts(self, runtime: IndexRuntime) -> None:
+        """The option contracts of the next two expiries (the rules pick one of them)."""
+        from instruments.catalog import expiries
+        from instruments.models import Derivative, OptionType
+
+        today = self._market_now().date()
+        nearest = expiries(runtime.config.key, today)[:2]
+        rows = Derivative.objects.filter(
+            underlying__trading_symbol=runtime.config.key,
+            underlying__exchange_segment=INDEX_SEGMENT,
+            is_active=True,
+            option_type__in=(OptionType.CALL, OptionType.PUT),
+            expiry_date__in=nearest,
+        ).values_list(
+            "exchange_segment",
+            "security_id",
+            "trading_symbol",
+            "expiry_date",
+            "strike",
+            "option_type",
+            "lot_size",
+            "tick_size",
+        )
+        runtime.contracts = [
+            strikes.OptionContract(
+                exchange_segment=seg,
+                security_id=sid,
+                symbol=symbol,
+                underlying=runtime.config.key,
+                expiry=expiry,
+                strike=strike,
+                option_type=kind,
+                lot_size=lot,
+                tick_size=tick,
+            )
+            for seg, sid, symbol, expiry, strike, kind, lot, tick in rows
+        ]
+        runtime.contracts_day = today
+        if not runtime.contracts:
+            logger.error(
+                "signal engine: the catalog lists no %s options expiring on or after %s: "
+                "every %s entry will be blocked (import the scrip master)",
+                runtime.config.key,
+                today,
+                runtime.config.key,
+            )
+
+    def warm(self, runtime: IndexRuntime) -> int:
+        """Feed history into the index's indicators without deciding anything: 1-minute
+        candles from the intraday chart API (aggregated for longer timeframes), else the hub's
+        candle history. Returns the number of primary candles fed."""
+        minutes = self._chart_history(runtime)
+        now = self.clock()
+        fed = 0
+        for tf in self.timeframes():
+            series = minutes if tf == 60 else aggregate(minutes, tf)
+            if not series:
+                series = self._kv_history(runtime.key, tf)
+            for candle in series:
+                if candle.end <= now:
+                    fed += self._feed(runtime, candle, decide=False) and tf == self.primary
+        state = runtime.states[self.primary]
+        logger.info(
+            "signal engine: %s warmed with %d candles (%s)",
+            runtime.config.key,
+            fed,
+            "ready" if state.warm else f"{state.candles} of {state.needed} needed",
+        )
+        return fed
+
+    def _chart_history(self, runtime: IndexRuntime) -> list[Candle]:
+        if self.rest is None:
+            return []
+        from trading.dhan.rest_types import IntradayChartRequest
+
+        now = self._market_now()
+        start = (now - timedelta(days=self.config.signals.history_days)).replace(
+            hour=9, minute=15, second=0, microsecond=0
+        )
+        try:
+            answer = self.rest.intraday_chart(
+                IntradayChartRequest(
+                    securityId=runtime.key.partition(":")[2],
+                    exchangeSegment=INDEX_SEGMENT,
+                    instrument="INDEX",
+                    interval=1,
+                    fromDate=start,
+                    toDate=now + timedelta(minutes=1),
+                )
+            )
+            return candles_from_chart(runtime.key, answer)
+        except Exception as exc:
+            self.last_error = f"history for {runtime.config.key} failed: {exc}"
+            logger.warning("signal engine: %s; falling back to the hub's candles", self.last_error)
+            return []
+
+    def _kv_history(self, key: str, timeframe: int) -> list[Candle]:
+        try:
+            rows = self.realtime.kv.get_list(f"candles:{key}:{timeframe}")
+        except StoreUnavailable as exc:
+            logger.warning("signal engine: candle history of %s unreadable: %s", key, exc)
+            return []
+        out = []
+        for row in rows:
+            try:
+                out.append(Candle.from_dict(row))
+            except (KeyError, TypeError, ValueError) as exc:
+                logger.warning("signal engine: skipping a bad candle in %s: %s", key, exc)
+        return out
+
+    # -- candles in ------------------------------------------------------------------------------
+
+    def handle_events(self, subscription: Any, timeout: float) -> int:
+        """Wait up to ``timeout`` for candle events, take every one waiting, feed them in time
+        order (at equal close times the longer timeframe first, so a 5-minute confirmation
+        closing with a 1-minute candle is known before that candle is decided). Returns the
+        number of candles fed."""
+        first = subscription.get(timeout)
+        if first is None:
+            return 0
+        close_old_connections()
+        events = [first]
+        while (more := subscription.get(0)) is not None:
+            events.append(more)
+        candles = []
+        for _topic, payload in events:
+            try:
+                candles.append(Candle.from_dict(payload))
+            except (KeyError, TypeError, ValueError) as exc:
+                logger.warning("signal engine: skipping a malformed candle event: %s", exc)
+        return self.handle_candles(candles)
+
+    def handle_candles(self, candles: Iterable[Candle]) -> int:
+        fed = 0
+        for candle in sorted(candles, key=lambda c: (c.end, -c.timeframe)):
+            runtime = self.indices.get(candle.key)
+            if runtime is None or candle.timeframe not in runtime.states:
+                continue
+            self._fill_gap(runtime, candle)
+            fed += self._feed(runtime, candle, decide=True)
+        return fed
+
+    def handle_catchup(self) -> int:
+        """Feed candles the hub closed but whose events never arrived (Redis pub/sub is at
+        most once). Returns the number fed."""
+        close_old_connections()
+        fed = 0
+        for runtime in list(self.indices.values()):
+            for tf in sorted(runtime.states, reverse=True):
+                last = runtime.last_fed.get(tf)
+                for candle in self._kv_history(runtime.key, tf):
+                    if last is None or candle.start > last:
+                        fed += self._feed(runtime, candle, decide=True)
+        if fed:
+            logger.warning("signal engine: caught up %d candles whose events were lost", fed)
+        return fed
+
+    def _fill_gap(self, runtime: IndexRuntime, candle: Candle) -> None:
+        last = runtime.last_fed.get(candle.timeframe)
+        if last is None or candle.start <= last + candle.timeframe:
+            return
+        for missed in self._kv_history(runtime.key, candle.timeframe):
+            if last < missed.start < candle.start:
+                self._feed(runtime, missed, decide=True)
+
+    def _feed(self, runtime: IndexRuntime, candle: Candle, *, decide: bool) -> bool:
+        """Update the indicators with ``candle`` once (older or repeated candles are ignored);
+        decide on it when it is a primary candle and ``decide``."""
+        tf = candle.timeframe
+        state = runtime.states.get(tf)
+        last = runtime.last_fed.get(tf)
+        if state is None or (last is not None and candle.start <= last):
+            return False
+        signal = state.update(candle.high, candle.low, candle.close)
+        runtime.last_fed[tf] = candle.start
+        runtime.last_signal[tf] = signal
+        self.counters.candles += 1
+        if tf == self.primary:
+            runtime.last_close = candle.close
+            if decide:
+                try:
+                    self.decide(runtime, candle, signal)
+                except Exception as exc:
+                    # One bad decision (a database hiccup) must not stop the engine: the row,
+                    # if written, says pending; the next candle is decided normally.
+                    self.counters.errors += 1
+                    self.last_error = f"{runtime.config.key} {candle.start_datetime}: {exc}"
+                    logger.exception("signal engine: deciding %s failed", runtime.config.key)
+        return True
+
+    # -- the decision ----------------------------------------------------------------------------
+
+    def decide(self, runtime: IndexRuntime, candle: Candle, signal: Signal) -> TradingSignal | None:
+        """Steps 1-5 of the module docstring for one closed primary candle. Returns the row,
+        or None when another engine (or an earlier run) already decided this candle."""
+        cfg = self.config
+        now = self._market_now()
+        second = self.confirmation
+        if second is not None:
+            # The confirmation state's latest signal: a "warming up" avoid until it has enough
+            # candles, which blocks entries rather than letting the primary through alone.
+            signal = confirm(signal, runtime.states[second].last, label=f"{second // 60}m")
+        row = self._claim(runtime, candle, signal)
+        if row is None:
+            self.counters.duplicates += 1
+            return None
+        self.counters.signals += 1
+        self._refresh_contracts(runtime, now)
+        self.publish_candidates(runtime, spot=candle.close, now=now)
+        age = now.timestamp() - candle.end
+        if age > cfg.signals.max_candle_age_seconds:
+            self.counters.stale += 1
+            return self._finish(
+                row,
+                SignalOutcome.STALE,
+                now,
+                block_reason=(
+                    f"seen {age:.0f} s after the candle closed "
+                    f"(limit {cfg.signals.max_candle_age_seconds} s)"
+                ),
+            )
+        if signal.direction == Direction.AVOID:
+            return self._finish(row, SignalOutcome.AVOID, now)
+        direction = str(signal.direction)
+        state = self.risk_state(runtime, now)
+        verdict = gates.check_entry(runtime.config, direction, now, state, cfg)
+        if not verdict.allowed:
+            return self._block(row, now, verdict.gate, verdict.reason)
+        spot = self._spot(runtime, candle)
+        quotes = _QuoteView(self.realtime, self.wall)
+        choice = strikes.choose_strike(
+            direction,
+            spot,
+            now,
+            runtime.contracts,
+            quotes,
+            runtime.config,
+            cfg.strikes,
+            cfg.feed,
+        )
+        if not choice.ok:
+            return self._block(row, now, "strike", choice.reason)
+        contract = choice.contract
+        verdict = gates.check_contract(contract.key, state)
+        if not verdict.allowed:
+            return self._block(row, now, verdict.gate, verdict.reason)
+        quote = quotes[contract.key]
+        reference = _money(quote.ask if quote.ask else quote.ltp)
+        cash = self.available_cash()
+        if cash is None:
+            return self._block(row, now, "sizing", f"cash unknown: {self.last_error}")
+        size = sizing.size_entry(
+            reference,
+            contract.lot_size,
+            cash,
+            cfg.risk.sizing,
+            cfg.exits.stop_loss.sl_pct,
+            self._freeze_quantity(runtime.config),
+        )
+        if not size.ok:
+            return self._block(row, now, "sizing", size.reason)
+        intent = EntryIntent(
+            signal_id=row.pk,
+            index=runtime.config.key,
+            direction=direction,
+            exchange_segment=contract.exchange_segment,
+            security_id=contract.security_id,
+            symbol=contract.symbol,
+            expiry=contract.expiry,
+            strike=contract.strike,
+            option_type=contract.option_type,
+            lot_size=contract.lot_size,
+            tick_size=contract.tick_size,
+            lots=size.lots,
+            quantity=size.quantity,
+            orders=size.orders,
+            reference_price=reference,
+            limit_price=marketable_limit(
+                reference, cfg.orders.limit_buffer_pct, contract.tick_size
+            ),
+            config_version=cfg.version,
+            decided_at=now,
+        )
+        recorded = intent.as_dict()
+        recorded["size"] = {
+            "risk_lots": size.risk_lots,
+            "allocation_lots": size.allocation_lots,
+            "affordable_lots": size.affordable_lots,
+            "max_lots": size.max_lots,
+            "cash": str(cash),
+        }
+        recorded["strike_choice"] = {
+            "expiry": str(choice.expiry),
+            "atm": str(choice.atm),
+            "tried": [list(t) for t in choice.tried],
+        }
+        # Journal first: the intent is on the row before the router sees it.
+        row.intent = recorded
+        self._finish(row, SignalOutcome.INTENT, now)
+        self.counters.intents += 1
+        try:
+            result = self.router.place_entry(intent)
+        except Exception as exc:
+            logger.exception("signal engine: the order router failed on signal %d", row.pk)
+            return self._finish(
+                row, SignalOutcome.REJECTED, now, block_reason=f"order router error: {exc}"
+            )
+        if result.status == "rejected":
+            return self._finish(row, SignalOutcome.REJECTED, now, block_reason=result.detail)
+        TradingSignal.objects.filter(pk=row.pk).update(block_reason=result.detail)
+        return row
+
+    def _claim(self, runtime: IndexRuntime, candle: Candle, signal: Signal) -> TradingSignal | None:
+        try:
+            with transaction.atomic():
+                return TradingSignal.objects.create(
+                    index=runtime.config.key,
+                    timeframe=candle.timeframe,
+                    candle_start=candle.start_datetime,
+                    close=_money(candle.close),
+                    direction=str(signal.direction),
+                    confidence=round(float(signal.confidence), 6),
+                    indicators=_json_values(signal.values),
+                    reason=signal.reason[:200],
+                    config_version=self.config.version,
+                )
+        except IntegrityError:
+            logger.info(
+                "signal engine: %s %s already decided (restart or another engine); skipped",
+                runtime.config.key,
+                candle.start_datetime,
+            )
+            return None
+
+    def _finish(
+        self,
+        row: TradingSignal,
+        outcome: str,
+        now: datetime,
+        *,
+        gate: str = "",
+        block_reason: str = "",
+    ) -> TradingSignal:
+        row.outcome = outcome
+        row.gate = gate
+        row.block_reason = block_reason
+        row.decided_at = now
+        row.save(update_fields=["outcome", "gate", "block_reason", "decided_at", "intent"])
+        self.last_decision = {
+            "index": row.index,
+            "candle": row.candle_start.isoformat(),
+            "direction": row.direction,
+            "outcome": outcome,
+            "gate": gate,
+        }
+        level = logging.INFO if outcome in (SignalOutcome.INTENT, SignalOutcome.BLOCKED) else 10
+        logger.log(
+            level,
+            "signal engine: %s %s %s (%.2f) -> %s%s",
+            row.index,
+            f"{row.candle_start.astimezone(IST):%H:%M}",
+            row.direction,
+            row.confidence,
+            outcome,
+            f" [{gate}] {block_reason}" if gate else (f" {block_reason}" if block_reason else ""),
+        )
+        return row
+
+    def _block(
+        self, row: TradingSignal, now: datetime, gate: str | None, reason: str | None
+    ) -> TradingSignal:
+        self.counters.blocked += 1
+        return self._finish(
+            row, SignalOutcome.BLOCKED, now, gate=gate or "unknown", block_reason=reason or ""
+        )
+
+    # -- inputs ----------------------------------------------------------------------------------
+
+    def _market_now(self) -> datetime:
+        return datetime.fromtimestamp(self.clock(), IST)
+
+    def _spot(self, runtime: IndexRuntime, candle: Candle) -> float:
+        """The index's latest tick when it is fresh, else the candle's close."""
+        try:
+            record = self.realtime.ticks.get(runtime.key)
+        except StoreUnavailable:
+            record = None
+        if record is not None and record.ltp > 0:
+            if self.wall() - record.receive_time <= self.config.feed.index_stale_seconds:
+                return record.ltp
+        return candle.close
+
+    def risk_state(self, runtime: IndexRuntime, now: datetime) -> gates.RiskState:
+        """Everything the gates read, from the database, the switches and the feed health."""
+        from trading.switches import kill_switch_active, trading_enabled
+
+        day_start = now.replace(hour=0, minute=0, second=0, microsecond=0)
+        rows = list(
+            PositionTracker.objects.filter(
+                Q(status__in=OPEN_STATUSES)
+                | Q(created_at__gte=day_start)
+                | Q(exited_at__gte=day_start)
+            ).values(
+                "status",
+                "underlying",
+                "direction",
+                "exchange_segment",
+                "security_id",
+                "created_at",
+                "exited_at",
+                "realized_pnl",
+                "unrealized_pnl_net",
+            )
+        )
+        open_positions = tuple(
+            gates.OpenPosition(
+                index=r["underlying"],
+                direction=r["direction"],
+                contract_key=f"{r['exchange_segment']}:{r['security_id']}",
+                opened_at=r["created_at"],
+            )
+            for r in rows
+            if r["status"] in OPEN_STATUSES
+        )
+        closed = sorted(
+            (r for r in rows if r["status"] == PositionStatus.EXITED and r["exited_at"]),
+            key=lambda r: r["exited_at"],
+        )
+        closed_today = tuple(
+            gates.ClosedTrade(
+                index=r["underlying"],
+                direction=r["direction"],
+                exited_at=r["exited_at"],
+                pnl=r["realized_pnl"] or Decimal(0),
+            )
+            for r in closed
+            if r["exited_at"] >= day_start
+        )
+        entries: dict[str, int] = {}
+        for r in rows:
+            if r["created_at"] >= day_start and r["status"] != PositionStatus.CANCELLED:
+                entries[r["underlying"]] = entries.get(r["underlying"], 0) + 1
+        open_pnl = sum(
+            (r["unrealized_pnl_net"] or Decimal(0) for r in rows if r["status"] in OPEN_STATUSES),
+            Decimal(0),
+        )
+        return gates.RiskState(
+            trading_enabled=trading_enabled(),
+            kill_switch=kill_switch_active(),
+            feed_state=self._feed_state(),
+            index_tick_age=self._tick_age(runtime.key),
+            capital=self.capital(day_start),
+            realized_pnl_today=sum((t.pnl for t in closed_today), Decimal(0)),
+            open_pnl=open_pnl,
+            entries_today=entries,
+            open_positions=open_positions,
+            closed_today=closed_today,
+        )
+
+    def _feed_state(self) -> str:
+        try:
+            record = self.realtime.kv.get("health:feed")
+        except StoreUnavailable:
+            return "unknown"
+        if not isinstance(record, dict):
+            return "unknown"
+        return str(record.get("state") or "unknown")
+
+    def _tick_age(self, key: str) -> float | None:
+        try:
+            record = self.realtime.ticks.get(key)
+        except StoreUnavailable:
+            return None
+        if record is None:
+            return None
+        return max(0.0, self.wall() - record.receive_time)
+
+    def capital(self, day_start: datetime) -> Decimal:
+        """The capital the daily loss limit's percentage is of: paper, the seed cash plus the
+        net PnL booked before today; live, the broker's start-of-day limit."""
+        if self.live:
+            funds = self._funds()
+            if funds is None:
+                return Decimal(0)
+            return funds.sodLimit or funds.availabelBalance
+        booked = PositionTracker.objects.filter(
+            status=PositionStatus.EXITED, exited_at__lt=day_start
+        ).aggregate(total=Sum("realized_pnl"))["total"]
+        return self.seed_cash() + (booked or Decimal(0))
+
+    def available_cash(self) -> Decimal | None:
+        """Cash an entry may use: paper, the ledger (seed + booked PnL - premium tied up in
+        open positions); live, the broker's available balance (None when it cannot be read)."""
+        if self.live:
+            funds = self._funds()
+            return None if funds is None else funds.availabelBalance
+        booked = PositionTracker.objects.filter(status=PositionStatus.EXITED).aggregate(
+            total=Sum("realized_pnl")
+        )["total"] or Decimal(0)
+        tied = Decimal(0)
+        for price, qty in PositionTracker.objects.filter(status__in=OPEN_STATUSES).values_list(
+            "entry_price", "quantity"
+        ):
+            tied += (price or Decimal(0)) * qty
+        return self.seed_cash() + booked - tied
+
+    def seed_cash(self) -> Decimal:
+        """The paper ledger's opening cash: PAPER_SEED_CASH when set, else the config's."""
+        from django.conf import settings
+
+        from_env = getattr(settings, "PAPER_SEED_CASH", None)
+        return Decimal(from_env) if from_env is not None else self.config.paper.seed_cash
+
+    def _funds(self) -> Any:
+        if self.rest is None:
+            self.last_error = "no broker client to read the fund limit"
+            return None
+        try:
+            return self.rest.fund_limit()
+        except Exception as exc:
+            self.last_error = f"fund limit unreadable: {exc}"
+            logger.warning("signal engine: %s", self.last_error)
+            return None
+
+    def _freeze_quantity(self, index: IndexConfig) -> int:
+        if index.freeze_quantity is not None:
+            return index.freeze_quantity
+        from instruments.catalog import freeze_quantity
+
+        return freeze_quantity(index.key)
+
+    def _refresh_contracts(self, runtime: IndexRuntime, now: datetime) -> None:
+        if runtime.contracts_day != now.date():
+            self._load_contracts(runtime)
+
+    # -- candidate subscriptions -----------------------------------------------------------------
+
+    def publish_candidates(
+        self,
+        runtime: IndexRuntime | None = None,
+        *,
+        spot: float | None = None,
+        now: datetime | None = None,
+    ) -> None:
+        """Recompute one index's candidate contracts (or every index's) and publish the union
+        as kv ``feed:candidates`` for the feed hub."""
+        now = now or self._market_now()
+        targets = [runtime] if runtime is not None else list(self.indices.values())
+        for item in targets:
+            level = spot if item is runtime and spot is not None else self._level(item)
+            if level is None or not item.contracts:
+                continue
+            picked = strikes.candidate_contracts(level, now, item.contracts, self.config.strikes)
+            item.candidates = tuple(c.key for c in picked)
+        keys = sorted({k for item in self.indices.values() for k in item.candidates})
+        try:
+            self.realtime.kv.put(
+                CANDIDATES_KEY, {"keys": keys, "at": self.wall()}, ttl=CANDIDATES_TTL
+            )
+        except StoreUnavailable as exc:
+            logger.warning("signal engine: candidate contracts not published: %s", exc)
+
+    def _level(self, runtime: IndexRuntime) -> float | None:
+        try:
+            record = self.realtime.ticks.get(runtime.key)
+        except StoreUnavailable:
+            record = None
+        if record is not None and record.ltp > 0:
+            return record.ltp
+        return runtime.last_close
+
+    # -- config ----------------------------------------------------------------------------------
+
+    def handle_config(self) -> bool:
+        """Re-read the effective config (file + overrides); True when its version changed. An
+        invalid config keeps the last good one and says so loudly."""
+        try:
+            fresh = self.config_source()
+        except ConfigError as exc:
+            self.last_error = str(exc)
+            logger.error(
+                "signal engine: config invalid, keeping version %s:\n%s", self.config.version, exc
+            )
+            return False
+        except Exception as exc:  # the database is away: keep going on the last config
+            logger.warning("signal engine: config not re-read: %s", exc)
+            return False
+        if fresh.version == self.config.version:
+            return False
+        old = self.config
+        logger.warning("signal engine: config changed %s -> %s", old.version, fresh.version)
+        self.config = fresh
+        if old.signals != fresh.signals:
+            # New indicator parameters: every index starts over from history.
+            self.indices.clear()
+        self._sync_indices()
+        self.publish_candidates()
+        return True
+
+    # -- state -----------------------------------------------------------------------------------
+
+    def _heartbeat_fields(self) -> dict[str, Any]:
+        indices = {}
+        for runtime in self.indices.values():
+            state = runtime.states.get(self.primary)
+            last = runtime.last_fed.get(self.primary)
+            indices[runtime.config.key] = {
+                "key": runtime.key,
+                "warm": bool(state and state.warm),
+                "candles": state.candles if state else 0,
+                "last_candle": (
+                    datetime.fromtimestamp(last, IST).isoformat() if last is not None else None
+                ),
+                "candidates": len(runtime.candidates),
+            }
+        return {
+            "config_version": self.config.version,
+            "indices": indices,
+            "counters": vars(self.counters).copy(),
+            "last_decision": self.last_decision,
+            "last_error": self.last_error,
+        }
+
+    def _summary(self) -> str:
+        c = self.counters
+        return (
+            f"{len(self.indices)} indices, {c.candles} candles, {c.signals} signals, "
+            f"{c.intents} intents, {c.blocked} blocked, {c.stale} stale, {c.errors} errors"
+        )
+
+
+class _QuoteView(Mapping[str, strikes.OptionQuote]):
+    """Option quotes read from the tick store on demand (the rules ask for a few keys)."""
+
+    def __init__(self, realtime: Realtime, wall: Callable[[], float]) -> None:
+        self._ticks = realtime.ticks
+        self._wall = wall
+        self._cache: dict[str, strikes.OptionQuote | None] = {}
+
+    def _quote(self, key: str) -> strikes.OptionQuote | None:
+        if key not in self._cache:
+            try:
+                record = self._ticks.get(key)
+            except StoreUnavailable:
+                record = None
+            self._cache[key] = None if record is None else _as_quote(record, self._wall())
+        return self._cache[key]
+
+    def __getitem__(self, key: str) -> strikes.OptionQuote:
+        quote = self._quote(key)
+        if quote is None:
+            raise KeyError(key)
+        return quote
+
+    def __contains__(self, key: object) -> bool:
+        return isinstance(key, str) and self._quote(key) is not None
+
+    def __iter__(self) -> Any:
+        return iter([k for k, v in self._cache.items() if v is not None])
+
+    def __len__(self) -> int:
+        return sum(1 for v in self._cache.values() if v is not None)
+
+
+def _as_quote(record: TickRecord, wall_now: float) -> strikes.OptionQuote:
+    return strikes.OptionQuote(
+        ltp=record.ltp,
+        # An empty side of the book (0) is passed as it is: the liquidity rule blocks it.
+        # None means no quote or depth was ever seen, and then the spread is not checked.
+        bid=record.bid,
+        ask=record.ask,
+        oi=record.oi,
+        age_seconds=max(0.0, wall_now - record.receive_time),
+    )
+
+
+def _json_values(values: Mapping[str, Any]) -> dict[str, Any]:
+    out: dict[str, Any] = {}
+    for name, value in values.items():
+        if isinstance(value, float):
+            out[name] = None if value != value else round(value, 6)  # NaN -> null
+        elif isinstance(value, Decimal):
+            out[name] = str(value)
+        else:
+            out[name] = value
+    return out
+
+
+def engine_from_settings(
+    realtime: Realtime,
+    *,
+    router: EntryRouter | None = None,
+    live: bool | None = None,
+    clock: Callable[[], float] | None = None,
+    rest: Any | None = None,
+) -> SignalEngine:
+    """The engine as run_signal_engine and run_trader build it."""
+    if live is None:
+        from trading.mode import trading_mode
+
+        live = trading_mode().live
+    if rest is None:
+        from trading.dhan.rest import DhanRestClient
+
+        rest = DhanRestClient.from_settings()
+    return SignalEngine(
+        realtime,
+        rest=rest,
+        router=router,
+        live=live,
+        clock=clock or time.time,
+    )
