@@ -1,11 +1,13 @@
 """`make demo`: the product end to end on embedded defaults (SQLite, no Redis, paper mode).
 
-Today: migrate a demo database, start the built-in Dhan simulator on loopback, import its scrip
-master over HTTP into the catalog (so expiries are current), then drive the Dhan adapter the way
-the trading engine will: REST (funds, quotes, option chain); the realtime core (the feed hub and
-the PnL monitor on the in-memory cache and bus for 5 s, with one paper position on the ATM call:
-ticks with depth, index candles, feed health, live PnL); and a one-lot order round trip with its
-order updates. Later issues turn it into a full paper-trading session.
+Today: migrate a demo database, start the built-in Dhan simulator on loopback (a trending day,
+on the next trading day of config/algo.yml's calendar), import its scrip master over HTTP into
+the catalog (so expiries are current), then drive the system the way the trader will: REST
+(funds, quotes, option chain); the realtime core and the signal engine on the in-memory cache
+and bus for 5 s (one paper position on the ATM call: ticks with depth, index candles, feed
+health, live PnL; and one recorded decision per index candle: signal, gates, strike, size); and
+a one-lot order round trip with its order updates, charged at config/charges.yml's rates.
+Order routing and exits turn it into a full paper-trading session.
 """
 
 from __future__ import annotations
@@ -13,7 +15,9 @@ from __future__ import annotations
 import os
 import sys
 import time
+from datetime import datetime
 from datetime import time as dtime
+from decimal import Decimal
 from pathlib import Path
 from typing import TYPE_CHECKING, Any
 
@@ -53,8 +57,17 @@ def main() -> int:
 
     from trading.dhan.sim.server import SimConfig, Simulator
 
-    step("start the built-in Dhan simulator (loopback, market speed 60x)")
-    sim = Simulator(SimConfig(seed=7, speed=60.0, start=dtime(10, 0))).start()
+    step("start the built-in Dhan simulator (loopback, market speed 60x, a trending day)")
+    from trading.config import effective_algo_config
+    from workers.candles import IST
+
+    config = effective_algo_config()
+    print(f"algo config {config.version} (config/algo.yml; `manage.py check_config` prints it)")
+    # A trading day by the config's calendar (a holiday would block every entry), trending.
+    day = config.market.next_trading_day(datetime.now(IST).date())
+    sim = Simulator(
+        SimConfig(seed=7, speed=60.0, start=dtime(10, 0), trading_date=day, regime="trend")
+    ).start()
     try:
         for line in sim.settings_lines()[:3]:
             print(line)
@@ -185,9 +198,21 @@ def _with_simulator(
                     print("no TRADED order update within 10 s", file=sys.stderr)
                     return 1
             position = next(iter(rest.positions()))
+            from trading.charges import charges_table
+            from trading.rules.charges import round_trip
+
+            costs = round_trip(
+                "NSE",
+                call.lot_size,
+                position.buyAvg or Decimal(0),
+                position.sellAvg or Decimal(0),
+                sim.market.trading_date,
+                charges_table(),
+            )
+            gross = position.realizedProfit or Decimal(0)
             print(
-                f"position {position.positionType}: realised P&L Rs {position.realizedProfit} "
-                "(gross, before charges)"
+                f"position {position.positionType}: realised P&L Rs {gross} gross, "
+                f"charges Rs {costs.total} ({_components(costs)}), net Rs {gross - costs.total}"
             )
         finally:
             watcher.stop()
@@ -197,17 +222,24 @@ def _with_simulator(
     return 0
 
 
+def _components(costs: Any) -> str:
+    parts = costs.as_dict()
+    return ", ".join(f"{k} {v}" for k, v in parts.items() if k != "total" and Decimal(v))
+
+
 def _realtime(sim: Simulator, rest: Any, call: Any) -> int:
-    """The feed hub and the PnL monitor on the in-memory cache and bus, with one paper
-    position on the ATM call: ticks in the cache, index candles, feed health, live PnL."""
+    """The feed hub, the PnL monitor and the signal engine on the in-memory cache and bus, with
+    one paper position on the ATM call: ticks in the cache, index candles, feed health, live
+    PnL, and a recorded decision per index candle (signal, gates, strike, size)."""
     import threading
 
     from trading.dhan.feed import FeedClient
     from trading.dhan.feed_codec import FeedMode
     from trading.dhan.rest_types import MarketQuoteRequest
-    from trading.models import PositionTracker
+    from trading.models import PositionTracker, TradingSignal
     from workers.feed_hub import FeedHub, HubConfig
     from workers.pnl import PnlCache, PnlMonitor
+    from workers.signal_engine import SignalEngine
     from workers.ticks import MemoryEventBus, MemoryKeyValueStore, MemoryTickStore, Realtime
 
     realtime = Realtime(ticks=MemoryTickStore(), events=MemoryEventBus(), kv=MemoryKeyValueStore())
@@ -223,6 +255,8 @@ def _realtime(sim: Simulator, rest: Any, call: Any) -> int:
         status="active",
         quantity=call.lot_size,
         entry_price=ask,
+        underlying="NIFTY",
+        direction="bullish",
     )
     print(f"paper position #{position.pk}: {call.lot_size} x {call.trading_symbol} at {ask}")
 
@@ -247,8 +281,10 @@ def _realtime(sim: Simulator, rest: Any, call: Any) -> int:
         ),
     )
     monitor = PnlMonitor(realtime)
+    engine = SignalEngine(realtime, rest=rest, clock=lambda: sim.now().timestamp())
+    TradingSignal.objects.all().delete()  # each demo run shows its own decisions
     stop = threading.Event()
-    threads = [threading.Thread(target=c.run, args=(stop,)) for c in (hub, monitor)]
+    threads = [threading.Thread(target=c.run, args=(stop,)) for c in (hub, monitor, engine)]
     for thread in threads:
         thread.start()
     try:
@@ -293,6 +329,37 @@ def _realtime(sim: Simulator, rest: Any, call: Any) -> int:
     if hub.health.state != "healthy" or not hub.counters.ticks:
         print("the feed hub did not get healthy", file=sys.stderr)
         return 1
+    return _signals(TradingSignal)
+
+
+def _signals(TradingSignal: Any) -> int:
+    """The signal engine's decisions: one row per index per closed candle."""
+    from workers.candles import IST
+
+    step("signal engine: one recorded decision per index candle (warm from the chart API)")
+    rows = list(TradingSignal.objects.order_by("candle_start", "index"))
+    for row in rows:
+        detail = row.reason or ""
+        if row.outcome == "blocked":
+            detail = f"[{row.gate}] {row.block_reason}"
+        elif row.outcome == "intent":
+            i = row.intent
+            detail = (
+                f"{i['symbol']} x {i['quantity']} ({i['lots']} lots) limit {i['limit_price']}, "
+                f"orders {i['orders']}"
+            )
+        print(
+            f"  {row.candle_start.astimezone(IST):%H:%M} {row.index:<9} {row.direction:<8} "
+            f"{row.confidence:4.2f} {row.outcome:<8} {detail}"
+        )
+    if not rows:
+        print("the signal engine recorded no decision", file=sys.stderr)
+        return 1
+    intents = sum(1 for r in rows if r.outcome == "intent")
+    print(
+        f"{len(rows)} decisions, {intents} sized entry intents (order routing is the next "
+        "piece: intents are recorded, nothing is sent)"
+    )
     return 0
 
 

@@ -26,7 +26,7 @@ import re
 import threading
 from collections.abc import Callable, Iterable, Mapping
 from dataclasses import dataclass, fields, is_dataclass, replace
-from datetime import date, time
+from datetime import date, time, timedelta
 from decimal import Decimal, InvalidOperation
 from functools import partial
 from pathlib import Path
@@ -57,6 +57,12 @@ class MarketConfig:
 
     def is_trading_day(self, day: date) -> bool:
         return day.weekday() < 5 and day not in self.holidays
+
+    def next_trading_day(self, day: date) -> date:
+        """``day`` itself when it is a trading day, else the next one."""
+        while not self.is_trading_day(day):
+            day += timedelta(days=1)
+        return day
 
 
 # -- indices --------------------------------------------------------------------------------------

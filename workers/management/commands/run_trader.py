@@ -12,7 +12,7 @@ and imports its scrip master into the catalog first, so the trader runs with no 
 from __future__ import annotations
 
 import logging
-from datetime import date, datetime, timedelta
+from datetime import date, datetime
 from datetime import time as dtime
 from typing import Any
 
@@ -21,7 +21,7 @@ from django.core.exceptions import ImproperlyConfigured
 from django.core.management import call_command
 from django.core.management.base import BaseCommand, CommandError, CommandParser
 
-from trading.config import AlgoConfig, ConfigError, effective_algo_config
+from trading.config import ConfigError, effective_algo_config
 from trading.mode import trading_mode
 from workers.candles import IST
 from workers.feed_hub import hub_from_settings
@@ -50,16 +50,6 @@ def _date(text: str) -> date:
         raise CommandError(f"--sim-date must be YYYY-MM-DD, got {text!r}") from None
 
 
-def next_trading_day(config: AlgoConfig, today: date | None = None) -> date:
-    """The simulator's default day: today in IST, or the next day that is a trading day by
-    the config's calendar (weekends and ``market.holidays`` skipped), so a demo on a holiday
-    still shows entries instead of every signal blocked by the entry window."""
-    day = today or datetime.now(IST).date()
-    while not config.market.is_trading_day(day):
-        day += timedelta(days=1)
-    return day
-
-
 class Command(BaseCommand):
     help = "Run the trader in one process (embedded mode): every worker as a supervised thread."
 
@@ -86,7 +76,9 @@ class Command(BaseCommand):
             raise CommandError(str(exc)) from None
         logger.info("algo config %s", config.version)
         if options["sim"] and options["sim_date"] is None:
-            options["sim_date"] = next_trading_day(config)
+            # A trading day by the config's calendar: a demo on a holiday still shows entries
+            # instead of every signal blocked by the entry window.
+            options["sim_date"] = config.market.next_trading_day(datetime.now(IST).date())
         sim = self._start_simulator(options) if options["sim"] else None
         try:
             code = self._run(options, sim)
