@@ -8,6 +8,7 @@ a trending day, a flat day and a stalled feed. Every wait is bounded and polls.
 
 from __future__ import annotations
 
+import itertools
 import math
 import time
 from collections.abc import Iterator
@@ -215,6 +216,16 @@ class Bench:
                 )
         self.realtime.ticks.publish(records)
 
+    def trending(self, *, option_age: float = 0.0) -> Candle:
+        """Warm NIFTY with a rising history ending at the simulator's level, make the market
+        healthy, and return the next (rising) candle with the clock just after its close."""
+        self.history = trending_candles(nifty_level(self.sim), 40, at(10, 30))
+        self.warm(self.history)
+        self.healthy_market(self.history[-1].close, option_age=option_age)
+        candle = self.next_candle(self.history[-1])
+        self.clock.now = candle.end + 1
+        return candle
+
     def next_candle(self, last: Candle, close_pct: float = 0.0008) -> Candle:
         close = last.close * (1 + close_pct)
         return Candle(
@@ -236,11 +247,7 @@ def test_history_warms_the_indicators_without_deciding_anything(catalog_sim):
 
 def test_a_trending_candle_becomes_a_recorded_sized_intent_handed_to_the_router(catalog_sim):
     bench = Bench(catalog_sim)
-    history = trending_candles(nifty_level(catalog_sim), 40, at(10, 30))
-    bench.warm(history)
-    bench.healthy_market(history[-1].close)
-    candle = bench.next_candle(history[-1])
-    bench.clock.now = candle.end + 1
+    candle = bench.trending()
 
     assert bench.engine.handle_candles([candle]) == 1
 
@@ -266,11 +273,7 @@ def test_a_trending_candle_becomes_a_recorded_sized_intent_handed_to_the_router(
 
 def test_the_intent_is_on_the_row_before_the_router_sees_it(catalog_sim):
     bench = Bench(catalog_sim)
-    history = trending_candles(nifty_level(catalog_sim), 40, at(10, 30))
-    bench.warm(history)
-    bench.healthy_market(history[-1].close)
-    candle = bench.next_candle(history[-1])
-    bench.clock.now = candle.end + 1
+    candle = bench.trending()
     bench.engine.handle_candles([candle])
     assert bench.router.seen_outcome == [SignalOutcome.INTENT]
 
@@ -285,11 +288,7 @@ def test_the_intent_is_on_the_row_before_the_router_sees_it(catalog_sim):
 )
 def test_a_router_rejection_or_error_is_recorded_on_the_signal(catalog_sim, answer, detail):
     bench = Bench(catalog_sim, router=RecordingRouter(answer))
-    history = trending_candles(nifty_level(catalog_sim), 40, at(10, 30))
-    bench.warm(history)
-    bench.healthy_market(history[-1].close)
-    candle = bench.next_candle(history[-1])
-    bench.clock.now = candle.end + 1
+    candle = bench.trending()
     bench.engine.handle_candles([candle])
     row = TradingSignal.objects.get()
     assert (row.outcome, row.block_reason) == (SignalOutcome.REJECTED, detail)
@@ -298,11 +297,7 @@ def test_a_router_rejection_or_error_is_recorded_on_the_signal(catalog_sim, answ
 
 def test_a_candle_is_decided_at_most_once_even_by_a_restarted_engine(catalog_sim):
     bench = Bench(catalog_sim)
-    history = trending_candles(nifty_level(catalog_sim), 40, at(10, 30))
-    bench.warm(history)
-    bench.healthy_market(history[-1].close)
-    candle = bench.next_candle(history[-1])
-    bench.clock.now = candle.end + 1
+    candle = bench.trending()
     bench.engine.handle_candles([candle])
 
     restarted = bench.new_engine()  # same database, fresh memory: what a restart looks like
@@ -348,11 +343,7 @@ def test_a_flat_series_is_recorded_as_avoid_and_nothing_is_handed_over(catalog_s
 )
 def test_a_blocking_gate_is_recorded_with_its_reason(catalog_sim, setup, gate, words):
     bench = Bench(catalog_sim)
-    history = trending_candles(nifty_level(catalog_sim), 40, at(10, 30))
-    bench.warm(history)
-    bench.healthy_market(history[-1].close)
-    candle = bench.next_candle(history[-1])
-    bench.clock.now = candle.end + 1
+    candle = bench.trending()
     setup(bench)
     if gate == "entry_window":  # the candle must still be fresh at that market time
         candle = Candle(
@@ -367,11 +358,7 @@ def test_a_blocking_gate_is_recorded_with_its_reason(catalog_sim, setup, gate, w
 
 def test_an_old_option_tick_blocks_at_the_strike_choice(catalog_sim):
     bench = Bench(catalog_sim)
-    history = trending_candles(nifty_level(catalog_sim), 40, at(10, 30))
-    bench.warm(history)
-    bench.healthy_market(history[-1].close, option_age=10.0)
-    candle = bench.next_candle(history[-1])
-    bench.clock.now = candle.end + 1
+    candle = bench.trending(option_age=10.0)
     bench.engine.handle_candles([candle])
     row = TradingSignal.objects.get()
     assert (row.outcome, row.gate) == (SignalOutcome.BLOCKED, "strike")
@@ -390,11 +377,7 @@ def test_no_averaging_into_a_contract_already_held(catalog_sim):
             "SENSEX": {"enabled": False},
         },
     )
-    history = trending_candles(nifty_level(catalog_sim), 40, at(10, 30))
-    bench.warm(history)
-    bench.healthy_market(history[-1].close)
-    candle = bench.next_candle(history[-1])
-    bench.clock.now = candle.end + 1
+    candle = bench.trending()
     bench.engine.handle_candles([candle])
     picked = TradingSignal.objects.get().intent
     from instruments.models import Derivative
@@ -412,7 +395,7 @@ def test_no_averaging_into_a_contract_already_held(catalog_sim):
     )
     second = bench.next_candle(candle)
     bench.clock.now = second.end + 1
-    bench.healthy_market(history[-1].close)  # same spot: the rules pick the same contract
+    bench.healthy_market(bench.history[-1].close)  # same spot: the rules pick the same contract
     bench.engine.handle_candles([second])
     row = TradingSignal.objects.latest("candle_start")
     assert (row.outcome, row.gate) == (SignalOutcome.BLOCKED, "no_averaging")
@@ -420,11 +403,7 @@ def test_no_averaging_into_a_contract_already_held(catalog_sim):
 
 def test_cash_below_one_lot_blocks_at_sizing(catalog_sim):
     bench = Bench(catalog_sim)
-    history = trending_candles(nifty_level(catalog_sim), 40, at(10, 30))
-    bench.warm(history)
-    bench.healthy_market(history[-1].close)
-    candle = bench.next_candle(history[-1])
-    bench.clock.now = candle.end + 1
+    candle = bench.trending()
     with override_settings(PAPER_SEED_CASH=Decimal("1000")):
         bench.engine.handle_candles([candle])
     row = TradingSignal.objects.get()
@@ -434,10 +413,7 @@ def test_cash_below_one_lot_blocks_at_sizing(catalog_sim):
 
 def test_a_candle_seen_too_late_is_recorded_stale_and_never_traded(catalog_sim):
     bench = Bench(catalog_sim)
-    history = trending_candles(nifty_level(catalog_sim), 40, at(10, 30))
-    bench.warm(history)
-    bench.healthy_market(history[-1].close)
-    candle = bench.next_candle(history[-1])
+    candle = bench.trending()
     bench.clock.now = candle.end + bench.config.signals.max_candle_age_seconds + 5
     bench.engine.handle_candles([candle])
     row = TradingSignal.objects.get()
@@ -447,10 +423,7 @@ def test_a_candle_seen_too_late_is_recorded_stale_and_never_traded(catalog_sim):
 
 def test_candles_whose_events_were_lost_are_caught_up_from_the_hubs_history(catalog_sim):
     bench = Bench(catalog_sim)
-    history = trending_candles(nifty_level(catalog_sim), 40, at(10, 30))
-    bench.warm(history)
-    bench.healthy_market(history[-1].close)
-    first = bench.next_candle(history[-1])
+    first = bench.trending()
     second = bench.next_candle(first)
     bench.realtime.kv.push_capped(f"candles:{NIFTY}:60", first.as_dict(), 500)
     bench.realtime.kv.push_capped(f"candles:{NIFTY}:60", second.as_dict(), 500)
@@ -503,6 +476,26 @@ def test_candidate_contracts_around_the_money_are_published_for_the_hub(catalog_
     contracts = {c.key: c for c in bench.engine.indices[NIFTY].contracts}
     assert {contracts[k].option_type for k in record["keys"]} == {"CE", "PE"}
     assert len({contracts[k].expiry for k in record["keys"]}) == 1
+
+
+def test_strikes_come_from_the_catalog_50_apart_on_nse_nifty_and_100_on_bse_sensex(catalog_sim):
+    bench = Bench(
+        catalog_sim, indices={"BANKNIFTY": {"enabled": False}, "FINNIFTY": {"enabled": False}}
+    )
+    sensex_level = catalog_sim.market.index_level(51)
+    bench.realtime.ticks.publish(
+        [tick(NIFTY, nifty_level(catalog_sim)), tick("IDX_I:51", sensex_level)]
+    )
+    bench.engine.start()
+    steps = {}
+    for runtime in bench.engine.indices.values():
+        strikes_seen = sorted({c.strike for c in runtime.contracts if c.key in runtime.candidates})
+        steps[runtime.config.key] = {b - a for a, b in itertools.pairwise(strikes_seen)}
+        assert {c.exchange_segment for c in runtime.contracts} == {
+            "NIFTY": {"NSE_FNO"},
+            "SENSEX": {"BSE_FNO"},
+        }[runtime.config.key]
+    assert steps == {"NIFTY": {Decimal(50)}, "SENSEX": {Decimal(100)}}
 
 
 def test_an_invalid_config_change_keeps_the_last_good_config(catalog_sim):

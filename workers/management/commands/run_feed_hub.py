@@ -9,14 +9,13 @@ exits non-zero so the platform's restart policy and alerts see it.
 from __future__ import annotations
 
 import logging
-import signal
-import threading
 from typing import Any
 
 from django.core.exceptions import ImproperlyConfigured
 from django.core.management.base import BaseCommand, CommandError, CommandParser
 
 from workers.feed_hub import FeedHubFailed, hub_from_settings
+from workers.process import run_until_stopped
 from workers.subscriptions import WatchlistError
 from workers.ticks import realtime_from_settings
 
@@ -51,16 +50,8 @@ class Command(BaseCommand):
             )
         except (WatchlistError, ImproperlyConfigured) as exc:
             raise CommandError(str(exc)) from None
-        stop = threading.Event()
-
-        def on_signal(signum: int, frame: object) -> None:
-            logger.info("feed hub: %s received, stopping", signal.Signals(signum).name)
-            stop.set()
-
-        signal.signal(signal.SIGTERM, on_signal)
-        signal.signal(signal.SIGINT, on_signal)
         try:
-            hub.run(stop)
+            run_until_stopped(hub.run, "feed hub")
         except WatchlistError as exc:
             raise CommandError(str(exc)) from None
         except FeedHubFailed as exc:

@@ -8,19 +8,15 @@ feed hub's candles; without it, use ``manage.py run_trader``.
 
 from __future__ import annotations
 
-import logging
-import signal
-import threading
 from typing import Any
 
 from django.core.exceptions import ImproperlyConfigured
 from django.core.management.base import BaseCommand, CommandError
 
 from trading.config import ConfigError
+from workers.process import run_until_stopped
 from workers.signal_engine import engine_from_settings
 from workers.ticks import realtime_from_settings
-
-logger = logging.getLogger("workers.signal_engine")
 
 
 class Command(BaseCommand):
@@ -39,15 +35,7 @@ class Command(BaseCommand):
         except (ConfigError, ImproperlyConfigured) as exc:
             realtime.close()
             raise CommandError(str(exc)) from None
-        stop = threading.Event()
-
-        def on_signal(signum: int, frame: object) -> None:
-            logger.info("signal engine: %s received, stopping", signal.Signals(signum).name)
-            stop.set()
-
-        signal.signal(signal.SIGTERM, on_signal)
-        signal.signal(signal.SIGINT, on_signal)
         try:
-            engine.run(stop)
+            run_until_stopped(engine.run, "signal engine")
         finally:
             realtime.close()
