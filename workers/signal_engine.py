@@ -61,6 +61,13 @@ logger = logging.getLogger(__name__)
 
 CANDIDATES_TTL = 600.0  # seconds: the hub drops them if the engine stops refreshing
 INDEX_SEGMENT = "IDX_I"
+# Decisions worth a line in the log at INFO or above; avoid signals (most candles) are DEBUG.
+_LOG_LEVELS = {
+    SignalOutcome.INTENT: logging.INFO,
+    SignalOutcome.BLOCKED: logging.INFO,
+    SignalOutcome.STALE: logging.WARNING,  # the engine or the bus lagged
+    SignalOutcome.REJECTED: logging.WARNING,
+}
 OPEN_STATUSES = (PositionStatus.PENDING, PositionStatus.ACTIVE, PositionStatus.EXITING)
 
 
@@ -602,7 +609,7 @@ class SignalEngine:
             "outcome": outcome,
             "gate": gate,
         }
-        level = logging.INFO if outcome in (SignalOutcome.INTENT, SignalOutcome.BLOCKED) else 10
+        level = _LOG_LEVELS.get(outcome, logging.DEBUG)
         logger.log(
             level,
             "signal engine: %s %s %s (%.2f) -> %s%s",
