@@ -10,8 +10,10 @@ this module only gathers the inputs and records the outcome):
    constraint on (index, timeframe, candle start) means a restarted (or second) engine never
    decides the same candle twice.
 2. **Gates** (``rules.gates``), first block wins; the gate name and reason go on the row.
-3. **Strike** (``rules.strikes``) from the catalog's contracts and the live option ticks.
-4. **Size** (``rules.sizing``) from the cash: the paper ledger, or the broker's fund limit live.
+3. **Strike** (``rules.strikes``) from the catalog's contracts and the live option ticks; a
+   block is recorded as gate ``strike``, then ``no_averaging`` for the chosen contract.
+4. **Size** (``rules.sizing``) from the cash: the paper ledger, or the broker's fund limit live;
+   zero lots (or unknown cash) is recorded as gate ``sizing``.
 5. **Intent**: the sized :class:`~trading.orders.router.EntryIntent` is written on the row
    *before* it is handed to the order router (journal first), outcome ``intent``.
 
@@ -61,6 +63,10 @@ logger = logging.getLogger(__name__)
 
 CANDIDATES_TTL = 600.0  # seconds: the hub drops them if the engine stops refreshing
 INDEX_SEGMENT = "IDX_I"
+# The engine's own block names, beside rules.gates.GATE_NAMES, for TradingSignal.gate.
+STRIKE_GATE = "strike"
+SIZING_GATE = "sizing"
+BLOCK_NAMES = (*gates.GATE_NAMES, STRIKE_GATE, SIZING_GATE)
 # Decisions worth a line in the log at INFO or above; avoid signals (most candles) are DEBUG.
 _LOG_LEVELS = {
     SignalOutcome.INTENT: logging.INFO,
@@ -495,7 +501,7 @@ class SignalEngine:
             cfg.feed,
         )
         if not choice.ok:
-            return self._block(row, now, "strike", choice.reason)
+            return self._block(row, now, STRIKE_GATE, choice.reason)
         contract = choice.contract
         verdict = gates.check_contract(contract.key, state)
         if not verdict.allowed:
@@ -504,7 +510,7 @@ class SignalEngine:
         reference = _money(quote.ask if quote.ask else quote.ltp)
         cash = self.available_cash()
         if cash is None:
-            return self._block(row, now, "sizing", f"cash unknown: {self.last_error}")
+            return self._block(row, now, SIZING_GATE, f"cash unknown: {self.last_error}")
         size = sizing.size_entry(
             reference,
             contract.lot_size,
@@ -514,7 +520,7 @@ class SignalEngine:
             self._freeze_quantity(runtime.config),
         )
         if not size.ok:
-            return self._block(row, now, "sizing", size.reason)
+            return self._block(row, now, SIZING_GATE, size.reason)
         intent = EntryIntent(
             signal_id=row.pk,
             index=runtime.config.key,
