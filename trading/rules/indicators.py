@@ -519,17 +519,39 @@ class SMA:
         return self.value
 
 
-class EMA:
-    """Incremental EMA, seeded with the SMA of the first ``period`` values."""
+class _SeededAverage:
+    """Base of the incremental averages seeded with the SMA of their first ``period`` values.
 
-    __slots__ = ("_alpha", "_seed", "period", "value")
+    Holds ``period``, ``value`` and the seed; ``_warm_up`` is the path until warm only: each
+    subclass keeps its per-candle step inline in ``update`` (the hot path, no extra call).
+    """
+
+    __slots__ = ("_seed", "period", "value")
 
     def __init__(self, period: int) -> None:
         _check_period(period)
         self.period = period
-        self._alpha = 2.0 / (period + 1)
         self._seed: list[float] | None = []
         self.value: float | None = None
+
+    def _warm_up(self, value: float) -> float | None:
+        seed = self._seed
+        seed.append(value)
+        if len(seed) < self.period:
+            return None
+        self.value = math.fsum(seed) / self.period
+        self._seed = None
+        return self.value
+
+
+class EMA(_SeededAverage):
+    """Incremental EMA, seeded with the SMA of the first ``period`` values."""
+
+    __slots__ = ("_alpha",)
+
+    def __init__(self, period: int) -> None:
+        super().__init__(period)
+        self._alpha = 2.0 / (period + 1)
 
     def update(self, value: float) -> float | None:
         prev = self.value
@@ -537,26 +559,17 @@ class EMA:
             prev = prev + self._alpha * (value - prev)
             self.value = prev
             return prev
-        seed = self._seed
-        seed.append(value)
-        if len(seed) < self.period:
-            return None
-        self.value = math.fsum(seed) / self.period
-        self._seed = None
-        return self.value
+        return self._warm_up(value)
 
 
-class RMA:
+class RMA(_SeededAverage):
     """Incremental Wilder smoothing, seeded with the SMA of the first ``period`` values."""
 
-    __slots__ = ("_keep", "_seed", "period", "value")
+    __slots__ = ("_keep",)
 
     def __init__(self, period: int) -> None:
-        _check_period(period)
-        self.period = period
+        super().__init__(period)
         self._keep = period - 1
-        self._seed: list[float] | None = []
-        self.value: float | None = None
 
     def update(self, value: float) -> float | None:
         prev = self.value
@@ -564,13 +577,7 @@ class RMA:
             prev = (prev * self._keep + value) / self.period
             self.value = prev
             return prev
-        seed = self._seed
-        seed.append(value)
-        if len(seed) < self.period:
-            return None
-        self.value = math.fsum(seed) / self.period
-        self._seed = None
-        return self.value
+        return self._warm_up(value)
 
 
 class ATR:

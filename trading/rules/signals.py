@@ -107,6 +107,22 @@ def _warming(candles: int, needed: int, values: dict[str, float | None]) -> Sign
     return Signal(Direction.AVOID, 0.0, values, f"warming up: {candles} of {needed} candles")
 
 
+def _cold_or_weak(
+    candles: int,
+    needed: int,
+    values: dict[str, float | None],
+    adx_value: float | None,
+    adx_min: float,
+) -> Signal | None:
+    """The avoid both strategies give first: still warming up, or ADX below its minimum.
+    None when warm and trending enough for the strategy's own rules."""
+    if candles < needed:
+        return _warming(candles, needed, values)
+    if adx_value < adx_min:
+        return Signal(Direction.AVOID, 0.0, values, f"ADX {_floor1(adx_value)} < {_fmt(adx_min)}")
+    return None
+
+
 def _supertrend_signal(
     cfg: SignalsConfig,
     candles: int,
@@ -128,12 +144,9 @@ def _supertrend_signal(
         "plus_di": plus_di,
         "minus_di": minus_di,
     }
-    if candles < needed:
-        return _warming(candles, needed, values)
-    if adx_value < cfg.adx_min:
-        return Signal(
-            Direction.AVOID, 0.0, values, f"ADX {_floor1(adx_value)} < {_fmt(cfg.adx_min)}"
-        )
+    avoid = _cold_or_weak(candles, needed, values, adx_value, cfg.adx_min)
+    if avoid is not None:
+        return avoid
     adx_score = _clamp01((adx_value - cfg.adx_min) / ADX_FULL_SCALE)
     band = cfg.supertrend.multiplier * atr_value
     distance_score = _clamp01(abs(close - line) / band) if band > 0.0 else 0.0
@@ -171,12 +184,9 @@ def _holy_grail_signal(
         "plus_di": plus_di,
         "minus_di": minus_di,
     }
-    if candles < needed:
-        return _warming(candles, needed, values)
-    if adx_value < params.adx_min:
-        return Signal(
-            Direction.AVOID, 0.0, values, f"ADX {_floor1(adx_value)} < {_fmt(params.adx_min)}"
-        )
+    avoid = _cold_or_weak(candles, needed, values, adx_value, params.adx_min)
+    if avoid is not None:
+        return avoid
     if bias == 0:
         return Signal(
             Direction.AVOID,

@@ -1,4 +1,5 @@
-"""Config values for the pure-rule tests, built straight from the dataclasses (no YAML loader).
+"""Config values for the pure-rule tests, built straight from the dataclasses (no YAML loader),
+and random candles for the indicator and signal tests.
 
 The defaults are DOMAIN's (../shared/DOMAIN.md). ``make_config`` takes overrides as key paths
 joined by double underscores, e.g. ``make_config(risk__max_concurrent=5,
@@ -9,6 +10,7 @@ replaces the index list.
 from __future__ import annotations
 
 import dataclasses
+import random
 from datetime import date, time
 from decimal import Decimal
 from typing import Any
@@ -148,3 +150,19 @@ def make_config(**overrides: Any) -> AlgoConfig:
     for dotted, new in overrides.items():
         config = _replace_path(config, dotted.split("__"), new)
     return config
+
+
+def random_candles(count: int, seed: int, start: float = 20000.0) -> tuple[list, list, list]:
+    """A pseudo-random walk of OHLC candles around an index level (0.1% moves per candle, with
+    gaps: the open is the previous close moved a little, so true ranges use the previous
+    close sometimes); reproducible by seed."""
+    rng = random.Random(seed)
+    highs, lows, closes = [], [], []
+    close = start
+    for _ in range(count):
+        open_ = close * (1 + rng.gauss(0, 0.0003))
+        close = open_ * (1 + rng.gauss(0, 0.001))
+        highs.append(max(open_, close) * (1 + abs(rng.gauss(0, 0.0005))))
+        lows.append(min(open_, close) * (1 - abs(rng.gauss(0, 0.0005))))
+        closes.append(close)
+    return highs, lows, closes

@@ -4,10 +4,10 @@ incremental == full-series over long random series, Supertrend band behaviour.""
 from __future__ import annotations
 
 import math
-import random
 
 import pytest
 
+from tests.trading.rules.factories import make_config, random_candles
 from trading.config import HolyGrailParams
 from trading.rules.indicators import (
     ADX,
@@ -35,32 +35,8 @@ from trading.rules.indicators import (
     true_range,
 )
 
-HOLY_GRAIL = HolyGrailParams(
-    sma_period=34,
-    ema_period=100,
-    macd_fast=12,
-    macd_slow=26,
-    macd_signal=9,
-    rsi_period=14,
-    rsi_midline=50.0,
-    adx_min=20.0,
-)
-
-
-def random_candles(count: int, seed: int, start: float = 20000.0) -> tuple[list, list, list]:
-    """A pseudo-random walk of OHLC candles around an index level (0.1% moves per candle, with
-    gaps: the open is the previous close moved a little, so true ranges use the previous
-    close sometimes); reproducible by seed."""
-    rng = random.Random(seed)
-    highs, lows, closes = [], [], []
-    close = start
-    for _ in range(count):
-        open_ = close * (1 + rng.gauss(0, 0.0003))
-        close = open_ * (1 + rng.gauss(0, 0.001))
-        highs.append(max(open_, close) * (1 + abs(rng.gauss(0, 0.0005))))
-        lows.append(min(open_, close) * (1 - abs(rng.gauss(0, 0.0005))))
-        closes.append(close)
-    return highs, lows, closes
+# DOMAIN's holy grail (SMA 34, EMA 100, MACD 12/26/9, RSI 14 midline 50, ADX min 20).
+HOLY_GRAIL = make_config().signals.holy_grail
 
 
 def assert_series_close(actual: list, expected: list, rel: float = 1e-9) -> None:

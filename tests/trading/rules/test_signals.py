@@ -4,12 +4,12 @@ incremental state agreeing with a full recomputation after every candle."""
 from __future__ import annotations
 
 import math
-import random
 import re
 from dataclasses import replace
 
 import pytest
 
+from tests.trading.rules.factories import make_config, random_candles
 from trading.config import HolyGrailParams, SignalsConfig, SupertrendParams
 from trading.rules.indicators import adx, holy_grail, supertrend
 from trading.rules.signals import (
@@ -21,47 +21,16 @@ from trading.rules.signals import (
     evaluate,
 )
 
-HOLY_GRAIL = HolyGrailParams(
-    sma_period=34,
-    ema_period=100,
-    macd_fast=12,
-    macd_slow=26,
-    macd_signal=9,
-    rsi_period=14,
-    rsi_midline=50.0,
-    adx_min=20.0,
-)
-SUPERTREND = SignalsConfig(
-    strategy="supertrend",
-    timeframe_minutes=1,
-    confirm_timeframe_minutes=5,
-    supertrend=SupertrendParams(period=10, multiplier=2.0),
-    adx_period=14,
-    adx_min=18.0,
-    holy_grail=HOLY_GRAIL,
-    history_days=5,
-    max_candle_age_seconds=30,
-)
+# DOMAIN's signals (Supertrend 10 x 2, ADX 14 min 18, the factory's holy grail), confirmed on 5m.
+SUPERTREND = make_config(
+    signals__confirm_timeframe_minutes=5, signals__max_candle_age_seconds=30
+).signals
 GRAIL = replace(SUPERTREND, strategy="holy_grail")
 SHORT_GRAIL = replace(
     GRAIL,
     adx_period=7,
     holy_grail=HolyGrailParams(10, 20, 5, 10, 5, 7, 50.0, 15.0),
 )
-
-
-def random_candles(count: int, seed: int, start: float = 20000.0) -> tuple[list, list, list]:
-    """A reproducible random walk of OHLC candles (0.1% moves per candle, small gaps)."""
-    rng = random.Random(seed)
-    highs, lows, closes = [], [], []
-    close = start
-    for _ in range(count):
-        open_ = close * (1 + rng.gauss(0, 0.0003))
-        close = open_ * (1 + rng.gauss(0, 0.001))
-        highs.append(max(open_, close) * (1 + abs(rng.gauss(0, 0.0005))))
-        lows.append(min(open_, close) * (1 - abs(rng.gauss(0, 0.0005))))
-        closes.append(close)
-    return highs, lows, closes
 
 
 def trending_candles(count: int, sign: int) -> tuple[list, list, list]:
