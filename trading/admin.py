@@ -1,17 +1,32 @@
-"""trading admin: the Setting rows, with the algo-config overrides validated before they are
-stored, and a read-only page showing the effective algo config."""
+"""trading admin.
+
+* Setting rows, with the algo-config overrides and the switch rows validated before they are
+  stored; a read-only page showing the effective algo config; a page to flip the trading
+  switch and the kill switch (through trading.switches).
+* TradingSignal and PositionTracker: view-only (the engines own them).
+* WatchlistItem: editable, active/mode straight from the list.
+"""
 
 from __future__ import annotations
 
+import json
+import logging
+from functools import cache
 from typing import Any
 
 import yaml
 from django import forms
-from django.contrib import admin
-from django.http import HttpRequest, HttpResponse
+from django.contrib import admin, messages
+from django.core.exceptions import PermissionDenied
+from django.db.models import QuerySet
+from django.http import HttpRequest, HttpResponse, HttpResponseRedirect
+from django.template import engines
 from django.template.response import TemplateResponse
-from django.urls import URLPattern, path
+from django.urls import URLPattern, path, reverse
+from django.utils import timezone
+from django.utils.html import format_html
 
+from trading.api.views import switches_state
 from trading.config import (
     OVERRIDES_KEY,
     ConfigError,
@@ -20,7 +35,36 @@ from trading.config import (
     load_algo_config,
     reload_algo_config,
 )
-from trading.models import Setting
+from trading.dhan.feed_codec import IST
+from trading.models import PositionTracker, Setting, TradingSignal, WatchlistItem
+from trading.switches import (
+    KILL_SWITCH_KEY,
+    TRADING_SWITCH_KEY,
+    set_kill_switch,
+    set_trading_enabled,
+)
+
+logger = logging.getLogger(__name__)
+
+
+def _switch_problem(key: str, value: Any) -> str | None:
+    """Why ``value`` is not a valid row for a switch key (None when it is, or for other keys).
+    trading.switches reads a malformed row as the safe state; refusing it here means a typo
+    in the admin is shown at once instead of silently halting trading."""
+    if key == TRADING_SWITCH_KEY:
+        if isinstance(value, dict) and set(value) == {"enabled"}:
+            if isinstance(value["enabled"], bool):
+                return None
+        return f'Setting {key}: expected {{"enabled": true|false}}, got {json.dumps(value)}'
+    if key == KILL_SWITCH_KEY:
+        if isinstance(value, dict) and set(value) <= {"active", "reason"}:
+            if isinstance(value.get("active"), bool) and isinstance(value.get("reason", ""), str):
+                return None
+        return (
+            f'Setting {key}: expected {{"active": true|false, "reason": "text"}}, '
+            f"got {json.dumps(value)}"
+        )
+    return None
 
 
 class SettingForm(forms.ModelForm):
@@ -38,7 +82,80 @@ class SettingForm(forms.ModelForm):
                 load_algo_config(None, cleaned["value"])
             except ConfigError as exc:
                 self.add_error("value", list(exc.problems))
+        if "value" in cleaned:
+            problem = _switch_problem(cleaned.get("key", ""), cleaned["value"])
+            if problem:
+                self.add_error("value", problem)
         return cleaned
+
+
+@cache
+def _template(text: str) -> Any:
+    """A template kept in this module (the pages are small and private to this admin)."""
+    return engines["django"].from_string(text)
+
+
+# The app's Setting changelist template plus a link to the switches page.
+SETTING_CHANGE_LIST = """{% extends "admin/trading/setting/change_list.html" %}
+{% block object-tools-items %}
+  <li><a href="{% url 'admin:trading_setting_switches' %}">Trading switches</a></li>
+  {{ block.super }}
+{% endblock %}"""
+
+SWITCHES_PAGE = """{% extends "admin/base_site.html" %}
+{% block breadcrumbs %}
+<div class="breadcrumbs">
+  <a href="{% url 'admin:index' %}">Home</a>
+  &rsaquo; <a href="{% url 'admin:app_list' app_label=opts.app_label %}">\
+{{ opts.app_config.verbose_name }}</a>
+  &rsaquo; <a href="{% url 'admin:trading_setting_changelist' %}">\
+{{ opts.verbose_name_plural|capfirst }}</a>
+  &rsaquo; {{ title }}
+</div>
+{% endblock %}
+{% block content %}
+<div id="content-main">
+<table>
+  <tr><th>Trading switch</th>
+      <td id="trading-switch">{% if state.trading_enabled %}ON: new entries allowed\
+{% else %}OFF: no new entries (open positions keep their exits){% endif %}</td></tr>
+  <tr><th>Kill switch</th>
+      <td id="kill-switch">{% if state.kill_switch.active %}ACTIVE: no entries, every position \
+is flattened{% if state.kill_switch.reason %} (reason: {{ state.kill_switch.reason }}){% endif %}\
+{% else %}off{% endif %}</td></tr>
+</table>
+{% if can_change %}
+<form method="post">{% csrf_token %}
+  {% if state.trading_enabled %}
+    <button type="submit" name="action" value="trading_off">Turn trading off</button>
+  {% else %}
+    <button type="submit" name="action" value="trading_on">Turn trading on</button>
+  {% endif %}
+</form>
+<form method="post">{% csrf_token %}
+  {% if state.kill_switch.active %}
+    <button type="submit" name="action" value="kill_off">Deactivate the kill switch</button>
+  {% else %}
+    <label>Reason <input type="text" name="reason" maxlength="500" size="60"></label>
+    <button type="submit" name="action" value="kill_on">
+      Activate the kill switch (flattens every open position)</button>
+  {% endif %}
+</form>
+{% endif %}
+</div>
+{% endblock %}"""
+
+
+class SwitchForm(forms.Form):
+    action = forms.ChoiceField(
+        choices=[
+            ("trading_on", "turn trading on"),
+            ("trading_off", "turn trading off"),
+            ("kill_on", "activate the kill switch"),
+            ("kill_off", "deactivate the kill switch"),
+        ]
+    )
+    reason = forms.CharField(required=False, max_length=500)
 
 
 @admin.register(Setting)
@@ -61,8 +178,68 @@ class SettingAdmin(admin.ModelAdmin):
 
     def get_urls(self) -> list[URLPattern]:
         view = self.admin_site.admin_view(self.effective_config_view)
-        own = [path("effective-config/", view, name="trading_setting_effective_config")]
+        switches = self.admin_site.admin_view(self.switches_view)
+        own = [
+            path("effective-config/", view, name="trading_setting_effective_config"),
+            path("switches/", switches, name="trading_setting_switches"),
+        ]
         return own + super().get_urls()
+
+    def changelist_view(
+        self, request: HttpRequest, extra_context: dict[str, Any] | None = None
+    ) -> HttpResponse:
+        response = super().changelist_view(request, extra_context)
+        # Only the list itself: an action's page (delete_selected's confirmation) keeps its own.
+        if (
+            isinstance(response, TemplateResponse)
+            and not response.is_rendered
+            and response.template_name == self.change_list_template
+        ):
+            response.template_name = _template(SETTING_CHANGE_LIST)
+        return response
+
+    def switches_view(self, request: HttpRequest) -> HttpResponse:
+        """The trading switch and the kill switch: their state as the entry gates read it, a
+        button to flip each (POST, then back here with a message saying what now happens)."""
+        if not self.has_view_permission(request):
+            raise PermissionDenied
+        if request.method == "POST":
+            if not self.has_change_permission(request):
+                raise PermissionDenied
+            form = SwitchForm(request.POST)
+            if form.is_valid():
+                self._flip(request, form.cleaned_data["action"], form.cleaned_data["reason"])
+            else:
+                messages.error(request, f"Nothing changed: {form.errors.as_text()}")
+            return HttpResponseRedirect(reverse("admin:trading_setting_switches"))
+        context = {
+            **self.admin_site.each_context(request),
+            "opts": self.model._meta,
+            "title": "Trading switches",
+            "state": switches_state(),
+            "can_change": self.has_change_permission(request),
+        }
+        return TemplateResponse(request, _template(SWITCHES_PAGE), context)
+
+    def _flip(self, request: HttpRequest, action: str, reason: str) -> None:
+        if action == "trading_on":
+            set_trading_enabled(True)
+            text = "Trading switched ON: new entries are allowed again (the gates still apply)."
+        elif action == "trading_off":
+            set_trading_enabled(False)
+            text = "Trading switched OFF: no new entries; open positions keep their exits."
+        elif action == "kill_on":
+            set_kill_switch(True, reason.strip())
+            text = (
+                "Kill switch ACTIVATED: no new entries, and the exit engine flattens every open "
+                "position."
+            )
+        else:
+            set_kill_switch(False, "")
+            text = "Kill switch deactivated; entries follow the trading switch again."
+        # Who halted or resumed trading, in the log as well as on the page.
+        logger.warning("Admin %s: %s", request.user, text)
+        messages.success(request, text)
 
     def effective_config_view(self, request: HttpRequest) -> HttpResponse:
         """Read-only: config/algo.yml with the stored overrides, as YAML, with its version
@@ -80,3 +257,149 @@ class SettingAdmin(admin.ModelAdmin):
             context["version"] = config.version
             context["text"] = yaml.safe_dump(config_as_dict(config), sort_keys=False)
         return TemplateResponse(request, "admin/trading/setting/effective_config.html", context)
+
+
+# --- Engine-owned records: view-only ----------------------------------------------------------
+
+
+def _ist(moment: Any) -> str:
+    return "-" if moment is None else f"{timezone.localtime(moment, IST):%Y-%m-%d %H:%M:%S}"
+
+
+def _pretty_json(value: Any) -> str:
+    if value is None:
+        return "-"
+    text = json.dumps(value, indent=2, sort_keys=True, ensure_ascii=False, default=str)
+    return format_html("<pre>{}</pre>", text)
+
+
+class ViewOnlyAdmin(admin.ModelAdmin):
+    """Rows the engines write: an operator may look, never add, edit or delete (the history
+    the risk limits and the reports are computed from must be what the engines recorded)."""
+
+    def has_add_permission(self, request: HttpRequest) -> bool:
+        return False
+
+    def has_change_permission(self, request: HttpRequest, obj: Any = None) -> bool:
+        return False
+
+    def has_delete_permission(self, request: HttpRequest, obj: Any = None) -> bool:
+        return False
+
+
+@admin.register(TradingSignal)
+class TradingSignalAdmin(ViewOnlyAdmin):
+    list_display = [
+        "index",
+        "candle_start_ist",
+        "direction",
+        "confidence",
+        "outcome",
+        "gate",
+        "config_version",
+    ]
+    list_filter = ["index", "direction", "outcome", "gate"]
+    date_hierarchy = "candle_start"
+    search_fields = ["block_reason", "reason"]
+    list_per_page = 100
+    fieldsets = [
+        (
+            None,
+            {
+                "fields": [
+                    "index",
+                    "timeframe",
+                    "candle_start_ist",
+                    "close",
+                    "direction",
+                    "confidence",
+                    "reason",
+                    "config_version",
+                ]
+            },
+        ),
+        ("Decision", {"fields": ["outcome", "gate", "block_reason", "decided_at_ist"]}),
+        ("Indicators", {"fields": ["indicators_json"]}),
+        ("Entry intent", {"fields": ["intent_json"]}),
+    ]
+    readonly_fields = [
+        "candle_start_ist",
+        "decided_at_ist",
+        "indicators_json",
+        "intent_json",
+    ]
+
+    @admin.display(description="candle start (IST)", ordering="candle_start")
+    def candle_start_ist(self, obj: TradingSignal) -> str:
+        return _ist(obj.candle_start)
+
+    @admin.display(description="decided at (IST, market time)")
+    def decided_at_ist(self, obj: TradingSignal) -> str:
+        return _ist(obj.decided_at)
+
+    @admin.display(description="indicators")
+    def indicators_json(self, obj: TradingSignal) -> str:
+        return _pretty_json(obj.indicators)
+
+    @admin.display(description="intent")
+    def intent_json(self, obj: TradingSignal) -> str:
+        return _pretty_json(obj.intent)
+
+
+@admin.register(PositionTracker)
+class PositionTrackerAdmin(ViewOnlyAdmin):
+    """View-only, on purpose. Status, quantity, prices and PnL belong to the workers: every
+    status change is a conditional UPDATE checked by row count (two exit engines cannot both
+    exit one position), made together with an order in the journal. An admin edit would race
+    those UPDATEs, or record a state (an "exited" with no exit order, a quantity the broker
+    does not hold) that no order backs, and the daily loss limit would be computed from it.
+    To close a position, use the kill switch or the trading tools, never this form."""
+
+    list_display = [
+        "id",
+        "status",
+        "underlying",
+        "direction",
+        "contract",
+        "quantity",
+        "entry_price",
+        "ltp",
+        "unrealized_pnl_net",
+        "realized_pnl",
+        "created_at",
+        "exited_at",
+    ]
+    list_filter = ["status", "underlying", "direction"]
+    list_select_related = ["derivative"]
+    search_fields = ["derivative__trading_symbol"]
+    date_hierarchy = "created_at"
+
+    @admin.display(description="contract", ordering="security_id")
+    def contract(self, obj: PositionTracker) -> str:
+        return f"{obj.exchange_segment}:{obj.security_id}"
+
+
+# --- Operator-owned: the watchlist ------------------------------------------------------------
+
+
+@admin.register(WatchlistItem)
+class WatchlistItemAdmin(admin.ModelAdmin):
+    """Instruments the feed hub always subscribes. The model's clean() refuses an unknown
+    segment or a non-positive security id, in the form and in the list's inline edits."""
+
+    list_display = ["key", "label", "exchange_segment", "security_id", "mode", "active"]
+    list_display_links = ["key"]
+    list_editable = ["mode", "active"]
+    list_filter = ["active", "mode", "exchange_segment"]
+    search_fields = ["label"]
+    fields = ["exchange_segment", "security_id", "label", "mode", "active"]
+
+    def get_search_results(
+        self, request: HttpRequest, queryset: QuerySet, search_term: str
+    ) -> tuple[QuerySet, bool]:
+        """A numeric search term also matches the security id exactly."""
+        results, distinct = super().get_search_results(request, queryset, search_term)
+        term = search_term.strip()
+        if term.isascii() and term.isdigit():
+            results |= queryset.filter(security_id=int(term))
+        return results, distinct
