@@ -26,7 +26,6 @@ from django.urls import URLPattern, path, reverse
 from django.utils import timezone
 from django.utils.html import format_html
 
-from trading.api.views import switches_state
 from trading.config import (
     OVERRIDES_KEY,
     ConfigError,
@@ -42,6 +41,7 @@ from trading.switches import (
     TRADING_SWITCH_KEY,
     set_kill_switch,
     set_trading_enabled,
+    switches_state,
 )
 
 logger = logging.getLogger(__name__)
@@ -120,8 +120,9 @@ SWITCHES_PAGE = """{% extends "admin/base_site.html" %}
       <td id="trading-switch">{% if state.trading_enabled %}ON: new entries allowed\
 {% else %}OFF: no new entries (open positions keep their exits){% endif %}</td></tr>
   <tr><th>Kill switch</th>
-      <td id="kill-switch">{% if state.kill_switch.active %}ACTIVE: no entries, every position \
-is flattened{% if state.kill_switch.reason %} (reason: {{ state.kill_switch.reason }}){% endif %}\
+      <td id="kill-switch">{% if state.kill_switch.active %}ACTIVE: no new entries \
+(open positions are not flattened yet: the exit engine is still to come)\
+{% if state.kill_switch.reason %} (reason: {{ state.kill_switch.reason }}){% endif %}\
 {% else %}off{% endif %}</td></tr>
 </table>
 {% if can_change %}
@@ -138,7 +139,7 @@ is flattened{% if state.kill_switch.reason %} (reason: {{ state.kill_switch.reas
   {% else %}
     <label>Reason <input type="text" name="reason" maxlength="500" size="60"></label>
     <button type="submit" name="action" value="kill_on">
-      Activate the kill switch (flattens every open position)</button>
+      Activate the kill switch (halts entries; flattening comes with the exit engine)</button>
   {% endif %}
 </form>
 {% endif %}
@@ -231,8 +232,8 @@ class SettingAdmin(admin.ModelAdmin):
         elif action == "kill_on":
             set_kill_switch(True, reason.strip())
             text = (
-                "Kill switch ACTIVATED: no new entries, and the exit engine flattens every open "
-                "position."
+                "Kill switch ACTIVATED: no new entries. Open positions are NOT flattened yet: "
+                "the exit engine that does it is still to come; close them by hand."
             )
         else:
             set_kill_switch(False, "")

@@ -56,3 +56,25 @@ def set_kill_switch(active: bool, reason: str = "") -> None:
     from trading.models import Setting
 
     Setting.put(KILL_SWITCH_KEY, {"active": bool(active), "reason": reason})
+
+
+def kill_switch_reason() -> str:
+    """The stored reason of the kill switch; for a malformed row (read as ACTIVE by
+    trading.switches) a sentence saying so, so the operator sees why entries are halted."""
+    from trading.models import Setting
+
+    value = Setting.get(KILL_SWITCH_KEY)
+    if value is None:
+        return ""
+    if isinstance(value, dict) and isinstance(value.get("active"), bool):
+        reason = value.get("reason", "")
+        return reason if isinstance(reason, str) else str(reason)
+    return f"the Setting {KILL_SWITCH_KEY} is malformed ({value!r}): read as active"
+
+
+def switches_state() -> dict[str, Any]:
+    """The switches as the entry gates read them (trading.switches), for the API and admin."""
+    return {
+        "trading_enabled": trading_enabled(),
+        "kill_switch": {"active": kill_switch_active(), "reason": kill_switch_reason()},
+    }

@@ -162,7 +162,7 @@ def test_the_switches_page_shows_the_state_the_gates_read(staff):
     page = response.content.decode()
     assert response.status_code == 200
     assert "OFF: no new entries" in page
-    assert "ACTIVE: no entries" in page
+    assert "ACTIVE: no new entries" in page
     assert "(reason: daily loss limit)" in page
     assert 'value="trading_on"' in page
     assert 'value="kill_off"' in page
