@@ -6,13 +6,13 @@ editable and validated."""
 from __future__ import annotations
 
 import json
-from pathlib import Path
 
 import pytest
 from django.contrib.auth.models import Permission
 from django.test import Client
 
 from tests.trading.api.rows import ist, make_position, make_signal
+from tests.trading.conftest import ALGO_YML
 from trading import config as algo
 from trading.config import OVERRIDES_KEY, load_algo_config
 from trading.models import PositionStatus, PositionTracker, Setting, TradingSignal, WatchlistItem
@@ -25,20 +25,11 @@ from trading.switches import (
     trading_enabled,
 )
 
-pytestmark = pytest.mark.django_db
+pytestmark = [pytest.mark.django_db, pytest.mark.usefixtures("project_algo_config")]
 
-ALGO_YML = Path(__file__).resolve().parents[2] / "config" / "algo.yml"
 ADD = "/admin/trading/setting/add/"
 CHANGELIST = "/admin/trading/setting/"
 EFFECTIVE = "/admin/trading/setting/effective-config/"
-
-
-@pytest.fixture(autouse=True)
-def _config(settings):
-    settings.ALGO_CONFIG_FILE = ALGO_YML
-    algo.clear_algo_config_cache()
-    yield
-    algo.clear_algo_config_cache()
 
 
 @pytest.fixture

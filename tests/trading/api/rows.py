@@ -101,3 +101,8 @@ def make_position(
         underlying=underlying,
         **values,
     )
+
+
+def ids(response: object) -> list[int]:
+    """The ids of a list response's page, in order."""
+    return [row["id"] for row in response.json()["results"]]  # type: ignore[attr-defined]

@@ -2,35 +2,17 @@
 
 from __future__ import annotations
 
-from pathlib import Path
-
 import pytest
 from rest_framework.test import APIClient
 
-from trading import config as algo
+from tests.trading.conftest import ALGO_YML
 from trading.config import OVERRIDES_KEY, config_as_dict, load_algo_config
 from trading.models import Setting
 
-pytestmark = pytest.mark.django_db
+pytestmark = [pytest.mark.django_db, pytest.mark.usefixtures("project_algo_config")]
 
-ALGO_YML = Path(__file__).resolve().parents[3] / "config" / "algo.yml"
 CONFIG = "/api/config/"
 OVERRIDES = "/api/config/overrides/"
-
-
-@pytest.fixture(autouse=True)
-def _config(settings):
-    settings.ALGO_CONFIG_FILE = ALGO_YML
-    algo.clear_algo_config_cache()
-    yield
-    algo.clear_algo_config_cache()
-
-
-@pytest.fixture
-def admin_api(django_user_model) -> APIClient:
-    api = APIClient()
-    api.force_authenticate(django_user_model.objects.create_superuser("ops", "o@example.com", None))
-    return api
 
 
 def test_get_returns_the_version_the_effective_config_and_the_overrides(admin_api):

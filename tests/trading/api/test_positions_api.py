@@ -7,23 +7,12 @@ from decimal import Decimal
 import pytest
 from rest_framework.test import APIClient
 
-from tests.trading.api.rows import ist, make_position
+from tests.trading.api.rows import ids, ist, make_position
 from trading.models import PositionStatus, PositionTracker
 
 pytestmark = pytest.mark.django_db
 
 POSITIONS = "/api/positions/"
-
-
-@pytest.fixture
-def admin_api(django_user_model) -> APIClient:
-    api = APIClient()
-    api.force_authenticate(django_user_model.objects.create_superuser("ops", "o@example.com", None))
-    return api
-
-
-def ids(response) -> list[int]:
-    return [row["id"] for row in response.json()["results"]]
 
 
 def test_the_list_shows_each_position_with_money_as_decimal_strings(admin_api):

@@ -5,22 +5,11 @@ from __future__ import annotations
 import pytest
 from rest_framework.test import APIClient
 
-from tests.trading.api.rows import INDICATORS, INTENT, ist, make_signal
+from tests.trading.api.rows import INDICATORS, INTENT, ids, ist, make_signal
 
 pytestmark = pytest.mark.django_db
 
 SIGNALS = "/api/signals/"
-
-
-@pytest.fixture
-def admin_api(django_user_model) -> APIClient:
-    api = APIClient()
-    api.force_authenticate(django_user_model.objects.create_superuser("ops", "o@example.com", None))
-    return api
-
-
-def ids(response) -> list[int]:
-    return [row["id"] for row in response.json()["results"]]
 
 
 def test_the_list_shows_each_signal_without_the_bulky_json(admin_api):

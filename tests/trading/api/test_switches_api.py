@@ -21,13 +21,6 @@ pytestmark = pytest.mark.django_db
 SWITCHES = "/api/switches/"
 
 
-@pytest.fixture
-def admin_api(django_user_model) -> APIClient:
-    api = APIClient()
-    api.force_authenticate(django_user_model.objects.create_superuser("ops", "o@example.com", None))
-    return api
-
-
 def test_a_fresh_install_trades_with_the_kill_switch_off(admin_api):
     response = admin_api.get(SWITCHES)
     assert response.status_code == 200
