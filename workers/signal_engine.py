@@ -154,6 +154,7 @@ class SignalEngine:
         self.indices: dict[str, IndexRuntime] = {}  # IDX_I:13 -> runtime
         self.last_error: str | None = None
         self.last_decision: dict[str, Any] | None = None
+        self._capital: tuple[date, Decimal] | None = None  # live: (day, start-of-day limit)
         self._next_catchup = 0.0
         self._next_config = 0.0
         self._next_beat = 0.0
@@ -741,10 +742,14 @@ class SignalEngine:
         """The capital the daily loss limit's percentage is of: paper, the seed cash plus the
         net PnL booked before today; live, the broker's start-of-day limit."""
         if self.live:
+            # The start-of-day limit does not change intraday: the last value read today
+            # serves when a refresh fails. Never read today: 0, which makes a percentage loss
+            # limit block entries (fail safe) until the broker answers.
             funds = self._funds()
-            if funds is None:
-                return Decimal(0)
-            return funds.sodLimit or funds.availabelBalance
+            if funds is not None:
+                self._capital = (day_start.date(), funds.sodLimit or funds.availabelBalance)
+            known = self._capital
+            return known[1] if known is not None and known[0] == day_start.date() else Decimal(0)
         booked = PositionTracker.objects.filter(
             status=PositionStatus.EXITED, exited_at__lt=day_start
         ).aggregate(total=Sum("realized_pnl"))["total"]

@@ -525,6 +525,34 @@ def test_an_invalid_config_change_keeps_the_last_good_config(catalog_sim):
     assert bench.engine.indices[NIFTY].states[60].warm  # same signals: indicators kept
 
 
+def test_live_sizing_uses_the_brokers_funds_and_a_failed_read_blocks_safely(catalog_sim):
+    bench = Bench(catalog_sim)
+    candle = bench.trending()
+    engine = bench.engine
+    engine.live = True
+    engine.rest = DhanRestClient(
+        base_url=catalog_sim.base_url,
+        client_id=catalog_sim.client_id,
+        token_provider=lambda: catalog_sim.token,
+        limiter=InProcessRateLimiter(load_limits()),
+        max_attempts=1,
+    )
+    day = at(0, 0)
+    assert engine.available_cash() == Decimal(
+        str(catalog_sim.broker.fund_limit()["availabelBalance"])
+    )
+    known = engine.capital(day)
+    assert known > 0
+
+    catalog_sim.faults.rest_error, catalog_sim.faults.rest_error_share = "500", 1.0
+    assert engine.capital(day) == known  # the start-of-day limit read earlier today serves
+    assert engine.capital(day + timedelta(days=1)) == 0  # never read that day: fail safe
+    engine.handle_candles([candle])
+    row = TradingSignal.objects.get()
+    assert (row.outcome, row.gate) == (SignalOutcome.BLOCKED, "sizing")
+    assert row.block_reason.startswith("cash unknown: fund limit unreadable")
+
+
 # -- against the simulator -----------------------------------------------------------------------
 
 
