@@ -19,9 +19,7 @@ from decimal import Decimal, InvalidOperation
 from pathlib import Path
 from typing import Any
 
-import yaml
-
-from trading.config import ConfigError
+from trading.config import ConfigError, read_yaml_file
 from trading.rules.charges import ChargeRates, ChargesTable
 
 DEFAULT_SOURCE = "charges.yml"
@@ -240,15 +238,7 @@ def parse_charges_config(data: Any, source: str = DEFAULT_SOURCE) -> ChargesTabl
 def load_charges_config(path: Path) -> ChargesTable:
     """Read and validate a charges file; ConfigError naming the file (and row, field)."""
     path = Path(path)
-    try:
-        text = path.read_text(encoding="utf-8")
-    except OSError as exc:
-        raise ConfigError(f"{path}: cannot read: {exc.strerror}") from None
-    try:
-        data = yaml.safe_load(text)
-    except yaml.YAMLError as exc:
-        raise ConfigError(f"{path.name}: not valid YAML: {exc}") from None
-    return parse_charges_config(data, path.name)
+    return parse_charges_config(read_yaml_file(path), path.name)
 
 
 @functools.lru_cache(maxsize=4)

@@ -1018,8 +1018,9 @@ def _setting_path(name: str) -> Path:
     return Path(getattr(settings, name))
 
 
-def read_algo_file(path: Path) -> Any:
-    """The YAML document in ``path`` (any type: parse_algo_config judges it)."""
+def read_yaml_file(path: Path) -> Any:
+    """The YAML document in ``path``, any type (the caller's parser judges it); ConfigError
+    naming the file when it cannot be read or is not YAML. algo.yml and charges.yml."""
     try:
         text = Path(path).read_text(encoding="utf-8")
     except OSError as exc:
@@ -1036,7 +1037,7 @@ def load_algo_config(path: Path | None = None, overrides: Any = None) -> AlgoCon
     The file is validated alone first, so a problem found after merging is the overrides'
     doing and is reported with the source ``Setting algo.overrides`` and the key path."""
     file = Path(path) if path is not None else _setting_path("ALGO_CONFIG_FILE")
-    data = read_algo_file(file)
+    data = read_yaml_file(file)
     config = parse_algo_config(data, file.name)
     if overrides is None or overrides == {}:
         return config

@@ -23,7 +23,7 @@ from trading.config import (
     deep_merge,
     load_algo_config,
     parse_algo_config,
-    read_algo_file,
+    read_yaml_file,
 )
 
 ROOT = Path(__file__).resolve().parents[2]
@@ -39,7 +39,7 @@ def _fresh_cache():
 
 
 def shipped() -> dict[str, Any]:
-    return read_algo_file(ALGO_YML)
+    return read_yaml_file(ALGO_YML)
 
 
 def edit(data: dict[str, Any], dotted: str, value: Any) -> dict[str, Any]:
