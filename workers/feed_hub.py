@@ -569,8 +569,6 @@ class FeedHub:
         """Fetch today's 1-minute candles of every subscribed index from the intraday chart
         API and seed the builder (1m, and 5m aggregated). Failures are logged, not raised;
         returns the number of candles accepted."""
-        from trading.dhan.rest_types import IntradayChartRequest
-
         market_now = self.config.market_clock() if self.config.market_clock else None
         now = datetime.fromtimestamp(market_now or self._market_time or time.time(), IST)
         session_open = now.replace(
@@ -580,19 +578,8 @@ class FeedHub:
             return 0
         accepted = 0
         for key in sorted(self._last_index_tick):
-            security_id = key.partition(":")[2]
             try:
-                answer = self.rest.intraday_chart(
-                    IntradayChartRequest(
-                        securityId=security_id,
-                        exchangeSegment=INDEX_SEGMENT,
-                        instrument="INDEX",
-                        interval=1,
-                        fromDate=session_open,
-                        toDate=now + timedelta(minutes=1),
-                    )
-                )
-                minutes = candles_from_chart(key, answer)
+                minutes = index_minutes(self.rest, key, session_open, now)
             except Exception as exc:
                 self.last_error = f"candle seeding for {key} failed: {exc}"
                 logger.warning("feed hub: %s", self.last_error)
@@ -735,6 +722,24 @@ class FeedHub:
         )
 
 
+def index_minutes(rest: Any, key: str, start: datetime, now: datetime) -> list[Candle]:
+    """An index's 1-minute candles from ``start`` to ``now`` (the last one may still be
+    forming) from Dhan's intraday chart API; raises what the client or the conversion raise."""
+    from trading.dhan.rest_types import IntradayChartRequest
+
+    answer = rest.intraday_chart(
+        IntradayChartRequest(
+            securityId=key.partition(":")[2],
+            exchangeSegment=INDEX_SEGMENT,
+            instrument="INDEX",
+            interval=1,
+            fromDate=start,
+            toDate=now + timedelta(minutes=1),
+        )
+    )
+    return candles_from_chart(key, answer)
+
+
 def hub_from_settings(
     realtime: Realtime,
     *,
@@ -760,6 +765,7 @@ def hub_from_settings(
         market_open=market_open or nse_market_open,
         market_clock=market_clock,
     )
+
     def feed_factory(on_packets: Callable[[list[Packet]], object], **hooks: Any) -> FeedLike:
         return FeedClient.from_settings(
             on_packets,

@@ -54,15 +54,14 @@ from trading.models import PositionStatus, PositionTracker, SignalOutcome, Tradi
 from trading.orders.router import EntryIntent, EntryRouter, IntentLogRouter, marketable_limit
 from trading.rules import gates, sizing, strikes
 from trading.rules.signals import Direction, Signal, SignalState, confirm
-from workers.candles import IST, Candle, aggregate, candles_from_chart
-from workers.feed_hub import CANDIDATES_KEY
+from workers.candles import IST, Candle, aggregate
+from workers.feed_hub import CANDIDATES_KEY, INDEX_SEGMENT, index_minutes
 from workers.heartbeat import Heartbeat
 from workers.ticks import Realtime, StoreUnavailable, TickRecord
 
 logger = logging.getLogger(__name__)
 
 CANDIDATES_TTL = 600.0  # seconds: the hub drops them if the engine stops refreshing
-INDEX_SEGMENT = "IDX_I"
 # The engine's own block names, beside rules.gates.GATE_NAMES, for TradingSignal.gate.
 STRIKE_GATE = "strike"
 SIZING_GATE = "sizing"
@@ -92,7 +91,6 @@ class IndexRuntime:
     key: str  # IDX_I:13
     states: dict[int, SignalState]  # timeframe (s) -> incremental indicators
     last_fed: dict[int, float] = field(default_factory=dict)  # timeframe -> candle start fed
-    last_signal: dict[int, Signal] = field(default_factory=dict)
     contracts: list[strikes.OptionContract] = field(default_factory=list)
     contracts_day: date | None = None
     candidates: tuple[str, ...] = ()
@@ -334,30 +332,21 @@ class SignalEngine:
     def _chart_history(self, runtime: IndexRuntime) -> list[Candle]:
         if self.rest is None:
             return []
-        from trading.dhan.rest_types import IntradayChartRequest
-
         now = self._market_now()
+        opening = self.config.market.session_open
         start = (now - timedelta(days=self.config.signals.history_days)).replace(
-            hour=9, minute=15, second=0, microsecond=0
+            hour=opening.hour, minute=opening.minute, second=0, microsecond=0
         )
         try:
-            answer = self.rest.intraday_chart(
-                IntradayChartRequest(
-                    securityId=runtime.key.partition(":")[2],
-                    exchangeSegment=INDEX_SEGMENT,
-                    instrument="INDEX",
-                    interval=1,
-                    fromDate=start,
-                    toDate=now + timedelta(minutes=1),
-                )
-            )
-            return candles_from_chart(runtime.key, answer)
+            return index_minutes(self.rest, runtime.key, start, now)
         except Exception as exc:
             self.last_error = f"history for {runtime.config.key} failed: {exc}"
             logger.warning("signal engine: %s; falling back to the hub's candles", self.last_error)
             return []
 
-    def _kv_history(self, key: str, timeframe: int) -> list[Candle]:
+    def _kv_history(self, key: str, timeframe: int, after: float | None = None) -> list[Candle]:
+        """The hub's candle history of ``key``, only the candles starting after ``after``
+        (the others are skipped before they are parsed: catch-up reads this every few s)."""
         try:
             rows = self.realtime.kv.get_list(f"candles:{key}:{timeframe}")
         except StoreUnavailable as exc:
@@ -366,6 +355,8 @@ class SignalEngine:
         out = []
         for row in rows:
             try:
+                if after is not None and row["start"] <= after:
+                    continue
                 out.append(Candle.from_dict(row))
             except (KeyError, TypeError, ValueError) as exc:
                 logger.warning("signal engine: skipping a bad candle in %s: %s", key, exc)
@@ -410,10 +401,8 @@ class SignalEngine:
         fed = 0
         for runtime in list(self.indices.values()):
             for tf in sorted(runtime.states, reverse=True):
-                last = runtime.last_fed.get(tf)
-                for candle in self._kv_history(runtime.key, tf):
-                    if last is None or candle.start > last:
-                        fed += self._feed(runtime, candle, decide=True)
+                for candle in self._kv_history(runtime.key, tf, runtime.last_fed.get(tf)):
+                    fed += self._feed(runtime, candle, decide=True)
         if fed:
             logger.warning("signal engine: caught up %d candles whose events were lost", fed)
         return fed
@@ -422,8 +411,8 @@ class SignalEngine:
         last = runtime.last_fed.get(candle.timeframe)
         if last is None or candle.start <= last + candle.timeframe:
             return
-        for missed in self._kv_history(runtime.key, candle.timeframe):
-            if last < missed.start < candle.start:
+        for missed in self._kv_history(runtime.key, candle.timeframe, last):
+            if missed.start < candle.start:
                 self._feed(runtime, missed, decide=True)
 
     def _feed(self, runtime: IndexRuntime, candle: Candle, *, decide: bool) -> bool:
@@ -436,7 +425,6 @@ class SignalEngine:
             return False
         signal = state.update(candle.high, candle.low, candle.close)
         runtime.last_fed[tf] = candle.start
-        runtime.last_signal[tf] = signal
         self.counters.candles += 1
         if tf == self.primary:
             runtime.last_close = candle.close

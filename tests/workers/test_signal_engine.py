@@ -456,7 +456,7 @@ def test_a_confirmation_timeframe_that_disagrees_makes_the_signal_avoid(catalog_
     ]
     bench.realtime.kv.replace_list(f"candles:{NIFTY}:300", [c.as_dict() for c in falling], 500)
     bench.warm(history)
-    assert bench.engine.indices[NIFTY].last_signal[300].direction == "bearish"
+    assert bench.engine.indices[NIFTY].states[300].last.direction == "bearish"
     bench.healthy_market(history[-1].close)
     candle = bench.next_candle(history[-1])
     bench.clock.now = candle.end + 1

@@ -63,8 +63,10 @@ class EntryIntent:
         """JSON-able: Decimals and dates as strings (exact), for the signal row."""
         out = asdict(self)
         for name, value in out.items():
-            if isinstance(value, Decimal | date | datetime):
-                out[name] = str(value) if not isinstance(value, datetime) else value.isoformat()
+            if isinstance(value, datetime):
+                out[name] = value.isoformat()
+            elif isinstance(value, Decimal | date):
+                out[name] = str(value)
         out["orders"] = list(self.orders)
         out["key"] = self.key
         return out
