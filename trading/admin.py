@@ -11,7 +11,6 @@ from __future__ import annotations
 
 import json
 import logging
-from functools import cache
 from typing import Any
 
 import yaml
@@ -20,7 +19,6 @@ from django.contrib import admin, messages
 from django.core.exceptions import PermissionDenied
 from django.db.models import QuerySet
 from django.http import HttpRequest, HttpResponse, HttpResponseRedirect
-from django.template import engines
 from django.template.response import TemplateResponse
 from django.urls import URLPattern, path, reverse
 from django.utils import timezone
@@ -89,64 +87,6 @@ class SettingForm(forms.ModelForm):
         return cleaned
 
 
-@cache
-def _template(text: str) -> Any:
-    """A template kept in this module (the pages are small and private to this admin)."""
-    return engines["django"].from_string(text)
-
-
-# The app's Setting changelist template plus a link to the switches page.
-SETTING_CHANGE_LIST = """{% extends "admin/trading/setting/change_list.html" %}
-{% block object-tools-items %}
-  <li><a href="{% url 'admin:trading_setting_switches' %}">Trading switches</a></li>
-  {{ block.super }}
-{% endblock %}"""
-
-SWITCHES_PAGE = """{% extends "admin/base_site.html" %}
-{% block breadcrumbs %}
-<div class="breadcrumbs">
-  <a href="{% url 'admin:index' %}">Home</a>
-  &rsaquo; <a href="{% url 'admin:app_list' app_label=opts.app_label %}">\
-{{ opts.app_config.verbose_name }}</a>
-  &rsaquo; <a href="{% url 'admin:trading_setting_changelist' %}">\
-{{ opts.verbose_name_plural|capfirst }}</a>
-  &rsaquo; {{ title }}
-</div>
-{% endblock %}
-{% block content %}
-<div id="content-main">
-<table>
-  <tr><th>Trading switch</th>
-      <td id="trading-switch">{% if state.trading_enabled %}ON: new entries allowed\
-{% else %}OFF: no new entries (open positions keep their exits){% endif %}</td></tr>
-  <tr><th>Kill switch</th>
-      <td id="kill-switch">{% if state.kill_switch.active %}ACTIVE: no new entries \
-(open positions are not flattened yet: the exit engine is still to come)\
-{% if state.kill_switch.reason %} (reason: {{ state.kill_switch.reason }}){% endif %}\
-{% else %}off{% endif %}</td></tr>
-</table>
-{% if can_change %}
-<form method="post">{% csrf_token %}
-  {% if state.trading_enabled %}
-    <button type="submit" name="action" value="trading_off">Turn trading off</button>
-  {% else %}
-    <button type="submit" name="action" value="trading_on">Turn trading on</button>
-  {% endif %}
-</form>
-<form method="post">{% csrf_token %}
-  {% if state.kill_switch.active %}
-    <button type="submit" name="action" value="kill_off">Deactivate the kill switch</button>
-  {% else %}
-    <label>Reason <input type="text" name="reason" maxlength="500" size="60"></label>
-    <button type="submit" name="action" value="kill_on">
-      Activate the kill switch (halts entries; flattening comes with the exit engine)</button>
-  {% endif %}
-</form>
-{% endif %}
-</div>
-{% endblock %}"""
-
-
 class SwitchForm(forms.Form):
     action = forms.ChoiceField(
         choices=[
@@ -186,19 +126,6 @@ class SettingAdmin(admin.ModelAdmin):
         ]
         return own + super().get_urls()
 
-    def changelist_view(
-        self, request: HttpRequest, extra_context: dict[str, Any] | None = None
-    ) -> HttpResponse:
-        response = super().changelist_view(request, extra_context)
-        # Only the list itself: an action's page (delete_selected's confirmation) keeps its own.
-        if (
-            isinstance(response, TemplateResponse)
-            and not response.is_rendered
-            and response.template_name == self.change_list_template
-        ):
-            response.template_name = _template(SETTING_CHANGE_LIST)
-        return response
-
     def switches_view(self, request: HttpRequest) -> HttpResponse:
         """The trading switch and the kill switch: their state as the entry gates read it, a
         button to flip each (POST, then back here with a message saying what now happens)."""
@@ -220,7 +147,7 @@ class SettingAdmin(admin.ModelAdmin):
             "state": switches_state(),
             "can_change": self.has_change_permission(request),
         }
-        return TemplateResponse(request, _template(SWITCHES_PAGE), context)
+        return TemplateResponse(request, "admin/trading/setting/switches.html", context)
 
     def _flip(self, request: HttpRequest, action: str, reason: str) -> None:
         if action == "trading_on":
