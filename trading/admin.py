@@ -35,34 +35,13 @@ from trading.config import (
 from trading.dhan.feed_codec import IST
 from trading.models import PositionTracker, Setting, TradingSignal, WatchlistItem
 from trading.switches import (
-    KILL_SWITCH_KEY,
-    TRADING_SWITCH_KEY,
     set_kill_switch,
     set_trading_enabled,
+    switch_problem,
     switches_state,
 )
 
 logger = logging.getLogger(__name__)
-
-
-def _switch_problem(key: str, value: Any) -> str | None:
-    """Why ``value`` is not a valid row for a switch key (None when it is, or for other keys).
-    trading.switches reads a malformed row as the safe state; refusing it here means a typo
-    in the admin is shown at once instead of silently halting trading."""
-    if key == TRADING_SWITCH_KEY:
-        if isinstance(value, dict) and set(value) == {"enabled"}:
-            if isinstance(value["enabled"], bool):
-                return None
-        return f'Setting {key}: expected {{"enabled": true|false}}, got {json.dumps(value)}'
-    if key == KILL_SWITCH_KEY:
-        if isinstance(value, dict) and set(value) <= {"active", "reason"}:
-            if isinstance(value.get("active"), bool) and isinstance(value.get("reason", ""), str):
-                return None
-        return (
-            f'Setting {key}: expected {{"active": true|false, "reason": "text"}}, '
-            f"got {json.dumps(value)}"
-        )
-    return None
 
 
 class SettingForm(forms.ModelForm):
@@ -81,7 +60,7 @@ class SettingForm(forms.ModelForm):
             except ConfigError as exc:
                 self.add_error("value", list(exc.problems))
         if "value" in cleaned:
-            problem = _switch_problem(cleaned.get("key", ""), cleaned["value"])
+            problem = switch_problem(cleaned.get("key", ""), cleaned["value"])
             if problem:
                 self.add_error("value", problem)
         return cleaned

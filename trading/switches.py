@@ -11,6 +11,7 @@ on) and logged: a typo in the admin must never be read as "trade".
 
 from __future__ import annotations
 
+import json
 import logging
 from typing import Any
 
@@ -78,3 +79,24 @@ def switches_state() -> dict[str, Any]:
         "trading_enabled": trading_enabled(),
         "kill_switch": {"active": kill_switch_active(), "reason": kill_switch_reason()},
     }
+
+
+def switch_problem(key: str, value: Any) -> str | None:
+    """Why ``value`` is not a valid row for a switch key (None when it is, or for other keys).
+    trading.switches reads a malformed row as the safe state; refusing it here means a typo
+    in the admin is shown at once instead of silently halting trading (the Setting admin
+    form checks with it)."""
+    if key == TRADING_SWITCH_KEY:
+        if isinstance(value, dict) and set(value) == {"enabled"}:
+            if isinstance(value["enabled"], bool):
+                return None
+        return f'Setting {key}: expected {{"enabled": true|false}}, got {json.dumps(value)}'
+    if key == KILL_SWITCH_KEY:
+        if isinstance(value, dict) and set(value) <= {"active", "reason"}:
+            if isinstance(value.get("active"), bool) and isinstance(value.get("reason", ""), str):
+                return None
+        return (
+            f'Setting {key}: expected {{"active": true|false, "reason": "text"}}, '
+            f"got {json.dumps(value)}"
+        )
+    return None
