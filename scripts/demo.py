@@ -274,14 +274,12 @@ def _realtime(sim: Simulator, rest: Any, call: Any) -> int:
         realtime,
         feed_factory=feed,
         rest=rest,
-        config=HubConfig(
-            index_mode=FeedMode.TICKER,
-            market_open=lambda: sim.clock.is_open(sim.now()),
-            market_clock=lambda: sim.now().timestamp(),
-        ),
+        # Market time comes from the simulator's feed (the hub's clock, which the engine
+        # follows), as it would from Dhan's: the demo works at any hour of any day.
+        config=HubConfig(index_mode=FeedMode.TICKER),
     )
     monitor = PnlMonitor(realtime)
-    engine = SignalEngine(realtime, rest=rest, clock=lambda: sim.now().timestamp())
+    engine = SignalEngine(realtime, rest=rest)
     TradingSignal.objects.all().delete()  # each demo run shows its own decisions
     stop = threading.Event()
     threads = [threading.Thread(target=c.run, args=(stop,)) for c in (hub, monitor, engine)]

@@ -30,11 +30,18 @@ Redis outage: ``publish`` raises StoreUnavailable; health turns stale with that 
 writer retries with backoff (0.1 s doubling to 2 s), and on recovery re-publishes the whole
 latest snapshot and rewrites the kv state, because a restarted Redis is empty.
 
-Candles: built from index ticks by exchange time (``workers/candles.py``); the candle clock
-is the market time carried by the ticks (the latest exchange time seen), so a simulator or
-replay at 60x closes candles at the right market minute. At start and after every gap (health
-was stale/down because connections were down) the day's 1-minute candles are fetched from
-Dhan's intraday chart API and seeded, so indicators see no hole.
+Market time: the hub owns the system's market clock (``workers/market_clock.py``). Every
+index tick's exchange time feeds it; it is written to kv ``market:clock`` every state pass so
+the other workers follow the same clock. The session and calendar (``market`` of
+``config/algo.yml``) are judged on it, never on the wall clock, so the hub does the same at
+03:00 on a Sunday against a simulator as at 11:00 on a Tuesday against Dhan.
+
+Candles: built from index ticks by exchange time (``workers/candles.py``); candles close on the
+market clock, so a simulator or replay at 60x closes them at the right market minute and a
+quiet feed still closes them. Once market time is known from the feed and the session has
+opened (a hub started before the open waits for it), and again after every gap (health was
+stale/down because connections were down), the day's 1-minute candles are fetched from Dhan's
+intraday chart API and seeded, so indicators see no hole.
 """
 
 from __future__ import annotations
@@ -48,11 +55,13 @@ from dataclasses import dataclass, field
 from datetime import UTC, datetime, timedelta
 from typing import Any, Protocol
 
-from trading.dhan.feed_codec import IST, FeedMode, Packet, decode_frame
-from trading.dhan.ws_support import nse_market_open
+from trading.config import MarketConfig
+from trading.dhan.feed_codec import FeedMode, Packet, decode_frame
+from trading.rules.market import is_open, session_open_at
 from workers.candles import Candle, CandleBuilder, aggregate, candles_from_chart
 from workers.health import DOWN, HEALTHY, FeedHealth, FeedObservation
 from workers.heartbeat import Heartbeat
+from workers.market_clock import MARKET_CLOCK_KEY, MarketClock
 from workers.subscriptions import desired_subscriptions, parse_watchlist
 from workers.ticks import Realtime, StoreUnavailable, TickMerger, TickRecord
 
@@ -66,7 +75,6 @@ INDEX_SEGMENT = "IDX_I"
 CANDIDATES_KEY = "feed:candidates"
 CANDLE_HISTORY = 500  # candles kept per index and timeframe in the kv list
 _BURST_FRAMES = 256  # frames merged and published together at most (see _on_packets)
-_SESSION_OPEN = (9, 15)
 
 
 class FeedLike(Protocol):
@@ -103,9 +111,11 @@ class HubConfig:
     log_interval: float = 30.0  # the heartbeat log line
     timeframes: tuple[int, ...] = (60, 300)
     seed_candles: bool = True
-    market_open: Callable[[], bool] = nse_market_open
-    # The market clock for candle closing; None = carried by the ticks (latest exchange time).
-    market_clock: Callable[[], float] | None = None
+    # The session and calendar (config/algo.yml ``market``); None: the effective config's.
+    market: MarketConfig | None = None
+    # "Is the session open now?" for health and the stall watchdog; None: the session and
+    # calendar judged on the market clock (tests and benchmarks force it).
+    market_open: Callable[[], bool] | None = None
     name: str = "feed_hub"
 
 
@@ -135,6 +145,7 @@ class FeedHub:
         config: HubConfig | None = None,
         recorder: Any | None = None,
         clock: Callable[[], float] = time.time,
+        market_clock: MarketClock | None = None,
     ) -> None:
         self.realtime = realtime
         self.config = config or HubConfig()
@@ -149,6 +160,11 @@ class FeedHub:
         self.heartbeat = Heartbeat(realtime.kv, self.config.name)
         self.counters = _Counters()
         self.env_keys = parse_watchlist(self.config.env_watchlist)
+        # After the watchlist: a malformed entry is named before the database is touched.
+        self.market = self.config.market or _configured_market()
+        # ``clock`` is the wall clock for the hub's own pacing (state writes, log lines);
+        # market time is ``market_clock``, learnt from the index ticks' exchange times.
+        self.market_clock = market_clock or MarketClock(name="feed hub: market clock")
         self.subscribed: dict[str, FeedMode] = {}
         self._normalised: dict[str, str] = {}  # raw key -> checked SEG:SID (see _desired)
         self._last_candidates: list[str] = []
@@ -170,7 +186,6 @@ class FeedHub:
         self._store_error: str | None = None
         self._resync_store = False
         self._last_index_tick: dict[str, float | None] = {}
-        self._market_time = 0.0  # latest exchange time seen (epoch s)
         self._last_tick_at: float | None = None
         self._seed_due = self.config.seed_candles
         self._gap = False  # connections were down since the last seeding
@@ -250,7 +265,7 @@ class FeedHub:
         if now >= self._next_refresh:
             self._next_refresh = now + self.config.refresh_interval
             self.refresh_subscriptions()
-        if self._seed_due and self.rest is not None:
+        if self._seed_due and self.rest is not None and self._session_started():
             self._seed_due = False
             self.seed_candles()
         self._advance_candles()
@@ -407,22 +422,18 @@ class FeedHub:
                 pending[record.key] = record
         self._last_tick_at = records[-1].receive_time
         closed: list[Candle] = []
-        market_time = self._market_time
+        observe = self.market_clock.observe
         for record in records:
             key = record.key
             if key[:6] == "IDX_I:":
                 self._last_index_tick[key] = record.receive_time
                 exchange_time = record.exchange_time
                 if exchange_time is not None and record.ltp > 0:
-                    if exchange_time > market_time:
-                        market_time = exchange_time
+                    # Index LTTs are the market clock: indices tick every second in session,
+                    # while an option's LTT is its last trade, which may be minutes old.
+                    observe(exchange_time, record.receive_time)
                     with self._candle_lock:
                         closed.extend(self.candles.on_tick(key, record.ltp, exchange_time))
-            else:
-                exchange_time = record.exchange_time
-                if exchange_time is not None and exchange_time > market_time:
-                    market_time = exchange_time
-        self._market_time = market_time
         if closed:
             self._pending_events.extend(closed)
 
@@ -554,11 +565,21 @@ class FeedHub:
 
     # -- candles -----------------------------------------------------------------------------
 
+    def _session_started(self) -> bool:
+        """Market time is known from the feed and today's session has opened: seeding the
+        day's candles makes sense (before the open there is nothing to seed)."""
+        clock = self.market_clock
+        if not clock.synced:
+            return False
+        now = clock.datetime()
+        return self.market.is_trading_day(now.date()) and now > session_open_at(
+            self.market, now.date()
+        )
+
     def _advance_candles(self) -> None:
-        clock = self.config.market_clock
-        now = clock() if clock is not None else self._market_time
-        if not now:
+        if not self.market_clock.synced:
             return
+        now = self.market_clock.now()
         with self._candle_lock:
             closed = self.candles.advance(now)
         if closed:
@@ -568,12 +589,10 @@ class FeedHub:
     def seed_candles(self) -> int:
         """Fetch today's 1-minute candles of every subscribed index from the intraday chart
         API and seed the builder (1m, and 5m aggregated). Failures are logged, not raised;
-        returns the number of candles accepted."""
-        market_now = self.config.market_clock() if self.config.market_clock else None
-        now = datetime.fromtimestamp(market_now or self._market_time or time.time(), IST)
-        session_open = now.replace(
-            hour=_SESSION_OPEN[0], minute=_SESSION_OPEN[1], second=0, microsecond=0
-        )
+        returns the number of candles accepted. Called once market time is known from the
+        feed (``_session_started``)."""
+        now = self.market_clock.datetime()
+        session_open = session_open_at(self.market, now.date())
         if now <= session_open:
             return 0
         accepted = 0
@@ -623,7 +642,7 @@ class FeedHub:
             client_state=feed.state if feed is not None else "stopped",
             connections=len(shards),
             connected=sum(1 for s in shards if s.state == "connected"),
-            market_open=self._market_open(),
+            market_open=self.market_open(),
             last_index_tick=dict(self._last_index_tick),
             store_ok=self._store_ok,
             store_error=self._store_error,
@@ -644,15 +663,23 @@ class FeedHub:
         except StoreUnavailable as exc:
             self._store_down(exc)
 
-    def _market_open(self) -> bool:
+    def market_open(self) -> bool:
+        """The session is open by the market clock (the wall clock until the feed has shown
+        market time). Health and the feed's stall watchdog only expect ticks when it is."""
+        forced = self.config.market_open
+        if forced is None:
+            return is_open(self.market, self.market_clock.datetime())
         try:
-            return bool(self.config.market_open())
+            return bool(forced())
         except Exception:
             logger.exception("feed hub: market_open() failed; assuming open")
             return True
 
     def _write_state(self, now: float) -> None:
         try:
+            clock = self.market_clock.as_record()
+            if clock is not None:
+                self.realtime.kv.put(MARKET_CLOCK_KEY, clock)
             self.realtime.kv.put("health:feed", self.health.as_record(now), ttl=10.0)
             self.heartbeat.beat(
                 "running" if self.health.state != DOWN else "degraded", **self._heartbeat_fields()
@@ -676,8 +703,10 @@ class FeedHub:
         feed = self.feed
         stats = feed.stats() if feed is not None else None
         c = self.counters
+        clock = self.market_clock
         return {
             "connected": bool(stats and any(s.state == "connected" for s in stats.shards)),
+            "market_time": clock.datetime().isoformat() if clock.synced else None,
             "last_tick_at": self._last_tick_at,
             "health": self.health.state,
             "counts": {
@@ -740,12 +769,16 @@ def index_minutes(rest: Any, key: str, start: datetime, now: datetime) -> list[C
     return candles_from_chart(key, answer)
 
 
+def _configured_market() -> MarketConfig:
+    from trading.config import algo_config
+
+    return algo_config().market
+
+
 def hub_from_settings(
     realtime: Realtime,
     *,
     record_dir: str | None = None,
-    market_open: Callable[[], bool] | None = None,
-    market_clock: Callable[[], float] | None = None,
     rest: Any | None = None,
     seed_candles: bool = True,
     stall_timeout: float = 30.0,
@@ -762,16 +795,19 @@ def hub_from_settings(
         index_mode=FeedMode[settings.DHANHQ_WS_MODE.upper()],
         env_watchlist=list(settings.DHANHQ_WS_WATCHLIST),
         seed_candles=seed_candles,
-        market_open=market_open or nse_market_open,
-        market_clock=market_clock,
     )
+    hub: FeedHub | None = None
+
+    def market_open() -> bool:
+        # The hub exists by the time the feed's stall watchdog asks (it starts the feed).
+        return hub.market_open() if hub is not None else False
 
     def feed_factory(on_packets: Callable[[list[Packet]], object], **hooks: Any) -> FeedLike:
         return FeedClient.from_settings(
             on_packets,
             subscribe_watchlist=False,  # the hub subscribes the whole union itself
             **hooks,  # frame_hook (recorder), on_drained and inline (see FeedHub.start)
-            market_open=config.market_open,
+            market_open=market_open,
             stall_timeout=stall_timeout,
         )
 
@@ -787,4 +823,5 @@ def hub_from_settings(
 
         recorder = FrameRecorder(Path(record_dir))
         recorder.start()
-    return FeedHub(realtime, feed_factory=feed_factory, rest=rest, config=config, recorder=recorder)
+    hub = FeedHub(realtime, feed_factory=feed_factory, rest=rest, config=config, recorder=recorder)
+    return hub

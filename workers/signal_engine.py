@@ -31,8 +31,12 @@ the feed hub subscribes them in full mode, so their ticks and depth are fresh wh
 comes.
 
 Two clocks: ``clock`` is market time (epoch s) for every rule (entry window, cooldowns, the
-candle's age); in simulator runs it is the simulator's market clock. ``wall`` is the real
-clock for tick freshness, because the feed's receive times are real.
+candle's age, the trading day): by default a :class:`~workers.market_clock.MarketClock` that
+follows the feed hub's (kv ``market:clock``), so the engine trades whatever day the feed
+carries, Dhan's or a simulator's, at any hour of the wall clock. Until that clock is known the
+engine waits (it neither loads contracts for a guessed day nor warms indicators on a guessed
+history) and says so in its heartbeat. ``wall`` is the real clock for tick freshness, because
+the feed's receive times are real.
 """
 
 from __future__ import annotations
@@ -57,6 +61,7 @@ from trading.rules.signals import Direction, Signal, SignalState, confirm
 from workers.candles import IST, Candle, aggregate
 from workers.feed_hub import CANDIDATES_KEY, INDEX_SEGMENT, index_minutes
 from workers.heartbeat import Heartbeat
+from workers.market_clock import MARKET_CLOCK_KEY, MarketClock
 from workers.ticks import Realtime, StoreUnavailable, TickRecord
 
 logger = logging.getLogger(__name__)
@@ -122,7 +127,7 @@ class SignalEngine:
         router: EntryRouter | None = None,
         config_source: Callable[[], AlgoConfig] | None = None,
         live: bool = False,
-        clock: Callable[[], float] = time.time,
+        clock: Callable[[], float] | None = None,
         wall: Callable[[], float] = time.time,
         wait_timeout: float = 0.25,
         catchup_interval: float = 5.0,
@@ -139,7 +144,8 @@ class SignalEngine:
         self.router: EntryRouter = router if router is not None else IntentLogRouter()
         self.config_source = config_source
         self.live = live
-        self.clock = clock
+        # None: follow the feed hub's market clock through kv (every process agrees on it).
+        self.clock: Callable[[], float] = clock or MarketClock(wall, name="signal engine")
         self.wall = wall
         self.wait_timeout = wait_timeout
         self.catchup_interval = catchup_interval
@@ -153,6 +159,8 @@ class SignalEngine:
         self.last_error: str | None = None
         self.last_decision: dict[str, Any] | None = None
         self._capital: tuple[date, Decimal] | None = None  # live: (day, start-of-day limit)
+        self.started = False
+        self._next_clock = 0.0
         self._next_catchup = 0.0
         self._next_config = 0.0
         self._next_beat = 0.0
@@ -163,8 +171,11 @@ class SignalEngine:
     def run(self, stop: threading.Event) -> None:
         subscription = self.realtime.events.subscribe(["candle"])
         try:
-            self.start()
             while not stop.is_set():
+                if not self.started:
+                    if not self.handle_start():
+                        stop.wait(self.wait_timeout)
+                        continue
                 self.handle_events(subscription, self.wait_timeout)
                 self.step()
         finally:
@@ -175,8 +186,49 @@ class SignalEngine:
                 logger.warning("signal engine: last heartbeat not written: %s", exc)
             logger.info("signal engine stopped: %s", self._summary())
 
+    def handle_start(self) -> bool:
+        """Start once market time is known (True when started). Until then only the clock is
+        followed and a waiting heartbeat written, so a trading day is never guessed from the
+        wall clock."""
+        now = self.wall()
+        if now >= self._next_clock:
+            self._next_clock = now + 1.0
+            self.handle_clock()
+        if self.market_time_known():
+            self.start()
+            return True
+        if now >= self._next_beat:
+            self._next_beat = now + self.heartbeat_interval
+            logger.info("signal engine: waiting for market time from the feed hub")
+            try:
+                self.heartbeat.beat("waiting", **self._heartbeat_fields())
+            except StoreUnavailable as exc:
+                logger.warning("signal engine: heartbeat not written: %s", exc)
+        return False
+
+    def handle_clock(self) -> bool:
+        """Follow the feed hub's market clock (kv ``market:clock``); True when it was read.
+        A store error or no record yet keeps the clock as it is (it runs on by itself)."""
+        clock = self.clock
+        if not isinstance(clock, MarketClock):
+            return False
+        try:
+            record = self.realtime.kv.get(MARKET_CLOCK_KEY)
+        except StoreUnavailable as exc:
+            logger.warning("signal engine: market clock not read: %s", exc)
+            return False
+        return clock.follow(record)
+
+    def market_time_known(self) -> bool:
+        """An injected clock (tests, a replay) is market time by definition; the default one
+        once it has followed the hub's."""
+        clock = self.clock
+        return clock.synced if isinstance(clock, MarketClock) else True
+
     def start(self) -> None:
         """Resolve the enabled indices in the catalog, load their contracts, warm indicators."""
+        self.started = True
+        self._next_beat = 0.0  # the next pass says "running" at once, not "waiting"
         self._sync_indices()
         if not self.indices:
             logger.error("signal engine: no enabled index could be set up; nothing to decide")
@@ -194,8 +246,12 @@ class SignalEngine:
         )
 
     def step(self) -> None:
-        """The periodic chores of one pass: config reload, missed-candle catch-up, heartbeat."""
+        """The periodic chores of one pass: market clock, config reload, missed-candle
+        catch-up, heartbeat."""
         now = self.wall()
+        if now >= self._next_clock:
+            self._next_clock = now + 1.0
+            self.handle_clock()
         if now >= self._next_config:
             self._next_config = now + self.config_interval
             self.handle_config()
@@ -870,6 +926,7 @@ class SignalEngine:
             }
         return {
             "config_version": self.config.version,
+            "market_time": self._market_now().isoformat() if self.market_time_known() else None,
             "indices": indices,
             "counters": vars(self.counters).copy(),
             "last_decision": self.last_decision,
@@ -958,10 +1015,4 @@ def engine_from_settings(
         from trading.dhan.rest import DhanRestClient
 
         rest = DhanRestClient.from_settings()
-    return SignalEngine(
-        realtime,
-        rest=rest,
-        router=router,
-        live=live,
-        clock=clock or time.time,
-    )
+    return SignalEngine(realtime, rest=rest, router=router, live=live, clock=clock)

@@ -14,6 +14,7 @@ from typing import Any
 from django.core.exceptions import ImproperlyConfigured
 from django.core.management.base import BaseCommand, CommandError, CommandParser
 
+from trading.config import ConfigError
 from workers.feed_hub import FeedHubFailed, hub_from_settings
 from workers.process import run_until_stopped
 from workers.subscriptions import WatchlistError
@@ -48,7 +49,7 @@ class Command(BaseCommand):
             hub = hub_from_settings(
                 realtime, record_dir=options["record"], seed_candles=not options["no_seed"]
             )
-        except (WatchlistError, ImproperlyConfigured) as exc:
+        except (WatchlistError, ImproperlyConfigured, ConfigError) as exc:
             raise CommandError(str(exc)) from None
         try:
             run_until_stopped(hub.run, "feed hub")

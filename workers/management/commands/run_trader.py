@@ -26,6 +26,7 @@ from trading.mode import trading_mode
 from workers.candles import IST
 from workers.feed_hub import hub_from_settings
 from workers.heartbeat import DbKeyValueStore, Heartbeat
+from workers.market_clock import MARKET_CLOCK_KEY, MarketClock
 from workers.order_updates import OrderUpdatesComponent
 from workers.pnl import PnlMonitor
 from workers.signal_engine import engine_from_settings
@@ -130,29 +131,23 @@ class Command(BaseCommand):
             realtime = Realtime(
                 ticks=realtime.ticks, events=realtime.events, kv=DbKeyValueStore(), redis_url=None
             )
-        market_open = market_clock = None
-        if sim is not None:
-
-            def market_open() -> bool:
-                return sim.clock.is_open(sim.now())
-
-            def market_clock() -> float:
-                return sim.now().timestamp()
-
         supervisor_beat = Heartbeat(realtime.kv, "run_trader")
+        # Market time as every component sees it: the feed hub's clock, followed through kv
+        # (with --sim too: the simulator is Dhan for all the components know).
+        market = MarketClock(name="run_trader")
 
         def on_status(status: dict[str, dict]) -> None:
             states = {name: s["state"] for name, s in status.items()}
             fields: dict[str, Any] = {"components": status, "mode": mode.name}
-            if sim is not None:
-                fields["market_time"] = f"{sim.now():%Y-%m-%d %H:%M:%S}"
+            if market.follow(realtime.kv.get(MARKET_CLOCK_KEY)):
+                fields["market_time"] = f"{market.datetime():%Y-%m-%d %H:%M:%S}"
             supervisor_beat.beat(
                 "running" if all(v == "running" for v in states.values()) else "degraded", **fields
             )
 
         supervisor = Supervisor(heartbeat_interval=5.0, log_interval=30.0, on_status=on_status)
         try:
-            self.components(supervisor, realtime, options, mode.live, market_open, market_clock)
+            self.components(supervisor, realtime, options, mode.live)
         except (ImproperlyConfigured, WatchlistError) as exc:
             raise CommandError(str(exc)) from None
         started = datetime.now()
@@ -171,8 +166,6 @@ class Command(BaseCommand):
         realtime: Realtime,
         options: dict[str, Any],
         live: bool,
-        market_open: Any,
-        market_clock: Any,
     ) -> None:
         """Every component, one line each. The exit engine joins here."""
         supervisor.add(
@@ -181,14 +174,12 @@ class Command(BaseCommand):
                 realtime,
                 record_dir=options["record"],
                 seed_candles=not options["no_seed"],
-                market_open=market_open,
-                market_clock=market_clock,
             ),
             critical=True,
         )
         supervisor.add(
             "signal_engine",
-            lambda: engine_from_settings(realtime, live=live, clock=market_clock),
+            lambda: engine_from_settings(realtime, live=live),
         )
         supervisor.add("pnl_monitor", lambda: PnlMonitor(realtime))
         supervisor.add("scheduled_jobs", lambda: ScheduledJobs())
