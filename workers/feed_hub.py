@@ -56,8 +56,10 @@ from datetime import UTC, datetime, timedelta
 from typing import Any, Protocol
 
 from trading.config import MarketConfig
+from trading.dhan.errors import AuthFailure
 from trading.dhan.feed_codec import FeedMode, Packet, decode_frame
 from trading.rules.market import is_open, session_open_at
+from workers.broker_auth import clear_auth_failure, report_auth_failure
 from workers.candles import Candle, CandleBuilder, aggregate, candles_from_chart
 from workers.health import DOWN, HEALTHY, FeedHealth, FeedObservation
 from workers.heartbeat import Heartbeat
@@ -96,7 +98,9 @@ in production; both keywords go to the FeedClient."""
 
 
 class FeedHubFailed(RuntimeError):
-    """The feed client stopped on a fatal error (auth, data plan, too many instruments)."""
+    """The feed client stopped on a fatal error (data plan, too many instruments): a restart
+    with the same settings fails the same way, so nothing restarts it (run_feed_hub exits 1,
+    run_trader stops). An authentication failure is the :class:`BrokerAuthFailed` kind."""
 
 
 @dataclass(slots=True)
@@ -188,6 +192,8 @@ class FeedHub:
         self._last_index_tick: dict[str, float | None] = {}
         self._last_tick_at: float | None = None
         self._seed_due = self.config.seed_candles
+        self._seed_after = 0.0  # wall time before which a failed seeding is not retried
+        self._seed_failures = 0
         self._gap = False  # connections were down since the last seeding
         self._reconnects_seen = 0
         self._next_refresh = 0.0
@@ -200,12 +206,17 @@ class FeedHub:
     def run(self, stop: threading.Event) -> None:
         """Start, loop until ``stop`` is set, shut down. Raises FeedHubFailed on a fatal feed
         error (the supervisor restarts with backoff; run_feed_hub exits non-zero)."""
+        clear_auth_failure(self.realtime.kv, self.config.name)
         self.start()
         try:
             while not stop.is_set():
                 self.step()
                 feed = self.feed
                 if feed is not None and feed.state == "failed":
+                    if isinstance(feed.error, AuthFailure):
+                        raise report_auth_failure(
+                            self.realtime.kv, self.config.name, "market feed", feed.error
+                        )
                     raise FeedHubFailed(f"feed client failed: {feed.error}")
                 stop.wait(self.config.loop_interval)
         finally:
@@ -265,7 +276,12 @@ class FeedHub:
         if now >= self._next_refresh:
             self._next_refresh = now + self.config.refresh_interval
             self.refresh_subscriptions()
-        if self._seed_due and self.rest is not None and self._session_started():
+        if (
+            self._seed_due
+            and self.rest is not None
+            and now >= self._seed_after
+            and self._session_started()
+        ):
             self._seed_due = False
             self.seed_candles()
         self._advance_candles()
@@ -596,13 +612,19 @@ class FeedHub:
         if now <= session_open:
             return 0
         accepted = 0
+        failed = False
         for key in sorted(self._last_index_tick):
             try:
                 minutes = index_minutes(self.rest, key, session_open, now)
+            except AuthFailure as exc:
+                # Every other call would fail the same way: stop, loudly, once.
+                raise report_auth_failure(
+                    self.realtime.kv, self.config.name, "candle seeding", exc
+                ) from None
             except Exception as exc:
                 self.last_error = f"candle seeding for {key} failed: {exc}"
                 logger.warning("feed hub: %s", self.last_error)
-                self._seed_due = True  # try again on a later pass
+                failed = True
                 continue
             seeds = minutes + [
                 c for tf in self.config.timeframes if tf != 60 for c in aggregate(minutes, tf)
@@ -614,6 +636,13 @@ class FeedHub:
                 self._store_history(key)
             except StoreUnavailable as exc:
                 self._store_down(exc)
+        if failed:
+            # Try again later, 1 s doubling to 60 s: a broker having trouble is not hammered.
+            self._seed_failures += 1
+            self._seed_due = True
+            self._seed_after = self.clock() + min(60.0, 2.0 ** (self._seed_failures - 1))
+        else:
+            self._seed_failures = 0
         if accepted:
             logger.info("feed hub: seeded %d candles from the intraday chart API", accepted)
         return accepted

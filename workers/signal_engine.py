@@ -54,10 +54,12 @@ from django.db import IntegrityError, close_old_connections, transaction
 from django.db.models import Q, Sum
 
 from trading.config import AlgoConfig, ConfigError, IndexConfig
+from trading.dhan.errors import AuthFailure
 from trading.models import PositionStatus, PositionTracker, SignalOutcome, TradingSignal
 from trading.orders.router import EntryIntent, EntryRouter, IntentLogRouter, marketable_limit
 from trading.rules import gates, sizing, strikes
 from trading.rules.signals import Direction, Signal, SignalState, confirm
+from workers.broker_auth import BrokerAuthFailed, clear_auth_failure, report_auth_failure
 from workers.candles import IST, Candle, aggregate
 from workers.feed_hub import CANDIDATES_KEY, INDEX_SEGMENT, index_minutes
 from workers.heartbeat import Heartbeat
@@ -169,6 +171,7 @@ class SignalEngine:
     # -- the component ---------------------------------------------------------------------------
 
     def run(self, stop: threading.Event) -> None:
+        clear_auth_failure(self.realtime.kv, self.name)
         subscription = self.realtime.events.subscribe(["candle"])
         try:
             while not stop.is_set():
@@ -395,6 +398,8 @@ class SignalEngine:
         )
         try:
             return index_minutes(self.rest, runtime.key, start, now)
+        except AuthFailure as exc:
+            raise report_auth_failure(self.realtime.kv, self.name, "history", exc) from None
         except Exception as exc:
             self.last_error = f"history for {runtime.config.key} failed: {exc}"
             logger.warning("signal engine: %s; falling back to the hub's candles", self.last_error)
@@ -487,6 +492,8 @@ class SignalEngine:
             if decide:
                 try:
                     self.decide(runtime, candle, signal)
+                except BrokerAuthFailed:
+                    raise  # not one bad decision: no decision can be acted on any more
                 except Exception as exc:
                     # One bad decision (a database hiccup) must not stop the engine: the row,
                     # if written, says pending; the next candle is decided normally.
@@ -828,6 +835,8 @@ class SignalEngine:
             return None
         try:
             return self.rest.fund_limit()
+        except AuthFailure as exc:
+            raise report_auth_failure(self.realtime.kv, self.name, "funds", exc) from None
         except Exception as exc:
             self.last_error = f"fund limit unreadable: {exc}"
             logger.warning("signal engine: %s", self.last_error)

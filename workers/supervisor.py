@@ -9,6 +9,12 @@ zulip worker model: one bad state never becomes a hot crash loop, and a componen
 healthy for a while restarts quickly). Backoff sleeps wait on the shared stop Event, so
 ``stop()`` never waits out a backoff.
 
+Restarting heals faults (a dropped connection, a Redis blip), not configuration: an exception
+of one of the ``fatal`` types (the caller's list, e.g. a missing setting, an invalid config,
+credentials the broker refuses) is not retried. It is logged once at CRITICAL, every component
+is stopped, and ``run_forever`` returns 1 with the reason in ``fatal_error``: a crash loop
+that re-sends dead credentials to the broker every few seconds is worse than stopping.
+
 ``ScheduledJobs`` is a component that runs ``settings.CELERY_BEAT_SCHEDULE`` in-process, because
 embedded mode has no ``celery beat``: each due task is executed synchronously in its own thread
 with ``app.tasks[name].apply()``.
@@ -42,7 +48,9 @@ STARTING = "starting"
 RUNNING = "running"
 BACKOFF = "backoff"
 STOPPED = "stopped"
-FAILED = "failed"  # the supervising thread itself died (a BaseException such as SystemExit)
+# The supervising thread itself died (a BaseException such as SystemExit), or the component
+# raised one of the supervisor's fatal exceptions (it is not restarted).
+FAILED = "failed"
 
 # Backoff delays are scaled by a random factor in [1 - JITTER, 1]: components that crashed
 # together (Redis went away) do not all come back in the same instant, and the cap holds.
@@ -103,8 +111,11 @@ class Supervisor:
         heartbeat_interval: float = 30.0,
         log_interval: float | None = None,
         on_status: Callable[[dict[str, dict[str, Any]]], object] | None = None,
+        fatal: tuple[type[BaseException], ...] = (),
     ) -> None:
         self._stop = threading.Event()
+        self._fatal_types = fatal
+        self.fatal_error: str | None = None  # "component: one line", once a fatal one stopped
         self._backoff_base = backoff_base
         self._backoff_cap = backoff_cap
         self._healthy_after = healthy_after
@@ -205,7 +216,7 @@ class Supervisor:
         finally:
             for signum, handler in previous.items():
                 signal.signal(signum, handler)
-        return 0 if clean else 1
+        return 0 if clean and self.fatal_error is None else 1
 
     def status(self) -> dict[str, dict[str, Any]]:
         """Per component: state (starting/running/backoff/stopped/failed), restarts,
@@ -281,6 +292,9 @@ class Supervisor:
                     if self._stop.is_set():
                         log.warning("component %s raised while stopping", slot.name, exc_info=True)
                         break
+                    if isinstance(exc, self._fatal_types):
+                        self._fatal(slot, exc)
+                        break
                     failures = self._streak(failures, began)
                     delay = self._backoff(failures)
                     self._crashed(slot, _one_line(exc))
@@ -313,7 +327,20 @@ class Supervisor:
             log.critical("supervisor thread of %s died", slot.name, exc_info=True)
             self._set(slot, state=FAILED)
             raise
-        self._set(slot, state=STOPPED)
+        if slot.state != FAILED:
+            self._set(slot, state=STOPPED)
+
+    def _fatal(self, slot: _Slot, exc: Exception) -> None:
+        """A fault no restart can heal: say so once, stop everything."""
+        # The fatal types carry messages written for the operator: the first line, no class.
+        line = (str(exc).strip().splitlines() or [type(exc).__name__])[0][:500]
+        with self._lock:
+            slot.last_error = line
+            slot.state = FAILED
+            if self.fatal_error is None:
+                self.fatal_error = f"{slot.name}: {line}"
+        log.critical("component %s cannot run: %s; stopping everything", slot.name, line)
+        self._stop.set()
 
     def _streak(self, failures: int, began: float) -> int:
         if self._clock() - began >= self._healthy_after:

@@ -169,6 +169,32 @@ def test_a_factory_that_raises_counts_as_a_crash(supervisors):
     assert sup.status()["engine"]["last_error"] == "ConnectionError: database not ready"
 
 
+class Misconfigured(Exception):
+    """Stands for a fault no restart can heal (a missing setting, refused credentials)."""
+
+
+def test_a_fatal_error_is_not_restarted_and_stops_every_component(supervisors, caplog):
+    delays: list[float] = []
+    clock, blocked = Clock(), threading.Event()
+    sup = recording_supervisor(supervisors, delays, clock=clock, fatal=(Misconfigured,))
+    sup.add("engine", scripted(["block"], clock, blocked))
+
+    def refused() -> Step:
+        raise Misconfigured("DHANHQ_CLIENT_ID is not set\n(more detail)")
+
+    sup.add("feed_hub", refused)
+    with caplog.at_level(logging.CRITICAL):
+        code = sup.run_forever(install_signals=False, stop_timeout=2.0)
+
+    assert code == 1
+    assert delays == []  # no backoff, no restart
+    assert sup.fatal_error == "feed_hub: DHANHQ_CLIENT_ID is not set"
+    status = sup.status()
+    assert status["feed_hub"]["state"] == "failed" and status["feed_hub"]["restarts"] == 0
+    assert status["engine"]["state"] == "stopped"  # stopped with the rest, not left running
+    assert "component feed_hub cannot run: DHANHQ_CLIENT_ID is not set" in caplog.text
+
+
 def test_a_crash_is_logged_with_its_traceback_and_critical_components_log_critical(
     supervisors, caplog
 ):

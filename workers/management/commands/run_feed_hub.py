@@ -15,6 +15,7 @@ from django.core.exceptions import ImproperlyConfigured
 from django.core.management.base import BaseCommand, CommandError, CommandParser
 
 from trading.config import ConfigError
+from workers.broker_auth import BrokerAuthFailed
 from workers.feed_hub import FeedHubFailed, hub_from_settings
 from workers.process import run_until_stopped
 from workers.subscriptions import WatchlistError
@@ -55,7 +56,7 @@ class Command(BaseCommand):
             run_until_stopped(hub.run, "feed hub")
         except WatchlistError as exc:
             raise CommandError(str(exc)) from None
-        except FeedHubFailed as exc:
+        except (FeedHubFailed, BrokerAuthFailed) as exc:
             raise CommandError(str(exc)) from None
         finally:
             realtime.close()

@@ -7,6 +7,11 @@ SIGTERM/SIGINT stop everything within a few seconds. Adding a component is one
 
 ``--sim`` starts the built-in Dhan simulator in this process, points the Dhan settings at it
 and imports its scrip master into the catalog first, so the trader runs with no account.
+
+What a restart cannot heal stops the trader with one line and exit code 1 instead of a crash
+loop: a malformed watchlist, an invalid algo config or missing Dhan credentials at start, and
+later any component's configuration error, a feed error no reconnect can fix (data plan,
+instrument limits) or credentials the broker refuses (``BrokerAuthFailed``; /ready says so).
 """
 
 from __future__ import annotations
@@ -23,8 +28,9 @@ from django.core.management.base import BaseCommand, CommandError, CommandParser
 
 from trading.config import ConfigError, effective_algo_config
 from trading.mode import trading_mode
+from workers.broker_auth import BrokerAuthFailed
 from workers.candles import IST
-from workers.feed_hub import hub_from_settings
+from workers.feed_hub import FeedHubFailed, hub_from_settings
 from workers.heartbeat import DbKeyValueStore, Heartbeat
 from workers.market_clock import MARKET_CLOCK_KEY, MarketClock
 from workers.order_updates import OrderUpdatesComponent
@@ -35,6 +41,15 @@ from workers.supervisor import ScheduledJobs, Supervisor
 from workers.ticks import Realtime, realtime_from_settings
 
 logger = logging.getLogger("workers.run_trader")
+
+# Exceptions no restart can heal: the supervisor stops everything instead of restarting.
+FATAL: tuple[type[BaseException], ...] = (
+    ImproperlyConfigured,
+    ConfigError,
+    WatchlistError,
+    BrokerAuthFailed,
+    FeedHubFailed,
+)
 
 
 def _hhmm(text: str) -> dtime:
@@ -76,6 +91,17 @@ class Command(BaseCommand):
         except ConfigError as exc:
             raise CommandError(str(exc)) from None
         logger.info("algo config %s", config.version)
+        if not options["sim"]:
+            missing = [
+                name
+                for name in ("DHANHQ_CLIENT_ID", "DHANHQ_ACCESS_TOKEN")
+                if not getattr(settings, name, None)
+            ]
+            if missing:
+                raise CommandError(
+                    f"{' and '.join(missing)} not set: run_trader needs Dhan credentials "
+                    "(or --sim for the built-in simulator)"
+                )
         if options["sim"] and options["sim_date"] is None:
             # A trading day by the config's calendar: a demo on a holiday still shows entries
             # instead of every signal blocked by the entry window.
@@ -145,11 +171,10 @@ class Command(BaseCommand):
                 "running" if all(v == "running" for v in states.values()) else "degraded", **fields
             )
 
-        supervisor = Supervisor(heartbeat_interval=5.0, log_interval=30.0, on_status=on_status)
-        try:
-            self.components(supervisor, realtime, options, mode.live)
-        except (ImproperlyConfigured, WatchlistError) as exc:
-            raise CommandError(str(exc)) from None
+        supervisor = Supervisor(
+            heartbeat_interval=5.0, log_interval=30.0, on_status=on_status, fatal=FATAL
+        )
+        self.components(supervisor, realtime, options, mode.live)
         started = datetime.now()
         code = supervisor.run_forever(stop_timeout=4.0)
         try:
@@ -158,6 +183,8 @@ class Command(BaseCommand):
             logger.warning("run_trader: last heartbeat not written: %s", exc)
         realtime.close()
         logger.info("run_trader: stopped after %s", datetime.now() - started)
+        if supervisor.fatal_error is not None:
+            raise CommandError(supervisor.fatal_error)
         return code
 
     @staticmethod
