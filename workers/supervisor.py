@@ -374,9 +374,11 @@ class _Job:
 class ScheduledJobs:
     """Runs a Celery beat schedule in this thread: the embedded mode's ``celery beat``.
 
-    ``schedule`` defaults to ``settings.CELERY_BEAT_SCHEDULE`` and ``app`` to the project's
-    Celery app. ``now()`` (aware datetime) is the clock every schedule is evaluated with; by
-    default each schedule's own (the app's clock, in CELERY_TIMEZONE). Entries follow beat's
+    The caller hands in the ``schedule`` (``settings.CELERY_BEAT_SCHEDULE``) and the Celery
+    ``app`` whose tasks it names: workers never import the project shell (an import contract),
+    so ``run_trader`` passes the app Django configured. ``now()`` (aware datetime) is the
+    clock every schedule is evaluated with; by default each schedule's own (the app's clock,
+    in CELERY_TIMEZONE). Entries follow beat's
     semantics: a job's ``last_run_at`` starts at construction time (a run missed before the
     process started is not caught up, as with beat without its schedule file), several missed
     due times coalesce into one run, and ``last_run_at`` is the time the run began.
@@ -391,20 +393,12 @@ class ScheduledJobs:
 
     def __init__(
         self,
-        schedule: Mapping[str, Mapping[str, Any]] | None = None,
+        schedule: Mapping[str, Mapping[str, Any]],
         *,
-        app: Celery | None = None,
+        app: Celery,
         now: Callable[[], datetime] | None = None,
         max_wait: float = 1.0,
     ) -> None:
-        if schedule is None:
-            from django.conf import settings
-
-            schedule = settings.CELERY_BEAT_SCHEDULE
-        if app is None:
-            from algo_scalper.celery import app as project_app
-
-            app = project_app
         self.app = app
         self._nowfun = now
         self._now = now or app.now

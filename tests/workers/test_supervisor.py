@@ -571,8 +571,19 @@ def test_a_numeric_schedule_means_every_n_seconds(app):
     assert app.calls == [("add", 4, 0)]
 
 
-def test_the_default_schedule_is_the_celery_beat_schedule():
-    jobs = ScheduledJobs()
+def test_run_trader_hands_in_the_celery_beat_schedule_and_the_projects_app():
+    from algo_scalper.celery import app as project_app
+    from workers.management.commands.run_trader import Command
+
+    added: dict[str, Any] = {}
+
+    class Recorder:
+        def add(self, name: str, factory: Any, **kwargs: Any) -> None:
+            added[name] = factory
+
+    Command.components(Recorder(), None, {"record": None, "no_seed": True}, live=False)
+    jobs = added["scheduled_jobs"]()
+    assert jobs.app is project_app
     assert [job.task for job in jobs.jobs] == [
         entry["task"] for entry in settings.CELERY_BEAT_SCHEDULE.values()
     ]

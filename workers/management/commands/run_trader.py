@@ -21,6 +21,7 @@ from datetime import date, datetime
 from datetime import time as dtime
 from typing import Any
 
+from celery import current_app
 from django.conf import settings
 from django.core.exceptions import ImproperlyConfigured
 from django.core.management import call_command
@@ -209,6 +210,13 @@ class Command(BaseCommand):
             lambda: engine_from_settings(realtime, live=live),
         )
         supervisor.add("pnl_monitor", lambda: PnlMonitor(realtime))
-        supervisor.add("scheduled_jobs", lambda: ScheduledJobs())
+        # The project's Celery app is the current one (algo_scalper/__init__.py creates it when
+        # Django loads the settings): handed in, so workers never import the project shell.
+        supervisor.add(
+            "scheduled_jobs",
+            lambda: ScheduledJobs(
+                settings.CELERY_BEAT_SCHEDULE, app=current_app._get_current_object()
+            ),
+        )
         if live:
             supervisor.add("order_updates", lambda: OrderUpdatesComponent(kv=realtime.kv))
