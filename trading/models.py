@@ -8,7 +8,7 @@ from django.db import models
 
 
 class Setting(models.Model):
-    """A named JSON value: operator overrides, switches and status records (e.g. import stats)."""
+    """A named JSON value: operator overrides, switches and worker status records (heartbeats)."""
 
     key = models.CharField(max_length=128, unique=True)
     value = models.JSONField(default=dict, blank=True)
