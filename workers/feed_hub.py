@@ -52,15 +52,16 @@ import time
 from collections import deque
 from collections.abc import Callable, Iterable
 from dataclasses import dataclass, field
-from datetime import UTC, datetime, timedelta
+from datetime import UTC, datetime
 from typing import Any, Protocol
 
 from trading.config import MarketConfig
 from trading.dhan.errors import AuthFailure
 from trading.dhan.feed_codec import FeedMode, Packet, decode_frame
-from trading.rules.market import is_open, session_open_at
+from trading.rules.market import INDEX_SEGMENT, is_open, session_open_at
 from workers.broker_auth import clear_auth_failure, report_auth_failure
-from workers.candles import Candle, CandleBuilder, aggregate, candles_from_chart
+from workers.candles import Candle, CandleBuilder, aggregate
+from workers.chart_history import index_minutes
 from workers.health import DOWN, HEALTHY, FeedHealth, FeedObservation
 from workers.heartbeat import Heartbeat
 from workers.market_clock import MARKET_CLOCK_KEY, MarketClock
@@ -71,11 +72,11 @@ logger = logging.getLogger(__name__)
 
 __all__ = ["FeedHub", "HubConfig"]
 
-INDEX_SEGMENT = "IDX_I"
 # Written by the signal engine (workers/signal_engine.py); a constant here so that the hub
 # does not import the engine.
 CANDIDATES_KEY = "feed:candidates"
 CANDLE_HISTORY = 500  # candles kept per index and timeframe in the kv list
+_INDEX_PREFIX = INDEX_SEGMENT + ":"
 _BURST_FRAMES = 256  # frames merged and published together at most (see _on_packets)
 
 
@@ -441,7 +442,7 @@ class FeedHub:
         observe = self.market_clock.observe
         for record in records:
             key = record.key
-            if key[:6] == "IDX_I:":
+            if key[:6] == _INDEX_PREFIX:  # a slice compare: this runs per tick
                 self._last_index_tick[key] = record.receive_time
                 exchange_time = record.exchange_time
                 if exchange_time is not None and record.ltp > 0:
@@ -778,24 +779,6 @@ class FeedHub:
             f"{c.ticks} ticks, {c.published} published in {c.publish_batches} batches, "
             f"{c.candles} candles, {dropped} frames dropped, {c.store_errors} store errors"
         )
-
-
-def index_minutes(rest: Any, key: str, start: datetime, now: datetime) -> list[Candle]:
-    """An index's 1-minute candles from ``start`` to ``now`` (the last one may still be
-    forming) from Dhan's intraday chart API; raises what the client or the conversion raise."""
-    from trading.dhan.rest_types import IntradayChartRequest
-
-    answer = rest.intraday_chart(
-        IntradayChartRequest(
-            securityId=key.partition(":")[2],
-            exchangeSegment=INDEX_SEGMENT,
-            instrument="INDEX",
-            interval=1,
-            fromDate=start,
-            toDate=now + timedelta(minutes=1),
-        )
-    )
-    return candles_from_chart(key, answer)
 
 
 def _configured_market() -> MarketConfig:

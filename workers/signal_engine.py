@@ -58,10 +58,12 @@ from trading.dhan.errors import AuthFailure
 from trading.models import PositionStatus, PositionTracker, SignalOutcome, TradingSignal
 from trading.orders.router import EntryIntent, EntryRouter, IntentLogRouter, marketable_limit
 from trading.rules import gates, sizing, strikes
+from trading.rules.market import INDEX_SEGMENT, IST, instrument_key
 from trading.rules.signals import Direction, Signal, SignalState, confirm
 from workers.broker_auth import BrokerAuthFailed, clear_auth_failure, report_auth_failure
-from workers.candles import IST, Candle, aggregate
-from workers.feed_hub import CANDIDATES_KEY, INDEX_SEGMENT, index_minutes
+from workers.candles import Candle, aggregate
+from workers.chart_history import index_minutes
+from workers.feed_hub import CANDIDATES_KEY
 from workers.heartbeat import Heartbeat
 from workers.market_clock import MARKET_CLOCK_KEY, MarketClock
 from workers.ticks import Realtime, StoreUnavailable, TickRecord
@@ -310,7 +312,7 @@ class SignalEngine:
                 self.last_error = str(exc)
                 logger.error("signal engine: %s is enabled but %s; it is skipped", cfg.key, exc)
                 continue
-            key = f"{INDEX_SEGMENT}:{instrument.security_id}"
+            key = instrument_key(INDEX_SEGMENT, instrument.security_id)
             runtime = IndexRuntime(
                 cfg, key, {tf: SignalState(self.config.signals) for tf in self.timeframes()}
             )
@@ -730,7 +732,7 @@ class SignalEngine:
             gates.OpenPosition(
                 index=r["underlying"],
                 direction=r["direction"],
-                contract_key=f"{r['exchange_segment']}:{r['security_id']}",
+                contract_key=instrument_key(r["exchange_segment"], r["security_id"]),
                 opened_at=r["created_at"],
             )
             for r in rows

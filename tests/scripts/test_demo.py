@@ -27,9 +27,8 @@ def test_the_demo_runs_end_to_end_and_says_how_to_look_at_its_database(tmp_path)
     out = done.stdout
     assert "== signal engine" in out and "decisions" in out
     assert "position CLOSED" in out
-    assert f"DATABASE_URL=sqlite:///{db} DJANGO_DEBUG=true .venv/bin/python manage.py runserver" in (
-        out
-    )
+    env_line = f"DATABASE_URL=sqlite:///{db} DJANGO_DEBUG=true"
+    assert f"{env_line} .venv/bin/python manage.py runserver" in out
     with sqlite3.connect(db) as conn:
         (signals,) = conn.execute("SELECT count(*) FROM trading_tradingsignal").fetchone()
     assert signals > 0  # what the output points at is there

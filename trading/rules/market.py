@@ -18,6 +18,7 @@ from zoneinfo import ZoneInfo
 from trading.config import MarketConfig
 
 __all__ = [
+    "INDEX_SEGMENT",
     "IST",
     "instrument_key",
     "is_open",
@@ -29,6 +30,10 @@ __all__ = [
 
 IST = ZoneInfo("Asia/Kolkata")
 """Indian Standard Time: every market time of day (session, windows, expiries) is in it."""
+
+INDEX_SEGMENT = "IDX_I"
+"""Dhan's exchange segment of the indices (NIFTY is ``IDX_I:13``): their ticks carry the
+market's time, and their candles drive the signals."""
 
 
 def ist(moment: datetime) -> datetime:
