@@ -897,6 +897,30 @@ def test_modify_order_sends_the_sdk_keys():
     assert Endpoint.MODIFY_ORDER.url_path(**request.path_params()) == "/orders/752502167405"
 
 
+def _modify(**overrides: object) -> ModifyOrderRequest:
+    fields: dict[str, object] = {
+        "dhanClientId": "1000000001",
+        "orderId": "752502167405",
+        "orderType": "LIMIT",
+        "quantity": 75,
+        "price": Decimal("99.5"),
+        "validity": "DAY",
+    }
+    return ModifyOrderRequest(**(fields | overrides))
+
+
+def test_a_plain_order_is_modified_without_a_leg_name():
+    assert "legName" not in _modify().to_wire()
+
+
+@pytest.mark.parametrize("leg", ["NA", "entry_leg", ""])
+def test_modify_order_refuses_a_leg_name_dhan_does_not_accept(leg):
+    # "NA" is the order book's "no leg" (PROTOCOL.md 1.4), never a request value; the simulator
+    # answers it with DH-905 (test_broker), so client and simulator agree.
+    with pytest.raises(ValueError, match=r"^legName: expected one of \['ENTRY_LEG', "):
+        _modify(legName=leg)
+
+
 def test_requests_without_a_body_send_nothing_and_fill_the_path():
     assert CancelOrderRequest("752502167405").to_wire() == {}
     assert (

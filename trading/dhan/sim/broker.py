@@ -131,7 +131,9 @@ _STOPS = frozenset({"STOP_LOSS", "STOP_LOSS_MARKET"})
 _MARKETS = frozenset({"MARKET", "STOP_LOSS_MARKET"})
 _VALIDITIES = ("DAY", "IOC")
 _AMO_TIMES = ("PRE_OPEN", "OPEN", "OPEN_30", "OPEN_60")
-_LEG_NAMES = ("ENTRY_LEG", "TARGET_LEG", "STOP_LOSS_LEG", "NA")
+# No "NA": the order book shows it for a plain order's missing leg, an answer and not a value a
+# request sends (PROTOCOL.md 1.4); a plain order's modify omits legName.
+_LEG_NAMES = ("ENTRY_LEG", "TARGET_LEG", "STOP_LOSS_LEG")
 _CORRELATION_ID_RE = re.compile(r"[A-Za-z0-9 _-]+")
 _ZERO = Decimal(0)
 _PAISA = Decimal("0.01")
