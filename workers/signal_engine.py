@@ -59,7 +59,8 @@ from trading.models import PositionStatus, PositionTracker, SignalOutcome, Tradi
 from trading.orders.router import EntryIntent, EntryRouter, IntentLogRouter, marketable_limit
 from trading.rules import gates, sizing, strikes
 from trading.rules.market import INDEX_SEGMENT, IST, instrument_key
-from trading.rules.signals import Direction, Signal, SignalState, confirm
+from trading.rules.signals import Signal, SignalState, confirm
+from trading.rules.vocab import Direction, Gate
 from workers.broker_auth import BrokerAuthFailed, clear_auth_failure, report_auth_failure
 from workers.candles import Candle, aggregate
 from workers.chart_history import index_minutes
@@ -71,10 +72,6 @@ from workers.ticks import Realtime, StoreUnavailable, TickRecord
 logger = logging.getLogger(__name__)
 
 CANDIDATES_TTL = 600.0  # seconds: the hub drops them if the engine stops refreshing
-# The engine's own block names, beside rules.gates.GATE_NAMES, for TradingSignal.gate.
-STRIKE_GATE = "strike"
-SIZING_GATE = "sizing"
-BLOCK_NAMES = (*gates.GATE_NAMES, STRIKE_GATE, SIZING_GATE)
 # Decisions worth a line in the log at INFO or above; avoid signals (most candles) are DEBUG.
 _LOG_LEVELS = {
     SignalOutcome.INTENT: logging.INFO,
@@ -537,7 +534,7 @@ class SignalEngine:
             )
         if signal.direction == Direction.AVOID:
             return self._finish(row, SignalOutcome.AVOID, now)
-        direction = str(signal.direction)
+        direction = signal.direction
         state = self.risk_state(runtime, now)
         verdict = gates.check_entry(runtime.config, direction, now, state, cfg)
         if not verdict.allowed:
@@ -555,7 +552,7 @@ class SignalEngine:
             cfg.feed,
         )
         if not choice.ok:
-            return self._block(row, now, STRIKE_GATE, choice.reason)
+            return self._block(row, now, Gate.STRIKE, choice.reason)
         contract = choice.contract
         verdict = gates.check_contract(contract.key, state)
         if not verdict.allowed:
@@ -564,7 +561,7 @@ class SignalEngine:
         reference = _money(quote.ask if quote.ask else quote.ltp)
         cash = self.available_cash()
         if cash is None:
-            return self._block(row, now, SIZING_GATE, f"cash unknown: {self.last_error}")
+            return self._block(row, now, Gate.SIZING, f"cash unknown: {self.last_error}")
         size = sizing.size_entry(
             reference,
             contract.lot_size,
@@ -574,7 +571,7 @@ class SignalEngine:
             self._freeze_quantity(runtime.config),
         )
         if not size.ok:
-            return self._block(row, now, SIZING_GATE, size.reason)
+            return self._block(row, now, Gate.SIZING, size.reason)
         intent = EntryIntent(
             signal_id=row.pk,
             index=runtime.config.key,
