@@ -13,6 +13,11 @@ from urllib.parse import urlsplit
 
 import dj_database_url
 from celery.schedules import crontab
+from django.core.checks.security.base import (
+    SECRET_KEY_INSECURE_PREFIX,
+    SECRET_KEY_MIN_LENGTH,
+    SECRET_KEY_MIN_UNIQUE_CHARACTERS,
+)
 from django.core.exceptions import ImproperlyConfigured
 
 from algo_scalper.dotenv import load_dotenv
@@ -30,6 +35,19 @@ if not SECRET_KEY:
             "(set DJANGO_DEBUG=true for local development)"
         )
     SECRET_KEY = "insecure-development-only-key"  # noqa: S105 - only ever used with DEBUG on
+elif not DEBUG and (
+    len(SECRET_KEY) < SECRET_KEY_MIN_LENGTH
+    or len(set(SECRET_KEY)) < SECRET_KEY_MIN_UNIQUE_CHARACTERS
+    or SECRET_KEY.startswith(SECRET_KEY_INSECURE_PREFIX)
+):
+    # Django's own rule (check --deploy's W009): sessions, CSRF tokens and password resets
+    # are signed with it. Refused at start, not merely warned about in a check nobody runs.
+    raise ImproperlyConfigured(
+        f"DJANGO_SECRET_KEY is too weak: use at least {SECRET_KEY_MIN_LENGTH} characters with "
+        f"at least {SECRET_KEY_MIN_UNIQUE_CHARACTERS} different ones, not starting with "
+        f"{SECRET_KEY_INSECURE_PREFIX!r}; e.g. the output of "
+        "python -c 'import secrets; print(secrets.token_urlsafe(50))'"
+    )
 
 ALLOWED_HOSTS = envlist("ALLOWED_HOSTS", ["localhost", "127.0.0.1", "[::1]"])
 CSRF_TRUSTED_ORIGINS = envlist("CSRF_TRUSTED_ORIGINS")
@@ -107,8 +125,24 @@ STORAGES = {
     # has run, which a laptop user running the web process never did.
     "staticfiles": {"BACKEND": "whitenoise.storage.CompressedStaticFilesStorage"},
 }
+# --- HTTPS: on by default whenever DEBUG is off (check --deploy runs clean) -------------------
+# DJANGO_HTTPS=false is for a plain-HTTP run on loopback (docker compose on a laptop): no
+# redirect to https://, cookies sent over HTTP, no HSTS.
+HTTPS = envbool("DJANGO_HTTPS", not DEBUG)
+SECURE_SSL_REDIRECT = HTTPS
+SESSION_COOKIE_SECURE = HTTPS
+CSRF_COOKIE_SECURE = HTTPS
+# The probes answer over plain HTTP: Railway's healthcheck and the image's HEALTHCHECK call
+# http://.../healthz from inside the platform, and a redirect is a failed probe.
+SECURE_REDIRECT_EXEMPT = [r"^healthz$", r"^ready$"]
+SECURE_HSTS_SECONDS = envint("DJANGO_SECURE_HSTS_SECONDS", 31_536_000 if HTTPS else 0, minimum=0)
+# Off when another site under the same domain still serves plain HTTP. The preload directive
+# needs includeSubDomains, and only matters once the domain is submitted to hstspreload.org.
+SECURE_HSTS_INCLUDE_SUBDOMAINS = envbool("DJANGO_SECURE_HSTS_INCLUDE_SUBDOMAINS", True)
+SECURE_HSTS_PRELOAD = SECURE_HSTS_INCLUDE_SUBDOMAINS
 # Behind a TLS-terminating proxy (Railway) that sets X-Forwarded-Proto: trust it, so Django
-# knows requests arrived over HTTPS. Only enable behind such a proxy: clients could forge it.
+# knows requests arrived over HTTPS (else the redirect above loops forever). Only enable behind
+# such a proxy: clients could forge it.
 if envbool("DJANGO_BEHIND_PROXY", False):
     SECURE_PROXY_SSL_HEADER = ("HTTP_X_FORWARDED_PROTO", "https")
 

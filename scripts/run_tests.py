@@ -38,8 +38,12 @@ def main(args: list[str]) -> int:
     py = sys.executable
     base_env = {
         **os.environ,
-        "DJANGO_SECRET_KEY": "test-only-insecure-key",
+        # Long enough for the settings' check (50+ characters), like a real key.
+        "DJANGO_SECRET_KEY": "test-only-insecure-key-never-used-outside-the-test-suite-0123456789",
         "DJANGO_DEBUG": "false",
+        # The suite talks plain HTTP to loopback (test client, servers it starts): no redirect
+        # to https://. The tests of the HTTPS settings load them with their own environment.
+        "DJANGO_HTTPS": "false",
     }
     for name in ("DATABASE_URL", "REDIS_URL"):
         base_env.pop(name, None)

@@ -84,3 +84,13 @@ def test_gunicorn_stops_with_one_line_on_a_configuration_error():
     errors = [line for line in output.splitlines() if "configuration error" in line]
     assert len(errors) == 1, output
     assert "DJANGO_SECRET_KEY is required" in errors[0]
+
+
+def test_the_readmes_path_for_running_commands_by_hand_works(tmp_path):
+    # README "Running commands by hand": the project's Python and DJANGO_DEBUG=true, nothing else
+    # (a database URL here only so the test does not write the project's db.sqlite3).
+    env = {"DJANGO_DEBUG": "true", "DATABASE_URL": f"sqlite:///{tmp_path / 'hand.sqlite3'}"}
+    for command in (["migrate", "--noinput"], ["check_config"]):
+        proc = manage(env, *command)
+        assert proc.returncode == 0, proc.stderr
+    assert "version" in proc.stdout
