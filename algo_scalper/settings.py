@@ -7,6 +7,7 @@ naming the variable when a value is malformed. See ``.env.example`` for the full
 
 from __future__ import annotations
 
+import warnings
 from decimal import Decimal
 from pathlib import Path
 from urllib.parse import urlsplit
@@ -119,6 +120,14 @@ USE_I18N = False
 
 STATIC_URL = "static/"
 STATIC_ROOT = BASE_DIR / "var" / "static"
+# WhiteNoise serves the static files straight from the installed apps (the finders), listed
+# once at start: the admin has its CSS however the web process was started (gunicorn,
+# runserver, the image) and whether or not collectstatic ever ran, and never an old copy
+# left in STATIC_ROOT by an earlier version. The cost: no precompressed variants, nothing
+# for an admin a few operators use.
+WHITENOISE_USE_FINDERS = True
+# STATIC_ROOT is optional then; WhiteNoise's warning that it is missing would only be noise.
+warnings.filterwarnings("ignore", message="No directory at: ", category=UserWarning)
 STORAGES = {
     "default": {"BACKEND": "django.core.files.storage.FileSystemStorage"},
     # Not the manifest variant: that one answers 500 for every admin page until collectstatic
