@@ -1,6 +1,7 @@
 """The REST API views.
 
-* ``GET /api/config/`` and ``PUT /api/config/overrides/``: the algo config.
+* ``GET /api/config/``, ``GET`` and ``PUT /api/config/overrides/``: the algo config and the
+  operator's overrides (a PUT names the version it replaces in If-Match).
 * ``GET /api/signals/`` (+ ``<id>/``), ``GET /api/positions/`` (+ ``<id>/``): read-only,
   newest first, limit/offset paginated, filtered by query parameters.
 * ``GET``/``PUT``/``PATCH /api/switches/``: the trading switch and the kill switch.
@@ -10,6 +11,7 @@ Every 400 is keyed by the parameter or field at fault (DRF's ``{name: [messages]
 
 from __future__ import annotations
 
+import json
 import logging
 import re
 from collections.abc import Callable
@@ -33,7 +35,10 @@ from trading.api.serializers import (
     SignalSerializer,
     SwitchesSerializer,
 )
+from trading.api.versions import overrides_version
 from trading.config import (
+    OVERRIDES_KEY,
+    OVERRIDES_SOURCE,
     AlgoConfig,
     ConfigError,
     config_as_dict,
@@ -45,6 +50,7 @@ from trading.dhan.feed_codec import IST
 from trading.models import (
     PositionStatus,
     PositionTracker,
+    Setting,
     SignalDirection,
     SignalOutcome,
     TradingSignal,
@@ -59,7 +65,12 @@ logger = logging.getLogger(__name__)
 
 
 def _config_body(config: AlgoConfig, overrides: Any) -> dict[str, Any]:
-    data = {"version": config.version, "effective": config_as_dict(config), "overrides": overrides}
+    data = {
+        "version": config.version,
+        "effective": config_as_dict(config),
+        "overrides": overrides,
+        "overrides_version": overrides_version(overrides),
+    }
     return ConfigSerializer(data).data
 
 
@@ -75,19 +86,97 @@ class ConfigView(APIView):
         return Response(_config_body(config, stored_overrides()))
 
 
+def _problem(code: int, text: str, **extra: Any) -> Response:
+    """A refused write: ``{"errors": ["Setting algo.overrides: ..."], **extra}``."""
+    return Response({"errors": [f"{OVERRIDES_SOURCE}: {text}"], **extra}, status=code)
+
+
+def _if_match(request: Request) -> list[str] | None:
+    """The versions an If-Match header names (quotes optional); None when it names none."""
+    raw = request.headers.get("If-Match", "")
+    tags = [tag.strip() for tag in raw.split(",") if tag.strip()]
+    tags = [tag[1:-1] if len(tag) > 1 and tag[0] == tag[-1] == '"' else tag for tag in tags]
+    return [tag for tag in tags if tag != "*"] or None
+
+
+def _locked_overrides() -> Any:
+    """The stored overrides, their row locked until the transaction ends (created as {}, the
+    same as none, when missing), so a concurrent writer waits and then sees the new version.
+    (SQLite: the IMMEDIATE transaction already holds the database's write lock.)"""
+    Setting.objects.get_or_create(key=OVERRIDES_KEY, defaults={"value": {}})
+    value = Setting.objects.select_for_update().get(key=OVERRIDES_KEY).value
+    return {} if value is None else value
+
+
 class OverridesView(APIView):
-    """PUT the whole override mapping (it replaces the stored one; ``{}`` clears it). Valid:
-    200 with the new effective config. Invalid: 400 ``{"errors": [...]}``, nothing stored."""
+    """The operator's overrides of config/algo.yml (the Setting ``algo.overrides``).
+
+    GET: ``{"overrides": {...}, "overrides_version": "..."}``, the version also as the ETag.
+    PUT: the whole mapping, a JSON object (it replaces the stored one; ``{}`` clears it), with
+    ``If-Match: "<overrides_version>"`` naming the version it replaces. Valid: 200 with the new
+    effective config and the new version (ETag). Refused, with nothing stored:
+    400 ``{"errors": [...]}`` for a body that is empty, not a JSON object or not a valid config;
+    428 without If-Match; 412 when the overrides changed since that version was read (another
+    operator saved meanwhile: GET them again, re-apply the change, retry). Both name the
+    current version and show the current overrides.
+    """
 
     parser_classes = [JSONParser]
 
+    def get(self, request: Request) -> Response:
+        overrides = stored_overrides()
+        version = overrides_version(overrides)
+        body = {"overrides": overrides, "overrides_version": version}
+        return Response(body, headers={"ETag": f'"{version}"'})
+
     def put(self, request: Request) -> Response:
+        if request.stream is None:  # DRF reads an empty body as {}: "clear everything"
+            return _problem(
+                400, "(top level): the body is empty: send a JSON object ({} clears every override)"
+            )
         overrides = request.data
-        try:
-            config = save_overrides(overrides)
-        except ConfigError as exc:
-            return Response({"errors": exc.problems}, status=status.HTTP_400_BAD_REQUEST)
-        return Response(_config_body(config, overrides))
+        if not isinstance(overrides, dict):
+            shown = json.dumps(overrides)
+            shown = shown if len(shown) <= 80 else shown[:77] + "..."
+            return _problem(400, f"(top level): expected a mapping of keys to values, got {shown}")
+        wanted = _if_match(request)
+        if wanted is None:
+            current = stored_overrides()
+            return _problem(
+                428,
+                "If-Match is required: send the overrides_version you read (GET "
+                '/api/config/overrides/) as If-Match: "<version>", so that an edit saved '
+                "meanwhile by someone else is not overwritten unknowingly",
+                overrides_version=overrides_version(current),
+                overrides=current,
+            )
+        with transaction.atomic():
+            current = _locked_overrides()
+            before = overrides_version(current)
+            if before not in wanted:
+                transaction.set_rollback(True)
+                return _problem(
+                    412,
+                    f"the overrides changed since version {', '.join(wanted)} was read: they "
+                    f"are now at version {before}; GET them again, re-apply your change and "
+                    "retry",
+                    overrides_version=before,
+                    overrides=current,
+                )
+            try:
+                config = save_overrides(overrides)
+            except ConfigError as exc:
+                transaction.set_rollback(True)
+                return Response({"errors": exc.problems}, status=status.HTTP_400_BAD_REQUEST)
+        after = overrides_version(overrides)
+        # Risk settings changed: who did it and which version replaced which, in the log.
+        logger.warning(
+            "Algo overrides replaced through the API by %s: version %s -> %s",
+            request.user,
+            before,
+            after,
+        )
+        return Response(_config_body(config, overrides), headers={"ETag": f'"{after}"'})
 
 
 # --- Lists: pagination and filters ------------------------------------------------------------
