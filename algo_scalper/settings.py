@@ -249,5 +249,6 @@ LOGGING = {
 }
 
 REST_FRAMEWORK = {
-    "DEFAULT_PERMISSION_CLASSES": ["rest_framework.permissions.IsAdminUser"],
+    # Staff users holding the model permission the admin would require (trading/api).
+    "DEFAULT_PERMISSION_CLASSES": ["trading.api.permissions.ModelPermission"],
 }

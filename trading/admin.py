@@ -1,8 +1,9 @@
 """trading admin.
 
-* Setting rows, with the algo-config overrides and the switch rows validated before they are
-  stored; a read-only page showing the effective algo config; a page to flip the trading
-  switch and the kill switch (through trading.switches).
+* Setting rows, with the algo-config overrides validated before they are stored; the switch
+  rows and the rows the workers write are read-only here (trading.switches.reserved_setting);
+  a read-only page showing the effective algo config; a page to flip the trading switch and
+  the kill switch (through trading.switches.change_switches, logged with who).
 * TradingSignal and PositionTracker: view-only (the engines own them).
 * WatchlistItem: editable, active/mode straight from the list.
 """
@@ -34,35 +35,35 @@ from trading.config import (
 )
 from trading.dhan.feed_codec import IST
 from trading.models import PositionTracker, Setting, TradingSignal, WatchlistItem
-from trading.switches import (
-    set_kill_switch,
-    set_trading_enabled,
-    switch_problem,
-    switches_state,
-)
+from trading.switches import change_switches, reserved_setting, switches_state
 
 logger = logging.getLogger(__name__)
 
 
 class SettingForm(forms.ModelForm):
     """A Setting; the ``algo.overrides`` row must merge over config/algo.yml into a valid
-    config, else every problem is shown on the value field and nothing is saved."""
+    config, else every problem is shown on the value field and nothing is saved. A reserved
+    key (a switch, a worker's row) cannot be added here."""
 
     class Meta:
         model = Setting
         fields = ["key", "value"]
 
+    def clean_key(self) -> str:
+        key = self.cleaned_data["key"]
+        problem = reserved_setting(key)
+        if problem:
+            raise forms.ValidationError(problem)
+        return key
+
     def clean(self) -> dict[str, Any]:
         cleaned = super().clean()
-        if cleaned.get("key") == OVERRIDES_KEY and "value" in cleaned:
+        key = cleaned.get("key", self.instance.key)
+        if key == OVERRIDES_KEY and "value" in cleaned:
             try:
                 load_algo_config(None, cleaned["value"])
             except ConfigError as exc:
                 self.add_error("value", list(exc.problems))
-        if "value" in cleaned:
-            problem = switch_problem(cleaned.get("key", ""), cleaned["value"])
-            if problem:
-                self.add_error("value", problem)
         return cleaned
 
 
@@ -85,6 +86,22 @@ class SettingAdmin(admin.ModelAdmin):
     search_fields = ["key"]
     readonly_fields = ["updated_at"]
     change_list_template = "admin/trading/setting/change_list.html"
+
+    def get_readonly_fields(self, request: HttpRequest, obj: Setting | None = None) -> list[str]:
+        # A row keeps its key: renaming algo.overrides would drop the overrides unnoticed, and
+        # renaming any row to a switch key would bypass the switches page.
+        return ["key", "updated_at"] if obj is not None else ["updated_at"]
+
+    def has_change_permission(self, request: HttpRequest, obj: Setting | None = None) -> bool:
+        if obj is not None and reserved_setting(obj.key):
+            return False
+        return super().has_change_permission(request, obj)
+
+    def has_delete_permission(self, request: HttpRequest, obj: Setting | None = None) -> bool:
+        # Also refuses the changelist's bulk delete of a selection that holds such a row.
+        if obj is not None and reserved_setting(obj.key):
+            return False
+        return super().has_delete_permission(request, obj)
 
     def save_model(self, request: HttpRequest, obj: Setting, form: Any, change: bool) -> None:
         super().save_model(request, obj, form, change)
@@ -129,28 +146,29 @@ class SettingAdmin(admin.ModelAdmin):
         return TemplateResponse(request, "admin/trading/setting/switches.html", context)
 
     def _flip(self, request: HttpRequest, action: str, reason: str) -> None:
+        by, via = str(request.user), "in the admin"  # who and from/to: change_switches logs it
         if action == "trading_on":
-            set_trading_enabled(True)
+            change_switches(by, via, trading=True)
             text = "Trading switched ON: new entries are allowed again (the gates still apply)."
         elif action == "trading_off":
-            set_trading_enabled(False)
+            change_switches(by, via, trading=False)
             text = "Trading switched OFF: no new entries; open positions keep their exits."
         elif action == "kill_on":
-            set_kill_switch(True, reason.strip())
+            change_switches(by, via, kill=(True, reason.strip()))
             text = (
                 "Kill switch ACTIVATED: no new entries. Open positions are NOT flattened yet: "
                 "the exit engine that does it is still to come; close them by hand."
             )
         else:
-            set_kill_switch(False, "")
+            change_switches(by, via, kill=(False, ""))
             text = "Kill switch deactivated; entries follow the trading switch again."
-        # Who halted or resumed trading, in the log as well as on the page.
-        logger.warning("Admin %s: %s", request.user, text)
         messages.success(request, text)
 
     def effective_config_view(self, request: HttpRequest) -> HttpResponse:
         """Read-only: config/algo.yml with the stored overrides, as YAML, with its version
         (or the problems, when the file or the overrides are invalid)."""
+        if not self.has_view_permission(request):
+            raise PermissionDenied
         context = {
             **self.admin_site.each_context(request),
             "opts": self.model._meta,

@@ -55,11 +55,7 @@ from trading.models import (
     SignalOutcome,
     TradingSignal,
 )
-from trading.switches import (
-    set_kill_switch,
-    set_trading_enabled,
-    switches_state,
-)
+from trading.switches import change_switches, switches_state
 
 logger = logging.getLogger(__name__)
 
@@ -77,6 +73,8 @@ def _config_body(config: AlgoConfig, overrides: Any) -> dict[str, Any]:
 class ConfigView(APIView):
     """The effective config read now (file + stored overrides). 500 with ``errors`` when the
     file or the stored overrides are invalid (the processes would refuse to start)."""
+
+    permission_model = Setting
 
     def get(self, request: Request) -> Response:
         try:
@@ -122,6 +120,7 @@ class OverridesView(APIView):
     """
 
     parser_classes = [JSONParser]
+    permission_model = Setting
 
     def get(self, request: Request) -> Response:
         overrides = stored_overrides()
@@ -301,6 +300,7 @@ class SignalListView(FilteredListView):
     IST calendar day of ``candle_start``)."""
 
     serializer_class = SignalSerializer
+    permission_model = TradingSignal
     filters: ClassVar[dict[str, Filter]] = {
         "index": _symbol("index"),
         "outcome": _choice("outcome", SignalOutcome.values),
@@ -318,6 +318,7 @@ class SignalDetailView(generics.RetrieveAPIView):
     """One signal with its indicator values and entry intent."""
 
     serializer_class = SignalDetailSerializer
+    permission_model = TradingSignal
     queryset = TradingSignal.objects.all()
 
 
@@ -329,6 +330,7 @@ class PositionListView(FilteredListView):
     change state only through the workers' conditional UPDATEs."""
 
     serializer_class = PositionSerializer
+    permission_model = PositionTracker
     filters: ClassVar[dict[str, Filter]] = {
         "status": _choice("status", PositionStatus.values),
         "underlying": _symbol("underlying"),
@@ -340,6 +342,7 @@ class PositionListView(FilteredListView):
 
 class PositionDetailView(generics.RetrieveAPIView):
     serializer_class = PositionSerializer
+    permission_model = PositionTracker
     queryset = PositionTracker.objects.select_related("derivative")
 
 
@@ -353,6 +356,7 @@ class SwitchesView(APIView):
     400 naming the field for a bad or unknown field; nothing is stored then."""
 
     parser_classes = [JSONParser]
+    permission_model = Setting
 
     def get(self, request: Request) -> Response:
         return Response(switches_state())
@@ -367,12 +371,12 @@ class SwitchesView(APIView):
         serializer = SwitchesSerializer(data=request.data)
         serializer.is_valid(raise_exception=True)
         data = serializer.validated_data
-        with transaction.atomic():  # both or neither
-            if "kill_switch" in data:
-                kill = data["kill_switch"]
-                set_kill_switch(kill["active"], kill["reason"])
-            if "trading_enabled" in data:
-                set_trading_enabled(data["trading_enabled"])
-        # An operator halting (or resuming) trading belongs in the log, with who did it.
-        logger.warning("Switches set through the API by %s: %s", request.user, dict(data))
-        return Response(switches_state())
+        kill = data.get("kill_switch")
+        # Both or neither, logged with who and from/to by change_switches.
+        state = change_switches(
+            str(request.user),
+            "through the API",
+            trading=data.get("trading_enabled"),
+            kill=None if kill is None else (kill["active"], kill["reason"]),
+        )
+        return Response(state)
