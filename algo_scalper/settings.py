@@ -251,4 +251,6 @@ LOGGING = {
 REST_FRAMEWORK = {
     # Staff users holding the model permission the admin would require (trading/api).
     "DEFAULT_PERMISSION_CLASSES": ["trading.api.permissions.ModelPermission"],
+    # JSON only, decoded strictly: an unsafe body is a 400 naming the problem, never a 500.
+    "DEFAULT_PARSER_CLASSES": ["trading.api.parsers.StrictJSONParser"],
 }

@@ -64,6 +64,10 @@ class SettingForm(forms.ModelForm):
                 load_algo_config(None, cleaned["value"])
             except ConfigError as exc:
                 self.add_error("value", list(exc.problems))
+            except ArithmeticError as exc:  # decimal.Overflow from inside the config code
+                self.add_error(
+                    "value", f"{OVERRIDES_KEY}: a number is out of range ({type(exc).__name__})"
+                )
         return cleaned
 
 

@@ -357,3 +357,11 @@ def test_the_form_validates_with_the_models_clean(staff):
     assert response.status_code == 302
     added = WatchlistItem.objects.get(security_id=2885)
     assert (added.key, added.mode, added.active) == ("NSE_EQ:2885", "full", False)
+
+
+def test_an_override_beyond_what_a_decimal_holds_is_a_form_error_not_a_500(staff):
+    response = add(staff, OVERRIDES_KEY, {"paper": {"seed_cash": "1e999999999"}})
+    assert response.status_code == 200
+    assert list(response.context["adminform"].form.errors) == ["value"]
+    assert "out of range" in response.content.decode()
+    assert not Setting.objects.filter(key=OVERRIDES_KEY).exists()

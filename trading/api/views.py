@@ -23,11 +23,11 @@ from django.db.models import Q, QuerySet
 from rest_framework import generics, status
 from rest_framework.exceptions import ValidationError
 from rest_framework.pagination import LimitOffsetPagination
-from rest_framework.parsers import JSONParser
 from rest_framework.request import Request
 from rest_framework.response import Response
 from rest_framework.views import APIView
 
+from trading.api.parsers import StrictJSONParser
 from trading.api.serializers import (
     ConfigSerializer,
     PositionSerializer,
@@ -119,7 +119,7 @@ class OverridesView(APIView):
     current version and show the current overrides.
     """
 
-    parser_classes = [JSONParser]
+    parser_classes = [StrictJSONParser]
     permission_model = Setting
 
     def get(self, request: Request) -> Response:
@@ -167,6 +167,11 @@ class OverridesView(APIView):
             except ConfigError as exc:
                 transaction.set_rollback(True)
                 return Response({"errors": exc.problems}, status=status.HTTP_400_BAD_REQUEST)
+            except ArithmeticError as exc:
+                # decimal.Overflow and kin from inside the config code (a value such as
+                # "1e999999999" rupees): the client's value, so a 400, not a 500.
+                transaction.set_rollback(True)
+                return _problem(400, f"a number is out of range ({type(exc).__name__})")
         after = overrides_version(overrides)
         # Risk settings changed: who did it and which version replaced which, in the log.
         logger.warning(
@@ -181,14 +186,19 @@ class OverridesView(APIView):
 # --- Lists: pagination and filters ------------------------------------------------------------
 
 
-def _whole_param(request: Request, name: str, low: int, high: int | None, default: int) -> int:
+def _whole_param(request: Request, name: str, low: int, high: int, default: int) -> int:
     raw = _single_param(request, name)
     if raw is None or raw == "":
         return default
-    top = "" if high is None else f" to {high}"
-    number = int(raw) if raw.isascii() and raw.isdigit() else None
-    if number is None or number < low or (high is not None and number > high):
-        raise ValidationError({name: [f"expected a whole number from {low}{top}, got {raw!r}"]})
+    # Length first: int() of thousands of digits raises, and the database refuses an offset
+    # beyond its 64-bit integers.
+    digits = raw.isascii() and raw.isdigit() and len(raw) <= len(str(high))
+    number = int(raw) if digits else None
+    if number is None or not low <= number <= high:
+        shown = raw if len(raw) <= 40 else raw[:37] + "..."
+        raise ValidationError(
+            {name: [f"expected a whole number from {low} to {high}, got {shown!r}"]}
+        )
     return number
 
 
@@ -205,12 +215,13 @@ class Pagination(LimitOffsetPagination):
 
     default_limit = 50
     max_limit = 500
+    max_offset = 1_000_000_000
 
     def get_limit(self, request: Request) -> int:
         return _whole_param(request, self.limit_query_param, 1, self.max_limit, self.default_limit)
 
     def get_offset(self, request: Request) -> int:
-        return _whole_param(request, self.offset_query_param, 0, None, 0)
+        return _whole_param(request, self.offset_query_param, 0, self.max_offset, 0)
 
 
 # Query parameters every list accepts besides its filters (``format``: DRF's ?format=json).
@@ -244,17 +255,27 @@ def _symbol(field: str) -> Filter:
     return to_q
 
 
+# The days a date filter accepts: far wider than any trading history, and far inside what
+# datetime and the databases hold (9999-12-31 + 1 day overflows, 0001-01-01 IST is year 0 UTC).
+FIRST_DAY = date(2000, 1, 1)
+LAST_DAY = date(2099, 12, 31)
+
+
 def _ist_date(field: str) -> Filter:
-    """``YYYY-MM-DD``: the rows whose ``field`` falls on that calendar day in Asia/Kolkata
-    (a range on the column, so the index serves it and the session time zone plays no part)."""
+    """``YYYY-MM-DD`` from FIRST_DAY to LAST_DAY: the rows whose ``field`` falls on that
+    calendar day in Asia/Kolkata (a range on the column, so the index serves it and the
+    session time zone plays no part)."""
 
     def to_q(value: str) -> Q:
+        expected = f"expected a date as YYYY-MM-DD from {FIRST_DAY} to {LAST_DAY}"
         try:
             if not _DATE.fullmatch(value):
                 raise ValueError(value)
             day = date.fromisoformat(value)
         except ValueError:
-            raise ValueError(f"expected a date as YYYY-MM-DD, got {value!r}") from None
+            raise ValueError(f"{expected}, got {value!r}") from None
+        if not FIRST_DAY <= day <= LAST_DAY:
+            raise ValueError(f"{expected}, got {value!r}")
         start = datetime.combine(day, time.min, tzinfo=IST)
         return Q(**{f"{field}__gte": start, f"{field}__lt": start + timedelta(days=1)})
 
@@ -355,7 +376,7 @@ class SwitchesView(APIView):
     required, ``reason`` optional), each replacing its stored value; 200 with the new state.
     400 naming the field for a bad or unknown field; nothing is stored then."""
 
-    parser_classes = [JSONParser]
+    parser_classes = [StrictJSONParser]
     permission_model = Setting
 
     def get(self, request: Request) -> Response:
