@@ -24,7 +24,9 @@ from django.template.response import TemplateResponse
 from django.urls import URLPattern, path, reverse
 from django.utils import timezone
 from django.utils.html import format_html
+from rest_framework.exceptions import ParseError
 
+from trading.api.parsers import check_json_value
 from trading.config import (
     OVERRIDES_KEY,
     ConfigError,
@@ -40,14 +42,43 @@ from trading.switches import change_switches, reserved_setting, switches_state
 logger = logging.getLogger(__name__)
 
 
+class ValueField(forms.JSONField):
+    """The JSON editor of a Setting value. A value redisplayed with its error may hold a lone
+    surrogate (typed as the escape "\\ud800"): written back escaped, since no UTF-8 page can
+    carry it (the default rendering would fail the whole page)."""
+
+    def prepare_value(self, value: Any) -> str:
+        text = super().prepare_value(value)
+        try:
+            text.encode("utf-8")
+        except UnicodeEncodeError:
+            return json.dumps(json.loads(text), indent=None, ensure_ascii=True)
+        return text
+
+
 class SettingForm(forms.ModelForm):
     """A Setting; the ``algo.overrides`` row must merge over config/algo.yml into a valid
     config, else every problem is shown on the value field and nothing is saved. A reserved
     key (a switch, a worker's row) cannot be added here."""
 
+    # Required: an empty box or null would be stored as NULL, which the column refuses (a 500).
+    value = ValueField(
+        error_messages={"required": "Give a JSON value ({} for an empty mapping), not null."}
+    )
+
     class Meta:
         model = Setting
         fields = ["key", "value"]
+
+    def clean_value(self) -> Any:
+        # The API's checks: a lone surrogate, a NUL or deep nesting is refused here, named,
+        # instead of failing in the database (PostgreSQL stores neither) with a 500.
+        value = self.cleaned_data["value"]
+        try:
+            check_json_value(value)
+        except ParseError as exc:
+            raise forms.ValidationError(str(exc.detail)) from None
+        return value
 
     def clean_key(self) -> str:
         key = self.cleaned_data["key"]

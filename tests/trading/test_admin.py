@@ -365,3 +365,29 @@ def test_an_override_beyond_what_a_decimal_holds_is_a_form_error_not_a_500(staff
     assert list(response.context["adminform"].form.errors) == ["value"]
     assert "out of range" in response.content.decode()
     assert not Setting.objects.filter(key=OVERRIDES_KEY).exists()
+
+
+@pytest.mark.parametrize(
+    ("text", "problem"),
+    [
+        ('{"note": "\\ud800"}', "lone surrogate"),
+        ('{"note": "a\\u0000b"}', "NUL character"),
+        ('{"a":' * 40 + "1" + "}" * 40, "nested deeper than"),
+    ],
+    ids=["lone surrogate", "NUL", "deep"],
+)
+def test_a_setting_value_the_database_cannot_store_is_a_form_error(staff, text, problem):
+    response = staff.post(ADD, {"key": "notes.ops", "value": text})
+    assert response.status_code == 200
+    assert list(response.context["adminform"].form.errors) == ["value"]
+    assert problem in response.content.decode()
+    assert not Setting.objects.filter(key="notes.ops").exists()
+
+
+@pytest.mark.parametrize("text", ["", "null"])
+def test_an_empty_or_null_setting_value_is_a_form_error_not_a_500(staff, text):
+    response = staff.post(ADD, {"key": "notes.ops", "value": text})
+    assert response.status_code == 200
+    assert list(response.context["adminform"].form.errors) == ["value"]
+    assert "Give a JSON value" in response.content.decode()
+    assert not Setting.objects.filter(key="notes.ops").exists()
