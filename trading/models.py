@@ -6,9 +6,14 @@ from collections.abc import Iterable
 from enum import StrEnum
 from typing import Any
 
+from django.core.validators import MaxValueValidator
 from django.db import models
 
 from trading.rules.vocab import ENTRY_DIRECTIONS, Direction, Gate
+
+# The market feed's packet header carries the security id as a u32 (trading/dhan/feed_codec.py):
+# a watchlist row above it could never be subscribed. Same bound as workers.subscriptions.
+FEED_MAX_SECURITY_ID = 0xFFFF_FFFF
 
 
 class Setting(models.Model):
@@ -145,7 +150,15 @@ class WatchlistItem(models.Model):
     MODES = [("", "default"), ("ticker", "ticker"), ("quote", "quote"), ("full", "full")]
 
     exchange_segment = models.CharField(max_length=16)
-    security_id = models.BigIntegerField()
+    security_id = models.BigIntegerField(
+        validators=[
+            MaxValueValidator(
+                FEED_MAX_SECURITY_ID,
+                f"must be at most {FEED_MAX_SECURITY_ID}, the largest security id the feed "
+                "carries",
+            )
+        ]
+    )
     label = models.CharField(max_length=64, blank=True)
     mode = models.CharField(max_length=8, choices=MODES, blank=True, default="")
     active = models.BooleanField(default=True)

@@ -226,9 +226,10 @@ class FeedHub:
     def start(self) -> None:
         """Validate the watchlist, warm the merger from the store, subscribe, start threads.
 
-        Raises WatchlistError (a malformed entry, named) before anything is started.
+        A bad watchlist row or position key is logged and skipped (the environment's entries
+        were checked by the constructor, which raises WatchlistError naming a bad one).
         """
-        wanted, watched = self._desired(strict=True)
+        wanted, watched = self._desired()
         self._warm(wanted)
         hook = self.recorder.write if self.recorder is not None else None
         # inline: the hub's callbacks only merge into memory and never block (the writer
@@ -301,7 +302,7 @@ class FeedHub:
 
         close_old_connections()
         try:
-            wanted, watched = self._desired(strict=False)
+            wanted, watched = self._desired()
         except Exception as exc:
             self.last_error = f"subscription refresh failed: {exc}"
             logger.warning(
@@ -312,7 +313,7 @@ class FeedHub:
 
     # -- subscriptions -----------------------------------------------------------------------
 
-    def _desired(self, *, strict: bool) -> tuple[dict[str, FeedMode], frozenset[str]]:
+    def _desired(self) -> tuple[dict[str, FeedMode], frozenset[str]]:
         wanted, watched = desired_subscriptions(self.env_keys, self.config.index_mode)
         for key in self._candidates():
             wanted.setdefault(key, FeedMode.FULL)
@@ -326,12 +327,13 @@ class FeedHub:
                 try:
                     (normal,) = parse_watchlist([key], source="watchlist/position")
                 except ValueError as exc:
-                    if strict:
-                        raise
+                    # One bad instrument never sinks the others; remembered as "" so it is
+                    # logged once, not on every refresh.
                     logger.error("feed hub: skipping %s", exc)
-                    continue
+                    normal = ""
                 normalised[key] = normal
-            good[normal] = mode
+            if normal:
+                good[normal] = mode
         return good, watched
 
     def _candidates(self) -> list[str]:

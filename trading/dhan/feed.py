@@ -514,13 +514,17 @@ def _mode(mode: FeedMode | str | int) -> FeedMode:
 
 
 def _normalise(instruments: Iterable[InstrumentRef]) -> list[str]:
+    """The valid keys, normalised; a bad one (no such segment, an id beyond the feed's u32) is
+    logged and skipped, so one bad instrument never sinks the batch it came with."""
     keys: list[str] = []
     seen: set[str] = set()
     for ref in instruments:
-        if isinstance(ref, str):
-            seg, sid = split_instrument_key(ref)
-        else:
-            seg, sid = split_instrument_key(f"{ref[0]}:{ref[1]}")
+        raw = ref if isinstance(ref, str) else f"{ref[0]}:{ref[1]}"
+        try:
+            seg, sid = split_instrument_key(raw)
+        except ValueError as exc:
+            logger.error("feed: skipping instrument %r: %s", raw, exc)
+            continue
         key = f"{seg}:{sid}"
         if key not in seen:
             seen.add(key)
@@ -681,9 +685,9 @@ class FeedClient(FatalStop):
         """Subscribe instruments (``"SEG:SID"`` keys or ``(segment, id)`` pairs) in ``mode``.
 
         Works before start() and while connected. An instrument already subscribed in another
-        mode is moved to ``mode`` (unsubscribed in the old one first). Raises ValueError for a
-        bad key or when the instruments would not fit in the connections allowed, before
-        changing anything.
+        mode is moved to ``mode`` (unsubscribed in the old one first). A bad key is logged and
+        skipped, the others subscribed. Raises ValueError for a bad mode or when the
+        instruments would not fit in the connections allowed, before changing anything.
         """
         new_mode = _mode(mode)
         keys = _normalise(instruments)
