@@ -26,6 +26,7 @@ from django.utils import timezone
 from django.utils.html import format_html
 from rest_framework.exceptions import ParseError
 
+from trading import switches
 from trading.api.parsers import check_json_value
 from trading.config import (
     OVERRIDES_KEY,
@@ -40,6 +41,30 @@ from trading.models import PositionTracker, Setting, TradingSignal, WatchlistIte
 from trading.switches import change_switches, reserved_setting, switches_state
 
 logger = logging.getLogger(__name__)
+
+
+def _exits(extra_context: dict[str, Any] | None) -> dict[str, Any]:
+    """``exits_active`` for admin/trading/exits_notice.html: read at each request, so the
+    notice goes the moment the exit engine turns the flag on."""
+    return {**(extra_context or {}), "exits_active": switches.EXITS_ACTIVE}
+
+
+class ExitsNoticeAdmin(admin.ModelAdmin):
+    """Pages that show exit rules or positions carry the "exits are NOT active" notice."""
+
+    def changelist_view(
+        self, request: HttpRequest, extra_context: dict[str, Any] | None = None
+    ) -> HttpResponse:
+        return super().changelist_view(request, _exits(extra_context))
+
+    def changeform_view(
+        self,
+        request: HttpRequest,
+        object_id: str | None = None,
+        form_url: str = "",
+        extra_context: dict[str, Any] | None = None,
+    ) -> HttpResponse:
+        return super().changeform_view(request, object_id, form_url, _exits(extra_context))
 
 
 class ValueField(forms.JSONField):
@@ -115,7 +140,7 @@ class SwitchForm(forms.Form):
 
 
 @admin.register(Setting)
-class SettingAdmin(admin.ModelAdmin):
+class SettingAdmin(ExitsNoticeAdmin):
     form = SettingForm
     list_display = ["key", "updated_at"]
     search_fields = ["key"]
@@ -177,6 +202,7 @@ class SettingAdmin(admin.ModelAdmin):
             "title": "Trading switches",
             "state": switches_state(),
             "can_change": self.has_change_permission(request),
+            "exits_active": switches.EXITS_ACTIVE,
         }
         return TemplateResponse(request, "admin/trading/setting/switches.html", context)
 
@@ -208,6 +234,7 @@ class SettingAdmin(admin.ModelAdmin):
             **self.admin_site.each_context(request),
             "opts": self.model._meta,
             "title": "Effective algo config",
+            "exits_active": switches.EXITS_ACTIVE,
         }
         try:
             config = effective_algo_config()
@@ -307,7 +334,7 @@ class TradingSignalAdmin(ViewOnlyAdmin):
 
 
 @admin.register(PositionTracker)
-class PositionTrackerAdmin(ViewOnlyAdmin):
+class PositionTrackerAdmin(ExitsNoticeAdmin, ViewOnlyAdmin):
     """View-only, on purpose. Status, quantity, prices and PnL belong to the workers: every
     status change is a conditional UPDATE checked by row count (two exit engines cannot both
     exit one position), made together with an order in the journal. An admin edit would race

@@ -27,6 +27,7 @@ from rest_framework.request import Request
 from rest_framework.response import Response
 from rest_framework.views import APIView
 
+from trading import switches
 from trading.api.parsers import StrictJSONParser
 from trading.api.serializers import (
     ConfigSerializer,
@@ -66,6 +67,8 @@ def _config_body(config: AlgoConfig, overrides: Any) -> dict[str, Any]:
         "effective": config_as_dict(config),
         "overrides": overrides,
         "overrides_version": overrides_version(overrides),
+        # The exit rules above read "enabled: true", yet no exit engine runs yet.
+        "exits_active": switches.EXITS_ACTIVE,
     }
     return ConfigSerializer(data).data
 
