@@ -27,6 +27,7 @@ from django.utils.html import format_html
 from rest_framework.exceptions import ParseError
 
 from trading import switches
+from trading.api.overrides import CONFIG_CRASHES, crash_problem
 from trading.api.parsers import check_json_value
 from trading.config import (
     OVERRIDES_KEY,
@@ -120,10 +121,8 @@ class SettingForm(forms.ModelForm):
                 load_algo_config(None, cleaned["value"])
             except ConfigError as exc:
                 self.add_error("value", list(exc.problems))
-            except ArithmeticError as exc:  # decimal.Overflow from inside the config code
-                self.add_error(
-                    "value", f"{OVERRIDES_KEY}: a number is out of range ({type(exc).__name__})"
-                )
+            except CONFIG_CRASHES as exc:  # from inside the config code: the value's fault
+                self.add_error("value", crash_problem(f"Setting {OVERRIDES_KEY}", exc))
         return cleaned
 
 

@@ -28,6 +28,7 @@ from rest_framework.response import Response
 from rest_framework.views import APIView
 
 from trading import switches
+from trading.api.overrides import CONFIG_CRASHES, crash_problem, overrides_version
 from trading.api.parsers import StrictJSONParser
 from trading.api.serializers import (
     ConfigSerializer,
@@ -36,7 +37,6 @@ from trading.api.serializers import (
     SignalSerializer,
     SwitchesSerializer,
 )
-from trading.api.versions import overrides_version
 from trading.config import (
     OVERRIDES_KEY,
     OVERRIDES_SOURCE,
@@ -170,11 +170,10 @@ class OverridesView(APIView):
             except ConfigError as exc:
                 transaction.set_rollback(True)
                 return Response({"errors": exc.problems}, status=status.HTTP_400_BAD_REQUEST)
-            except ArithmeticError as exc:
-                # decimal.Overflow and kin from inside the config code (a value such as
-                # "1e999999999" rupees): the client's value, so a 400, not a 500.
+            except CONFIG_CRASHES as exc:
                 transaction.set_rollback(True)
-                return _problem(400, f"a number is out of range ({type(exc).__name__})")
+                problem = crash_problem(OVERRIDES_SOURCE, exc)
+                return Response({"errors": [problem]}, status=status.HTTP_400_BAD_REQUEST)
         after = overrides_version(overrides)
         # Risk settings changed: who did it and which version replaced which, in the log.
         logger.warning(

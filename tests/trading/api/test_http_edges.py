@@ -7,8 +7,8 @@ from __future__ import annotations
 import pytest
 
 from tests.trading.api.rows import make_signal
+from trading.api.overrides import overrides_version
 from trading.api.parsers import MAX_BODY_BYTES, MAX_DEPTH
-from trading.api.versions import overrides_version
 from trading.config import OVERRIDES_KEY
 from trading.models import Setting
 from trading.switches import KILL_SWITCH_KEY, TRADING_SWITCH_KEY
@@ -125,3 +125,9 @@ def test_the_date_filter_still_finds_a_real_day(admin_api):
 def test_an_id_beyond_the_databases_integers_is_a_404(admin_api, path):
     assert admin_api.get(f"{path}99999999999999999999/").status_code == 404
     assert admin_api.get(f"{path}9223372036854775807/").status_code == 404
+
+
+def test_an_index_override_that_is_not_a_mapping_is_a_400(admin_api):
+    # Found by the fuzz (test_fuzz_api.py): the config's merge raised AttributeError (a 500).
+    refused(admin_api, OVERRIDES, '{"indices": {"BANKNIFTY": []}}', "AttributeError")
+    refused(admin_api, OVERRIDES, '{"indices": {"BANKNIFTY": 5}}', "give mappings")

@@ -10,7 +10,7 @@ from django.test import Client
 from rest_framework.test import APIClient
 
 from tests.trading.api.rows import make_position, make_signal
-from trading.api.versions import overrides_version
+from trading.api.overrides import overrides_version
 from trading.config import OVERRIDES_KEY
 from trading.models import Setting
 from trading.switches import kill_switch_active, trading_enabled
