@@ -27,7 +27,7 @@ from django.utils.html import format_html
 from rest_framework.exceptions import ParseError
 
 from trading import switches
-from trading.api.overrides import CONFIG_CRASHES, crash_problem
+from trading.api.overrides import CONFIG_CRASHES, crash_problem, overrides_version
 from trading.api.parsers import check_json_value
 from trading.config import (
     OVERRIDES_KEY,
@@ -92,9 +92,32 @@ class SettingForm(forms.ModelForm):
         error_messages={"required": "Give a JSON value ({} for an empty mapping), not null."}
     )
 
+    # On the algo.overrides row only (SettingAdmin.get_fields): the version of the overrides
+    # this page showed, so that saving it cannot silently overwrite an edit saved meanwhile
+    # (through the API or another admin page), as the API's If-Match does.
+    overrides_version = forms.CharField(widget=forms.HiddenInput, required=False)
+
     class Meta:
         model = Setting
         fields = ["key", "value"]
+
+    def __init__(self, *args: Any, **kwargs: Any) -> None:
+        super().__init__(*args, **kwargs)
+        if "overrides_version" in self.fields and self.instance.pk is not None:
+            self.fields["overrides_version"].initial = overrides_version(self.instance.value)
+
+    def clean_overrides_version(self) -> str:
+        shown = self.cleaned_data.get("overrides_version", "")
+        if self.instance.pk is None or self.instance.key != OVERRIDES_KEY:
+            return shown
+        current = overrides_version(Setting.get(OVERRIDES_KEY))
+        if shown != current:
+            raise forms.ValidationError(
+                f"The overrides changed since you opened this page (they are now at version "
+                f"{current}, you saw {shown or 'none'}): reload the page, re-apply your change "
+                "and save again."
+            )
+        return shown
 
     def clean_value(self) -> Any:
         # The API's checks: a lone surrogate, a NUL or deep nesting is refused here, named,
@@ -145,6 +168,12 @@ class SettingAdmin(ExitsNoticeAdmin):
     search_fields = ["key"]
     readonly_fields = ["updated_at"]
     change_list_template = "admin/trading/setting/change_list.html"
+
+    def get_fields(self, request: HttpRequest, obj: Setting | None = None) -> list[str]:
+        fields = ["key", "value", "updated_at"]
+        if obj is not None and obj.key == OVERRIDES_KEY:
+            fields.append("overrides_version")  # hidden: see SettingForm
+        return fields
 
     def get_readonly_fields(self, request: HttpRequest, obj: Setting | None = None) -> list[str]:
         # A row keeps its key: renaming algo.overrides would drop the overrides unnoticed, and

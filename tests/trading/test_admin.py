@@ -391,3 +391,22 @@ def test_an_empty_or_null_setting_value_is_a_form_error_not_a_500(staff, text):
     assert list(response.context["adminform"].form.errors) == ["value"]
     assert "Give a JSON value" in response.content.decode()
     assert not Setting.objects.filter(key="notes.ops").exists()
+
+
+def test_an_overrides_edit_saved_meanwhile_elsewhere_is_not_overwritten(staff):
+    Setting.put(OVERRIDES_KEY, {"strikes": {"offset": 1}})
+    change = f"{CHANGELIST}{Setting.objects.get(key=OVERRIDES_KEY).pk}/change/"
+    opened = staff.get(change).context["adminform"].form["overrides_version"].value()
+    Setting.put(OVERRIDES_KEY, {"risk": {"max_trades_per_day": 6}})  # another operator saves
+    response = staff.post(
+        change, {"value": '{"strikes": {"offset": 2}}', "overrides_version": opened}
+    )
+    assert response.status_code == 200
+    assert "changed since you opened this page" in response.content.decode()
+    assert Setting.get(OVERRIDES_KEY) == {"risk": {"max_trades_per_day": 6}}
+    current = staff.get(change).context["adminform"].form["overrides_version"].value()
+    response = staff.post(
+        change, {"value": '{"strikes": {"offset": 2}}', "overrides_version": current}
+    )
+    assert response.status_code == 302
+    assert Setting.get(OVERRIDES_KEY) == {"strikes": {"offset": 2}}

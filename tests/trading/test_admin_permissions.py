@@ -189,6 +189,8 @@ def test_change_permission_flips_switches_and_edits_the_overrides(client, django
     assert client.post(SWITCHES, {"action": "trading_off"}).status_code == 302
     assert trading_enabled() is False
     change = f"{CHANGELIST}{pk(OVERRIDES_KEY)}/change/"
-    response = client.post(change, {"value": '{"strikes": {"offset": 2}}'})
+    shown = client.get(change).context["adminform"].form["overrides_version"].value()
+    form = {"value": '{"strikes": {"offset": 2}}', "overrides_version": shown}
+    response = client.post(change, form)
     assert response.status_code == 302
     assert Setting.get(OVERRIDES_KEY) == {"strikes": {"offset": 2}}
