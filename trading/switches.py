@@ -25,10 +25,9 @@ KILL_SWITCH_KEY = "trading.kill_switch"
 SWITCH_KEYS = frozenset({TRADING_SWITCH_KEY, KILL_SWITCH_KEY})
 # Setting rows the processes write, never an operator: embedded mode's key-value store
 # (workers/heartbeat.py DbKeyValueStore, "kv:<name>": heartbeats, feed health, candle history,
-# candidates), which /ready trusts, and the catalog's import stats (instruments/importer.py).
-# Spelled here rather than imported so the domain does not import the workers; a test checks
-# them against both writers.
-WORKER_KEY_PREFIXES = ("kv:", "instruments.")
+# candidates), which /ready trusts. Spelled here rather than imported so the domain does not
+# import the workers; a test checks it against the writer.
+WORKER_KEY_PREFIXES = ("kv:",)
 
 
 # No exit engine exists yet: no stop-loss, target, trailing stop or time exit runs, whatever
@@ -149,7 +148,7 @@ def reserved_setting(key: str) -> str | None:
         )
     if key.startswith(WORKER_KEY_PREFIXES):
         return (
-            f"{key} is written by the workers or the catalog import (heartbeats, feed "
-            "health, import stats) and read by /ready and the status commands: read-only here"
+            f"{key} is written by the workers (heartbeats, feed health, candle history) and "
+            "read by /ready and the workers: read-only here"
         )
     return None

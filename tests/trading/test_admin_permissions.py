@@ -3,8 +3,7 @@
 * Switches change only through their own page (or the API), logged at WARNING with who and
   from/to; the generic Setting admin can neither add, edit nor delete a switch row.
 * The rows the workers write (heartbeats, feed health and the rest of embedded mode's
-  key-value store, the catalog's import stats) are read-only in the admin: ``/ready`` and the
-  catalog status trust them.
+  key-value store) are read-only in the admin: ``/ready`` trusts them.
 * Staff without the model permissions are refused; view-only staff can look, not change.
 """
 
@@ -17,7 +16,6 @@ import pytest
 from django.contrib.auth.models import Permission
 from django.test import Client
 
-from instruments.importer import LAST_IMPORT_KEY, LAST_IMPORTED_AT_KEY
 from trading.config import OVERRIDES_KEY
 from trading.models import Setting
 from trading.switches import (
@@ -66,7 +64,6 @@ def reserved_rows() -> dict[str, object]:
     rows = {
         HEARTBEAT: {"value": {"state": "running"}, "expires_at": 2e9},
         FEED_HEALTH: {"value": {"state": "healthy"}, "expires_at": 2e9},
-        LAST_IMPORT_KEY: {"rows": 10},
     }
     for key, value in rows.items():
         Setting.put(key, value)
@@ -77,10 +74,8 @@ def reserved_rows() -> dict[str, object]:
     }
 
 
-def test_the_reserved_prefixes_match_what_the_workers_and_the_importer_write():
+def test_the_reserved_prefix_is_what_the_workers_write():
     assert DbKeyValueStore.ROW_PREFIX in WORKER_KEY_PREFIXES
-    for key in (LAST_IMPORT_KEY, LAST_IMPORTED_AT_KEY):
-        assert key.startswith(WORKER_KEY_PREFIXES)
 
 
 def test_deleting_the_kill_switch_row_in_the_setting_admin_is_refused(admin):
@@ -92,9 +87,7 @@ def test_deleting_the_kill_switch_row_in_the_setting_admin_is_refused(admin):
     assert kill_switch_active() is True
 
 
-@pytest.mark.parametrize(
-    "key", [KILL_SWITCH_KEY, TRADING_SWITCH_KEY, HEARTBEAT, FEED_HEALTH, LAST_IMPORT_KEY]
-)
+@pytest.mark.parametrize("key", [KILL_SWITCH_KEY, TRADING_SWITCH_KEY, HEARTBEAT, FEED_HEALTH])
 def test_reserved_rows_are_shown_read_only_and_cannot_be_edited_or_deleted(admin, key):
     before = reserved_rows()
     change = f"{CHANGELIST}{pk(key)}/change/"
@@ -126,7 +119,6 @@ def test_the_bulk_delete_refuses_a_selection_with_a_reserved_row(admin):
         (TRADING_SWITCH_KEY, "Trading switches page"),
         (HEARTBEAT, "written by the workers"),
         ("kv:anything", "written by the workers"),
-        (LAST_IMPORT_KEY, "written by the workers"),
     ],
 )
 def test_a_reserved_key_cannot_be_added(admin, key, problem):
