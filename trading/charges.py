@@ -19,7 +19,7 @@ from decimal import Decimal, InvalidOperation
 from pathlib import Path
 from typing import Any
 
-from trading.config import ConfigError, read_yaml_file
+from trading.config.load import ConfigError, read_yaml_file
 from trading.rules.charges import ChargeRates, ChargesTable
 
 DEFAULT_SOURCE = "charges.yml"
@@ -42,7 +42,7 @@ BY_EXCHANGE = ("exchange_txn", "ipft")
 
 
 class _Problems:
-    """Collects problem lines in the shared format (see trading.config)."""
+    """Collects problem lines in the shared format (see trading.config.load)."""
 
     def __init__(self, source: str) -> None:
         self.source = source

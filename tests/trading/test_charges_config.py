@@ -15,7 +15,7 @@ import yaml
 from django.conf import settings as django_settings
 
 from trading.charges import charges_table, load_charges_config, parse_charges_config
-from trading.config import ConfigError
+from trading.config.load import ConfigError
 from trading.rules.charges import round_trip
 
 REAL_FILE = Path(django_settings.BASE_DIR) / "config" / "charges.yml"

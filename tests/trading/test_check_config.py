@@ -13,8 +13,9 @@ import yaml
 from django.core.management import call_command
 from django.core.management.base import CommandError
 
-from trading import config as algo
-from trading.config import OVERRIDES_KEY, config_as_dict, load_algo_config
+from trading.config import store as algo
+from trading.config.load import OVERRIDES_KEY, config_as_dict
+from trading.config.store import load_algo_config
 
 ROOT = Path(__file__).resolve().parents[2]
 ALGO_YML = ROOT / "config" / "algo.yml"

@@ -1,4 +1,5 @@
-"""trading.config: config/algo.yml -> AlgoConfig; every problem named; overrides; version."""
+"""trading.config.load and .store: config/algo.yml -> AlgoConfig; every problem named; overrides;
+version."""
 
 from __future__ import annotations
 
@@ -14,17 +15,18 @@ from typing import Any
 import pytest
 import yaml
 
-from trading import config as algo
-from trading.config import (
+from trading.config import load as algo_load
+from trading.config import store as algo
+from trading.config.load import (
     OVERRIDES_KEY,
     ConfigError,
     config_as_dict,
     config_version,
     deep_merge,
-    load_algo_config,
     parse_algo_config,
     read_yaml_file,
 )
+from trading.config.store import load_algo_config
 
 ROOT = Path(__file__).resolve().parents[2]
 ALGO_YML = ROOT / "config" / "algo.yml"
@@ -139,16 +141,16 @@ def test_the_holidays_are_weekdays_of_the_current_list():
 
 def walk_sections(spec: Any, path: str = "") -> list[tuple[str, Any]]:
     found = []
-    if isinstance(spec, algo._Section):
+    if isinstance(spec, algo_load._Section):
         found.append((path or "(top)", spec))
         for key, child in spec.fields.items():
             found += walk_sections(child, f"{path}.{key}" if path else key)
-    elif isinstance(spec, algo._Items):
+    elif isinstance(spec, algo_load._Items):
         found += walk_sections(spec.item, f"{path}[]")
     return found
 
 
-@pytest.mark.parametrize(("path", "section"), walk_sections(algo._ALGO), ids=lambda v: str(v))
+@pytest.mark.parametrize(("path", "section"), walk_sections(algo_load._ALGO), ids=lambda v: str(v))
 def test_every_dataclass_field_has_a_yaml_key_and_no_more(path, section):
     from dataclasses import fields
 
@@ -528,8 +530,8 @@ def test_the_version_changes_with_the_content(dotted, value):
 
 def test_the_version_is_the_same_in_another_process():
     code = (
-        "from pathlib import Path; from trading.config import load_algo_config; "
-        f"print(load_algo_config(Path({str(ALGO_YML)!r})).version)"
+        "from pathlib import Path; from trading.config.load import load_algo_file; "
+        f"print(load_algo_file(Path({str(ALGO_YML)!r})).version)"
     )
     out = subprocess.run(
         [sys.executable, "-c", code], cwd=ROOT, capture_output=True, text=True, check=True

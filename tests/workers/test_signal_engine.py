@@ -21,7 +21,9 @@ import pytest
 from django.test import override_settings
 
 from tests.support.market import away_from_wall
-from trading.config import AlgoConfig, ConfigError, load_algo_config
+from trading.config.load import ConfigError
+from trading.config.store import load_algo_config
+from trading.config.types import AlgoConfig
 from trading.dhan.ratelimit import InProcessRateLimiter, load_limits
 from trading.dhan.rest import DhanRestClient
 from trading.dhan.sim.server import SimConfig, Simulator

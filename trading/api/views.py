@@ -33,14 +33,9 @@ from trading.api.serializers import (
     SignalSerializer,
     SwitchesSerializer,
 )
-from trading.config import (
-    AlgoConfig,
-    ConfigError,
-    config_as_dict,
-    effective_algo_config,
-    save_overrides,
-    stored_overrides,
-)
+from trading.config.load import ConfigError, config_as_dict
+from trading.config.store import effective_algo_config, save_overrides, stored_overrides
+from trading.config.types import AlgoConfig
 from trading.dhan.feed_codec import IST
 from trading.models import (
     PositionStatus,

@@ -16,14 +16,9 @@ from django.conf import settings
 from django.core.management.base import BaseCommand, CommandError, CommandParser
 from django.db import DatabaseError
 
-from trading.config import (
-    OVERRIDES_SOURCE,
-    AlgoConfig,
-    ConfigError,
-    config_as_dict,
-    load_algo_config,
-    stored_overrides,
-)
+from trading.config.load import OVERRIDES_SOURCE, ConfigError, config_as_dict, load_algo_file
+from trading.config.store import stored_overrides
+from trading.config.types import AlgoConfig
 
 
 class Command(BaseCommand):
@@ -81,7 +76,7 @@ class Command(BaseCommand):
     @staticmethod
     def _algo(path: Path, overrides: Any, problems: list[str]) -> AlgoConfig | None:
         try:
-            return load_algo_config(path, overrides)
+            return load_algo_file(path, overrides)
         except ConfigError as exc:
             problems.extend(exc.problems)
             return None

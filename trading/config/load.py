@@ -1,19 +1,8 @@
-"""The algo configuration: ``config/algo.yml`` (+ operator overrides) -> validated, frozen values.
+"""``config/algo.yml`` (+ an overrides mapping) -> a validated ``AlgoConfig``.
 
-Every knob of the trading rules (../shared/DOMAIN.md) lives in ``config/algo.yml``; none is a
-constant in code. This module turns the file into the frozen dataclasses below, which the pure
-rules in ``trading/rules/`` take as arguments.
-
-Units, everywhere in this module and in the YAML:
-
-* fractions are decimal fractions (``0.12`` = 12 %), named ``*_pct``;
-* money is rupees as ``Decimal``, named ``*_rupees`` or ``premium_band`` (rupees per unit);
-* durations are named with their unit (``*_seconds``, ``*_minutes``, ``*_ms``);
-* times of day are ``datetime.time`` in Asia/Kolkata (the YAML writes ``"09:20"``).
-
-PURE at import: no Django import at module level (the rules import these types, and a test
-enforces that importing ``trading.rules`` never loads Django). The functions that read the
-``Setting`` overrides import Django inside themselves.
+Schema-driven: every section is a table of fields (YAML key -> spec; the keys are the fields of
+the frozen dataclasses of ``trading.config.types``, which is what the rules receive). No Django
+here: the default file and the stored overrides are ``trading.config.store``'s.
 """
 
 from __future__ import annotations
@@ -23,16 +12,46 @@ import hashlib
 import json
 import math
 import re
-import threading
 from collections.abc import Callable, Iterable, Mapping
 from dataclasses import dataclass, fields, is_dataclass, replace
-from datetime import date, time, timedelta
+from datetime import date, time
 from decimal import Decimal, InvalidOperation
 from functools import partial
 from pathlib import Path
 from typing import Any
 
 import yaml
+
+from trading.config.types import (
+    AlgoConfig,
+    BreakevenExit,
+    ClockExit,
+    DailyLossLimit,
+    DangerZoneExit,
+    ExitsConfig,
+    FeedConfig,
+    HolyGrailParams,
+    IndexConfig,
+    LossStreak,
+    MarketConfig,
+    OrdersConfig,
+    PaperConfig,
+    PeakGivebackExit,
+    PremiumBand,
+    PremiumStallExit,
+    RiskConfig,
+    SignalsConfig,
+    SizingConfig,
+    StopLossExit,
+    StrikesConfig,
+    SupertrendParams,
+    SwitchExit,
+    TakeProfitExit,
+    TimeStopExit,
+    TrailingExit,
+    TrailTier,
+    Window,
+)
 
 
 class ConfigError(ValueError):
@@ -46,300 +65,7 @@ class ConfigError(ValueError):
         self.problems = list(problems) if problems else [message]
 
 
-# -- market ---------------------------------------------------------------------------------------
-
-
-@dataclass(frozen=True)
-class MarketConfig:
-    session_open: time  # 09:15
-    session_close: time  # 15:30
-    holidays: frozenset[date]  # exchange holidays: no entries, no feed expectations
-
-    def is_trading_day(self, day: date) -> bool:
-        return day.weekday() < 5 and day not in self.holidays
-
-    def next_trading_day(self, day: date) -> date:
-        """``day`` itself when it is a trading day, else the next one."""
-        while not self.is_trading_day(day):
-            day += timedelta(days=1)
-        return day
-
-
-# -- indices --------------------------------------------------------------------------------------
-
-
-@dataclass(frozen=True)
-class Window:
-    """``start <= t < end``, times of day in IST."""
-
-    start: time
-    end: time
-
-    def contains(self, moment: time) -> bool:
-        return self.start <= moment < self.end
-
-
-@dataclass(frozen=True)
-class PremiumBand:
-    """Allowed option premium, rupees per unit, inclusive on both ends."""
-
-    min: Decimal
-    max: Decimal
-
-    def contains(self, premium: Decimal | float) -> bool:
-        value = premium if isinstance(premium, Decimal) else Decimal(str(premium))
-        return self.min <= value <= self.max
-
-
-@dataclass(frozen=True)
-class IndexConfig:
-    key: str  # the underlying's catalog symbol, upper case: NIFTY, BANKNIFTY, FINNIFTY, SENSEX
-    enabled: bool
-    entry_window: Window
-    premium_band: PremiumBand
-    strike_offset: int | None  # None -> strikes.offset
-    max_trades_per_day: int  # entries per day on this index
-    max_concurrent: int  # open positions at once on this index
-    cooldown_seconds: int  # after any exit on this index
-    cooldown_after_loss_seconds: int  # after an exit at a loss (net)
-    freeze_quantity: int | None  # units per order; None -> config/instruments.yml
-
-    def offset(self, strikes: StrikesConfig) -> int:
-        return strikes.offset if self.strike_offset is None else self.strike_offset
-
-
-# -- signals --------------------------------------------------------------------------------------
-
-
-@dataclass(frozen=True)
-class SupertrendParams:
-    period: int  # ATR period, candles (10)
-    multiplier: float  # band width in ATRs (2.0)
-
-
-@dataclass(frozen=True)
-class HolyGrailParams:
-    sma_period: int  # 34: bias
-    ema_period: int  # 100: bias
-    macd_fast: int  # 12
-    macd_slow: int  # 26
-    macd_signal: int  # 9
-    rsi_period: int  # 14
-    rsi_midline: float  # 50: RSI above is bullish momentum, below bearish
-    adx_min: float  # 20: trend strength needed
-
-
-@dataclass(frozen=True)
-class SignalsConfig:
-    strategy: str  # "supertrend" (DOMAIN default) or "holy_grail"
-    timeframe_minutes: int  # primary timeframe: 1 or 5
-    confirm_timeframe_minutes: int | None  # None, or a larger multiple that must agree (5)
-    supertrend: SupertrendParams
-    adx_period: int  # 14
-    adx_min: float  # 18: below it the signal is "avoid"
-    holy_grail: HolyGrailParams
-    history_days: int  # calendar days of intraday history fetched at start (warm indicators)
-    max_candle_age_seconds: int  # a candle seen later than this after its close is not traded
-
-
-# -- strikes, feed --------------------------------------------------------------------------------
-
-
-@dataclass(frozen=True)
-class StrikesConfig:
-    offset: int  # strike steps from ATM: 0 ATM, +1 one OTM, -1 one ITM
-    expiry_cutoff: time  # on expiry day, skip today's expiry at or after this time (13:00)
-    max_spread_pct: float  # (ask - bid) / ltp at most this (0.015)
-    min_oi: int  # open interest at least this (contracts' units)
-    subscribe_width: int  # strikes each side of ATM the engine keeps subscribed per index
-
-
-@dataclass(frozen=True)
-class FeedConfig:
-    index_stale_seconds: float  # no index tick for this long blocks entries (5)
-    option_stale_seconds: float  # an option tick older than this is not traded on (2)
-
-
-# -- risk -----------------------------------------------------------------------------------------
-
-
-@dataclass(frozen=True)
-class DailyLossLimit:
-    """The day's realized + open PnL at or below minus this stops entries (and trips the kill
-    switch, in the exit engine). Either bound may be None; with both set the tighter wins."""
-
-    rupees: Decimal | None
-    pct_of_capital: float | None
-
-    def limit(self, capital: Decimal) -> Decimal | None:
-        """The limit in rupees (positive), or None when neither bound is set."""
-        bounds = []
-        if self.rupees is not None:
-            bounds.append(self.rupees)
-        if self.pct_of_capital is not None:
-            bounds.append(capital * Decimal(str(self.pct_of_capital)))
-        return min(bounds) if bounds else None
-
-
-@dataclass(frozen=True)
-class LossStreak:
-    count: int  # this many losing exits in a row (across indices) ...
-    pause_minutes: int  # ... pause entries this long after the last of them
-
-
-@dataclass(frozen=True)
-class SizingConfig:
-    risk_per_trade_rupees: Decimal  # rupees lost if the initial stop is hit
-    capital_alloc_pct: float  # most of the cash one entry may use
-    max_lots: int  # hard cap per entry
-
-
-@dataclass(frozen=True)
-class RiskConfig:
-    daily_loss_limit: DailyLossLimit
-    max_trades_per_day: int  # global
-    max_concurrent: int  # global open positions
-    loss_streak: LossStreak
-    sizing: SizingConfig
-
-
-# -- exits ----------------------------------------------------------------------------------------
-
-
-@dataclass(frozen=True)
-class SwitchExit:
-    enabled: bool
-
-
-@dataclass(frozen=True)
-class ClockExit:
-    enabled: bool
-    at: time  # IST
-
-
-@dataclass(frozen=True)
-class StopLossExit:
-    enabled: bool
-    sl_pct: float  # initial stop below entry (0.12); sizing uses it even when disabled
-
-
-@dataclass(frozen=True)
-class BreakevenExit:
-    enabled: bool
-    arm_gain_pct: float  # armed once the peak gain reaches this (0.08)
-
-
-@dataclass(frozen=True)
-class TrailTier:
-    peak_gain_pct: float  # from this peak gain on ...
-    trail_pct: float  # ... trail this far below the peak
-
-
-@dataclass(frozen=True)
-class TrailingExit:
-    enabled: bool
-    arm_gain_pct: float  # 0.15
-    trail_pct: float  # 0.10
-    tiers: tuple[TrailTier, ...]  # ascending peak_gain_pct, each trail_pct tighter
-
-
-@dataclass(frozen=True)
-class TakeProfitExit:
-    enabled: bool
-    tp_pct: float  # 0.40
-    defer_when_trailing: bool
-
-
-@dataclass(frozen=True)
-class DangerZoneExit:
-    enabled: bool
-    loss_pct: float  # losing by at least this ... (0.06)
-    loss_seconds: int  # ... for longer than this (120)
-    underlying_adverse_pct: float  # or the index moved against the trade this much (0.004)
-
-
-@dataclass(frozen=True)
-class PeakGivebackExit:
-    enabled: bool
-    peak_gain_pct: float  # the peak gain reached at least this (0.10) ...
-    giveback_to_pct: float  # ... and the current gain is at or below this (-0.02)
-
-
-@dataclass(frozen=True)
-class PremiumStallExit:
-    enabled: bool
-    minutes: int  # losing and no new premium high for this long (3)
-
-
-@dataclass(frozen=True)
-class TimeStopExit:
-    enabled: bool
-    max_hold_minutes: int
-
-
-@dataclass(frozen=True)
-class ExitsConfig:
-    kill_switch: SwitchExit
-    daily_loss_limit: SwitchExit
-    expiry_day: ClockExit  # 15:10
-    time_exit: ClockExit  # 15:15
-    stop_loss: StopLossExit
-    breakeven: BreakevenExit
-    trailing: TrailingExit
-    take_profit: TakeProfitExit
-    danger_zone: DangerZoneExit
-    peak_giveback: PeakGivebackExit
-    premium_stall: PremiumStallExit
-    time_stop: TimeStopExit
-
-
-# -- orders, paper --------------------------------------------------------------------------------
-
-
-@dataclass(frozen=True)
-class OrdersConfig:
-    limit_buffer_pct: float  # marketable limit: buy at ask * (1 + buffer), sell at bid * (1 - ...)
-    max_chases: int  # re-prices of an unfilled limit order before giving up
-    chase_interval_ms: int  # wait between re-prices
-
-
-@dataclass(frozen=True)
-class PaperConfig:
-    slippage_bps: int  # without depth: LTP +/- this many basis points (25)
-    latency_ms: int  # decision to fill (150)
-    seed_cash: Decimal  # the paper ledger's opening cash; PAPER_SEED_CASH overrides
-
-
-# -- the whole ------------------------------------------------------------------------------------
-
-
-@dataclass(frozen=True)
-class AlgoConfig:
-    market: MarketConfig
-    indices: tuple[IndexConfig, ...]
-    signals: SignalsConfig
-    strikes: StrikesConfig
-    feed: FeedConfig
-    risk: RiskConfig
-    exits: ExitsConfig
-    orders: OrdersConfig
-    paper: PaperConfig
-    version: str  # hash of the effective (merged, validated) config; stamped on signals
-
-    def index(self, key: str) -> IndexConfig:
-        wanted = key.upper()
-        for item in self.indices:
-            if item.key == wanted:
-                return item
-        raise KeyError(f"index {key!r} is not configured in algo.yml indices")
-
-    def enabled_indices(self) -> tuple[IndexConfig, ...]:
-        return tuple(item for item in self.indices if item.enabled)
-
-
-# == loading: config/algo.yml (+ overrides) -> AlgoConfig =========================================
-#
-# Schema-driven: every section is a table of fields (YAML key -> spec; the keys are the
+# # Schema-driven: every section is a table of fields (YAML key -> spec; the keys are the
 # dataclass field names). A spec converts one value or says what it expected; a section reports
 # unknown and missing keys, builds its dataclass and runs its cross-field checks. Nothing stops
 # at the first problem: the operator sees everything to fix in one run.
@@ -1012,12 +738,6 @@ def deep_merge(base: Mapping[str, Any], overrides: Mapping[str, Any]) -> dict[st
     return merged
 
 
-def _setting_path(name: str) -> Path:
-    from django.conf import settings
-
-    return Path(getattr(settings, name))
-
-
 def read_yaml_file(path: Path) -> Any:
     """The YAML document in ``path``, any type (the caller's parser judges it); ConfigError
     naming the file when it cannot be read or is not YAML. algo.yml and charges.yml."""
@@ -1031,12 +751,13 @@ def read_yaml_file(path: Path) -> Any:
         raise ConfigError(f"{Path(path).name}: not valid YAML: {exc}") from None
 
 
-def load_algo_config(path: Path | None = None, overrides: Any = None) -> AlgoConfig:
-    """The file (default settings.ALGO_CONFIG_FILE) with ``overrides`` merged over it.
+def load_algo_file(path: Path, overrides: Any = None) -> AlgoConfig:
+    """The file ``path`` with ``overrides`` merged over it (``trading.config.store``'s
+    ``load_algo_config`` defaults the file to the configured one).
 
     The file is validated alone first, so a problem found after merging is the overrides'
     doing and is reported with the source ``Setting algo.overrides`` and the key path."""
-    file = Path(path) if path is not None else _setting_path("ALGO_CONFIG_FILE")
+    file = Path(path)
     data = read_yaml_file(file)
     config = parse_algo_config(data, file.name)
     if overrides is None or overrides == {}:
@@ -1047,71 +768,3 @@ def load_algo_config(path: Path | None = None, overrides: Any = None) -> AlgoCon
             f"got {overrides!r}"
         )
     return parse_algo_config(deep_merge(data, overrides), OVERRIDES_SOURCE)
-
-
-def stored_overrides() -> Any:
-    """The override mapping stored in the Setting row (``{}`` when there is none)."""
-    from trading.models import Setting
-
-    stored = Setting.get(OVERRIDES_KEY)
-    return {} if stored is None else stored
-
-
-def effective_algo_config() -> AlgoConfig:
-    """Read now: the file plus the stored overrides (Django and the database needed)."""
-    return load_algo_config(None, stored_overrides())
-
-
-_CACHE: dict[str, AlgoConfig] = {}
-_CACHE_LOCK = threading.Lock()
-
-
-def reload_algo_config() -> AlgoConfig:
-    """Re-read file + overrides and replace this process's cached copy (raises when invalid,
-    keeping the previous copy)."""
-    with _CACHE_LOCK:
-        config = effective_algo_config()
-        _CACHE["config"] = config
-    return config
-
-
-def clear_algo_config_cache() -> None:
-    """Forget this process's copy (tests; the next algo_config() reads file + overrides)."""
-    with _CACHE_LOCK:
-        _CACHE.clear()
-
-
-def algo_config() -> AlgoConfig:
-    """The effective config, read once per process. An edit (file or overrides) reaches a
-    long-running process when it calls reload_algo_config(); save_overrides refreshes the
-    copy of the process that saved."""
-    cached = _CACHE.get("config")
-    return cached if cached is not None else reload_algo_config()
-
-
-def save_overrides(overrides: Any) -> AlgoConfig:
-    """Validate file + ``overrides`` and store them as the Setting (replacing the previous
-    overrides; ``{}`` clears them) only when valid; else ConfigError and nothing stored."""
-    try:
-        json.dumps(overrides, allow_nan=False)
-    except (TypeError, ValueError):
-        raise ConfigError(
-            f"{OVERRIDES_SOURCE}: (top level): expected JSON values (mappings, lists, strings, "
-            f"numbers, true/false, null), got {overrides!r}"
-        ) from None
-    config = load_algo_config(None, overrides)
-    from trading.models import Setting
-
-    Setting.put(OVERRIDES_KEY, overrides)
-    with _CACHE_LOCK:
-        _CACHE["config"] = config
-    return config
-
-
-def paper_seed_cash() -> Decimal:
-    """The paper ledger's opening cash: env PAPER_SEED_CASH when set, else algo.yml
-    ``paper.seed_cash`` (with overrides)."""
-    from django.conf import settings
-
-    from_env = getattr(settings, "PAPER_SEED_CASH", None)
-    return Decimal(from_env) if from_env is not None else algo_config().paper.seed_cash
