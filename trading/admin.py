@@ -24,7 +24,8 @@ from django.urls import URLPattern, path, reverse
 from django.utils import timezone
 from django.utils.html import format_html
 
-from trading.config.load import OVERRIDES_KEY, ConfigError, config_as_dict
+from config_schema import ConfigError
+from trading.config.load import OVERRIDES_KEY, config_as_dict
 from trading.config.store import effective_algo_config, load_algo_config, reload_algo_config
 from trading.dhan.feed_codec import IST
 from trading.models import PositionTracker, Setting, TradingSignal, WatchlistItem

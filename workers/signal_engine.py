@@ -53,7 +53,7 @@ from typing import Any
 from django.db import IntegrityError, close_old_connections, transaction
 from django.db.models import Q, Sum
 
-from trading.config.load import ConfigError
+from config_schema import ConfigError
 from trading.config.types import AlgoConfig, IndexConfig
 from trading.dhan.errors import AuthFailure
 from trading.models import PositionStatus, PositionTracker, SignalOutcome, TradingSignal

@@ -175,7 +175,6 @@ def duplicated_key(text: str) -> tuple[bytes, str]:
     )
 
 
-@pytest.mark.xfail(strict=True, reason="issue 11 section 6: reproduced, not fixed yet")
 @pytest.mark.parametrize("spoil", [bad_holiday, not_utf8, huge_seed_cash, duplicated_key])
 def test_a_broken_file_is_one_clear_line_and_exit_code_1_not_a_traceback(tmp_path, spoil):
     content, message = spoil(ALGO_YML.read_text(encoding="utf-8"))

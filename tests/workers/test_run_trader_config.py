@@ -20,8 +20,6 @@ from django.core.management.base import CommandError
 ROOT = Path(__file__).resolve().parents[2]
 CONFIG = ROOT / "config"
 
-DEFECT = pytest.mark.xfail(strict=True, reason="issue 11 section 6: reproduced, not fixed yet")
-
 SPOILS = {
     "impossible holiday": (
         lambda text: text.replace("- 2026-03-03", "- 2026-02-30").encode(),
@@ -48,7 +46,6 @@ def broken_dir(request, tmp_path) -> tuple[Path, str]:
     return tmp_path, message
 
 
-@DEFECT
 def test_run_trader_stops_at_start_naming_the_problem(settings, broken_dir):
     directory, message = broken_dir
     settings.ALGO_CONFIG_FILE = directory / "algo.yml"
@@ -59,7 +56,6 @@ def test_run_trader_stops_at_start_naming_the_problem(settings, broken_dir):
     assert caught.value.returncode == 1
 
 
-@DEFECT
 def test_run_trader_as_a_process_prints_one_line_and_exits_1(broken_dir):
     directory, message = broken_dir
     env = {k: v for k, v in os.environ.items() if k not in ("DATABASE_URL", "REDIS_URL")}

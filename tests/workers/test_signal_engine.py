@@ -20,8 +20,8 @@ from typing import Any
 import pytest
 from django.test import override_settings
 
+from config_schema import ConfigError
 from tests.support.market import away_from_wall
-from trading.config.load import ConfigError
 from trading.config.store import load_algo_config
 from trading.config.types import AlgoConfig
 from trading.dhan.ratelimit import InProcessRateLimiter, load_limits

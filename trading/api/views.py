@@ -26,6 +26,7 @@ from rest_framework.request import Request
 from rest_framework.response import Response
 from rest_framework.views import APIView
 
+from config_schema import ConfigError
 from trading.api.serializers import (
     ConfigSerializer,
     PositionSerializer,
@@ -33,7 +34,7 @@ from trading.api.serializers import (
     SignalSerializer,
     SwitchesSerializer,
 )
-from trading.config.load import ConfigError, config_as_dict
+from trading.config.load import config_as_dict
 from trading.config.store import effective_algo_config, save_overrides, stored_overrides
 from trading.config.types import AlgoConfig
 from trading.dhan.feed_codec import IST

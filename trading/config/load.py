@@ -1,8 +1,15 @@
 """``config/algo.yml`` (+ an overrides mapping) -> a validated ``AlgoConfig``.
 
-Schema-driven: every section is a table of fields (YAML key -> spec; the keys are the fields of
-the frozen dataclasses of ``trading.config.types``, which is what the rules receive). No Django
-here: the default file and the stored overrides are ``trading.config.store``'s.
+The schema below says, key by key, what the file accepts (``config_schema`` rules, validated by
+pydantic); the keys are the fields of the frozen dataclasses of ``trading.config.types``, which
+is what the rules receive. Every problem of a document is reported at once, one line each:
+``algo.yml: risk.max_trades_per_day: expected a whole number between 1 and 100, got 'eight'``.
+
+Money and quantities have upper bounds a retail or small-prop trader could never legitimately
+exceed (the ``MAX_*`` constants; config/algo.yml states them too): a limit written as ``"1e30"``
+or with a stray exponent is refused, not taken as "no limit".
+
+No Django here: the default file and the stored overrides are ``trading.config.store``'s.
 """
 
 from __future__ import annotations
@@ -11,17 +18,35 @@ import copy
 import hashlib
 import json
 import math
-import re
-from collections.abc import Callable, Iterable, Mapping
-from dataclasses import dataclass, fields, is_dataclass, replace
+from collections.abc import Iterable, Mapping
+from dataclasses import fields, is_dataclass, replace
 from datetime import date, time
-from decimal import Decimal, InvalidOperation
+from decimal import Decimal
 from functools import partial
 from pathlib import Path
 from typing import Any
 
-import yaml
-
+from config_schema import ConfigError
+from config_schema.reading import read_yaml_file
+from config_schema.schema import (
+    Problem,
+    Rule,
+    adapter,
+    choice,
+    clock,
+    day,
+    flag,
+    found,
+    items,
+    money,
+    nullable,
+    number,
+    section,
+    symbol,
+    validate,
+    whole,
+)
+from config_schema.text import hhmm, join, money_text, shown
 from trading.config.types import (
     AlgoConfig,
     BreakevenExit,
@@ -53,453 +78,151 @@ from trading.config.types import (
     Window,
 )
 
-
-class ConfigError(ValueError):
-    """A configuration file or override is invalid. The message names the source (file name or
-    ``Setting algo.overrides``), every offending key path, the value found and what was
-    expected; ``problems`` holds the same lines one by one. The caller refuses to start (or
-    to save the override) and shows the message as it is."""
-
-    def __init__(self, message: str, problems: list[str] | None = None) -> None:
-        super().__init__(message)
-        self.problems = list(problems) if problems else [message]
-
-
-# # Schema-driven: every section is a table of fields (YAML key -> spec; the keys are the
-# dataclass field names). A spec converts one value or says what it expected; a section reports
-# unknown and missing keys, builds its dataclass and runs its cross-field checks. Nothing stops
-# at the first problem: the operator sees everything to fix in one run.
-
 OVERRIDES_KEY = "algo.overrides"  # the Setting row holding the operator's override mapping
 OVERRIDES_SOURCE = f"Setting {OVERRIDES_KEY}"
 
-_BAD = object()  # the result of a value that failed (its problem is already reported)
-
-# A cross-field check yields (key path below its section, value, what was expected).
-Found = tuple[str, Any, str]
-Check = Callable[[Any], Iterable[Found]]
-
-
-class _Invalid(Exception):
-    """A spec's ``convert`` refuses a value; ``args[0]``, when given, is a more precise
-    expectation than the spec's own."""
-
-
-class _Report:
-    """The problems found so far, one line each: source, key path, value, expectation."""
-
-    def __init__(self, source: str) -> None:
-        self.source = source
-        self.problems: list[str] = []
-
-    def bad(self, path: str, expected: str, value: Any) -> None:
-        where = path or "(top level)"
-        self.problems.append(f"{self.source}: {where}: expected {expected}, got {_shown(value)}")
-
-    def note(self, path: str, text: str) -> None:
-        self.problems.append(f"{self.source}: {path}: {text}")
-
-
-def _hhmm(moment: time) -> str:
-    return moment.strftime("%H:%M")
-
-
-def _money_text(amount: Decimal) -> str:
-    """Canonical text of an amount: no exponent, no trailing zeros (``100000``, ``20.5``)."""
-    return format(amount.normalize(), "f")
-
-
-def _shown(value: Any) -> str:
-    """A value as the operator wrote it: times "HH:MM", dates ISO, amounts plain."""
-    if isinstance(value, time):
-        return repr(_hhmm(value))
-    if isinstance(value, date):
-        return repr(value.isoformat())
-    if isinstance(value, Decimal):
-        return _money_text(value)
-    return repr(value)
-
-
-def _join(path: str, key: object) -> str:
-    if key == "":
-        return path
-    return f"{path}.{key}" if path else str(key)
-
-
-def _span(low: float, high: float | None, above: bool) -> str:
-    start = f"above {low:g}" if above else f"at least {low:g}"
-    if high is None:
-        return start
-    return f"{start} and at most {high:g}" if above else f"between {low:g} and {high:g}"
-
-
-def _within(value: float | Decimal, low: float, high: float | None, above: bool) -> bool:
-    if value < low or (above and value == low):
-        return False
-    return high is None or value <= high
-
-
-class _Spec:
-    """One field's rule. ``parse`` returns the converted value, or ``_BAD`` after reporting."""
-
-    expected = "a value"
-
-    def convert(self, value: Any) -> Any:
-        raise NotImplementedError
-
-    def parse(self, value: Any, path: str, report: _Report) -> Any:
-        try:
-            return self.convert(value)
-        except _Invalid as exc:
-            report.bad(path, exc.args[0] if exc.args else self.expected, value)
-            return _BAD
-
-
-def _is_number(value: Any) -> bool:
-    return isinstance(value, int | float) and not isinstance(value, bool)  # True is not 1 here
-
-
-@dataclass(frozen=True)
-class _Whole(_Spec):
-    low: int
-    high: int | None = None
-
-    @property
-    def expected(self) -> str:
-        return f"a whole number {_span(self.low, self.high, False)}"
-
-    def convert(self, value: Any) -> int:
-        if not (_is_number(value) and isinstance(value, int)):
-            raise _Invalid
-        if not _within(value, self.low, self.high, False):
-            raise _Invalid
-        return value
-
-
-@dataclass(frozen=True)
-class _Number(_Spec):
-    low: float
-    high: float | None = None
-    above: bool = False  # the low end excluded
-
-    @property
-    def expected(self) -> str:
-        return f"a number {_span(self.low, self.high, self.above)}"
-
-    def convert(self, value: Any) -> float:
-        if not _is_number(value) or not math.isfinite(value):
-            raise _Invalid
-        if not _within(value, self.low, self.high, self.above):
-            raise _Invalid
-        return float(value)
-
-
-@dataclass(frozen=True)
-class _Money(_Spec):
-    """Rupees: a number or a numeric string, kept exact as Decimal (via ``str``)."""
-
-    low: float = 0
-    above: bool = True
-
-    @property
-    def expected(self) -> str:
-        return f"an amount in rupees {_span(self.low, None, self.above)}"
-
-    def convert(self, value: Any) -> Decimal:
-        if not (_is_number(value) or isinstance(value, str)):
-            raise _Invalid
-        try:
-            amount = Decimal(str(value).strip())
-        except InvalidOperation:
-            raise _Invalid from None
-        if not amount.is_finite() or not _within(amount, self.low, None, self.above):
-            raise _Invalid
-        return amount
-
-
-_HHMM = re.compile(r"([01]\d|2[0-3]):([0-5]\d)")
-
-
-class _Clock(_Spec):
-    expected = 'a time of day "HH:MM" (IST)'
-
-    def convert(self, value: Any) -> time:
-        if isinstance(value, time):
-            return value.replace(second=0, microsecond=0, tzinfo=None)
-        if isinstance(value, int) and not isinstance(value, bool):
-            # YAML 1.1 reads an unquoted 15:00 as the base-60 number 900.
-            raise _Invalid(f"{self.expected} in quotes (YAML reads unquoted 15:00 as 900)")
-        match = _HHMM.fullmatch(value) if isinstance(value, str) else None
-        if match is None:
-            raise _Invalid
-        return time(int(match[1]), int(match[2]))
-
-
-_ISO_DAY = re.compile(r"\d{4}-\d{2}-\d{2}")
-
-
-class _Day(_Spec):
-    expected = "an ISO date YYYY-MM-DD"
-
-    def convert(self, value: Any) -> date:
-        if isinstance(value, date) and not hasattr(value, "hour"):
-            return value
-        if isinstance(value, str) and _ISO_DAY.fullmatch(value):
-            try:
-                return date.fromisoformat(value)
-            except ValueError:
-                raise _Invalid from None
-        raise _Invalid
-
-
-class _Flag(_Spec):
-    expected = "true or false"
-
-    def convert(self, value: Any) -> bool:
-        if not isinstance(value, bool):
-            raise _Invalid
-        return value
-
-
-@dataclass(frozen=True)
-class _Choice(_Spec):
-    options: tuple[str, ...]
-
-    @property
-    def expected(self) -> str:
-        return "one of " + ", ".join(repr(option) for option in self.options)
-
-    def convert(self, value: Any) -> str:
-        if value not in self.options:
-            raise _Invalid
-        return value
-
-
-_SYMBOL = re.compile(r"[A-Za-z][A-Za-z0-9]*")
-
-
-class _Symbol(_Spec):
-    expected = "an index symbol of letters and digits (NIFTY)"
-
-    def convert(self, value: Any) -> str:
-        if not (isinstance(value, str) and _SYMBOL.fullmatch(value)):
-            raise _Invalid
-        return value.upper()
-
-
-@dataclass(frozen=True)
-class _Nullable(_Spec):
-    inner: _Spec
-
-    @property
-    def expected(self) -> str:
-        return f"{self.inner.expected} or null"
-
-    def convert(self, value: Any) -> Any:
-        if value is None:
-            return None
-        try:
-            return self.inner.convert(value)
-        except _Invalid as exc:
-            raise _Invalid(f"{exc.args[0] if exc.args else self.inner.expected} or null") from None
-
-
-@dataclass(frozen=True)
-class _Items(_Spec):
-    """A list; items with a ``key`` are named by it in paths (``indices[NIFTY].enabled``) and
-    must not repeat it."""
-
-    item: _Spec
-    what: str  # "ISO dates": for the message when the value is not a list
-    build: Callable[[list[Any]], Any] = tuple
-    key: str | None = None
-    min_items: int = 0
-
-    def _label(self, path: str, index: int, raw: Any) -> str:
-        name = raw.get(self.key) if self.key and isinstance(raw, Mapping) else None
-        named = isinstance(name, str) and _SYMBOL.fullmatch(name)
-        return f"{path}[{name.upper()}]" if named else f"{path}[{index}]"
-
-    def parse(self, value: Any, path: str, report: _Report) -> Any:
-        if not isinstance(value, list | tuple) or len(value) < self.min_items:
-            least = f" (at least {self.min_items})" if self.min_items else ""
-            report.bad(path, f"a list of {self.what}{least}", value)
-            return _BAD
-        items = [
-            self.item.parse(raw, self._label(path, i, raw), report) for i, raw in enumerate(value)
-        ]
-        if any(item is _BAD for item in items):
-            return _BAD
-        seen: set[Any] = set()
-        for i, item in enumerate(items):
-            if self.key is not None:
-                name = getattr(item, self.key)
-                if name in seen:
-                    report.bad(f"{path}[{i}].{self.key}", "a key no earlier item uses", name)
-                    return _BAD
-                seen.add(name)
-        return self.build(items)
-
-
-@dataclass(frozen=True)
-class _Section(_Spec):
-    """A mapping with exactly these keys, built into ``build(**values)``, then checked."""
-
-    build: Callable[..., Any]
-    fields: Mapping[str, _Spec]
-    checks: tuple[Check, ...] = ()
-
-    def parse(self, value: Any, path: str, report: _Report) -> Any:
-        if not isinstance(value, Mapping):
-            report.bad(path, f"a mapping with keys {', '.join(self.fields)}", value)
-            return _BAD
-        failed = False
-        for key in value:
-            if key not in self.fields:
-                expected = ", ".join(self.fields)
-                report.note(_join(path, key), f"unknown key (expected one of {expected})")
-                failed = True
-        values: dict[str, Any] = {}
-        for key, spec in self.fields.items():
-            if key not in value:
-                report.note(_join(path, key), "missing required key")
-                failed = True
-                continue
-            values[key] = spec.parse(value[key], _join(path, key), report)
-            failed = failed or values[key] is _BAD
-        if failed:
-            return _BAD
-        built = self.build(**values)
-        found = [problem for check in self.checks for problem in check(built)]
-        for key_path, found_value, expected in found:
-            report.bad(_join(path, key_path), expected, found_value)
-        return _BAD if found else built
+# -- sanity bounds (rupees; units) ----------------------------------------------------------------
+# Far above anything a retail or small-prop account means, far below what a typo makes of them.
+MAX_SEED_CASH_RUPEES = 100_000_000  # Rs 10 crore of paper cash
+MAX_DAILY_LOSS_RUPEES = 10_000_000  # Rs 1 crore lost in a day
+MAX_RISK_PER_TRADE_RUPEES = 1_000_000  # Rs 10 lakh risked on one entry
+MAX_PREMIUM_RUPEES = 100_000  # Rs 1 lakh per unit: no index option costs more than its index
+MAX_FREEZE_QUANTITY = 100_000  # units per order (NIFTY's exchange freeze is 1,800)
+MAX_OPEN_INTEREST = 1_000_000_000  # units; the busiest strikes hold about 10^7
+# An override deeper than this is no config (algo.yml nests 4 levels); refused before anything
+# recurses over it.
+MAX_OVERRIDE_DEPTH = 16
+
+_JSON_VALUES = "a JSON value (mappings, lists, strings, numbers, true/false, null)"
 
 
 # -- cross-field checks ---------------------------------------------------------------------------
 
 
-def _check_session(market: MarketConfig) -> Iterable[Found]:
+def _check_session(market: MarketConfig) -> Iterable[Problem]:
     if market.session_open >= market.session_close:
-        expected = f"a time after session_open ({_hhmm(market.session_open)})"
-        yield "session_close", market.session_close, expected
+        expected = f"a time after session_open ({hhmm(market.session_open)})"
+        yield found(("session_close",), market.session_close, expected)
 
 
-def _check_window(window: Window) -> Iterable[Found]:
+def _check_window(window: Window) -> Iterable[Problem]:
     if window.start >= window.end:
-        yield "end", window.end, f"a time after start ({_hhmm(window.start)})"
+        yield found(("end",), window.end, f"a time after start ({hhmm(window.start)})")
 
 
-def _check_band(band: PremiumBand) -> Iterable[Found]:
+def _check_band(band: PremiumBand) -> Iterable[Problem]:
     if band.min > band.max:
-        yield "max", band.max, f"an amount at least min ({_money_text(band.min)})"
+        yield found(("max",), band.max, f"an amount at least min ({money_text(band.min)})")
 
 
-def _check_confirmation(signals: SignalsConfig) -> Iterable[Found]:
+def _check_confirmation(signals: SignalsConfig) -> Iterable[Problem]:
     confirm, primary = signals.confirm_timeframe_minutes, signals.timeframe_minutes
     if confirm is not None and (confirm <= primary or confirm % primary):
         expected = f"null or a multiple of timeframe_minutes ({primary}) larger than it"
-        yield "confirm_timeframe_minutes", confirm, expected
+        yield found(("confirm_timeframe_minutes",), confirm, expected)
 
 
-def _check_macd(params: HolyGrailParams) -> Iterable[Found]:
+def _check_macd(params: HolyGrailParams) -> Iterable[Problem]:
     if params.macd_fast >= params.macd_slow:
-        yield "macd_slow", params.macd_slow, f"a period longer than macd_fast ({params.macd_fast})"
+        expected = f"a period longer than macd_fast ({params.macd_fast})"
+        yield found(("macd_slow",), params.macd_slow, expected)
 
 
-def _check_loss_limit(limit: DailyLossLimit) -> Iterable[Found]:
+def _check_loss_limit(limit: DailyLossLimit) -> Iterable[Problem]:
     if limit.rupees is None and limit.pct_of_capital is None:
         both = {"rupees": None, "pct_of_capital": None}
-        yield "", both, "at least one of rupees, pct_of_capital set (not null)"
+        yield found((), both, "at least one of rupees, pct_of_capital set (not null)")
 
 
-def _check_tiers(trailing: TrailingExit) -> Iterable[Found]:
+def _check_tiers(trailing: TrailingExit) -> Iterable[Problem]:
     """Tiers ascend in peak gain above the arming gain, each trailing tighter than before."""
     peak, trail = ("arm_gain_pct", trailing.arm_gain_pct), ("trail_pct", trailing.trail_pct)
     for i, tier in enumerate(trailing.tiers):
         if tier.peak_gain_pct <= peak[1]:
             expected = f"a gain above {peak[0]} ({peak[1]:g})"
-            yield f"tiers[{i}].peak_gain_pct", tier.peak_gain_pct, expected
+            yield found(("tiers", i, "peak_gain_pct"), tier.peak_gain_pct, expected)
         if tier.trail_pct >= trail[1]:
             expected = f"a trail below {trail[0]} ({trail[1]:g})"
-            yield f"tiers[{i}].trail_pct", tier.trail_pct, expected
+            yield found(("tiers", i, "trail_pct"), tier.trail_pct, expected)
         peak = (f"tiers[{i}].peak_gain_pct", tier.peak_gain_pct)
         trail = (f"tiers[{i}].trail_pct", tier.trail_pct)
 
 
-def _check_giveback(rule: PeakGivebackExit) -> Iterable[Found]:
+def _check_giveback(rule: PeakGivebackExit) -> Iterable[Problem]:
     if rule.giveback_to_pct >= rule.peak_gain_pct:
         expected = f"a gain below peak_gain_pct ({rule.peak_gain_pct:g})"
-        yield "giveback_to_pct", rule.giveback_to_pct, expected
+        yield found(("giveback_to_pct",), rule.giveback_to_pct, expected)
 
 
-def _check_clock_times(config: AlgoConfig) -> Iterable[Found]:
+def _check_clock_times(config: AlgoConfig) -> Iterable[Problem]:
     """Entry windows inside the session; the expiry-day exit at or before the time exit; both,
     and the expiry cutoff, after the open and at or before the close."""
     start, close = config.market.session_open, config.market.session_close
-    session = f"a time within the session ({_hhmm(start)}-{_hhmm(close)})"
+    session = f"a time within the session ({hhmm(start)}-{hhmm(close)})"
     for item in config.indices:
-        window = item.entry_window
+        window, label = item.entry_window, f"[{item.key}]"
         if window.start < start:
-            yield f"indices[{item.key}].entry_window.start", window.start, session
+            yield found(("indices", label, "entry_window", "start"), window.start, session)
         if window.end > close:
-            yield f"indices[{item.key}].entry_window.end", window.end, session
+            yield found(("indices", label, "entry_window", "end"), window.end, session)
     exits = config.exits
     clocks = {
-        "exits.expiry_day.at": exits.expiry_day.at,
-        "exits.time_exit.at": exits.time_exit.at,
-        "strikes.expiry_cutoff": config.strikes.expiry_cutoff,
+        ("exits", "expiry_day", "at"): exits.expiry_day.at,
+        ("exits", "time_exit", "at"): exits.time_exit.at,
+        ("strikes", "expiry_cutoff"): config.strikes.expiry_cutoff,
     }
-    for key_path, moment in clocks.items():
+    for loc, moment in clocks.items():
         if not start < moment <= close:
-            yield key_path, moment, session
+            yield found(loc, moment, session)
     if exits.expiry_day.at > exits.time_exit.at:
-        expected = f"a time at or before exits.time_exit.at ({_hhmm(exits.time_exit.at)})"
-        yield "exits.expiry_day.at", exits.expiry_day.at, expected
+        expected = f"a time at or before exits.time_exit.at ({hhmm(exits.time_exit.at)})"
+        yield found(("exits", "expiry_day", "at"), exits.expiry_day.at, expected)
 
 
-def _check_subscriptions(config: AlgoConfig) -> Iterable[Found]:
+def _check_subscriptions(config: AlgoConfig) -> Iterable[Problem]:
     """The engine subscribes ``subscribe_width`` strikes around ATM: the offset strike must be
     among them or its tick is never fresh when a signal comes."""
     widest = max(abs(item.offset(config.strikes)) for item in config.indices)
     if config.strikes.subscribe_width < widest:
         expected = f"a width of at least the largest strike offset ({widest})"
-        yield "strikes.subscribe_width", config.strikes.subscribe_width, expected
+        yield found(("strikes", "subscribe_width"), config.strikes.subscribe_width, expected)
 
 
 # -- the schema -----------------------------------------------------------------------------------
 
-_FRACTION = _Number(0, 1, above=True)  # a share: above 0, at most 1
-_PERIOD = _Whole(1, 500)  # candles
+_FRACTION = number(0, 1, above=True)  # a share: above 0, at most 1
+_GAIN = number(0, 10, above=True)  # a gain on the premium: above 0, at most 1000 %
+_PERIOD = whole(1, 500)  # candles
+_PREMIUM = money(MAX_PREMIUM_RUPEES)
 
-_INDEX = _Section(
+_INDEX = section(
     IndexConfig,
     {
-        "key": _Symbol(),
-        "enabled": _Flag(),
-        "entry_window": _Section(Window, {"start": _Clock(), "end": _Clock()}, (_check_window,)),
-        "premium_band": _Section(PremiumBand, {"min": _Money(), "max": _Money()}, (_check_band,)),
-        "strike_offset": _Nullable(_Whole(-10, 10)),
-        "max_trades_per_day": _Whole(1, 100),
-        "max_concurrent": _Whole(1, 10),
-        "cooldown_seconds": _Whole(0, 86400),
-        "cooldown_after_loss_seconds": _Whole(0, 86400),
-        "freeze_quantity": _Nullable(_Whole(1)),
+        "key": symbol(),
+        "enabled": flag(),
+        "entry_window": section(Window, {"start": clock(), "end": clock()}, (_check_window,)),
+        "premium_band": section(PremiumBand, {"min": _PREMIUM, "max": _PREMIUM}, (_check_band,)),
+        "strike_offset": nullable(whole(-10, 10)),
+        "max_trades_per_day": whole(1, 100),
+        "max_concurrent": whole(1, 10),
+        "cooldown_seconds": whole(0, 86400),
+        "cooldown_after_loss_seconds": whole(0, 86400),
+        "freeze_quantity": nullable(whole(1, MAX_FREEZE_QUANTITY)),
     },
 )
 
-_SIGNALS = _Section(
+_SIGNALS = section(
     SignalsConfig,
     {
-        "strategy": _Choice(("supertrend", "holy_grail")),
-        "timeframe_minutes": _Whole(1, 60),
-        "confirm_timeframe_minutes": _Nullable(_Whole(2, 375)),
-        "supertrend": _Section(
-            SupertrendParams, {"period": _PERIOD, "multiplier": _Number(0, 20, above=True)}
+        "strategy": choice("supertrend", "holy_grail"),
+        "timeframe_minutes": whole(1, 60),
+        "confirm_timeframe_minutes": nullable(whole(2, 375)),
+        "supertrend": section(
+            SupertrendParams, {"period": _PERIOD, "multiplier": number(0, 20, above=True)}
         ),
         "adx_period": _PERIOD,
-        "adx_min": _Number(0, 100),
-        "holy_grail": _Section(
+        "adx_min": number(0, 100),
+        "holy_grail": section(
             HolyGrailParams,
             {
                 "sma_period": _PERIOD,
@@ -508,147 +231,145 @@ _SIGNALS = _Section(
                 "macd_slow": _PERIOD,
                 "macd_signal": _PERIOD,
                 "rsi_period": _PERIOD,
-                "rsi_midline": _Number(0, 100),
-                "adx_min": _Number(0, 100),
+                "rsi_midline": number(0, 100),
+                "adx_min": number(0, 100),
             },
             (_check_macd,),
         ),
-        "history_days": _Whole(0, 30),
-        "max_candle_age_seconds": _Whole(1, 3600),
+        "history_days": whole(0, 30),
+        "max_candle_age_seconds": whole(1, 3600),
     },
     (_check_confirmation,),
 )
 
-_RISK = _Section(
+_RISK = section(
     RiskConfig,
     {
-        "daily_loss_limit": _Section(
+        "daily_loss_limit": section(
             DailyLossLimit,
-            {"rupees": _Nullable(_Money()), "pct_of_capital": _Nullable(_FRACTION)},
+            {
+                "rupees": nullable(money(MAX_DAILY_LOSS_RUPEES)),
+                "pct_of_capital": nullable(_FRACTION),
+            },
             (_check_loss_limit,),
         ),
-        "max_trades_per_day": _Whole(1, 100),
-        "max_concurrent": _Whole(1, 50),
-        "loss_streak": _Section(
-            LossStreak, {"count": _Whole(1, 100), "pause_minutes": _Whole(0, 1440)}
+        "max_trades_per_day": whole(1, 100),
+        "max_concurrent": whole(1, 50),
+        "loss_streak": section(
+            LossStreak, {"count": whole(1, 100), "pause_minutes": whole(0, 1440)}
         ),
-        "sizing": _Section(
+        "sizing": section(
             SizingConfig,
             {
-                "risk_per_trade_rupees": _Money(),
+                "risk_per_trade_rupees": money(MAX_RISK_PER_TRADE_RUPEES),
                 "capital_alloc_pct": _FRACTION,
-                "max_lots": _Whole(1, 1000),
+                "max_lots": whole(1, 1000),
             },
         ),
     },
 )
 
 
-def _switch(build: Callable[..., Any], **knobs: _Spec) -> _Section:
+def _switch(model: type, **knobs: Rule) -> Rule:
     """An exit rule: ``enabled`` plus its knobs."""
-    return _Section(build, {"enabled": _Flag(), **knobs})
+    return section(model, {"enabled": flag(), **knobs})
 
 
-_EXITS = _Section(
+_EXITS = section(
     ExitsConfig,
     {
         "kill_switch": _switch(SwitchExit),
         "daily_loss_limit": _switch(SwitchExit),
-        "expiry_day": _switch(ClockExit, at=_Clock()),
-        "time_exit": _switch(ClockExit, at=_Clock()),
-        "stop_loss": _switch(StopLossExit, sl_pct=_Number(0, 1, above=True)),
-        "breakeven": _switch(BreakevenExit, arm_gain_pct=_Number(0, 10, above=True)),
-        "trailing": _Section(
+        "expiry_day": _switch(ClockExit, at=clock()),
+        "time_exit": _switch(ClockExit, at=clock()),
+        "stop_loss": _switch(StopLossExit, sl_pct=_FRACTION),
+        "breakeven": _switch(BreakevenExit, arm_gain_pct=_GAIN),
+        "trailing": section(
             TrailingExit,
             {
-                "enabled": _Flag(),
-                "arm_gain_pct": _Number(0, 10, above=True),
+                "enabled": flag(),
+                "arm_gain_pct": _GAIN,
                 "trail_pct": _FRACTION,
-                "tiers": _Items(
-                    _Section(
-                        TrailTier,
-                        {"peak_gain_pct": _Number(0, 10, above=True), "trail_pct": _FRACTION},
-                    ),
-                    "tiers {peak_gain_pct, trail_pct}",
+                "tiers": items(
+                    section(TrailTier, {"peak_gain_pct": _GAIN, "trail_pct": _FRACTION}),
+                    "a list of tiers {peak_gain_pct, trail_pct}",
+                    max_items=20,
                 ),
             },
             (_check_tiers,),
         ),
-        "take_profit": _switch(
-            TakeProfitExit, tp_pct=_Number(0, 10, above=True), defer_when_trailing=_Flag()
-        ),
+        "take_profit": _switch(TakeProfitExit, tp_pct=_GAIN, defer_when_trailing=flag()),
         "danger_zone": _switch(
             DangerZoneExit,
             loss_pct=_FRACTION,
-            loss_seconds=_Whole(0, 3600),
+            loss_seconds=whole(0, 3600),
             underlying_adverse_pct=_FRACTION,
         ),
-        "peak_giveback": _Section(
+        "peak_giveback": section(
             PeakGivebackExit,
-            {
-                "enabled": _Flag(),
-                "peak_gain_pct": _Number(0, 10, above=True),
-                "giveback_to_pct": _Number(-1, 10),
-            },
+            {"enabled": flag(), "peak_gain_pct": _GAIN, "giveback_to_pct": number(-1, 10)},
             (_check_giveback,),
         ),
-        "premium_stall": _switch(PremiumStallExit, minutes=_Whole(1, 375)),
-        "time_stop": _switch(TimeStopExit, max_hold_minutes=_Whole(1, 375)),
+        "premium_stall": _switch(PremiumStallExit, minutes=whole(1, 375)),
+        "time_stop": _switch(TimeStopExit, max_hold_minutes=whole(1, 375)),
     },
 )
 
-_ALGO = _Section(
-    partial(AlgoConfig, version=""),  # the version is stamped once the whole is valid
+ALGO_SCHEMA = section(
+    AlgoConfig,
     {
-        "market": _Section(
+        "market": section(
             MarketConfig,
             {
-                "session_open": _Clock(),
-                "session_close": _Clock(),
-                "holidays": _Items(_Day(), "ISO dates", build=frozenset),
+                "session_open": clock(),
+                "session_close": clock(),
+                "holidays": items(day(), "a list of ISO dates", build=frozenset),
             },
             (_check_session,),
         ),
-        "indices": _Items(_INDEX, "indices", key="key", min_items=1),
+        "indices": items(_INDEX, "a list of indices (at least 1)", key="key", min_items=1),
         "signals": _SIGNALS,
-        "strikes": _Section(
+        "strikes": section(
             StrikesConfig,
             {
-                "offset": _Whole(-10, 10),
-                "expiry_cutoff": _Clock(),
+                "offset": whole(-10, 10),
+                "expiry_cutoff": clock(),
                 "max_spread_pct": _FRACTION,
-                "min_oi": _Whole(0),
-                "subscribe_width": _Whole(0, 20),
+                "min_oi": whole(0, MAX_OPEN_INTEREST),
+                "subscribe_width": whole(0, 20),
             },
         ),
-        "feed": _Section(
+        "feed": section(
             FeedConfig,
             {
-                "index_stale_seconds": _Number(0, 600, above=True),
-                "option_stale_seconds": _Number(0, 600, above=True),
+                "index_stale_seconds": number(0, 600, above=True),
+                "option_stale_seconds": number(0, 600, above=True),
             },
         ),
         "risk": _RISK,
         "exits": _EXITS,
-        "orders": _Section(
+        "orders": section(
             OrdersConfig,
             {
-                "limit_buffer_pct": _Number(0, 0.5),
-                "max_chases": _Whole(0, 20),
-                "chase_interval_ms": _Whole(50, 60000),
+                "limit_buffer_pct": number(0, 0.5),
+                "max_chases": whole(0, 20),
+                "chase_interval_ms": whole(50, 60000),
             },
         ),
-        "paper": _Section(
+        "paper": section(
             PaperConfig,
             {
-                "slippage_bps": _Whole(0, 1000),
-                "latency_ms": _Whole(0, 60000),
-                "seed_cash": _Money(),
+                "slippage_bps": whole(0, 1000),
+                "latency_ms": whole(0, 60000),
+                "seed_cash": money(MAX_SEED_CASH_RUPEES),
             },
         ),
     },
     (_check_clock_times, _check_subscriptions),
+    build=partial(AlgoConfig, version=""),  # the version is stamped once the whole is valid
+    exclude=("version",),
 )
+_ALGO = adapter(ALGO_SCHEMA)
 
 
 # -- the interface --------------------------------------------------------------------------------
@@ -660,10 +381,7 @@ def parse_algo_config(data: Any, source: str = "algo.yml") -> AlgoConfig:
     Raises ConfigError listing EVERY problem, one line each:
     ``{source}: {key.path}: expected {what}, got {value!r}`` (also unknown and missing keys).
     """
-    report = _Report(source)
-    config = _ALGO.parse(data, "", report)
-    if report.problems:
-        raise ConfigError("\n".join(report.problems), report.problems)
+    config = validate(_ALGO, data, source)
     return replace(config, version=config_version(config_as_dict(config)))
 
 
@@ -675,9 +393,9 @@ def _plain(value: Any) -> Any:
     if isinstance(value, tuple | list):
         return [_plain(item) for item in value]
     if isinstance(value, Decimal):
-        return _money_text(value)
+        return money_text(value)
     if isinstance(value, time):
-        return _hhmm(value)
+        return hhmm(value)
     if isinstance(value, date):
         return value.isoformat()
     return value
@@ -708,14 +426,23 @@ def _keyed(items: Any) -> bool:
     )
 
 
+_NO_OVERRIDE = object()
+
+
 def _merge_keyed(items: list[Any], overrides: Mapping[str, Any]) -> list[Any]:
     """Merge ``{KEY: mapping}`` into the list item with that key (case-insensitive); a key no
-    item has is appended as a new item (validation then asks for its missing keys)."""
+    item has is appended as a new item (validation then asks for its missing keys). A value
+    that is not a mapping replaces the item (validation then names it)."""
     by_key = {str(key).upper(): value for key, value in overrides.items()}
     merged = []
     for item in items:
-        override = by_key.pop(str(item["key"]).upper(), None)
-        merged.append(copy.deepcopy(item) if override is None else deep_merge(item, override))
+        override = by_key.pop(str(item["key"]).upper(), _NO_OVERRIDE)
+        if override is _NO_OVERRIDE:
+            merged.append(copy.deepcopy(item))
+        elif isinstance(override, Mapping):
+            merged.append(deep_merge(item, override))
+        else:
+            merged.append(copy.deepcopy(override))
     for key, override in by_key.items():
         merged.append({"key": key, **override} if isinstance(override, Mapping) else override)
     return merged
@@ -738,17 +465,41 @@ def deep_merge(base: Mapping[str, Any], overrides: Mapping[str, Any]) -> dict[st
     return merged
 
 
-def read_yaml_file(path: Path) -> Any:
-    """The YAML document in ``path``, any type (the caller's parser judges it); ConfigError
-    naming the file when it cannot be read or is not YAML. algo.yml and charges.yml."""
-    try:
-        text = Path(path).read_text(encoding="utf-8")
-    except OSError as exc:
-        raise ConfigError(f"{path}: cannot read: {exc.strerror}") from None
-    try:
-        return yaml.safe_load(text)
-    except yaml.YAMLError as exc:
-        raise ConfigError(f"{Path(path).name}: not valid YAML: {exc}") from None
+def _json_problem(overrides: Any) -> str | None:
+    """The first place where ``overrides`` is not plain JSON of sane depth, as a problem line
+    (None when it is). Iterative: 10,000 levels of nesting must not overflow the stack of the
+    check meant to refuse them."""
+    stack: list[tuple[Any, str, int]] = [(overrides, "", 1)]
+    while stack:
+        value, path, depth = stack.pop()
+        where = path or "(top level)"
+        if depth > MAX_OVERRIDE_DEPTH:
+            return f"{where}: expected at most {MAX_OVERRIDE_DEPTH} levels of nesting, got more"
+        if isinstance(value, dict):
+            for key, item in value.items():
+                if not isinstance(key, str):
+                    return f"{where}: expected text keys (JSON), got the key {shown(key)}"
+                stack.append((item, join(path, key), depth + 1))
+        elif isinstance(value, list):
+            stack.extend((item, join(path, i), depth + 1) for i, item in enumerate(value))
+        elif isinstance(value, float) and not math.isfinite(value):
+            return f"{where}: expected {_JSON_VALUES}, got {shown(value)}"
+        elif not (value is None or isinstance(value, bool | int | float | str)):
+            return f"{where}: expected {_JSON_VALUES}, got a {type(value).__name__} {shown(value)}"
+    return None
+
+
+def check_overrides(overrides: Any) -> None:
+    """ConfigError unless ``overrides`` is a mapping of plain JSON values nested at most
+    MAX_OVERRIDE_DEPTH deep (what a Setting stores and the API carries)."""
+    if not isinstance(overrides, Mapping):
+        raise ConfigError(
+            f"{OVERRIDES_SOURCE}: (top level): expected a mapping of keys to values, "
+            f"got {shown(overrides)}"
+        )
+    problem = _json_problem(overrides)
+    if problem is not None:
+        raise ConfigError(f"{OVERRIDES_SOURCE}: {problem}")
 
 
 def load_algo_file(path: Path, overrides: Any = None) -> AlgoConfig:
@@ -762,9 +513,5 @@ def load_algo_file(path: Path, overrides: Any = None) -> AlgoConfig:
     config = parse_algo_config(data, file.name)
     if overrides is None or overrides == {}:
         return config
-    if not isinstance(overrides, Mapping):
-        raise ConfigError(
-            f"{OVERRIDES_SOURCE}: (top level): expected a mapping of keys to values, "
-            f"got {overrides!r}"
-        )
+    check_overrides(overrides)
     return parse_algo_config(deep_merge(data, overrides), OVERRIDES_SOURCE)

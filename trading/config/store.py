@@ -8,7 +8,6 @@ copy of the effective config (:func:`algo_config`), replaced by :func:`reload_al
 
 from __future__ import annotations
 
-import json
 import threading
 from decimal import Decimal
 from pathlib import Path
@@ -16,7 +15,9 @@ from typing import Any
 
 from django.conf import settings
 
-from trading.config.load import OVERRIDES_KEY, OVERRIDES_SOURCE, ConfigError, load_algo_file
+from config_schema import ConfigError
+from config_schema.text import shown
+from trading.config.load import OVERRIDES_KEY, OVERRIDES_SOURCE, load_algo_file
 from trading.config.types import AlgoConfig
 from trading.models import Setting
 
@@ -39,8 +40,12 @@ def stored_overrides() -> Any:
 
 
 def effective_algo_config() -> AlgoConfig:
-    """Read now: the file plus the stored overrides (Django and the database needed)."""
-    return load_algo_config(None, stored_overrides())
+    """Read now: the file plus the stored overrides (Django and the database needed). The
+    file is validated before the database is read, so a bad file is named even where the
+    database is not reachable or not migrated yet."""
+    path = algo_config_file()
+    load_algo_file(path)
+    return load_algo_file(path, stored_overrides())
 
 
 _CACHE: dict[str, AlgoConfig] = {}
@@ -72,14 +77,17 @@ def algo_config() -> AlgoConfig:
 
 def save_overrides(overrides: Any) -> AlgoConfig:
     """Validate file + ``overrides`` and store them as the Setting (replacing the previous
-    overrides; ``{}`` clears them) only when valid; else ConfigError and nothing stored."""
-    try:
-        json.dumps(overrides, allow_nan=False)
-    except (TypeError, ValueError):
+    overrides; ``{}`` clears them) only when valid; else ConfigError and nothing stored.
+
+    ``overrides`` must be a mapping of plain JSON values: None (a null body) is refused rather
+    than taken as "no overrides", so clearing every override is always an explicit ``{}``.
+    Whatever JSON value comes in (huge numbers, deep nesting, lone surrogates, long strings),
+    the only exception is ConfigError."""
+    if overrides is None:
         raise ConfigError(
-            f"{OVERRIDES_SOURCE}: (top level): expected JSON values (mappings, lists, strings, "
-            f"numbers, true/false, null), got {overrides!r}"
-        ) from None
+            f"{OVERRIDES_SOURCE}: (top level): expected a mapping of keys to values ({{}} "
+            f"clears every override), got {shown(overrides)}"
+        )
     config = load_algo_config(None, overrides)
     Setting.put(OVERRIDES_KEY, overrides)
     with _CACHE_LOCK:

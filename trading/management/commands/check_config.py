@@ -16,7 +16,8 @@ from django.conf import settings
 from django.core.management.base import BaseCommand, CommandError, CommandParser
 from django.db import DatabaseError
 
-from trading.config.load import OVERRIDES_SOURCE, ConfigError, config_as_dict, load_algo_file
+from config_schema import ConfigError
+from trading.config.load import OVERRIDES_SOURCE, config_as_dict, load_algo_file
 from trading.config.store import stored_overrides
 from trading.config.types import AlgoConfig
 
