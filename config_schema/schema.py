@@ -43,6 +43,9 @@ from config_schema.text import join, shown
 Loc = tuple[str | int, ...]
 
 _TYPE = "config"  # the pydantic error type of every problem a rule reports
+# Every problem at once, but not without end: a body of 100,000 unknown keys must not make a
+# 10 MB answer. Far more than any real edit gets wrong.
+MAX_PROBLEMS = 50
 _PAISA = Decimal("0.01")
 # A keyed list item's label in a key path (indices[NIFTY]); see items(key=...).
 _LABEL = re.compile(r"\[[A-Z][A-Z0-9]*\]")
@@ -536,6 +539,9 @@ def problem_lines(exc: ValidationError, source: str) -> list[str]:
             expected = f"a valid value ({error['msg'][0].lower()}{error['msg'][1:]})"
         where = path or "(top level)"
         lines.append(f"{source}: {where}: expected {expected}, got {shown(error['input'])}")
+    if len(lines) > MAX_PROBLEMS:
+        more = len(lines) - MAX_PROBLEMS
+        lines = [*lines[:MAX_PROBLEMS], f"{source}: and {more} more problem(s) not shown"]
     return lines
 
 

@@ -193,3 +193,11 @@ def test_deep_nesting_is_a_problem_not_a_recursion_error():
         deep = [deep]
     (line,) = problems(BOOK, {"legs": deep, "cap": 1})
     assert line.startswith("test.yml: legs[0]: expected a mapping with keys key, lots, got [[[")
+
+
+def test_a_flood_of_problems_is_cut_after_the_first_fifty():
+    data = {f"k{i}": i for i in range(10_000)}
+    lines = problems(BOOK, data)
+    assert len(lines) == 51
+    assert lines[0] == "test.yml: k0: unknown key (expected one of legs, cap)"
+    assert lines[-1] == "test.yml: and 9952 more problem(s) not shown"
