@@ -197,7 +197,7 @@ DHANHQ_REST_MAX_ATTEMPTS = envint("DHANHQ_REST_MAX_ATTEMPTS", 4, minimum=1, maxi
 PAPER_MODE = envbool("PAPER_MODE", True)
 ENABLE_ORDER = envbool("ENABLE_ORDER", False)
 # Unset: the paper ledger opens with config/algo.yml paper.seed_cash; code reads the effective
-# figure through trading.config.paper_seed_cash(), never this setting directly.
+# figure through trading.config.store.paper_seed_cash(), never this setting directly.
 PAPER_SEED_CASH = (
     envdecimal("PAPER_SEED_CASH", "0", minimum=Decimal(0)) if envstr("PAPER_SEED_CASH") else None
 )
@@ -211,7 +211,7 @@ PAPER_CHARGES_PER_ORDER = (
 # --- Instrument catalog ------------------------------------------------------------------------
 CONFIG_DIR = Path(envstr("ALGO_CONFIG_DIR", str(BASE_DIR / "config")))
 INSTRUMENTS_CONFIG_FILE = CONFIG_DIR / "instruments.yml"
-# The trading rules' knobs (trading/config.py) and the dated charge rates (trading/charges.py).
+# The trading rules' knobs (trading/config/) and the dated charge rates (trading/charges.py).
 ALGO_CONFIG_FILE = CONFIG_DIR / "algo.yml"
 CHARGES_CONFIG_FILE = CONFIG_DIR / "charges.yml"
 INSTRUMENTS_SCRIP_MASTER_URL = envstr(

@@ -119,7 +119,7 @@ def run_hub(
     _django()
     import threading
 
-    from trading.config import load_algo_config
+    from trading.config.load import load_algo_file
     from trading.dhan.feed import FeedClient
     from trading.dhan.feed_codec import FeedMode
     from workers.feed_hub import FeedHub, HubConfig
@@ -159,7 +159,7 @@ def run_hub(
             seed_candles=False,
             market_open=lambda: False,
             log_interval=3600,
-            market=load_algo_config(ROOT / "config" / "algo.yml").market,  # no database here
+            market=load_algo_file(ROOT / "config" / "algo.yml").market,  # no database here
         ),
     )
     halt = threading.Event()

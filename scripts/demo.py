@@ -59,7 +59,7 @@ def main() -> int:
     from trading.dhan.sim.server import SimConfig, Simulator
 
     step("start the built-in Dhan simulator (loopback, market speed 60x, a trending day)")
-    from trading.config import effective_algo_config
+    from trading.config.store import effective_algo_config
     from workers.candles import IST
 
     config = effective_algo_config()

@@ -26,17 +26,12 @@ from django.utils import timezone
 from django.utils.html import format_html
 from rest_framework.exceptions import ParseError
 
-from trading import switches
+from config_schema import ConfigError
 from trading.api.overrides import CONFIG_CRASHES, crash_problem, overrides_version
 from trading.api.parsers import check_json_value
-from trading.config import (
-    OVERRIDES_KEY,
-    ConfigError,
-    config_as_dict,
-    effective_algo_config,
-    load_algo_config,
-    reload_algo_config,
-)
+from trading.config import types as config_types
+from trading.config.load import OVERRIDES_KEY, config_as_dict
+from trading.config.store import effective_algo_config, load_algo_config, reload_algo_config
 from trading.dhan.feed_codec import IST
 from trading.models import PositionTracker, Setting, TradingSignal, WatchlistItem
 from trading.switches import change_switches, reserved_setting, switches_state
@@ -47,7 +42,7 @@ logger = logging.getLogger(__name__)
 def _exits(extra_context: dict[str, Any] | None) -> dict[str, Any]:
     """``exits_active`` for admin/trading/exits_notice.html: read at each request, so the
     notice goes the moment the exit engine turns the flag on."""
-    return {**(extra_context or {}), "exits_active": switches.EXITS_ACTIVE}
+    return {**(extra_context or {}), "exits_active": config_types.EXITS_ACTIVE}
 
 
 class ExitsNoticeAdmin(admin.ModelAdmin):
@@ -230,7 +225,7 @@ class SettingAdmin(ExitsNoticeAdmin):
             "title": "Trading switches",
             "state": switches_state(),
             "can_change": self.has_change_permission(request),
-            "exits_active": switches.EXITS_ACTIVE,
+            "exits_active": config_types.EXITS_ACTIVE,
         }
         return TemplateResponse(request, "admin/trading/setting/switches.html", context)
 
@@ -262,7 +257,7 @@ class SettingAdmin(ExitsNoticeAdmin):
             **self.admin_site.each_context(request),
             "opts": self.model._meta,
             "title": "Effective algo config",
-            "exits_active": switches.EXITS_ACTIVE,
+            "exits_active": config_types.EXITS_ACTIVE,
         }
         try:
             config = effective_algo_config()

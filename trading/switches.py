@@ -30,13 +30,6 @@ SWITCH_KEYS = frozenset({TRADING_SWITCH_KEY, KILL_SWITCH_KEY})
 WORKER_KEY_PREFIXES = ("kv:",)
 
 
-# No exit engine exists yet: no stop-loss, target, trailing stop or time exit runs, whatever
-# config/algo.yml's exit rules say (every one "enabled: true"). The admin and the API say so
-# on every page showing exits or positions. Turns True with the exit engine (the config
-# package will own this flag then).
-EXITS_ACTIVE = False
-
-
 def _flag(key: str, field: str, missing: bool, safe: bool) -> bool:
     from trading.models import Setting
 

@@ -55,7 +55,7 @@ from dataclasses import dataclass, field
 from datetime import UTC, datetime
 from typing import Any, Protocol
 
-from trading.config import MarketConfig
+from trading.config.types import MarketConfig
 from trading.dhan.errors import AuthFailure
 from trading.dhan.feed_codec import FeedMode, Packet, decode_frame
 from trading.rules.market import INDEX_SEGMENT, is_open, session_open_at
@@ -784,7 +784,7 @@ class FeedHub:
 
 
 def _configured_market() -> MarketConfig:
-    from trading.config import algo_config
+    from trading.config.store import algo_config
 
     return algo_config().market
 

@@ -53,7 +53,8 @@ from typing import Any
 from django.db import IntegrityError, close_old_connections, transaction
 from django.db.models import Q, Sum
 
-from trading.config import AlgoConfig, ConfigError, IndexConfig
+from config_schema import ConfigError
+from trading.config.types import AlgoConfig, IndexConfig
 from trading.dhan.errors import AuthFailure
 from trading.models import PositionStatus, PositionTracker, SignalOutcome, TradingSignal
 from trading.orders.router import EntryIntent, EntryRouter, IntentLogRouter, marketable_limit
@@ -137,7 +138,7 @@ class SignalEngine:
         log_interval: float = 60.0,
     ) -> None:
         if config_source is None:
-            from trading.config import effective_algo_config
+            from trading.config.store import effective_algo_config
 
             config_source = effective_algo_config
         self.realtime = realtime

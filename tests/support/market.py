@@ -13,7 +13,8 @@ from datetime import time as dtime
 from functools import cache
 from pathlib import Path
 
-from trading.config import MarketConfig, load_algo_config
+from trading.config.load import load_algo_file
+from trading.config.types import MarketConfig
 from trading.rules.market import IST
 
 ROOT = Path(__file__).resolve().parents[2]
@@ -22,7 +23,7 @@ ROOT = Path(__file__).resolve().parents[2]
 @cache
 def calendar() -> MarketConfig:
     """The project's session and holidays (config/algo.yml, without operator overrides)."""
-    return load_algo_config(ROOT / "config" / "algo.yml").market
+    return load_algo_file(ROOT / "config" / "algo.yml").market
 
 
 def away_from_wall(

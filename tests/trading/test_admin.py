@@ -13,8 +13,9 @@ from django.test import Client
 
 from tests.trading.api.rows import ist, make_position, make_signal
 from tests.trading.conftest import ALGO_YML
-from trading import config as algo
-from trading.config import OVERRIDES_KEY, load_algo_config
+from trading.config import store as algo
+from trading.config.load import OVERRIDES_KEY
+from trading.config.store import load_algo_config
 from trading.models import PositionStatus, PositionTracker, Setting, TradingSignal, WatchlistItem
 from trading.switches import (
     KILL_SWITCH_KEY,

@@ -16,7 +16,7 @@ import pytest
 from django.contrib.auth.models import Permission
 from django.test import Client
 
-from trading.config import OVERRIDES_KEY
+from trading.config.load import OVERRIDES_KEY
 from trading.models import Setting
 from trading.switches import (
     KILL_SWITCH_KEY,

@@ -20,8 +20,10 @@ from typing import Any
 import pytest
 from django.test import override_settings
 
+from config_schema import ConfigError
 from tests.support.market import away_from_wall
-from trading.config import AlgoConfig, ConfigError, load_algo_config
+from trading.config.store import load_algo_config
+from trading.config.types import AlgoConfig
 from trading.dhan.ratelimit import InProcessRateLimiter, load_limits
 from trading.dhan.rest import DhanRestClient
 from trading.dhan.sim.server import SimConfig, Simulator

@@ -27,7 +27,7 @@ from rest_framework.request import Request
 from rest_framework.response import Response
 from rest_framework.views import APIView
 
-from trading import switches
+from config_schema import ConfigError
 from trading.api.overrides import CONFIG_CRASHES, crash_problem, overrides_version
 from trading.api.parsers import StrictJSONParser
 from trading.api.serializers import (
@@ -37,16 +37,10 @@ from trading.api.serializers import (
     SignalSerializer,
     SwitchesSerializer,
 )
-from trading.config import (
-    OVERRIDES_KEY,
-    OVERRIDES_SOURCE,
-    AlgoConfig,
-    ConfigError,
-    config_as_dict,
-    effective_algo_config,
-    save_overrides,
-    stored_overrides,
-)
+from trading.config import types as config_types
+from trading.config.load import OVERRIDES_KEY, OVERRIDES_SOURCE, config_as_dict
+from trading.config.store import effective_algo_config, save_overrides, stored_overrides
+from trading.config.types import AlgoConfig
 from trading.dhan.feed_codec import IST
 from trading.models import (
     PositionStatus,
@@ -68,7 +62,7 @@ def _config_body(config: AlgoConfig, overrides: Any) -> dict[str, Any]:
         "overrides": overrides,
         "overrides_version": overrides_version(overrides),
         # The exit rules above read "enabled: true", yet no exit engine runs yet.
-        "exits_active": switches.EXITS_ACTIVE,
+        "exits_active": config_types.EXITS_ACTIVE,
     }
     return ConfigSerializer(data).data
 

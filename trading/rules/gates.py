@@ -17,7 +17,7 @@ from dataclasses import dataclass
 from datetime import datetime, timedelta
 from decimal import Decimal
 
-from trading.config import AlgoConfig, IndexConfig
+from trading.config.types import AlgoConfig, IndexConfig
 from trading.rules.strikes import ist
 from trading.rules.vocab import ENTRY_DIRECTIONS, Direction, Gate
 

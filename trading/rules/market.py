@@ -2,7 +2,7 @@
 instrument key.
 
 The session hours and the holidays are data (``market`` in ``config/algo.yml``, a
-:class:`~trading.config.MarketConfig`); this module only answers questions about them, so no
+:class:`~trading.config.types.MarketConfig`); this module only answers questions about them, so no
 other module writes 09:15 or 15:30 by hand. Every function takes the moment it judges as an
 argument: market time comes from the market (``workers/market_clock.py``), never from a clock
 read here.
@@ -15,7 +15,7 @@ from __future__ import annotations
 from datetime import date, datetime
 from zoneinfo import ZoneInfo
 
-from trading.config import MarketConfig
+from trading.config.types import MarketConfig
 
 __all__ = [
     "INDEX_SEGMENT",

@@ -38,7 +38,7 @@ import math
 from collections.abc import Sequence
 from dataclasses import dataclass, field
 
-from trading.config import SignalsConfig
+from trading.config.types import SignalsConfig
 from trading.rules.indicators import (
     ADX,
     UP,

@@ -16,7 +16,7 @@ from datetime import date, datetime, time
 from decimal import Decimal
 from zoneinfo import ZoneInfo
 
-from trading.config import FeedConfig, IndexConfig, PremiumBand, StrikesConfig
+from trading.config.types import FeedConfig, IndexConfig, PremiumBand, StrikesConfig
 from trading.rules.vocab import Direction
 
 IST = ZoneInfo("Asia/Kolkata")

@@ -11,7 +11,8 @@ from django.db import connection
 from rest_framework.test import APIClient
 
 from tests.trading.conftest import ALGO_YML
-from trading.config import OVERRIDES_KEY, config_as_dict, load_algo_config
+from trading.config.load import OVERRIDES_KEY, config_as_dict
+from trading.config.store import load_algo_config
 from trading.models import Setting
 
 pytestmark = [pytest.mark.django_db, pytest.mark.usefixtures("project_algo_config")]

@@ -8,8 +8,8 @@ import pytest
 from django.test import Client
 
 from tests.trading.api.rows import make_position
-from trading import switches
-from trading.config import OVERRIDES_KEY
+from trading.config import types as config_types
+from trading.config.load import OVERRIDES_KEY
 from trading.models import Setting
 
 pytestmark = [pytest.mark.django_db, pytest.mark.usefixtures("project_algo_config")]
@@ -39,7 +39,7 @@ def pages() -> list[str]:
 
 
 def test_no_exit_engine_exists_yet():
-    assert switches.EXITS_ACTIVE is False
+    assert config_types.EXITS_ACTIVE is False
 
 
 def test_every_page_showing_exits_or_positions_says_exits_are_not_active(staff):
@@ -51,7 +51,7 @@ def test_every_page_showing_exits_or_positions_says_exits_are_not_active(staff):
 
 
 def test_the_notice_goes_once_exits_are_active(staff, monkeypatch):
-    monkeypatch.setattr(switches, "EXITS_ACTIVE", True)
+    monkeypatch.setattr(config_types, "EXITS_ACTIVE", True)
     for url in pages():
         assert NOTICE not in staff.get(url).content.decode(), url
 

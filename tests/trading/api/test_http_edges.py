@@ -9,7 +9,7 @@ import pytest
 from tests.trading.api.rows import make_signal
 from trading.api.overrides import overrides_version
 from trading.api.parsers import MAX_BODY_BYTES, MAX_DEPTH
-from trading.config import OVERRIDES_KEY
+from trading.config.load import OVERRIDES_KEY
 from trading.models import Setting
 from trading.switches import KILL_SWITCH_KEY, TRADING_SWITCH_KEY
 

@@ -11,7 +11,7 @@ from rest_framework.test import APIClient
 
 from tests.trading.api.rows import make_position, make_signal
 from trading.api.overrides import overrides_version
-from trading.config import OVERRIDES_KEY
+from trading.config.load import OVERRIDES_KEY
 from trading.models import Setting
 from trading.switches import kill_switch_active, trading_enabled
 

@@ -6,7 +6,7 @@ from datetime import UTC, date, datetime, time
 
 import pytest
 
-from trading.config import MarketConfig
+from trading.config.types import MarketConfig
 from trading.rules.market import (
     IST,
     instrument_key,

@@ -14,7 +14,7 @@ from typing import Any
 from django.core.exceptions import ImproperlyConfigured
 from django.core.management.base import BaseCommand, CommandError, CommandParser
 
-from trading.config import ConfigError
+from config_schema import ConfigError
 from workers.broker_auth import BrokerAuthFailed
 from workers.feed_hub import FeedHubFailed, hub_from_settings
 from workers.process import run_until_stopped

@@ -13,7 +13,7 @@ from typing import Any
 from django.core.exceptions import ImproperlyConfigured
 from django.core.management.base import BaseCommand, CommandError
 
-from trading.config import ConfigError
+from config_schema import ConfigError
 from workers.broker_auth import BrokerAuthFailed
 from workers.process import run_until_stopped
 from workers.signal_engine import engine_from_settings

@@ -27,7 +27,8 @@ from django.core.exceptions import ImproperlyConfigured
 from django.core.management import call_command
 from django.core.management.base import BaseCommand, CommandError, CommandParser
 
-from trading.config import ConfigError, effective_algo_config
+from config_schema import ConfigError
+from trading.config.store import effective_algo_config
 from trading.mode import trading_mode
 from workers.broker_auth import BrokerAuthFailed
 from workers.candles import IST
