@@ -27,7 +27,7 @@ from django.utils.html import format_html
 from rest_framework.exceptions import ParseError
 
 from config_schema import ConfigError
-from trading.api.overrides import CONFIG_CRASHES, crash_problem, overrides_version
+from trading.api.overrides import overrides_version
 from trading.api.parsers import check_json_value
 from trading.config import types as config_types
 from trading.config.load import OVERRIDES_KEY, config_as_dict
@@ -139,8 +139,6 @@ class SettingForm(forms.ModelForm):
                 load_algo_config(None, cleaned["value"])
             except ConfigError as exc:
                 self.add_error("value", list(exc.problems))
-            except CONFIG_CRASHES as exc:  # from inside the config code: the value's fault
-                self.add_error("value", crash_problem(f"Setting {OVERRIDES_KEY}", exc))
         return cleaned
 
 

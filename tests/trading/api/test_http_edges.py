@@ -90,9 +90,13 @@ def test_the_limits_leave_room_for_any_real_override():
 
 
 def test_a_seed_cash_beyond_what_a_decimal_holds_is_a_400(admin_api):
-    # The config validation raised decimal.Overflow (a 500); until its own bounds name the key
-    # (the config rewrite), the view answers 400 for any arithmetic overflow in it.
-    refused(admin_api, OVERRIDES, '{"paper": {"seed_cash": "1e999999999"}}', "out of range")
+    # The config validation raised decimal.Overflow (a 500); its bounds now name the key.
+    refused(
+        admin_api,
+        OVERRIDES,
+        '{"paper": {"seed_cash": "1e999999999"}}',
+        "paper.seed_cash: expected an amount in rupees, to the paisa, above 0 and at most",
+    )
     assert Setting.get(TRADING_SWITCH_KEY) is None and Setting.get(KILL_SWITCH_KEY) is None
 
 
@@ -129,5 +133,5 @@ def test_an_id_beyond_the_databases_integers_is_a_404(admin_api, path):
 
 def test_an_index_override_that_is_not_a_mapping_is_a_400(admin_api):
     # Found by the fuzz (test_fuzz_api.py): the config's merge raised AttributeError (a 500).
-    refused(admin_api, OVERRIDES, '{"indices": {"BANKNIFTY": []}}', "AttributeError")
-    refused(admin_api, OVERRIDES, '{"indices": {"BANKNIFTY": 5}}', "give mappings")
+    for body in ('{"indices": {"BANKNIFTY": []}}', '{"indices": {"BANKNIFTY": 5}}'):
+        refused(admin_api, OVERRIDES, body, "indices[1]: expected a mapping")
