@@ -19,6 +19,7 @@ import pytest
 from instruments.synthetic import INDICES, generate
 from trading.dhan.feed_codec import (
     IST,
+    DepthLevel,
     FullTick,
     datetime_to_ltt,
     decode_frame,
@@ -27,8 +28,10 @@ from trading.dhan.feed_codec import (
 )
 from trading.dhan.sim.market import (
     SESSION_SECONDS,
+    Candle,
     Market,
     MarketClock,
+    Quote,
     black_scholes,
     black_scholes_greeks,
     norm_cdf,
@@ -404,6 +407,49 @@ def test_a_clock_can_start_mid_session():
     clock = MarketClock(DAY, speed=100, start=time(14, 0))
     assert clock.market_time(9) == at(14, 15)
     assert clock.elapsed_for(at(14, 15)) == 9
+
+
+def test_a_seed_gives_the_pinned_market_price_for_price():
+    # Values computed with the simulator as it stands: a refactor of the market must still give
+    # the same day for the same seed, price for price.
+    m = Market(DAY, seed=7, regime="trend", strikes_each_side=5, weeklies=1, monthlies=1)
+    seconds = (0, 1, 600, 11_250, 22_499, 22_500)
+    levels = {
+        symbol: [m.index_level(symbol, OPEN + timedelta(seconds=s)) for s in seconds]
+        for symbol in ("NIFTY", "SENSEX")
+    }
+    assert levels == {
+        "NIFTY": [26000.0, 26001.0, 25965.95, 26033.75, 26181.6, 26180.8],
+        "SENSEX": [85000.0, 84992.9, 85144.57, 85790.45, 85640.62, 85642.78],
+    }
+    vix = [m.index_level("INDIA VIX", OPEN + timedelta(seconds=s)) for s in (0, 7_777, 22_500)]
+    assert vix == [13.5, 13.45, 13.25]
+    call = 35010  # NIFTY 26000 CE, the 24 Nov weekly
+    assert m.contracts[call].trading_symbol == "NIFTY-Nov2026-26000-CE"
+    assert m.quote("NSE_FNO", call, at(11, 0, 17)) == Quote(
+        "NSE_FNO", call, 78.45, 455, at(11, 0, 17), 78.65, 1_193_725, 10_927_345, 10_927_345,
+        10_334_220, 87.0, 120.4, 28.85, 78.45, 116.1, 35_360, 49_400,
+        (
+            DepthLevel(455, 2470, 3, 13, 78.4, 78.5),
+            DepthLevel(3640, 2080, 19, 11, 78.35, 78.55),
+            DepthLevel(325, 3900, 2, 21, 78.3, 78.6),
+            DepthLevel(2925, 520, 16, 3, 78.25, 78.65),
+            DepthLevel(1495, 3380, 8, 18, 78.2, 78.7),
+        ),
+        78.45, 0.14040473256131944,
+    )  # fmt: skip
+    assert m.last_trade("NSE_FNO", call, at(14, 5, 3)) == (173.05, at(14, 5, 3))
+    candles = m.intraday_candles(call, 5, at(12, 0))
+    assert len(candles) == 34
+    assert candles[0] == Candle(OPEN, 87.0, 120.4, 79.5, 108.0, 248_690, 10_362_365)
+    assert candles[17] == Candle(at(10, 40), 89.6, 95.1, 69.1, 69.85, 29_900, 10_841_220)
+    nifty = m.intraday_candles(13, 15, at(16, 0))
+    assert len(nifty) == 25
+    assert nifty[0] == Candle(OPEN, 26000.0, 26058.35, 25960.1, 25995.9, 0, 0)
+    assert nifty[-1] == Candle(at(15, 15), 26249.45, 26296.65, 26179.5, 26180.8, 0, 0)
+    daily = m.daily_candles(13, date(2026, 11, 19), date(2026, 11, 24), at(15, 0))
+    midnight = datetime(2026, 11, 23, tzinfo=IST)
+    assert daily[-1] == Candle(midnight, 26000.0, 26187.1, 25840.55, 26126.8, 0, 0)
 
 
 def test_ltt_round_trips_through_the_feed_codec(market):
