@@ -15,7 +15,8 @@ import sys
 import threading
 import time
 from collections.abc import Callable, Iterator
-from datetime import date
+from datetime import date, datetime
+from datetime import time as dtime
 from decimal import Decimal
 from pathlib import Path
 
@@ -41,7 +42,9 @@ from trading.dhan.rest_types import (
     RenewTokenResponse,
     TradeBookResponse,
 )
+from trading.dhan.sim.market import Market
 from trading.dhan.sim.server import SimConfig, Simulator
+from trading.rules.market import IST
 
 ROOT = Path(__file__).resolve().parents[4]
 NIFTY = 13
@@ -647,6 +650,36 @@ def test_dhan_sim_writes_the_scrip_master_to_a_file(tmp_path):
         [sys.executable, *argv], cwd=ROOT, env=env, check=True, capture_output=True, timeout=60
     )
     assert target.read_text().startswith("SEM_EXM_EXCH_ID,")
+
+
+LATE = (dtime(10, 0), dtime(16, 0))
+
+
+def test_a_simulator_before_the_open_of_its_session_stamps_ticks_with_the_open():
+    config = SimConfig(
+        session=LATE, start=dtime(9, 30), trading_date=date(2026, 11, 24),
+        strikes_each_side=2, weeklies=1, monthlies=1,
+    )  # fmt: skip
+    with Simulator(config) as sim:
+        opens = datetime(2026, 11, 24, 10, 0, tzinfo=IST)
+        assert sim.clock.session == sim.market.clock.session == LATE
+        assert sim.clock.open_at == opens and sim.now() < opens  # speed 1: 30 real minutes away
+        conn = websocket.create_connection(feed_url(sim), timeout=10)
+        conn.send(fc.subscribe_messages([("IDX_I", NIFTY)], "ticker")[0])
+        packets = recv_packets(conn, fc.FeedStats(), 2)
+        conn.close()
+        assert [code(p) for p in packets] == [6, 2]
+        assert packets[1].exchange_time == opens
+        placed = call(sim, "POST", "/orders", json=place_body(sim, option_ids(sim)[0]))
+        [order] = call(sim, "GET", f"/orders/{placed.json()['orderId']}").json()
+        assert order["orderStatus"] == "REJECTED"
+        assert "Market is Closed" in order["omsErrorDescription"]
+
+
+def test_a_simulator_refuses_a_session_its_market_does_not_have():
+    market = Market(date(2026, 11, 24), strikes_each_side=1, weeklies=1, monthlies=1)
+    with pytest.raises(ValueError, match="differs from the given market's 09:15:00-15:30:00"):
+        Simulator(SimConfig(session=LATE), market=market)
 
 
 def test_market_time_runs_at_the_configured_speed(dhan_sim):
