@@ -9,6 +9,7 @@ from __future__ import annotations
 
 import json
 import os
+import shutil
 import signal
 import subprocess
 import sys
@@ -650,6 +651,35 @@ def test_dhan_sim_writes_the_scrip_master_to_a_file(tmp_path):
         [sys.executable, *argv], cwd=ROOT, env=env, check=True, capture_output=True, timeout=60
     )
     assert target.read_text().startswith("SEM_EXM_EXCH_ID,")
+
+
+def test_dhan_sim_starts_at_the_open_of_the_configured_session(tmp_path):
+    config_dir = tmp_path / "config"
+    shutil.copytree(ROOT / "config", config_dir)
+    algo = config_dir / "algo.yml"
+    text = algo.read_text(encoding="utf-8")
+    text = text.replace('session_open: "09:15"', 'session_open: "09:00"', 1)
+    algo.write_text(text.replace('session_close: "15:30"', 'session_close: "15:45"', 1))
+    env = {**os.environ, "DJANGO_DEBUG": "true", "ALGO_CONFIG_DIR": str(config_dir)}
+    proc = subprocess.Popen(
+        [sys.executable, "manage.py", "dhan_sim", "--speed", "60", "--date", "2026-11-24"],
+        cwd=ROOT, env=env, stdout=subprocess.PIPE, stderr=subprocess.PIPE, text=True,
+    )  # fmt: skip
+    try:
+        lines = [proc.stdout.readline().strip() for _ in range(6)]
+        assert [line.split("=", 1)[0] for line in lines] == [
+            "DHANHQ_BASE_URL",
+            "DHANHQ_WS_URL",
+            "DHANHQ_ORDER_WS_URL",
+            "DHANHQ_CLIENT_ID",
+            "DHANHQ_ACCESS_TOKEN",
+            "INSTRUMENTS_SCRIP_MASTER_URL",
+        ]
+    finally:
+        proc.send_signal(signal.SIGTERM)
+        _, err = proc.communicate(timeout=10)
+    assert proc.returncode == 0, err
+    assert "market 2026-11-24 from 09:00 at speed 60; Ctrl-C to stop" in err
 
 
 LATE = (dtime(10, 0), dtime(16, 0))
