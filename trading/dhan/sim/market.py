@@ -17,8 +17,8 @@ Model, in the units the rest of the project uses (prices in rupees, times IST-aw
   close, normalised so the day's variance is unchanged whatever the session's length).
   Regimes: ``random`` (no drift), ``trend`` (log drift of ``trend_pct`` over the session, sign
   = direction) and ``flat`` (mean reversion to the open, half-life ~17 min, so the close stays
-  near the open). Levels are rounded to the
-  index tick (0.05 NSE, 0.01 BSE) on output only; the walk itself is unrounded.
+  near the open). Levels are rounded to the index tick (0.05 NSE, 0.01 BSE) on output only;
+  the walk itself is unrounded.
 * Options: European Black-Scholes on the rounded index level, r = 6.5 %, no dividends, time to
   expiry ACT/365 from the contract's expiry moment in the scrip master (14:30 NSE, 15:30 BSE)
   quantised to the market minute (so prices only depend on (level, minute) and are cacheable).
