@@ -6,16 +6,19 @@ query order, so a test can ask for "a trending day" and get the same one every r
 
 Model, in the units the rest of the project uses (prices in rupees, times IST-aware datetimes):
 
-* Clock (``MarketClock``): session 09:15:00-15:30:00 IST = 22,500 market seconds. Real elapsed
-  seconds map to market time at ``speed`` (60 plays the session in 375 real seconds). Market
-  time is what goes into every tick's LTT (``feed_codec.datetime_to_ltt``).
+* Clock (``MarketClock``): the session is the project's (``market.session_open`` and
+  ``session_close`` in ``config/algo.yml``, 09:15-15:30 IST = 22,500 market seconds) unless
+  one is passed in. Real elapsed seconds map to market time at ``speed`` (60 plays the
+  09:15-15:30 session in 375 real seconds). Market time is what goes into every tick's LTT
+  (``feed_codec.datetime_to_ltt``).
 * Index paths: log-price random walk stepped once per market second, seeded per (seed, symbol).
-  Annualised volatility per index (``ANNUAL_VOL``, 12.5-17%) over a 252-day x 22,500 s trading
-  year, scaled by a U-shaped time-of-day profile (busy after the open and before the close,
-  normalised so the day's variance is unchanged). Regimes: ``random`` (no drift), ``trend``
-  (log drift of ``trend_pct`` over the session, sign = direction) and ``flat`` (mean reversion
-  to the open, half-life ~17 min, so the close stays near the open). Levels are rounded to the
-  index tick (0.05 NSE, 0.01 BSE) on output only; the walk itself is unrounded.
+  Annualised volatility per index (``ANNUAL_VOL``, 12.5-17%) over a trading year of 252
+  sessions, scaled by a U-shaped time-of-day profile (busy after the open and before the
+  close, normalised so the day's variance is unchanged whatever the session's length).
+  Regimes: ``random`` (no drift), ``trend`` (log drift of ``trend_pct`` over the session, sign
+  = direction) and ``flat`` (mean reversion to the open, half-life ~17 min, so the close stays
+  near the open). Levels are rounded to the index tick (0.05 NSE, 0.01 BSE) on output only;
+  the walk itself is unrounded.
 * Options: European Black-Scholes on the rounded index level, r = 6.5 %, no dividends, time to
   expiry ACT/365 from the contract's expiry moment in the scrip master (14:30 NSE, 15:30 BSE)
   quantised to the market minute (so prices only depend on (level, minute) and are cacheable).
@@ -45,20 +48,22 @@ from __future__ import annotations
 
 import math
 import random
+import sys
 from collections.abc import Iterable, Mapping, Sequence
 from dataclasses import dataclass
 from datetime import date, datetime, time, timedelta
+from functools import cache
+from pathlib import Path
 from typing import Literal
 
 from instruments.synthetic import INDICES, OTHER_INDICES, generate
-from trading.dhan.feed_codec import IST, DepthLevel, segment_name
+from trading.config import load_algo_config
+from trading.dhan.feed_codec import DepthLevel, segment_name
+from trading.rules.market import IST
 
 # ---------------------------------------------------------------------------------------------
 # Constants (units in the names or the comments)
 
-SESSION_OPEN = time(9, 15)
-SESSION_CLOSE = time(15, 30)
-SESSION_SECONDS = 22_500  # 09:15-15:30 = 6 h 15 min
 TRADING_DAYS_PER_YEAR = 252  # index volatility is quoted per trading year
 SECONDS_PER_YEAR = 365 * 86_400  # option time to expiry: ACT/365 calendar time
 RISK_FREE_RATE = 0.065  # continuously compounded, roughly the Indian T-bill yield
@@ -192,64 +197,113 @@ def _unit(key: int, a: int, b: int = 0) -> float:
     return _mix(_mix(key ^ a) ^ b) * _INV_2_64
 
 
-def _profile() -> tuple[list[float], list[float]]:
-    """Per-second volatility multipliers (mean square 1) and the cumulative volume curve (0->1).
+# ---------------------------------------------------------------------------------------------
+# Session
 
-    U-shape: +130 % of the base level decaying over the first ~20 min, +60 % building over the
-    last ~25 min. Volume intensity follows variance (busy when the market moves).
+Session = tuple[time, time]
+"""A trading session: (open, close) as IST times of day, open before close."""
+
+# The session's source when no Django settings are configured (a plain script, a bench): the
+# repository's algo config, the file settings.ALGO_CONFIG_FILE names by default.
+_REPOSITORY_ALGO_CONFIG = Path(__file__).resolve().parents[3] / "config" / "algo.yml"
+
+
+def configured_session() -> Session:
+    """The project's session, ``market.session_open`` and ``session_close`` of the algo config:
+    the file ``settings.ALGO_CONFIG_FILE`` when Django settings are configured, else the
+    repository's ``config/algo.yml``. The file alone, without the operator's stored overrides:
+    the simulator never touches the database. Each file is read once per process."""
+    # Settings can only be configured once django.conf is imported: looking it up instead of
+    # importing it keeps a plain script's market free of Django.
+    conf = sys.modules.get("django.conf")
+    settings = getattr(conf, "settings", None)
+    configured = settings is not None and settings.configured
+    file = Path(settings.ALGO_CONFIG_FILE) if configured else _REPOSITORY_ALGO_CONFIG
+    return _session_in(file)
+
+
+@cache
+def _session_in(file: Path) -> Session:
+    market = load_algo_config(file).market
+    return market.session_open, market.session_close
+
+
+@cache
+def _profile(session_seconds: int) -> tuple[tuple[float, ...], tuple[float, ...]]:
+    """Per-second volatility multipliers of a session (mean square 1, so the day's variance
+    does not depend on the session's length) and its cumulative volume curve (0 -> 1, one
+    point per second boundary: ``session_seconds + 1`` of them).
+
+    U-shape: +130 % of the base level decaying over the first ~5 % of the session (~20 min of
+    09:15-15:30), +60 % building over the last ~7 % (~25 min). Volume intensity follows
+    variance (busy when the market moves).
     """
     raw = []
-    for s in range(SESSION_SECONDS):
-        u = (s + 0.5) / SESSION_SECONDS
+    for s in range(session_seconds):
+        u = (s + 0.5) / session_seconds
         raw.append(0.8 + 1.3 * math.exp(-u / 0.05) + 0.6 * math.exp(-(1.0 - u) / 0.07))
-    norm = math.sqrt(sum(m * m for m in raw) / SESSION_SECONDS)
+    norm = math.sqrt(sum(m * m for m in raw) / session_seconds)
     vol = [m / norm for m in raw]
     cum, total = [0.0], 0.0
     for m in vol:
         total += m * m
         cum.append(total)
-    return vol, [c / total for c in cum]
-
-
-_VOL_PROFILE, _VOLUME_CURVE = _profile()
+    return tuple(vol), tuple(c / total for c in cum)
 
 
 # ---------------------------------------------------------------------------------------------
 # Clock
 
 
-@dataclass(frozen=True, slots=True)
 class MarketClock:
     """Maps real elapsed seconds <-> simulated market time on ``trading_date``.
 
-    ``start`` is the market time at real elapsed 0 (default the open). Market time stops at
-    the close: elapsed seconds past the session map to 15:30:00.
+    ``session`` is (open, close), IST times of day; default :func:`configured_session`.
+    ``start`` is the market time at real elapsed 0 (default the open). Market time stops at the
+    close: elapsed seconds past the session map to the close. Read-only once built.
     """
 
-    trading_date: date
-    speed: float = 1.0
-    start: time = SESSION_OPEN
+    __slots__ = (
+        "close_at",
+        "open_at",
+        "session",
+        "session_seconds",
+        "speed",
+        "start",
+        "start_at",
+        "trading_date",
+    )
 
-    def __post_init__(self) -> None:
-        if self.speed <= 0:
-            raise ValueError(f"speed must be positive, got {self.speed}")
+    def __init__(
+        self,
+        trading_date: date,
+        speed: float = 1.0,
+        start: time | None = None,
+        *,
+        session: Session | None = None,
+    ) -> None:
+        if speed <= 0:
+            raise ValueError(f"speed must be positive, got {speed}")
+        self.session = _checked_session(configured_session() if session is None else session)
+        self.trading_date = trading_date
+        self.speed = speed
+        self.start = self.session[0] if start is None else start
+        self.open_at = datetime.combine(trading_date, self.session[0], tzinfo=IST)
+        self.close_at = datetime.combine(trading_date, self.session[1], tzinfo=IST)
+        self.start_at = datetime.combine(trading_date, self.start, tzinfo=IST)
+        # Whole seconds: the paths step once a second (09:15-15:30 = 22,500).
+        self.session_seconds = int((self.close_at - self.open_at).total_seconds())
 
-    @property
-    def open_at(self) -> datetime:
-        return datetime.combine(self.trading_date, SESSION_OPEN, tzinfo=IST)
-
-    @property
-    def close_at(self) -> datetime:
-        return datetime.combine(self.trading_date, SESSION_CLOSE, tzinfo=IST)
-
-    @property
-    def start_at(self) -> datetime:
-        return datetime.combine(self.trading_date, self.start, tzinfo=IST)
+    def __repr__(self) -> str:
+        return (
+            f"MarketClock({self.trading_date}, speed={self.speed:g}, start={self.start}, "
+            f"session={self.session[0]}-{self.session[1]})"
+        )
 
     @property
     def real_session_seconds(self) -> float:
-        """Real seconds the whole session takes at this speed (22,500 / speed)."""
-        return SESSION_SECONDS / self.speed
+        """Real seconds the whole session takes at this speed (22,500 / speed for 09:15-15:30)."""
+        return self.session_seconds / self.speed
 
     def market_time(self, elapsed: float) -> datetime:
         """Market time after ``elapsed`` real seconds, clamped to the close."""
@@ -261,8 +315,14 @@ class MarketClock:
         return (moment - self.start_at).total_seconds() / self.speed
 
     def session_second(self, moment: datetime) -> int:
-        """Whole market seconds since the open, clamped to [0, 22500]."""
-        return _session_second(self.open_at, moment)
+        """Whole market seconds since the open, clamped to [0, session_seconds]."""
+        if moment.tzinfo is None:
+            raise ValueError("market time must be an aware datetime (naive times are ambiguous)")
+        seconds = (moment - self.open_at).total_seconds()
+        if seconds <= 0:
+            # Before the open (pre-open, or an earlier date) everything sits at the opening print.
+            return 0
+        return min(int(seconds), self.session_seconds)
 
     def is_open(self, moment: datetime) -> bool:
         return self.open_at <= moment < self.close_at
@@ -272,14 +332,21 @@ class MarketClock:
         return self.open_at + timedelta(seconds=second)
 
 
-def _session_second(open_at: datetime, moment: datetime) -> int:
-    if moment.tzinfo is None:
-        raise ValueError("market time must be an aware datetime (naive times are ambiguous)")
-    seconds = (moment - open_at).total_seconds()
-    if seconds <= 0:
-        # Before the open (pre-open, or an earlier date) everything sits at the opening print.
-        return 0
-    return min(int(seconds), SESSION_SECONDS)
+def _checked_session(session: Session) -> Session:
+    """``session`` when it is two naive times of day, the open before the close; else a
+    ValueError naming the problem."""
+    try:
+        open_, close = session
+    except (TypeError, ValueError):
+        raise ValueError(f"session must be (open, close) times of day, got {session!r}") from None
+    for name, moment in (("open", open_), ("close", close)):
+        if not isinstance(moment, time) or moment.tzinfo is not None:
+            raise ValueError(
+                f"session {name} must be a time of day without a zone (IST), got {moment!r}"
+            )
+    if open_ >= close:
+        raise ValueError(f"session open {open_} must be before its close {close}")
+    return open_, close
 
 
 # ---------------------------------------------------------------------------------------------
@@ -302,6 +369,7 @@ class IndexPath:
         "_lo",
         "_rng",
         "_sigma",
+        "_vol_profile",
         "_x",
         "levels",
         "open",
@@ -323,6 +391,8 @@ class IndexPath:
         regime: str,
         seed: int,
         trend_pct: float = DEFAULT_TREND_PCT,
+        *,
+        session_seconds: int,
     ) -> None:
         if regime not in REGIMES:
             raise ValueError(f"unknown regime {regime!r}; expected one of {REGIMES}")
@@ -332,8 +402,11 @@ class IndexPath:
         self.open = open_level
         # Yesterday's close: the open minus an overnight gap of ~0.4 % (one s.d.).
         self.prev_close = round_to_tick(open_level / math.exp(self._rng.gauss(0.0, 0.004)), tick)
-        self._sigma = annual_vol / math.sqrt(TRADING_DAYS_PER_YEAR * SESSION_SECONDS)  # per s
-        self._drift = trend_pct / SESSION_SECONDS if regime == "trend" else 0.0  # log per s
+        # Per second: a trading year is 252 sessions of ``session_seconds`` each, and the trend
+        # spreads its drift over the session, so a day's move does not depend on its length.
+        self._sigma = annual_vol / math.sqrt(TRADING_DAYS_PER_YEAR * session_seconds)
+        self._drift = trend_pct / session_seconds if regime == "trend" else 0.0  # log
+        self._vol_profile = _profile(session_seconds)[0]
         self._kappa = math.log(2) / FLAT_HALF_LIFE_SECONDS if regime == "flat" else 0.0
         self._x = 0.0  # log(level / open)
         self.levels = [open_level]
@@ -347,8 +420,9 @@ class IndexPath:
         tick = self.tick
         gauss, sigma, drift, kappa = self._rng.gauss, self._sigma, self._drift, self._kappa
         x, hi, lo, open_level = self._x, self._hi, self._lo, self.open
+        profile = self._vol_profile
         for s in range(len(levels) - 1, second):
-            step_sigma = sigma * _VOL_PROFILE[s]
+            step_sigma = sigma * profile[s]
             # Ito correction keeps E[level] on the drift line; kappa pulls log-level to 0.
             x += drift - kappa * x - 0.5 * step_sigma * step_sigma + step_sigma * gauss(0.0, 1.0)
             level = open_level * math.exp(x)
@@ -367,7 +441,7 @@ class IndexPath:
         self._x, self._hi, self._lo = x, hi, lo
 
     def raw(self, second: int) -> float:
-        """Unrounded level at ``second`` (0..22500)."""
+        """Unrounded level at ``second`` (0 .. the session's seconds)."""
         if second >= len(self.levels):
             self._extend(second)
         return self.levels[second]
@@ -580,7 +654,9 @@ class Market:
     simulator serves; pass the exact rows you wrote to be sure both agree. ``regime`` applies
     to every index unless ``regimes`` overrides it per symbol; ``trend_pct`` is the signed
     open-to-close log drift of the trend regime. ``opens`` overrides opening levels (default:
-    ``IndexSpec.spot``, the level the synthetic strikes are centred on).
+    ``IndexSpec.spot``, the level the synthetic strikes are centred on). ``session`` is the
+    day's (open, close) (default: the project's, :func:`configured_session`): the paths, volume
+    and OI curves and the candles span it, whatever its length.
     """
 
     def __init__(
@@ -597,11 +673,14 @@ class Market:
         strikes_each_side: int = 40,
         weeklies: int = 4,
         monthlies: int = 3,
+        session: Session | None = None,
     ) -> None:
         self.trading_date = trading_date
         self.seed = seed
-        self.clock = MarketClock(trading_date, speed)
+        self.clock = MarketClock(trading_date, speed, session=session)
         self._open_at = self.clock.open_at
+        self._session_seconds = seconds = self.clock.session_seconds
+        self._volume_curve = _profile(seconds)[1]
         if rows is None:
             rows = generate(
                 trading_date,
@@ -637,6 +716,7 @@ class Market:
                     "flat" if is_vix else regimes.get(symbol, regime),
                     seed,
                     trend_pct,
+                    session_seconds=seconds,
                 )
                 self._paths[symbol] = path
                 self._index_by_id[spec.security_id] = path
@@ -714,7 +794,7 @@ class Market:
             raise ValueError("market time must be an aware datetime (naive times are ambiguous)")
         if t.astimezone(IST).date() != self.trading_date:
             raise ValueError(f"{t.isoformat()} is not on this market's day {self.trading_date}")
-        return _session_second(self._open_at, t)
+        return self.clock.session_second(t)
 
     def advance(self, t: datetime) -> None:
         """Step every index path to market time ``t`` and make it the default query time.
@@ -810,14 +890,15 @@ class Market:
 
     def _volume(self, c: _Contract, second: int) -> int:
         """Cumulative traded units at ``second``: day lots x a warped U-shaped intraday curve."""
-        u = second / SESSION_SECONDS
+        seconds = self._session_seconds
+        u = second / seconds
         w = u + c.warp_amp * math.sin(c.warp_freq * u) / c.warp_freq
-        index = min(max(int(w * SESSION_SECONDS), 0), SESSION_SECONDS)
-        return int(c.day_lots * _VOLUME_CURVE[index]) * c.spec.lot
+        index = min(max(int(w * seconds), 0), seconds)
+        return int(c.day_lots * self._volume_curve[index]) * c.spec.lot
 
     def _oi(self, c: _Contract, second: int) -> int:
         """Open interest (units) at ``second``: linear from the open by the contract's drift."""
-        lots = c.oi_open_lots + int(c.oi_open_lots * c.oi_drift * second / SESSION_SECONDS)
+        lots = c.oi_open_lots + int(c.oi_open_lots * c.oi_drift * second / self._session_seconds)
         return max(lots, 1) * c.spec.lot
 
     @staticmethod
@@ -970,9 +1051,11 @@ class Market:
         high = max(open_price, ltp, *c.hl_val)
         low = min(open_price, ltp, *c.hl_val)
         if c.prev_close is None:
-            # Yesterday 15:30 is 17.75 h before today's open (weekends ignored: a model, not a
-            # calendar), on yesterday's closing index level.
-            years = self._years(c, 0) + 17.75 / (365 * 24)
+            # Yesterday's close is a day less the session before today's open (17.75 h for
+            # 09:15-15:30; weekends ignored: a model, not a calendar), on yesterday's closing
+            # index level.
+            night_hours = (86_400 - self._session_seconds) / 3_600
+            years = self._years(c, 0) + night_hours / (365 * 24)
             c.prev_close = self._value(c, c.path.prev_close, years)[0]
         oi_open, oi = self._oi(c, 0), self._oi(c, second)
         depth = self._depth(c, fair, second)
@@ -1020,7 +1103,7 @@ class Market:
         path.raw(until)
         levels = path.levels
         candles = []
-        for start in range(0, min(until + 1, SESSION_SECONDS), step):
+        for start in range(0, min(until + 1, self._session_seconds), step):
             end = min(start + step, until)
             window = range(start, end + 1)
             hi_s = max(window, key=levels.__getitem__)
@@ -1072,7 +1155,9 @@ class Market:
         while day < to_date:
             if day.weekday() < 5 and day <= self.trading_date:
                 if day == self.trading_date:
-                    today = self.intraday_candles(security_id, 375, until_t)
+                    # One candle for the whole session: an interval at least its length.
+                    session_minutes = -(-self._session_seconds // 60)
+                    today = self.intraday_candles(security_id, session_minutes, until_t)
                     if today:
                         first, last = today[0], today[-1]
                         candles.append(

@@ -10,10 +10,12 @@ needs the three URLs the simulator prints):
 - ``{base}/orders``       the order-update feed; the client sends the ``LoginReq`` first;
 - ``{base}/scrip-master.csv``  the compact scrip master of the simulated contracts.
 
-Market time runs from ``SimConfig.start`` at ``speed`` market seconds per real second and is
-the LTT of every tick. Faults (:class:`Faults`) are read on every request and frame, so a test
-flips them while clients are connected. Everything the server does is logged at DEBUG on
-``trading.dhan.sim`` without credentials (the feed URL's query string is never logged).
+Market time runs from ``SimConfig.start`` (default the session's open) at ``speed`` market
+seconds per real second and is the LTT of every tick; the session is ``SimConfig.session``,
+default the project's (``market`` in ``config/algo.yml``). Faults (:class:`Faults`) are read
+on every request and frame, so a test flips them while clients are connected. Everything the
+server does is logged at DEBUG on ``trading.dhan.sim`` without credentials (the feed URL's
+query string is never logged).
 """
 
 from __future__ import annotations
@@ -39,7 +41,6 @@ from urllib.parse import parse_qs, unquote, urlsplit
 
 from instruments.synthetic import write_compact
 from trading.dhan.feed_codec import (
-    IST,
     DisconnectRequest,
     FeedMode,
     encode_disconnect,
@@ -53,7 +54,7 @@ from trading.dhan.feed_codec import (
 )
 from trading.dhan.order_update_codec import order_alert_message, parse_login
 from trading.dhan.sim.broker import BrokerError, SimBroker
-from trading.dhan.sim.market import SESSION_OPEN, Market, MarketClock
+from trading.dhan.sim.market import Market, MarketClock, Session
 from trading.dhan.sim.ws import (
     CLOSE_POLICY_VIOLATION,
     OP_BINARY,
@@ -63,6 +64,7 @@ from trading.dhan.sim.ws import (
     upgrade_headers_problem,
 )
 from trading.dhan.vocab import Instrument, KillSwitchStatus
+from trading.rules.market import IST
 
 log = logging.getLogger("trading.dhan.sim")
 
@@ -89,7 +91,9 @@ class SimConfig:
     seed: int = 0
     speed: float = 1.0  # market seconds per real second (60 plays a session in ~6 minutes)
     trading_date: date | None = None  # default: default_trading_date()
-    start: dtime = SESSION_OPEN  # market time when the simulator starts
+    start: dtime | None = None  # market time when the simulator starts; None: the open
+    # (open, close) of the simulated day; None: the project's (config/algo.yml's market section)
+    session: Session | None = None
     regime: Literal["random", "trend", "flat"] = "random"
     client_id: str = "1000000001"
     token: str = "sim-token"  # noqa: S105 (a simulator credential, not a secret)
@@ -296,8 +300,18 @@ class Simulator:
             strikes_each_side=config.strikes_each_side,
             weeklies=config.weeklies,
             monthlies=config.monthlies,
+            session=config.session,
         )
-        self.clock = MarketClock(self.market.trading_date, config.speed, config.start)
+        session = self.market.clock.session
+        if config.session is not None and tuple(config.session) != session:
+            # Two sessions would have the feed and the broker disagree about the close.
+            raise ValueError(
+                f"SimConfig.session {config.session[0]}-{config.session[1]} differs from the "
+                f"given market's {session[0]}-{session[1]}"
+            )
+        self.clock = MarketClock(
+            self.market.trading_date, config.speed, config.start, session=session
+        )
         self.client_id = config.client_id
         self._tokens = {config.token}
         self._retired: set[str] = set()  # replaced tokens: the feed answers 807 (expired)

@@ -44,7 +44,10 @@ class Command(BaseCommand):
             help="market seconds per real second (60: 6 min day)",
         )
         parser.add_argument("--date", help="trading date YYYY-MM-DD (default: today, IST)")
-        parser.add_argument("--start", default="09:15", help="market time at start, HH:MM")
+        parser.add_argument(
+            "--start",
+            help="market time at start, HH:MM (default: the session's open, config/algo.yml)",
+        )
         parser.add_argument("--regime", choices=("random", "trend", "flat"), default="random")
         parser.add_argument("--ticks-per-second", type=float, default=4.0)
         parser.add_argument(
@@ -75,10 +78,12 @@ class Command(BaseCommand):
         )
 
     def handle(self, *args: Any, **opts: Any) -> None:
-        try:
-            start = datetime.strptime(opts["start"], "%H:%M").time()
-        except ValueError:
-            raise CommandError(f"--start must be HH:MM, got {opts['start']!r}") from None
+        start = None  # the session's open
+        if opts["start"] is not None:
+            try:
+                start = datetime.strptime(opts["start"], "%H:%M").time()
+            except ValueError:
+                raise CommandError(f"--start must be HH:MM, got {opts['start']!r}") from None
         try:
             funds = Decimal(opts["funds"])
         except InvalidOperation:
@@ -106,7 +111,10 @@ class Command(BaseCommand):
             port=opts["port"],
             order_update_casing=opts["order_update_casing"],
         )
-        sim = Simulator(config)
+        try:
+            sim = Simulator(config)
+        except ValueError as exc:  # ConfigError among them: algo.yml's session is unusable
+            raise CommandError(str(exc)) from None
         if opts["write_scrip_master"]:
             with open(opts["write_scrip_master"], "w", encoding="utf-8", newline="") as out:
                 out.write(sim.scrip_master_csv())
@@ -135,8 +143,8 @@ class Command(BaseCommand):
             self.stdout.write(line)
         self.stdout.flush()
         self.stderr.write(
-            f"market {sim.market.trading_date} from {start:%H:%M} at speed {config.speed:g}; "
-            "Ctrl-C to stop"
+            f"market {sim.market.trading_date} from {sim.clock.start:%H:%M} "
+            f"at speed {config.speed:g}; Ctrl-C to stop"
         )
         try:
             while not stop.wait(0.5):

@@ -10,7 +10,7 @@ from __future__ import annotations
 import json
 import threading
 from collections.abc import Callable
-from datetime import date, datetime, timedelta
+from datetime import date, datetime, time, timedelta
 from decimal import ROUND_CEILING, ROUND_FLOOR, Decimal
 from typing import Any
 
@@ -643,6 +643,22 @@ def test_open_day_orders_expire_at_the_close(broker, recorder):
     assert order_of(broker, order_id)["orderStatus"] == "EXPIRED"
     broker.on_tick(at(15, 30, 1))
     assert recorder.statuses(order_id) == ["TRANSIT", "PENDING", "EXPIRED"]
+
+
+def test_the_broker_keeps_the_hours_of_its_markets_session(recorder):
+    late = Market(
+        DAY, seed=3, strikes_each_side=5, weeklies=1, monthlies=1, session=(time(10), time(16))
+    )
+    broker = make_broker(late, recorder)
+    early = place(broker, at(9, 30))
+    assert order_of(broker, early)["omsErrorDescription"].startswith(
+        f"RMS:{early}:Market is Closed"
+    )
+    order_id = place(broker, at(15, 40))  # after 15:30, inside this session
+    broker.on_tick(at(15, 59, 59))
+    assert order_of(broker, order_id)["orderStatus"] == "PENDING"
+    broker.on_tick(at(16, 0))
+    assert order_of(broker, order_id)["orderStatus"] == "EXPIRED"
 
 
 def test_an_amo_before_the_open_goes_to_the_exchange_on_the_first_tick(broker, recorder, market):

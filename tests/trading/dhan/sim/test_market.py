@@ -8,7 +8,9 @@ from __future__ import annotations
 
 import itertools
 import math
+import os
 import random
+import re
 import subprocess
 import sys
 from datetime import date, datetime, time, timedelta
@@ -18,7 +20,7 @@ import pytest
 
 from instruments.synthetic import INDICES, generate
 from trading.dhan.feed_codec import (
-    IST,
+    DepthLevel,
     FullTick,
     datetime_to_ltt,
     decode_frame,
@@ -26,15 +28,19 @@ from trading.dhan.feed_codec import (
     ltt_to_datetime,
 )
 from trading.dhan.sim.market import (
-    SESSION_SECONDS,
+    Candle,
     Market,
     MarketClock,
+    Quote,
     black_scholes,
     black_scholes_greeks,
+    configured_session,
     norm_cdf,
     smile_vol,
 )
+from trading.rules.market import IST
 
+ALGO_YML = Path(__file__).resolve().parents[4] / "config" / "algo.yml"
 DAY = date(2026, 11, 23)  # a Monday: NIFTY's weekly expires tomorrow, SENSEX's on Thursday
 OPEN = datetime(2026, 11, 23, 9, 15, tzinfo=IST)
 CLOSE = datetime(2026, 11, 23, 15, 30, tzinfo=IST)
@@ -76,7 +82,7 @@ def on_tick(value, tick):
 def test_the_same_seed_gives_identical_index_paths(index_rows):
     one = Market(DAY, seed=5, rows=index_rows)
     two = Market(DAY, seed=5, rows=index_rows)
-    times = [OPEN + timedelta(seconds=s) for s in range(0, SESSION_SECONDS + 1, 97)]
+    times = [OPEN + timedelta(seconds=s) for s in range(0, one.clock.session_seconds + 1, 97)]
     for symbol in ("NIFTY", "BANKNIFTY", "FINNIFTY", "SENSEX"):
         assert [one.index_level(symbol, t) for t in times] == [
             two.index_level(symbol, t) for t in reversed(times)
@@ -100,7 +106,7 @@ def test_each_index_opens_at_its_catalog_spot_and_is_found_by_symbol_or_id(index
 
 def test_index_levels_are_rounded_to_the_exchange_tick(index_rows):
     m = Market(DAY, seed=2, rows=index_rows)
-    for s in range(0, SESSION_SECONDS, 61):
+    for s in range(0, m.clock.session_seconds, 61):
         t = OPEN + timedelta(seconds=s)
         assert on_tick(m.index_level("NIFTY", t), 0.05)
         assert on_tick(m.index_level("BANKNIFTY", t), 0.05)
@@ -404,6 +410,169 @@ def test_a_clock_can_start_mid_session():
     clock = MarketClock(DAY, speed=100, start=time(14, 0))
     assert clock.market_time(9) == at(14, 15)
     assert clock.elapsed_for(at(14, 15)) == 9
+
+
+# -- the session -------------------------------------------------------------------------------
+
+LATE = (time(10, 0), time(16, 0))  # a session other than the project's: 6 h = 21,600 s
+
+
+def test_the_default_session_is_the_configured_one():
+    clock = MarketClock(DAY)
+    assert clock.session == configured_session() == (time(9, 15), time(15, 30))
+    assert (clock.open_at, clock.close_at, clock.start) == (OPEN, CLOSE, time(9, 15))
+    assert clock.session_seconds == 22_500
+
+
+def test_a_seed_gives_the_pinned_market_price_for_price():
+    # Values computed before the session came from config/algo.yml (when the simulator wrote
+    # 09:15-15:30 by hand): the same seed must still give the same day, price for price.
+    m = Market(DAY, seed=7, regime="trend", strikes_each_side=5, weeklies=1, monthlies=1)
+    seconds = (0, 1, 600, 11_250, 22_499, 22_500)
+    levels = {
+        symbol: [m.index_level(symbol, OPEN + timedelta(seconds=s)) for s in seconds]
+        for symbol in ("NIFTY", "SENSEX")
+    }
+    assert levels == {
+        "NIFTY": [26000.0, 26001.0, 25965.95, 26033.75, 26181.6, 26180.8],
+        "SENSEX": [85000.0, 84992.9, 85144.57, 85790.45, 85640.62, 85642.78],
+    }
+    vix = [m.index_level("INDIA VIX", OPEN + timedelta(seconds=s)) for s in (0, 7_777, 22_500)]
+    assert vix == [13.5, 13.45, 13.25]
+    call = 35010  # NIFTY 26000 CE, the 24 Nov weekly
+    assert m.contracts[call].trading_symbol == "NIFTY-Nov2026-26000-CE"
+    assert m.quote("NSE_FNO", call, at(11, 0, 17)) == Quote(
+        "NSE_FNO", call, 78.45, 455, at(11, 0, 17), 78.65, 1_193_725, 10_927_345, 10_927_345,
+        10_334_220, 87.0, 120.4, 28.85, 78.45, 116.1, 35_360, 49_400,
+        (
+            DepthLevel(455, 2470, 3, 13, 78.4, 78.5),
+            DepthLevel(3640, 2080, 19, 11, 78.35, 78.55),
+            DepthLevel(325, 3900, 2, 21, 78.3, 78.6),
+            DepthLevel(2925, 520, 16, 3, 78.25, 78.65),
+            DepthLevel(1495, 3380, 8, 18, 78.2, 78.7),
+        ),
+        78.45, 0.14040473256131944,
+    )  # fmt: skip
+    assert m.last_trade("NSE_FNO", call, at(14, 5, 3)) == (173.05, at(14, 5, 3))
+    candles = m.intraday_candles(call, 5, at(12, 0))
+    assert len(candles) == 34
+    assert candles[0] == Candle(OPEN, 87.0, 120.4, 79.5, 108.0, 248_690, 10_362_365)
+    assert candles[17] == Candle(at(10, 40), 89.6, 95.1, 69.1, 69.85, 29_900, 10_841_220)
+    nifty = m.intraday_candles(13, 15, at(16, 0))
+    assert len(nifty) == 25
+    assert nifty[0] == Candle(OPEN, 26000.0, 26058.35, 25960.1, 25995.9, 0, 0)
+    assert nifty[-1] == Candle(at(15, 15), 26249.45, 26296.65, 26179.5, 26180.8, 0, 0)
+    daily = m.daily_candles(13, date(2026, 11, 19), date(2026, 11, 24), at(15, 0))
+    midnight = datetime(2026, 11, 23, tzinfo=IST)
+    assert daily[-1] == Candle(midnight, 26000.0, 26187.1, 25840.55, 26126.8, 0, 0)
+
+
+def test_a_clock_opens_clamps_and_closes_at_the_session_it_is_given():
+    clock = MarketClock(DAY, speed=60, session=LATE)
+    assert clock.session == LATE and clock.start == time(10, 0)
+    assert (clock.open_at, clock.close_at) == (at(10, 0), at(16, 0))
+    assert clock.session_seconds == 21_600 and clock.real_session_seconds == 360
+    assert clock.market_time(0) == at(10, 0)
+    assert clock.market_time(359) == at(15, 59)
+    assert clock.market_time(10_000) == at(16, 0)  # market time stops at this close
+    assert not clock.is_open(at(9, 59, 59)) and clock.is_open(at(10, 0))
+    assert clock.is_open(at(15, 59, 59)) and not clock.is_open(at(16, 0))
+    assert clock.session_second(at(9, 30)) == 0
+    assert clock.session_second(at(15, 30)) == 19_800
+    assert clock.session_second(at(17, 0)) == 21_600
+    assert clock.at_second(60) == at(10, 1)
+    assert MarketClock(DAY, speed=60, start=time(9, 30), session=LATE).elapsed_for(at(10, 0)) == 30
+
+
+def test_a_market_spans_the_session_it_is_given(index_rows):
+    m = Market(DAY, seed=7, rows=index_rows, session=LATE)
+    assert (m.clock.open_at, m.clock.close_at) == (at(10, 0), at(16, 0))
+    # Before the open everything sits at the opening print, stamped with the open.
+    assert m.index_level("NIFTY", at(9, 30)) == m.index_level("NIFTY", at(10, 0)) == 26_000.0
+    assert m.last_trade("IDX_I", 13, at(9, 30)) == (26_000.0, at(10, 0))
+    assert m.quote("IDX_I", 13, at(9, 45)).ltt == at(10, 0)
+    # The path runs on after 15:30 and stops at 16:00.
+    assert m.index_level("NIFTY", at(15, 45)) != m.index_level("NIFTY", at(15, 30))
+    assert m.index_level("NIFTY", at(16, 30)) == m.index_level("NIFTY", at(16, 0))
+    assert m.last_trade("IDX_I", 13, at(16, 30))[1] == at(16, 0)
+    candles = m.intraday_candles(13, 15, at(17, 0))
+    assert len(candles) == 24  # 10:00-16:00 in 15 minutes
+    assert (candles[0].start, candles[-1].start) == (at(10, 0), at(15, 45))
+    assert candles[-1].close == m.index_level("NIFTY", at(16, 0))
+    assert len(m.intraday_candles(13, 1, at(16, 0))) == 360
+    today = m.daily_candles(13, DAY, DAY + timedelta(days=1), at(16, 0))[-1]
+    assert (today.open, today.close) == (26_000.0, m.index_level("NIFTY", at(16, 0)))
+    assert today.high == max(c.high for c in candles) and today.low == min(c.low for c in candles)
+
+
+def test_an_option_trades_volume_and_oi_over_the_session_it_is_given():
+    m = Market(DAY, seed=7, strikes_each_side=3, weeklies=1, monthlies=1, session=LATE)
+    call = options(m, "NIFTY", 0, "CE")[3]
+    early = m.quote("NSE_FNO", call.security_id, at(9, 30))
+    assert early.ltt == at(10, 0)
+    volumes = [
+        m.quote("NSE_FNO", call.security_id, at(10, 0) + timedelta(minutes=k)).volume
+        for k in range(0, 361, 30)
+    ]
+    assert volumes == sorted(volumes) and volumes[-1] > volumes[-2] > volumes[0]
+    last = m.intraday_candles(call.security_id, 30, at(16, 0))[-1]
+    assert last.start == at(15, 30) and last.volume > 0
+
+
+def test_a_shorter_session_keeps_the_days_volatility(index_rows):
+    # The per-second volatility is scaled to the session, so a 6 h day moves like a 6.25 h one.
+    vols = []
+    for seed in range(6):
+        m = Market(DAY, seed=seed, rows=index_rows, session=LATE)
+        returns = [math.log(c.close / c.open) for c in m.intraday_candles(13, 1, at(16, 0))]
+        vols.append(math.sqrt(sum(r * r for r in returns) / len(returns) * 252 * 360))
+    assert abs(sum(vols) / len(vols) - 0.13) < 0.025, vols
+
+
+@pytest.mark.parametrize(
+    ("session", "problem"),
+    [
+        ((time(15, 30), time(9, 15)), "session open 15:30:00 must be before its close 09:15:00"),
+        ((time(10, 0), time(10, 0)), "session open 10:00:00 must be before its close"),
+        ((time(10, 0),), "session must be (open, close) times of day"),
+        (("09:15", "15:30"), "session open must be a time of day"),
+        ((time(9, 15, tzinfo=IST), time(15, 30)), "session open must be a time of day"),
+    ],
+)
+def test_a_bad_session_is_refused_naming_the_problem(session, problem):
+    with pytest.raises(ValueError, match=re.escape(problem)):
+        MarketClock(DAY, session=session)
+
+
+def test_the_session_comes_from_the_configured_algo_file(settings, tmp_path):
+    text = ALGO_YML.read_text(encoding="utf-8")
+    assert text.count('session_open: "09:15"') == text.count('session_close: "15:30"') == 1
+    moved = text.replace('session_open: "09:15"', 'session_open: "09:00"')
+    moved = moved.replace('session_close: "15:30"', 'session_close: "15:45"')
+    (tmp_path / "algo.yml").write_text(moved, encoding="utf-8")
+    settings.ALGO_CONFIG_FILE = tmp_path / "algo.yml"
+    assert configured_session() == (time(9, 0), time(15, 45))
+    m = Market(DAY, seed=1, strikes_each_side=1, weeklies=1, monthlies=1)
+    assert (m.clock.open_at, m.clock.close_at) == (at(9, 0), at(15, 45))
+    assert m.last_trade("IDX_I", 13, at(8, 0))[1] == at(9, 0)
+
+
+def test_without_django_settings_the_session_is_the_repositorys_algo_yml():
+    # A fresh interpreter with no settings module: the simulator reads config/algo.yml itself
+    # and never imports Django to find out that settings are not there.
+    code = (
+        "import sys; from trading.dhan.sim.market import MarketClock; from datetime import date; "
+        "clock = MarketClock(date(2026, 11, 23)); "
+        "print(clock.open_at.time(), clock.close_at.time(), "
+        "[m for m in sys.modules if m.split('.')[0] == 'django'])"
+    )
+    env = {k: v for k, v in os.environ.items() if k != "DJANGO_SETTINGS_MODULE"}
+    root = Path(__file__).resolve().parents[4]
+    result = subprocess.run(
+        [sys.executable, "-c", code], cwd=root, env=env, capture_output=True, text=True
+    )
+    assert result.returncode == 0, result.stderr
+    assert result.stdout.split() == ["09:15:00", "15:30:00", "[]"]
 
 
 def test_ltt_round_trips_through_the_feed_codec(market):

@@ -9,13 +9,15 @@ from __future__ import annotations
 
 import json
 import os
+import shutil
 import signal
 import subprocess
 import sys
 import threading
 import time
 from collections.abc import Callable, Iterator
-from datetime import date
+from datetime import date, datetime
+from datetime import time as dtime
 from decimal import Decimal
 from pathlib import Path
 
@@ -41,7 +43,9 @@ from trading.dhan.rest_types import (
     RenewTokenResponse,
     TradeBookResponse,
 )
+from trading.dhan.sim.market import Market
 from trading.dhan.sim.server import SimConfig, Simulator
+from trading.rules.market import IST
 
 ROOT = Path(__file__).resolve().parents[4]
 NIFTY = 13
@@ -647,6 +651,65 @@ def test_dhan_sim_writes_the_scrip_master_to_a_file(tmp_path):
         [sys.executable, *argv], cwd=ROOT, env=env, check=True, capture_output=True, timeout=60
     )
     assert target.read_text().startswith("SEM_EXM_EXCH_ID,")
+
+
+def test_dhan_sim_starts_at_the_open_of_the_configured_session(tmp_path):
+    config_dir = tmp_path / "config"
+    shutil.copytree(ROOT / "config", config_dir)
+    algo = config_dir / "algo.yml"
+    text = algo.read_text(encoding="utf-8")
+    text = text.replace('session_open: "09:15"', 'session_open: "09:00"', 1)
+    algo.write_text(text.replace('session_close: "15:30"', 'session_close: "15:45"', 1))
+    env = {**os.environ, "DJANGO_DEBUG": "true", "ALGO_CONFIG_DIR": str(config_dir)}
+    proc = subprocess.Popen(
+        [sys.executable, "manage.py", "dhan_sim", "--speed", "60", "--date", "2026-11-24"],
+        cwd=ROOT, env=env, stdout=subprocess.PIPE, stderr=subprocess.PIPE, text=True,
+    )  # fmt: skip
+    try:
+        lines = [proc.stdout.readline().strip() for _ in range(6)]
+        assert [line.split("=", 1)[0] for line in lines] == [
+            "DHANHQ_BASE_URL",
+            "DHANHQ_WS_URL",
+            "DHANHQ_ORDER_WS_URL",
+            "DHANHQ_CLIENT_ID",
+            "DHANHQ_ACCESS_TOKEN",
+            "INSTRUMENTS_SCRIP_MASTER_URL",
+        ]
+    finally:
+        proc.send_signal(signal.SIGTERM)
+        _, err = proc.communicate(timeout=10)
+    assert proc.returncode == 0, err
+    assert "market 2026-11-24 from 09:00 at speed 60; Ctrl-C to stop" in err
+
+
+LATE = (dtime(10, 0), dtime(16, 0))
+
+
+def test_a_simulator_before_the_open_of_its_session_stamps_ticks_with_the_open():
+    config = SimConfig(
+        session=LATE, start=dtime(9, 30), trading_date=date(2026, 11, 24),
+        strikes_each_side=2, weeklies=1, monthlies=1,
+    )  # fmt: skip
+    with Simulator(config) as sim:
+        opens = datetime(2026, 11, 24, 10, 0, tzinfo=IST)
+        assert sim.clock.session == sim.market.clock.session == LATE
+        assert sim.clock.open_at == opens and sim.now() < opens  # speed 1: 30 real minutes away
+        conn = websocket.create_connection(feed_url(sim), timeout=10)
+        conn.send(fc.subscribe_messages([("IDX_I", NIFTY)], "ticker")[0])
+        packets = recv_packets(conn, fc.FeedStats(), 2)
+        conn.close()
+        assert [code(p) for p in packets] == [6, 2]
+        assert packets[1].exchange_time == opens
+        placed = call(sim, "POST", "/orders", json=place_body(sim, option_ids(sim)[0]))
+        [order] = call(sim, "GET", f"/orders/{placed.json()['orderId']}").json()
+        assert order["orderStatus"] == "REJECTED"
+        assert "Market is Closed" in order["omsErrorDescription"]
+
+
+def test_a_simulator_refuses_a_session_its_market_does_not_have():
+    market = Market(date(2026, 11, 24), strikes_each_side=1, weeklies=1, monthlies=1)
+    with pytest.raises(ValueError, match="differs from the given market's 09:15:00-15:30:00"):
+        Simulator(SimConfig(session=LATE), market=market)
 
 
 def test_market_time_runs_at_the_configured_speed(dhan_sim):
