@@ -57,7 +57,6 @@ from pathlib import Path
 from typing import Literal
 
 from instruments.synthetic import INDICES, OTHER_INDICES, generate
-from trading.config import load_algo_config
 from trading.dhan.feed_codec import DepthLevel, segment_name
 from trading.rules.market import IST
 
@@ -224,7 +223,11 @@ def configured_session() -> Session:
 
 @cache
 def _session_in(file: Path) -> Session:
-    market = load_algo_config(file).market
+    # Imported here: the loader brings pydantic (and, through the standard library, sockets);
+    # the market model itself stays pure, and only this file read needs the loader.
+    from trading.config.load import load_algo_file
+
+    market = load_algo_file(file).market
     return market.session_open, market.session_close
 
 
