@@ -66,7 +66,8 @@ def ready(request: HttpRequest) -> JsonResponse:
     and not "stopped".
     The body holds states and ages only, never a URL or an error message (no secrets).
     """
-    from workers.heartbeat import heartbeat_age, is_fresh, kv_from_settings, read_heartbeats
+    from workers.heartbeat import heartbeat_age, is_fresh, read_heartbeats
+    from workers.realtime.kv_store import kv_from_settings
 
     problems: list[str] = []
     now = time.time()

@@ -239,8 +239,11 @@ def _realtime(sim: Simulator, rest: Any, call: Any) -> int:
     from trading.models import PositionTracker, TradingSignal
     from workers.feed_hub import FeedHub, HubConfig
     from workers.pnl import PnlCache, PnlMonitor
+    from workers.realtime.event_bus import MemoryEventBus
+    from workers.realtime.kv_store import MemoryKeyValueStore
+    from workers.realtime.services import Realtime
+    from workers.realtime.tick_store import MemoryTickStore
     from workers.signal_engine import SignalEngine
-    from workers.ticks import MemoryEventBus, MemoryKeyValueStore, MemoryTickStore, Realtime
 
     realtime = Realtime(ticks=MemoryTickStore(), events=MemoryEventBus(), kv=MemoryKeyValueStore())
     candles = realtime.events.subscribe(["candle"])

@@ -53,8 +53,11 @@ from trading.dhan.ws_support import nse_market_open
 from workers.candles import Candle, CandleBuilder, aggregate, candles_from_chart
 from workers.health import DOWN, HEALTHY, FeedHealth, FeedObservation
 from workers.heartbeat import Heartbeat
+from workers.realtime.merger import TickMerger
+from workers.realtime.record import TickRecord
+from workers.realtime.redis_client import StoreUnavailable
+from workers.realtime.services import Realtime
 from workers.subscriptions import desired_subscriptions, parse_watchlist
-from workers.ticks import Realtime, StoreUnavailable, TickMerger, TickRecord
 
 logger = logging.getLogger(__name__)
 

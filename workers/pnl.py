@@ -30,10 +30,15 @@ from trading.charges import charges_table
 from trading.models import PositionStatus, PositionTracker
 from trading.rules.charges import exchange_of, order_charges
 from trading.rules.pnl import price_decimal, track_extremes, unrealized
-from workers.heartbeat import DbKeyValueStore, Heartbeat
+from workers.heartbeat import Heartbeat
+from workers.realtime.kv_store import DbKeyValueStore
 
 if TYPE_CHECKING:
-    from workers.ticks import KeyValueStore, Realtime, TickRecord, TickStore, TickSubscription
+    from workers.realtime.coalescing import TickSubscription
+    from workers.realtime.kv_store import KeyValueStore
+    from workers.realtime.record import TickRecord
+    from workers.realtime.services import Realtime
+    from workers.realtime.tick_store import TickStore
 
 logger = logging.getLogger(__name__)
 
@@ -326,7 +331,7 @@ class PnlMonitor:
     One bad position (no entry price, a failing charges estimate) is logged and skipped; it
     never stops the others. The handle_*() methods are the unit-testable pieces of one pass.
 
-    ``PnlMonitor(ticks, kv)`` or ``PnlMonitor(realtime)`` (a workers.ticks.Realtime). In
+    ``PnlMonitor(ticks, kv)`` or ``PnlMonitor(realtime)`` (a workers.realtime.services.Realtime). In
     embedded mode pass a kv the web process can read (DbKeyValueStore) for the heartbeat to
     show on /ready; the pnl:{id} snapshots then stay in memory (see below) unless ``cache``
     says otherwise. With Redis they go to the same kv as the heartbeat.
@@ -363,7 +368,7 @@ class PnlMonitor:
                 # Embedded mode: a Setting row rewritten on every tick would be a second,
                 # unthrottled database copy competing with order writes on SQLite. Snapshots
                 # stay in memory; other processes read the PositionTracker columns (<= 5 s old).
-                from workers.ticks import MemoryKeyValueStore
+                from workers.realtime.kv_store import MemoryKeyValueStore
 
                 cache = PnlCache(MemoryKeyValueStore())
         self.cache = cache

@@ -57,7 +57,9 @@ from trading.rules.signals import Direction, Signal, SignalState, confirm
 from workers.candles import IST, Candle, aggregate
 from workers.feed_hub import CANDIDATES_KEY, INDEX_SEGMENT, index_minutes
 from workers.heartbeat import Heartbeat
-from workers.ticks import Realtime, StoreUnavailable, TickRecord
+from workers.realtime.record import TickRecord
+from workers.realtime.redis_client import StoreUnavailable
+from workers.realtime.services import Realtime
 
 logger = logging.getLogger(__name__)
 

@@ -17,7 +17,7 @@ from pathlib import Path
 import pytest
 
 from trading.dhan.sim.server import SimConfig, Simulator
-from workers.ticks import RedisKeyValueStore
+from workers.realtime.kv_store import RedisKeyValueStore
 
 ROOT = Path(__file__).resolve().parents[2]
 TRADING_DAY = date(2026, 11, 23)  # a Monday that is not an exchange holiday

@@ -21,13 +21,11 @@ from trading.dhan.feed_codec import (
 from trading.models import PositionTracker, WatchlistItem
 from workers.feed_hub import FeedHub, HubConfig
 from workers.health import HEALTHY, STALE
+from workers.realtime.kv_store import RedisKeyValueStore
+from workers.realtime.redis_tick_store import RedisTickStore
+from workers.realtime.services import Realtime
 from workers.recorder import FrameRecorder, iter_frames
 from workers.subscriptions import WatchlistError
-from workers.ticks import (
-    Realtime,
-    RedisKeyValueStore,
-    RedisTickStore,
-)
 
 from .conftest import wait_until
 from .hubkit import (

@@ -28,8 +28,8 @@ from trading.models import PositionTracker, SignalOutcome, TradingSignal
 from trading.orders.router import RECORDED, REJECTED, EntryIntent, RouterResult
 from trading.switches import set_kill_switch
 from workers.candles import IST, Candle
+from workers.realtime.record import TickRecord
 from workers.signal_engine import CANDIDATES_KEY, SignalEngine
-from workers.ticks import TickRecord
 
 from .conftest import wait_until
 from .hubkit import import_sim_catalog, make_hub, memory_realtime, redis_realtime, seed_watchlist

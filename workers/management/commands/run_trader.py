@@ -25,13 +25,14 @@ from trading.config import ConfigError, effective_algo_config
 from trading.mode import trading_mode
 from workers.candles import IST
 from workers.feed_hub import hub_from_settings
-from workers.heartbeat import DbKeyValueStore, Heartbeat
+from workers.heartbeat import Heartbeat
 from workers.order_updates import OrderUpdatesComponent
 from workers.pnl import PnlMonitor
+from workers.realtime.kv_store import DbKeyValueStore
+from workers.realtime.services import Realtime, realtime_from_settings
 from workers.signal_engine import engine_from_settings
 from workers.subscriptions import WatchlistError, parse_watchlist
 from workers.supervisor import ScheduledJobs, Supervisor
-from workers.ticks import Realtime, realtime_from_settings
 
 logger = logging.getLogger("workers.run_trader")
 
