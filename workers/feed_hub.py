@@ -53,6 +53,14 @@ from trading.dhan.ws_support import nse_market_open
 from workers.candles import Candle, CandleBuilder, aggregate, candles_from_chart
 from workers.health import DOWN, HEALTHY, FeedHealth, FeedObservation
 from workers.heartbeat import Heartbeat
+from workers.realtime.keys import (
+    CANDLE_TOPIC,
+    FEED_CANDIDATES,
+    FEED_HEALTH,
+    FEED_HEALTH_TOPIC,
+    FEED_SUBSCRIPTIONS,
+    candles_key,
+)
 from workers.realtime.merger import TickMerger
 from workers.realtime.record import TickRecord
 from workers.realtime.redis_client import StoreUnavailable
@@ -64,9 +72,6 @@ logger = logging.getLogger(__name__)
 __all__ = ["FeedHub", "HubConfig"]
 
 INDEX_SEGMENT = "IDX_I"
-# Written by the signal engine (workers/signal_engine.py); a constant here so that the hub
-# does not import the engine.
-CANDIDATES_KEY = "feed:candidates"
 CANDLE_HISTORY = 500  # candles kept per index and timeframe in the kv list
 _BURST_FRAMES = 256  # frames merged and published together at most (see _on_packets)
 _SESSION_OPEN = (9, 15)
@@ -310,7 +315,7 @@ class FeedHub:
         written with a TTL on every candle), subscribed in full mode so their ticks and depth
         are fresh when a signal comes. On a store error the last known set stays."""
         try:
-            record = self.realtime.kv.get(CANDIDATES_KEY)
+            record = self.realtime.kv.get(FEED_CANDIDATES)
         except StoreUnavailable:
             return self._last_candidates
         keys = record.get("keys") if isinstance(record, dict) else None
@@ -525,8 +530,8 @@ class FeedHub:
         while events:
             candle = events[0]
             payload = candle.as_dict()
-            kv.push_capped(f"candles:{candle.key}:{candle.timeframe}", payload, CANDLE_HISTORY)
-            self.realtime.events.publish("candle", payload)
+            kv.push_capped(candles_key(candle.key, candle.timeframe), payload, CANDLE_HISTORY)
+            self.realtime.events.publish(CANDLE_TOPIC, payload)
             events.popleft()
             self.counters.candles += 1
 
@@ -609,7 +614,7 @@ class FeedHub:
             histories = {tf: self.candles.history(key, tf) for tf in self.config.timeframes}
         for tf, history in histories.items():
             self.realtime.kv.replace_list(
-                f"candles:{key}:{tf}", [c.as_dict() for c in history], CANDLE_HISTORY
+                candles_key(key, tf), [c.as_dict() for c in history], CANDLE_HISTORY
             )
 
     # -- health, state, logs -----------------------------------------------------------------
@@ -642,8 +647,8 @@ class FeedHub:
             self._seed_due = True  # backfill the minutes the gap may have cost
         record = self.health.as_record(now)
         try:
-            self.realtime.events.publish("feed_health", record)
-            self.realtime.kv.put("health:feed", record, ttl=10.0)
+            self.realtime.events.publish(FEED_HEALTH_TOPIC, record)
+            self.realtime.kv.put(FEED_HEALTH, record, ttl=10.0)
         except StoreUnavailable as exc:
             self._store_down(exc)
 
@@ -656,7 +661,7 @@ class FeedHub:
 
     def _write_state(self, now: float) -> None:
         try:
-            self.realtime.kv.put("health:feed", self.health.as_record(now), ttl=10.0)
+            self.realtime.kv.put(FEED_HEALTH, self.health.as_record(now), ttl=10.0)
             self.heartbeat.beat(
                 "running" if self.health.state != DOWN else "degraded", **self._heartbeat_fields()
             )
@@ -666,7 +671,7 @@ class FeedHub:
     def _write_subscriptions(self) -> None:
         try:
             self.realtime.kv.put(
-                "feed:subscriptions",
+                FEED_SUBSCRIPTIONS,
                 {
                     "instruments": {k: m.name.lower() for k, m in self.subscribed.items()},
                     "at": time.time(),

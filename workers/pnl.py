@@ -31,7 +31,8 @@ from trading.models import PositionStatus, PositionTracker
 from trading.rules.charges import exchange_of, order_charges
 from trading.rules.pnl import price_decimal, track_extremes, unrealized
 from workers.heartbeat import Heartbeat
-from workers.realtime.kv_store import DbKeyValueStore
+from workers.realtime.keys import pnl_key
+from workers.realtime.kv_store import DbKeyValueStore, MemoryKeyValueStore
 
 if TYPE_CHECKING:
     from workers.realtime.coalescing import TickSubscription
@@ -168,7 +169,7 @@ class PnlCache:
 
     @staticmethod
     def name(position_id: int) -> str:
-        return f"pnl:{position_id}"
+        return pnl_key(position_id)
 
     def compute(
         self,
@@ -247,7 +248,7 @@ class PnlCache:
             return self.get(position_id)
         except Exception:
             # An unreachable store must not stop pricing: the DB columns seed the extremes.
-            logger.warning("PnL cache: could not read pnl:%s", position_id, exc_info=True)
+            logger.warning("PnL cache: could not read %s", pnl_key(position_id), exc_info=True)
             return None
 
     def get(self, position_id: int) -> PnlSnapshot | None:
@@ -258,7 +259,7 @@ class PnlCache:
         try:
             return PnlSnapshot.from_dict(data)
         except ValueError as exc:
-            logger.warning("PnL cache: ignoring pnl:%s: %s", position_id, exc)
+            logger.warning("PnL cache: ignoring %s: %s", pnl_key(position_id), exc)
             return None
 
     def last(self, position_id: int) -> PnlSnapshot | None:
@@ -368,8 +369,6 @@ class PnlMonitor:
                 # Embedded mode: a Setting row rewritten on every tick would be a second,
                 # unthrottled database copy competing with order writes on SQLite. Snapshots
                 # stay in memory; other processes read the PositionTracker columns (<= 5 s old).
-                from workers.realtime.kv_store import MemoryKeyValueStore
-
                 cache = PnlCache(MemoryKeyValueStore())
         self.cache = cache
         self.db_sync = db_sync if db_sync is not None else PnlDbSync()
@@ -572,7 +571,7 @@ class PnlMonitor:
             self.cache.delete(position_id)
         except Exception as exc:
             self._record_error(f"pnl cache: {type(exc).__name__}")
-            logger.warning("PnL monitor: could not delete pnl:%s", position_id, exc_info=True)
+            logger.warning("PnL monitor: could not delete %s", pnl_key(position_id), exc_info=True)
 
     def _record_error(self, message: str) -> None:
         self.errors += 1

@@ -55,8 +55,9 @@ from trading.orders.router import EntryIntent, EntryRouter, IntentLogRouter, mar
 from trading.rules import gates, sizing, strikes
 from trading.rules.signals import Direction, Signal, SignalState, confirm
 from workers.candles import IST, Candle, aggregate
-from workers.feed_hub import CANDIDATES_KEY, INDEX_SEGMENT, index_minutes
+from workers.feed_hub import INDEX_SEGMENT, index_minutes
 from workers.heartbeat import Heartbeat
+from workers.realtime.keys import CANDLE_TOPIC, FEED_CANDIDATES, FEED_HEALTH, candles_key
 from workers.realtime.record import TickRecord
 from workers.realtime.redis_client import StoreUnavailable
 from workers.realtime.services import Realtime
@@ -163,7 +164,7 @@ class SignalEngine:
     # -- the component ---------------------------------------------------------------------------
 
     def run(self, stop: threading.Event) -> None:
-        subscription = self.realtime.events.subscribe(["candle"])
+        subscription = self.realtime.events.subscribe([CANDLE_TOPIC])
         try:
             self.start()
             while not stop.is_set():
@@ -350,7 +351,7 @@ class SignalEngine:
         """The hub's candle history of ``key``, only the candles starting after ``after``
         (the others are skipped before they are parsed: catch-up reads this every few s)."""
         try:
-            rows = self.realtime.kv.get_list(f"candles:{key}:{timeframe}")
+            rows = self.realtime.kv.get_list(candles_key(key, timeframe))
         except StoreUnavailable as exc:
             logger.warning("signal engine: candle history of %s unreadable: %s", key, exc)
             return []
@@ -712,7 +713,7 @@ class SignalEngine:
 
     def _feed_state(self) -> str:
         try:
-            record = self.realtime.kv.get("health:feed")
+            record = self.realtime.kv.get(FEED_HEALTH)
         except StoreUnavailable:
             return "unknown"
         if not isinstance(record, dict):
@@ -812,7 +813,7 @@ class SignalEngine:
         keys = sorted({k for item in self.indices.values() for k in item.candidates})
         try:
             self.realtime.kv.put(
-                CANDIDATES_KEY, {"keys": keys, "at": self.wall()}, ttl=CANDIDATES_TTL
+                FEED_CANDIDATES, {"keys": keys, "at": self.wall()}, ttl=CANDIDATES_TTL
             )
         except StoreUnavailable as exc:
             logger.warning("signal engine: candidate contracts not published: %s", exc)
