@@ -23,9 +23,8 @@ from dataclasses import dataclass
 from datetime import datetime
 from operator import attrgetter
 from typing import Any
-from zoneinfo import ZoneInfo
 
-IST = ZoneInfo("Asia/Kolkata")
+from trading.dhan.feed_codec import IST
 
 __all__ = ["TickRecord", "copy_record", "encode_depth", "payload_seq", "unpack_depth_level"]
 

@@ -9,7 +9,8 @@ from datetime import datetime
 
 import pytest
 
-from workers.realtime.record import IST, TickRecord, encode_depth, payload_seq
+from trading.dhan.feed_codec import IST
+from workers.realtime.record import TickRecord, encode_depth, payload_seq
 
 from .kit import (
     DEPTH,
