@@ -112,8 +112,9 @@ class PubSubListener:
         reader to notice; the reconnect resubscribes from the sets."""
         if self._sock is None:
             return
-        for start in range(0, len(args), 1000):
-            chunk = args[start : start + 1000]
+        # At most 1,000 channels per command; a command without arguments (PING) is sent once.
+        chunks = [args[start : start + 1000] for start in range(0, len(args), 1000)] or [()]
+        for chunk in chunks:
             try:
                 self._sock.sendall(pack_command(command, *chunk))
             except OSError:

@@ -8,6 +8,7 @@ directly.
 from __future__ import annotations
 
 import signal
+import time
 
 import pytest
 
@@ -144,6 +145,29 @@ def test_the_reader_hands_over_channel_and_pattern_messages_once_confirmed(
         client.publish(f"{prefix}many:8", b"eight")  # in order: once it is here, so is "after"
         assert until(lambda: len(handler.messages) == 3)
         assert handler.messages[-1] == (f"{prefix}many:8".encode(), b"eight", True)
+    finally:
+        listener.close()
+        client.close()
+
+
+def test_a_quiet_healthy_connection_is_probed_with_ping_and_kept(
+    redis_url: str, prefix: str
+) -> None:
+    import redis
+
+    client = redis.Redis.from_url(redis_url)
+    handler = Collected()
+    listener = PubSubListener(client, handler, "test-quiet", ping_interval=0.5)
+    channel = f"{prefix}quiet".encode()
+    try:
+        listener.subscribe([channel])
+        assert listener.wait_subscribed([channel], 10)
+        # Five probe intervals of silence. Each PING is answered, so the connection stays; a
+        # probe that is never sent drops it after two (an idle feed reconnected every 10 s).
+        time.sleep(2.5)
+        assert listener.reconnects == 0, listener.last_error
+        client.publish(channel, b"still here")
+        assert until(lambda: handler.messages == [(channel, b"still here", False)])
     finally:
         listener.close()
         client.close()
