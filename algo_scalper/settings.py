@@ -7,12 +7,18 @@ naming the variable when a value is malformed. See ``.env.example`` for the full
 
 from __future__ import annotations
 
+import warnings
 from decimal import Decimal
 from pathlib import Path
 from urllib.parse import urlsplit
 
 import dj_database_url
 from celery.schedules import crontab
+from django.core.checks.security.base import (
+    SECRET_KEY_INSECURE_PREFIX,
+    SECRET_KEY_MIN_LENGTH,
+    SECRET_KEY_MIN_UNIQUE_CHARACTERS,
+)
 from django.core.exceptions import ImproperlyConfigured
 
 from algo_scalper.dotenv import load_dotenv
@@ -30,6 +36,19 @@ if not SECRET_KEY:
             "(set DJANGO_DEBUG=true for local development)"
         )
     SECRET_KEY = "insecure-development-only-key"  # noqa: S105 - only ever used with DEBUG on
+elif not DEBUG and (
+    len(SECRET_KEY) < SECRET_KEY_MIN_LENGTH
+    or len(set(SECRET_KEY)) < SECRET_KEY_MIN_UNIQUE_CHARACTERS
+    or SECRET_KEY.startswith(SECRET_KEY_INSECURE_PREFIX)
+):
+    # Django's own rule (check --deploy's W009): sessions, CSRF tokens and password resets
+    # are signed with it. Refused at start, not merely warned about in a check nobody runs.
+    raise ImproperlyConfigured(
+        f"DJANGO_SECRET_KEY is too weak: use at least {SECRET_KEY_MIN_LENGTH} characters with "
+        f"at least {SECRET_KEY_MIN_UNIQUE_CHARACTERS} different ones, not starting with "
+        f"{SECRET_KEY_INSECURE_PREFIX!r}; e.g. the output of "
+        "python -c 'import secrets; print(secrets.token_urlsafe(50))'"
+    )
 
 ALLOWED_HOSTS = envlist("ALLOWED_HOSTS", ["localhost", "127.0.0.1", "[::1]"])
 CSRF_TRUSTED_ORIGINS = envlist("CSRF_TRUSTED_ORIGINS")
@@ -101,14 +120,38 @@ USE_I18N = False
 
 STATIC_URL = "static/"
 STATIC_ROOT = BASE_DIR / "var" / "static"
+# WhiteNoise serves the static files straight from the installed apps (the finders), listed
+# once at start: the admin has its CSS however the web process was started (gunicorn,
+# runserver, the image) and whether or not collectstatic ever ran, and never an old copy
+# left in STATIC_ROOT by an earlier version. The cost: no precompressed variants, nothing
+# for an admin a few operators use.
+WHITENOISE_USE_FINDERS = True
+# STATIC_ROOT is optional then; WhiteNoise's warning that it is missing would only be noise.
+warnings.filterwarnings("ignore", message="No directory at: ", category=UserWarning)
 STORAGES = {
     "default": {"BACKEND": "django.core.files.storage.FileSystemStorage"},
     # Not the manifest variant: that one answers 500 for every admin page until collectstatic
     # has run, which a laptop user running the web process never did.
     "staticfiles": {"BACKEND": "whitenoise.storage.CompressedStaticFilesStorage"},
 }
+# --- HTTPS: on by default whenever DEBUG is off (check --deploy runs clean) -------------------
+# DJANGO_HTTPS=false is for a plain-HTTP run on loopback (docker compose on a laptop): no
+# redirect to https://, cookies sent over HTTP, no HSTS.
+HTTPS = envbool("DJANGO_HTTPS", not DEBUG)
+SECURE_SSL_REDIRECT = HTTPS
+SESSION_COOKIE_SECURE = HTTPS
+CSRF_COOKIE_SECURE = HTTPS
+# The probes answer over plain HTTP: Railway's healthcheck and the image's HEALTHCHECK call
+# http://.../healthz from inside the platform, and a redirect is a failed probe.
+SECURE_REDIRECT_EXEMPT = [r"^healthz$", r"^ready$"]
+SECURE_HSTS_SECONDS = envint("DJANGO_SECURE_HSTS_SECONDS", 31_536_000 if HTTPS else 0, minimum=0)
+# Off when another site under the same domain still serves plain HTTP. The preload directive
+# needs includeSubDomains, and only matters once the domain is submitted to hstspreload.org.
+SECURE_HSTS_INCLUDE_SUBDOMAINS = envbool("DJANGO_SECURE_HSTS_INCLUDE_SUBDOMAINS", True)
+SECURE_HSTS_PRELOAD = SECURE_HSTS_INCLUDE_SUBDOMAINS
 # Behind a TLS-terminating proxy (Railway) that sets X-Forwarded-Proto: trust it, so Django
-# knows requests arrived over HTTPS. Only enable behind such a proxy: clients could forge it.
+# knows requests arrived over HTTPS (else the redirect above loops forever). Only enable behind
+# such a proxy: clients could forge it.
 if envbool("DJANGO_BEHIND_PROXY", False):
     SECURE_PROXY_SSL_HEADER = ("HTTP_X_FORWARDED_PROTO", "https")
 
@@ -154,7 +197,7 @@ DHANHQ_REST_MAX_ATTEMPTS = envint("DHANHQ_REST_MAX_ATTEMPTS", 4, minimum=1, maxi
 PAPER_MODE = envbool("PAPER_MODE", True)
 ENABLE_ORDER = envbool("ENABLE_ORDER", False)
 # Unset: the paper ledger opens with config/algo.yml paper.seed_cash; code reads the effective
-# figure through trading.config.paper_seed_cash(), never this setting directly.
+# figure through trading.config.store.paper_seed_cash(), never this setting directly.
 PAPER_SEED_CASH = (
     envdecimal("PAPER_SEED_CASH", "0", minimum=Decimal(0)) if envstr("PAPER_SEED_CASH") else None
 )
@@ -168,7 +211,7 @@ PAPER_CHARGES_PER_ORDER = (
 # --- Instrument catalog ------------------------------------------------------------------------
 CONFIG_DIR = Path(envstr("ALGO_CONFIG_DIR", str(BASE_DIR / "config")))
 INSTRUMENTS_CONFIG_FILE = CONFIG_DIR / "instruments.yml"
-# The trading rules' knobs (trading/config.py) and the dated charge rates (trading/charges.py).
+# The trading rules' knobs (trading/config/) and the dated charge rates (trading/charges.py).
 ALGO_CONFIG_FILE = CONFIG_DIR / "algo.yml"
 CHARGES_CONFIG_FILE = CONFIG_DIR / "charges.yml"
 INSTRUMENTS_SCRIP_MASTER_URL = envstr(
@@ -206,5 +249,8 @@ LOGGING = {
 }
 
 REST_FRAMEWORK = {
-    "DEFAULT_PERMISSION_CLASSES": ["rest_framework.permissions.IsAdminUser"],
+    # Staff users holding the model permission the admin would require (trading/api).
+    "DEFAULT_PERMISSION_CLASSES": ["trading.api.permissions.ModelPermission"],
+    # JSON only, decoded strictly: an unsafe body is a 400 naming the problem, never a 500.
+    "DEFAULT_PARSER_CLASSES": ["trading.api.parsers.StrictJSONParser"],
 }

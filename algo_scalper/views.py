@@ -62,9 +62,12 @@ def ready(request: HttpRequest) -> JsonResponse:
     Ready means: the database answers; Redis answers PING (split mode only, REDIS_URL set);
     the feed health record ``health:feed`` exists and is not "down" (written by the feed hub
     with a 10 s TTL, so a dead hub reads as absent); every worker heartbeat present is fresh
-    and not "stopped".
+    and not "stopped"; no worker has recorded that the broker refused the credentials
+    (``broker:auth:{worker}``, see workers/broker_auth.py: trading has stopped until a restart
+    with valid ones).
     The body holds states and ages only, never a URL or an error message (no secrets).
     """
+    from workers.broker_auth import auth_failures
     from workers.heartbeat import heartbeat_age, is_fresh, read_heartbeats
     from workers.realtime.keys import FEED_HEALTH
     from workers.realtime.kv_store import kv_from_settings
@@ -120,6 +123,13 @@ def ready(request: HttpRequest) -> JsonResponse:
                     # its TTL, and nothing it ran is running any more.
                     problems.append(f"worker {_public(name)}: stopped")
             checks["workers"] = workers
+            failures = auth_failures(kv)
+            checks["broker_auth"] = "failed" if failures else "ok"
+            for worker, record in sorted(failures.items()):
+                problems.append(
+                    f"broker: authentication failed in {_public(worker)} "
+                    f"({_public(record.get('during', ''))}): {_public(record.get('reason', ''))}"
+                )
     except Exception as exc:
         logger.warning("/ready: reading feed health and heartbeats failed", exc_info=True)
         checks.setdefault("feed", {"state": "unknown"})

@@ -119,6 +119,7 @@ def run_hub(
     _django()
     import threading
 
+    from trading.config.load import load_algo_file
     from trading.dhan.feed import FeedClient
     from trading.dhan.feed_codec import FeedMode
     from workers.feed_hub import FeedHub, HubConfig
@@ -157,7 +158,12 @@ def run_hub(
     hub = BenchHub(
         realtime,
         feed_factory=factory,
-        config=HubConfig(seed_candles=False, market_open=lambda: False, log_interval=3600),
+        config=HubConfig(
+            seed_candles=False,
+            market_open=lambda: False,
+            log_interval=3600,
+            market=load_algo_file(ROOT / "config" / "algo.yml").market,  # no database here
+        ),
     )
     halt = threading.Event()
     thread = threading.Thread(target=hub.run, args=(halt,), daemon=True)

@@ -39,7 +39,7 @@ ROOT = Path(__file__).resolve().parent.parent
 sys.path.insert(0, str(ROOT))
 
 from trading.charges import load_charges_config  # noqa: E402
-from trading.config import load_algo_config  # noqa: E402
+from trading.config.load import load_algo_file  # noqa: E402
 from trading.rules import charges, gates, sizing, strikes  # noqa: E402
 from trading.rules.signals import SignalState, evaluate  # noqa: E402
 
@@ -174,9 +174,9 @@ def main() -> int:
     parser.add_argument("--repeat", type=int, default=5)
     args = parser.parse_args()
 
-    cfg = load_algo_config(ROOT / "config" / "algo.yml")
+    cfg = load_algo_file(ROOT / "config" / "algo.yml")
     table = load_charges_config(ROOT / "config" / "charges.yml")
-    grail = load_algo_config(
+    grail = load_algo_file(
         ROOT / "config" / "algo.yml", overrides={"signals": {"strategy": "holy_grail"}}
     )
 

@@ -6,11 +6,24 @@ from django.contrib import admin
 from django.db.models import QuerySet
 from django.http import HttpRequest
 
-from instruments.models import Derivative, Instrument
+from instruments.models import CatalogImport, Derivative, Instrument
 
 
-class ScripAdmin(admin.ModelAdmin):
-    """Read-only: the catalog is written only by the importer."""
+class ReadOnlyAdmin(admin.ModelAdmin):
+    """Pages to look, never to write: these rows are written only by the importer."""
+
+    def has_add_permission(self, request: HttpRequest) -> bool:
+        return False
+
+    def has_change_permission(self, request: HttpRequest, obj: Any = None) -> bool:
+        return False
+
+    def has_delete_permission(self, request: HttpRequest, obj: Any = None) -> bool:
+        return False
+
+
+class ScripAdmin(ReadOnlyAdmin):
+    """The catalog, searchable by symbol or security id."""
 
     search_fields = ["trading_symbol", "display_name", "symbol_name", "underlying_symbol"]
     list_per_page = 100
@@ -25,15 +38,6 @@ class ScripAdmin(admin.ModelAdmin):
         if term.isdigit():
             results |= queryset.filter(security_id=int(term))
         return results, distinct
-
-    def has_add_permission(self, request: HttpRequest) -> bool:
-        return False
-
-    def has_change_permission(self, request: HttpRequest, obj: Any = None) -> bool:
-        return False
-
-    def has_delete_permission(self, request: HttpRequest, obj: Any = None) -> bool:
-        return False
 
 
 @admin.register(Instrument)
@@ -78,3 +82,33 @@ class DerivativeAdmin(ScripAdmin):
     ]
     list_select_related = ["underlying"]
     date_hierarchy = "expiry_date"
+
+
+@admin.register(CatalogImport)
+class CatalogImportAdmin(ReadOnlyAdmin):
+    """The importer's log: each row is a fact about a run that happened."""
+
+    list_display = [
+        "started_at",
+        "outcome",
+        "source",
+        "rows_read",
+        "inserted",
+        "updated",
+        "removed",
+        "flagged_inactive",
+        "rejected_rows",
+        "catalog_total",
+        "duration_seconds",
+    ]
+    list_filter = ["outcome", ("started_at", admin.DateFieldListFilter)]
+    search_fields = ["source", "fingerprint", "error"]
+    date_hierarchy = "started_at"
+
+    @admin.display(description="rejected")
+    def rejected_rows(self, obj: CatalogImport) -> int:
+        return obj.rejected_total
+
+    @admin.display(description="catalog after")
+    def catalog_total(self, obj: CatalogImport) -> int | None:
+        return obj.totals.get("total")

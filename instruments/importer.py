@@ -14,7 +14,9 @@ One transaction does everything:
 
 A file that fails validation, has too many bad rows, or would remove too many contracts that
 have not expired raises ``ImportFailed`` and the transaction rolls back: the previous catalog
-stays as it was. An unchanged file (same fingerprint) is reported and nothing is written.
+stays as it was; the refusal is logged as a ``failed`` ``CatalogImport`` row. An unchanged file
+(same fingerprint as the last import) is reported and nothing is written. Each import's stats
+are a ``CatalogImport`` row: the catalog keeps its own history, apart from the trading app.
 """
 
 from __future__ import annotations
@@ -37,7 +39,7 @@ from django.db import connection, transaction
 from django.utils import timezone
 
 from instruments.config import CatalogConfig, catalog_config
-from instruments.models import Derivative, Instrument
+from instruments.models import CatalogImport, Derivative, Instrument
 from instruments.scrip_master import (
     NORMALISER_VERSION,
     SEGMENTS,
@@ -46,12 +48,9 @@ from instruments.scrip_master import (
     ScripMasterParser,
 )
 from instruments.source import SourceError, SourceFile, resolve_source
-from trading.models import Setting
 
 log = logging.getLogger(__name__)
 
-LAST_IMPORT_KEY = "instruments.last_import"
-LAST_IMPORTED_AT_KEY = "instruments.last_imported_at"
 STAGING = "catalog_staging"
 
 # Columns written from parsed rows, per table (the rest is bookkeeping). The parser emits rows in
@@ -60,6 +59,16 @@ COMMON_COLUMNS = STAGING_COLUMNS[1:17]  # exchange ... underlying_symbol, row_ha
 DERIVATIVE_COLUMNS = STAGING_COLUMNS[1:]  # + expiry_date ... expiry_code
 
 Progress = Callable[[int, int, int], None]  # (bytes read, total bytes, rows read)
+# The import's counts, under the same names in its stats and on its CatalogImport row.
+_COUNTS = (
+    "rows_read",
+    "accepted",
+    "inserted",
+    "updated",
+    "unchanged",
+    "removed",
+    "flagged_inactive",
+)
 
 
 class ImportFailed(RuntimeError):
@@ -578,43 +587,82 @@ def _catalog_is_empty() -> bool:
     return not (Instrument.objects.exists() or Derivative.objects.exists())
 
 
+def last_import() -> CatalogImport | None:
+    """The latest import that wrote the catalog (a failed run changed nothing), or None."""
+    return (
+        CatalogImport.objects.filter(outcome=CatalogImport.Outcome.IMPORTED)
+        .order_by("-started_at", "-id")
+        .first()
+    )
+
+
+def _local_iso(moment: datetime) -> str:
+    return timezone.localtime(moment).isoformat()
+
+
 def import_catalog(
     options: ImportOptions | None = None, config: CatalogConfig | None = None
 ) -> ImportResult:
-    """Import the scrip master named by ``options`` (default: Dhan's URL through the cache)."""
+    """Import the scrip master named by ``options`` (default: Dhan's URL through the cache).
+
+    A refusal (``ImportFailed``) is logged as a ``failed`` CatalogImport before it propagates.
+    """
     options = options or ImportOptions()
     config = config or catalog_config()
     started = time.monotonic()
+    started_at = timezone.now()
+    default_url = settings.INSTRUMENTS_SCRIP_MASTER_URL or config.url
+    # What the failure row names when no file was obtained; replaced once one is.
+    wanted = f"file {options.file}" if options.file is not None else options.url or default_url
+    fingerprint = ""
     try:
-        source = resolve_source(
-            file=options.file,
-            url=options.url,
-            default_url=settings.INSTRUMENTS_SCRIP_MASTER_URL or config.url,
-            cache_dir=settings.INSTRUMENTS_CACHE_DIR,
-            max_age_hours=config.cache_max_age_hours,
-            timeout=config.download_timeout_seconds,
-            refresh=options.force,
+        try:
+            source = resolve_source(
+                file=options.file,
+                url=options.url,
+                default_url=default_url,
+                cache_dir=settings.INSTRUMENTS_CACHE_DIR,
+                max_age_hours=config.cache_max_age_hours,
+                timeout=config.download_timeout_seconds,
+                refresh=options.force,
+            )
+        except SourceError as exc:
+            raise ImportFailed(str(exc)) from None
+        wanted = source.description
+
+        fingerprint = file_fingerprint(source.path, config)
+        previous = last_import()
+        if (
+            not options.force
+            and previous is not None
+            and previous.fingerprint == fingerprint
+            and not _catalog_is_empty()
+        ):
+            stats = {
+                "source": source.description,
+                "fingerprint": fingerprint,
+                "last_imported_at": _local_iso(previous.started_at),
+                "duration_seconds": round(time.monotonic() - started, 3),
+                "totals": previous.totals,
+            }
+            return ImportResult("unchanged", stats, source.warnings)
+
+        try:
+            stats = _import_file(source, fingerprint, config, options, started, started_at)
+        except ScripMasterError as exc:
+            raise ImportFailed(str(exc)) from None
+    except ImportFailed as exc:
+        CatalogImport.objects.create(
+            started_at=started_at,
+            finished_at=timezone.now(),
+            outcome=CatalogImport.Outcome.FAILED,
+            source=wanted,
+            fingerprint=fingerprint,
+            duration_seconds=round(time.monotonic() - started, 3),
+            error=str(exc),
         )
-    except SourceError as exc:
-        raise ImportFailed(str(exc)) from None
-
-    fingerprint = file_fingerprint(source.path, config)
-    previous = Setting.get(LAST_IMPORT_KEY) or {}
-    if not options.force and previous.get("fingerprint") == fingerprint and not _catalog_is_empty():
-        stats = {
-            "source": source.description,
-            "fingerprint": fingerprint,
-            "last_imported_at": previous.get("imported_at"),
-            "duration_seconds": round(time.monotonic() - started, 3),
-            "totals": previous.get("totals", {}),
-        }
-        return ImportResult("unchanged", stats, source.warnings)
-
-    try:
-        stats = _import_file(source, fingerprint, config, options, started)
-    except ScripMasterError as exc:
-        raise ImportFailed(str(exc)) from None
-    return ImportResult("imported", stats, source.warnings + stats.pop("_warnings", []))
+        raise
+    return ImportResult("imported", stats, stats.pop("_warnings"))
 
 
 def _import_file(
@@ -623,6 +671,7 @@ def _import_file(
     config: CatalogConfig,
     options: ImportOptions,
     started: float,
+    now_dt: datetime,
 ) -> dict[str, Any]:
     max_bad = (
         config.max_bad_row_share if options.max_bad_row_share is None else options.max_bad_row_share
@@ -636,8 +685,7 @@ def _import_file(
         phases[name] = round(now_mark - mark, 3)
         mark = now_mark
 
-    now_dt = timezone.now()
-    today = timezone.localdate().isoformat()
+    today = timezone.localdate(now_dt).isoformat()
     with transaction.atomic(), connection.cursor() as cursor:
         dialect = _dialect(cursor)
         dialect.begin()
@@ -705,7 +753,7 @@ def _import_file(
         phase("remove_missing")
 
         stats: dict[str, Any] = {
-            "imported_at": timezone.localtime(now_dt).isoformat(),
+            "imported_at": _local_iso(now_dt),
             "duration_seconds": round(time.monotonic() - started, 3),
             "source": source.description,
             "format": f"{report.format} ({report.columns} columns)",
@@ -725,14 +773,31 @@ def _import_file(
             "totals": catalog_totals(),
             "phases_seconds": phases,
         }
-        Setting.put(LAST_IMPORT_KEY, stats)
-        Setting.put(LAST_IMPORTED_AT_KEY, stats["imported_at"])
-    stats["_warnings"] = report.warnings
+        warnings = source.warnings + report.warnings
+        CatalogImport.objects.create(
+            started_at=now_dt,
+            finished_at=timezone.now(),
+            outcome=CatalogImport.Outcome.IMPORTED,
+            source=stats["source"],
+            file_format=stats["format"],
+            fingerprint=fingerprint,
+            **{name: stats[name] for name in _COUNTS},
+            rejected=stats["rejected"],
+            dropped=stats["dropped"],
+            rejected_samples=stats["rejected_samples"],
+            totals=stats["totals"],
+            phases_seconds=phases,
+            duration_seconds=stats["duration_seconds"],
+            warnings=warnings,
+        )
+    stats["_warnings"] = warnings
     return stats
 
 
+
 def clear_catalog() -> dict[str, int]:
-    """Delete every contract nothing refers to; flag the rest inactive. Forgets the last import."""
+    """Delete every contract nothing refers to; flag the rest inactive. Forgets the imports
+    (their history describes a catalog that is gone, and the next file must import again)."""
     result = {"deleted": 0, "flagged_inactive": 0}
     with transaction.atomic(), connection.cursor() as cursor:
         now = _dialect(cursor).format_datetime(timezone.now())
@@ -746,24 +811,30 @@ def clear_catalog() -> dict[str, int]:
             result["flagged_inactive"] += cursor.rowcount
             cursor.execute(f"DELETE FROM {table} WHERE NOT {referenced}")
             result["deleted"] += cursor.rowcount
-        Setting.objects.filter(key__in=[LAST_IMPORT_KEY, LAST_IMPORTED_AT_KEY]).delete()
+        CatalogImport.objects.all().delete()
     return result
 
 
 def catalog_status(now: datetime | None = None, max_age_hours: float = 24) -> dict[str, Any]:
-    """What ``instruments_status`` prints: last import, its age, staleness and totals."""
+    """What ``instruments_status`` prints: last import, its age, staleness and totals, and the
+    latest failed run when one came after that import (a refresh that keeps failing)."""
     now = now or timezone.now()
-    last = Setting.get(LAST_IMPORTED_AT_KEY)
+    last = last_import()
     totals = catalog_totals()
-    age = None
-    if last:
-        age = (now - datetime.fromisoformat(last)).total_seconds()
+    age = None if last is None else (now - last.started_at).total_seconds()
     stale = totals["total"] == 0 or age is None or age > max_age_hours * 3600
+    failures = CatalogImport.objects.filter(outcome=CatalogImport.Outcome.FAILED)
+    if last is not None:
+        failures = failures.filter(started_at__gt=last.started_at)
+    failed = failures.order_by("-started_at", "-id").first()
     return {
-        "last_imported_at": last,
+        "last_imported_at": None if last is None else _local_iso(last.started_at),
         "age_seconds": None if age is None else round(age, 1),
         "stale": stale,
         "total": totals["total"],
         "counts": {"by_segment": totals["by_segment"], "by_instrument": totals["by_instrument"]},
-        "last_import": Setting.get(LAST_IMPORT_KEY),
+        "last_failure": None
+        if failed is None
+        else {"at": _local_iso(failed.started_at), "source": failed.source, "error": failed.error},
+        "last_import": last,
     }

@@ -3,12 +3,14 @@
 Two tables: ``Instrument`` for what has no expiry (indices, equities, ETFs, ...) and
 ``Derivative`` for options and futures, each keyed by (exchange segment, security id), the pair
 every Dhan API and feed packet uses. Rows are written only by ``instruments.importer`` (set-based
-SQL); nothing here computes trading maths.
+SQL); nothing here computes trading maths. ``CatalogImport`` is the importer's own log: one row
+per import that wrote the catalog or was refused.
 """
 
 from __future__ import annotations
 
 from django.db import models
+from django.utils import timezone
 
 
 class ExchangeSegment(models.TextChoices):
@@ -127,3 +129,58 @@ class Derivative(Scrip):
     @property
     def is_option(self) -> bool:
         return self.option_type in (OptionType.CALL, OptionType.PUT)
+
+
+class CatalogImport(models.Model):
+    """One run of the importer: the catalog was imported, or the run failed and nothing changed.
+
+    A file identical to the last import (same fingerprint) writes nothing, here neither: the
+    latest ``imported`` row is what the catalog holds, and its ``started_at`` is the catalog's age.
+    """
+
+    class Outcome(models.TextChoices):
+        IMPORTED = "imported", "Imported"
+        FAILED = "failed", "Failed (catalog unchanged)"
+
+    started_at = models.DateTimeField(
+        help_text="when the run began; the catalog rows it wrote carry this time"
+    )
+    finished_at = models.DateTimeField()
+    outcome = models.CharField(max_length=16, choices=Outcome.choices)
+    source = models.TextField(help_text="the file or URL read (and whether from the cache)")
+    file_format = models.CharField(max_length=64, blank=True, help_text="compact or detailed")
+    fingerprint = models.CharField(
+        max_length=64, blank=True, help_text="SHA-256 of the file and the normaliser settings"
+    )
+    rows_read = models.PositiveIntegerField(default=0)
+    accepted = models.PositiveIntegerField(default=0)
+    inserted = models.PositiveIntegerField(default=0)
+    updated = models.PositiveIntegerField(default=0)
+    unchanged = models.PositiveIntegerField(default=0)
+    removed = models.PositiveIntegerField(default=0, help_text="deleted: left the file")
+    flagged_inactive = models.PositiveIntegerField(
+        default=0, help_text="left the file but still referenced (kept, flagged inactive)"
+    )
+    rejected = models.JSONField(default=dict, blank=True, help_text="malformed rows by reason")
+    dropped = models.JSONField(
+        default=dict, blank=True, help_text="rows skipped on purpose (test symbols, exchanges)"
+    )
+    rejected_samples = models.JSONField(default=list, blank=True)
+    totals = models.JSONField(
+        default=dict, blank=True, help_text="active contracts after the import: total, by segment"
+    )
+    phases_seconds = models.JSONField(default=dict, blank=True)
+    duration_seconds = models.FloatField(default=0)
+    warnings = models.JSONField(default=list, blank=True)
+    error = models.TextField(blank=True, help_text="why a failed run changed nothing")
+
+    class Meta:
+        ordering = ["-started_at", "-id"]
+        get_latest_by = ["started_at", "id"]
+
+    def __str__(self) -> str:
+        return f"{self.outcome} {timezone.localtime(self.started_at).isoformat(timespec='seconds')}"
+
+    @property
+    def rejected_total(self) -> int:
+        return sum(self.rejected.values())

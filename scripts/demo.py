@@ -25,7 +25,8 @@ if TYPE_CHECKING:
     from trading.dhan.sim.server import Simulator
 
 ROOT = Path(__file__).resolve().parent.parent
-DEMO_DB = ROOT / "var" / "demo.sqlite3"
+# ALGO_DEMO_DB moves the demo's database (the suite runs the demo on a temp file).
+DEMO_DB = Path(os.environ.get("ALGO_DEMO_DB") or ROOT / "var" / "demo.sqlite3").resolve()
 
 
 def step(title: str) -> None:
@@ -50,7 +51,7 @@ def main() -> int:
 
     from instruments import catalog
 
-    print(f"algo-scalper demo: embedded mode, SQLite at {DEMO_DB.relative_to(ROOT)}, paper mode")
+    print(f"algo-scalper demo: embedded mode, SQLite at {_shown(DEMO_DB)}, paper mode")
     step("migrate")
     call_command("migrate", verbosity=0)
     print("database schema is up to date")
@@ -58,7 +59,7 @@ def main() -> int:
     from trading.dhan.sim.server import SimConfig, Simulator
 
     step("start the built-in Dhan simulator (loopback, market speed 60x, a trending day)")
-    from trading.config import effective_algo_config
+    from trading.config.store import effective_algo_config
     from workers.candles import IST
 
     config = effective_algo_config()
@@ -218,6 +219,7 @@ def _with_simulator(
             watcher.stop()
 
     step("done")
+    _how_to_look()
     print("Run `make test` for the full suite (starts throwaway PostgreSQL and Redis).")
     return 0
 
@@ -278,14 +280,12 @@ def _realtime(sim: Simulator, rest: Any, call: Any) -> int:
         realtime,
         feed_factory=feed,
         rest=rest,
-        config=HubConfig(
-            index_mode=FeedMode.TICKER,
-            market_open=lambda: sim.clock.is_open(sim.now()),
-            market_clock=lambda: sim.now().timestamp(),
-        ),
+        # Market time comes from the simulator's feed (the hub's clock, which the engine
+        # follows), as it would from Dhan's: the demo works at any hour of any day.
+        config=HubConfig(index_mode=FeedMode.TICKER),
     )
     monitor = PnlMonitor(realtime)
-    engine = SignalEngine(realtime, rest=rest, clock=lambda: sim.now().timestamp())
+    engine = SignalEngine(realtime, rest=rest)
     TradingSignal.objects.all().delete()  # each demo run shows its own decisions
     stop = threading.Event()
     threads = [threading.Thread(target=c.run, args=(stop,)) for c in (hub, monitor, engine)]
@@ -365,6 +365,22 @@ def _signals(TradingSignal: Any) -> int:
         "piece: intents are recorded, nothing is sent)"
     )
     return 0
+
+
+
+
+def _shown(path: Path) -> str:
+    return str(path.relative_to(ROOT)) if path.is_relative_to(ROOT) else str(path)
+
+
+def _how_to_look() -> None:
+    """What the demo wrote stays in its database: say how to open it in the admin and the API."""
+    env = f"DATABASE_URL=sqlite:///{_shown(DEMO_DB)} DJANGO_DEBUG=true"
+    print("What the demo did is in its database; to look at it in the admin and the REST API:")
+    print(f"  {env} .venv/bin/python manage.py createsuperuser")
+    print(f"  {env} .venv/bin/python manage.py runserver")
+    print("  then http://127.0.0.1:8000/admin/ (signals, positions, the catalog's imports) and")
+    print("  http://127.0.0.1:8000/api/signals/ (logged in to the admin as that user)")
 
 
 if __name__ == "__main__":

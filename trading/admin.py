@@ -1,8 +1,9 @@
 """trading admin.
 
-* Setting rows, with the algo-config overrides and the switch rows validated before they are
-  stored; a read-only page showing the effective algo config; a page to flip the trading
-  switch and the kill switch (through trading.switches).
+* Setting rows, with the algo-config overrides validated before they are stored; the switch
+  rows and the rows the workers write are read-only here (trading.switches.reserved_setting);
+  a read-only page showing the effective algo config; a page to flip the trading switch and
+  the kill switch (through trading.switches.change_switches, logged with who).
 * TradingSignal and PositionTracker: view-only (the engines own them).
 * WatchlistItem: editable, active/mode straight from the list.
 """
@@ -23,46 +24,123 @@ from django.template.response import TemplateResponse
 from django.urls import URLPattern, path, reverse
 from django.utils import timezone
 from django.utils.html import format_html
+from rest_framework.exceptions import ParseError
 
-from trading.config import (
-    OVERRIDES_KEY,
-    ConfigError,
-    config_as_dict,
-    effective_algo_config,
-    load_algo_config,
-    reload_algo_config,
-)
+from config_schema import ConfigError
+from trading.api.overrides import CONFIG_CRASHES, crash_problem, overrides_version
+from trading.api.parsers import check_json_value
+from trading.config import types as config_types
+from trading.config.load import OVERRIDES_KEY, config_as_dict
+from trading.config.store import effective_algo_config, load_algo_config, reload_algo_config
 from trading.dhan.feed_codec import IST
 from trading.models import PositionTracker, Setting, TradingSignal, WatchlistItem
-from trading.switches import (
-    set_kill_switch,
-    set_trading_enabled,
-    switch_problem,
-    switches_state,
-)
+from trading.switches import change_switches, reserved_setting, switches_state
 
 logger = logging.getLogger(__name__)
 
 
+def _exits(extra_context: dict[str, Any] | None) -> dict[str, Any]:
+    """``exits_active`` for admin/trading/exits_notice.html: read at each request, so the
+    notice goes the moment the exit engine turns the flag on."""
+    return {**(extra_context or {}), "exits_active": config_types.EXITS_ACTIVE}
+
+
+class ExitsNoticeAdmin(admin.ModelAdmin):
+    """Pages that show exit rules or positions carry the "exits are NOT active" notice."""
+
+    def changelist_view(
+        self, request: HttpRequest, extra_context: dict[str, Any] | None = None
+    ) -> HttpResponse:
+        return super().changelist_view(request, _exits(extra_context))
+
+    def changeform_view(
+        self,
+        request: HttpRequest,
+        object_id: str | None = None,
+        form_url: str = "",
+        extra_context: dict[str, Any] | None = None,
+    ) -> HttpResponse:
+        return super().changeform_view(request, object_id, form_url, _exits(extra_context))
+
+
+class ValueField(forms.JSONField):
+    """The JSON editor of a Setting value. A value redisplayed with its error may hold a lone
+    surrogate (typed as the escape "\\ud800"): written back escaped, since no UTF-8 page can
+    carry it (the default rendering would fail the whole page)."""
+
+    def prepare_value(self, value: Any) -> str:
+        text = super().prepare_value(value)
+        try:
+            text.encode("utf-8")
+        except UnicodeEncodeError:
+            return json.dumps(json.loads(text), indent=None, ensure_ascii=True)
+        return text
+
+
 class SettingForm(forms.ModelForm):
     """A Setting; the ``algo.overrides`` row must merge over config/algo.yml into a valid
-    config, else every problem is shown on the value field and nothing is saved."""
+    config, else every problem is shown on the value field and nothing is saved. A reserved
+    key (a switch, a worker's row) cannot be added here."""
+
+    # Required: an empty box or null would be stored as NULL, which the column refuses (a 500).
+    value = ValueField(
+        error_messages={"required": "Give a JSON value ({} for an empty mapping), not null."}
+    )
+
+    # On the algo.overrides row only (SettingAdmin.get_fields): the version of the overrides
+    # this page showed, so that saving it cannot silently overwrite an edit saved meanwhile
+    # (through the API or another admin page), as the API's If-Match does.
+    overrides_version = forms.CharField(widget=forms.HiddenInput, required=False)
 
     class Meta:
         model = Setting
         fields = ["key", "value"]
 
+    def __init__(self, *args: Any, **kwargs: Any) -> None:
+        super().__init__(*args, **kwargs)
+        if "overrides_version" in self.fields and self.instance.pk is not None:
+            self.fields["overrides_version"].initial = overrides_version(self.instance.value)
+
+    def clean_overrides_version(self) -> str:
+        shown = self.cleaned_data.get("overrides_version", "")
+        if self.instance.pk is None or self.instance.key != OVERRIDES_KEY:
+            return shown
+        current = overrides_version(Setting.get(OVERRIDES_KEY))
+        if shown != current:
+            raise forms.ValidationError(
+                f"The overrides changed since you opened this page (they are now at version "
+                f"{current}, you saw {shown or 'none'}): reload the page, re-apply your change "
+                "and save again."
+            )
+        return shown
+
+    def clean_value(self) -> Any:
+        # The API's checks: a lone surrogate, a NUL or deep nesting is refused here, named,
+        # instead of failing in the database (PostgreSQL stores neither) with a 500.
+        value = self.cleaned_data["value"]
+        try:
+            check_json_value(value)
+        except ParseError as exc:
+            raise forms.ValidationError(str(exc.detail)) from None
+        return value
+
+    def clean_key(self) -> str:
+        key = self.cleaned_data["key"]
+        problem = reserved_setting(key)
+        if problem:
+            raise forms.ValidationError(problem)
+        return key
+
     def clean(self) -> dict[str, Any]:
         cleaned = super().clean()
-        if cleaned.get("key") == OVERRIDES_KEY and "value" in cleaned:
+        key = cleaned.get("key", self.instance.key)
+        if key == OVERRIDES_KEY and "value" in cleaned:
             try:
                 load_algo_config(None, cleaned["value"])
             except ConfigError as exc:
                 self.add_error("value", list(exc.problems))
-        if "value" in cleaned:
-            problem = switch_problem(cleaned.get("key", ""), cleaned["value"])
-            if problem:
-                self.add_error("value", problem)
+            except CONFIG_CRASHES as exc:  # from inside the config code: the value's fault
+                self.add_error("value", crash_problem(f"Setting {OVERRIDES_KEY}", exc))
         return cleaned
 
 
@@ -79,12 +157,34 @@ class SwitchForm(forms.Form):
 
 
 @admin.register(Setting)
-class SettingAdmin(admin.ModelAdmin):
+class SettingAdmin(ExitsNoticeAdmin):
     form = SettingForm
     list_display = ["key", "updated_at"]
     search_fields = ["key"]
     readonly_fields = ["updated_at"]
     change_list_template = "admin/trading/setting/change_list.html"
+
+    def get_fields(self, request: HttpRequest, obj: Setting | None = None) -> list[str]:
+        fields = ["key", "value", "updated_at"]
+        if obj is not None and obj.key == OVERRIDES_KEY:
+            fields.append("overrides_version")  # hidden: see SettingForm
+        return fields
+
+    def get_readonly_fields(self, request: HttpRequest, obj: Setting | None = None) -> list[str]:
+        # A row keeps its key: renaming algo.overrides would drop the overrides unnoticed, and
+        # renaming any row to a switch key would bypass the switches page.
+        return ["key", "updated_at"] if obj is not None else ["updated_at"]
+
+    def has_change_permission(self, request: HttpRequest, obj: Setting | None = None) -> bool:
+        if obj is not None and reserved_setting(obj.key):
+            return False
+        return super().has_change_permission(request, obj)
+
+    def has_delete_permission(self, request: HttpRequest, obj: Setting | None = None) -> bool:
+        # Also refuses the changelist's bulk delete of a selection that holds such a row.
+        if obj is not None and reserved_setting(obj.key):
+            return False
+        return super().has_delete_permission(request, obj)
 
     def save_model(self, request: HttpRequest, obj: Setting, form: Any, change: bool) -> None:
         super().save_model(request, obj, form, change)
@@ -125,36 +225,39 @@ class SettingAdmin(admin.ModelAdmin):
             "title": "Trading switches",
             "state": switches_state(),
             "can_change": self.has_change_permission(request),
+            "exits_active": config_types.EXITS_ACTIVE,
         }
         return TemplateResponse(request, "admin/trading/setting/switches.html", context)
 
     def _flip(self, request: HttpRequest, action: str, reason: str) -> None:
+        by, via = str(request.user), "in the admin"  # who and from/to: change_switches logs it
         if action == "trading_on":
-            set_trading_enabled(True)
+            change_switches(by, via, trading=True)
             text = "Trading switched ON: new entries are allowed again (the gates still apply)."
         elif action == "trading_off":
-            set_trading_enabled(False)
+            change_switches(by, via, trading=False)
             text = "Trading switched OFF: no new entries; open positions keep their exits."
         elif action == "kill_on":
-            set_kill_switch(True, reason.strip())
+            change_switches(by, via, kill=(True, reason.strip()))
             text = (
                 "Kill switch ACTIVATED: no new entries. Open positions are NOT flattened yet: "
                 "the exit engine that does it is still to come; close them by hand."
             )
         else:
-            set_kill_switch(False, "")
+            change_switches(by, via, kill=(False, ""))
             text = "Kill switch deactivated; entries follow the trading switch again."
-        # Who halted or resumed trading, in the log as well as on the page.
-        logger.warning("Admin %s: %s", request.user, text)
         messages.success(request, text)
 
     def effective_config_view(self, request: HttpRequest) -> HttpResponse:
         """Read-only: config/algo.yml with the stored overrides, as YAML, with its version
         (or the problems, when the file or the overrides are invalid)."""
+        if not self.has_view_permission(request):
+            raise PermissionDenied
         context = {
             **self.admin_site.each_context(request),
             "opts": self.model._meta,
             "title": "Effective algo config",
+            "exits_active": config_types.EXITS_ACTIVE,
         }
         try:
             config = effective_algo_config()
@@ -254,7 +357,7 @@ class TradingSignalAdmin(ViewOnlyAdmin):
 
 
 @admin.register(PositionTracker)
-class PositionTrackerAdmin(ViewOnlyAdmin):
+class PositionTrackerAdmin(ExitsNoticeAdmin, ViewOnlyAdmin):
     """View-only, on purpose. Status, quantity, prices and PnL belong to the workers: every
     status change is a conditional UPDATE checked by row count (two exit engines cannot both
     exit one position), made together with an order in the journal. An admin edit would race

@@ -2,8 +2,10 @@
 
 Every problem in the file is collected and reported at once, one line each, naming the file,
 the row and the field: ``charges.yml: rates[1].stt_sell: expected a fraction between 0 and 1,
-got -0.001``. Unknown keys, missing keys, wrong types, negative rates, an ``effective_to``
-before its ``effective_from``, overlapping rows and days covered by no row are all refused.
+got -0.001``. Unknown keys, missing keys, wrong types, negative rates, amounts above their
+sanity bound, an ``effective_to`` before its ``effective_from``, overlapping rows and days
+covered by no row are all refused. The schema is a ``config_schema`` one (pydantic), like
+every configuration file's.
 
 Not pure (reads files and Django settings); the rules take the resulting table as a value.
 """
@@ -14,17 +16,32 @@ import functools
 import hashlib
 import itertools
 import json
-from datetime import date, datetime
-from decimal import Decimal, InvalidOperation
+from collections.abc import Iterable
+from datetime import date
+from decimal import Decimal
 from pathlib import Path
 from typing import Any
 
-from trading.config import ConfigError, read_yaml_file
+from config_schema import ConfigError
+from config_schema.reading import read_yaml_file
+from config_schema.schema import (
+    Problem,
+    adapter,
+    day,
+    fraction_decimal,
+    items,
+    note,
+    nullable,
+    plain,
+    section,
+    span,
+    validate,
+)
+from config_schema.schema import decimal_of as _decimal_of
 from trading.rules.charges import ChargeRates, ChargesTable
 
 DEFAULT_SOURCE = "charges.yml"
 EXCHANGES = ("NSE", "BSE")  # every row must list both: index options trade on both
-TOP_KEYS = ("rates",)
 ROW_KEYS = (
     "effective_from",
     "effective_to",
@@ -36,156 +53,102 @@ ROW_KEYS = (
     "stamp_buy",
     "gst",
 )
-FRACTIONS = ("stt_sell", "stamp_buy", "gst")  # decimal fractions of the turnover (or of a sum)
-RUPEES = ("brokerage_per_order", "sebi_per_crore")
 BY_EXCHANGE = ("exchange_txn", "ipft")
+# Sanity bounds, rupees: a flat brokerage per order (Dhan's is 20) and the SEBI fee per crore of
+# turnover (10). Far above any broker's or regulator's figure, low enough to catch a typo.
+MAX_BROKERAGE_RUPEES = 1000
+MAX_SEBI_PER_CRORE_RUPEES = 10_000
 
 
-class _Problems:
-    """Collects problem lines in the shared format (see trading.config)."""
+def _rupees(high: int) -> Any:
+    expected = f"rupees {span(0, high)}"
 
-    def __init__(self, source: str) -> None:
-        self.source = source
-        self.lines: list[str] = []
+    def convert(value: Any) -> Decimal:
+        amount = _decimal_of(value)
+        if not 0 <= amount <= high:
+            raise ValueError
+        return amount
 
-    def add(self, path: str, text: str) -> None:
-        self.lines.append(f"{self.source}: {path}: {text}")
-
-    def expected(self, path: str, what: str, value: Any) -> None:
-        self.add(path, f"expected {what}, got {value!r}")
-
-    def unknown(self, path: str, allowed: tuple[str, ...]) -> None:
-        self.add(path, f"unknown key (expected one of {', '.join(allowed)})")
-
-    def missing(self, path: str) -> None:
-        self.add(path, "missing required key")
+    return plain(expected, convert)
 
 
-def _decimal(value: Any, path: str, what: str, upper: Decimal | None, out: _Problems) -> Any:
-    """A non-negative number (YAML int/float, or a decimal string for exactness) as a Decimal,
-    at most ``upper`` when given; None (and a problem) otherwise. Floats go through their
-    shortest repr, so ``0.0003503`` is exactly 0.0003503."""
-    number: Decimal | None = None
-    if isinstance(value, int | float) and not isinstance(value, bool):
-        number = Decimal(str(value))
-    elif isinstance(value, str):
-        try:
-            number = Decimal(value.strip())
-        except InvalidOperation:
-            number = None
-    too_big = number is not None and upper is not None and number > upper
-    if number is None or not number.is_finite() or number < 0 or too_big:
-        out.expected(path, what, value)
-        return None
-    return number
+_FRACTION = fraction_decimal("a fraction between 0 and 1", Decimal(1))
+_BY_EXCHANGE = section(
+    "exchange rates",
+    dict.fromkeys(EXCHANGES, _FRACTION),
+    build=dict,
+    expected=f"a mapping of {', '.join(EXCHANGES)} to fractions",
+)
 
 
-def _date(value: Any, path: str, out: _Problems, *, nullable: bool = False) -> Any:
-    """A calendar date (YAML ``2026-04-01`` or the same quoted); None allowed when nullable.
-    Returns the date, None for a valid null, or ``...`` (Ellipsis) for an invalid value."""
-    if value is None and nullable:
-        return None
-    if isinstance(value, date) and not isinstance(value, datetime):
-        return value
-    if isinstance(value, str):
-        try:
-            return date.fromisoformat(value.strip())
-        except ValueError:
-            pass
-    what = "a date YYYY-MM-DD or null (open-ended)" if nullable else "a date YYYY-MM-DD"
-    out.expected(path, what, value)
-    return ...
-
-
-def _by_exchange(value: Any, path: str, out: _Problems) -> dict[str, Decimal] | None:
-    if not isinstance(value, dict):
-        out.expected(path, f"a mapping of {', '.join(EXCHANGES)} to fractions", value)
-        return None
-    rates: dict[str, Decimal] = {}
-    ok = True
-    for key in value:
-        if key not in EXCHANGES:
-            out.unknown(f"{path}.{key}", EXCHANGES)
-            ok = False
-    for exchange in EXCHANGES:
-        if exchange not in value:
-            out.missing(f"{path}.{exchange}")
-            ok = False
-            continue
-        rate = _decimal(
-            value[exchange], f"{path}.{exchange}", "a fraction between 0 and 1", Decimal(1), out
+def _check_dates(row: dict[str, Any]) -> Iterable[Problem]:
+    start, end = row["effective_from"], row["effective_to"]
+    if end is not None and end < start:
+        yield note(
+            ("effective_to",), f"{end.isoformat()} is before effective_from {start.isoformat()}"
         )
-        if rate is None:
-            ok = False
-        else:
-            rates[exchange] = rate
-    return rates if ok else None
 
 
-def _row(data: Any, path: str, out: _Problems) -> ChargeRates | None:
-    if not isinstance(data, dict):
-        out.expected(path, "a mapping (one rate set)", data)
-        return None
-    before = len(out.lines)
-    for key in data:
-        if key not in ROW_KEYS:
-            out.unknown(f"{path}.{key}", ROW_KEYS)
-    for key in ROW_KEYS:
-        if key not in data:
-            out.missing(f"{path}.{key}")
-    values: dict[str, Any] = {}
-    if "effective_from" in data:
-        values["effective_from"] = _date(data["effective_from"], f"{path}.effective_from", out)
-    if "effective_to" in data:
-        values["effective_to"] = _date(
-            data["effective_to"], f"{path}.effective_to", out, nullable=True
-        )
-    for key in FRACTIONS:
-        if key in data:
-            values[key] = _decimal(
-                data[key], f"{path}.{key}", "a fraction between 0 and 1", Decimal(1), out
-            )
-    for key in RUPEES:
-        if key in data:
-            values[key] = _decimal(data[key], f"{path}.{key}", "rupees >= 0", None, out)
-    for key in BY_EXCHANGE:
-        if key in data:
-            values[key] = _by_exchange(data[key], f"{path}.{key}", out)
-    start, end = values.get("effective_from"), values.get("effective_to")
-    if isinstance(start, date) and isinstance(end, date) and end < start:
-        out.add(
-            f"{path}.effective_to",
-            f"{end.isoformat()} is before effective_from {start.isoformat()}",
-        )
-    if len(out.lines) > before:
-        return None
-    return ChargeRates(**values)
-
-
-def _check_coverage(rows: list[tuple[int, ChargeRates]], out: _Problems) -> None:
+def _check_coverage(table: tuple[ChargeRates, ...]) -> Iterable[Problem]:
     """Rows sorted by start must chain day after day: no overlap, no gap, open end last."""
-    rows = sorted(rows, key=lambda item: item[1].effective_from)
+    rows = sorted(enumerate(table), key=lambda item: item[1].effective_from)
     for (i, earlier), (j, later) in itertools.pairwise(rows):
         if earlier.effective_to is None:
-            out.add(
-                f"rates[{i}].effective_to",
+            yield note(
+                (i, "effective_to"),
                 f"null (open-ended) but rates[{j}] starts on {later.effective_from}: only the "
                 "last row may be open-ended (close this one the day before)",
             )
             continue
         next_day = date.fromordinal(earlier.effective_to.toordinal() + 1)
         if later.effective_from < next_day:
-            out.add(
-                f"rates[{j}].effective_from",
+            yield note(
+                (j, "effective_from"),
                 f"{later.effective_from} overlaps rates[{i}] ({earlier.span})",
             )
         elif later.effective_from > next_day:
             last_gap_day = date.fromordinal(later.effective_from.toordinal() - 1)
-            out.add(
-                f"rates[{j}].effective_from",
+            yield note(
+                (j, "effective_from"),
                 f"expected {next_day} (the day after rates[{i}] ends), got "
                 f"{later.effective_from}: no rates in force {next_day}..{last_gap_day}",
             )
+
+
+_ROW = section(
+    ChargeRates,
+    {
+        "effective_from": day("a date YYYY-MM-DD"),
+        "effective_to": nullable(day(), "a date YYYY-MM-DD or null (open-ended)"),
+        "brokerage_per_order": _rupees(MAX_BROKERAGE_RUPEES),
+        "stt_sell": _FRACTION,
+        "exchange_txn": _BY_EXCHANGE,
+        "ipft": _BY_EXCHANGE,
+        "sebi_per_crore": _rupees(MAX_SEBI_PER_CRORE_RUPEES),
+        "stamp_buy": _FRACTION,
+        "gst": _FRACTION,
+    },
+    (_check_dates,),
+    build=dict,  # ChargeRates refuses reversed dates itself: checked first, built by the list
+    expected="a mapping (one rate set)",
+)
+
+_SCHEMA = adapter(
+    section(
+        "charges",
+        {
+            "rates": items(
+                _ROW,
+                "a non-empty list of rate sets",
+                min_items=1,
+                build=lambda rows: tuple(ChargeRates(**row) for row in rows),
+                checks=(_check_coverage,),
+            )
+        },
+        build=lambda rates: rates,
+        expected="a mapping with the key 'rates'",
+    )
+)
 
 
 def charges_version(table_rates: tuple[ChargeRates, ...]) -> str:
@@ -209,29 +172,8 @@ def charges_version(table_rates: tuple[ChargeRates, ...]) -> str:
 
 def parse_charges_config(data: Any, source: str = DEFAULT_SOURCE) -> ChargesTable:
     """Validate the parsed YAML; ConfigError(message, problems) listing every problem."""
-    out = _Problems(source)
-    if not isinstance(data, dict):
-        out.expected("(top level)", "a mapping with the key 'rates'", data)
-        raise ConfigError("\n".join(out.lines), out.lines)
-    for key in data:
-        if key not in TOP_KEYS:
-            out.unknown(str(key), TOP_KEYS)
-    raw_rows = data.get("rates")
-    rows: list[tuple[int, ChargeRates]] = []
-    if "rates" not in data:
-        out.missing("rates")
-    elif not isinstance(raw_rows, list) or not raw_rows:
-        out.expected("rates", "a non-empty list of rate sets", raw_rows)
-    else:
-        for i, raw in enumerate(raw_rows):
-            rates = _row(raw, f"rates[{i}]", out)
-            if rates is not None:
-                rows.append((i, rates))
-        if len(rows) == len(raw_rows):  # coverage only makes sense when every row is valid
-            _check_coverage(rows, out)
-    if out.lines:
-        raise ConfigError("\n".join(out.lines), out.lines)
-    ordered = tuple(sorted((rates for _, rates in rows), key=lambda rates: rates.effective_from))
+    rows = validate(_SCHEMA, data, source)
+    ordered = tuple(sorted(rows, key=lambda rates: rates.effective_from))
     return ChargesTable(rates=ordered, version=charges_version(ordered))
 
 

@@ -2,13 +2,22 @@
 
 from __future__ import annotations
 
+from collections.abc import Iterable
+from enum import StrEnum
 from typing import Any
 
+from django.core.validators import MaxValueValidator
 from django.db import models
+
+from trading.rules.vocab import ENTRY_DIRECTIONS, Direction, Gate
+
+# The market feed's packet header carries the security id as a u32 (trading/dhan/feed_codec.py):
+# a watchlist row above it could never be subscribed. Same bound as workers.subscriptions.
+FEED_MAX_SECURITY_ID = 0xFFFF_FFFF
 
 
 class Setting(models.Model):
-    """A named JSON value: operator overrides, switches and status records (e.g. import stats)."""
+    """A named JSON value: operator overrides, switches and worker status records (heartbeats)."""
 
     key = models.CharField(max_length=128, unique=True)
     value = models.JSONField(default=dict, blank=True)
@@ -28,6 +37,21 @@ class Setting(models.Model):
     @classmethod
     def put(cls, key: str, value: Any) -> None:
         cls.objects.update_or_create(key=key, defaults={"value": value})
+
+
+def _choices_of(name: str, members: Iterable[StrEnum]) -> type[models.TextChoices]:
+    """Model choices built from a rules enum (trading.rules.vocab), never re-typed: the same
+    values, labels read off them ("same_direction_open" -> "Same direction open")."""
+    return models.TextChoices(
+        name,
+        [(m.name, (m.value, m.value.replace("_", " ").capitalize())) for m in members],
+        module=__name__,
+    )
+
+
+SignalDirection = _choices_of("SignalDirection", Direction)
+SignalGate = _choices_of("SignalGate", Gate)
+PositionDirection = _choices_of("PositionDirection", ENTRY_DIRECTIONS)
 
 
 class PositionStatus(models.TextChoices):
@@ -78,7 +102,12 @@ class PositionTracker(models.Model):
     # closed and for how much. Kept on the row (not only through the contract) so a catalog
     # refresh can never change the history the risk limits are computed from.
     underlying = models.CharField(max_length=32, blank=True, help_text="index symbol: NIFTY")
-    direction = models.CharField(max_length=8, blank=True, help_text="bullish (CE) or bearish")
+    direction = models.CharField(
+        max_length=8,
+        choices=PositionDirection.choices,
+        blank=True,
+        help_text="bullish (CE) or bearish",
+    )
     signal = models.ForeignKey(
         "trading.TradingSignal",
         on_delete=models.PROTECT,
@@ -121,7 +150,15 @@ class WatchlistItem(models.Model):
     MODES = [("", "default"), ("ticker", "ticker"), ("quote", "quote"), ("full", "full")]
 
     exchange_segment = models.CharField(max_length=16)
-    security_id = models.BigIntegerField()
+    security_id = models.BigIntegerField(
+        validators=[
+            MaxValueValidator(
+                FEED_MAX_SECURITY_ID,
+                f"must be at most {FEED_MAX_SECURITY_ID}, the largest security id the feed "
+                "carries",
+            )
+        ]
+    )
     label = models.CharField(max_length=64, blank=True)
     mode = models.CharField(max_length=8, choices=MODES, blank=True, default="")
     active = models.BooleanField(default=True)
@@ -156,12 +193,6 @@ class WatchlistItem(models.Model):
             raise ValidationError({"security_id": "must be a positive Dhan security id"})
 
 
-class SignalDirection(models.TextChoices):
-    BULLISH = "bullish", "Bullish"
-    BEARISH = "bearish", "Bearish"
-    AVOID = "avoid", "Avoid"
-
-
 class SignalOutcome(models.TextChoices):
     PENDING = "pending", "Pending"  # row written, decision under way (or interrupted)
     AVOID = "avoid", "Avoid"  # no direction: nothing to enter
@@ -193,7 +224,9 @@ class TradingSignal(models.Model):
     outcome = models.CharField(
         max_length=16, choices=SignalOutcome.choices, default=SignalOutcome.PENDING
     )
-    gate = models.CharField(max_length=32, blank=True, help_text="the blocking gate")
+    gate = models.CharField(
+        max_length=32, choices=SignalGate.choices, blank=True, help_text="the blocking gate"
+    )
     block_reason = models.TextField(blank=True)
     intent = models.JSONField(null=True, blank=True)
     decided_at = models.DateTimeField(null=True, blank=True, help_text="market time")

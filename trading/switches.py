@@ -6,12 +6,15 @@
   engine) flattens every position; the daily loss limit sets it by itself. Missing = off.
 
 A row whose value is not the documented shape is read as the SAFE state (switch off, kill switch
-on) and logged: a typo in the admin must never be read as "trade".
+on) and logged: a stray value must never be read as "trade".
+
+The switches change only through change_switches (the admin's Trading switches page, the API),
+which logs who changed what from what to what; the generic Setting admin refuses these rows,
+and the rows the workers write (see reserved_setting).
 """
 
 from __future__ import annotations
 
-import json
 import logging
 from typing import Any
 
@@ -19,6 +22,12 @@ logger = logging.getLogger(__name__)
 
 TRADING_SWITCH_KEY = "trading.switch"
 KILL_SWITCH_KEY = "trading.kill_switch"
+SWITCH_KEYS = frozenset({TRADING_SWITCH_KEY, KILL_SWITCH_KEY})
+# Setting rows the processes write, never an operator: embedded mode's key-value store
+# (workers/heartbeat.py DbKeyValueStore, "kv:<name>": heartbeats, feed health, candle history,
+# candidates), which /ready trusts. Spelled here rather than imported so the domain does not
+# import the workers; a test checks it against the writer.
+WORKER_KEY_PREFIXES = ("kv:",)
 
 
 def _flag(key: str, field: str, missing: bool, safe: bool) -> bool:
@@ -81,22 +90,58 @@ def switches_state() -> dict[str, Any]:
     }
 
 
-def switch_problem(key: str, value: Any) -> str | None:
-    """Why ``value`` is not a valid row for a switch key (None when it is, or for other keys).
-    trading.switches reads a malformed row as the safe state; refusing it here means a typo
-    in the admin is shown at once instead of silently halting trading (the Setting admin
-    form checks with it)."""
-    if key == TRADING_SWITCH_KEY:
-        if isinstance(value, dict) and set(value) == {"enabled"}:
-            if isinstance(value["enabled"], bool):
-                return None
-        return f'Setting {key}: expected {{"enabled": true|false}}, got {json.dumps(value)}'
-    if key == KILL_SWITCH_KEY:
-        if isinstance(value, dict) and set(value) <= {"active", "reason"}:
-            if isinstance(value.get("active"), bool) and isinstance(value.get("reason", ""), str):
-                return None
+def _trading_text(enabled: bool) -> str:
+    return "ON" if enabled else "OFF"
+
+
+def _kill_text(kill: dict[str, Any]) -> str:
+    if not kill["active"]:
+        return "off"
+    return f"ACTIVE (reason: {kill['reason']})" if kill["reason"] else "ACTIVE"
+
+
+def change_switches(
+    by: str,
+    via: str,
+    *,
+    trading: bool | None = None,
+    kill: tuple[bool, str] | None = None,
+) -> dict[str, Any]:
+    """Set the trading switch and/or the kill switch (``(active, reason)``) in one transaction
+    and log at WARNING who did it, where (``via``: "in the admin", "through the API") and each
+    switch from -> to, so a halt or a resume is never silent. Returns the new switches_state."""
+    from django.db import transaction
+
+    with transaction.atomic():  # both or neither
+        before = switches_state()
+        if kill is not None:
+            set_kill_switch(*kill)
+        if trading is not None:
+            set_trading_enabled(trading)
+        after = switches_state()
+    changes = []
+    if trading is not None:
+        was, now = _trading_text(before["trading_enabled"]), _trading_text(after["trading_enabled"])
+        changes.append(f"trading {was} -> {now}")
+    if kill is not None:
+        changes.append(
+            f"kill switch {_kill_text(before['kill_switch'])} -> {_kill_text(after['kill_switch'])}"
+        )
+    logger.warning("Switches changed by %s %s: %s", by, via, "; ".join(changes))
+    return after
+
+
+def reserved_setting(key: str) -> str | None:
+    """Why the generic Setting admin must not add, edit or delete the row ``key`` (None: it
+    may). Switch rows change on their own page, logged; the workers' rows are theirs."""
+    if key in SWITCH_KEYS:
         return (
-            f'Setting {key}: expected {{"active": true|false, "reason": "text"}}, '
-            f"got {json.dumps(value)}"
+            f"{key} is changed on the Trading switches page (or with PUT /api/switches/), "
+            "where every change is logged with who made it"
+        )
+    if key.startswith(WORKER_KEY_PREFIXES):
+        return (
+            f"{key} is written by the workers (heartbeats, feed health, candle history) and "
+            "read by /ready and the workers: read-only here"
         )
     return None

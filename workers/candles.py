@@ -55,7 +55,8 @@ from dataclasses import dataclass
 from datetime import datetime
 from decimal import Decimal
 from typing import Any, Protocol
-from zoneinfo import ZoneInfo
+
+from trading.rules.market import IST
 
 __all__ = [
     "IST",
@@ -71,7 +72,6 @@ __all__ = [
     "check_timeframe",
 ]
 
-IST = ZoneInfo("Asia/Kolkata")
 # 09:15 IST on 1970-01-01 as epoch seconds (03:45 UTC). Buckets are anchored here.
 SESSION_ANCHOR = 13_500
 # 09:15-15:30 IST: the longest gap that can occur inside one session.

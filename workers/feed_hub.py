@@ -30,11 +30,18 @@ Redis outage: ``publish`` raises StoreUnavailable; health turns stale with that 
 writer retries with backoff (0.1 s doubling to 2 s), and on recovery re-publishes the whole
 latest snapshot and rewrites the kv state, because a restarted Redis is empty.
 
-Candles: built from index ticks by exchange time (``workers/candles.py``); the candle clock
-is the market time carried by the ticks (the latest exchange time seen), so a simulator or
-replay at 60x closes candles at the right market minute. At start and after every gap (health
-was stale/down because connections were down) the day's 1-minute candles are fetched from
-Dhan's intraday chart API and seeded, so indicators see no hole.
+Market time: the hub owns the system's market clock (``workers/market_clock.py``). Every
+index tick's exchange time feeds it; it is written to kv ``market:clock`` every state pass so
+the other workers follow the same clock. The session and calendar (``market`` of
+``config/algo.yml``) are judged on it, never on the wall clock, so the hub does the same at
+03:00 on a Sunday against a simulator as at 11:00 on a Tuesday against Dhan.
+
+Candles: built from index ticks by exchange time (``workers/candles.py``); candles close on the
+market clock, so a simulator or replay at 60x closes them at the right market minute and a
+quiet feed still closes them. Once market time is known from the feed and the session has
+opened (a hub started before the open waits for it), and again after every gap (health was
+stale/down because connections were down), the day's 1-minute candles are fetched from Dhan's
+intraday chart API and seeded, so indicators see no hole.
 """
 
 from __future__ import annotations
@@ -45,20 +52,26 @@ import time
 from collections import deque
 from collections.abc import Callable, Iterable
 from dataclasses import dataclass, field
-from datetime import UTC, datetime, timedelta
+from datetime import UTC, datetime
 from typing import Any, Protocol
 
-from trading.dhan.feed_codec import IST, FeedMode, Packet, decode_frame
-from trading.dhan.ws_support import nse_market_open
-from workers.candles import Candle, CandleBuilder, aggregate, candles_from_chart
+from trading.config.types import MarketConfig
+from trading.dhan.errors import AuthFailure
+from trading.dhan.feed_codec import FeedMode, Packet, decode_frame
+from trading.rules.market import INDEX_SEGMENT, is_open, session_open_at
+from workers.broker_auth import clear_auth_failure, report_auth_failure
+from workers.candles import Candle, CandleBuilder, aggregate
+from workers.chart_history import index_minutes
 from workers.health import DOWN, HEALTHY, FeedHealth, FeedObservation
 from workers.heartbeat import Heartbeat
+from workers.market_clock import MarketClock
 from workers.realtime.keys import (
     CANDLE_TOPIC,
     FEED_CANDIDATES,
     FEED_HEALTH,
     FEED_HEALTH_TOPIC,
     FEED_SUBSCRIPTIONS,
+    MARKET_CLOCK,
     candles_key,
 )
 from workers.realtime.merger import TickMerger
@@ -71,10 +84,9 @@ logger = logging.getLogger(__name__)
 
 __all__ = ["FeedHub", "HubConfig"]
 
-INDEX_SEGMENT = "IDX_I"
 CANDLE_HISTORY = 500  # candles kept per index and timeframe in the kv list
+_INDEX_PREFIX = INDEX_SEGMENT + ":"
 _BURST_FRAMES = 256  # frames merged and published together at most (see _on_packets)
-_SESSION_OPEN = (9, 15)
 
 
 class FeedLike(Protocol):
@@ -96,7 +108,9 @@ in production; both keywords go to the FeedClient."""
 
 
 class FeedHubFailed(RuntimeError):
-    """The feed client stopped on a fatal error (auth, data plan, too many instruments)."""
+    """The feed client stopped on a fatal error (data plan, too many instruments): a restart
+    with the same settings fails the same way, so nothing restarts it (run_feed_hub exits 1,
+    run_trader stops). An authentication failure is the :class:`BrokerAuthFailed` kind."""
 
 
 @dataclass(slots=True)
@@ -111,9 +125,11 @@ class HubConfig:
     log_interval: float = 30.0  # the heartbeat log line
     timeframes: tuple[int, ...] = (60, 300)
     seed_candles: bool = True
-    market_open: Callable[[], bool] = nse_market_open
-    # The market clock for candle closing; None = carried by the ticks (latest exchange time).
-    market_clock: Callable[[], float] | None = None
+    # The session and calendar (config/algo.yml ``market``); None: the effective config's.
+    market: MarketConfig | None = None
+    # "Is the session open now?" for health and the stall watchdog; None: the session and
+    # calendar judged on the market clock (tests and benchmarks force it).
+    market_open: Callable[[], bool] | None = None
     name: str = "feed_hub"
 
 
@@ -143,6 +159,7 @@ class FeedHub:
         config: HubConfig | None = None,
         recorder: Any | None = None,
         clock: Callable[[], float] = time.time,
+        market_clock: MarketClock | None = None,
     ) -> None:
         self.realtime = realtime
         self.config = config or HubConfig()
@@ -157,6 +174,11 @@ class FeedHub:
         self.heartbeat = Heartbeat(realtime.kv, self.config.name)
         self.counters = _Counters()
         self.env_keys = parse_watchlist(self.config.env_watchlist)
+        # After the watchlist: a malformed entry is named before the database is touched.
+        self.market = self.config.market or _configured_market()
+        # ``clock`` is the wall clock for the hub's own pacing (state writes, log lines);
+        # market time is ``market_clock``, learnt from the index ticks' exchange times.
+        self.market_clock = market_clock or MarketClock(name="feed hub: market clock")
         self.subscribed: dict[str, FeedMode] = {}
         self._normalised: dict[str, str] = {}  # raw key -> checked SEG:SID (see _desired)
         self._last_candidates: list[str] = []
@@ -178,9 +200,10 @@ class FeedHub:
         self._store_error: str | None = None
         self._resync_store = False
         self._last_index_tick: dict[str, float | None] = {}
-        self._market_time = 0.0  # latest exchange time seen (epoch s)
         self._last_tick_at: float | None = None
         self._seed_due = self.config.seed_candles
+        self._seed_after = 0.0  # wall time before which a failed seeding is not retried
+        self._seed_failures = 0
         self._gap = False  # connections were down since the last seeding
         self._reconnects_seen = 0
         self._next_refresh = 0.0
@@ -193,12 +216,17 @@ class FeedHub:
     def run(self, stop: threading.Event) -> None:
         """Start, loop until ``stop`` is set, shut down. Raises FeedHubFailed on a fatal feed
         error (the supervisor restarts with backoff; run_feed_hub exits non-zero)."""
+        clear_auth_failure(self.realtime.kv, self.config.name)
         self.start()
         try:
             while not stop.is_set():
                 self.step()
                 feed = self.feed
                 if feed is not None and feed.state == "failed":
+                    if isinstance(feed.error, AuthFailure):
+                        raise report_auth_failure(
+                            self.realtime.kv, self.config.name, "market feed", feed.error
+                        )
                     raise FeedHubFailed(f"feed client failed: {feed.error}")
                 stop.wait(self.config.loop_interval)
         finally:
@@ -207,9 +235,10 @@ class FeedHub:
     def start(self) -> None:
         """Validate the watchlist, warm the merger from the store, subscribe, start threads.
 
-        Raises WatchlistError (a malformed entry, named) before anything is started.
+        A bad watchlist row or position key is logged and skipped (the environment's entries
+        were checked by the constructor, which raises WatchlistError naming a bad one).
         """
-        wanted, watched = self._desired(strict=True)
+        wanted, watched = self._desired()
         self._warm(wanted)
         hook = self.recorder.write if self.recorder is not None else None
         # inline: the hub's callbacks only merge into memory and never block (the writer
@@ -258,7 +287,12 @@ class FeedHub:
         if now >= self._next_refresh:
             self._next_refresh = now + self.config.refresh_interval
             self.refresh_subscriptions()
-        if self._seed_due and self.rest is not None:
+        if (
+            self._seed_due
+            and self.rest is not None
+            and now >= self._seed_after
+            and self._session_started()
+        ):
             self._seed_due = False
             self.seed_candles()
         self._advance_candles()
@@ -277,7 +311,7 @@ class FeedHub:
 
         close_old_connections()
         try:
-            wanted, watched = self._desired(strict=False)
+            wanted, watched = self._desired()
         except Exception as exc:
             self.last_error = f"subscription refresh failed: {exc}"
             logger.warning(
@@ -288,7 +322,7 @@ class FeedHub:
 
     # -- subscriptions -----------------------------------------------------------------------
 
-    def _desired(self, *, strict: bool) -> tuple[dict[str, FeedMode], frozenset[str]]:
+    def _desired(self) -> tuple[dict[str, FeedMode], frozenset[str]]:
         wanted, watched = desired_subscriptions(self.env_keys, self.config.index_mode)
         for key in self._candidates():
             wanted.setdefault(key, FeedMode.FULL)
@@ -302,12 +336,13 @@ class FeedHub:
                 try:
                     (normal,) = parse_watchlist([key], source="watchlist/position")
                 except ValueError as exc:
-                    if strict:
-                        raise
+                    # One bad instrument never sinks the others; remembered as "" so it is
+                    # logged once, not on every refresh.
                     logger.error("feed hub: skipping %s", exc)
-                    continue
+                    normal = ""
                 normalised[key] = normal
-            good[normal] = mode
+            if normal:
+                good[normal] = mode
         return good, watched
 
     def _candidates(self) -> list[str]:
@@ -415,22 +450,18 @@ class FeedHub:
                 pending[record.key] = record
         self._last_tick_at = records[-1].receive_time
         closed: list[Candle] = []
-        market_time = self._market_time
+        observe = self.market_clock.observe
         for record in records:
             key = record.key
-            if key[:6] == "IDX_I:":
+            if key[:6] == _INDEX_PREFIX:  # a slice compare: this runs per tick
                 self._last_index_tick[key] = record.receive_time
                 exchange_time = record.exchange_time
                 if exchange_time is not None and record.ltp > 0:
-                    if exchange_time > market_time:
-                        market_time = exchange_time
+                    # Index LTTs are the market clock: indices tick every second in session,
+                    # while an option's LTT is its last trade, which may be minutes old.
+                    observe(exchange_time, record.receive_time)
                     with self._candle_lock:
                         closed.extend(self.candles.on_tick(key, record.ltp, exchange_time))
-            else:
-                exchange_time = record.exchange_time
-                if exchange_time is not None and exchange_time > market_time:
-                    market_time = exchange_time
-        self._market_time = market_time
         if closed:
             self._pending_events.extend(closed)
 
@@ -562,11 +593,21 @@ class FeedHub:
 
     # -- candles -----------------------------------------------------------------------------
 
+    def _session_started(self) -> bool:
+        """Market time is known from the feed and today's session has opened: seeding the
+        day's candles makes sense (before the open there is nothing to seed)."""
+        clock = self.market_clock
+        if not clock.synced:
+            return False
+        now = clock.datetime()
+        return self.market.is_trading_day(now.date()) and now > session_open_at(
+            self.market, now.date()
+        )
+
     def _advance_candles(self) -> None:
-        clock = self.config.market_clock
-        now = clock() if clock is not None else self._market_time
-        if not now:
+        if not self.market_clock.synced:
             return
+        now = self.market_clock.now()
         with self._candle_lock:
             closed = self.candles.advance(now)
         if closed:
@@ -576,22 +617,26 @@ class FeedHub:
     def seed_candles(self) -> int:
         """Fetch today's 1-minute candles of every subscribed index from the intraday chart
         API and seed the builder (1m, and 5m aggregated). Failures are logged, not raised;
-        returns the number of candles accepted."""
-        market_now = self.config.market_clock() if self.config.market_clock else None
-        now = datetime.fromtimestamp(market_now or self._market_time or time.time(), IST)
-        session_open = now.replace(
-            hour=_SESSION_OPEN[0], minute=_SESSION_OPEN[1], second=0, microsecond=0
-        )
+        returns the number of candles accepted. Called once market time is known from the
+        feed (``_session_started``)."""
+        now = self.market_clock.datetime()
+        session_open = session_open_at(self.market, now.date())
         if now <= session_open:
             return 0
         accepted = 0
+        failed = False
         for key in sorted(self._last_index_tick):
             try:
                 minutes = index_minutes(self.rest, key, session_open, now)
+            except AuthFailure as exc:
+                # Every other call would fail the same way: stop, loudly, once.
+                raise report_auth_failure(
+                    self.realtime.kv, self.config.name, "candle seeding", exc
+                ) from None
             except Exception as exc:
                 self.last_error = f"candle seeding for {key} failed: {exc}"
                 logger.warning("feed hub: %s", self.last_error)
-                self._seed_due = True  # try again on a later pass
+                failed = True
                 continue
             seeds = minutes + [
                 c for tf in self.config.timeframes if tf != 60 for c in aggregate(minutes, tf)
@@ -603,6 +648,13 @@ class FeedHub:
                 self._store_history(key)
             except StoreUnavailable as exc:
                 self._store_down(exc)
+        if failed:
+            # Try again later, 1 s doubling to 60 s: a broker having trouble is not hammered.
+            self._seed_failures += 1
+            self._seed_due = True
+            self._seed_after = self.clock() + min(60.0, 2.0 ** (self._seed_failures - 1))
+        else:
+            self._seed_failures = 0
         if accepted:
             logger.info("feed hub: seeded %d candles from the intraday chart API", accepted)
         return accepted
@@ -631,7 +683,7 @@ class FeedHub:
             client_state=feed.state if feed is not None else "stopped",
             connections=len(shards),
             connected=sum(1 for s in shards if s.state == "connected"),
-            market_open=self._market_open(),
+            market_open=self.market_open(),
             last_index_tick=dict(self._last_index_tick),
             store_ok=self._store_ok,
             store_error=self._store_error,
@@ -652,15 +704,23 @@ class FeedHub:
         except StoreUnavailable as exc:
             self._store_down(exc)
 
-    def _market_open(self) -> bool:
+    def market_open(self) -> bool:
+        """The session is open by the market clock (the wall clock until the feed has shown
+        market time). Health and the feed's stall watchdog only expect ticks when it is."""
+        forced = self.config.market_open
+        if forced is None:
+            return is_open(self.market, self.market_clock.datetime())
         try:
-            return bool(self.config.market_open())
+            return bool(forced())
         except Exception:
             logger.exception("feed hub: market_open() failed; assuming open")
             return True
 
     def _write_state(self, now: float) -> None:
         try:
+            clock = self.market_clock.as_record()
+            if clock is not None:
+                self.realtime.kv.put(MARKET_CLOCK, clock)
             self.realtime.kv.put(FEED_HEALTH, self.health.as_record(now), ttl=10.0)
             self.heartbeat.beat(
                 "running" if self.health.state != DOWN else "degraded", **self._heartbeat_fields()
@@ -684,8 +744,10 @@ class FeedHub:
         feed = self.feed
         stats = feed.stats() if feed is not None else None
         c = self.counters
+        clock = self.market_clock
         return {
             "connected": bool(stats and any(s.state == "connected" for s in stats.shards)),
+            "market_time": clock.datetime().isoformat() if clock.synced else None,
             "last_tick_at": self._last_tick_at,
             "health": self.health.state,
             "counts": {
@@ -730,30 +792,16 @@ class FeedHub:
         )
 
 
-def index_minutes(rest: Any, key: str, start: datetime, now: datetime) -> list[Candle]:
-    """An index's 1-minute candles from ``start`` to ``now`` (the last one may still be
-    forming) from Dhan's intraday chart API; raises what the client or the conversion raise."""
-    from trading.dhan.rest_types import IntradayChartRequest
+def _configured_market() -> MarketConfig:
+    from trading.config.store import algo_config
 
-    answer = rest.intraday_chart(
-        IntradayChartRequest(
-            securityId=key.partition(":")[2],
-            exchangeSegment=INDEX_SEGMENT,
-            instrument="INDEX",
-            interval=1,
-            fromDate=start,
-            toDate=now + timedelta(minutes=1),
-        )
-    )
-    return candles_from_chart(key, answer)
+    return algo_config().market
 
 
 def hub_from_settings(
     realtime: Realtime,
     *,
     record_dir: str | None = None,
-    market_open: Callable[[], bool] | None = None,
-    market_clock: Callable[[], float] | None = None,
     rest: Any | None = None,
     seed_candles: bool = True,
     stall_timeout: float = 30.0,
@@ -770,16 +818,19 @@ def hub_from_settings(
         index_mode=FeedMode[settings.DHANHQ_WS_MODE.upper()],
         env_watchlist=list(settings.DHANHQ_WS_WATCHLIST),
         seed_candles=seed_candles,
-        market_open=market_open or nse_market_open,
-        market_clock=market_clock,
     )
+    hub: FeedHub | None = None
+
+    def market_open() -> bool:
+        # The hub exists by the time the feed's stall watchdog asks (it starts the feed).
+        return hub.market_open() if hub is not None else False
 
     def feed_factory(on_packets: Callable[[list[Packet]], object], **hooks: Any) -> FeedLike:
         return FeedClient.from_settings(
             on_packets,
             subscribe_watchlist=False,  # the hub subscribes the whole union itself
             **hooks,  # frame_hook (recorder), on_drained and inline (see FeedHub.start)
-            market_open=config.market_open,
+            market_open=market_open,
             stall_timeout=stall_timeout,
         )
 
@@ -795,4 +846,5 @@ def hub_from_settings(
 
         recorder = FrameRecorder(Path(record_dir))
         recorder.start()
-    return FeedHub(realtime, feed_factory=feed_factory, rest=rest, config=config, recorder=recorder)
+    hub = FeedHub(realtime, feed_factory=feed_factory, rest=rest, config=config, recorder=recorder)
+    return hub

@@ -49,7 +49,8 @@ LTP_PLACES = Decimal("0.0001")  # PositionTracker.ltp has 4 decimal places
 
 _DECIMAL_FIELDS = ("gross", "net", "percent", "peak", "trough", "exit_charges")
 
-ExitChargesEstimator = Callable[[PositionTracker, float], Decimal]
+# (position, ltp, trade date) -> rupees; the date is the tick's market date, never the wall's.
+ExitChargesEstimator = Callable[[PositionTracker, float, date], Decimal]
 
 
 def position_key(position: PositionTracker) -> str:
@@ -57,12 +58,10 @@ def position_key(position: PositionTracker) -> str:
     return f"{position.exchange_segment}:{position.security_id}"
 
 
-def default_exit_charges(
-    position: PositionTracker, ltp: float, *, on: date | None = None
-) -> Decimal:
+def default_exit_charges(position: PositionTracker, ltp: float, on: date) -> Decimal:
     """What closing the position now would cost, in rupees: the charges of ONE SELL order of
     the position's quantity at ``ltp`` (trading.rules.charges, rates of config/charges.yml in
-    force on ``on``, default today's IST date), on the exchange of its segment.
+    force on ``on``, the market date of the tick), on the exchange of its segment.
 
     settings.PAPER_CHARGES_PER_ORDER, when set, is an explicit flat override (a paper account
     configured to charge a round figure) and wins. An exit split into several orders (freeze
@@ -77,13 +76,12 @@ def default_exit_charges(
     flat = getattr(settings, "PAPER_CHARGES_PER_ORDER", None)
     if flat is not None:
         return Decimal(flat)
-    day = on if on is not None else datetime.now(IST).date()
     charges = order_charges(
         exchange_of(position.exchange_segment),
         "SELL",
         int(position.quantity),
         price_decimal(ltp),
-        day,
+        on,
         charges_table(),
     )
     return charges.total
@@ -527,7 +525,8 @@ class PnlMonitor:
         self, position: PositionTracker, record: TickRecord, tick_time: float, now: float
     ) -> bool:
         try:
-            charges = self.estimate_exit_charges(position, record.ltp)
+            day = datetime.fromtimestamp(tick_time, IST).date()
+            charges = self.estimate_exit_charges(position, record.ltp, day)
             snapshot = self.cache.compute(
                 position,
                 record.ltp,

@@ -31,8 +31,12 @@ the feed hub subscribes them in full mode, so their ticks and depth are fresh wh
 comes.
 
 Two clocks: ``clock`` is market time (epoch s) for every rule (entry window, cooldowns, the
-candle's age); in simulator runs it is the simulator's market clock. ``wall`` is the real
-clock for tick freshness, because the feed's receive times are real.
+candle's age, the trading day): by default a :class:`~workers.market_clock.MarketClock` that
+follows the feed hub's (kv ``market:clock``), so the engine trades whatever day the feed
+carries, Dhan's or a simulator's, at any hour of the wall clock. Until that clock is known the
+engine waits (it neither loads contracts for a guessed day nor warms indicators on a guessed
+history) and says so in its heartbeat. ``wall`` is the real clock for tick freshness, because
+the feed's receive times are real.
 """
 
 from __future__ import annotations
@@ -49,15 +53,27 @@ from typing import Any
 from django.db import IntegrityError, close_old_connections, transaction
 from django.db.models import Q, Sum
 
-from trading.config import AlgoConfig, ConfigError, IndexConfig
+from config_schema import ConfigError
+from trading.config.types import AlgoConfig, IndexConfig
+from trading.dhan.errors import AuthFailure
 from trading.models import PositionStatus, PositionTracker, SignalOutcome, TradingSignal
 from trading.orders.router import EntryIntent, EntryRouter, IntentLogRouter, marketable_limit
 from trading.rules import gates, sizing, strikes
-from trading.rules.signals import Direction, Signal, SignalState, confirm
-from workers.candles import IST, Candle, aggregate
-from workers.feed_hub import INDEX_SEGMENT, index_minutes
+from trading.rules.market import INDEX_SEGMENT, IST, instrument_key
+from trading.rules.signals import Signal, SignalState, confirm
+from trading.rules.vocab import Direction, Gate
+from workers.broker_auth import BrokerAuthFailed, clear_auth_failure, report_auth_failure
+from workers.candles import Candle, aggregate
+from workers.chart_history import index_minutes
 from workers.heartbeat import Heartbeat
-from workers.realtime.keys import CANDLE_TOPIC, FEED_CANDIDATES, FEED_HEALTH, candles_key
+from workers.market_clock import MarketClock
+from workers.realtime.keys import (
+    CANDLE_TOPIC,
+    FEED_CANDIDATES,
+    FEED_HEALTH,
+    MARKET_CLOCK,
+    candles_key,
+)
 from workers.realtime.record import TickRecord
 from workers.realtime.redis_client import StoreUnavailable
 from workers.realtime.services import Realtime
@@ -65,10 +81,6 @@ from workers.realtime.services import Realtime
 logger = logging.getLogger(__name__)
 
 CANDIDATES_TTL = 600.0  # seconds: the hub drops them if the engine stops refreshing
-# The engine's own block names, beside rules.gates.GATE_NAMES, for TradingSignal.gate.
-STRIKE_GATE = "strike"
-SIZING_GATE = "sizing"
-BLOCK_NAMES = (*gates.GATE_NAMES, STRIKE_GATE, SIZING_GATE)
 # Decisions worth a line in the log at INFO or above; avoid signals (most candles) are DEBUG.
 _LOG_LEVELS = {
     SignalOutcome.INTENT: logging.INFO,
@@ -125,7 +137,7 @@ class SignalEngine:
         router: EntryRouter | None = None,
         config_source: Callable[[], AlgoConfig] | None = None,
         live: bool = False,
-        clock: Callable[[], float] = time.time,
+        clock: Callable[[], float] | None = None,
         wall: Callable[[], float] = time.time,
         wait_timeout: float = 0.25,
         catchup_interval: float = 5.0,
@@ -134,7 +146,7 @@ class SignalEngine:
         log_interval: float = 60.0,
     ) -> None:
         if config_source is None:
-            from trading.config import effective_algo_config
+            from trading.config.store import effective_algo_config
 
             config_source = effective_algo_config
         self.realtime = realtime
@@ -142,7 +154,8 @@ class SignalEngine:
         self.router: EntryRouter = router if router is not None else IntentLogRouter()
         self.config_source = config_source
         self.live = live
-        self.clock = clock
+        # None: follow the feed hub's market clock through kv (every process agrees on it).
+        self.clock: Callable[[], float] = clock or MarketClock(wall, name="signal engine")
         self.wall = wall
         self.wait_timeout = wait_timeout
         self.catchup_interval = catchup_interval
@@ -156,6 +169,8 @@ class SignalEngine:
         self.last_error: str | None = None
         self.last_decision: dict[str, Any] | None = None
         self._capital: tuple[date, Decimal] | None = None  # live: (day, start-of-day limit)
+        self.started = False
+        self._next_clock = 0.0
         self._next_catchup = 0.0
         self._next_config = 0.0
         self._next_beat = 0.0
@@ -164,10 +179,14 @@ class SignalEngine:
     # -- the component ---------------------------------------------------------------------------
 
     def run(self, stop: threading.Event) -> None:
+        clear_auth_failure(self.realtime.kv, self.name)
         subscription = self.realtime.events.subscribe([CANDLE_TOPIC])
         try:
-            self.start()
             while not stop.is_set():
+                if not self.started:
+                    if not self.handle_start():
+                        stop.wait(self.wait_timeout)
+                        continue
                 self.handle_events(subscription, self.wait_timeout)
                 self.step()
         finally:
@@ -178,8 +197,49 @@ class SignalEngine:
                 logger.warning("signal engine: last heartbeat not written: %s", exc)
             logger.info("signal engine stopped: %s", self._summary())
 
+    def handle_start(self) -> bool:
+        """Start once market time is known (True when started). Until then only the clock is
+        followed and a waiting heartbeat written, so a trading day is never guessed from the
+        wall clock."""
+        now = self.wall()
+        if now >= self._next_clock:
+            self._next_clock = now + 1.0
+            self.handle_clock()
+        if self.market_time_known():
+            self.start()
+            return True
+        if now >= self._next_beat:
+            self._next_beat = now + self.heartbeat_interval
+            logger.info("signal engine: waiting for market time from the feed hub")
+            try:
+                self.heartbeat.beat("waiting", **self._heartbeat_fields())
+            except StoreUnavailable as exc:
+                logger.warning("signal engine: heartbeat not written: %s", exc)
+        return False
+
+    def handle_clock(self) -> bool:
+        """Follow the feed hub's market clock (kv ``market:clock``); True when it was read.
+        A store error or no record yet keeps the clock as it is (it runs on by itself)."""
+        clock = self.clock
+        if not isinstance(clock, MarketClock):
+            return False
+        try:
+            record = self.realtime.kv.get(MARKET_CLOCK)
+        except StoreUnavailable as exc:
+            logger.warning("signal engine: market clock not read: %s", exc)
+            return False
+        return clock.follow(record)
+
+    def market_time_known(self) -> bool:
+        """An injected clock (tests, a replay) is market time by definition; the default one
+        once it has followed the hub's."""
+        clock = self.clock
+        return clock.synced if isinstance(clock, MarketClock) else True
+
     def start(self) -> None:
         """Resolve the enabled indices in the catalog, load their contracts, warm indicators."""
+        self.started = True
+        self._next_beat = 0.0  # the next pass says "running" at once, not "waiting"
         self._sync_indices()
         if not self.indices:
             logger.error("signal engine: no enabled index could be set up; nothing to decide")
@@ -197,8 +257,12 @@ class SignalEngine:
         )
 
     def step(self) -> None:
-        """The periodic chores of one pass: config reload, missed-candle catch-up, heartbeat."""
+        """The periodic chores of one pass: market clock, config reload, missed-candle
+        catch-up, heartbeat."""
         now = self.wall()
+        if now >= self._next_clock:
+            self._next_clock = now + 1.0
+            self.handle_clock()
         if now >= self._next_config:
             self._next_config = now + self.config_interval
             self.handle_config()
@@ -254,7 +318,7 @@ class SignalEngine:
                 self.last_error = str(exc)
                 logger.error("signal engine: %s is enabled but %s; it is skipped", cfg.key, exc)
                 continue
-            key = f"{INDEX_SEGMENT}:{instrument.security_id}"
+            key = instrument_key(INDEX_SEGMENT, instrument.security_id)
             runtime = IndexRuntime(
                 cfg, key, {tf: SignalState(self.config.signals) for tf in self.timeframes()}
             )
@@ -342,6 +406,8 @@ class SignalEngine:
         )
         try:
             return index_minutes(self.rest, runtime.key, start, now)
+        except AuthFailure as exc:
+            raise report_auth_failure(self.realtime.kv, self.name, "history", exc) from None
         except Exception as exc:
             self.last_error = f"history for {runtime.config.key} failed: {exc}"
             logger.warning("signal engine: %s; falling back to the hub's candles", self.last_error)
@@ -434,6 +500,8 @@ class SignalEngine:
             if decide:
                 try:
                     self.decide(runtime, candle, signal)
+                except BrokerAuthFailed:
+                    raise  # not one bad decision: no decision can be acted on any more
                 except Exception as exc:
                     # One bad decision (a database hiccup) must not stop the engine: the row,
                     # if written, says pending; the next candle is decided normally.
@@ -475,7 +543,7 @@ class SignalEngine:
             )
         if signal.direction == Direction.AVOID:
             return self._finish(row, SignalOutcome.AVOID, now)
-        direction = str(signal.direction)
+        direction = signal.direction
         state = self.risk_state(runtime, now)
         verdict = gates.check_entry(runtime.config, direction, now, state, cfg)
         if not verdict.allowed:
@@ -493,7 +561,7 @@ class SignalEngine:
             cfg.feed,
         )
         if not choice.ok:
-            return self._block(row, now, STRIKE_GATE, choice.reason)
+            return self._block(row, now, Gate.STRIKE, choice.reason)
         contract = choice.contract
         verdict = gates.check_contract(contract.key, state)
         if not verdict.allowed:
@@ -502,7 +570,7 @@ class SignalEngine:
         reference = _money(quote.ask if quote.ask else quote.ltp)
         cash = self.available_cash()
         if cash is None:
-            return self._block(row, now, SIZING_GATE, f"cash unknown: {self.last_error}")
+            return self._block(row, now, Gate.SIZING, f"cash unknown: {self.last_error}")
         size = sizing.size_entry(
             reference,
             contract.lot_size,
@@ -512,7 +580,7 @@ class SignalEngine:
             self._freeze_quantity(runtime.config),
         )
         if not size.ok:
-            return self._block(row, now, SIZING_GATE, size.reason)
+            return self._block(row, now, Gate.SIZING, size.reason)
         intent = EntryIntent(
             signal_id=row.pk,
             index=runtime.config.key,
@@ -670,7 +738,7 @@ class SignalEngine:
             gates.OpenPosition(
                 index=r["underlying"],
                 direction=r["direction"],
-                contract_key=f"{r['exchange_segment']}:{r['security_id']}",
+                contract_key=instrument_key(r["exchange_segment"], r["security_id"]),
                 opened_at=r["created_at"],
             )
             for r in rows
@@ -775,6 +843,8 @@ class SignalEngine:
             return None
         try:
             return self.rest.fund_limit()
+        except AuthFailure as exc:
+            raise report_auth_failure(self.realtime.kv, self.name, "funds", exc) from None
         except Exception as exc:
             self.last_error = f"fund limit unreadable: {exc}"
             logger.warning("signal engine: %s", self.last_error)
@@ -873,6 +943,7 @@ class SignalEngine:
             }
         return {
             "config_version": self.config.version,
+            "market_time": self._market_now().isoformat() if self.market_time_known() else None,
             "indices": indices,
             "counters": vars(self.counters).copy(),
             "last_decision": self.last_decision,
@@ -961,10 +1032,4 @@ def engine_from_settings(
         from trading.dhan.rest import DhanRestClient
 
         rest = DhanRestClient.from_settings()
-    return SignalEngine(
-        realtime,
-        rest=rest,
-        router=router,
-        live=live,
-        clock=clock or time.time,
-    )
+    return SignalEngine(realtime, rest=rest, router=router, live=live, clock=clock)

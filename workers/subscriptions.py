@@ -19,11 +19,17 @@ from collections.abc import Iterable
 from trading.dhan.feed_codec import FeedMode, segment_code
 
 __all__ = [
+    "MAX_SECURITY_ID",
     "WatchlistError",
     "default_mode",
     "desired_subscriptions",
     "parse_watchlist",
 ]
+
+# The feed's packet header carries the security id as a u32 (trading/dhan/feed_codec.py): an
+# id above this can never be subscribed. trading.models.FEED_MAX_SECURITY_ID is the same
+# bound for the watchlist rows; a test checks both against the codec.
+MAX_SECURITY_ID = 0xFFFF_FFFF
 
 _DEPTH_SEGMENTS = frozenset({"NSE_FNO", "BSE_FNO", "MCX_COMM", "NSE_CURRENCY", "BSE_CURRENCY"})
 _MODES = {"ticker": FeedMode.TICKER, "quote": FeedMode.QUOTE, "full": FeedMode.FULL}
@@ -39,7 +45,7 @@ def parse_watchlist(entries: Iterable[str], source: str = "DHANHQ_WS_WATCHLIST")
     """``SEG:SID`` entries (already split on comma, semicolon or newline) -> normalised keys.
 
     Raises WatchlistError naming the first bad entry: no colon, an unknown segment, or a
-    security id that is not a positive integer.
+    security id that is not a positive integer (ASCII digits) of at most MAX_SECURITY_ID.
     """
     keys: list[str] = []
     for position, raw in enumerate(entries, start=1):
@@ -56,8 +62,13 @@ def parse_watchlist(entries: Iterable[str], source: str = "DHANHQ_WS_WATCHLIST")
         except ValueError as exc:
             raise WatchlistError(f"{where}: {exc}") from None
         sid = sid.strip()
-        if not sid.isdigit() or int(sid) <= 0:
+        if not (sid.isascii() and sid.isdigit()) or int(sid) <= 0:
             raise WatchlistError(f"{where}: security id {sid!r} is not a positive integer")
+        if int(sid) > MAX_SECURITY_ID:
+            raise WatchlistError(
+                f"{where}: security id {int(sid)} is above {MAX_SECURITY_ID}, the largest the "
+                "feed carries"
+            )
         key = f"{segment}:{int(sid)}"
         if key not in keys:
             keys.append(key)

@@ -9,6 +9,12 @@ zulip worker model: one bad state never becomes a hot crash loop, and a componen
 healthy for a while restarts quickly). Backoff sleeps wait on the shared stop Event, so
 ``stop()`` never waits out a backoff.
 
+Restarting heals faults (a dropped connection, a Redis blip), not configuration: an exception
+of one of the ``fatal`` types (the caller's list, e.g. a missing setting, an invalid config,
+credentials the broker refuses) is not retried. It is logged once at CRITICAL, every component
+is stopped, and ``run_forever`` returns 1 with the reason in ``fatal_error``: a crash loop
+that re-sends dead credentials to the broker every few seconds is worse than stopping.
+
 ``ScheduledJobs`` is a component that runs ``settings.CELERY_BEAT_SCHEDULE`` in-process, because
 embedded mode has no ``celery beat``: each due task is executed synchronously in its own thread
 with ``app.tasks[name].apply()``.
@@ -42,7 +48,9 @@ STARTING = "starting"
 RUNNING = "running"
 BACKOFF = "backoff"
 STOPPED = "stopped"
-FAILED = "failed"  # the supervising thread itself died (a BaseException such as SystemExit)
+# The supervising thread itself died (a BaseException such as SystemExit), or the component
+# raised one of the supervisor's fatal exceptions (it is not restarted).
+FAILED = "failed"
 
 # Backoff delays are scaled by a random factor in [1 - JITTER, 1]: components that crashed
 # together (Redis went away) do not all come back in the same instant, and the cap holds.
@@ -103,8 +111,11 @@ class Supervisor:
         heartbeat_interval: float = 30.0,
         log_interval: float | None = None,
         on_status: Callable[[dict[str, dict[str, Any]]], object] | None = None,
+        fatal: tuple[type[BaseException], ...] = (),
     ) -> None:
         self._stop = threading.Event()
+        self._fatal_types = fatal
+        self.fatal_error: str | None = None  # "component: one line", once a fatal one stopped
         self._backoff_base = backoff_base
         self._backoff_cap = backoff_cap
         self._healthy_after = healthy_after
@@ -205,7 +216,7 @@ class Supervisor:
         finally:
             for signum, handler in previous.items():
                 signal.signal(signum, handler)
-        return 0 if clean else 1
+        return 0 if clean and self.fatal_error is None else 1
 
     def status(self) -> dict[str, dict[str, Any]]:
         """Per component: state (starting/running/backoff/stopped/failed), restarts,
@@ -281,6 +292,9 @@ class Supervisor:
                     if self._stop.is_set():
                         log.warning("component %s raised while stopping", slot.name, exc_info=True)
                         break
+                    if isinstance(exc, self._fatal_types):
+                        self._fatal(slot, exc)
+                        break
                     failures = self._streak(failures, began)
                     delay = self._backoff(failures)
                     self._crashed(slot, _one_line(exc))
@@ -313,7 +327,20 @@ class Supervisor:
             log.critical("supervisor thread of %s died", slot.name, exc_info=True)
             self._set(slot, state=FAILED)
             raise
-        self._set(slot, state=STOPPED)
+        if slot.state != FAILED:
+            self._set(slot, state=STOPPED)
+
+    def _fatal(self, slot: _Slot, exc: Exception) -> None:
+        """A fault no restart can heal: say so once, stop everything."""
+        # The fatal types carry messages written for the operator: the first line, no class.
+        line = (str(exc).strip().splitlines() or [type(exc).__name__])[0][:500]
+        with self._lock:
+            slot.last_error = line
+            slot.state = FAILED
+            if self.fatal_error is None:
+                self.fatal_error = f"{slot.name}: {line}"
+        log.critical("component %s cannot run: %s; stopping everything", slot.name, line)
+        self._stop.set()
 
     def _streak(self, failures: int, began: float) -> int:
         if self._clock() - began >= self._healthy_after:
@@ -347,9 +374,11 @@ class _Job:
 class ScheduledJobs:
     """Runs a Celery beat schedule in this thread: the embedded mode's ``celery beat``.
 
-    ``schedule`` defaults to ``settings.CELERY_BEAT_SCHEDULE`` and ``app`` to the project's
-    Celery app. ``now()`` (aware datetime) is the clock every schedule is evaluated with; by
-    default each schedule's own (the app's clock, in CELERY_TIMEZONE). Entries follow beat's
+    The caller hands in the ``schedule`` (``settings.CELERY_BEAT_SCHEDULE``) and the Celery
+    ``app`` whose tasks it names: workers never import the project shell (an import contract),
+    so ``run_trader`` passes the app Django configured. ``now()`` (aware datetime) is the
+    clock every schedule is evaluated with; by default each schedule's own (the app's clock,
+    in CELERY_TIMEZONE). Entries follow beat's
     semantics: a job's ``last_run_at`` starts at construction time (a run missed before the
     process started is not caught up, as with beat without its schedule file), several missed
     due times coalesce into one run, and ``last_run_at`` is the time the run began.
@@ -364,20 +393,12 @@ class ScheduledJobs:
 
     def __init__(
         self,
-        schedule: Mapping[str, Mapping[str, Any]] | None = None,
+        schedule: Mapping[str, Mapping[str, Any]],
         *,
-        app: Celery | None = None,
+        app: Celery,
         now: Callable[[], datetime] | None = None,
         max_wait: float = 1.0,
     ) -> None:
-        if schedule is None:
-            from django.conf import settings
-
-            schedule = settings.CELERY_BEAT_SCHEDULE
-        if app is None:
-            from algo_scalper.celery import app as project_app
-
-            app = project_app
         self.app = app
         self._nowfun = now
         self._now = now or app.now

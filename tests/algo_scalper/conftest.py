@@ -22,6 +22,9 @@ ROOT = Path(__file__).resolve().parents[2]
 SETTINGS_FILE = ROOT / "algo_scalper" / "settings.py"
 ENV_READERS = {"envstr", "envbool", "envint", "envdecimal", "envchoice", "envlist"}
 
+# A key the settings accept with DJANGO_DEBUG off (Django's own rule: 50+ characters, 5+ distinct).
+TEST_SECRET_KEY = "test-only-settings-key-long-enough-for-the-deploy-check-0123456789"
+
 # Never inherited by a settings subprocess, whatever the runner's environment holds.
 SCRUBBED_PREFIXES = ("DJANGO_", "DHANHQ_", "PAPER_", "INSTRUMENTS_", "ALGO_")
 SCRUBBED_NAMES = {"DATABASE_URL", "REDIS_URL", "ENABLE_ORDER", "CLIENT_ID", "ACCESS_TOKEN"}

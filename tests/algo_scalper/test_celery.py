@@ -12,6 +12,7 @@ from celery.schedules import crontab
 
 from algo_scalper import celery_app
 from algo_scalper.celery import app
+from tests.algo_scalper.conftest import TEST_SECRET_KEY
 
 IST = ZoneInfo("Asia/Kolkata")
 ENTRY = "refresh-instrument-catalog"
@@ -97,5 +98,5 @@ def test_autodiscovery_alone_registers_every_scheduled_task(run_settings_code):
         "missing = [n for n in names if n not in app.tasks]\n"
         "print(json.dumps({'before': before, 'missing': missing}))\n"
     )
-    result = run_settings_code({"DJANGO_SECRET_KEY": "test-only-settings-key"}, code).json()
+    result = run_settings_code({"DJANGO_SECRET_KEY": TEST_SECRET_KEY}, code).json()
     assert result == {"before": False, "missing": []}

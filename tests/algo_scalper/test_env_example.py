@@ -7,6 +7,7 @@ import re
 from pathlib import Path
 
 from algo_scalper.dotenv import parse_dotenv
+from tests.algo_scalper.conftest import TEST_SECRET_KEY
 
 ROOT = Path(__file__).resolve().parents[2]
 EXAMPLE = ROOT / ".env.example"
@@ -52,7 +53,7 @@ def test_the_example_contains_nothing_shaped_like_a_dhan_token():
 
 def test_every_example_value_is_accepted_by_the_settings(load_settings):
     # Uncomment everything: each documented value, example or default, must load cleanly.
-    env = {**documented(), "DJANGO_SECRET_KEY": "test-only-settings-key"}
+    env = {**documented(), "DJANGO_SECRET_KEY": TEST_SECRET_KEY}
     loaded = load_settings(env, "PAPER_MODE", "DHANHQ_WS_MODE", "DHANHQ_WS_WATCHLIST")
     values = loaded.json()
     assert values["PAPER_MODE"] is True

@@ -201,3 +201,32 @@ def test_no_url_token_or_secret_written_by_a_worker_reaches_the_body(client, emb
 def test_the_ready_url_name_resolves_to_the_view():
     assert reverse("ready") == "/ready"
     assert resolve("/ready").func is views.ready
+
+
+@pytest.mark.django_db
+def test_credentials_the_broker_refused_make_it_not_ready_naming_the_worker(client, embedded):
+    from trading.dhan.errors import AuthFailure
+    from workers.broker_auth import clear_auth_failure, report_auth_failure
+
+    embedded.put("health:feed", healthy(), ttl=10)
+    Heartbeat(embedded, "signal_engine").beat("running")
+    error = AuthFailure(
+        "Client ID or user generated access token is invalid or expired.",
+        status=401,
+        code="DH-901",
+        secrets=(TOKEN,),
+    )
+    report_auth_failure(embedded, "signal_engine", "funds", error)
+
+    response = client.get("/ready")
+
+    assert response.status_code == 503
+    body = response.json()
+    assert body["checks"]["broker_auth"] == "failed"
+    assert body["problems"] == [
+        "broker: authentication failed in signal_engine (funds): [HTTP 401 DH-901] Client ID "
+        "or user generated access token is invalid or expired."
+    ]
+    # The worker's restart (with a new token) clears its own record.
+    clear_auth_failure(embedded, "signal_engine")
+    assert client.get("/ready").status_code == 200

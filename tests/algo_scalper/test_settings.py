@@ -11,8 +11,10 @@ from pathlib import Path
 
 import pytest
 
+from tests.algo_scalper.conftest import TEST_SECRET_KEY
+
 ROOT = Path(__file__).resolve().parents[2]
-KEY = {"DJANGO_SECRET_KEY": "test-only-settings-key"}
+KEY = {"DJANGO_SECRET_KEY": TEST_SECRET_KEY}
 
 
 def assert_fails_naming(loaded, *parts: str) -> None:
@@ -38,7 +40,7 @@ def test_it_uses_a_development_key_only_when_debug_is_on(load_settings):
 
 
 def test_a_secret_key_from_the_environment_is_used(load_settings):
-    assert load_settings(KEY, "SECRET_KEY").json() == {"SECRET_KEY": "test-only-settings-key"}
+    assert load_settings(KEY, "SECRET_KEY").json() == {"SECRET_KEY": TEST_SECRET_KEY}
 
 
 def test_a_bad_paper_mode_fails_naming_paper_mode_and_the_value(load_settings):
@@ -215,7 +217,7 @@ def test_secret_values_are_registered_for_redaction(load_settings):
     sensitive = load_settings(env, "SENSITIVE_VALUES").json()["SENSITIVE_VALUES"]
     assert "legacy-token-value" in sensitive
     assert "db-password-value" in sensitive
-    assert "test-only-settings-key" in sensitive
+    assert TEST_SECRET_KEY in sensitive
 
 
 def test_the_redis_password_is_registered_for_redaction(load_settings):
@@ -235,3 +237,104 @@ def test_the_access_token_never_reaches_the_configured_log_stream(run_settings_c
     assert loaded.returncode == 0, loaded.stderr
     assert "trading.dhan: using ***" in loaded.stdout
     assert "opaque-dhan-token" not in loaded.output
+
+
+# --- Production security: HTTPS, HSTS, secure cookies, a real secret key -----------------------
+
+SECURE = ("SECURE_SSL_REDIRECT", "SESSION_COOKIE_SECURE", "CSRF_COOKIE_SECURE")
+
+
+def test_https_hsts_and_secure_cookies_are_on_by_default_when_debug_is_off(load_settings):
+    values = load_settings(KEY, *SECURE, "SECURE_HSTS_SECONDS", "SECURE_HSTS_INCLUDE_SUBDOMAINS")
+    values = values.json()
+    assert all(values[name] is True for name in SECURE), values
+    assert values["SECURE_HSTS_SECONDS"] >= 31536000
+    assert values["SECURE_HSTS_INCLUDE_SUBDOMAINS"] is True
+
+
+def test_a_plain_http_loopback_run_switches_https_off(load_settings):
+    env = {**KEY, "DJANGO_HTTPS": "false"}
+    values = load_settings(env, *SECURE, "SECURE_HSTS_SECONDS").json()
+    assert values == {name: False for name in SECURE} | {"SECURE_HSTS_SECONDS": 0}
+
+
+def test_development_mode_needs_no_https(load_settings):
+    values = load_settings({"DJANGO_DEBUG": "true"}, *SECURE, "SECURE_HSTS_SECONDS").json()
+    assert values == {name: False for name in SECURE} | {"SECURE_HSTS_SECONDS": 0}
+
+
+def test_hsts_length_and_subdomains_come_from_the_environment(load_settings):
+    env = {
+        **KEY,
+        "DJANGO_SECURE_HSTS_SECONDS": "3600",
+        "DJANGO_SECURE_HSTS_INCLUDE_SUBDOMAINS": "0",
+    }
+    names = ("SECURE_HSTS_SECONDS", "SECURE_HSTS_INCLUDE_SUBDOMAINS", "SECURE_HSTS_PRELOAD")
+    assert load_settings(env, *names).json() == dict(zip(names, [3600, False, False], strict=True))
+    assert_fails_naming(
+        load_settings({**KEY, "DJANGO_SECURE_HSTS_SECONDS": "-1"}, "DEBUG"),
+        "DJANGO_SECURE_HSTS_SECONDS",
+    )
+
+
+def test_behind_railways_proxy_the_forwarded_proto_header_is_trusted(load_settings):
+    env = {**KEY, "DJANGO_BEHIND_PROXY": "true"}
+    header = load_settings(env, "SECURE_PROXY_SSL_HEADER").json()["SECURE_PROXY_SSL_HEADER"]
+    assert header == ["HTTP_X_FORWARDED_PROTO", "https"]
+
+
+def test_the_probes_answer_over_plain_http_while_everything_else_is_redirected(run_settings_code):
+    # Railway's healthcheck and the image's HEALTHCHECK call /healthz over plain HTTP.
+    code = (
+        "import django, json\n"
+        "django.setup()\n"
+        "from django.test import Client\n"
+        "c = Client()\n"
+        "r = {p: c.get(p).status_code for p in ('/healthz', '/admin/login/')}\n"
+        "r['https'] = c.get('/admin/login/', secure=True).status_code\n"
+        "print(json.dumps(r))\n"
+    )
+    loaded = run_settings_code({**KEY, "ALLOWED_HOSTS": "testserver"}, code)
+    assert loaded.json() == {"/healthz": 200, "/admin/login/": 301, "https": 200}
+
+
+@pytest.mark.parametrize(
+    "key",
+    [
+        "short-but-not-empty-key",
+        "x" * 49 + "yzw",  # long enough, 4 distinct characters
+        "django-insecure-" + "abcdefghijklmnopqrstuvwxyz0123456789",
+    ],
+    ids=["short", "too few distinct characters", "django-insecure prefix"],
+)
+def test_a_weak_secret_key_is_refused_when_debug_is_off(load_settings, key):
+    loaded = load_settings({"DJANGO_SECRET_KEY": key}, "SECRET_KEY")
+    assert_fails_naming(loaded, "DJANGO_SECRET_KEY", "50")
+    assert key not in loaded.output  # the secret itself is never echoed
+
+
+def test_a_short_key_is_fine_in_development_mode(load_settings):
+    env = {"DJANGO_DEBUG": "true", "DJANGO_SECRET_KEY": "dev"}
+    assert load_settings(env, "SECRET_KEY").json() == {"SECRET_KEY": "dev"}
+
+
+def run_check_deploy(run_settings_code, env: dict[str, str]):
+    code = (
+        "import sys\n"
+        "from django.core.management import execute_from_command_line\n"
+        "execute_from_command_line(['manage.py', 'check', '--deploy', '--fail-level', 'WARNING'])\n"
+    )
+    return run_settings_code(env, code)
+
+
+def test_check_deploy_runs_clean_with_production_settings(run_settings_code):
+    loaded = run_check_deploy(run_settings_code, {**KEY, "DJANGO_BEHIND_PROXY": "true"})
+    assert loaded.returncode == 0, loaded.output
+    assert "System check identified no issues" in loaded.output
+
+
+def test_check_deploy_names_what_a_plain_http_run_gives_up(run_settings_code):
+    loaded = run_check_deploy(run_settings_code, {**KEY, "DJANGO_HTTPS": "false"})
+    assert loaded.returncode != 0
+    for warning in ("W004", "W008", "W012", "W016"):
+        assert f"security.{warning}" in loaded.output

@@ -13,6 +13,7 @@ from pathlib import Path
 
 import pytest
 
+from tests.support.market import away_from_wall
 from trading.dhan.sim.server import SimConfig, Simulator
 from workers.realtime.kv_store import RedisKeyValueStore
 from workers.realtime.redis_tick_store import RedisTickStore
@@ -23,8 +24,18 @@ INDICES = ["IDX_I:13", "IDX_I:25", "IDX_I:27", "IDX_I:51"]
 
 @pytest.fixture
 def sim():
+    # A day and a session time away from the wall clock's (tests/support/market.py): the hub
+    # must take market time from the feed, or its seeding misses the simulator's day.
+    day, start = away_from_wall(dtime(11, 0), dtime(14, 0))
     simulator = Simulator(
-        SimConfig(seed=5, speed=60.0, start=dtime(11, 0), strikes_each_side=3, weeklies=1)
+        SimConfig(
+            seed=5,
+            speed=60.0,
+            start=start,
+            trading_date=day,
+            strikes_each_side=3,
+            weeklies=1,
+        )
     ).start()
     yield simulator
     simulator.stop()
@@ -79,14 +90,19 @@ def test_the_hub_process_fills_redis_records_frames_and_stops_on_sigterm(
         while time.monotonic() < deadline:
             assert proc.poll() is None, Path(log.name).read_text()
             health = kv.get("health:feed")
-            if len(ticks.get_many(INDICES)) == 4 and health and health["state"] == "healthy":
+            seeded = len(kv.get_list("candles:IDX_I:13:60"))
+            if (
+                len(ticks.get_many(INDICES)) == 4
+                and health
+                and health["state"] == "healthy"
+                and seeded >= 100  # seeded 09:15 -> 11:00 or later, once market time is known
+            ):
                 break
             time.sleep(0.1)
         else:
-            pytest.fail(f"no ticks/health in Redis:\n{Path(log.name).read_text()}")
+            pytest.fail(f"no ticks/health/candles in Redis:\n{Path(log.name).read_text()}")
         beat = kv.get("hb:feed_hub")
         assert beat["state"] == "running" and beat["counts"]["subscriptions"] == 4
-        assert len(kv.get_list("candles:IDX_I:13:60")) >= 100  # seeded 09:15 -> 11:00
         proc.send_signal(signal.SIGTERM)
         code = proc.wait(timeout=10)
     finally:

@@ -10,27 +10,29 @@ import sqlite3
 import subprocess
 import sys
 import time
-from datetime import date
 from datetime import time as dtime
 from pathlib import Path
 
 import pytest
 
+from tests.support.market import away_from_wall
 from trading.dhan.sim.server import SimConfig, Simulator
 from workers.realtime.kv_store import RedisKeyValueStore
 
 ROOT = Path(__file__).resolve().parents[2]
-TRADING_DAY = date(2026, 11, 23)  # a Monday that is not an exchange holiday
 
 
 @pytest.fixture
 def sim():
+    # A trading day and session time away from the wall clock's: both processes must take
+    # market time from the feed (tests/support/market.py).
+    day, start = away_from_wall(dtime(11, 0), dtime(14, 0))
     simulator = Simulator(
         SimConfig(
             seed=5,
             speed=60.0,
-            start=dtime(11, 0),
-            trading_date=TRADING_DAY,
+            start=start,
+            trading_date=day,
             regime="trend",
             strikes_each_side=4,
             weeklies=1,

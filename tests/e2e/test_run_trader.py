@@ -19,7 +19,10 @@ from pathlib import Path
 
 import pytest
 
+from tests.support.market import away_from_wall
+
 ROOT = Path(__file__).resolve().parents[2]
+DAY, START = away_from_wall()
 
 
 def read_kv(db: Path, name: str) -> dict | None:
@@ -69,8 +72,12 @@ def test_run_trader_sim_runs_a_market_minute_with_every_component_and_stops_on_s
             "--sim",
             "--sim-speed",
             "60",
+            # A trading day and time away from the wall clock's: every component takes
+            # market time from the feed (tests/support/market.py).
+            "--sim-date",
+            DAY.isoformat(),
             "--sim-start",
-            "10:00",
+            START.strftime("%H:%M"),
         ],
         cwd=ROOT,
         env=env,

@@ -189,13 +189,20 @@ def import_file() -> Callable[..., object]:
 
 
 def catalog_snapshot() -> dict[str, list]:
-    """Every catalog row (all columns) and every Setting, for "nothing changed" assertions."""
-    from instruments.models import Derivative, Instrument
+    """Every catalog row (all columns), every recorded import and every Setting, for "nothing
+    changed" assertions. A failed run's own log row is the one write a refusal makes: it is left
+    out here, and the tests that refuse a file check it separately."""
+    from instruments.models import CatalogImport, Derivative, Instrument
     from trading.models import Setting
 
     return {
         "instruments": list(Instrument.objects.order_by("id").values()),
         "derivatives": list(Derivative.objects.order_by("id").values()),
+        "imports": list(
+            CatalogImport.objects.filter(outcome=CatalogImport.Outcome.IMPORTED)
+            .order_by("id")
+            .values()
+        ),
         "settings": list(Setting.objects.order_by("key").values()),
     }
 

@@ -14,6 +14,7 @@ pytestmark = [pytest.mark.catalog, pytest.mark.django_db]
 IST = ZoneInfo("Asia/Kolkata")
 INSTRUMENTS = "/admin/instruments/instrument/"
 DERIVATIVES = "/admin/instruments/derivative/"
+IMPORTS = "/admin/instruments/catalogimport/"
 
 
 @pytest.fixture
@@ -142,3 +143,45 @@ def test_the_expiry_date_filter_offers_today_and_filters_by_it(staff, time_machi
     assert today == {44428, 44429, 44430, 44431, 44432, 44433}  # NIFTY's 10 Oct weekly
     this_month = listed(staff, DERIVATIVES, **links["This month"])
     assert this_month == {c for c in listed(staff, DERIVATIVES) if c != 35007}  # not 28 Nov
+
+
+# -- the import log -----------------------------------------------------------------------------
+
+
+def test_the_import_log_lists_each_import_and_failure_read_only(staff, import_file, tmp_path):
+    from instruments.importer import ImportFailed
+    from instruments.models import CatalogImport
+
+    with pytest.raises(ImportFailed):
+        import_file(tmp_path / "nowhere.csv")
+
+    response = staff.get(IMPORTS)
+
+    assert response.status_code == 200
+    rows = list(response.context["cl"].result_list)
+    assert [row.outcome for row in rows] == ["failed", "imported"]  # newest first
+    page = response.content.decode()
+    assert "Failed (catalog unchanged)" in page
+    assert "compact_catalog.csv" in page
+    imported = CatalogImport.objects.get(outcome="imported")
+    assert staff.get(f"{IMPORTS}add/").status_code == 403
+    assert staff.get(f"{IMPORTS}{imported.pk}/delete/").status_code == 403
+    assert "action-checkbox" not in page  # no delete action
+    detail = staff.get(f"{IMPORTS}{imported.pk}/change/")
+    assert detail.status_code == 200  # a view-only page: nothing to save
+    assert 'name="_save"' not in detail.content.decode()
+    assert staff.post(f"{IMPORTS}{imported.pk}/change/", {"source": "x"}).status_code == 403
+    assert CatalogImport.objects.get(pk=imported.pk).source == imported.source
+
+
+def test_the_import_log_filters_by_outcome(staff, import_file, tmp_path):
+    from instruments.importer import ImportFailed
+
+    with pytest.raises(ImportFailed):
+        import_file(tmp_path / "nowhere.csv")
+
+    response = staff.get(IMPORTS, {"outcome__exact": "failed"})
+
+    assert [row.error for row in response.context["cl"].result_list] == [
+        f"{tmp_path / 'nowhere.csv'}: no such file"
+    ]

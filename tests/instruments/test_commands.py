@@ -13,10 +13,10 @@ import pytest
 from django.core.management import ManagementUtility, call_command
 from django.core.management.base import CommandError
 
-from instruments.importer import LAST_IMPORTED_AT_KEY
-from instruments.models import Derivative, Instrument
+from instruments.importer import last_import
+from instruments.models import CatalogImport, Derivative, Instrument
 from instruments.source import cache_path
-from trading.models import PositionTracker, Setting
+from trading.models import PositionTracker
 
 # Every test here imports more than once: each import must commit, as in production.
 pytestmark = [pytest.mark.catalog, pytest.mark.django_db(transaction=True)]
@@ -24,7 +24,7 @@ pytestmark = [pytest.mark.catalog, pytest.mark.django_db(transaction=True)]
 IST = ZoneInfo("Asia/Kolkata")
 BEFORE_ANY_EXPIRY = datetime(2024, 10, 1, 10, 0, tzinfo=IST)
 EXPIRING_BY_11_OCT = {35036, 35037, 44428, 44429, 44430, 44431, 44432, 44433, 1123771, 1123772}
-STATUS_KEYS = {"last_imported_at", "age_seconds", "stale", "total", "counts"}
+STATUS_KEYS = {"last_imported_at", "age_seconds", "stale", "total", "counts", "last_failure"}
 
 
 def run(name: str, *args: str) -> tuple[str, str]:
@@ -260,6 +260,7 @@ def test_status_json_of_an_empty_catalog():
     assert set(status) == STATUS_KEYS
     assert (status["total"], status["stale"], status["last_imported_at"]) == (0, True, None)
     assert status["counts"] == {"by_segment": {}, "by_instrument": {}}
+    assert status["last_failure"] is None
 
 
 def test_status_of_a_fresh_catalog_exits_0_with_its_counts(compact_file, freeze):
@@ -313,8 +314,45 @@ def test_an_unchanged_import_does_not_refresh_the_age(compact_file, freeze):
     run("import_instruments", "--file", str(compact_file))
     freeze(BEFORE_ANY_EXPIRY + timedelta(hours=2))
     run("import_instruments", "--file", str(compact_file))
-    assert Setting.get(LAST_IMPORTED_AT_KEY) == "2024-10-01T10:00:00+05:30"
+    assert last_import().started_at == BEFORE_ANY_EXPIRY
+    assert CatalogImport.objects.count() == 1
     assert run_json("instruments_status")["age_seconds"] == 7200.0
+
+
+def test_status_shows_a_refresh_that_failed_since_the_last_import(
+    compact_file, compact_variant, freeze
+):
+    freeze(BEFORE_ANY_EXPIRY)
+    run("import_instruments", "--file", str(compact_file))
+    freeze(BEFORE_ANY_EXPIRY + timedelta(hours=1))
+    smaller = str(compact_variant(drop=EXPIRING_BY_11_OCT))
+    with pytest.raises(CommandError):
+        run("import_instruments", "--file", smaller)
+
+    out, _ = run("instruments_status")  # still fresh: the catalog it kept is an hour old
+
+    assert "Catalog: 20 active contracts, last imported 2024-10-01T10:00:00+05:30" in out
+    assert (
+        f"Last run FAILED at 2024-10-01T11:00:00+05:30 (file {smaller}): "
+        f"{os.path.basename(smaller)}: refusing to remove 10 of 20 contracts"
+    ) in out
+    status = run_json("instruments_status")
+    assert status["last_failure"]["at"] == "2024-10-01T11:00:00+05:30"
+    assert "--allow-large-removal" in status["last_failure"]["error"]
+
+
+def test_status_of_an_empty_catalog_shows_why_the_import_failed(tmp_path, freeze):
+    freeze(BEFORE_ANY_EXPIRY)
+    with pytest.raises(CommandError):
+        run("import_instruments", "--file", str(tmp_path / "nowhere.csv"))
+    out = io.StringIO()
+    with pytest.raises(SystemExit):
+        call_command("instruments_status", stdout=out)
+    assert out.getvalue().splitlines() == [
+        "Catalog is EMPTY: run `manage.py import_instruments`.",
+        f"Last run FAILED at 2024-10-01T10:00:00+05:30 (file {tmp_path / 'nowhere.csv'}): "
+        f"{tmp_path / 'nowhere.csv'}: no such file",
+    ]
 
 
 # -- clear_instruments --------------------------------------------------------------------------

@@ -14,16 +14,16 @@ from django.db import transaction
 
 from instruments.config import catalog_config
 from instruments.importer import (
-    LAST_IMPORT_KEY,
-    LAST_IMPORTED_AT_KEY,
     ImportFailed,
     catalog_status,
     catalog_totals,
     clear_catalog,
+    file_fingerprint,
+    last_import,
 )
-from instruments.models import Derivative, Instrument
+from instruments.models import CatalogImport, Derivative, Instrument
 from instruments.source import cache_path
-from trading.models import PositionTracker, Setting
+from trading.models import PositionTracker
 
 pytestmark = [pytest.mark.catalog, pytest.mark.django_db(transaction=True)]
 
@@ -46,6 +46,15 @@ def derivative(security_id: int) -> Derivative:
 
 def instrument(exchange_segment: str, security_id: int) -> Instrument:
     return Instrument.objects.get(exchange_segment=exchange_segment, security_id=security_id)
+
+
+def failures() -> list[tuple[str, str, str]]:
+    """The failed runs logged, oldest first: (source, fingerprint, error)."""
+    return list(
+        CatalogImport.objects.filter(outcome=CatalogImport.Outcome.FAILED)
+        .order_by("id")
+        .values_list("source", "fingerprint", "error")
+    )
 
 
 def hold(contract: Derivative) -> PositionTracker:
@@ -80,15 +89,48 @@ def test_it_imports_the_compact_fixture(import_file, compact_file):
     assert (Instrument.objects.count(), Derivative.objects.count()) == (5, 15)
 
 
-def test_it_records_the_import_in_settings(import_file, compact_file, freeze):
+def test_it_records_the_import_as_a_catalog_import(import_file, compact_file, freeze):
     freeze(BEFORE_ANY_EXPIRY)
     result = import_file(compact_file)
 
-    assert Setting.get(LAST_IMPORTED_AT_KEY) == "2024-10-01T10:00:00+05:30"
-    recorded = Setting.get(LAST_IMPORT_KEY)
-    assert recorded["imported_at"] == "2024-10-01T10:00:00+05:30"
-    assert recorded["fingerprint"] == result.stats["fingerprint"]
-    assert recorded["totals"]["total"] == 20
+    recorded = CatalogImport.objects.get()
+    assert recorded == last_import()
+    assert recorded.outcome == CatalogImport.Outcome.IMPORTED
+    assert (recorded.started_at, recorded.finished_at) == (BEFORE_ANY_EXPIRY, BEFORE_ANY_EXPIRY)
+    assert result.stats["imported_at"] == "2024-10-01T10:00:00+05:30"
+    assert recorded.source == f"file {compact_file}"
+    assert recorded.file_format == "compact (16 columns)"
+    assert recorded.fingerprint == result.stats["fingerprint"]
+    assert (recorded.rows_read, recorded.accepted) == (22, 20)
+    assert (recorded.inserted, recorded.updated, recorded.unchanged) == (20, 0, 0)
+    assert (recorded.removed, recorded.flagged_inactive) == (0, 0)
+    assert (recorded.rejected, recorded.rejected_samples) == ({}, [])
+    assert recorded.dropped == DROPPED
+    assert recorded.totals == {
+        "total": 20,
+        "by_segment": BY_SEGMENT,
+        "by_instrument": BY_INSTRUMENT,
+    }
+    assert set(recorded.phases_seconds) == {
+        "load_catalog_index",
+        "parse_and_write",
+        "update_and_link",
+        "remove_missing",
+    }
+    assert recorded.duration_seconds == result.stats["duration_seconds"]
+    assert (recorded.warnings, recorded.error) == ([], "")
+
+
+def test_rejected_rows_are_recorded_by_reason(import_file, compact_variant):
+    one_bad = compact_variant(change={44428: {"SEM_LOT_UNITS": "x"}})
+
+    result = import_file(one_bad, max_bad_row_share=0.10)
+
+    recorded = last_import()
+    assert recorded.rejected == result.stats["rejected"] == {"lot_size": 1}
+    assert recorded.rejected_total == 1
+    assert recorded.rejected_samples == result.stats["rejected_samples"]
+    assert [p["reason"] for p in recorded.rejected_samples] == ["lot_size"]
 
 
 def test_nifty_is_idx_i_13_and_its_options_link_to_it(import_file, compact_file):
@@ -373,6 +415,8 @@ def test_a_corrupted_file_leaves_the_previous_catalog_intact(
         assert fragment in message
     assert "bad.csv" in message
     assert snapshot() == before
+    assert failures() == [(f"file {bad}", file_fingerprint(bad, catalog_config()), message)]
+    assert last_import().started_at == BEFORE_ANY_EXPIRY  # still the good file's import
 
 
 def test_a_corrupted_file_into_an_empty_catalog_imports_nothing(
@@ -384,11 +428,12 @@ def test_a_corrupted_file_into_an_empty_catalog_imports_nothing(
         # Nothing to remove from an empty catalog: the index rows import.
         assert import_file(bad).stats["accepted"] == 3
         return
-    with pytest.raises(ImportFailed):
+    with pytest.raises(ImportFailed) as caught:
         import_file(bad)
     assert not Instrument.objects.exists()
     assert not Derivative.objects.exists()
-    assert Setting.get(LAST_IMPORT_KEY) is None
+    assert last_import() is None
+    assert [error for _, _, error in failures()] == [str(caught.value)]
 
 
 def test_file_order_does_not_matter_for_underlying_links(import_file, write_file, compact_file):
@@ -435,6 +480,10 @@ def test_two_imports_inside_one_outer_transaction_work(import_file, compact_file
 def test_a_missing_file_fails_clearly(import_file, tmp_path):
     with pytest.raises(ImportFailed, match="no such file"):
         import_file(tmp_path / "nowhere.csv")
+    # Never read, so no fingerprint; the log names what was asked for.
+    assert failures() == [
+        (f"file {tmp_path / 'nowhere.csv'}", "", f"{tmp_path / 'nowhere.csv'}: no such file")
+    ]
 
 
 # -- the unchanged file -------------------------------------------------------------------------
@@ -471,7 +520,8 @@ def test_force_reimports_the_same_file_without_rewriting_unchanged_rows(
     after = snapshot()
     assert after["instruments"] == before["instruments"]
     assert after["derivatives"] == before["derivatives"]
-    assert Setting.get(LAST_IMPORTED_AT_KEY) == "2024-10-01T11:00:00+05:30"
+    assert last_import().started_at == BEFORE_ANY_EXPIRY + timedelta(hours=1)
+    assert CatalogImport.objects.count() == 2
 
 
 def test_after_clearing_the_same_file_imports_again(import_file, compact_file):
@@ -678,9 +728,10 @@ def test_a_failed_download_without_a_cache_fails_clearly(http_server, settings):
     from instruments.importer import ImportOptions, import_catalog
 
     settings.INSTRUMENTS_SCRIP_MASTER_URL = http_server.serve("/master.csv", b"", status=503)
-    with pytest.raises(ImportFailed, match="HTTP 503; no cached copy to fall back on"):
+    with pytest.raises(ImportFailed, match="HTTP 503; no cached copy to fall back on") as caught:
         import_catalog(ImportOptions())
     assert not Instrument.objects.exists()
+    assert failures() == [(settings.INSTRUMENTS_SCRIP_MASTER_URL, "", str(caught.value))]
 
 
 def test_progress_is_reported_up_to_the_whole_file(compact_file):
@@ -727,6 +778,32 @@ def test_the_status_reports_age_staleness_and_counts(import_file, compact_file, 
     )
 
 
+def test_the_status_names_a_run_that_failed_after_the_last_import(
+    import_file, compact_file, compact_variant, freeze
+):
+    freeze(BEFORE_ANY_EXPIRY)
+    import_file(compact_file)
+    assert catalog_status()["last_failure"] is None
+    freeze(BEFORE_ANY_EXPIRY + timedelta(hours=1))
+    smaller = compact_variant(drop=EXPIRING_BY_11_OCT)
+    with pytest.raises(ImportFailed) as caught:
+        import_file(smaller)
+
+    status = catalog_status(now=BEFORE_ANY_EXPIRY + timedelta(hours=2))
+
+    assert status["last_failure"] == {
+        "at": "2024-10-01T11:00:00+05:30",
+        "source": f"file {smaller}",
+        "error": str(caught.value),
+    }
+    assert status["last_imported_at"] == "2024-10-01T10:00:00+05:30"  # the catalog it kept
+    assert status["stale"] is False
+
+    freeze(BEFORE_ANY_EXPIRY + timedelta(hours=3))
+    import_file(smaller, allow_large_removal=True)
+    assert catalog_status()["last_failure"] is None  # an import since supersedes it
+
+
 def test_totals_count_active_rows_only(import_file, compact_file):
     import_file(compact_file)
     Derivative.objects.filter(security_id=44430).update(is_active=False)
@@ -749,6 +826,6 @@ def test_clearing_deletes_unreferenced_rows_and_flags_referenced_ones(import_fil
     assert derivative(44430).removed_at is not None
     position.refresh_from_db()
     assert position.derivative.security_id == 44430
-    assert Setting.get(LAST_IMPORT_KEY) is None
-    assert Setting.get(LAST_IMPORTED_AT_KEY) is None
+    assert last_import() is None
+    assert not CatalogImport.objects.exists()
     assert catalog_totals()["total"] == 0

@@ -7,7 +7,7 @@ from pathlib import Path
 
 import pytest
 
-from trading import config as algo
+from trading.config import store as algo
 
 # The project's own config/algo.yml, whatever ALGO_CONFIG_DIR the environment sets.
 ALGO_YML = Path(__file__).resolve().parents[2] / "config" / "algo.yml"

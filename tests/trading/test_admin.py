@@ -13,8 +13,9 @@ from django.test import Client
 
 from tests.trading.api.rows import ist, make_position, make_signal
 from tests.trading.conftest import ALGO_YML
-from trading import config as algo
-from trading.config import OVERRIDES_KEY, load_algo_config
+from trading.config import store as algo
+from trading.config.load import OVERRIDES_KEY
+from trading.config.store import load_algo_config
 from trading.models import PositionStatus, PositionTracker, Setting, TradingSignal, WatchlistItem
 from trading.switches import (
     KILL_SWITCH_KEY,
@@ -116,28 +117,19 @@ def test_the_effective_config_page_is_for_staff_only(client):
         (TRADING_SWITCH_KEY, {"enabled": False}),
         (KILL_SWITCH_KEY, {"active": True, "reason": "manual"}),
         (KILL_SWITCH_KEY, {"active": False}),
+        (TRADING_SWITCH_KEY, {"enabled": "false"}),
+        (TRADING_SWITCH_KEY, {"enabled": True, "until": "15:00"}),
+        (KILL_SWITCH_KEY, {"active": 1}),
+        (KILL_SWITCH_KEY, "on"),
     ],
 )
-def test_the_form_stores_a_well_formed_switch_row(staff, key, value):
-    assert add(staff, key, value).status_code == 302
-    assert Setting.get(key) == value
-
-
-@pytest.mark.parametrize(
-    ("key", "value", "problem"),
-    [
-        (TRADING_SWITCH_KEY, {"enabled": "false"}, "Setting trading.switch: expected"),
-        (TRADING_SWITCH_KEY, {"enabled": True, "until": "15:00"}, "Setting trading.switch"),
-        (KILL_SWITCH_KEY, {"active": 1}, "Setting trading.kill_switch: expected"),
-        (KILL_SWITCH_KEY, {"active": True, "reason": 5}, "Setting trading.kill_switch"),
-        (KILL_SWITCH_KEY, "on", "Setting trading.kill_switch"),
-    ],
-)
-def test_the_form_refuses_a_malformed_switch_row(staff, key, value, problem):
+def test_the_form_refuses_any_switch_row_and_points_at_the_switches_page(staff, key, value):
+    # Switches change only on their own page or through the API, where each change is logged
+    # with who made it (tests/trading/test_admin_permissions.py).
     response = add(staff, key, value)
     assert response.status_code == 200
-    assert list(response.context["adminform"].form.errors) == ["value"]
-    assert problem in response.content.decode()
+    assert list(response.context["adminform"].form.errors) == ["key"]
+    assert "is changed on the Trading switches page" in response.content.decode()
     assert Setting.get(key) is None
 
 
@@ -366,3 +358,56 @@ def test_the_form_validates_with_the_models_clean(staff):
     assert response.status_code == 302
     added = WatchlistItem.objects.get(security_id=2885)
     assert (added.key, added.mode, added.active) == ("NSE_EQ:2885", "full", False)
+
+
+def test_an_override_beyond_what_a_decimal_holds_is_a_form_error_not_a_500(staff):
+    response = add(staff, OVERRIDES_KEY, {"paper": {"seed_cash": "1e999999999"}})
+    assert response.status_code == 200
+    assert list(response.context["adminform"].form.errors) == ["value"]
+    assert "out of range" in response.content.decode()
+    assert not Setting.objects.filter(key=OVERRIDES_KEY).exists()
+
+
+@pytest.mark.parametrize(
+    ("text", "problem"),
+    [
+        ('{"note": "\\ud800"}', "lone surrogate"),
+        ('{"note": "a\\u0000b"}', "NUL character"),
+        ('{"a":' * 40 + "1" + "}" * 40, "nested deeper than"),
+    ],
+    ids=["lone surrogate", "NUL", "deep"],
+)
+def test_a_setting_value_the_database_cannot_store_is_a_form_error(staff, text, problem):
+    response = staff.post(ADD, {"key": "notes.ops", "value": text})
+    assert response.status_code == 200
+    assert list(response.context["adminform"].form.errors) == ["value"]
+    assert problem in response.content.decode()
+    assert not Setting.objects.filter(key="notes.ops").exists()
+
+
+@pytest.mark.parametrize("text", ["", "null"])
+def test_an_empty_or_null_setting_value_is_a_form_error_not_a_500(staff, text):
+    response = staff.post(ADD, {"key": "notes.ops", "value": text})
+    assert response.status_code == 200
+    assert list(response.context["adminform"].form.errors) == ["value"]
+    assert "Give a JSON value" in response.content.decode()
+    assert not Setting.objects.filter(key="notes.ops").exists()
+
+
+def test_an_overrides_edit_saved_meanwhile_elsewhere_is_not_overwritten(staff):
+    Setting.put(OVERRIDES_KEY, {"strikes": {"offset": 1}})
+    change = f"{CHANGELIST}{Setting.objects.get(key=OVERRIDES_KEY).pk}/change/"
+    opened = staff.get(change).context["adminform"].form["overrides_version"].value()
+    Setting.put(OVERRIDES_KEY, {"risk": {"max_trades_per_day": 6}})  # another operator saves
+    response = staff.post(
+        change, {"value": '{"strikes": {"offset": 2}}', "overrides_version": opened}
+    )
+    assert response.status_code == 200
+    assert "changed since you opened this page" in response.content.decode()
+    assert Setting.get(OVERRIDES_KEY) == {"risk": {"max_trades_per_day": 6}}
+    current = staff.get(change).context["adminform"].form["overrides_version"].value()
+    response = staff.post(
+        change, {"value": '{"strikes": {"offset": 2}}', "overrides_version": current}
+    )
+    assert response.status_code == 302
+    assert Setting.get(OVERRIDES_KEY) == {"strikes": {"offset": 2}}

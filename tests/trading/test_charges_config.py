@@ -14,8 +14,8 @@ import pytest
 import yaml
 from django.conf import settings as django_settings
 
+from config_schema import ConfigError
 from trading.charges import charges_table, load_charges_config, parse_charges_config
-from trading.config import ConfigError
 from trading.rules.charges import round_trip
 
 REAL_FILE = Path(django_settings.BASE_DIR) / "config" / "charges.yml"
@@ -143,7 +143,7 @@ BAD = [
     ),
     pytest.param(
         _set(1, "brokerage_per_order", True),
-        "rates[1].brokerage_per_order: expected rupees >= 0, got True",
+        "rates[1].brokerage_per_order: expected rupees between 0 and 1000, got True",
         id="boolean-rupees",
     ),
     pytest.param(
@@ -168,7 +168,7 @@ BAD = [
     ),
     pytest.param(
         _set(1, "sebi_per_crore", -10),
-        "rates[1].sebi_per_crore: expected rupees >= 0, got -10",
+        "rates[1].sebi_per_crore: expected rupees between 0 and 10000, got -10",
         id="negative-rupees",
     ),
     pytest.param(
@@ -202,7 +202,7 @@ BAD = [
     ),
     pytest.param(
         _set(0, "brokerage_per_order", "20 rupees"),
-        "rates[0].brokerage_per_order: expected rupees >= 0, got '20 rupees'",
+        "rates[0].brokerage_per_order: expected rupees between 0 and 1000, got '20 rupees'",
         id="unparseable-rupees",
     ),
 ]

@@ -1,4 +1,5 @@
-"""trading.config: config/algo.yml -> AlgoConfig; every problem named; overrides; version."""
+"""trading.config.load and .store: config/algo.yml -> AlgoConfig; every problem named; overrides;
+version."""
 
 from __future__ import annotations
 
@@ -14,17 +15,18 @@ from typing import Any
 import pytest
 import yaml
 
-from trading import config as algo
-from trading.config import (
+from config_schema import ConfigError
+from config_schema.reading import read_yaml_file
+from trading.config import load as algo_load
+from trading.config import store as algo
+from trading.config.load import (
     OVERRIDES_KEY,
-    ConfigError,
     config_as_dict,
     config_version,
     deep_merge,
-    load_algo_config,
     parse_algo_config,
-    read_yaml_file,
 )
+from trading.config.store import load_algo_config
 
 ROOT = Path(__file__).resolve().parents[2]
 ALGO_YML = ROOT / "config" / "algo.yml"
@@ -137,24 +139,51 @@ def test_the_holidays_are_weekdays_of_the_current_list():
     assert all(day.weekday() < 5 for day in holidays)  # a weekend "holiday" is a typo
 
 
-def walk_sections(spec: Any, path: str = "") -> list[tuple[str, Any]]:
+def walk_sections(rule: Any, path: str = "") -> list[tuple[str, Any]]:
     found = []
-    if isinstance(spec, algo._Section):
-        found.append((path or "(top)", spec))
-        for key, child in spec.fields.items():
+    if rule.fields is not None:
+        found.append((path or "(top)", rule))
+        for key, child in rule.fields.items():
             found += walk_sections(child, f"{path}.{key}" if path else key)
-    elif isinstance(spec, algo._Items):
-        found += walk_sections(spec.item, f"{path}[]")
+    elif rule.item is not None:
+        found += walk_sections(rule.item, f"{path}[]")
     return found
 
 
-@pytest.mark.parametrize(("path", "section"), walk_sections(algo._ALGO), ids=lambda v: str(v))
+SECTIONS = walk_sections(algo_load.ALGO_SCHEMA)
+
+
+@pytest.mark.parametrize(("path", "section"), SECTIONS, ids=lambda v: str(v))
 def test_every_dataclass_field_has_a_yaml_key_and_no_more(path, section):
     from dataclasses import fields
 
-    build = getattr(section.build, "func", section.build)
-    wanted = {f.name for f in fields(build)} - {"version"}
+    wanted = {f.name for f in fields(section.model)} - {"version"}
     assert set(section.fields) == wanted, path
+
+
+def test_every_dataclass_of_the_config_has_a_section_of_the_schema():
+    import dataclasses
+    import typing
+
+    def reachable(model: type) -> set[type]:
+        seen = {model}
+        for hint in typing.get_type_hints(model).values():
+            for part in (hint, *typing.get_args(hint)):
+                if dataclasses.is_dataclass(part) and part not in seen:
+                    seen |= reachable(part)
+        return seen
+
+    assert {section.model for _, section in SECTIONS} == reachable(algo_load.AlgoConfig)
+
+
+def test_a_schema_section_that_misses_or_adds_a_field_is_refused_when_it_is_built():
+    from config_schema.schema import flag, section
+    from trading.config.types import SwitchExit, TakeProfitExit
+
+    with pytest.raises(TypeError, match="its fields are"):
+        section(TakeProfitExit, {"enabled": flag()})
+    with pytest.raises(TypeError, match="its fields are"):
+        section(SwitchExit, {"enabled": flag(), "colour": flag()})
 
 
 # -- one message per kind of problem --------------------------------------------------------------
@@ -196,7 +225,7 @@ BAD_VALUES = [
     (
         "strikes.min_oi",
         -1,
-        "algo.yml: strikes.min_oi: expected a whole number at least 0, got -1",
+        "algo.yml: strikes.min_oi: expected a whole number between 0 and 1000000000, got -1",
     ),
     (
         "indices.2.strike_offset",
@@ -235,23 +264,26 @@ BAD_VALUES = [
     (
         "paper.seed_cash",
         "lots",
-        "algo.yml: paper.seed_cash: expected an amount in rupees above 0, got 'lots'",
+        "algo.yml: paper.seed_cash: expected an amount in rupees, to the paisa, above 0 and at "
+        "most 100000000, got 'lots'",
     ),
     (
         "risk.sizing.risk_per_trade_rupees",
         True,
-        "algo.yml: risk.sizing.risk_per_trade_rupees: expected an amount in rupees above 0, "
-        "got True",
+        "algo.yml: risk.sizing.risk_per_trade_rupees: expected an amount in rupees, to the paisa, "
+        "above 0 and at most 1000000, got True",
     ),
     (
         "indices.0.premium_band.min",
         "-5",
-        "algo.yml: indices[NIFTY].premium_band.min: expected an amount in rupees above 0, got '-5'",
+        "algo.yml: indices[NIFTY].premium_band.min: expected an amount in rupees, to the paisa, "
+        "above 0 and at most 100000, got '-5'",
     ),
     (
         "risk.daily_loss_limit.rupees",
         "Infinity",
-        "algo.yml: risk.daily_loss_limit.rupees: expected an amount in rupees above 0 or null, "
+        "algo.yml: risk.daily_loss_limit.rupees: expected an amount in rupees, to the paisa, "
+        "above 0 and at most 10000000 or null, "
         "got 'Infinity'",
     ),
     # times and dates
@@ -528,8 +560,8 @@ def test_the_version_changes_with_the_content(dotted, value):
 
 def test_the_version_is_the_same_in_another_process():
     code = (
-        "from pathlib import Path; from trading.config import load_algo_config; "
-        f"print(load_algo_config(Path({str(ALGO_YML)!r})).version)"
+        "from pathlib import Path; from trading.config.load import load_algo_file; "
+        f"print(load_algo_file(Path({str(ALGO_YML)!r})).version)"
     )
     out = subprocess.run(
         [sys.executable, "-c", code], cwd=ROOT, capture_output=True, text=True, check=True
@@ -707,3 +739,224 @@ def test_the_paper_seed_cash_comes_from_env_else_the_config(
     if override is not None:
         algo.save_overrides({"paper": {"seed_cash": override}})
     assert algo.paper_seed_cash() == expected
+
+
+# -- sanity bounds, hostile values, files that are not clean YAML (issue 11, section 6) -----------
+
+BOUNDED = [
+    ("risk.daily_loss_limit.rupees", 10_000_000, "above 0 and at most 10000000 or null"),
+    ("risk.sizing.risk_per_trade_rupees", 1_000_000, "above 0 and at most 1000000"),
+    ("paper.seed_cash", 100_000_000, "above 0 and at most 100000000"),
+    ("indices.0.premium_band.max", 100_000, "above 0 and at most 100000"),
+]
+
+
+@pytest.mark.parametrize(("dotted", "ceiling", "span"), BOUNDED, ids=[b[0] for b in BOUNDED])
+@pytest.mark.parametrize(
+    "written",
+    ["1e30", "1e999999", "1e999999999", 1e20, 10**20, "\u0665\u0660\u0660\u0660", "\uff15\uff10"],
+    ids=["1e30", "1e999999", "1e999999999", "float 1e20", "int 10**20", "arabic", "fullwidth"],
+)
+def test_money_above_its_ceiling_or_in_other_digits_is_refused(dotted, ceiling, span, written):
+    (problem,) = problems_of((dotted, written))
+    path = dotted.replace("indices.0", "indices[NIFTY]")
+    assert problem.startswith(
+        f"algo.yml: {path}: expected an amount in rupees, to the paisa, {span}"
+    )
+
+
+@pytest.mark.parametrize(("dotted", "ceiling", "span"), BOUNDED, ids=[b[0] for b in BOUNDED])
+def test_money_at_its_ceiling_is_accepted(dotted, ceiling, span):
+    data = edit(shipped(), "indices.0.premium_band.min", 20)
+    config = parse_algo_config(edit(data, dotted, str(ceiling)))
+    value: Any = config
+    for part in dotted.split("."):
+        value = value[int(part)] if part.isdigit() else getattr(value, part)
+    assert value == Decimal(ceiling)
+
+
+@pytest.mark.parametrize(
+    ("dotted", "written", "expected"),
+    [
+        pytest.param(
+            "indices.1.freeze_quantity",
+            10**20,
+            "a whole number between 1 and 100000 or null",
+            id="freeze quantity",
+        ),
+        pytest.param(
+            "risk.sizing.max_lots", 10**20, "a whole number between 1 and 1000", id="max lots"
+        ),
+        pytest.param(
+            "strikes.min_oi",
+            10**20,
+            "a whole number between 0 and 1000000000",
+            id="min oi",
+        ),
+        pytest.param(
+            "risk.daily_loss_limit.pct_of_capital",
+            float("inf"),
+            "a number above 0 and at most 1",
+            id="loss limit pct",
+        ),
+    ],
+)
+def test_quantities_have_ceilings_too(dotted, written, expected):
+    (problem,) = problems_of((dotted, written))
+    assert f": expected {expected}" in problem
+
+
+def write_algo(tmp_path: Path, text: str) -> Path:
+    path = tmp_path / "algo.yml"
+    path.write_text(text, encoding="utf-8")
+    return path
+
+
+def test_a_duplicated_key_in_the_file_is_refused_not_last_one_wins(tmp_path):
+    text = ALGO_YML.read_text(encoding="utf-8").replace(
+        "    rupees: 5000\n", "    rupees: 5000\n    rupees: 500000\n"
+    )
+    with pytest.raises(ConfigError) as caught:
+        load_algo_config(write_algo(tmp_path, text))
+    (problem,) = caught.value.problems
+    assert "algo.yml: line " in problem
+    assert ": risk.daily_loss_limit.rupees: duplicate key (first at line " in problem
+
+
+def test_an_unquoted_impossible_holiday_is_named_by_its_key_path(tmp_path):
+    text = ALGO_YML.read_text(encoding="utf-8").replace("- 2026-03-03", "- 2026-02-30")
+    with pytest.raises(ConfigError) as caught:
+        load_algo_config(write_algo(tmp_path, text))
+    assert caught.value.problems == [
+        "algo.yml: market.holidays[1]: expected an ISO date YYYY-MM-DD, got '2026-02-30'"
+    ]
+
+
+def test_an_unquoted_huge_seed_cash_is_a_problem_not_an_overflow(tmp_path):
+    text = ALGO_YML.read_text(encoding="utf-8").replace(
+        "seed_cash: 100000 ", "seed_cash: 1e999999999 "
+    )
+    with pytest.raises(ConfigError) as caught:
+        load_algo_config(write_algo(tmp_path, text))
+    assert caught.value.problems == [
+        "algo.yml: paper.seed_cash: expected an amount in rupees, to the paisa, above 0 and at "
+        "most 100000000, got '1e999999999'"
+    ]
+
+
+def test_a_file_that_is_not_utf8_is_named(tmp_path):
+    path = tmp_path / "algo.yml"
+    path.write_bytes(ALGO_YML.read_bytes().replace(b"Republic Day", b"R\xe9public Day"))
+    with pytest.raises(ConfigError, match=r"^algo\.yml: line \d+: not UTF-8 text \(byte 0xe9"):
+        load_algo_config(path)
+
+
+HOSTILE_OVERRIDES = [
+    pytest.param(
+        {"paper": {"seed_cash": "1e999999999"}},
+        "paper.seed_cash: expected an amount in rupees",
+        id="seed cash 1e999999999: decimal.Overflow",
+    ),
+    pytest.param(
+        {"paper": {"seed_cash": 10**5000}},
+        "got a whole number of about 5001 digits",
+        id="seed cash of 5001 digits: ValueError in str()",
+    ),
+    pytest.param(
+        {"risk": {"max_concurrent": 10**5000}},
+        "risk.max_concurrent: expected a whole number",
+        id="count of 5001 digits: ValueError in repr()",
+    ),
+    pytest.param(
+        {"signals": {"adx_min": 10**400}},
+        "signals.adx_min: expected a number between 0 and 100",
+        id="number of 401 digits: OverflowError",
+    ),
+    pytest.param(
+        {"\ud800": 1},
+        "'\\ud800': unknown key (expected one of market, indices",
+        id="lone surrogate key: printed raw, unencodable",
+    ),
+    pytest.param({"signals": {"strategy": "\udfff"}}, "got '\\udfff'", id="lone surrogate value"),
+    pytest.param(
+        {"indices": {"\ud800": {"enabled": False}}},
+        "expected an index symbol",
+        id="lone surrogate index",
+    ),
+    pytest.param(
+        {"signals": {"strategy": "x" * 1_000_000}},
+        "signals.strategy: expected one of",
+        id="a megabyte string: a megabyte message",
+    ),
+    pytest.param(
+        {"x" * 100_000: 1},
+        "unknown key (expected one of market",
+        id="a 100 kB key: a 100 kB message",
+    ),
+    pytest.param(
+        {"paper": {"seed_cash": float("nan")}},
+        "paper.seed_cash: expected a JSON value",
+        id="NaN is no JSON",
+    ),
+    pytest.param(
+        {"paper": {1: 2}}, "paper: expected text keys (JSON), got the key 1", id="int key"
+    ),
+    pytest.param(
+        {"paper": {"seed_cash": Decimal(5)}}, "got a Decimal 5", id="a Decimal is no JSON"
+    ),
+    pytest.param(
+        {"indices": {"FINNIFTY": []}},
+        "indices[2]: expected a mapping with keys key, enabled",
+        id="an index replaced by a list: AttributeError",
+    ),
+    pytest.param(
+        {"indices": {"NIFTY": None}},
+        "indices[0]: expected a mapping with keys key, enabled",
+        id="an index replaced by null: silently ignored",
+    ),
+]
+
+
+@pytest.mark.parametrize(("overrides", "said"), HOSTILE_OVERRIDES)
+def test_hostile_overrides_are_a_config_error_naming_them(overrides, said):
+    with pytest.raises(ConfigError) as caught:
+        load_algo_config(ALGO_YML, overrides)
+    assert caught.value.problems[0].startswith("Setting algo.overrides: ")
+    assert any(said in line for line in caught.value.problems), caught.value.problems
+    assert all(len(line) < 1000 for line in caught.value.problems)
+
+
+def nested(depth: int) -> Any:
+    value: Any = 1
+    for _ in range(depth):
+        value = {"a": value}
+    return value
+
+
+@pytest.mark.parametrize("depth", [17, 800, 100_000])
+def test_deeply_nested_overrides_are_refused_before_anything_recurses(depth):
+    with pytest.raises(ConfigError) as caught:
+        load_algo_config(ALGO_YML, {"risk": nested(depth)})
+    (problem,) = caught.value.problems
+    assert problem.startswith("Setting algo.overrides: risk.a.a.a.")
+    assert problem.endswith(": expected at most 16 levels of nesting, got more")
+
+
+@pytest.mark.django_db
+@pytest.mark.parametrize(
+    "overrides",
+    [
+        pytest.param({"paper": {"seed_cash": "1e999999999"}}, id="1e999999999"),
+        pytest.param({"risk": {"daily_loss_limit": {"rupees": "1e30"}}}, id="1e30"),
+        pytest.param({"risk": nested(800)}, id="nesting 800"),
+        pytest.param({"\ud800": {"\udfff": "\ud800"}}, id="lone surrogates"),
+        pytest.param(None, id="null clears every override"),
+    ],
+)
+def test_save_overrides_refuses_hostile_values_and_stores_nothing(algo_file, overrides):
+    from trading.models import Setting
+
+    algo.save_overrides({"risk": {"max_concurrent": 2}})
+    with pytest.raises(ConfigError, match=r"^Setting algo\.overrides: "):
+        algo.save_overrides(overrides)
+    assert Setting.get(OVERRIDES_KEY) == {"risk": {"max_concurrent": 2}}

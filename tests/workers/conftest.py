@@ -13,6 +13,7 @@ from pathlib import Path
 
 import pytest
 
+from tests.support.market import away_from_wall
 from trading.dhan.sim.server import SimConfig, Simulator
 
 
@@ -35,10 +36,19 @@ def waiter() -> Callable[..., object]:
 
 @pytest.fixture
 def sim() -> Iterator[Simulator]:
-    """A started simulator from 10:00 market time at 60x (a market minute per second)."""
+    """A started simulator at 60x (a market minute per second), on a trading day and at a
+    session time between 10:00 and 14:00 away from the wall clock's (tests/support/market.py),
+    so a worker that reads the wall clock for market time fails here at any hour."""
+    day, start = away_from_wall(dtime(10, 0), dtime(14, 0))
     simulator = Simulator(
         SimConfig(
-            seed=3, speed=60.0, start=dtime(10, 0), strikes_each_side=4, weeklies=1, monthlies=1
+            seed=3,
+            speed=60.0,
+            start=start,
+            trading_date=day,
+            strikes_each_side=4,
+            weeklies=1,
+            monthlies=1,
         )
     )
     simulator.start()

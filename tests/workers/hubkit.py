@@ -63,7 +63,6 @@ def make_hub(sim: Simulator, realtime: Realtime, *, recorder: Any = None, **conf
         "state_interval": 0.2,
         "stale_after": 1.0,
         "seed_candles": False,
-        "market_clock": lambda: sim.now().timestamp(),
     }
     settings.update(config)
 

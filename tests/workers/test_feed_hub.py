@@ -5,20 +5,25 @@ Every wait is bounded and polls (``wait_until``); nothing asserts on how fast.
 
 from __future__ import annotations
 
+import time
 import uuid
 from datetime import UTC, datetime
+from datetime import time as dtime
 from typing import Any
 
 import pytest
 
 from instruments.models import Derivative
+from tests.support.market import away_from_wall
 from trading.dhan.feed_codec import (
     FeedMode,
     QuoteTick,
     TickerTick,
     datetime_to_ltt,
 )
+from trading.dhan.sim.server import SimConfig, Simulator
 from trading.models import PositionTracker, WatchlistItem
+from trading.rules.market import IST
 from workers.feed_hub import FeedHub, HubConfig
 from workers.health import HEALTHY, STALE
 from workers.realtime.kv_store import RedisKeyValueStore
@@ -209,7 +214,7 @@ def test_a_zero_ltp_tick_never_clobbers_a_good_price_in_the_store(sim):
 def test_index_candles_close_by_exchange_time_including_a_minute_with_no_ticks(sim):
     realtime = memory_realtime()
     events = realtime.events.subscribe(["candle"])
-    hub = make_hub(sim, realtime, market_clock=None)
+    hub = make_hub(sim, realtime)
     base = datetime(2026, 11, 23, 4, 0, tzinfo=UTC)  # 09:30 IST
 
     def tick(seconds: int, ltp: float) -> None:
@@ -265,9 +270,12 @@ def test_candles_are_seeded_from_the_intraday_chart_api_at_start(sim):
     hub.rest = rest
     hub.start()
     try:
-        hub.step()
-        history = realtime.kv.get_list("candles:IDX_I:13:60")
-        assert len(history) >= 40  # 09:15 to about 10:00 market time
+        # Seeding waits for market time from the feed (the simulator's day, not the wall's).
+        history = wait_until(
+            lambda: (hub.step(), realtime.kv.get_list("candles:IDX_I:13:60"))[1],
+            "candles seeded from the chart API",
+        )
+        assert len(history) >= 40  # 09:15 to 10:00 or later market time
         assert all(c["source"] == "chart" for c in history)
         five = realtime.kv.get_list("candles:IDX_I:13:300")
         assert len(five) >= 8
@@ -427,3 +435,56 @@ def test_the_heartbeat_line_names_rate_subscriptions_and_lag(sim, caplog):
     (message,) = [r.getMessage() for r in caplog.records]
     assert "20 ticks/s, 4 subscriptions, lag avg 2.0 ms max 4.0 ms" in message
     assert hub.counters.lag_n == 0  # each line covers the interval since the last one
+
+
+def test_a_hub_started_before_the_open_seeds_once_the_session_has_started():
+    from trading.dhan.ratelimit import InProcessRateLimiter, load_limits
+    from trading.dhan.rest import DhanRestClient
+
+    day, _ = away_from_wall()
+    early = Simulator(
+        SimConfig(
+            seed=3,
+            speed=60.0,
+            start=dtime(9, 13),
+            trading_date=day,
+            strikes_each_side=2,
+            weeklies=1,
+            monthlies=1,
+        )
+    ).start()
+    seed_watchlist()
+    rest = DhanRestClient(
+        base_url=early.base_url,
+        client_id=early.client_id,
+        token_provider=lambda: early.token,
+        limiter=InProcessRateLimiter(load_limits()),
+    )
+    asked: list[tuple[datetime, datetime]] = []
+    chart = rest.intraday_chart
+
+    def spy(request):
+        asked.append((early.now(), request.fromDate))
+        return chart(request)
+
+    rest.intraday_chart = spy
+    realtime = memory_realtime()
+    hub = make_hub(early, realtime, seed_candles=True)
+    hub.rest = rest
+    hub.start()
+    try:
+        # Before the open the simulator's index LTTs sit at 09:15:00 and do not move, as
+        # Dhan's do outside the session: no market time yet, nothing seeded.
+        for _ in range(5):
+            hub.step()
+            time.sleep(0.05)
+        assert not hub.market_clock.synced and not asked
+        wait_until(lambda: (hub.step(), asked)[1], "seeding once the session has started")
+        opened = datetime.combine(day, dtime(9, 15), tzinfo=IST)
+        assert all(moment >= opened for moment, _ in asked)
+        assert {start for _, start in asked} == {opened}
+        assert hub.market_clock.datetime().date() == day
+    finally:
+        hub.shutdown()
+        rest.close()
+        early.stop()

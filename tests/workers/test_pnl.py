@@ -375,11 +375,20 @@ def test_the_exit_charges_are_those_of_a_sell_of_the_whole_position_at_the_ltp(
         pytest.param(datetime(2026, 3, 31, 18, 45, tzinfo=UTC), Decimal("37.60"), id="apr-1-ist"),
     ],
 )
-def test_the_exit_charges_use_the_rates_of_todays_date_in_india(settings, utc, expected):
+def test_the_exit_charges_use_the_rates_of_the_ticks_market_date_in_india(
+    settings, kv, clock, utc, expected
+):
+    # The date comes from the tick's exchange time (market time), in IST; the wall clock is
+    # pinned to another year to show it plays no part.
     settings.PAPER_CHARGES_PER_ORDER = None
     position = make_position()
-    with time_machine.travel(utc, tick=False):
-        assert default_exit_charges(position, 110.0) == expected
+    monitor = PnlMonitor(MemoryTickStore(), kv, clock=clock)
+    monitor.handle_reload(T0)
+    at = utc.timestamp()
+    record = TickRecord(key="NSE_FNO:55796", seq=1, ltp=110.0, exchange_time=at, receive_time=T0)
+    with time_machine.travel(datetime(2030, 7, 1, 6, 0, tzinfo=UTC), tick=False):
+        monitor.handle_records({"NSE_FNO:55796": record}, T0)
+    assert PnlSnapshot.from_dict(kv.get(f"pnl:{position.pk}")).exit_charges == expected
 
 
 @pytest.mark.django_db
@@ -398,8 +407,7 @@ def test_the_monitor_nets_the_charges_model_estimate_out_of_the_gross_pnl(settin
     monitor = PnlMonitor(MemoryTickStore(), kv, clock=clock)  # the default estimator
     monitor.handle_reload(T0)
 
-    with time_machine.travel(datetime(2026, 5, 4, 5, 0, tzinfo=UTC), tick=False):
-        monitor.handle_records({"NSE_FNO:55796": tick("NSE_FNO:55796", 110.0)}, T0)
+    monitor.handle_records({"NSE_FNO:55796": tick("NSE_FNO:55796", 110.0)}, T0)
 
     snap = PnlSnapshot.from_dict(kv.get(f"pnl:{position.pk}"))
     assert (snap.gross, snap.exit_charges, snap.net) == (
@@ -432,7 +440,7 @@ def monitor(store, kv, clock) -> PnlMonitor:
     return PnlMonitor(
         store,
         kv,
-        estimate_exit_charges=lambda position, ltp: Decimal("20"),
+        estimate_exit_charges=lambda position, ltp, on: Decimal("20"),
         heartbeat=Heartbeat(kv, "pnl", clock=clock),
         clock=clock,
     )
@@ -566,7 +574,7 @@ def test_a_new_position_is_marked_from_the_current_tick_on_the_next_pass(
 def test_one_bad_position_never_stops_the_others(store, kv, clock):
     good, bad = make_position(55796), make_position(55796)
 
-    def charges(position: PositionTracker, ltp: float) -> Decimal:
+    def charges(position: PositionTracker, ltp: float, on: date) -> Decimal:
         if position.pk == bad.pk:
             raise RuntimeError("charges table missing")
         return Decimal(0)

@@ -21,12 +21,22 @@ def test_it_parses_and_normalises_entries_and_drops_duplicates():
         ("IDX_I:abc", "entry 2 'IDX_I:abc': security id 'abc' is not a positive integer"),
         ("IDX_I:-5", "security id '-5' is not a positive integer"),
         ("IDX_I:0", "security id '0' is not a positive integer"),
+        ("IDX_I:\u0661\u0663", "is not a positive integer"),  # Arabic-Indic digits
+        (
+            "IDX_I:99999999999999999999",
+            "security id 99999999999999999999 is above 4294967295, the largest the feed carries",
+        ),
+        ("IDX_I:4294967296", "security id 4294967296 is above 4294967295"),
     ],
 )
 def test_a_malformed_entry_is_named_in_the_error(entry, message):
     with pytest.raises(WatchlistError, match="DHANHQ_WS_WATCHLIST") as excinfo:
         parse_watchlist(["IDX_I:25", entry])
     assert message in str(excinfo.value)
+
+
+def test_the_largest_id_the_feed_carries_is_accepted():
+    assert parse_watchlist(["NSE_FNO:4294967295"]) == ["NSE_FNO:4294967295"]
 
 
 def test_options_get_full_mode_and_indices_the_default():

@@ -169,6 +169,32 @@ def test_a_factory_that_raises_counts_as_a_crash(supervisors):
     assert sup.status()["engine"]["last_error"] == "ConnectionError: database not ready"
 
 
+class Misconfigured(Exception):
+    """Stands for a fault no restart can heal (a missing setting, refused credentials)."""
+
+
+def test_a_fatal_error_is_not_restarted_and_stops_every_component(supervisors, caplog):
+    delays: list[float] = []
+    clock, blocked = Clock(), threading.Event()
+    sup = recording_supervisor(supervisors, delays, clock=clock, fatal=(Misconfigured,))
+    sup.add("engine", scripted(["block"], clock, blocked))
+
+    def refused() -> Step:
+        raise Misconfigured("DHANHQ_CLIENT_ID is not set\n(more detail)")
+
+    sup.add("feed_hub", refused)
+    with caplog.at_level(logging.CRITICAL):
+        code = sup.run_forever(install_signals=False, stop_timeout=2.0)
+
+    assert code == 1
+    assert delays == []  # no backoff, no restart
+    assert sup.fatal_error == "feed_hub: DHANHQ_CLIENT_ID is not set"
+    status = sup.status()
+    assert status["feed_hub"]["state"] == "failed" and status["feed_hub"]["restarts"] == 0
+    assert status["engine"]["state"] == "stopped"  # stopped with the rest, not left running
+    assert "component feed_hub cannot run: DHANHQ_CLIENT_ID is not set" in caplog.text
+
+
 def test_a_crash_is_logged_with_its_traceback_and_critical_components_log_critical(
     supervisors, caplog
 ):
@@ -545,8 +571,19 @@ def test_a_numeric_schedule_means_every_n_seconds(app):
     assert app.calls == [("add", 4, 0)]
 
 
-def test_the_default_schedule_is_the_celery_beat_schedule():
-    jobs = ScheduledJobs()
+def test_run_trader_hands_in_the_celery_beat_schedule_and_the_projects_app():
+    from algo_scalper.celery import app as project_app
+    from workers.management.commands.run_trader import Command
+
+    added: dict[str, Any] = {}
+
+    class Recorder:
+        def add(self, name: str, factory: Any, **kwargs: Any) -> None:
+            added[name] = factory
+
+    Command.components(Recorder(), None, {"record": None, "no_seed": True}, live=False)
+    jobs = added["scheduled_jobs"]()
+    assert jobs.app is project_app
     assert [job.task for job in jobs.jobs] == [
         entry["task"] for entry in settings.CELERY_BEAT_SCHEDULE.values()
     ]

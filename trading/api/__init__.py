@@ -1,1 +1,1 @@
-"""The REST API (DRF). Admin users only (REST_FRAMEWORK's default permission)."""
+"""The REST API (DRF). Staff users with the admin's model permissions (trading.api.permissions)."""

@@ -11,12 +11,17 @@ from trading.models import PositionTracker, TradingSignal
 
 
 class ConfigSerializer(serializers.Serializer):
-    """The effective algo config: its version, its values (config/algo.yml layout) and the
-    overrides stored in the Setting ``algo.overrides``."""
+    """The effective algo config: its version, its values (config/algo.yml layout), the
+    overrides stored in the Setting ``algo.overrides`` and their version (what a PUT of the
+    overrides names in If-Match)."""
 
     version = serializers.CharField(read_only=True)
     effective = serializers.DictField(read_only=True)
     overrides = serializers.JSONField(read_only=True)
+    overrides_version = serializers.CharField(read_only=True)
+    exits_active = serializers.BooleanField(
+        read_only=True, help_text="false: no exit engine runs, whatever the exit rules say"
+    )
 
 
 class SignalSerializer(serializers.ModelSerializer):

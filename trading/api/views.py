@@ -1,6 +1,7 @@
 """The REST API views.
 
-* ``GET /api/config/`` and ``PUT /api/config/overrides/``: the algo config.
+* ``GET /api/config/``, ``GET`` and ``PUT /api/config/overrides/``: the algo config and the
+  operator's overrides (a PUT names the version it replaces in If-Match).
 * ``GET /api/signals/`` (+ ``<id>/``), ``GET /api/positions/`` (+ ``<id>/``): read-only,
   newest first, limit/offset paginated, filtered by query parameters.
 * ``GET``/``PUT``/``PATCH /api/switches/``: the trading switch and the kill switch.
@@ -10,6 +11,7 @@ Every 400 is keyed by the parameter or field at fault (DRF's ``{name: [messages]
 
 from __future__ import annotations
 
+import json
 import logging
 import re
 from collections.abc import Callable
@@ -21,11 +23,13 @@ from django.db.models import Q, QuerySet
 from rest_framework import generics, status
 from rest_framework.exceptions import ValidationError
 from rest_framework.pagination import LimitOffsetPagination
-from rest_framework.parsers import JSONParser
 from rest_framework.request import Request
 from rest_framework.response import Response
 from rest_framework.views import APIView
 
+from config_schema import ConfigError
+from trading.api.overrides import CONFIG_CRASHES, crash_problem, overrides_version
+from trading.api.parsers import StrictJSONParser
 from trading.api.serializers import (
     ConfigSerializer,
     PositionSerializer,
@@ -33,39 +37,41 @@ from trading.api.serializers import (
     SignalSerializer,
     SwitchesSerializer,
 )
-from trading.config import (
-    AlgoConfig,
-    ConfigError,
-    config_as_dict,
-    effective_algo_config,
-    save_overrides,
-    stored_overrides,
-)
+from trading.config import types as config_types
+from trading.config.load import OVERRIDES_KEY, OVERRIDES_SOURCE, config_as_dict
+from trading.config.store import effective_algo_config, save_overrides, stored_overrides
+from trading.config.types import AlgoConfig
 from trading.dhan.feed_codec import IST
 from trading.models import (
     PositionStatus,
     PositionTracker,
+    Setting,
     SignalDirection,
     SignalOutcome,
     TradingSignal,
 )
-from trading.switches import (
-    set_kill_switch,
-    set_trading_enabled,
-    switches_state,
-)
+from trading.switches import change_switches, switches_state
 
 logger = logging.getLogger(__name__)
 
 
 def _config_body(config: AlgoConfig, overrides: Any) -> dict[str, Any]:
-    data = {"version": config.version, "effective": config_as_dict(config), "overrides": overrides}
+    data = {
+        "version": config.version,
+        "effective": config_as_dict(config),
+        "overrides": overrides,
+        "overrides_version": overrides_version(overrides),
+        # The exit rules above read "enabled: true", yet no exit engine runs yet.
+        "exits_active": config_types.EXITS_ACTIVE,
+    }
     return ConfigSerializer(data).data
 
 
 class ConfigView(APIView):
     """The effective config read now (file + stored overrides). 500 with ``errors`` when the
     file or the stored overrides are invalid (the processes would refuse to start)."""
+
+    permission_model = Setting
 
     def get(self, request: Request) -> Response:
         try:
@@ -75,32 +81,120 @@ class ConfigView(APIView):
         return Response(_config_body(config, stored_overrides()))
 
 
-class OverridesView(APIView):
-    """PUT the whole override mapping (it replaces the stored one; ``{}`` clears it). Valid:
-    200 with the new effective config. Invalid: 400 ``{"errors": [...]}``, nothing stored."""
+def _problem(code: int, text: str, **extra: Any) -> Response:
+    """A refused write: ``{"errors": ["Setting algo.overrides: ..."], **extra}``."""
+    return Response({"errors": [f"{OVERRIDES_SOURCE}: {text}"], **extra}, status=code)
 
-    parser_classes = [JSONParser]
+
+def _if_match(request: Request) -> list[str] | None:
+    """The versions an If-Match header names (quotes optional); None when it names none."""
+    raw = request.headers.get("If-Match", "")
+    tags = [tag.strip() for tag in raw.split(",") if tag.strip()]
+    tags = [tag[1:-1] if len(tag) > 1 and tag[0] == tag[-1] == '"' else tag for tag in tags]
+    return [tag for tag in tags if tag != "*"] or None
+
+
+def _locked_overrides() -> Any:
+    """The stored overrides, their row locked until the transaction ends (created as {}, the
+    same as none, when missing), so a concurrent writer waits and then sees the new version.
+    (SQLite: the IMMEDIATE transaction already holds the database's write lock.)"""
+    Setting.objects.get_or_create(key=OVERRIDES_KEY, defaults={"value": {}})
+    value = Setting.objects.select_for_update().get(key=OVERRIDES_KEY).value
+    return {} if value is None else value
+
+
+class OverridesView(APIView):
+    """The operator's overrides of config/algo.yml (the Setting ``algo.overrides``).
+
+    GET: ``{"overrides": {...}, "overrides_version": "..."}``, the version also as the ETag.
+    PUT: the whole mapping, a JSON object (it replaces the stored one; ``{}`` clears it), with
+    ``If-Match: "<overrides_version>"`` naming the version it replaces. Valid: 200 with the new
+    effective config and the new version (ETag). Refused, with nothing stored:
+    400 ``{"errors": [...]}`` for a body that is empty, not a JSON object or not a valid config;
+    428 without If-Match; 412 when the overrides changed since that version was read (another
+    operator saved meanwhile: GET them again, re-apply the change, retry). Both name the
+    current version and show the current overrides.
+    """
+
+    parser_classes = [StrictJSONParser]
+    permission_model = Setting
+
+    def get(self, request: Request) -> Response:
+        overrides = stored_overrides()
+        version = overrides_version(overrides)
+        body = {"overrides": overrides, "overrides_version": version}
+        return Response(body, headers={"ETag": f'"{version}"'})
 
     def put(self, request: Request) -> Response:
+        if request.stream is None:  # DRF reads an empty body as {}: "clear everything"
+            return _problem(
+                400, "(top level): the body is empty: send a JSON object ({} clears every override)"
+            )
         overrides = request.data
-        try:
-            config = save_overrides(overrides)
-        except ConfigError as exc:
-            return Response({"errors": exc.problems}, status=status.HTTP_400_BAD_REQUEST)
-        return Response(_config_body(config, overrides))
+        if not isinstance(overrides, dict):
+            shown = json.dumps(overrides)
+            shown = shown if len(shown) <= 80 else shown[:77] + "..."
+            return _problem(400, f"(top level): expected a mapping of keys to values, got {shown}")
+        wanted = _if_match(request)
+        if wanted is None:
+            current = stored_overrides()
+            return _problem(
+                428,
+                "If-Match is required: send the overrides_version you read (GET "
+                '/api/config/overrides/) as If-Match: "<version>", so that an edit saved '
+                "meanwhile by someone else is not overwritten unknowingly",
+                overrides_version=overrides_version(current),
+                overrides=current,
+            )
+        with transaction.atomic():
+            current = _locked_overrides()
+            before = overrides_version(current)
+            if before not in wanted:
+                transaction.set_rollback(True)
+                return _problem(
+                    412,
+                    f"the overrides changed since version {', '.join(wanted)} was read: they "
+                    f"are now at version {before}; GET them again, re-apply your change and "
+                    "retry",
+                    overrides_version=before,
+                    overrides=current,
+                )
+            try:
+                config = save_overrides(overrides)
+            except ConfigError as exc:
+                transaction.set_rollback(True)
+                return Response({"errors": exc.problems}, status=status.HTTP_400_BAD_REQUEST)
+            except CONFIG_CRASHES as exc:
+                transaction.set_rollback(True)
+                problem = crash_problem(OVERRIDES_SOURCE, exc)
+                return Response({"errors": [problem]}, status=status.HTTP_400_BAD_REQUEST)
+        after = overrides_version(overrides)
+        # Risk settings changed: who did it and which version replaced which, in the log.
+        logger.warning(
+            "Algo overrides replaced through the API by %s: version %s -> %s",
+            request.user,
+            before,
+            after,
+        )
+        return Response(_config_body(config, overrides), headers={"ETag": f'"{after}"'})
 
 
 # --- Lists: pagination and filters ------------------------------------------------------------
 
 
-def _whole_param(request: Request, name: str, low: int, high: int | None, default: int) -> int:
+def _whole_param(request: Request, name: str, low: int, high: int, default: int) -> int:
     raw = _single_param(request, name)
     if raw is None or raw == "":
         return default
-    top = "" if high is None else f" to {high}"
-    number = int(raw) if raw.isascii() and raw.isdigit() else None
-    if number is None or number < low or (high is not None and number > high):
-        raise ValidationError({name: [f"expected a whole number from {low}{top}, got {raw!r}"]})
+    # Length first: int() of thousands of digits raises, and the database refuses an offset
+    # beyond its 64-bit integers.
+    digits = raw.isascii() and raw.isdigit() and len(raw) <= len(str(high))
+    number = int(raw) if digits else None
+    if number is None or not low <= number <= high:
+        shown = raw if len(raw) <= 40 else raw[:37] + "..."
+        raise ValidationError(
+            {name: [f"expected a whole number from {low} to {high}, got {shown!r}"]}
+        )
     return number
 
 
@@ -117,12 +211,13 @@ class Pagination(LimitOffsetPagination):
 
     default_limit = 50
     max_limit = 500
+    max_offset = 1_000_000_000
 
     def get_limit(self, request: Request) -> int:
         return _whole_param(request, self.limit_query_param, 1, self.max_limit, self.default_limit)
 
     def get_offset(self, request: Request) -> int:
-        return _whole_param(request, self.offset_query_param, 0, None, 0)
+        return _whole_param(request, self.offset_query_param, 0, self.max_offset, 0)
 
 
 # Query parameters every list accepts besides its filters (``format``: DRF's ?format=json).
@@ -156,17 +251,27 @@ def _symbol(field: str) -> Filter:
     return to_q
 
 
+# The days a date filter accepts: far wider than any trading history, and far inside what
+# datetime and the databases hold (9999-12-31 + 1 day overflows, 0001-01-01 IST is year 0 UTC).
+FIRST_DAY = date(2000, 1, 1)
+LAST_DAY = date(2099, 12, 31)
+
+
 def _ist_date(field: str) -> Filter:
-    """``YYYY-MM-DD``: the rows whose ``field`` falls on that calendar day in Asia/Kolkata
-    (a range on the column, so the index serves it and the session time zone plays no part)."""
+    """``YYYY-MM-DD`` from FIRST_DAY to LAST_DAY: the rows whose ``field`` falls on that
+    calendar day in Asia/Kolkata (a range on the column, so the index serves it and the
+    session time zone plays no part)."""
 
     def to_q(value: str) -> Q:
+        expected = f"expected a date as YYYY-MM-DD from {FIRST_DAY} to {LAST_DAY}"
         try:
             if not _DATE.fullmatch(value):
                 raise ValueError(value)
             day = date.fromisoformat(value)
         except ValueError:
-            raise ValueError(f"expected a date as YYYY-MM-DD, got {value!r}") from None
+            raise ValueError(f"{expected}, got {value!r}") from None
+        if not FIRST_DAY <= day <= LAST_DAY:
+            raise ValueError(f"{expected}, got {value!r}")
         start = datetime.combine(day, time.min, tzinfo=IST)
         return Q(**{f"{field}__gte": start, f"{field}__lt": start + timedelta(days=1)})
 
@@ -212,6 +317,7 @@ class SignalListView(FilteredListView):
     IST calendar day of ``candle_start``)."""
 
     serializer_class = SignalSerializer
+    permission_model = TradingSignal
     filters: ClassVar[dict[str, Filter]] = {
         "index": _symbol("index"),
         "outcome": _choice("outcome", SignalOutcome.values),
@@ -229,6 +335,7 @@ class SignalDetailView(generics.RetrieveAPIView):
     """One signal with its indicator values and entry intent."""
 
     serializer_class = SignalDetailSerializer
+    permission_model = TradingSignal
     queryset = TradingSignal.objects.all()
 
 
@@ -240,6 +347,7 @@ class PositionListView(FilteredListView):
     change state only through the workers' conditional UPDATEs."""
 
     serializer_class = PositionSerializer
+    permission_model = PositionTracker
     filters: ClassVar[dict[str, Filter]] = {
         "status": _choice("status", PositionStatus.values),
         "underlying": _symbol("underlying"),
@@ -251,6 +359,7 @@ class PositionListView(FilteredListView):
 
 class PositionDetailView(generics.RetrieveAPIView):
     serializer_class = PositionSerializer
+    permission_model = PositionTracker
     queryset = PositionTracker.objects.select_related("derivative")
 
 
@@ -263,7 +372,8 @@ class SwitchesView(APIView):
     required, ``reason`` optional), each replacing its stored value; 200 with the new state.
     400 naming the field for a bad or unknown field; nothing is stored then."""
 
-    parser_classes = [JSONParser]
+    parser_classes = [StrictJSONParser]
+    permission_model = Setting
 
     def get(self, request: Request) -> Response:
         return Response(switches_state())
@@ -278,12 +388,12 @@ class SwitchesView(APIView):
         serializer = SwitchesSerializer(data=request.data)
         serializer.is_valid(raise_exception=True)
         data = serializer.validated_data
-        with transaction.atomic():  # both or neither
-            if "kill_switch" in data:
-                kill = data["kill_switch"]
-                set_kill_switch(kill["active"], kill["reason"])
-            if "trading_enabled" in data:
-                set_trading_enabled(data["trading_enabled"])
-        # An operator halting (or resuming) trading belongs in the log, with who did it.
-        logger.warning("Switches set through the API by %s: %s", request.user, dict(data))
-        return Response(switches_state())
+        kill = data.get("kill_switch")
+        # Both or neither, logged with who and from/to by change_switches.
+        state = change_switches(
+            str(request.user),
+            "through the API",
+            trading=data.get("trading_enabled"),
+            kill=None if kill is None else (kill["active"], kill["reason"]),
+        )
+        return Response(state)

@@ -42,7 +42,9 @@ if the token provider already returns a *different* token than the one the conne
 Stall watchdog: a connection that delivers no data frame for ``stall_timeout`` seconds while
 ``market_open()`` is true is torn down and reconnected (Dhan's pings keep a stalled socket
 "alive", so only data counts). After hours Dhan sends one packet per instrument and then
-nothing (DhanHQ-py #74), hence the market-hours callable.
+nothing (DhanHQ-py #74), hence the market-hours callable, which the caller supplies (the feed
+hub judges the session of config/algo.yml on its market clock); without one the watchdog is
+always armed.
 
 stop() sends ``{"RequestCode":12}``, closes each socket with a timeout, and joins every thread
 with a timeout; a dead socket cannot make it hang (cf. DhanHQ-py #139, where the SDK's
@@ -87,7 +89,6 @@ from trading.dhan.ws_support import (
     FatalStop,
     ReconnectPolicy,
     handshake_error,
-    nse_market_open,
     split_frames,
 )
 
@@ -380,7 +381,10 @@ class _Shard:
     def _stalled(self) -> bool:
         client = self.client
         quiet_since = max(self.last_frame, self.subscribed_at)
-        if time.monotonic() - quiet_since > client.stall_timeout and client._market_open():
+        market_open = client._market_open
+        if time.monotonic() - quiet_since > client.stall_timeout and (
+            market_open is None or market_open()
+        ):
             self.stalls += 1
             self.last_error = f"no data for {client.stall_timeout:.1f} s (stalled)"
             logger.warning("feed shard %d: %s; reconnecting", self.index, self.last_error)
@@ -510,13 +514,17 @@ def _mode(mode: FeedMode | str | int) -> FeedMode:
 
 
 def _normalise(instruments: Iterable[InstrumentRef]) -> list[str]:
+    """The valid keys, normalised; a bad one (no such segment, an id beyond the feed's u32) is
+    logged and skipped, so one bad instrument never sinks the batch it came with."""
     keys: list[str] = []
     seen: set[str] = set()
     for ref in instruments:
-        if isinstance(ref, str):
-            seg, sid = split_instrument_key(ref)
-        else:
-            seg, sid = split_instrument_key(f"{ref[0]}:{ref[1]}")
+        raw = ref if isinstance(ref, str) else f"{ref[0]}:{ref[1]}"
+        try:
+            seg, sid = split_instrument_key(raw)
+        except ValueError as exc:
+            logger.error("feed: skipping instrument %r: %s", raw, exc)
+            continue
         key = f"{seg}:{sid}"
         if key not in seen:
             seen.add(key)
@@ -552,7 +560,7 @@ class FeedClient(FatalStop):
         max_instruments_per_connection: int = MAX_INSTRUMENTS_PER_CONNECTION,
         policy: ReconnectPolicy | None = None,
         stall_timeout: float = 30.0,
-        market_open: Callable[[], bool] = nse_market_open,
+        market_open: Callable[[], bool] | None = None,
         on_fatal: Callable[[DhanError], object] | None = None,
         connect_timeout: float = 10.0,
         poll_interval: float = 0.5,
@@ -677,9 +685,9 @@ class FeedClient(FatalStop):
         """Subscribe instruments (``"SEG:SID"`` keys or ``(segment, id)`` pairs) in ``mode``.
 
         Works before start() and while connected. An instrument already subscribed in another
-        mode is moved to ``mode`` (unsubscribed in the old one first). Raises ValueError for a
-        bad key or when the instruments would not fit in the connections allowed, before
-        changing anything.
+        mode is moved to ``mode`` (unsubscribed in the old one first). A bad key is logged and
+        skipped, the others subscribed. Raises ValueError for a bad mode or when the
+        instruments would not fit in the connections allowed, before changing anything.
         """
         new_mode = _mode(mode)
         keys = _normalise(instruments)

@@ -43,13 +43,24 @@ from __future__ import annotations
 
 import json
 import math
-from collections.abc import Callable, Mapping
+from collections.abc import Callable, Iterable, Mapping
 from dataclasses import dataclass, field
 from datetime import datetime
 from decimal import Decimal, InvalidOperation
-from typing import Any, Literal
+from enum import StrEnum
+from typing import Any, Literal, TypeVar
 
 from trading.dhan.feed_codec import IST
+from trading.dhan.vocab import (
+    NOT_SET,
+    SUPER_ORDER_STATUSES,
+    ExchangeSegment,
+    OrderStatus,
+    OrderType,
+    ProductType,
+    TransactionType,
+    Validity,
+)
 
 __all__ = [
     "LOGIN_MSG_CODE",
@@ -72,64 +83,65 @@ ORDER_UPDATE_URL = "wss://api-order-update.dhan.co"
 LOGIN_MSG_CODE = 42
 ORDER_ALERT = "order_alert"
 
-# REST orderStatus enum (PROTOCOL.md 1.4). Super orders also report CLOSED / TRIGGERED; those are
-# not plain-order states, so they stay "unknown" here and the client decides what to do.
-ORDER_STATUSES = frozenset(
-    {"TRANSIT", "PENDING", "REJECTED", "CANCELLED", "PART_TRADED", "TRADED", "EXPIRED"}
-)
+# The orderStatus values (trading.dhan.vocab) a plain order goes through. Super orders also
+# report CLOSED / TRIGGERED; those are not plain-order states, so they stay "unknown" here and
+# the client decides what to do.
+ORDER_STATUSES = frozenset(OrderStatus) - SUPER_ORDER_STATUSES
 # Spellings seen or plausible on the order-update feed beyond case/separator differences
 # (which _status_key already folds): US "Canceled", camel "PartTraded" with no separator.
-_STATUS_ALIASES: dict[str, str] = {"CANCELED": "CANCELLED", "PARTTRADED": "PART_TRADED"}
-
-TRANSACTION_TYPES: dict[str, str] = {"B": "BUY", "S": "SELL", "BUY": "BUY", "SELL": "SELL"}
-
-# Feed abbreviation -> REST productType (PROTOCOL.md 3: C=CNC, I=INTRADAY, M=MARGIN, F=MTF,
-# V=CO, B=BO). The REST names map to themselves so either spelling parses.
-PRODUCT_TYPES: dict[str, str] = {
-    "C": "CNC",
-    "I": "INTRADAY",
-    "M": "MARGIN",
-    "F": "MTF",
-    "V": "CO",
-    "B": "BO",
+_STATUS_ALIASES: dict[str, OrderStatus] = {
+    "CANCELED": OrderStatus.CANCELLED,
+    "PARTTRADED": OrderStatus.PART_TRADED,
 }
-_PRODUCT_ABBREVIATIONS = {name: abbr for abbr, name in PRODUCT_TYPES.items()}
-PRODUCT_TYPES.update({name: name for name in list(PRODUCT_TYPES.values())})
 
-ORDER_TYPES: dict[str, str] = {
-    "LMT": "LIMIT",
-    "MKT": "MARKET",
-    "SL": "STOP_LOSS",
-    "SLM": "STOP_LOSS_MARKET",
+# The feed's abbreviations (PROTOCOL.md 3), one wire's spellings of the vocab enums: TxnType
+# B/S; Product C=CNC, I=INTRADAY, M=MARGIN, F=MTF, V=CO, B=BO; OrderType LMT/MKT/SL/SLM.
+_TRANSACTION_ABBREVIATIONS: dict[TransactionType, str] = {
+    TransactionType.BUY: "B",
+    TransactionType.SELL: "S",
 }
-_ORDER_TYPE_ABBREVIATIONS = {name: abbr for abbr, name in ORDER_TYPES.items()}
-ORDER_TYPES.update({name: name for name in list(ORDER_TYPES.values())})
+_PRODUCT_ABBREVIATIONS: dict[ProductType, str] = {
+    ProductType.CNC: "C",
+    ProductType.INTRADAY: "I",
+    ProductType.MARGIN: "M",
+    ProductType.MTF: "F",
+    ProductType.CO: "V",
+    ProductType.BO: "B",
+}
+_ORDER_TYPE_ABBREVIATIONS: dict[OrderType, str] = {
+    OrderType.LIMIT: "LMT",
+    OrderType.MARKET: "MKT",
+    OrderType.STOP_LOSS: "SL",
+    OrderType.STOP_LOSS_MARKET: "SLM",
+}
 
-# REST exchangeSegment enum (PROTOCOL.md 1.4), accepted verbatim in Exchange or Segment.
-EXCHANGE_SEGMENTS = frozenset(
-    {
-        "IDX_I",
-        "NSE_EQ",
-        "NSE_FNO",
-        "NSE_CURRENCY",
-        "NSE_COMM",
-        "BSE_EQ",
-        "BSE_FNO",
-        "BSE_CURRENCY",
-        "MCX_COMM",
-    }
-)
+
+_E = TypeVar("_E", bound=StrEnum)
+
+
+def _readable(abbreviations: Mapping[_E, str], enum: Iterable[_E]) -> dict[str, _E]:
+    """Upper-case wire text -> member: each abbreviation and each REST name (either parses)."""
+    return {abbr: member for member, abbr in abbreviations.items()} | {m.value: m for m in enum}
+
+
+TRANSACTION_TYPES = _readable(_TRANSACTION_ABBREVIATIONS, TransactionType)
+PRODUCT_TYPES = _readable(_PRODUCT_ABBREVIATIONS, ProductType)
+ORDER_TYPES = _readable(_ORDER_TYPE_ABBREVIATIONS, OrderType)
+VALIDITIES = {v.value: v for v in Validity}  # the feed spells these as REST does
+
+# REST exchangeSegment names (trading.dhan.vocab), accepted verbatim in Exchange or Segment.
+EXCHANGE_SEGMENTS = frozenset(ExchangeSegment)
 # Exchange + Segment letter (E equity, D derivatives, C currency, M commodity; PROTOCOL.md 3)
 # -> exchangeSegment. Only combinations that exist as REST segments are listed.
-SEGMENTS_BY_EXCHANGE_LETTER: dict[tuple[str, str], str] = {
-    ("NSE", "E"): "NSE_EQ",
-    ("NSE", "D"): "NSE_FNO",
-    ("NSE", "C"): "NSE_CURRENCY",
-    ("NSE", "M"): "NSE_COMM",
-    ("BSE", "E"): "BSE_EQ",
-    ("BSE", "D"): "BSE_FNO",
-    ("BSE", "C"): "BSE_CURRENCY",
-    ("MCX", "M"): "MCX_COMM",
+SEGMENTS_BY_EXCHANGE_LETTER: dict[tuple[str, str], ExchangeSegment] = {
+    ("NSE", "E"): ExchangeSegment.NSE_EQ,
+    ("NSE", "D"): ExchangeSegment.NSE_FNO,
+    ("NSE", "C"): ExchangeSegment.NSE_CURRENCY,
+    ("NSE", "M"): ExchangeSegment.NSE_COMM,
+    ("BSE", "E"): ExchangeSegment.BSE_EQ,
+    ("BSE", "D"): ExchangeSegment.BSE_FNO,
+    ("BSE", "C"): ExchangeSegment.BSE_CURRENCY,
+    ("MCX", "M"): ExchangeSegment.MCX_COMM,
 }
 _EXCHANGE_LETTER_BY_SEGMENT = {seg: pair for pair, seg in SEGMENTS_BY_EXCHANGE_LETTER.items()}
 
@@ -222,10 +234,12 @@ def parse_login(text: str | bytes) -> LoginRequest:
 class OrderUpdate:
     """One ``order_alert``, normalised. None means the field was absent or empty.
 
-    Enums use the REST spellings: ``status`` the orderStatus enum (an unrecognised status is
-    kept verbatim, see ``status_known``), ``transaction_type`` BUY/SELL, ``product_type``
-    CNC/INTRADAY/..., ``order_type`` LIMIT/MARKET/STOP_LOSS/STOP_LOSS_MARKET,
-    ``exchange_segment`` NSE_FNO/... (an unrecognised product or order type is kept verbatim).
+    Enums are the members of ``trading.dhan.vocab`` (REST spellings, equal to their strings):
+    ``status`` an :class:`OrderStatus` (an unrecognised status is kept verbatim, see
+    ``status_known``), ``transaction_type`` BUY/SELL, ``product_type`` CNC/INTRADAY/...,
+    ``order_type`` LIMIT/MARKET/STOP_LOSS/STOP_LOSS_MARKET, ``validity`` DAY/IOC,
+    ``exchange_segment`` NSE_FNO/... (an unrecognised product, order type or validity is kept
+    verbatim as a plain string).
     Quantities are ints (units, not lots); prices are Decimal rupees. Times are aware datetimes
     in Asia/Kolkata. ``reason`` is ReasonDescription: the rejection text on REJECTED, usually
     ``"CONFIRMED"`` otherwise.
@@ -236,14 +250,14 @@ class OrderUpdate:
     """
 
     order_id: str
-    status: str
+    status: OrderStatus | str
     exchange_order_id: str | None = None
     correlation_id: str | None = None
-    transaction_type: str | None = None
-    product_type: str | None = None
-    order_type: str | None = None
-    validity: str | None = None
-    exchange_segment: str | None = None
+    transaction_type: TransactionType | None = None
+    product_type: ProductType | str | None = None
+    order_type: OrderType | str | None = None
+    validity: Validity | str | None = None
+    exchange_segment: ExchangeSegment | None = None
     security_id: int | None = None
     symbol: str | None = None
     quantity: int | None = None
@@ -336,7 +350,7 @@ def _text(value: Any, path: str = "") -> str | None:
 def _id(value: Any, path: str) -> str | None:
     """An id that Dhan fills with "0" or "NA" when unset (exchange order no, correlation id)."""
     text = _text(value, path)
-    return None if text in {"0", "NA"} else text
+    return None if text in {"0", NOT_SET} else text
 
 
 def _int(value: Any, path: str) -> int | None:
@@ -399,19 +413,20 @@ def _status_key(text: str) -> str:
     return text.strip().upper().replace(" ", "_").replace("-", "_")
 
 
-def _status(value: Any, path: str) -> str:
+def _status(value: Any, path: str) -> OrderStatus | str:
     text = _text(value, path)
     if text is None:
         raise BadOrderUpdate("missing", path)
     key = _status_key(text)
     if key in ORDER_STATUSES:
-        return key
-    key = _STATUS_ALIASES.get(key.replace("_", ""), key)
-    return key if key in ORDER_STATUSES else text
+        return OrderStatus(key)
+    status = _STATUS_ALIASES.get(key.replace("_", ""))
+    return status if status in ORDER_STATUSES else text
 
 
-def _enum(table: Mapping[str, str], *, strict: bool) -> Callable[[Any, str], str | None]:
-    """Reader mapping feed abbreviations/REST names (any case) through ``table``.
+def _enum(table: Mapping[str, StrEnum], *, strict: bool) -> Callable[[Any, str], str | None]:
+    """Reader mapping feed abbreviations/REST names (any case) through ``table`` to the vocab
+    member.
 
     ``strict``: an unknown value raises; otherwise it is kept verbatim.
     """
@@ -440,7 +455,7 @@ _FIELDS: tuple[tuple[str, str, Callable[[Any, str], Any]], ...] = (
     # unknown value rejects the frame (and REST reconciliation picks the order up).
     ("transaction_type", "TxnType", _enum(TRANSACTION_TYPES, strict=True)),
     ("order_type", "OrderType", _enum(ORDER_TYPES, strict=False)),
-    ("validity", "Validity", _text),
+    ("validity", "Validity", _enum(VALIDITIES, strict=False)),
     ("remaining_quantity", "RemainingQuantity", _int),
     ("quantity", "Quantity", _int),
     ("traded_quantity", "TradedQty", _int),
@@ -460,7 +475,9 @@ _FIELDS: tuple[tuple[str, str, Callable[[Any, str], Any]], ...] = (
 )
 
 
-def _exchange_segment(index: Mapping[str, tuple[str, Any]], data_key: str) -> str | None:
+def _exchange_segment(
+    index: Mapping[str, tuple[str, Any]], data_key: str
+) -> ExchangeSegment | None:
     """exchangeSegment from ``Exchange`` + ``Segment`` (NSE + D -> NSE_FNO).
 
     Also accepted: a REST segment name in either field or in an ``ExchangeSegment`` key. An
@@ -472,7 +489,7 @@ def _exchange_segment(index: Mapping[str, tuple[str, Any]], data_key: str) -> st
         values[pascal] = _text(found[1], f"{data_key}.{found[0]}") if found else None
     for value in values.values():
         if value and value.upper() in EXCHANGE_SEGMENTS:
-            return value.upper()
+            return ExchangeSegment(value.upper())
     exchange, letter = values["Exchange"], values["Segment"]
     if exchange is None and letter is None:
         return None
@@ -631,7 +648,7 @@ def order_alert_message(
         exchange, letter = _EXCHANGE_LETTER_BY_SEGMENT.get(
             update.exchange_segment, (update.exchange_segment, "")
         )
-    side = {"BUY": "B", "SELL": "S"}.get(update.transaction_type or "", "")
+    side = _TRANSACTION_ABBREVIATIONS.get(update.transaction_type, "")
     product = update.product_type
     order_type = update.order_type
     status = update.status.title() if update.status_known else update.status

@@ -34,6 +34,7 @@ from __future__ import annotations
 
 import abc
 import logging
+import math
 import os
 import re
 import threading
@@ -43,10 +44,13 @@ from collections.abc import Callable, Iterable, Mapping, Sequence
 from dataclasses import dataclass
 from datetime import datetime, timedelta, timezone
 from pathlib import Path
-from typing import Any, Protocol
+from typing import Annotated, Any, Protocol
 
-import yaml
+from pydantic import PlainValidator, WrapValidator
 
+from config_schema.reading import read_yaml_file
+from config_schema.schema import Rule, adapter, fail, items, note, report, validate
+from config_schema.text import shown
 from trading.dhan.errors import DailyCapExceeded, RateLimited
 
 __all__ = [
@@ -55,7 +59,6 @@ __all__ = [
     "InProcessRateLimiter",
     "Limit",
     "Limits",
-    "RateLimitConfigError",
     "RateLimiter",
     "RedisRateLimiter",
     "limiter_from_settings",
@@ -70,7 +73,7 @@ IST = timezone(timedelta(hours=5, minutes=30), "IST")  # no DST in India: a fixe
 DEFAULT_LIMITS_FILE = Path(__file__).resolve().parents[2] / "config" / "ratelimits.yml"
 
 # Category names end up inside Redis keys and log lines: keep them plain.
-_CATEGORY_RE = re.compile(r"^[a-z][a-z0-9_]*$")
+_CATEGORY_RE = re.compile(r"[a-z][a-z0-9_]*")
 
 
 @dataclass(frozen=True, slots=True)
@@ -87,78 +90,82 @@ class Limit:
 Limits = dict[str, tuple[Limit, ...]]
 
 
-class RateLimitConfigError(ValueError):
-    """config/ratelimits.yml (or a limits mapping) is invalid; the message names the key path."""
-
-
 def _is_number(value: object) -> bool:
     return isinstance(value, int | float) and not isinstance(value, bool)
 
 
-def _parse_limit(item: object, where: str) -> Limit:
+def _limit(item: Any) -> Limit:
+    """One ``[count, window_seconds]`` pair (also ``{count: .., window: ..}`` or a Limit)."""
     if isinstance(item, Mapping):
         unknown = set(item) - {"count", "window"}
         if unknown:
-            raise RateLimitConfigError(f"{where}: unknown keys {sorted(map(str, unknown))}")
+            report([note((), f"unknown keys {sorted(map(str, unknown))}")], item)
         count, window = item.get("count"), item.get("window")
     elif isinstance(item, Limit):
         count, window = item.count, item.window
     elif isinstance(item, Sequence) and not isinstance(item, str) and len(item) == 2:
         count, window = item
     else:
-        raise RateLimitConfigError(
-            f"{where}: expected [count, window_seconds] or {{count: .., window: ..}}, got {item!r}"
-        )
+        fail("[count, window_seconds] or {count: .., window: ..}")
+    problems = []
     if not isinstance(count, int) or isinstance(count, bool) or count <= 0:
-        raise RateLimitConfigError(f"{where}: count must be a positive integer, got {count!r}")
-    if not _is_number(window) or not window > 0 or window == float("inf"):
-        raise RateLimitConfigError(f"{where}: window must be a positive number, got {window!r}")
+        problems.append(note((), f"count must be a positive integer, got {shown(count)}"))
+    if not _is_number(window) or not 0 < window < math.inf:
+        problems.append(note((), f"window must be a positive number, got {shown(window)}"))
+    if problems:
+        report(problems, item)
     return Limit(count=count, window=float(window))
+
+
+def _limits(value: Any, handler: Callable[[Any], Any]) -> Limits:
+    """The whole mapping: plain category names, each a non-empty list of limits whose windows
+    differ. Problems at the top level are notes without a key path (``ratelimits.yml:
+    category names are lowercase identifiers, got 'Orders!'``)."""
+    if not isinstance(value, Mapping) or not value:
+        expected = "expected a mapping of category -> list of [count, window]"
+        report([note((), f"{expected}, got {shown(value)}")], value)
+    bad = [
+        note((), f"category names are lowercase identifiers, got {shown(category)}")
+        for category in value
+        if not isinstance(category, str) or not _CATEGORY_RE.fullmatch(category)
+    ]
+    if bad:
+        report(bad, value)
+    limits: Limits = handler({category: items for category, items in value.items()})
+    repeats = [
+        note((category, i), f"window {limit.window:g} s repeats {category}[{j}]")
+        for category, parsed in limits.items()
+        for i, limit in enumerate(parsed)
+        for j, earlier in enumerate(parsed[:i])
+        if earlier.window == limit.window
+    ]
+    if repeats:
+        report(repeats, value)
+    return limits
+
+
+_PAIRS = items(
+    Rule("[count, window_seconds]", Annotated[Any, PlainValidator(_limit)]),
+    "a non-empty list of [count, window]",
+    min_items=1,
+)
+_SCHEMA = adapter(Rule("limits", Annotated[dict[str, _PAIRS.type], WrapValidator(_limits)]))
 
 
 def parse_limits(data: object, source: str = "ratelimits.yml") -> Limits:
     """Validate a ``{category: [(count, window_seconds), ...]}`` mapping into :data:`Limits`.
 
-    Each pair may also be written ``{count: 10, window: 1}``. Errors raise
-    :class:`RateLimitConfigError` with the key path, e.g.
+    Each pair may also be written ``{count: 10, window: 1}``. Every problem raises together
+    in one :class:`~config_schema.ConfigError`, each with its key path, e.g.
     ``ratelimits.yml: orders[1]: window must be a positive number, got 'x'``.
     """
-    if not isinstance(data, Mapping) or not data:
-        raise RateLimitConfigError(
-            f"{source}: expected a mapping of category -> list of [count, window], got {data!r}"
-        )
-    limits: Limits = {}
-    for category, items in data.items():
-        if not isinstance(category, str) or not _CATEGORY_RE.match(category):
-            raise RateLimitConfigError(
-                f"{source}: category names are lowercase identifiers, got {category!r}"
-            )
-        if not isinstance(items, Sequence) or isinstance(items, str) or not items:
-            raise RateLimitConfigError(
-                f"{source}: {category}: expected a non-empty list of [count, window], got {items!r}"
-            )
-        parsed: list[Limit] = []
-        for i, item in enumerate(items):
-            limit = _parse_limit(item, f"{source}: {category}[{i}]")
-            for j, earlier in enumerate(parsed):
-                if earlier.window == limit.window:
-                    raise RateLimitConfigError(
-                        f"{source}: {category}[{i}]: window {limit.window:g} s repeats "
-                        f"{category}[{j}]"
-                    )
-            parsed.append(limit)
-        limits[category] = tuple(parsed)
-    return limits
+    return validate(_SCHEMA, data, source)
 
 
 def load_limits(path: str | os.PathLike[str] = DEFAULT_LIMITS_FILE) -> Limits:
     """Read and validate a rate-limit YAML file (format: config/ratelimits.yml)."""
     path = Path(path)
-    try:
-        data = yaml.safe_load(path.read_text(encoding="utf-8"))
-    except yaml.YAMLError as exc:
-        raise RateLimitConfigError(f"{path.name}: invalid YAML: {exc}") from exc
-    return parse_limits(data, source=path.name)
+    return parse_limits(read_yaml_file(path), source=path.name)
 
 
 class RateLimiter(Protocol):

@@ -107,6 +107,7 @@ from trading.dhan.rest_types import (
     SendsParams,
     TradeBookResponse,
 )
+from trading.dhan.vocab import KillSwitchStatus, OrderStatus
 
 __all__ = [
     "DEFAULT_CONNECT_TIMEOUT",
@@ -152,7 +153,15 @@ _T = TypeVar("_T")
 # state), so it is retried like a read.
 _ORDER_WRITES = frozenset({Endpoint.PLACE_ORDER, Endpoint.MODIFY_ORDER, Endpoint.CANCEL_ORDER})
 # Order states that no later event changes: a look-up that sees one stops waiting.
-_FINAL_STATES = frozenset({"TRADED", "CANCELLED", "REJECTED", "EXPIRED", "CLOSED"})
+_FINAL_STATES = frozenset(
+    {
+        OrderStatus.TRADED,
+        OrderStatus.CANCELLED,
+        OrderStatus.REJECTED,
+        OrderStatus.EXPIRED,
+        OrderStatus.CLOSED,
+    }
+)
 # Transport exceptions that come out of requests/urllib3 (requests wraps most of them, but a body
 # cut short can surface as a urllib3 or socket error).
 _TRANSPORT_ERRORS = (requests.RequestException, u3ex.HTTPError, OSError)
@@ -384,7 +393,7 @@ class DhanRestClient:
                 Endpoint.CANCEL_ORDER,
                 request.orderId,
                 cause,
-                wanted=lambda order: order.orderStatus == "CANCELLED",
+                wanted=lambda order: order.orderStatus == OrderStatus.CANCELLED,
             )
 
         return self._order_write(
@@ -451,7 +460,9 @@ class DhanRestClient:
 
         Retried like a read: setting the same state twice is harmless."""
         if isinstance(request, bool):
-            request = KillSwitchRequest("ACTIVATE" if request else "DEACTIVATE")
+            request = KillSwitchRequest(
+                KillSwitchStatus.ACTIVATE if request else KillSwitchStatus.DEACTIVATE
+            )
         return self._read(
             Endpoint.KILL_SWITCH,
             request,

@@ -30,10 +30,12 @@ A body that does not fit raises :class:`BadResponse` (a ``ValueError``) naming t
 the key path: ``positions[3].netQty: expected a number, got 'abc'``.
 
 Requests (``to_wire``) validate on construction (``ValueError`` with the field name) and emit the
-exact documented keys. Money goes out as a JSON number (the SDK's choice): the float of a
-Decimal with at most 15 significant digits serialises back to the same decimal text, which is
-checked. Optional fields that are ``None`` are omitted, never sent as ``""``: Dhan rejects empty
-strings with DH-905 (PROTOCOL.md 1.5).
+exact documented keys. Enumerated fields take a member of ``trading.dhan.vocab`` or its wire
+string and hold the member afterwards (``"BUY"`` becomes ``TransactionType.BUY``). Money goes
+out as a JSON number (the SDK's choice): the float of a Decimal with at most 15 significant
+digits serialises back to the same decimal text, which is checked. Optional fields that are
+``None`` are omitted, never sent as ``""``: Dhan rejects empty strings with DH-905
+(PROTOCOL.md 1.5).
 """
 
 from __future__ import annotations
@@ -48,7 +50,21 @@ from enum import Enum, StrEnum
 from typing import Any, ClassVar, Generic, Self, TypeVar
 from urllib.parse import quote
 
-from trading.dhan.feed_codec import IST, SEGMENT_CODES
+from trading.dhan.feed_codec import IST
+from trading.dhan.vocab import (
+    NOT_SET,
+    STOP_ORDER_TYPES,
+    AmoTime,
+    ExchangeSegment,
+    Instrument,
+    KillSwitchStatus,
+    LegName,
+    OrderType,
+    ProductType,
+    TransactionType,
+    Validity,
+    wire_values,
+)
 
 __all__ = [
     "CORRELATION_ID_MAX_LEN",
@@ -267,7 +283,7 @@ def _bool(value: object, path: str) -> bool:
 
 # Dhan's "no value" for dates and times: year 1 (Java's zero date), empty, "NA" (trade
 # history rows), and the quote API's NSE-epoch "01/01/1980 00:00:00".
-_UNSET_DATES = ("", "NA", "0001-01-01", "0001-01-01 00:00:00", "01/01/1980 00:00:00")
+_UNSET_DATES = ("", NOT_SET, "0001-01-01", "0001-01-01 00:00:00", "01/01/1980 00:00:00")
 
 
 def _ist_datetime(*formats: str) -> Callable[[object, str], datetime | None]:
@@ -428,29 +444,32 @@ class _Listing(Generic[_T]):
 CORRELATION_ID_MAX_LEN = 25
 # Docs: up to 30 chars of [a-zA-Z0-9 _-]; a third party measured the real cap at 25, so 25.
 _CORRELATION_ID_RE = re.compile(r"[A-Za-z0-9 _-]+")
-_TRANSACTION_TYPES = frozenset({"BUY", "SELL"})
-_PRODUCT_TYPES = frozenset({"CNC", "INTRADAY", "MARGIN", "MTF", "CO", "BO"})
-_ORDER_TYPES = frozenset({"LIMIT", "MARKET", "STOP_LOSS", "STOP_LOSS_MARKET"})
-_VALIDITIES = frozenset({"DAY", "IOC"})
-_AMO_TIMES = frozenset({"PRE_OPEN", "OPEN", "OPEN_30", "OPEN_60"})
-_LEG_NAMES = frozenset({"ENTRY_LEG", "TARGET_LEG", "STOP_LOSS_LEG"})
-_INSTRUMENTS = frozenset(
-    "INDEX EQUITY FUTIDX OPTIDX FUTSTK OPTSTK FUTCOM OPTFUT FUTCUR OPTCUR".split()
-)
-_KILL_SWITCH_STATES = frozenset({"ACTIVATE", "DEACTIVATE"})
 _INTERVALS = frozenset({1, 5, 15, 25, 60})
 _QUOTE_MAX_INSTRUMENTS = 1000
 # The float of a Decimal re-serialises to the same text only up to 15 significant digits.
 _MAX_MONEY_DIGITS = 15
 
 
-def _check_choice(name: str, value: str, choices: frozenset[str]) -> None:
-    if value not in choices:
-        raise ValueError(f"{name}: expected one of {sorted(choices)}, got {value!r}")
+_E = TypeVar("_E", bound=StrEnum)
+
+
+def _choice(name: str, value: object, enum: type[_E]) -> _E:
+    """``value`` (a member or its wire string) as the member of ``enum``, else a ValueError
+    naming the field and the accepted values."""
+    try:
+        return enum(value)
+    except ValueError:
+        raise ValueError(f"{name}: expected one of {wire_values(enum)}, got {value!r}") from None
+
+
+def _set_choice(request: object, name: str, enum: type[StrEnum]) -> None:
+    """Validate the field ``name`` of a frozen request and store it as the enum member, so the
+    request and its ``to_wire()`` carry one spelling whichever the caller passed."""
+    object.__setattr__(request, name, _choice(name, getattr(request, name), enum))
 
 
 def _check_segment(name: str, value: str) -> None:
-    _check_choice(name, value, frozenset(SEGMENT_CODES))
+    _choice(name, value, ExchangeSegment)
 
 
 def _check_id(name: str, value: str) -> None:
@@ -489,7 +508,7 @@ def _check_correlation_id(value: str | None) -> None:
         raise ValueError(
             f"correlationId: only letters, digits, space, '_' and '-' are allowed, got {value!r}"
         )
-    if value == "NA":
+    if value == NOT_SET:
         # Dhan reports "NA" for orders placed without one: ours must never look like that.
         raise ValueError("correlationId: 'NA' is what Dhan shows for 'none given'; pick another")
 
@@ -530,11 +549,11 @@ class PlaceOrderRequest:
     """
 
     dhanClientId: str
-    transactionType: str
-    exchangeSegment: str
-    productType: str
-    orderType: str
-    validity: str
+    transactionType: TransactionType
+    exchangeSegment: ExchangeSegment
+    productType: ProductType
+    orderType: OrderType
+    validity: Validity
     securityId: str
     quantity: int
     price: Decimal
@@ -542,37 +561,37 @@ class PlaceOrderRequest:
     disclosedQuantity: int = 0
     correlationId: str | None = None
     afterMarketOrder: bool = False
-    amoTime: str | None = None
+    amoTime: AmoTime | None = None
     boProfitValue: Decimal | None = None
     boStopLossValue: Decimal | None = None
 
     def __post_init__(self) -> None:
         _check_id("dhanClientId", self.dhanClientId)
         _check_id("securityId", self.securityId)
-        _check_choice("transactionType", self.transactionType, _TRANSACTION_TYPES)
-        _check_segment("exchangeSegment", self.exchangeSegment)
-        _check_choice("productType", self.productType, _PRODUCT_TYPES)
-        _check_choice("orderType", self.orderType, _ORDER_TYPES)
-        _check_choice("validity", self.validity, _VALIDITIES)
+        _set_choice(self, "transactionType", TransactionType)
+        _set_choice(self, "exchangeSegment", ExchangeSegment)
+        _set_choice(self, "productType", ProductType)
+        _set_choice(self, "orderType", OrderType)
+        _set_choice(self, "validity", Validity)
         _check_quantity("quantity", self.quantity)
         _check_quantity("disclosedQuantity", self.disclosedQuantity, minimum=0)
         _check_correlation_id(self.correlationId)
-        if self.orderType in ("STOP_LOSS", "STOP_LOSS_MARKET") and self.triggerPrice is None:
+        if self.orderType in STOP_ORDER_TYPES and self.triggerPrice is None:
             raise ValueError(f"triggerPrice: required for orderType {self.orderType}")
         if self.amoTime is not None:
             if not self.afterMarketOrder:
                 raise ValueError("amoTime: only allowed with afterMarketOrder=True")
-            _check_choice("amoTime", self.amoTime, _AMO_TIMES)
+            _set_choice(self, "amoTime", AmoTime)
         self.to_wire()  # validates every money field now, not at send time
 
     def to_wire(self) -> dict[str, Any]:
         body: dict[str, Any] = {
             "dhanClientId": self.dhanClientId,
-            "transactionType": self.transactionType,
-            "exchangeSegment": self.exchangeSegment,
-            "productType": self.productType,
-            "orderType": self.orderType,
-            "validity": self.validity,
+            "transactionType": self.transactionType.value,
+            "exchangeSegment": self.exchangeSegment.value,
+            "productType": self.productType.value,
+            "orderType": self.orderType.value,
+            "validity": self.validity.value,
             "securityId": self.securityId,
             "quantity": self.quantity,
             "disclosedQuantity": self.disclosedQuantity,
@@ -584,7 +603,7 @@ class PlaceOrderRequest:
         if self.triggerPrice is not None:
             body["triggerPrice"] = _money("triggerPrice", self.triggerPrice)
         if self.afterMarketOrder and self.amoTime is not None:
-            body["amoTime"] = self.amoTime
+            body["amoTime"] = self.amoTime.value
         if self.boProfitValue is not None:
             body["boProfitValue"] = _money("boProfitValue", self.boProfitValue)
         if self.boStopLossValue is not None:
@@ -599,24 +618,26 @@ class ModifyOrderRequest:
 
     dhanClientId: str
     orderId: str
-    orderType: str
+    orderType: OrderType
     quantity: int
     price: Decimal
-    validity: str
+    validity: Validity
     triggerPrice: Decimal | None = None
     disclosedQuantity: int = 0
-    legName: str | None = None
+    legName: LegName | None = None
 
     def __post_init__(self) -> None:
         _check_id("dhanClientId", self.dhanClientId)
         _check_id("orderId", self.orderId)
-        _check_choice("orderType", self.orderType, _ORDER_TYPES)
-        _check_choice("validity", self.validity, _VALIDITIES)
+        _set_choice(self, "orderType", OrderType)
+        _set_choice(self, "validity", Validity)
         _check_quantity("quantity", self.quantity)
         _check_quantity("disclosedQuantity", self.disclosedQuantity, minimum=0)
         if self.legName is not None:
-            _check_choice("legName", self.legName, _LEG_NAMES)
-        if self.orderType in ("STOP_LOSS", "STOP_LOSS_MARKET") and self.triggerPrice is None:
+            # Only the three leg names: "NA" is the order book's "no leg" (PROTOCOL.md 1.4),
+            # an answer, not a value a request may send; a plain order omits the field.
+            _set_choice(self, "legName", LegName)
+        if self.orderType in STOP_ORDER_TYPES and self.triggerPrice is None:
             raise ValueError(f"triggerPrice: required for orderType {self.orderType}")
         self.to_wire()
 
@@ -627,14 +648,14 @@ class ModifyOrderRequest:
         body: dict[str, Any] = {
             "dhanClientId": self.dhanClientId,
             "orderId": self.orderId,
-            "orderType": self.orderType,
+            "orderType": self.orderType.value,
             "quantity": self.quantity,
             "price": _money("price", self.price),
             "disclosedQuantity": self.disclosedQuantity,
-            "validity": self.validity,
+            "validity": self.validity.value,
         }
         if self.legName is not None:
-            body["legName"] = self.legName
+            body["legName"] = self.legName.value
         if self.triggerPrice is not None:
             body["triggerPrice"] = _money("triggerPrice", self.triggerPrice)
         return body
@@ -725,8 +746,8 @@ class DailyChartRequest:
     """``POST /charts/historical``. ``toDate`` is **exclusive** on Dhan's side."""
 
     securityId: str
-    exchangeSegment: str
-    instrument: str
+    exchangeSegment: ExchangeSegment
+    instrument: Instrument
     fromDate: date
     toDate: date
     expiryCode: int | None = None
@@ -734,8 +755,8 @@ class DailyChartRequest:
 
     def __post_init__(self) -> None:
         _check_id("securityId", self.securityId)
-        _check_segment("exchangeSegment", self.exchangeSegment)
-        _check_choice("instrument", self.instrument, _INSTRUMENTS)
+        _set_choice(self, "exchangeSegment", ExchangeSegment)
+        _set_choice(self, "instrument", Instrument)
         _date_only("fromDate", self.fromDate)
         _date_only("toDate", self.toDate)
         if self.toDate <= self.fromDate:
@@ -746,8 +767,8 @@ class DailyChartRequest:
     def to_wire(self) -> dict[str, Any]:
         body: dict[str, Any] = {
             "securityId": self.securityId,
-            "exchangeSegment": self.exchangeSegment,
-            "instrument": self.instrument,
+            "exchangeSegment": self.exchangeSegment.value,
+            "instrument": self.instrument.value,
         }
         if self.expiryCode is not None:
             body["expiryCode"] = self.expiryCode
@@ -763,8 +784,8 @@ class IntradayChartRequest:
     times are aware datetimes, sent as IST ``YYYY-MM-DD HH:MM:SS``; at most 90 days."""
 
     securityId: str
-    exchangeSegment: str
-    instrument: str
+    exchangeSegment: ExchangeSegment
+    instrument: Instrument
     interval: int
     fromDate: datetime
     toDate: datetime
@@ -772,8 +793,8 @@ class IntradayChartRequest:
 
     def __post_init__(self) -> None:
         _check_id("securityId", self.securityId)
-        _check_segment("exchangeSegment", self.exchangeSegment)
-        _check_choice("instrument", self.instrument, _INSTRUMENTS)
+        _set_choice(self, "exchangeSegment", ExchangeSegment)
+        _set_choice(self, "instrument", Instrument)
         if self.interval not in _INTERVALS or isinstance(self.interval, bool):
             raise ValueError(
                 f"interval: expected one of {sorted(_INTERVALS)}, got {self.interval!r}"
@@ -788,8 +809,8 @@ class IntradayChartRequest:
         fmt = "%Y-%m-%d %H:%M:%S"
         return {
             "securityId": self.securityId,
-            "exchangeSegment": self.exchangeSegment,
-            "instrument": self.instrument,
+            "exchangeSegment": self.exchangeSegment.value,
+            "instrument": self.instrument.value,
             "interval": str(self.interval),
             "oi": self.oi,
             "fromDate": _ist_text("fromDate", self.fromDate, fmt),
@@ -839,13 +860,13 @@ class KillSwitchRequest:
     """``POST /killswitch?killSwitchStatus=ACTIVATE|DEACTIVATE``: ``to_wire()`` is the
     **query string** (``Endpoint.KILL_SWITCH.sends`` is QUERY), there is no body."""
 
-    killSwitchStatus: str
+    killSwitchStatus: KillSwitchStatus
 
     def __post_init__(self) -> None:
-        _check_choice("killSwitchStatus", self.killSwitchStatus, _KILL_SWITCH_STATES)
+        _set_choice(self, "killSwitchStatus", KillSwitchStatus)
 
     def to_wire(self) -> dict[str, Any]:
-        return {"killSwitchStatus": self.killSwitchStatus}
+        return {"killSwitchStatus": self.killSwitchStatus.value}
 
 
 # ---------------------------------------------------------------------------------------------

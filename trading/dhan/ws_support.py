@@ -6,7 +6,6 @@
   user callbacks, so a slow consumer never blocks a socket (see its docstring for the policy).
 * :func:`handshake_error`: a failed connect / upgrade as the :mod:`trading.dhan.errors` class
   that says what to do (retry, back off harder, stop).
-* :func:`nse_market_open`: the default "is the market open" callable of the stall watchdog.
 * :func:`split_frames`: the feed's inbound WebSocket frame parser (why it exists: see there).
 
 No Django here; the clients' ``from_settings()`` read the settings.
@@ -21,8 +20,6 @@ import time
 from collections import deque
 from collections.abc import Callable
 from dataclasses import dataclass
-from datetime import datetime
-from datetime import time as dtime
 from typing import Any, Generic, TypeVar
 
 import websocket
@@ -35,7 +32,6 @@ from trading.dhan.errors import (
     backoff_ceiling,
     redact,
 )
-from trading.dhan.feed_codec import IST
 
 __all__ = [
     "MAX_FRAME_PAYLOAD",
@@ -44,7 +40,6 @@ __all__ = [
     "Dispatcher",
     "ReconnectPolicy",
     "handshake_error",
-    "nse_market_open",
     "split_frames",
 ]
 
@@ -178,19 +173,6 @@ def handshake_error(exc: BaseException, secrets: tuple[str, ...] = ()) -> DhanEr
             return AuthFailure(detail, status=status)
         return Retryable(detail, status=status)
     return Retryable(f"connection failed: {detail}")
-
-
-# NSE cash/F&O continuous session, Mon-Fri. Holidays are not known here: on a holiday the stall
-# watchdog reconnects every stall_timeout, which is noisy but harmless; a calendar-aware
-# callable can be injected instead.
-_OPEN = dtime(9, 15)
-_CLOSE = dtime(15, 30)
-
-
-def nse_market_open(now: datetime | None = None) -> bool:
-    """True between 09:15 and 15:30 IST on a weekday (the default ``market_open`` callable)."""
-    now = (now or datetime.now(IST)).astimezone(IST)
-    return now.weekday() < 5 and _OPEN <= now.time() < _CLOSE
 
 
 class Dispatcher(Generic[T]):

@@ -3,7 +3,8 @@
 Pure: the risk state (switches, feed health, the day's trades and positions) and the clock arrive
 as values. Each gate is one small function ``(ctx) -> str | None`` returning the reason it
 blocks, or None to let the entry through. They run in the DOMAIN order and the first block wins;
-its name (stored on the TradingSignal row: keep the names stable) and reason are the verdict.
+its :class:`~trading.rules.vocab.Gate` (stored on the TradingSignal row) and reason are the
+verdict.
 
 ``no_averaging`` needs the chosen contract, so it runs separately (:func:`check_contract`) after
 the strike choice.
@@ -16,17 +17,17 @@ from dataclasses import dataclass
 from datetime import datetime, timedelta
 from decimal import Decimal
 
-from trading.config import AlgoConfig, IndexConfig
+from trading.config.types import AlgoConfig, IndexConfig
 from trading.rules.strikes import ist
+from trading.rules.vocab import ENTRY_DIRECTIONS, Direction, Gate
 
 HEALTHY = "healthy"
-DIRECTIONS = ("bullish", "bearish")
 
 
 @dataclass(frozen=True, slots=True)
 class OpenPosition:
     index: str  # the underlying, as IndexConfig.key: NIFTY
-    direction: str  # bullish / bearish
+    direction: str  # a Direction value, as stored on the position: bullish / bearish
     contract_key: str  # "NSE_FNO:35001"
     opened_at: datetime  # aware
 
@@ -34,7 +35,7 @@ class OpenPosition:
 @dataclass(frozen=True, slots=True)
 class ClosedTrade:
     index: str
-    direction: str
+    direction: str  # a Direction value, as stored on the position
     exited_at: datetime  # aware
     pnl: Decimal  # net rupees (after charges); below zero is a loss, zero is not
 
@@ -64,14 +65,14 @@ class RiskState:
 
 @dataclass(frozen=True, slots=True)
 class GateResult:
-    """``allowed``, or the ``gate`` that blocked (a stable name) and its human ``reason``."""
+    """``allowed``, or the ``gate`` that blocked and its human ``reason``."""
 
     allowed: bool
-    gate: str | None
+    gate: Gate | None
     reason: str | None
 
     @classmethod
-    def block(cls, gate: str, reason: str) -> GateResult:
+    def block(cls, gate: Gate, reason: str) -> GateResult:
         return cls(allowed=False, gate=gate, reason=reason)
 
 
@@ -83,7 +84,7 @@ class GateContext:
     """The inputs of one entry check, handed to every gate."""
 
     index: IndexConfig
-    direction: str
+    direction: Direction
     now: datetime  # aware; the gates read it in IST
     state: RiskState
     cfg: AlgoConfig
@@ -258,35 +259,38 @@ def loss_streak(ctx: GateContext) -> str | None:
     )
 
 
-GATES: tuple[tuple[str, Callable[[GateContext], str | None]], ...] = (
-    ("trading_switch", trading_switch),
-    ("kill_switch", kill_switch),
-    ("entry_window", entry_window),
-    ("feed_stale", feed_stale),
-    ("daily_loss_limit", daily_loss_limit),
-    ("daily_trade_cap", daily_trade_cap),
-    ("concurrent_cap", concurrent_cap),
-    ("same_direction_open", same_direction_open),
-    ("cooldown", cooldown),
-    ("loss_streak", loss_streak),
+GATES: tuple[tuple[Gate, Callable[[GateContext], str | None]], ...] = (
+    (Gate.TRADING_SWITCH, trading_switch),
+    (Gate.KILL_SWITCH, kill_switch),
+    (Gate.ENTRY_WINDOW, entry_window),
+    (Gate.FEED_STALE, feed_stale),
+    (Gate.DAILY_LOSS_LIMIT, daily_loss_limit),
+    (Gate.DAILY_TRADE_CAP, daily_trade_cap),
+    (Gate.CONCURRENT_CAP, concurrent_cap),
+    (Gate.SAME_DIRECTION_OPEN, same_direction_open),
+    (Gate.COOLDOWN, cooldown),
+    (Gate.LOSS_STREAK, loss_streak),
 )
-NO_AVERAGING = "no_averaging"
-# Every gate name a signal row may carry, in the order they run.
-GATE_NAMES: tuple[str, ...] = (*(name for name, _ in GATES), NO_AVERAGING)
+# The gates this module runs, in order (the engine's strike and sizing blocks are the other
+# Gate members).
+GATE_NAMES: tuple[Gate, ...] = (*(gate for gate, _ in GATES), Gate.NO_AVERAGING)
 
 
 def check_entry(
-    index: IndexConfig, direction: str, now: datetime, state: RiskState, cfg: AlgoConfig
+    index: IndexConfig, direction: Direction, now: datetime, state: RiskState, cfg: AlgoConfig
 ) -> GateResult:
-    """Run :data:`GATES` in order; the first that blocks is the verdict, else :data:`ALLOW`."""
-    if direction not in DIRECTIONS:
-        raise ValueError(f"direction must be bullish or bearish, got {direction!r}")
+    """Run :data:`GATES` in order; the first that blocks is the verdict, else :data:`ALLOW`.
+
+    ``direction`` must be an entry direction: an avoid signal has nothing to enter.
+    """
+    if direction not in ENTRY_DIRECTIONS:
+        raise ValueError(f"direction must be bullish or bearish, got {str(direction)!r}")
     ist(now)  # refuse a naive clock before any gate compares it with aware datetimes
     ctx = GateContext(index=index, direction=direction, now=now, state=state, cfg=cfg)
-    for name, gate in GATES:
-        reason = gate(ctx)
+    for gate, check in GATES:
+        reason = check(ctx)
         if reason is not None:
-            return GateResult.block(name, reason)
+            return GateResult.block(gate, reason)
     return ALLOW
 
 
@@ -304,4 +308,4 @@ def no_averaging(contract_key: str, state: RiskState) -> str | None:
 def check_contract(contract_key: str, state: RiskState) -> GateResult:
     """The gate that needs the chosen contract (run after the strike choice)."""
     reason = no_averaging(contract_key, state)
-    return ALLOW if reason is None else GateResult.block(NO_AVERAGING, reason)
+    return ALLOW if reason is None else GateResult.block(Gate.NO_AVERAGING, reason)

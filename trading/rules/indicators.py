@@ -60,7 +60,7 @@ from collections import deque
 from collections.abc import Sequence
 from dataclasses import dataclass
 
-from trading.config import HolyGrailParams
+from trading.config.types import HolyGrailParams
 
 UP = 1
 DOWN = -1

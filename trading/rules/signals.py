@@ -37,9 +37,8 @@ from __future__ import annotations
 import math
 from collections.abc import Sequence
 from dataclasses import dataclass, field
-from enum import StrEnum
 
-from trading.config import SignalsConfig
+from trading.config.types import SignalsConfig
 from trading.rules.indicators import (
     ADX,
     UP,
@@ -50,16 +49,11 @@ from trading.rules.indicators import (
     holy_grail_needed,
     supertrend,
 )
+from trading.rules.vocab import Direction
 
 STRATEGIES = ("supertrend", "holy_grail")
 ADX_FULL_SCALE = 20.0  # ADX points above the minimum for a full ADX score
 RSI_FULL_SCALE = 20.0  # RSI points away from the midline for a full RSI score
-
-
-class Direction(StrEnum):
-    BULLISH = "bullish"
-    BEARISH = "bearish"
-    AVOID = "avoid"
 
 
 @dataclass(frozen=True, slots=True)

@@ -10,7 +10,7 @@ from __future__ import annotations
 from dataclasses import dataclass
 from decimal import Decimal
 
-from trading.config import SizingConfig
+from trading.config.types import SizingConfig
 
 ZERO = Decimal(0)
 

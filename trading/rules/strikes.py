@@ -16,14 +16,15 @@ from datetime import date, datetime, time
 from decimal import Decimal
 from zoneinfo import ZoneInfo
 
-from trading.config import FeedConfig, IndexConfig, PremiumBand, StrikesConfig
+from trading.config.types import FeedConfig, IndexConfig, PremiumBand, StrikesConfig
+from trading.rules.vocab import Direction
 
 IST = ZoneInfo("Asia/Kolkata")
 CALL = "CE"
 PUT = "PE"
 OPTION_TYPES = (CALL, PUT)
 # The signal's direction -> the option bought: calls for a rise, puts for a fall.
-OPTION_FOR_DIRECTION = {"bullish": CALL, "bearish": PUT}
+OPTION_FOR_DIRECTION = {Direction.BULLISH: CALL, Direction.BEARISH: PUT}
 
 
 @dataclass(frozen=True, slots=True)
@@ -218,7 +219,7 @@ def _offset_label(offset: int) -> str:
 
 
 def choose_strike(
-    direction: str,
+    direction: Direction,
     spot: float | Decimal,
     now: datetime,
     contracts: Sequence[OptionContract],
@@ -227,7 +228,8 @@ def choose_strike(
     strikes: StrikesConfig,
     feed: FeedConfig,
 ) -> StrikeChoice:
-    """DOMAIN step 3: the option to buy for a ``direction`` ("bullish" -> CE, "bearish" -> PE).
+    """DOMAIN step 3: the option to buy for an entry ``direction`` (bullish -> CE, bearish ->
+    PE; avoid is a ValueError: it has nothing to buy).
 
     ``contracts`` are all listed options of ``index`` (any expiry); ``quotes`` the latest quote
     per contract key. The expiry is :func:`choose_expiry`'s; ATM is the listed strike of that
@@ -235,10 +237,9 @@ def choose_strike(
     listed steps from it. If that strike is not listed or fails :func:`liquidity_reason`, ATM is
     tried; if ATM fails too, the choice is blocked with a reason naming both failures.
     """
-    try:
-        option_type = OPTION_FOR_DIRECTION[direction]
-    except KeyError:
-        raise ValueError(f"direction must be bullish or bearish, got {direction!r}") from None
+    option_type = OPTION_FOR_DIRECTION.get(direction)
+    if option_type is None:
+        raise ValueError(f"direction must be bullish or bearish, got {str(direction)!r}")
     expiry, current = _expiry_contracts(now, contracts, strikes)
     if expiry is None:
         return StrikeChoice(None, _no_expiry_reason(index.key, now, strikes), None, None)

@@ -16,6 +16,7 @@ In embedded mode without Redis, the database-backed key-value store keeps ``{nam
 from __future__ import annotations
 
 __all__ = [
+    "BROKER_AUTH_PREFIX",
     "CANDLE_TOPIC",
     "DEFAULT_PREFIX",
     "EVENT_NAMESPACE",
@@ -25,9 +26,11 @@ __all__ = [
     "FEED_SUBSCRIPTIONS",
     "HEARTBEAT_PREFIX",
     "KV_NAMESPACE",
+    "MARKET_CLOCK",
     "PNL_PREFIX",
     "SETTING_ROW_PREFIX",
     "TICK_NAMESPACE",
+    "broker_auth_key",
     "candles_key",
     "heartbeat_key",
     "pnl_key",
@@ -53,6 +56,8 @@ FEED_SUBSCRIPTIONS = "feed:subscriptions"  # feed hub: the instruments subscribe
 FEED_CANDIDATES = "feed:candidates"  # signal engine -> feed hub: contracts it may pick next
 HEARTBEAT_PREFIX = "hb:"  # every worker -> /ready: hb:{component name}, with a TTL
 PNL_PREFIX = "pnl:"  # PnL monitor: pnl:{position id}, the live PnL snapshot
+MARKET_CLOCK = "market:clock"  # feed hub -> every worker: the market clock's anchor and rate
+BROKER_AUTH_PREFIX = "broker:auth:"  # a worker the broker refused -> /ready: broker:auth:{worker}
 
 
 def candles_key(key: str, timeframe: int) -> str:
@@ -69,3 +74,8 @@ def heartbeat_key(name: str) -> str:
 def pnl_key(position_id: int | str) -> str:
     """A position's live PnL snapshot: ``pnl:{position id}``."""
     return f"{PNL_PREFIX}{position_id}"
+
+
+def broker_auth_key(worker: str) -> str:
+    """A worker's recorded authentication failure: ``broker:auth:{worker}``."""
+    return f"{BROKER_AUTH_PREFIX}{worker}"

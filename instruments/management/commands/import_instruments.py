@@ -7,7 +7,7 @@ from typing import Any
 
 from django.core.management.base import BaseCommand, CommandError, CommandParser
 
-from instruments.config import ConfigError
+from config_schema import ConfigError
 from instruments.importer import ImportFailed, ImportOptions, ImportResult, import_catalog
 from instruments.progress import ProgressReporter
 

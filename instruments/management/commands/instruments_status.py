@@ -13,7 +13,10 @@ from instruments.importer import catalog_status
 
 
 class Command(BaseCommand):
-    help = "Show the instrument catalog's last import, age and counts (exit 1 if empty or stale)."
+    help = (
+        "Show the instrument catalog's last import, age and counts, and a run that failed since "
+        "(exit 1 if empty or stale)."
+    )
 
     def add_arguments(self, parser: CommandParser) -> None:
         parser.add_argument("--json", action="store_true", help="print one JSON object")
@@ -21,7 +24,7 @@ class Command(BaseCommand):
     def handle(self, *args: Any, **opts: Any) -> None:
         status = catalog_status(max_age_hours=catalog_config().cache_max_age_hours)
         if opts["json"]:
-            status.pop("last_import")
+            status.pop("last_import")  # a CatalogImport row: the admin shows it in full
             self.stdout.write(json.dumps(status, indent=2))
         else:
             self.stdout.write(render(status))
@@ -30,8 +33,14 @@ class Command(BaseCommand):
 
 
 def render(status: dict[str, Any]) -> str:
+    failure = status["last_failure"]
+    failed = (
+        []
+        if failure is None
+        else [f"Last run FAILED at {failure['at']} ({failure['source']}): {failure['error']}"]
+    )
     if status["total"] == 0:
-        return "Catalog is EMPTY: run `manage.py import_instruments`."
+        return "\n".join(["Catalog is EMPTY: run `manage.py import_instruments`.", *failed])
     age = status["age_seconds"]
     age_text = "never imported" if age is None else f"{age / 3600:.1f} h ago"
     state = "STALE (older than the refresh interval)" if status["stale"] else "fresh"
@@ -42,5 +51,6 @@ def render(status: dict[str, Any]) -> str:
         *(f"    {k:<14}{v:>10,}" for k, v in status["counts"]["by_segment"].items()),
         "  by instrument:",
         *(f"    {k:<14}{v:>10,}" for k, v in status["counts"]["by_instrument"].items()),
+        *failed,
     ]
     return "\n".join(lines)

@@ -10,6 +10,7 @@ from tests.trading.api.rows import INDICATORS, INTENT, ids, ist, make_signal
 pytestmark = pytest.mark.django_db
 
 SIGNALS = "/api/signals/"
+BAD_DATE = "expected a date as YYYY-MM-DD from 2000-01-01 to 2099-12-31, got "
 
 
 def test_the_list_shows_each_signal_without_the_bulky_json(admin_api):
@@ -135,13 +136,22 @@ def test_an_empty_filter_value_means_no_filter(admin_api):
             {"direction": "up"},
             {"direction": ["expected one of 'bullish', 'bearish', 'avoid', got 'up'"]},
         ),
-        ({"date": "23-11-2026"}, {"date": ["expected a date as YYYY-MM-DD, got '23-11-2026'"]}),
-        ({"date": "2026-02-30"}, {"date": ["expected a date as YYYY-MM-DD, got '2026-02-30'"]}),
-        ({"date": "20261123"}, {"date": ["expected a date as YYYY-MM-DD, got '20261123'"]}),
+        (
+            {"date": "23-11-2026"},
+            {"date": [BAD_DATE + "'23-11-2026'"]},
+        ),
+        (
+            {"date": "2026-02-30"},
+            {"date": [BAD_DATE + "'2026-02-30'"]},
+        ),
+        (
+            {"date": "20261123"},
+            {"date": [BAD_DATE + "'20261123'"]},
+        ),
         ({"limit": "0"}, {"limit": ["expected a whole number from 1 to 500, got '0'"]}),
         ({"limit": "501"}, {"limit": ["expected a whole number from 1 to 500, got '501'"]}),
         ({"limit": "ten"}, {"limit": ["expected a whole number from 1 to 500, got 'ten'"]}),
-        ({"offset": "-1"}, {"offset": ["expected a whole number from 0, got '-1'"]}),
+        ({"offset": "-1"}, {"offset": ["expected a whole number from 0 to 1000000000, got '-1'"]}),
         ({"indx": "NIFTY"}, {"indx": ["unknown query parameter"]}),
         (
             {"outcome": "won", "date": "today"},
@@ -150,7 +160,7 @@ def test_an_empty_filter_value_means_no_filter(admin_api):
                     "expected one of 'pending', 'avoid', 'blocked', 'intent', 'rejected', "
                     "'stale', got 'won'"
                 ],
-                "date": ["expected a date as YYYY-MM-DD, got 'today'"],
+                "date": [BAD_DATE + "'today'"],
             },
         ),
     ],

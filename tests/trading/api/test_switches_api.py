@@ -162,3 +162,21 @@ def test_the_switches_are_for_admin_users_only(django_user_model, staff):
     assert api.put(SWITCHES, {"trading_enabled": False}, format="json").status_code == 403
     assert api.patch(SWITCHES, {"kill_switch": {"active": True}}, format="json").status_code == 403
     assert (trading_enabled(), kill_switch_active()) == (True, False)
+
+
+def test_a_switch_change_is_logged_with_who_and_from_to(admin_api, caplog):
+    import logging
+
+    set_kill_switch(True, "before")
+    with caplog.at_level(logging.WARNING, logger="trading.switches"):
+        admin_api.put(
+            SWITCHES,
+            {"trading_enabled": False, "kill_switch": {"active": False}},
+            format="json",
+        )
+    (record,) = [r for r in caplog.records if r.name == "trading.switches"]
+    assert record.levelno == logging.WARNING
+    assert record.getMessage() == (
+        "Switches changed by ops through the API: trading ON -> OFF; "
+        "kill switch ACTIVE (reason: before) -> off"
+    )

@@ -11,6 +11,7 @@ from __future__ import annotations
 
 import base64
 import hashlib
+import logging
 import re
 import socket
 import threading
@@ -179,10 +180,13 @@ def test_unsubscribing_frees_room_and_a_mode_change_stays_on_its_connection() ->
     assert [s.instruments for s in client.stats().shards] == [2, 1]
 
 
-def test_bad_keys_and_modes_are_refused() -> None:
+def test_bad_keys_are_skipped_and_logged_and_bad_modes_refused(caplog) -> None:
+    # A bad key is skipped, never the batch it came with (tests/workers/test_watchlist_range.py).
     client = _offline_client()
-    with pytest.raises(ValueError, match="SEGMENT:SECURITY_ID"):
+    with caplog.at_level(logging.ERROR, logger="trading.dhan.feed"):
         client.subscribe(["13"], "ticker")
+    assert client.subscriptions == {}
+    assert "SEGMENT:SECURITY_ID" in caplog.text
     with pytest.raises(ValueError, match="unknown feed mode"):
         client.subscribe(["IDX_I:13"], "depth")
     with pytest.raises(ValueError, match="max_connections"):

@@ -13,13 +13,13 @@ from pathlib import Path
 
 import pytest
 
+from config_schema import ConfigError
 from trading.dhan.errors import DailyCapExceeded, RateLimited, Retryable
 from trading.dhan.ratelimit import (
     DEFAULT_LIMITS_FILE,
     IST,
     InProcessRateLimiter,
     Limit,
-    RateLimitConfigError,
     RedisRateLimiter,
     limiter_from_settings,
     load_limits,
@@ -250,7 +250,7 @@ def test_pairs_may_be_written_as_mappings():
     ],
 )
 def test_config_errors_name_the_key_path(data, message):
-    with pytest.raises(RateLimitConfigError) as info:
+    with pytest.raises(ConfigError) as info:
         parse_limits(data)
     assert str(info.value).startswith(message)
 
@@ -258,18 +258,18 @@ def test_config_errors_name_the_key_path(data, message):
 def test_load_limits_names_the_file(tmp_path):
     path = tmp_path / "ratelimits.yml"
     path.write_text("orders:\n  - [10, 1]\n  - [250, x]\n")
-    with pytest.raises(RateLimitConfigError) as info:
+    with pytest.raises(ConfigError) as info:
         load_limits(path)
     assert str(info.value) == (
         "ratelimits.yml: orders[1]: window must be a positive number, got 'x'"
     )
     path.write_text("orders: [10, 1\n")
-    with pytest.raises(RateLimitConfigError, match=r"^ratelimits.yml: invalid YAML"):
+    with pytest.raises(ConfigError, match=r"^ratelimits.yml: not valid YAML"):
         load_limits(path)
 
 
 def test_a_limiter_validates_its_limits():
-    with pytest.raises(RateLimitConfigError, match=r"quotes\[0\]: window"):
+    with pytest.raises(ConfigError, match=r"quotes\[0\]: window"):
         InProcessRateLimiter({"quotes": [(1, -1)]})
 
 

@@ -45,6 +45,13 @@ from trading.dhan.rest_types import (
     SendsParams,
     TradeBookResponse,
 )
+from trading.dhan.vocab import (
+    ExchangeSegment,
+    OrderType,
+    ProductType,
+    TransactionType,
+    Validity,
+)
 
 # ---------------------------------------------------------------------------------------------
 # Real recorded bodies (PROTOCOL.md 1.5-1.10; dhanhq-client VCR cassettes, 2025).
@@ -895,6 +902,44 @@ def test_modify_order_sends_the_sdk_keys():
         "validity": "DAY",
     }
     assert Endpoint.MODIFY_ORDER.url_path(**request.path_params()) == "/orders/752502167405"
+
+
+def _modify(**overrides: object) -> ModifyOrderRequest:
+    fields: dict[str, object] = {
+        "dhanClientId": "1000000001",
+        "orderId": "752502167405",
+        "orderType": "LIMIT",
+        "quantity": 75,
+        "price": Decimal("99.5"),
+        "validity": "DAY",
+    }
+    return ModifyOrderRequest(**(fields | overrides))
+
+
+def test_a_plain_order_is_modified_without_a_leg_name():
+    assert "legName" not in _modify().to_wire()
+
+
+@pytest.mark.parametrize("leg", ["NA", "entry_leg", ""])
+def test_modify_order_refuses_a_leg_name_dhan_does_not_accept(leg):
+    # "NA" is the order book's "no leg" (PROTOCOL.md 1.4), never a request value; the simulator
+    # answers it with DH-905 (test_broker), so client and simulator agree.
+    with pytest.raises(ValueError, match=r"^legName: expected one of \['ENTRY_LEG', "):
+        _modify(legName=leg)
+
+
+def test_request_enums_accept_the_member_or_its_wire_string_and_hold_the_member():
+    by_string = _place()
+    by_member = _place(
+        transactionType=TransactionType.BUY,
+        exchangeSegment=ExchangeSegment.NSE_FNO,
+        productType=ProductType.INTRADAY,
+        orderType=OrderType.LIMIT,
+        validity=Validity.DAY,
+    )
+    assert by_string == by_member and by_string.to_wire() == by_member.to_wire()
+    assert by_string.transactionType is TransactionType.BUY
+    assert all(type(value) is not TransactionType for value in by_string.to_wire().values())
 
 
 def test_requests_without_a_body_send_nothing_and_fill_the_path():

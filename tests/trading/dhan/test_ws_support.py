@@ -8,19 +8,16 @@ from __future__ import annotations
 
 import random
 import threading
-from datetime import datetime
 
 import pytest
 import websocket
 
 from trading.dhan.errors import AuthFailure, RateLimited, Retryable
-from trading.dhan.feed_codec import IST
 from trading.dhan.ws_support import (
     Backoff,
     Dispatcher,
     ReconnectPolicy,
     handshake_error,
-    nse_market_open,
     split_frames,
 )
 
@@ -189,20 +186,6 @@ def test_other_handshake_failures_are_retryable_and_redacted() -> None:
     refused = handshake_error(ConnectionRefusedError("refused sim-token-0"), ("sim-token-0",))
     assert type(refused) is Retryable
     assert "sim-token-0" not in str(refused)
-
-
-@pytest.mark.parametrize(
-    ("moment", "is_open"),
-    [
-        (datetime(2026, 11, 23, 9, 14, 59, tzinfo=IST), False),  # Monday, before the open
-        (datetime(2026, 11, 23, 9, 15, tzinfo=IST), True),
-        (datetime(2026, 11, 23, 15, 29, 59, tzinfo=IST), True),
-        (datetime(2026, 11, 23, 15, 30, tzinfo=IST), False),
-        (datetime(2026, 11, 22, 11, 0, tzinfo=IST), False),  # Sunday
-    ],
-)
-def test_nse_market_hours(moment: datetime, is_open: bool) -> None:
-    assert nse_market_open(moment) is is_open
 
 
 def _frame(payload: bytes, opcode: int = 2, fin: bool = True, rsv: int = 0) -> bytes:

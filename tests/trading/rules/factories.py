@@ -15,7 +15,7 @@ from datetime import date, time
 from decimal import Decimal
 from typing import Any
 
-from trading.config import (
+from trading.config.types import (
     AlgoConfig,
     BreakevenExit,
     ClockExit,

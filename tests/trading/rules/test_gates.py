@@ -10,7 +10,7 @@ from zoneinfo import ZoneInfo
 import pytest
 
 from tests.trading.rules.factories import make_config, make_index
-from trading.config import DailyLossLimit, Window
+from trading.config.types import DailyLossLimit, Window
 from trading.rules.gates import (
     ALLOW,
     GATE_NAMES,

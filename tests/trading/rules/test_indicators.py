@@ -8,7 +8,7 @@ import math
 import pytest
 
 from tests.trading.rules.factories import make_config, random_candles
-from trading.config import HolyGrailParams
+from trading.config.types import HolyGrailParams
 from trading.rules.indicators import (
     ADX,
     ATR,

@@ -1,4 +1,4 @@
-"""The purity guard: trading/rules (and trading.config, which the rules import) stay pure.
+"""The purity guard: trading/rules (and trading.config.types, which the rules import) stay pure.
 
 Pure rules take values and return decisions; they never reach Django, Redis, the network, the
 broker client or the workers (../shared/ARCHITECTURE.md, contract of issue 5). Two checks:
@@ -8,7 +8,7 @@ broker client or the workers (../shared/ARCHITECTURE.md, contract of issue 5). T
   which module imported the first denied one and from which line;
 * statically, every import statement of trading/rules/*.py, including the ones inside
   functions and under ``if TYPE_CHECKING:`` that the run-time check cannot see, must name the
-  standard library, trading.config or trading.rules, and nothing on the deny list.
+  standard library, trading.config.types or trading.rules, and nothing on the deny list.
 
 The last tests feed the checkers a bad module, so the guard is proven able to fail.
 """
@@ -53,9 +53,16 @@ DENIED = (
     "instruments",
     "trading.dhan",
     "trading.models",
+    # The config's loading and store: YAML, pydantic, the database. Rules take the plain types.
+    "trading.config.load",
+    "trading.config.store",
+    "config_schema",
+    "yaml",
+    "pydantic",
+    "pydantic_core",
 )
 # Statically, rules may import only these (besides the standard library).
-ALLOWED_PROJECT = ("trading.config", "trading.rules", "__future__")
+ALLOWED_PROJECT = ("trading.config.types", "trading.rules", "__future__")
 
 
 def is_denied(name: str) -> bool:
@@ -146,7 +153,7 @@ def test_discovery_finds_the_rules_modules_without_importing_them():
     assert len(_rules_files()) == len(modules)  # one file per module, __init__ for the package
 
 
-@pytest.mark.parametrize("module", [*rules_modules(), "trading.config"])
+@pytest.mark.parametrize("module", [*rules_modules(), "trading.config", "trading.config.types"])
 def test_importing_the_module_in_a_fresh_interpreter_loads_nothing_denied(module):
     problem = runtime_violations(module)
     assert problem is None, problem
@@ -205,7 +212,7 @@ def _judge(module: str, candidate: str | None) -> str | None:
     # `from trading import X` is as allowed as trading.X; elsewhere the module decides.
     judged = candidate if module == "trading" and candidate else module
     if not _allowed(judged):
-        return f"{judged} is not the standard library, trading.config or trading.rules"
+        return f"{judged} is not the standard library, trading.config.types or trading.rules"
     return None
 
 
@@ -237,7 +244,7 @@ BAD_SOURCE = """
 from __future__ import annotations
 import math
 from typing import TYPE_CHECKING
-from trading.config import AlgoConfig
+from trading.config.types import AlgoConfig
 from . import pnl
 from .pnl import unrealized
 if TYPE_CHECKING:
@@ -249,6 +256,7 @@ def fetch() -> None:
     import numpy
     importlib.import_module("redis")
     from trading import orders, config
+    from trading.config.load import parse_algo_config
 """
 
 
@@ -261,10 +269,14 @@ def test_the_static_check_catches_denied_imports_anywhere_and_names_each():
         "trading/rules/bad.py:12: from trading import dhan: trading.dhan is denied in pure rules",
         "trading/rules/bad.py:13: from .. import models: trading.models is denied in pure rules",
         "trading/rules/bad.py:14: import numpy: numpy is not the standard library, "
-        "trading.config or trading.rules",
+        "trading.config.types or trading.rules",
         "trading/rules/bad.py:15: import_module('redis'): redis is denied in pure rules",
         "trading/rules/bad.py:16: from trading import orders: trading.orders is not the "
-        "standard library, trading.config or trading.rules",
+        "standard library, trading.config.types or trading.rules",
+        "trading/rules/bad.py:16: from trading import config: trading.config is not the "
+        "standard library, trading.config.types or trading.rules",
+        "trading/rules/bad.py:17: from trading.config.load import parse_algo_config: "
+        "trading.config.load is denied in pure rules",
     ]
 
 

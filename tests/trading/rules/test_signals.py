@@ -10,7 +10,7 @@ from dataclasses import replace
 import pytest
 
 from tests.trading.rules.factories import make_config, random_candles
-from trading.config import HolyGrailParams, SignalsConfig, SupertrendParams
+from trading.config.types import HolyGrailParams, SignalsConfig, SupertrendParams
 from trading.rules.indicators import adx, holy_grail, supertrend
 from trading.rules.signals import (
     Direction,

@@ -33,8 +33,12 @@ def test_key_value_names() -> None:
     assert keys.HEARTBEAT_PREFIX == "hb:"
     assert keys.pnl_key(42) == "pnl:42"
     assert keys.PNL_PREFIX == "pnl:"
+    assert keys.MARKET_CLOCK == "market:clock"
+    assert keys.broker_auth_key("feed_hub") == "broker:auth:feed_hub"
+    assert keys.BROKER_AUTH_PREFIX == "broker:auth:"
 
 
-def test_a_heartbeat_name_starts_with_the_prefix_read_heartbeats_scans_for() -> None:
+def test_each_name_starts_with_the_prefix_its_reader_scans_for() -> None:
     assert keys.heartbeat_key("pnl").startswith(keys.HEARTBEAT_PREFIX)
     assert keys.pnl_key("7").startswith(keys.PNL_PREFIX)
+    assert keys.broker_auth_key("pnl").startswith(keys.BROKER_AUTH_PREFIX)

@@ -98,16 +98,34 @@ from __future__ import annotations
 import logging
 import re
 import threading
-from collections.abc import Callable, Iterable, Mapping
+from collections.abc import Callable, Mapping
 from dataclasses import dataclass, field
 from datetime import datetime
 from decimal import ROUND_CEILING, ROUND_FLOOR, ROUND_HALF_EVEN, Decimal, InvalidOperation
-from typing import Any
+from enum import StrEnum
+from typing import Any, TypeVar
 
-from trading.dhan.feed_codec import IST, SEGMENT_CODES
+from trading.dhan.feed_codec import IST
 from trading.dhan.order_update_codec import OrderUpdate
 from trading.dhan.rest_types import CORRELATION_ID_MAX_LEN
 from trading.dhan.sim.market import ContractSpec, Market, Quote
+from trading.dhan.vocab import (
+    NOT_SET,
+    STOP_ORDER_TYPES,
+    AmoTime,
+    ExchangeSegment,
+    Instrument,
+    KillSwitchStatus,
+    LegName,
+    OptionType,
+    OrderStatus,
+    OrderType,
+    PositionType,
+    ProductType,
+    TransactionType,
+    Validity,
+    wire_values,
+)
 
 __all__ = [
     "DEFAULT_MPP_PCT",
@@ -118,20 +136,21 @@ __all__ = [
 ]
 
 log = logging.getLogger(__name__)
+_E = TypeVar("_E", bound=StrEnum)
 
 DEFAULT_MPP_PCT = 0.10  # fraction: Dhan's help pages quote 10 % protection for options
 DEFAULT_SHORT_MARGIN_PCT = 0.09  # fraction of index notional: SPAN + exposure, index options
 MAX_MODIFICATIONS = 25  # per order (PROTOCOL.md 1.3)
 
-_OPEN = frozenset({"PENDING", "PART_TRADED"})
-_TRANSACTION_TYPES = ("BUY", "SELL")
-_PRODUCT_TYPES = ("CNC", "INTRADAY", "MARGIN", "MTF", "CO", "BO")
-_ORDER_TYPES = ("LIMIT", "MARKET", "STOP_LOSS", "STOP_LOSS_MARKET")
-_STOPS = frozenset({"STOP_LOSS", "STOP_LOSS_MARKET"})
-_MARKETS = frozenset({"MARKET", "STOP_LOSS_MARKET"})
-_VALIDITIES = ("DAY", "IOC")
-_AMO_TIMES = ("PRE_OPEN", "OPEN", "OPEN_30", "OPEN_60")
-_LEG_NAMES = ("ENTRY_LEG", "TARGET_LEG", "STOP_LOSS_LEG", "NA")
+_OPEN = frozenset({OrderStatus.PENDING, OrderStatus.PART_TRADED})
+# Priced by the book (Market Price Protection) rather than by their own price.
+_MARKETS = frozenset({OrderType.MARKET, OrderType.STOP_LOSS_MARKET})
+# Carry their own limit price.
+_PRICED = frozenset({OrderType.LIMIT, OrderType.STOP_LOSS})
+# Not simulated (module doc); CNC/MTF are delivery products, refused for derivatives.
+_UNSIMULATED_PRODUCTS = frozenset({ProductType.CO, ProductType.BO})
+_DELIVERY_PRODUCTS = frozenset({ProductType.CNC, ProductType.MTF})
+_OPTION_TYPES = {"CE": OptionType.CALL, "PE": OptionType.PUT}  # scrip master -> drvOptionType
 _CORRELATION_ID_RE = re.compile(r"[A-Za-z0-9 _-]+")
 _ZERO = Decimal(0)
 _PAISA = Decimal("0.01")
@@ -197,12 +216,16 @@ def _read_str(body: Mapping[str, Any], name: str, *, required: bool = True) -> s
 
 
 def _read_choice(
-    body: Mapping[str, Any], name: str, choices: Iterable[str], *, required: bool = True
-) -> str | None:
+    body: Mapping[str, Any], name: str, choices: type[_E], *, required: bool = True
+) -> _E | None:
+    """The member of ``choices`` the field names, or a DH-905 listing the accepted values."""
     value = _read_str(body, name, required=required)
-    if value is not None and value not in choices:
-        raise _input_error(name, f"expected one of {sorted(choices)}, got {value!r}")
-    return value
+    if value is None:
+        return None
+    try:
+        return choices(value)
+    except ValueError:
+        raise _input_error(name, f"expected one of {wire_values(choices)}, got {value!r}") from None
 
 
 def _read_int(body: Mapping[str, Any], name: str, *, required: bool = True) -> int | None:
@@ -285,19 +308,19 @@ class _Order:
     order_id: str
     spec: ContractSpec
     correlation_id: str | None
-    transaction_type: str
-    product_type: str
-    order_type: str
-    validity: str
+    transaction_type: TransactionType
+    product_type: ProductType
+    order_type: OrderType
+    validity: Validity
     quantity: int
     disclosed_quantity: int
     price: Decimal  # as shown on the wire: the MPP limit once a market order is priced
     trigger_price: Decimal
     amo: bool
-    amo_time: str | None
+    amo_time: AmoTime | None
     create_time: datetime
     update_time: datetime
-    status: str = "TRANSIT"
+    status: OrderStatus = OrderStatus.TRANSIT
     live: bool = False  # at the exchange (False: AMO waiting for the open, or rejected)
     limit: Decimal | None = None  # the working limit; None while a stop is untriggered
     block_price: Decimal = _ZERO  # price per unit a buy blocks while open (see module doc)
@@ -317,7 +340,7 @@ class _Order:
 
     @property
     def is_buy(self) -> bool:
-        return self.transaction_type == "BUY"
+        return self.transaction_type == TransactionType.BUY
 
     @property
     def average_price(self) -> Decimal:
@@ -336,7 +359,7 @@ class _Trade:
 @dataclass(slots=True)
 class _Position:
     spec: ContractSpec
-    product_type: str
+    product_type: ProductType
     net: int = 0
     avg_cost: Decimal = _ZERO  # average cost of the open quantity (average-cost method)
     realized: Decimal = _ZERO
@@ -495,13 +518,13 @@ class SimBroker:
         if self._kill_switch:
             raise _order_error("Kill switch is active: orders cannot be placed.")
         self._check_client(body)
-        side = _read_choice(body, "transactionType", _TRANSACTION_TYPES)
-        segment = _read_choice(body, "exchangeSegment", SEGMENT_CODES)
-        product = _read_choice(body, "productType", _PRODUCT_TYPES)
-        order_type = _read_choice(body, "orderType", _ORDER_TYPES)
-        validity = _read_choice(body, "validity", _VALIDITIES)
+        side = _read_choice(body, "transactionType", TransactionType)
+        segment = _read_choice(body, "exchangeSegment", ExchangeSegment)
+        product = _read_choice(body, "productType", ProductType)
+        order_type = _read_choice(body, "orderType", OrderType)
+        validity = _read_choice(body, "validity", Validity)
         assert side and segment and product and order_type and validity  # required above
-        if product in ("CO", "BO"):
+        if product in _UNSIMULATED_PRODUCTS:
             raise _input_error("productType", f"{product} orders are not simulated")
         spec = self._contract(body, segment)
         quantity = self._quantity(body, spec)
@@ -511,7 +534,7 @@ class SimBroker:
         price, trigger = self._prices(body, spec, side, order_type)
         correlation_id = self._correlation_id(body)
         amo = _read_bool(body, "afterMarketOrder")
-        amo_time = _read_choice(body, "amoTime", _AMO_TIMES, required=False) if amo else None
+        amo_time = _read_choice(body, "amoTime", AmoTime, required=False) if amo else None
         _read_money(body, "boProfitValue", required=False)  # BO only; validated, unused
         _read_money(body, "boStopLossValue", required=False)
 
@@ -543,9 +566,9 @@ class SimBroker:
         quote = self.market.quote(segment, spec.security_id, now)
         if not market_open and not amo:
             return self._reject(order, now, "Market is Closed! Order cannot be placed now.")
-        if product in ("CNC", "MTF"):
+        if product in _DELIVERY_PRODUCTS:
             return self._reject(order, now, f"{product} product is not allowed for derivatives")
-        if order_type in _STOPS and self._stop_crossed(order, _dec(quote.ltp)):
+        if order_type in STOP_ORDER_TYPES and self._stop_crossed(order, _dec(quote.ltp)):
             return self._reject(order, now, self._crossed_text(order))
         order.block_price = self._block_price(order, quote)
         need = self._order_block(order)
@@ -557,21 +580,21 @@ class SimBroker:
                 f"Insufficient funds: required Rs {need.quantize(_PAISA)}, "
                 f"available Rs {available.quantize(_PAISA)}",
             )
-        order.status = "PENDING"
+        order.status = OrderStatus.PENDING
         order.for_next_session = amo and now >= clock.close_at
         if market_open:
             self._send_to_exchange(order, now)
         self._emit(order, now)
         if order.live:
             self._execute_incoming(order, quote, now)
-        return {"orderId": order.order_id, "orderStatus": "TRANSIT"}
+        return {"orderId": order.order_id, "orderStatus": OrderStatus.TRANSIT.value}
 
     def _check_client(self, body: Mapping[str, Any]) -> None:
         client = _read_str(body, "dhanClientId")
         if client != self.client_id:
             raise _input_error("dhanClientId", "does not match the client id of this token")
 
-    def _contract(self, body: Mapping[str, Any], segment: str) -> ContractSpec:
+    def _contract(self, body: Mapping[str, Any], segment: ExchangeSegment) -> ContractSpec:
         raw = _read_str(body, "securityId")
         assert raw is not None
         spec = self.market.contracts.get(int(raw)) if raw.isdigit() else None
@@ -581,7 +604,7 @@ class SimBroker:
             raise _input_error("securityId", f"unknown security id {raw!r}")
         if spec.exchange_segment != segment:
             raise _input_error("securityId", f"{raw} is not an instrument of {segment}")
-        if spec.instrument == "INDEX":
+        if spec.instrument == Instrument.INDEX:
             raise _input_error("securityId", f"{raw} is an index and cannot be traded")
         return spec
 
@@ -599,13 +622,18 @@ class SimBroker:
 
     @staticmethod
     def _prices(
-        body: Mapping[str, Any], spec: ContractSpec, side: str, order_type: str
+        body: Mapping[str, Any],
+        spec: ContractSpec,
+        side: TransactionType,
+        order_type: OrderType,
     ) -> tuple[Decimal, Decimal]:
         """(price, triggerPrice) as the order will show them; zeros where they do not apply."""
         tick = _dec(spec.tick)
-        needs_price = order_type in ("LIMIT", "STOP_LOSS")
+        needs_price = order_type in _PRICED
         price = _read_money(body, "price", required=needs_price) or _ZERO
-        trigger = _read_money(body, "triggerPrice", required=order_type in _STOPS) or _ZERO
+        trigger = (
+            _read_money(body, "triggerPrice", required=order_type in STOP_ORDER_TYPES) or _ZERO
+        )
         if needs_price:
             if price <= 0:
                 raise _input_error("price", f"must be positive for {order_type}")
@@ -613,17 +641,17 @@ class SimBroker:
                 raise _input_error("price", f"{price} is not a multiple of the tick {tick}")
         else:
             price = _ZERO  # a market order's price is ignored, then set by MPP
-        if order_type in _STOPS:
+        if order_type in STOP_ORDER_TYPES:
             if trigger <= 0:
                 raise _input_error("triggerPrice", f"must be positive for {order_type}")
             if not _on_tick(trigger, tick):
                 raise _input_error(
                     "triggerPrice", f"{trigger} is not a multiple of the tick {tick}"
                 )
-            if order_type == "STOP_LOSS":
-                if side == "BUY" and trigger > price:
+            if order_type == OrderType.STOP_LOSS:
+                if side == TransactionType.BUY and trigger > price:
                     raise _input_error("triggerPrice", "must not be above the price for a buy")
-                if side == "SELL" and trigger < price:
+                if side == TransactionType.SELL and trigger < price:
                     raise _input_error("triggerPrice", "must not be below the price for a sell")
         else:
             trigger = _ZERO
@@ -643,14 +671,14 @@ class SimBroker:
         return value
 
     def _reject(self, order: _Order, now: datetime, reason: str) -> dict[str, Any]:
-        order.status = "REJECTED"
+        order.status = OrderStatus.REJECTED
         order.error_code = _RMS_ERROR_CODE
         order.error_text = f"RMS:{order.order_id}:{reason}"
         order.update_time = now
         self._emit(order, now)
         # Dhan answers the placement itself with TRANSIT: the rejection comes later, by update
         # and in the order book.
-        return {"orderId": order.order_id, "orderStatus": "TRANSIT"}
+        return {"orderId": order.order_id, "orderStatus": OrderStatus.TRANSIT.value}
 
     def _send_to_exchange(self, order: _Order, now: datetime) -> None:
         self._exchange_seq += 1
@@ -687,9 +715,9 @@ class SimBroker:
 
     def _block_price(self, order: _Order, quote: Quote) -> Decimal:
         """Per-unit amount an open buy blocks (its limit; estimated for market / stop-market)."""
-        if order.order_type in ("LIMIT", "STOP_LOSS"):
+        if order.order_type in _PRICED:
             return order.price
-        if order.order_type == "MARKET":
+        if order.order_type == OrderType.MARKET:
             return self._mpp_limit(order, quote)
         tick = _dec(order.spec.tick)
         return _to_tick(order.trigger_price * (1 + self.mpp), tick, ROUND_FLOOR)
@@ -737,7 +765,7 @@ class SimBroker:
 
     def _execute_incoming(self, order: _Order, quote: Quote, now: datetime) -> None:
         """An order arriving at the book (placed, modified, triggered, AMO at the open)."""
-        if order.order_type in _STOPS and order.limit is None:
+        if order.order_type in STOP_ORDER_TYPES and order.limit is None:
             if not self._stop_crossed(order, _dec(quote.ltp)):
                 return  # rests untriggered
         self._arm(order, quote)
@@ -751,8 +779,8 @@ class SimBroker:
             self._fill(order, qty, price, now)
             if order.remaining == 0:
                 break
-        if order.validity == "IOC" and order.status in _OPEN:
-            order.status = "CANCELLED"
+        if order.validity == Validity.IOC and order.status in _OPEN:
+            order.status = OrderStatus.CANCELLED
             order.update_time = now
             self._emit(order, now)
 
@@ -776,7 +804,7 @@ class SimBroker:
         order.filled += qty
         order.filled_value += price * qty
         order.last_fill_price = price
-        order.status = "TRADED" if order.remaining == 0 else "PART_TRADED"
+        order.status = OrderStatus.TRADED if order.remaining == 0 else OrderStatus.PART_TRADED
         order.update_time = now
         self._trade_seq += 1
         self._trades.append(_Trade(order, str(self._trade_base + self._trade_seq), qty, price, now))
@@ -806,7 +834,7 @@ class SimBroker:
         if now >= clock.close_at:
             for order in self._orders.values():
                 if order.status in _OPEN and not order.for_next_session:
-                    order.status = "EXPIRED"
+                    order.status = OrderStatus.EXPIRED
                     order.update_time = now
                     self._emit(order, now)
             return
@@ -863,11 +891,13 @@ class SimBroker:
         body_id = _read_str(body, "orderId", required=False)
         if body_id is not None and body_id != order.order_id:
             raise _input_error("orderId", "does not match the order id in the path")
-        _read_choice(body, "legName", _LEG_NAMES, required=False)
+        # Only the three leg names: the order book's "NA" means "no leg" and is not a value a
+        # request sends (PROTOCOL.md 1.4); the real client omits legName for a plain order.
+        _read_choice(body, "legName", LegName, required=False)
         if order.modifications >= MAX_MODIFICATIONS:
             raise _order_error(f"Order cannot be modified more than {MAX_MODIFICATIONS} times")
-        order_type = _read_choice(body, "orderType", _ORDER_TYPES)
-        validity = _read_choice(body, "validity", _VALIDITIES)
+        order_type = _read_choice(body, "orderType", OrderType)
+        validity = _read_choice(body, "validity", Validity)
         assert order_type and validity
         spec = order.spec
         quantity = self._quantity(body, spec)
@@ -891,14 +921,14 @@ class SimBroker:
             order.block_price,
         )
         # A triggered stop is a working limit at the exchange: modifying it keeps it triggered.
-        was_triggered = order.order_type in _STOPS and order.limit is not None
+        was_triggered = order.order_type in STOP_ORDER_TYPES and order.limit is not None
         available = self._available()
         before = self._order_block(order)
         order.order_type, order.validity, order.quantity = order_type, validity, quantity
         order.disclosed_quantity, order.price, order.trigger_price = disclosed, price, trigger
         order.limit = None
         try:
-            stop = order_type in _STOPS and not was_triggered
+            stop = order_type in STOP_ORDER_TYPES and not was_triggered
             if stop and self._stop_crossed(order, _dec(quote.ltp)):
                 raise _input_error("triggerPrice", self._crossed_text(order))
             order.block_price = self._block_price(order, quote)
@@ -922,32 +952,32 @@ class SimBroker:
             raise
         order.modifications += 1
         order.update_time = now
-        if order.live and (order_type not in _STOPS or was_triggered):
+        if order.live and (order_type not in STOP_ORDER_TYPES or was_triggered):
             self._arm(order, quote)  # the update shows the working price (MPP for MARKET)
         self._emit(order, now)
         if order.live:
             self._execute_incoming(order, quote, now)
-        return {"orderId": order.order_id, "orderStatus": "TRANSIT"}
+        return {"orderId": order.order_id, "orderStatus": OrderStatus.TRANSIT.value}
 
     def cancel(self, order_id: str, now: datetime) -> dict[str, Any]:
         """``DELETE /orders/{order_id}``: ``{"orderId", "orderStatus": "CANCELLED"}``."""
         with self._lock:
             try:
                 order = self._open_order(order_id, now)
-                order.status = "CANCELLED"
+                order.status = OrderStatus.CANCELLED
                 order.update_time = now
                 self._emit(order, now)
-                return {"orderId": order.order_id, "orderStatus": "CANCELLED"}
+                return {"orderId": order.order_id, "orderStatus": OrderStatus.CANCELLED.value}
             finally:
                 self._flush()
 
     # -- books -----------------------------------------------------------------------------------
 
     def _derivative_fields(self, spec: ContractSpec) -> dict[str, Any]:
-        option = {"CE": "CALL", "PE": "PUT"}.get(spec.option_type, "NA")
+        option = _OPTION_TYPES.get(spec.option_type)
         return {
             "drvExpiryDate": spec.expiry.date().isoformat() if spec.expiry else _UNSET_DATE,
-            "drvOptionType": option,
+            "drvOptionType": NOT_SET if option is None else option.value,
             "drvStrikePrice": float(spec.strike),
         }
 
@@ -957,13 +987,13 @@ class SimBroker:
             "dhanClientId": self.client_id,
             "orderId": order.order_id,
             "exchangeOrderId": order.exchange_order_id,
-            "correlationId": order.correlation_id or "NA",
-            "orderStatus": order.status,
-            "transactionType": order.transaction_type,
+            "correlationId": order.correlation_id or NOT_SET,
+            "orderStatus": order.status.value,
+            "transactionType": order.transaction_type.value,
             "exchangeSegment": spec.exchange_segment,
-            "productType": order.product_type,
-            "orderType": order.order_type,
-            "validity": order.validity,
+            "productType": order.product_type.value,
+            "orderType": order.order_type.value,
+            "validity": order.validity.value,
             "tradingSymbol": spec.trading_symbol,
             "securityId": str(spec.security_id),
             "quantity": order.quantity,
@@ -973,7 +1003,7 @@ class SimBroker:
             "afterMarketOrder": order.amo,
             "boProfitValue": 0.0,
             "boStopLossValue": 0.0,
-            "legName": "NA",
+            "legName": NOT_SET,  # plain orders only: no CO/BO/super-order legs here
             "createTime": _wire_time(order.create_time),
             "updateTime": _wire_time(order.update_time),
             "exchangeTime": _wire_time(order.exchange_time),
@@ -1012,10 +1042,10 @@ class SimBroker:
             "orderId": order.order_id,
             "exchangeOrderId": order.exchange_order_id,
             "exchangeTradeId": trade.trade_id,
-            "transactionType": order.transaction_type,
+            "transactionType": order.transaction_type.value,
             "exchangeSegment": spec.exchange_segment,
-            "productType": order.product_type,
-            "orderType": order.order_type,
+            "productType": order.product_type.value,
+            "orderType": order.order_type.value,
             "tradingSymbol": spec.trading_symbol,
             "customSymbol": self._custom_symbol(spec),
             "securityId": str(spec.security_id),
@@ -1033,9 +1063,9 @@ class SimBroker:
         if spec.expiry is None:
             return spec.trading_symbol
         when = spec.expiry.strftime("%d %b").upper()
-        if spec.instrument == "FUTIDX":
+        if spec.instrument == Instrument.FUTIDX:
             return f"{spec.underlying} {spec.expiry.strftime('%b').upper()} FUT"
-        kind = "CALL" if spec.option_type == "CE" else "PUT"
+        kind = _OPTION_TYPES.get(spec.option_type, OptionType.PUT).value
         return f"{spec.underlying} {when} {spec.strike:g} {kind}"
 
     def trades(self) -> list[dict[str, Any]]:
@@ -1060,7 +1090,7 @@ class SimBroker:
     def _position_margin(self, position: _Position) -> Decimal:
         if position.net == 0:
             return _ZERO
-        if position.spec.instrument == "FUTIDX" or position.net < 0:
+        if position.spec.instrument == Instrument.FUTIDX or position.net < 0:
             return abs(position.net) * self._margin_per_unit(position.spec)
         return position.net * position.avg_cost
 
@@ -1074,7 +1104,7 @@ class SimBroker:
         blocks: dict[str, Decimal] = {}
         for order in self._orders.values():
             # TRANSIT: the placement being checked (the only order ever left in that state).
-            if order.status not in _OPEN and order.status != "TRANSIT":
+            if order.status not in _OPEN and order.status != OrderStatus.TRANSIT:
                 continue
             key = (order.spec.security_id, order.product_type)
             if key not in room:
@@ -1085,7 +1115,7 @@ class SimBroker:
             closing = min(order.remaining, closable)
             room[key][1 if order.is_buy else 0] -= closing
             opening = order.remaining - closing
-            if order.spec.instrument == "FUTIDX" or not order.is_buy:
+            if order.spec.instrument == Instrument.FUTIDX or not order.is_buy:
                 blocks[order.order_id] = opening * self._margin_per_unit(order.spec)
             else:
                 blocks[order.order_id] = opening * order.block_price
@@ -1097,7 +1127,7 @@ class SimBroker:
 
     def _utilized(self) -> Decimal:
         blocks = self._blocks()
-        pending_new = [o.order_id for o in self._orders.values() if o.status == "TRANSIT"]
+        pending_new = [o.order_id for o in self._orders.values() if o.status == OrderStatus.TRANSIT]
         for order_id in pending_new:  # a placement being checked is not utilised yet
             blocks.pop(order_id, None)
         return sum(blocks.values(), _ZERO) + sum(
@@ -1119,7 +1149,13 @@ class SimBroker:
                 spec = position.spec
                 ltp = _dec(self.market.last_trade(spec.exchange_segment, spec.security_id, now)[0])
                 net = position.net
-                kind = "LONG" if net > 0 else "SHORT" if net < 0 else "CLOSED"
+                kind = (
+                    PositionType.LONG
+                    if net > 0
+                    else PositionType.SHORT
+                    if net < 0
+                    else PositionType.CLOSED
+                )
                 buy_avg = position.buy_value / position.buy_qty if position.buy_qty else _ZERO
                 sell_avg = position.sell_value / position.sell_qty if position.sell_qty else _ZERO
                 rows.append(
@@ -1127,9 +1163,9 @@ class SimBroker:
                         "dhanClientId": self.client_id,
                         "tradingSymbol": spec.trading_symbol,
                         "securityId": str(spec.security_id),
-                        "positionType": kind,
+                        "positionType": kind.value,
                         "exchangeSegment": spec.exchange_segment,
-                        "productType": position.product_type,
+                        "productType": position.product_type.value,
                         "buyAvg": _wire_money(buy_avg),
                         "costPrice": _wire_money(position.avg_cost),
                         "buyQty": position.buy_qty,
@@ -1199,5 +1235,5 @@ class SimBroker:
     def kill_switch_status(self) -> dict[str, Any]:
         """``GET /killswitch``: ``{"dhanClientId", "killSwitchStatus": "ACTIVATE"|...}``."""
         with self._lock:
-            state = "ACTIVATE" if self._kill_switch else "DEACTIVATE"
-            return {"dhanClientId": self.client_id, "killSwitchStatus": state}
+            state = KillSwitchStatus.ACTIVATE if self._kill_switch else KillSwitchStatus.DEACTIVATE
+            return {"dhanClientId": self.client_id, "killSwitchStatus": state.value}

@@ -62,6 +62,7 @@ from trading.dhan.sim.ws import (
     handshake_response,
     upgrade_headers_problem,
 )
+from trading.dhan.vocab import Instrument, KillSwitchStatus
 
 log = logging.getLogger("trading.dhan.sim")
 
@@ -645,9 +646,9 @@ class Simulator:
 
     def _kill_switch(self, match: re.Match[str], body: Any, query: Any, headers: Any) -> Any:
         state = (query.get("killSwitchStatus") or [""])[0]
-        if state not in ("ACTIVATE", "DEACTIVATE"):
+        if state not in set(KillSwitchStatus):
             raise _dh_error("DH-905", "killSwitchStatus must be ACTIVATE or DEACTIVATE")
-        return self.broker.kill_switch(state == "ACTIVATE")
+        return self.broker.kill_switch(state == KillSwitchStatus.ACTIVATE)
 
     def _kill_switch_status(self, match: re.Match[str], body: Any, query: Any, headers: Any) -> Any:
         return self.broker.kill_switch_status()
@@ -801,7 +802,7 @@ class Simulator:
         except (TypeError, ValueError):
             raise _data_error(813, "Invalid SecurityId") from None
         spec = self.market.contracts.get(sid)
-        if spec is None or spec.instrument != "INDEX" or seg != spec.exchange_segment:
+        if spec is None or spec.instrument != Instrument.INDEX or seg != spec.exchange_segment:
             raise _data_error(813, "Invalid SecurityId")
         return sid, spec.underlying
 
@@ -809,7 +810,7 @@ class Simulator:
         return (
             s
             for s in self.market.contracts.values()
-            if s.instrument == "OPTIDX" and s.underlying == symbol and s.expiry is not None
+            if s.instrument == Instrument.OPTIDX and s.underlying == symbol and s.expiry is not None
         )
 
     def _expiry_list(self, match: re.Match[str], body: Any, query: Any, headers: Any) -> Any:

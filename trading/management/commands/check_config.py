@@ -2,7 +2,9 @@
 
 Validates the algo config (file + the Setting overrides, as the processes will use it) and the
 charges table. Valid: prints the effective algo config as YAML (a valid algo.yml itself) with
-both versions as comments. Invalid: every problem on stderr, one a line, and exit code 1.
+both versions as comments, and a warning comment while exits are not active
+(``trading.config.types.EXITS_ACTIVE``). Invalid: every problem on stderr, one a line, and exit
+code 1.
 """
 
 from __future__ import annotations
@@ -16,14 +18,10 @@ from django.conf import settings
 from django.core.management.base import BaseCommand, CommandError, CommandParser
 from django.db import DatabaseError
 
-from trading.config import (
-    OVERRIDES_SOURCE,
-    AlgoConfig,
-    ConfigError,
-    config_as_dict,
-    load_algo_config,
-    stored_overrides,
-)
+from config_schema import ConfigError
+from trading.config.load import OVERRIDES_SOURCE, config_as_dict, load_algo_file
+from trading.config.store import stored_overrides
+from trading.config.types import EXITS_ACTIVE, EXITS_NOT_ACTIVE, AlgoConfig
 
 
 class Command(BaseCommand):
@@ -60,6 +58,10 @@ class Command(BaseCommand):
         assert config is not None and charges is not None  # no problems: both loaded
         with_overrides = f" + {OVERRIDES_SOURCE}" if overrides else ""
         self.stdout.write(f"# effective algo config: {algo_file}{with_overrides}")
+        if not EXITS_ACTIVE:
+            # Every exit rule below may read "enabled: true" while nothing acts on it. A YAML
+            # comment, so the output stays a valid algo.yml.
+            self.stdout.write(f"# WARNING: {EXITS_NOT_ACTIVE}")
         self.stdout.write(yaml.safe_dump(config_as_dict(config), sort_keys=False).rstrip())
         self.stdout.write(f"# algo config version: {config.version}")
         self.stdout.write(
@@ -81,7 +83,7 @@ class Command(BaseCommand):
     @staticmethod
     def _algo(path: Path, overrides: Any, problems: list[str]) -> AlgoConfig | None:
         try:
-            return load_algo_config(path, overrides)
+            return load_algo_file(path, overrides)
         except ConfigError as exc:
             problems.extend(exc.problems)
             return None

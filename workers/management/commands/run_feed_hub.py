@@ -14,6 +14,8 @@ from typing import Any
 from django.core.exceptions import ImproperlyConfigured
 from django.core.management.base import BaseCommand, CommandError, CommandParser
 
+from config_schema import ConfigError
+from workers.broker_auth import BrokerAuthFailed
 from workers.feed_hub import FeedHubFailed, hub_from_settings
 from workers.process import run_until_stopped
 from workers.realtime.services import realtime_from_settings
@@ -48,13 +50,13 @@ class Command(BaseCommand):
             hub = hub_from_settings(
                 realtime, record_dir=options["record"], seed_candles=not options["no_seed"]
             )
-        except (WatchlistError, ImproperlyConfigured) as exc:
+        except (WatchlistError, ImproperlyConfigured, ConfigError) as exc:
             raise CommandError(str(exc)) from None
         try:
             run_until_stopped(hub.run, "feed hub")
         except WatchlistError as exc:
             raise CommandError(str(exc)) from None
-        except FeedHubFailed as exc:
+        except (FeedHubFailed, BrokerAuthFailed) as exc:
             raise CommandError(str(exc)) from None
         finally:
             realtime.close()

@@ -13,7 +13,8 @@ from typing import Any
 from django.core.exceptions import ImproperlyConfigured
 from django.core.management.base import BaseCommand, CommandError
 
-from trading.config import ConfigError
+from config_schema import ConfigError
+from workers.broker_auth import BrokerAuthFailed
 from workers.process import run_until_stopped
 from workers.realtime.services import realtime_from_settings
 from workers.signal_engine import engine_from_settings
@@ -37,5 +38,7 @@ class Command(BaseCommand):
             raise CommandError(str(exc)) from None
         try:
             run_until_stopped(engine.run, "signal engine")
+        except BrokerAuthFailed as exc:
+            raise CommandError(str(exc)) from None
         finally:
             realtime.close()

@@ -7,6 +7,11 @@ SIGTERM/SIGINT stop everything within a few seconds. Adding a component is one
 
 ``--sim`` starts the built-in Dhan simulator in this process, points the Dhan settings at it
 and imports its scrip master into the catalog first, so the trader runs with no account.
+
+What a restart cannot heal stops the trader with one line and exit code 1 instead of a crash
+loop: a malformed watchlist, an invalid algo config or missing Dhan credentials at start, and
+later any component's configuration error, a feed error no reconnect can fix (data plan,
+instrument limits) or credentials the broker refuses (``BrokerAuthFailed``; /ready says so).
 """
 
 from __future__ import annotations
@@ -16,18 +21,23 @@ from datetime import date, datetime
 from datetime import time as dtime
 from typing import Any
 
+from celery import current_app
 from django.conf import settings
 from django.core.exceptions import ImproperlyConfigured
 from django.core.management import call_command
 from django.core.management.base import BaseCommand, CommandError, CommandParser
 
-from trading.config import ConfigError, effective_algo_config
+from config_schema import ConfigError
+from trading.config.store import effective_algo_config
 from trading.mode import trading_mode
+from workers.broker_auth import BrokerAuthFailed
 from workers.candles import IST
-from workers.feed_hub import hub_from_settings
+from workers.feed_hub import FeedHubFailed, hub_from_settings
 from workers.heartbeat import Heartbeat
+from workers.market_clock import MarketClock
 from workers.order_updates import OrderUpdatesComponent
 from workers.pnl import PnlMonitor
+from workers.realtime.keys import MARKET_CLOCK
 from workers.realtime.kv_store import DbKeyValueStore
 from workers.realtime.services import Realtime, realtime_from_settings
 from workers.signal_engine import engine_from_settings
@@ -35,6 +45,15 @@ from workers.subscriptions import WatchlistError, parse_watchlist
 from workers.supervisor import ScheduledJobs, Supervisor
 
 logger = logging.getLogger("workers.run_trader")
+
+# Exceptions no restart can heal: the supervisor stops everything instead of restarting.
+FATAL: tuple[type[BaseException], ...] = (
+    ImproperlyConfigured,
+    ConfigError,
+    WatchlistError,
+    BrokerAuthFailed,
+    FeedHubFailed,
+)
 
 
 def _hhmm(text: str) -> dtime:
@@ -76,6 +95,17 @@ class Command(BaseCommand):
         except ConfigError as exc:
             raise CommandError(str(exc)) from None
         logger.info("algo config %s", config.version)
+        if not options["sim"]:
+            missing = [
+                name
+                for name in ("DHANHQ_CLIENT_ID", "DHANHQ_ACCESS_TOKEN")
+                if not getattr(settings, name, None)
+            ]
+            if missing:
+                raise CommandError(
+                    f"{' and '.join(missing)} not set: run_trader needs Dhan credentials "
+                    "(or --sim for the built-in simulator)"
+                )
         if options["sim"] and options["sim_date"] is None:
             # A trading day by the config's calendar: a demo on a holiday still shows entries
             # instead of every signal blocked by the entry window.
@@ -131,31 +161,24 @@ class Command(BaseCommand):
             realtime = Realtime(
                 ticks=realtime.ticks, events=realtime.events, kv=DbKeyValueStore(), redis_url=None
             )
-        market_open = market_clock = None
-        if sim is not None:
-
-            def market_open() -> bool:
-                return sim.clock.is_open(sim.now())
-
-            def market_clock() -> float:
-                return sim.now().timestamp()
-
         supervisor_beat = Heartbeat(realtime.kv, "run_trader")
+        # Market time as every component sees it: the feed hub's clock, followed through kv
+        # (with --sim too: the simulator is Dhan for all the components know).
+        market = MarketClock(name="run_trader")
 
         def on_status(status: dict[str, dict]) -> None:
             states = {name: s["state"] for name, s in status.items()}
             fields: dict[str, Any] = {"components": status, "mode": mode.name}
-            if sim is not None:
-                fields["market_time"] = f"{sim.now():%Y-%m-%d %H:%M:%S}"
+            if market.follow(realtime.kv.get(MARKET_CLOCK)):
+                fields["market_time"] = f"{market.datetime():%Y-%m-%d %H:%M:%S}"
             supervisor_beat.beat(
                 "running" if all(v == "running" for v in states.values()) else "degraded", **fields
             )
 
-        supervisor = Supervisor(heartbeat_interval=5.0, log_interval=30.0, on_status=on_status)
-        try:
-            self.components(supervisor, realtime, options, mode.live, market_open, market_clock)
-        except (ImproperlyConfigured, WatchlistError) as exc:
-            raise CommandError(str(exc)) from None
+        supervisor = Supervisor(
+            heartbeat_interval=5.0, log_interval=30.0, on_status=on_status, fatal=FATAL
+        )
+        self.components(supervisor, realtime, options, mode.live)
         started = datetime.now()
         code = supervisor.run_forever(stop_timeout=4.0)
         try:
@@ -164,6 +187,8 @@ class Command(BaseCommand):
             logger.warning("run_trader: last heartbeat not written: %s", exc)
         realtime.close()
         logger.info("run_trader: stopped after %s", datetime.now() - started)
+        if supervisor.fatal_error is not None:
+            raise CommandError(supervisor.fatal_error)
         return code
 
     @staticmethod
@@ -172,8 +197,6 @@ class Command(BaseCommand):
         realtime: Realtime,
         options: dict[str, Any],
         live: bool,
-        market_open: Any,
-        market_clock: Any,
     ) -> None:
         """Every component, one line each. The exit engine joins here."""
         supervisor.add(
@@ -182,16 +205,21 @@ class Command(BaseCommand):
                 realtime,
                 record_dir=options["record"],
                 seed_candles=not options["no_seed"],
-                market_open=market_open,
-                market_clock=market_clock,
             ),
             critical=True,
         )
         supervisor.add(
             "signal_engine",
-            lambda: engine_from_settings(realtime, live=live, clock=market_clock),
+            lambda: engine_from_settings(realtime, live=live),
         )
         supervisor.add("pnl_monitor", lambda: PnlMonitor(realtime))
-        supervisor.add("scheduled_jobs", lambda: ScheduledJobs())
+        # The project's Celery app is the current one (algo_scalper/__init__.py creates it when
+        # Django loads the settings): handed in, so workers never import the project shell.
+        supervisor.add(
+            "scheduled_jobs",
+            lambda: ScheduledJobs(
+                settings.CELERY_BEAT_SCHEDULE, app=current_app._get_current_object()
+            ),
+        )
         if live:
             supervisor.add("order_updates", lambda: OrderUpdatesComponent(kv=realtime.kv))

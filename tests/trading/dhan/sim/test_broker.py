@@ -595,6 +595,23 @@ def test_a_bad_modification_is_a_dh905_and_changes_nothing(broker, market, overr
     assert order_of(broker, order_id) == before
 
 
+def test_a_plain_order_modifies_without_a_leg_name_and_refuses_the_order_books_na(broker):
+    # PROTOCOL.md 1.4: legName is ENTRY_LEG / TARGET_LEG / STOP_LOSS_LEG, and "NA" is what the
+    # order book shows for a plain order: an answer, not a request value. The client's
+    # ModifyOrderRequest refuses "NA" too (test_rest_types), so both sides agree.
+    order_id = place(broker, price=REST)
+    broker.modify(order_id, modify_body(order_id, legName=None, price=REST + 1), TEN)
+    assert order_of(broker, order_id)["legName"] == "NA"
+    before = order_of(broker, order_id)
+    with pytest.raises(BrokerError) as caught:
+        broker.modify(order_id, modify_body(order_id, legName="NA", price=REST + 2), TEN)
+    assert (caught.value.status, caught.value.error_code) == (400, "DH-905")
+    assert caught.value.message == (
+        "legName: expected one of ['ENTRY_LEG', 'STOP_LOSS_LEG', 'TARGET_LEG'], got 'NA'"
+    )
+    assert order_of(broker, order_id) == before
+
+
 def test_a_modification_the_funds_cannot_cover_is_refused(market):
     broker = make_broker(market, funds=Decimal("10000"))
     order_id = place(broker, price=REST)

@@ -1,0 +1,188 @@
+"""The admin's permissions and its reserved Setting rows.
+
+* Switches change only through their own page (or the API), logged at WARNING with who and
+  from/to; the generic Setting admin can neither add, edit nor delete a switch row.
+* The rows the workers write (heartbeats, feed health and the rest of embedded mode's
+  key-value store) are read-only in the admin: ``/ready`` trusts them.
+* Staff without the model permissions are refused; view-only staff can look, not change.
+"""
+
+from __future__ import annotations
+
+import json
+import logging
+
+import pytest
+from django.contrib.auth.models import Permission
+from django.test import Client
+
+from trading.config.load import OVERRIDES_KEY
+from trading.models import Setting
+from trading.switches import (
+    KILL_SWITCH_KEY,
+    TRADING_SWITCH_KEY,
+    WORKER_KEY_PREFIXES,
+    kill_switch_active,
+    set_kill_switch,
+    set_trading_enabled,
+    trading_enabled,
+)
+from workers.heartbeat import DbKeyValueStore
+
+pytestmark = [pytest.mark.django_db, pytest.mark.usefixtures("project_algo_config")]
+
+CHANGELIST = "/admin/trading/setting/"
+ADD = f"{CHANGELIST}add/"
+SWITCHES = f"{CHANGELIST}switches/"
+EFFECTIVE = f"{CHANGELIST}effective-config/"
+HEARTBEAT = "kv:hb:feed_hub"
+FEED_HEALTH = "kv:health:feed"
+
+
+def login(client: Client, django_user_model, *codenames: str, superuser: bool = False) -> Client:
+    if superuser:
+        user = django_user_model.objects.create_superuser("ops", "ops@example.com", None)
+    else:
+        user = django_user_model.objects.create_user("ops", "ops@example.com", is_staff=True)
+        user.user_permissions.add(*Permission.objects.filter(codename__in=codenames))
+    client.force_login(user)
+    return client
+
+
+@pytest.fixture
+def admin(client: Client, django_user_model) -> Client:
+    return login(client, django_user_model, superuser=True)
+
+
+def pk(key: str) -> int:
+    return Setting.objects.get(key=key).pk
+
+
+def reserved_rows() -> dict[str, object]:
+    set_kill_switch(True, "broker outage")
+    set_trading_enabled(False)
+    rows = {
+        HEARTBEAT: {"value": {"state": "running"}, "expires_at": 2e9},
+        FEED_HEALTH: {"value": {"state": "healthy"}, "expires_at": 2e9},
+    }
+    for key, value in rows.items():
+        Setting.put(key, value)
+    return {
+        KILL_SWITCH_KEY: Setting.get(KILL_SWITCH_KEY),
+        TRADING_SWITCH_KEY: Setting.get(TRADING_SWITCH_KEY),
+        **rows,
+    }
+
+
+def test_the_reserved_prefix_is_what_the_workers_write():
+    assert DbKeyValueStore.ROW_PREFIX in WORKER_KEY_PREFIXES
+
+
+def test_deleting_the_kill_switch_row_in_the_setting_admin_is_refused(admin):
+    # The defect: this turned the kill switch off, with no log line.
+    set_kill_switch(True, "daily loss limit")
+    url = f"{CHANGELIST}{pk(KILL_SWITCH_KEY)}/delete/"
+    assert admin.get(url).status_code == 403
+    assert admin.post(url, {"post": "yes"}).status_code == 403
+    assert kill_switch_active() is True
+
+
+@pytest.mark.parametrize("key", [KILL_SWITCH_KEY, TRADING_SWITCH_KEY, HEARTBEAT, FEED_HEALTH])
+def test_reserved_rows_are_shown_read_only_and_cannot_be_edited_or_deleted(admin, key):
+    before = reserved_rows()
+    change = f"{CHANGELIST}{pk(key)}/change/"
+    page = admin.get(change)
+    assert page.status_code == 200  # the superuser may look
+    assert page.context["has_change_permission"] is False
+    assert 'name="_save"' not in page.content.decode()
+    assert admin.post(change, {"key": key, "value": "{}"}).status_code == 403
+    assert admin.post(f"{CHANGELIST}{pk(key)}/delete/", {"post": "yes"}).status_code == 403
+    assert {k: Setting.get(k) for k in before} == before
+
+
+def test_the_bulk_delete_refuses_a_selection_with_a_reserved_row(admin):
+    before = reserved_rows()
+    Setting.put("notes.ops", {"text": "hello"})
+    selected = [str(pk(KILL_SWITCH_KEY)), str(pk("notes.ops")), str(pk(HEARTBEAT))]
+    action = {"action": "delete_selected", "_selected_action": selected}
+    page = admin.post(CHANGELIST, action)
+    assert "Cannot delete" in page.content.decode()
+    assert admin.post(CHANGELIST, {**action, "post": "yes"}).status_code == 403
+    assert {k: Setting.get(k) for k in before} == before
+    assert Setting.get("notes.ops") == {"text": "hello"}
+
+
+@pytest.mark.parametrize(
+    ("key", "problem"),
+    [
+        (KILL_SWITCH_KEY, "Trading switches page"),
+        (TRADING_SWITCH_KEY, "Trading switches page"),
+        (HEARTBEAT, "written by the workers"),
+        ("kv:anything", "written by the workers"),
+    ],
+)
+def test_a_reserved_key_cannot_be_added(admin, key, problem):
+    value = {"active": False} if key == KILL_SWITCH_KEY else {"enabled": True}
+    response = admin.post(ADD, {"key": key, "value": json.dumps(value)})
+    assert response.status_code == 200
+    assert list(response.context["adminform"].form.errors) == ["key"]
+    assert problem in response.content.decode()
+    assert not Setting.objects.filter(key=key).exists()
+
+
+def test_other_rows_stay_editable_but_their_key_does_not_change(admin):
+    Setting.put("notes.ops", {"text": "hello"})
+    change = f"{CHANGELIST}{pk('notes.ops')}/change/"
+    response = admin.post(change, {"key": KILL_SWITCH_KEY, "value": '{"text": "bye"}'})
+    assert response.status_code == 302
+    assert Setting.get("notes.ops") == {"text": "bye"}
+    assert Setting.get(KILL_SWITCH_KEY) is None
+
+
+def test_a_switch_change_on_its_page_is_logged_with_who_and_from_to(admin, caplog):
+    with caplog.at_level(logging.WARNING, logger="trading.switches"):
+        admin.post(SWITCHES, {"action": "kill_on", "reason": "broker outage"})
+        admin.post(SWITCHES, {"action": "trading_off"})
+    lines = [r.getMessage() for r in caplog.records if r.name == "trading.switches"]
+    assert all(r.levelno == logging.WARNING for r in caplog.records if r.name == "trading.switches")
+    assert lines == [
+        "Switches changed by ops in the admin: kill switch off -> ACTIVE (reason: broker outage)",
+        "Switches changed by ops in the admin: trading ON -> OFF",
+    ]
+
+
+# --- Staff without permissions, view-only, change ---------------------------------------------
+
+
+def test_staff_without_permissions_are_refused_every_setting_page(client, django_user_model):
+    login(client, django_user_model)
+    for url in (CHANGELIST, SWITCHES, EFFECTIVE, ADD):
+        assert client.get(url).status_code == 403, url
+    assert client.post(SWITCHES, {"action": "kill_on"}).status_code == 403
+    assert kill_switch_active() is False
+
+
+def test_view_only_staff_see_the_pages_and_change_nothing(client, django_user_model):
+    Setting.put(OVERRIDES_KEY, {"strikes": {"offset": 1}})
+    login(client, django_user_model, "view_setting")
+    for url in (CHANGELIST, SWITCHES, EFFECTIVE):
+        assert client.get(url).status_code == 200, url
+    change = f"{CHANGELIST}{pk(OVERRIDES_KEY)}/change/"
+    assert client.get(change).context["has_change_permission"] is False
+    assert client.post(change, {"key": OVERRIDES_KEY, "value": "{}"}).status_code == 403
+    assert client.post(SWITCHES, {"action": "trading_off"}).status_code == 403
+    assert Setting.get(OVERRIDES_KEY) == {"strikes": {"offset": 1}}
+    assert trading_enabled() is True
+
+
+def test_change_permission_flips_switches_and_edits_the_overrides(client, django_user_model):
+    Setting.put(OVERRIDES_KEY, {"strikes": {"offset": 1}})
+    login(client, django_user_model, "change_setting")
+    assert client.post(SWITCHES, {"action": "trading_off"}).status_code == 302
+    assert trading_enabled() is False
+    change = f"{CHANGELIST}{pk(OVERRIDES_KEY)}/change/"
+    shown = client.get(change).context["adminform"].form["overrides_version"].value()
+    form = {"value": '{"strikes": {"offset": 2}}', "overrides_version": shown}
+    response = client.post(change, form)
+    assert response.status_code == 302
+    assert Setting.get(OVERRIDES_KEY) == {"strikes": {"offset": 2}}
