@@ -12,7 +12,6 @@ from collections.abc import Callable, Iterable, Sequence
 from datetime import datetime
 
 from trading.dhan.feed_codec import (
-    IST,
     IST_OFFSET_SECONDS,
     SEGMENT_CODES,
     FullTick,
@@ -24,6 +23,7 @@ from trading.dhan.feed_codec import (
     segment_name,
     split_instrument_key,
 )
+from trading.rules.market import IST
 from workers.realtime.record import TickRecord, copy_record, unpack_depth_level
 
 log = logging.getLogger(__name__)

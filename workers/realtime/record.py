@@ -24,7 +24,7 @@ from datetime import datetime
 from operator import attrgetter
 from typing import Any
 
-from trading.dhan.feed_codec import IST
+from trading.rules.market import IST
 
 __all__ = ["TickRecord", "copy_record", "encode_depth", "payload_seq", "unpack_depth_level"]
 

@@ -9,7 +9,7 @@ from datetime import datetime
 
 import pytest
 
-from trading.dhan.feed_codec import IST
+from trading.rules.market import IST
 from workers.realtime.record import TickRecord, encode_depth, payload_seq
 
 from .kit import (
