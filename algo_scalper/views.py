@@ -17,7 +17,6 @@ logger = logging.getLogger(__name__)
 # Short: a readiness probe must answer within the platform's probe timeout even when Redis
 # is black-holed, and it runs on a web worker that has real requests to serve.
 REDIS_PROBE_TIMEOUT = 1.0
-FEED_HEALTH_NAME = "health:feed"
 _URL = re.compile(r"\b[a-z][a-z0-9+.-]*://\S+", re.IGNORECASE)
 
 
@@ -69,7 +68,9 @@ def ready(request: HttpRequest) -> JsonResponse:
     The body holds states and ages only, never a URL or an error message (no secrets).
     """
     from workers.broker_auth import auth_failures
-    from workers.heartbeat import heartbeat_age, is_fresh, kv_from_settings, read_heartbeats
+    from workers.heartbeat import heartbeat_age, is_fresh, read_heartbeats
+    from workers.realtime.keys import FEED_HEALTH
+    from workers.realtime.kv_store import kv_from_settings
 
     problems: list[str] = []
     now = time.time()
@@ -102,7 +103,7 @@ def ready(request: HttpRequest) -> JsonResponse:
             problems.append("feed: health unknown (its store is unreachable)")
         else:
             kv = kv_from_settings(redis_client=client)
-            checks["feed"], feed_problem = _feed(kv.get(FEED_HEALTH_NAME), now)
+            checks["feed"], feed_problem = _feed(kv.get(FEED_HEALTH), now)
             if feed_problem:
                 problems.append(feed_problem)
             workers: dict[str, Any] = {}

@@ -123,7 +123,10 @@ def run_hub(
     from trading.dhan.feed import FeedClient
     from trading.dhan.feed_codec import FeedMode
     from workers.feed_hub import FeedHub, HubConfig
-    from workers.ticks import Realtime, RedisEventBus, RedisKeyValueStore, RedisTickStore
+    from workers.realtime.event_bus import RedisEventBus
+    from workers.realtime.kv_store import RedisKeyValueStore
+    from workers.realtime.redis_tick_store import RedisTickStore
+    from workers.realtime.services import Realtime
 
     url, client_id, token, keys = feed
     wanted = dict.fromkeys(keys, FeedMode[mode.upper()])
@@ -252,7 +255,7 @@ def run_consumer(
     prefix: str,
     style: str,
 ) -> None:
-    from workers.ticks import RedisTickStore
+    from workers.realtime.redis_tick_store import RedisTickStore
 
     store = RedisTickStore(redis_url, prefix=prefix)
     latencies: list[float] = []
@@ -365,7 +368,10 @@ def run_subscription_latency(conn: Connection, rounds: int) -> None:
     from trading.dhan.sim.server import SimConfig, Simulator
     from trading.models import PositionTracker
     from workers.feed_hub import FeedHub, HubConfig
-    from workers.ticks import MemoryEventBus, MemoryKeyValueStore, MemoryTickStore, Realtime
+    from workers.realtime.event_bus import MemoryEventBus
+    from workers.realtime.kv_store import MemoryKeyValueStore
+    from workers.realtime.services import Realtime
+    from workers.realtime.tick_store import MemoryTickStore
 
     db = ROOT / "var" / "bench-hub.sqlite3"
     db.unlink(missing_ok=True)

@@ -241,11 +241,15 @@ def _realtime(sim: Simulator, rest: Any, call: Any) -> int:
     from trading.models import PositionTracker, TradingSignal
     from workers.feed_hub import FeedHub, HubConfig
     from workers.pnl import PnlCache, PnlMonitor
+    from workers.realtime.event_bus import MemoryEventBus
+    from workers.realtime.keys import CANDLE_TOPIC, candles_key
+    from workers.realtime.kv_store import MemoryKeyValueStore
+    from workers.realtime.services import Realtime
+    from workers.realtime.tick_store import MemoryTickStore
     from workers.signal_engine import SignalEngine
-    from workers.ticks import MemoryEventBus, MemoryKeyValueStore, MemoryTickStore, Realtime
 
     realtime = Realtime(ticks=MemoryTickStore(), events=MemoryEventBus(), kv=MemoryKeyValueStore())
-    candles = realtime.events.subscribe(["candle"])
+    candles = realtime.events.subscribe([CANDLE_TOPIC])
     # A leftover from an interrupted demo must not be subscribed or priced again.
     PositionTracker.objects.filter(status="active").update(status="exited")
     book = rest.quote_full(MarketQuoteRequest({"NSE_FNO": [int(call.security_id)]}))
@@ -309,7 +313,7 @@ def _realtime(sim: Simulator, rest: Any, call: Any) -> int:
     while (event := candles.get(0)) is not None:
         closed.append(event[1])
     nifty = [c for c in closed if c["key"] == "IDX_I:13" and c["timeframe"] == 60]
-    history = realtime.kv.get_list("candles:IDX_I:13:60")
+    history = realtime.kv.get_list(candles_key("IDX_I:13", 60))
     print(f"{len(closed)} candles closed live; NIFTY 1m history {len(history)} (seeded + live)")
     if nifty:
         c = nifty[-1]

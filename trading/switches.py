@@ -24,9 +24,9 @@ TRADING_SWITCH_KEY = "trading.switch"
 KILL_SWITCH_KEY = "trading.kill_switch"
 SWITCH_KEYS = frozenset({TRADING_SWITCH_KEY, KILL_SWITCH_KEY})
 # Setting rows the processes write, never an operator: embedded mode's key-value store
-# (workers/heartbeat.py DbKeyValueStore, "kv:<name>": heartbeats, feed health, candle history,
-# candidates), which /ready trusts. Spelled here rather than imported so the domain does not
-# import the workers; a test checks it against the writer.
+# (workers/realtime/kv_store.py DbKeyValueStore, "kv:<name>": heartbeats, feed health, candle
+# history, candidates), which /ready trusts. Spelled here rather than imported so the domain
+# does not import the workers; a test checks it against the writer.
 WORKER_KEY_PREFIXES = ("kv:",)
 
 

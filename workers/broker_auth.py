@@ -19,19 +19,18 @@ import time
 from typing import Any
 
 from trading.dhan.errors import AuthFailure
-from workers.ticks import KeyValueStore, StoreUnavailable
+from workers.realtime.keys import BROKER_AUTH_PREFIX, broker_auth_key
+from workers.realtime.kv_store import KeyValueStore
+from workers.realtime.redis_client import StoreUnavailable
 
 logger = logging.getLogger(__name__)
 
 __all__ = [
-    "AUTH_PREFIX",
     "BrokerAuthFailed",
     "auth_failures",
     "clear_auth_failure",
     "report_auth_failure",
 ]
-
-AUTH_PREFIX = "broker:auth:"  # + the worker's name (feed_hub, signal_engine, ...)
 
 
 class BrokerAuthFailed(RuntimeError):
@@ -58,7 +57,7 @@ def report_auth_failure(
     logger.critical("%s", failure)
     record = {"state": "failed", "during": during, "reason": str(error)[:300], "at": time.time()}
     try:
-        kv.put(AUTH_PREFIX + worker, record)
+        kv.put(broker_auth_key(worker), record)
     except StoreUnavailable as exc:  # the exit that follows is loud enough on its own
         logger.warning("broker auth failure not recorded for /ready: %s", exc)
     return failure
@@ -67,8 +66,8 @@ def report_auth_failure(
 def auth_failures(kv: KeyValueStore) -> dict[str, dict[str, Any]]:
     """The recorded failures by worker name."""
     return {
-        name[len(AUTH_PREFIX) :]: record
-        for name, record in kv.get_prefix(AUTH_PREFIX).items()
+        name.removeprefix(BROKER_AUTH_PREFIX): record
+        for name, record in kv.get_prefix(BROKER_AUTH_PREFIX).items()
         if isinstance(record, dict)
     }
 
@@ -76,8 +75,8 @@ def auth_failures(kv: KeyValueStore) -> dict[str, dict[str, Any]]:
 def clear_auth_failure(kv: KeyValueStore, worker: str) -> None:
     """At a worker's start: a restart is how a new token arrives, so its old failure goes."""
     try:
-        if kv.get(AUTH_PREFIX + worker) is not None:
-            kv.delete(AUTH_PREFIX + worker)
+        if kv.get(broker_auth_key(worker)) is not None:
+            kv.delete(broker_auth_key(worker))
             logger.info("%s: its previous broker authentication failure is cleared", worker)
     except StoreUnavailable as exc:
         logger.warning("%s: broker auth state not cleared: %s", worker, exc)

@@ -64,17 +64,26 @@ from workers.candles import Candle, CandleBuilder, aggregate
 from workers.chart_history import index_minutes
 from workers.health import DOWN, HEALTHY, FeedHealth, FeedObservation
 from workers.heartbeat import Heartbeat
-from workers.market_clock import MARKET_CLOCK_KEY, MarketClock
+from workers.market_clock import MarketClock
+from workers.realtime.keys import (
+    CANDLE_TOPIC,
+    FEED_CANDIDATES,
+    FEED_HEALTH,
+    FEED_HEALTH_TOPIC,
+    FEED_SUBSCRIPTIONS,
+    MARKET_CLOCK,
+    candles_key,
+)
+from workers.realtime.merger import TickMerger
+from workers.realtime.record import TickRecord
+from workers.realtime.redis_client import StoreUnavailable
+from workers.realtime.services import Realtime
 from workers.subscriptions import desired_subscriptions, parse_watchlist
-from workers.ticks import Realtime, StoreUnavailable, TickMerger, TickRecord
 
 logger = logging.getLogger(__name__)
 
 __all__ = ["FeedHub", "HubConfig"]
 
-# Written by the signal engine (workers/signal_engine.py); a constant here so that the hub
-# does not import the engine.
-CANDIDATES_KEY = "feed:candidates"
 CANDLE_HISTORY = 500  # candles kept per index and timeframe in the kv list
 _INDEX_PREFIX = INDEX_SEGMENT + ":"
 _BURST_FRAMES = 256  # frames merged and published together at most (see _on_packets)
@@ -341,7 +350,7 @@ class FeedHub:
         written with a TTL on every candle), subscribed in full mode so their ticks and depth
         are fresh when a signal comes. On a store error the last known set stays."""
         try:
-            record = self.realtime.kv.get(CANDIDATES_KEY)
+            record = self.realtime.kv.get(FEED_CANDIDATES)
         except StoreUnavailable:
             return self._last_candidates
         keys = record.get("keys") if isinstance(record, dict) else None
@@ -552,8 +561,8 @@ class FeedHub:
         while events:
             candle = events[0]
             payload = candle.as_dict()
-            kv.push_capped(f"candles:{candle.key}:{candle.timeframe}", payload, CANDLE_HISTORY)
-            self.realtime.events.publish("candle", payload)
+            kv.push_capped(candles_key(candle.key, candle.timeframe), payload, CANDLE_HISTORY)
+            self.realtime.events.publish(CANDLE_TOPIC, payload)
             events.popleft()
             self.counters.candles += 1
 
@@ -657,7 +666,7 @@ class FeedHub:
             histories = {tf: self.candles.history(key, tf) for tf in self.config.timeframes}
         for tf, history in histories.items():
             self.realtime.kv.replace_list(
-                f"candles:{key}:{tf}", [c.as_dict() for c in history], CANDLE_HISTORY
+                candles_key(key, tf), [c.as_dict() for c in history], CANDLE_HISTORY
             )
 
     # -- health, state, logs -----------------------------------------------------------------
@@ -690,8 +699,8 @@ class FeedHub:
             self._seed_due = True  # backfill the minutes the gap may have cost
         record = self.health.as_record(now)
         try:
-            self.realtime.events.publish("feed_health", record)
-            self.realtime.kv.put("health:feed", record, ttl=10.0)
+            self.realtime.events.publish(FEED_HEALTH_TOPIC, record)
+            self.realtime.kv.put(FEED_HEALTH, record, ttl=10.0)
         except StoreUnavailable as exc:
             self._store_down(exc)
 
@@ -711,8 +720,8 @@ class FeedHub:
         try:
             clock = self.market_clock.as_record()
             if clock is not None:
-                self.realtime.kv.put(MARKET_CLOCK_KEY, clock)
-            self.realtime.kv.put("health:feed", self.health.as_record(now), ttl=10.0)
+                self.realtime.kv.put(MARKET_CLOCK, clock)
+            self.realtime.kv.put(FEED_HEALTH, self.health.as_record(now), ttl=10.0)
             self.heartbeat.beat(
                 "running" if self.health.state != DOWN else "degraded", **self._heartbeat_fields()
             )
@@ -722,7 +731,7 @@ class FeedHub:
     def _write_subscriptions(self) -> None:
         try:
             self.realtime.kv.put(
-                "feed:subscriptions",
+                FEED_SUBSCRIPTIONS,
                 {
                     "instruments": {k: m.name.lower() for k, m in self.subscribed.items()},
                     "at": time.time(),

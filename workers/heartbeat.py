@@ -1,32 +1,29 @@
-"""Worker heartbeats and the database-backed key-value store of embedded mode.
+"""Worker heartbeats: each long-running component says it is alive, /ready reads them.
 
 A heartbeat is a small record each long-running component rewrites every few seconds with a TTL:
 ``hb:{name}`` = {"name", "pid", "host", "state", "at" (epoch s), "ttl", **fields}. A record that
 expired is gone, so "present" already means "alive recently"; /ready also checks ``at`` against
 ``ttl`` (clock skew between machines, or a store that does not expire keys).
 
-Where the records live: Redis in split mode (RedisKeyValueStore, workers/ticks.py); in embedded
-mode the ``Setting`` table (DbKeyValueStore below), so a web process started next to
-``run_trader`` reads the trader's heartbeats and feed health without any Redis.
+Where the records live: Redis in split mode (RedisKeyValueStore); in embedded mode the
+``Setting`` table (DbKeyValueStore), so a web process started next to ``run_trader`` reads the
+trader's heartbeats and feed health without any Redis. Both stores are in
+workers/realtime/kv_store.py, the names in workers/realtime/keys.py.
 """
 
 from __future__ import annotations
 
-import logging
 import os
 import socket
 import time
-from collections.abc import Callable, Sequence
+from collections.abc import Callable
 from typing import TYPE_CHECKING, Any
 
-from django.db import IntegrityError, transaction
+from workers.realtime.keys import HEARTBEAT_PREFIX, heartbeat_key
 
 if TYPE_CHECKING:
-    from workers.ticks import KeyValueStore
+    from workers.realtime.kv_store import KeyValueStore
 
-logger = logging.getLogger(__name__)
-
-HEARTBEAT_PREFIX = "hb:"
 DEFAULT_TTL = 15.0
 RESERVED_FIELDS = frozenset({"name", "pid", "host", "state", "at", "ttl"})
 
@@ -55,7 +52,7 @@ class Heartbeat:
 
     @property
     def key(self) -> str:
-        return f"{HEARTBEAT_PREFIX}{self.name}"
+        return heartbeat_key(self.name)
 
     def beat(self, state: str, **fields: Any) -> dict[str, Any]:
         """Write the record (TTL ``ttl``) and return it. ``fields`` are JSON values such as
@@ -103,175 +100,3 @@ def is_fresh(record: dict[str, Any], now: float) -> bool:
     if isinstance(ttl, bool) or not isinstance(ttl, int | float):
         ttl = DEFAULT_TTL
     return age is not None and age <= ttl
-
-
-class DbKeyValueStore:
-    """KeyValueStore over ``trading.models.Setting`` rows keyed ``kv:{name}`` (embedded mode).
-
-    Row value: ``{"value": {...}, "expires_at": epoch}`` for put() (no "expires_at" without a
-    TTL), ``{"items": [...]}`` for push_capped(). An expired value reads as absent; expired rows
-    are deleted by an occasional sweep inside put() (at most once a minute), so readers never
-    write.
-    A name holds either a value or a list, like a Redis key holds one type: reading it the
-    other way raises TypeError. Not for the tick hot path: one query per call.
-    """
-
-    ROW_PREFIX = "kv:"
-    PURGE_INTERVAL = 60.0
-
-    def __init__(self, *, clock: Callable[[], float] = time.time) -> None:
-        self.clock = clock
-        self._next_purge = 0.0
-
-    def _row_key(self, name: str) -> str:
-        from trading.models import Setting
-
-        key = f"{self.ROW_PREFIX}{name}"
-        limit = Setting._meta.get_field("key").max_length
-        if not name or (limit is not None and len(key) > limit):
-            raise ValueError(f"kv name must be 1..{limit} characters with its prefix: {name!r}")
-        return key
-
-    def _expired(self, row: dict[str, Any], now: float) -> bool:
-        expires_at = row.get("expires_at")
-        return isinstance(expires_at, int | float) and expires_at <= now
-
-    def put(self, name: str, value: dict, ttl: float | None = None) -> None:
-        if ttl is not None and ttl <= 0:
-            raise ValueError(f"ttl must be positive or None, got {ttl!r}")
-        now = self.clock()
-        # No "expires_at" key at all without a TTL: on Postgres a JSON null sorts below every
-        # number, so {"expires_at": null} would match the purge's ``<= now`` and be deleted.
-        row: dict[str, Any] = {"value": value}
-        if ttl is not None:
-            row["expires_at"] = now + ttl
-        self._write(self._row_key(name), row)
-        if now >= self._next_purge:
-            self._next_purge = now + self.PURGE_INTERVAL
-            self.purge_expired()
-
-    def _write(self, key: str, row: dict[str, Any]) -> None:
-        from trading.models import Setting
-
-        # update first: the common case (a heartbeat rewriting its row) is one UPDATE. Two
-        # writers creating the same row race on the unique key; the loser updates instead.
-        if Setting.objects.filter(key=key).update(value=row):
-            return
-        try:
-            with transaction.atomic():
-                Setting.objects.create(key=key, value=row)
-        except IntegrityError:
-            Setting.objects.filter(key=key).update(value=row)
-
-    def _read(self, name: str) -> dict[str, Any] | None:
-        from trading.models import Setting
-
-        row = Setting.get(self._row_key(name))
-        return row if isinstance(row, dict) else None
-
-    def get(self, name: str) -> dict | None:
-        row = self._read(name)
-        if row is None:
-            return None
-        if "items" in row:
-            raise TypeError(f"kv {name!r} holds a list (push_capped), not a value")
-        if self._expired(row, self.clock()):
-            return None
-        value = row.get("value")
-        return value if isinstance(value, dict) else None
-
-    def get_prefix(self, prefix: str) -> dict[str, dict]:
-        from trading.models import Setting
-
-        now = self.clock()
-        start = f"{self.ROW_PREFIX}{prefix}"
-        found: dict[str, dict] = {}
-        rows = Setting.objects.filter(key__startswith=start).values_list("key", "value")
-        for key, row in rows:
-            # startswith is LIKE on SQLite, case-insensitive for ASCII: recheck exactly.
-            if not key.startswith(start) or not isinstance(row, dict) or "items" in row:
-                continue
-            if self._expired(row, now) or not isinstance(row.get("value"), dict):
-                continue
-            found[key.removeprefix(self.ROW_PREFIX)] = row["value"]
-        return found
-
-    def delete(self, name: str) -> None:
-        from trading.models import Setting
-
-        Setting.objects.filter(key=self._row_key(name)).delete()
-
-    def push_capped(self, name: str, value: dict, maxlen: int) -> None:
-        from trading.models import Setting
-
-        if maxlen < 1:
-            raise ValueError(f"maxlen must be at least 1, got {maxlen!r}")
-        key = self._row_key(name)
-        for _attempt in range(2):
-            try:
-                with transaction.atomic():
-                    # Row lock (Postgres) so two appenders never lose each other's item.
-                    current = (
-                        Setting.objects.select_for_update()
-                        .filter(key=key)
-                        .values_list("value", flat=True)
-                        .first()
-                    )
-                    if current is None:
-                        Setting.objects.create(key=key, value={"items": [value]})
-                        return
-                    if not isinstance(current, dict) or "items" not in current:
-                        raise TypeError(f"kv {name!r} holds a value (put), not a list")
-                    items = [*current["items"], value][-maxlen:]
-                    Setting.objects.filter(key=key).update(value={"items": items})
-                    return
-            except IntegrityError:
-                continue  # another appender created the row first: append to theirs
-        raise RuntimeError(f"kv {name!r}: could not append after a create race")
-
-    def replace_list(self, name: str, values: Sequence[dict], maxlen: int) -> None:
-        from trading.models import Setting
-
-        if maxlen < 1:
-            raise ValueError(f"maxlen must be at least 1, got {maxlen!r}")
-        Setting.objects.update_or_create(
-            key=self._row_key(name), defaults={"value": {"items": list(values[-maxlen:])}}
-        )
-
-    def get_list(self, name: str) -> list[dict]:
-        row = self._read(name)
-        if row is None:
-            return []
-        if "items" not in row:
-            raise TypeError(f"kv {name!r} holds a value (put), not a list")
-        items = row["items"]
-        return [item for item in items if isinstance(item, dict)] if isinstance(items, list) else []
-
-    def close(self) -> None:
-        """Nothing to release: Django owns the connections (same shape as the other stores)."""
-
-    def purge_expired(self) -> int:
-        """Delete expired value rows; returns how many. Each delete is conditional on the row
-        still being expired, so a writer renewing it concurrently is never undone."""
-        from trading.models import Setting
-
-        now = self.clock()
-        deleted, _ = Setting.objects.filter(
-            key__startswith=self.ROW_PREFIX, value__expires_at__lte=now
-        ).delete()
-        return deleted
-
-
-def kv_from_settings(redis_client: Any = None) -> KeyValueStore:
-    """RedisKeyValueStore on settings.REDIS_URL when set (split mode), else DbKeyValueStore.
-
-    ``redis_client``: an already configured client to use instead of one built from the URL
-    (/ready passes one with short socket timeouts).
-    """
-    from django.conf import settings
-
-    if settings.REDIS_URL:
-        from workers.ticks import RedisKeyValueStore
-
-        return RedisKeyValueStore(redis_client if redis_client is not None else settings.REDIS_URL)
-    return DbKeyValueStore()

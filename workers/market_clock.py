@@ -50,9 +50,8 @@ from trading.rules.market import IST
 
 logger = logging.getLogger(__name__)
 
-__all__ = ["MARKET_CLOCK_KEY", "MarketClock"]
+__all__ = ["MarketClock"]
 
-MARKET_CLOCK_KEY = "market:clock"
 _EARLIEST = 946_684_800.0  # 2000-01-01: an exchange time before it is garbage, not a date
 
 

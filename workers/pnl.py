@@ -30,10 +30,16 @@ from trading.charges import charges_table
 from trading.models import PositionStatus, PositionTracker
 from trading.rules.charges import exchange_of, order_charges
 from trading.rules.pnl import price_decimal, track_extremes, unrealized
-from workers.heartbeat import DbKeyValueStore, Heartbeat
+from workers.heartbeat import Heartbeat
+from workers.realtime.keys import pnl_key
+from workers.realtime.kv_store import DbKeyValueStore, MemoryKeyValueStore
 
 if TYPE_CHECKING:
-    from workers.ticks import KeyValueStore, Realtime, TickRecord, TickStore, TickSubscription
+    from workers.realtime.coalescing import TickSubscription
+    from workers.realtime.kv_store import KeyValueStore
+    from workers.realtime.record import TickRecord
+    from workers.realtime.services import Realtime
+    from workers.realtime.tick_store import TickStore
 
 logger = logging.getLogger(__name__)
 
@@ -161,7 +167,7 @@ class PnlCache:
 
     @staticmethod
     def name(position_id: int) -> str:
-        return f"pnl:{position_id}"
+        return pnl_key(position_id)
 
     def compute(
         self,
@@ -240,7 +246,7 @@ class PnlCache:
             return self.get(position_id)
         except Exception:
             # An unreachable store must not stop pricing: the DB columns seed the extremes.
-            logger.warning("PnL cache: could not read pnl:%s", position_id, exc_info=True)
+            logger.warning("PnL cache: could not read %s", pnl_key(position_id), exc_info=True)
             return None
 
     def get(self, position_id: int) -> PnlSnapshot | None:
@@ -251,7 +257,7 @@ class PnlCache:
         try:
             return PnlSnapshot.from_dict(data)
         except ValueError as exc:
-            logger.warning("PnL cache: ignoring pnl:%s: %s", position_id, exc)
+            logger.warning("PnL cache: ignoring %s: %s", pnl_key(position_id), exc)
             return None
 
     def last(self, position_id: int) -> PnlSnapshot | None:
@@ -324,7 +330,7 @@ class PnlMonitor:
     One bad position (no entry price, a failing charges estimate) is logged and skipped; it
     never stops the others. The handle_*() methods are the unit-testable pieces of one pass.
 
-    ``PnlMonitor(ticks, kv)`` or ``PnlMonitor(realtime)`` (a workers.ticks.Realtime). In
+    ``PnlMonitor(ticks, kv)`` or ``PnlMonitor(realtime)`` (a workers.realtime.services.Realtime). In
     embedded mode pass a kv the web process can read (DbKeyValueStore) for the heartbeat to
     show on /ready; the pnl:{id} snapshots then stay in memory (see below) unless ``cache``
     says otherwise. With Redis they go to the same kv as the heartbeat.
@@ -361,8 +367,6 @@ class PnlMonitor:
                 # Embedded mode: a Setting row rewritten on every tick would be a second,
                 # unthrottled database copy competing with order writes on SQLite. Snapshots
                 # stay in memory; other processes read the PositionTracker columns (<= 5 s old).
-                from workers.ticks import MemoryKeyValueStore
-
                 cache = PnlCache(MemoryKeyValueStore())
         self.cache = cache
         self.db_sync = db_sync if db_sync is not None else PnlDbSync()
@@ -566,7 +570,7 @@ class PnlMonitor:
             self.cache.delete(position_id)
         except Exception as exc:
             self._record_error(f"pnl cache: {type(exc).__name__}")
-            logger.warning("PnL monitor: could not delete pnl:%s", position_id, exc_info=True)
+            logger.warning("PnL monitor: could not delete %s", pnl_key(position_id), exc_info=True)
 
     def _record_error(self, message: str) -> None:
         self.errors += 1

@@ -65,10 +65,18 @@ from trading.rules.vocab import Direction, Gate
 from workers.broker_auth import BrokerAuthFailed, clear_auth_failure, report_auth_failure
 from workers.candles import Candle, aggregate
 from workers.chart_history import index_minutes
-from workers.feed_hub import CANDIDATES_KEY
 from workers.heartbeat import Heartbeat
-from workers.market_clock import MARKET_CLOCK_KEY, MarketClock
-from workers.ticks import Realtime, StoreUnavailable, TickRecord
+from workers.market_clock import MarketClock
+from workers.realtime.keys import (
+    CANDLE_TOPIC,
+    FEED_CANDIDATES,
+    FEED_HEALTH,
+    MARKET_CLOCK,
+    candles_key,
+)
+from workers.realtime.record import TickRecord
+from workers.realtime.redis_client import StoreUnavailable
+from workers.realtime.services import Realtime
 
 logger = logging.getLogger(__name__)
 
@@ -172,7 +180,7 @@ class SignalEngine:
 
     def run(self, stop: threading.Event) -> None:
         clear_auth_failure(self.realtime.kv, self.name)
-        subscription = self.realtime.events.subscribe(["candle"])
+        subscription = self.realtime.events.subscribe([CANDLE_TOPIC])
         try:
             while not stop.is_set():
                 if not self.started:
@@ -216,7 +224,7 @@ class SignalEngine:
         if not isinstance(clock, MarketClock):
             return False
         try:
-            record = self.realtime.kv.get(MARKET_CLOCK_KEY)
+            record = self.realtime.kv.get(MARKET_CLOCK)
         except StoreUnavailable as exc:
             logger.warning("signal engine: market clock not read: %s", exc)
             return False
@@ -409,7 +417,7 @@ class SignalEngine:
         """The hub's candle history of ``key``, only the candles starting after ``after``
         (the others are skipped before they are parsed: catch-up reads this every few s)."""
         try:
-            rows = self.realtime.kv.get_list(f"candles:{key}:{timeframe}")
+            rows = self.realtime.kv.get_list(candles_key(key, timeframe))
         except StoreUnavailable as exc:
             logger.warning("signal engine: candle history of %s unreadable: %s", key, exc)
             return []
@@ -773,7 +781,7 @@ class SignalEngine:
 
     def _feed_state(self) -> str:
         try:
-            record = self.realtime.kv.get("health:feed")
+            record = self.realtime.kv.get(FEED_HEALTH)
         except StoreUnavailable:
             return "unknown"
         if not isinstance(record, dict):
@@ -875,7 +883,7 @@ class SignalEngine:
         keys = sorted({k for item in self.indices.values() for k in item.candidates})
         try:
             self.realtime.kv.put(
-                CANDIDATES_KEY, {"keys": keys, "at": self.wall()}, ttl=CANDIDATES_TTL
+                FEED_CANDIDATES, {"keys": keys, "at": self.wall()}, ttl=CANDIDATES_TTL
             )
         except StoreUnavailable as exc:
             logger.warning("signal engine: candidate contracts not published: %s", exc)

@@ -11,8 +11,8 @@ from django.test import override_settings
 from django.urls import resolve, reverse
 
 from algo_scalper import views
-from workers.heartbeat import DbKeyValueStore, Heartbeat
-from workers.ticks import RedisKeyValueStore
+from workers.heartbeat import Heartbeat
+from workers.realtime.kv_store import DbKeyValueStore, RedisKeyValueStore
 
 TOKEN = "eyJhbGciOiJIUzUxMiJ9.eyJpc3MiOiJkaGFuIn0.c2lnbmF0dXJlc2lnbmF0dXJl"
 

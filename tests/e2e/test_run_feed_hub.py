@@ -15,7 +15,8 @@ import pytest
 
 from tests.support.market import away_from_wall
 from trading.dhan.sim.server import SimConfig, Simulator
-from workers.ticks import RedisKeyValueStore, RedisTickStore
+from workers.realtime.kv_store import RedisKeyValueStore
+from workers.realtime.redis_tick_store import RedisTickStore
 
 ROOT = Path(__file__).resolve().parents[2]
 INDICES = ["IDX_I:13", "IDX_I:25", "IDX_I:27", "IDX_I:51"]

@@ -17,7 +17,7 @@ import pytest
 
 from tests.support.market import away_from_wall
 from trading.dhan.sim.server import SimConfig, Simulator
-from workers.ticks import RedisKeyValueStore
+from workers.realtime.kv_store import RedisKeyValueStore
 
 ROOT = Path(__file__).resolve().parents[2]
 

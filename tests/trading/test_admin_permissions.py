@@ -27,7 +27,7 @@ from trading.switches import (
     set_trading_enabled,
     trading_enabled,
 )
-from workers.heartbeat import DbKeyValueStore
+from workers.realtime.kv_store import DbKeyValueStore
 
 pytestmark = [pytest.mark.django_db, pytest.mark.usefixtures("project_algo_config")]
 

@@ -15,15 +15,11 @@ from trading.dhan.sim.server import Simulator
 from trading.dhan.ws_support import ReconnectPolicy
 from trading.models import PositionTracker, WatchlistItem
 from workers.feed_hub import FeedHub, HubConfig
-from workers.ticks import (
-    MemoryEventBus,
-    MemoryKeyValueStore,
-    MemoryTickStore,
-    Realtime,
-    RedisEventBus,
-    RedisKeyValueStore,
-    RedisTickStore,
-)
+from workers.realtime.event_bus import MemoryEventBus, RedisEventBus
+from workers.realtime.kv_store import MemoryKeyValueStore, RedisKeyValueStore
+from workers.realtime.redis_tick_store import RedisTickStore
+from workers.realtime.services import Realtime
+from workers.realtime.tick_store import MemoryTickStore
 
 INDICES = {
     "IDX_I:13": "NIFTY",

@@ -26,13 +26,11 @@ from trading.models import PositionTracker, WatchlistItem
 from trading.rules.market import IST
 from workers.feed_hub import FeedHub, HubConfig
 from workers.health import HEALTHY, STALE
+from workers.realtime.kv_store import RedisKeyValueStore
+from workers.realtime.redis_tick_store import RedisTickStore
+from workers.realtime.services import Realtime
 from workers.recorder import FrameRecorder, iter_frames
 from workers.subscriptions import WatchlistError
-from workers.ticks import (
-    Realtime,
-    RedisKeyValueStore,
-    RedisTickStore,
-)
 
 from .conftest import wait_until
 from .hubkit import (

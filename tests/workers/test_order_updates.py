@@ -11,7 +11,7 @@ import requests
 from trading.dhan.order_updates import OrderUpdateClient
 from trading.dhan.sim.server import Simulator
 from workers.order_updates import OrderUpdatesComponent
-from workers.ticks import MemoryKeyValueStore
+from workers.realtime.kv_store import MemoryKeyValueStore
 
 from .conftest import wait_until
 

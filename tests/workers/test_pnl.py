@@ -13,7 +13,7 @@ import time_machine
 from instruments.models import Derivative
 from trading.models import PositionStatus, PositionTracker
 from trading.rules.charges import ChargesError
-from workers.heartbeat import DbKeyValueStore, Heartbeat
+from workers.heartbeat import Heartbeat
 from workers.pnl import (
     PnlCache,
     PnlDbSync,
@@ -22,7 +22,11 @@ from workers.pnl import (
     default_exit_charges,
     position_key,
 )
-from workers.ticks import MemoryEventBus, MemoryKeyValueStore, MemoryTickStore, Realtime, TickRecord
+from workers.realtime.event_bus import MemoryEventBus
+from workers.realtime.kv_store import DbKeyValueStore, MemoryKeyValueStore
+from workers.realtime.record import TickRecord
+from workers.realtime.services import Realtime
+from workers.realtime.tick_store import MemoryTickStore
 
 T0 = 1_800_000_000.0  # epoch seconds; any fixed moment will do
 

@@ -31,8 +31,9 @@ from trading.models import PositionTracker, SignalOutcome, TradingSignal
 from trading.orders.router import RECORDED, REJECTED, EntryIntent, RouterResult
 from trading.switches import set_kill_switch
 from workers.candles import IST, Candle
-from workers.signal_engine import CANDIDATES_KEY, SignalEngine
-from workers.ticks import TickRecord
+from workers.realtime.keys import FEED_CANDIDATES
+from workers.realtime.record import TickRecord
+from workers.signal_engine import SignalEngine
 
 from .conftest import wait_until
 from .hubkit import import_sim_catalog, make_hub, memory_realtime, redis_realtime, seed_watchlist
@@ -473,7 +474,7 @@ def test_candidate_contracts_around_the_money_are_published_for_the_hub(catalog_
     bench = Bench(catalog_sim)
     history = trending_candles(nifty_level(catalog_sim), 40, at(10, 30))
     bench.warm(history)
-    record = bench.realtime.kv.get(CANDIDATES_KEY)
+    record = bench.realtime.kv.get(FEED_CANDIDATES)
     width = bench.config.strikes.subscribe_width
     assert record is not None and len(record["keys"]) == 2 * (2 * width + 1)
     contracts = {c.key: c for c in bench.engine.indices[NIFTY].contracts}

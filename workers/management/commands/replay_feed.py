@@ -15,8 +15,8 @@ from typing import Any
 from django.core.management.base import BaseCommand, CommandError, CommandParser
 
 from workers.feed_hub import FeedHub, HubConfig
+from workers.realtime.services import realtime_from_settings
 from workers.recorder import iter_frames
-from workers.ticks import realtime_from_settings
 
 
 class Command(BaseCommand):

@@ -18,8 +18,8 @@ from config_schema import ConfigError
 from workers.broker_auth import BrokerAuthFailed
 from workers.feed_hub import FeedHubFailed, hub_from_settings
 from workers.process import run_until_stopped
+from workers.realtime.services import realtime_from_settings
 from workers.subscriptions import WatchlistError
-from workers.ticks import realtime_from_settings
 
 logger = logging.getLogger("workers.feed_hub")
 

@@ -16,8 +16,8 @@ from django.core.management.base import BaseCommand, CommandError
 from config_schema import ConfigError
 from workers.broker_auth import BrokerAuthFailed
 from workers.process import run_until_stopped
+from workers.realtime.services import realtime_from_settings
 from workers.signal_engine import engine_from_settings
-from workers.ticks import realtime_from_settings
 
 
 class Command(BaseCommand):

@@ -33,14 +33,16 @@ from trading.mode import trading_mode
 from workers.broker_auth import BrokerAuthFailed
 from workers.candles import IST
 from workers.feed_hub import FeedHubFailed, hub_from_settings
-from workers.heartbeat import DbKeyValueStore, Heartbeat
-from workers.market_clock import MARKET_CLOCK_KEY, MarketClock
+from workers.heartbeat import Heartbeat
+from workers.market_clock import MarketClock
 from workers.order_updates import OrderUpdatesComponent
 from workers.pnl import PnlMonitor
+from workers.realtime.keys import MARKET_CLOCK
+from workers.realtime.kv_store import DbKeyValueStore
+from workers.realtime.services import Realtime, realtime_from_settings
 from workers.signal_engine import engine_from_settings
 from workers.subscriptions import WatchlistError, parse_watchlist
 from workers.supervisor import ScheduledJobs, Supervisor
-from workers.ticks import Realtime, realtime_from_settings
 
 logger = logging.getLogger("workers.run_trader")
 
@@ -167,7 +169,7 @@ class Command(BaseCommand):
         def on_status(status: dict[str, dict]) -> None:
             states = {name: s["state"] for name, s in status.items()}
             fields: dict[str, Any] = {"components": status, "mode": mode.name}
-            if market.follow(realtime.kv.get(MARKET_CLOCK_KEY)):
+            if market.follow(realtime.kv.get(MARKET_CLOCK)):
                 fields["market_time"] = f"{market.datetime():%Y-%m-%d %H:%M:%S}"
             supervisor_beat.beat(
                 "running" if all(v == "running" for v in states.values()) else "degraded", **fields
