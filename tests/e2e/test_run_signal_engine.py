@@ -139,11 +139,18 @@ def test_the_engine_process_decides_the_hubs_candles_and_stops_on_sigterm(
         assert beat and beat["state"] == "running"
         assert set(beat["indices"]) == {"NIFTY", "BANKNIFTY", "FINNIFTY", "SENSEX"}
         assert all(i["warm"] for i in beat["indices"].values())  # warmed from the chart API
-        candidates = kv.get("feed:candidates")
-        assert candidates and candidates["keys"]
-        subscribed = kv.get("feed:subscriptions")["instruments"]
-        assert set(candidates["keys"]) <= set(subscribed)  # the hub took them, in full mode
-        assert {subscribed[k] for k in candidates["keys"]} == {"full"}
+        # The engine republishes its candidates on every candle and the hub re-reads them
+        # every 0.5 s: wait for one hub pass after the latest publication.
+        deadline = time.monotonic() + 10
+        while True:
+            candidates = kv.get("feed:candidates")
+            subscribed = kv.get("feed:subscriptions")["instruments"]
+            if candidates and set(candidates["keys"]) <= set(subscribed):
+                break
+            assert time.monotonic() < deadline, (candidates, sorted(subscribed))
+            time.sleep(0.1)
+        assert candidates["keys"]
+        assert {subscribed[k] for k in candidates["keys"]} == {"full"}  # the hub took them
 
         for proc in procs.values():
             proc.send_signal(signal.SIGTERM)
