@@ -33,7 +33,6 @@ from datetime import date, datetime, timedelta
 from datetime import time as dtime
 from decimal import Decimal
 from pathlib import Path
-from zoneinfo import ZoneInfo
 
 ROOT = Path(__file__).resolve().parent.parent
 sys.path.insert(0, str(ROOT))
@@ -41,9 +40,9 @@ sys.path.insert(0, str(ROOT))
 from trading.charges import load_charges_config  # noqa: E402
 from trading.config.load import load_algo_file  # noqa: E402
 from trading.rules import charges, gates, sizing, strikes  # noqa: E402
+from trading.rules.market import IST  # noqa: E402
 from trading.rules.signals import SignalState, evaluate  # noqa: E402
 
-IST = ZoneInfo("Asia/Kolkata")
 INDICES = ("NIFTY", "BANKNIFTY", "FINNIFTY", "SENSEX")
 LEVELS = {"NIFTY": 24_000.0, "BANKNIFTY": 52_000.0, "FINNIFTY": 23_500.0, "SENSEX": 79_000.0}
 TARGET_UPDATE_US = 200.0

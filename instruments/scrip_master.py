@@ -32,6 +32,9 @@ from decimal import Decimal, InvalidOperation
 from typing import BinaryIO
 from zoneinfo import ZoneInfo
 
+# The catalog's own copy of the zone: instruments never imports trading (an import contract),
+# so it cannot take trading.rules.market.IST; tests/instruments/test_scrip_master.py checks
+# the two are the same zone.
 IST = ZoneInfo("Asia/Kolkata")
 
 # Bump when normalisation changes so an unchanged file is still re-imported once.
@@ -163,6 +166,7 @@ _REQUIRED_BY_FORMAT = {
 _TEST_SYMBOL = re.compile(r"(NSE|BSE|MCX)TEST")
 _EXPIRY_FLAGS = {"W": "W", "M": "M"}
 _NO_VALUE = frozenset({"", "NA", "XX", "N/A"})
+# A date-only expiry expires at the exchange's close (the catalog's default time of day).
 _SESSION_CLOSE = time(15, 30)
 
 

@@ -60,7 +60,7 @@ def main() -> int:
 
     step("start the built-in Dhan simulator (loopback, market speed 60x, a trending day)")
     from trading.config.store import effective_algo_config
-    from workers.candles import IST
+    from trading.rules.market import IST
 
     config = effective_algo_config()
     print(f"algo config {config.version} (config/algo.yml; `manage.py check_config` prints it)")
@@ -338,7 +338,7 @@ def _realtime(sim: Simulator, rest: Any, call: Any) -> int:
 
 def _signals(TradingSignal: Any) -> int:
     """The signal engine's decisions: one row per index per closed candle."""
-    from workers.candles import IST
+    from trading.rules.market import IST
 
     step("signal engine: one recorded decision per index candle (warm from the chart API)")
     rows = list(TradingSignal.objects.order_by("candle_start", "index"))

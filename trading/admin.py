@@ -32,8 +32,8 @@ from trading.api.parsers import check_json_value
 from trading.config import types as config_types
 from trading.config.load import OVERRIDES_KEY, config_as_dict
 from trading.config.store import effective_algo_config, load_algo_config, reload_algo_config
-from trading.dhan.feed_codec import IST
 from trading.models import PositionTracker, Setting, TradingSignal, WatchlistItem
+from trading.rules.market import IST
 from trading.switches import change_switches, reserved_setting, switches_state
 
 logger = logging.getLogger(__name__)
@@ -384,7 +384,7 @@ class PositionTrackerAdmin(ExitsNoticeAdmin, ViewOnlyAdmin):
 
     @admin.display(description="contract", ordering="security_id")
     def contract(self, obj: PositionTracker) -> str:
-        return f"{obj.exchange_segment}:{obj.security_id}"
+        return obj.key
 
 
 # --- Operator-owned: the watchlist ------------------------------------------------------------

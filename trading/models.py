@@ -9,6 +9,7 @@ from typing import Any
 from django.core.validators import MaxValueValidator
 from django.db import models
 
+from trading.rules.market import instrument_key
 from trading.rules.vocab import ENTRY_DIRECTIONS, Direction, Gate
 
 # The market feed's packet header carries the security id as a u32 (trading/dhan/feed_codec.py):
@@ -135,7 +136,12 @@ class PositionTracker(models.Model):
         ]
 
     def __str__(self) -> str:
-        return f"#{self.pk} {self.exchange_segment}:{self.security_id} {self.status}"
+        return f"#{self.pk} {self.key} {self.status}"
+
+    @property
+    def key(self) -> str:
+        """The contract's instrument key (``NSE_FNO:43225``): its ticks, its PnL, its feed."""
+        return instrument_key(self.exchange_segment, self.security_id)
 
 
 class WatchlistItem(models.Model):
@@ -178,7 +184,7 @@ class WatchlistItem(models.Model):
 
     @property
     def key(self) -> str:
-        return f"{self.exchange_segment}:{self.security_id}"
+        return instrument_key(self.exchange_segment, self.security_id)
 
     def clean(self) -> None:
         from django.core.exceptions import ValidationError

@@ -22,13 +22,13 @@ from dataclasses import dataclass, fields
 from datetime import UTC, date, datetime
 from decimal import Decimal, InvalidOperation
 from typing import TYPE_CHECKING, Any
-from zoneinfo import ZoneInfo
 
 from django.db import close_old_connections, connections
 
 from trading.charges import charges_table
 from trading.models import PositionStatus, PositionTracker
 from trading.rules.charges import exchange_of, order_charges
+from trading.rules.market import IST
 from trading.rules.pnl import price_decimal, track_extremes, unrealized
 from workers.heartbeat import Heartbeat
 from workers.realtime.keys import pnl_key
@@ -44,7 +44,6 @@ if TYPE_CHECKING:
 logger = logging.getLogger(__name__)
 
 OPEN_STATUSES = (PositionStatus.ACTIVE, PositionStatus.EXITING)
-IST = ZoneInfo("Asia/Kolkata")
 LTP_PLACES = Decimal("0.0001")  # PositionTracker.ltp has 4 decimal places
 
 _DECIMAL_FIELDS = ("gross", "net", "percent", "peak", "trough", "exit_charges")
@@ -55,7 +54,7 @@ ExitChargesEstimator = Callable[[PositionTracker, float, date], Decimal]
 
 def position_key(position: PositionTracker) -> str:
     """The tick contract's instrument key of the position's contract."""
-    return f"{position.exchange_segment}:{position.security_id}"
+    return position.key
 
 
 def default_exit_charges(position: PositionTracker, ltp: float, on: date) -> Decimal:

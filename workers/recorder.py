@@ -35,7 +35,8 @@ from operator import itemgetter
 from pathlib import Path
 from typing import Any
 
-from trading.dhan.feed_codec import IST, IST_OFFSET_SECONDS
+from trading.dhan.feed_codec import IST_OFFSET_SECONDS
+from trading.rules.market import IST
 
 logger = logging.getLogger(__name__)
 

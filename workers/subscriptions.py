@@ -17,6 +17,7 @@ from __future__ import annotations
 from collections.abc import Iterable
 
 from trading.dhan.feed_codec import FeedMode, segment_code
+from trading.rules.market import instrument_key
 
 __all__ = [
     "MAX_SECURITY_ID",
@@ -69,7 +70,7 @@ def parse_watchlist(entries: Iterable[str], source: str = "DHANHQ_WS_WATCHLIST")
                 f"{where}: security id {int(sid)} is above {MAX_SECURITY_ID}, the largest the "
                 "feed carries"
             )
-        key = f"{segment}:{int(sid)}"
+        key = instrument_key(segment, int(sid))
         if key not in keys:
             keys.append(key)
     return keys
@@ -95,7 +96,7 @@ def merge_wanted(
     wanted: dict[str, FeedMode] = {}
     watched: set[str] = set()
     for segment, security_id, mode in watchlist_rows:
-        key = f"{segment}:{security_id}"
+        key = instrument_key(segment, security_id)
         watched.add(key)
         wanted[key] = _richer(wanted.get(key), _MODES.get(mode) or default_mode(key, index_mode))
     for key in env_keys:
@@ -118,7 +119,7 @@ def desired_subscriptions(
         )
     )
     positions = [
-        f"{segment}:{sid}"
+        instrument_key(segment, sid)
         for segment, sid in PositionTracker.objects.filter(status__in=OPEN_STATUSES).values_list(
             "exchange_segment", "security_id"
         )

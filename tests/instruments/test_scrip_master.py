@@ -449,3 +449,11 @@ def test_binary_junk_is_refused_naming_the_line():
     message = fails(png)
     assert "line 1" in message
     assert "binary or corrupt" in message
+
+
+def test_the_catalogs_zone_is_the_markets_zone():
+    # instruments keeps its own copy (it may not import trading); it must be the same zone.
+    from instruments.scrip_master import IST as catalog_ist
+    from trading.rules.market import IST
+
+    assert catalog_ist == IST

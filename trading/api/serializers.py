@@ -96,7 +96,7 @@ class PositionSerializer(serializers.ModelSerializer):
         read_only_fields = fields
 
     def get_key(self, obj: PositionTracker) -> str:
-        return f"{obj.exchange_segment}:{obj.security_id}"
+        return obj.key
 
 
 class StrictBooleanField(serializers.BooleanField):

@@ -41,7 +41,6 @@ from trading.config import types as config_types
 from trading.config.load import OVERRIDES_KEY, OVERRIDES_SOURCE, config_as_dict
 from trading.config.store import effective_algo_config, save_overrides, stored_overrides
 from trading.config.types import AlgoConfig
-from trading.dhan.feed_codec import IST
 from trading.models import (
     PositionStatus,
     PositionTracker,
@@ -50,6 +49,7 @@ from trading.models import (
     SignalOutcome,
     TradingSignal,
 )
+from trading.rules.market import IST
 from trading.switches import change_switches, switches_state
 
 logger = logging.getLogger(__name__)

@@ -91,6 +91,7 @@ from trading.dhan.ws_support import (
     handshake_error,
     split_frames,
 )
+from trading.rules.market import instrument_key
 
 __all__ = ["FeedClient", "FeedClientStats", "ShardStats", "feed_url"]
 
@@ -519,13 +520,13 @@ def _normalise(instruments: Iterable[InstrumentRef]) -> list[str]:
     keys: list[str] = []
     seen: set[str] = set()
     for ref in instruments:
-        raw = ref if isinstance(ref, str) else f"{ref[0]}:{ref[1]}"
+        raw = ref if isinstance(ref, str) else instrument_key(ref[0], ref[1])
         try:
             seg, sid = split_instrument_key(raw)
         except ValueError as exc:
             logger.error("feed: skipping instrument %r: %s", raw, exc)
             continue
-        key = f"{seg}:{sid}"
+        key = instrument_key(seg, sid)
         if key not in seen:
             seen.add(key)
             keys.append(key)

@@ -65,7 +65,9 @@ from functools import lru_cache
 from itertools import repeat
 from operator import add
 from typing import NamedTuple, Protocol
-from zoneinfo import ZoneInfo
+
+from trading.rules.market import IST
+from trading.rules.market import instrument_key as market_key
 
 # ---------------------------------------------------------------------------------------------
 # Enumerations
@@ -178,7 +180,7 @@ def segment_name(code: int) -> str:
 
 def instrument_key(segment: str | int, security_id: int | str) -> str:
     """The project-wide instrument key ``"SEG:SID"``, e.g. ``"NSE_FNO:55796"``."""
-    return f"{SEGMENT_NAMES[segment_code(segment)]}:{_security_id(security_id)}"
+    return market_key(SEGMENT_NAMES[segment_code(segment)], _security_id(security_id))
 
 
 def split_instrument_key(key: str) -> tuple[str, int]:
@@ -205,7 +207,6 @@ def _security_id(security_id: int | str) -> int:
 # ---------------------------------------------------------------------------------------------
 # Exchange time
 
-IST = ZoneInfo("Asia/Kolkata")
 IST_OFFSET_SECONDS = 19800  # +05:30; India has had no DST since 1945, so this is constant.
 _EPOCH = datetime(1970, 1, 1, tzinfo=UTC)
 
@@ -285,7 +286,7 @@ def _exchange_segment(self: _HasInstrument) -> str:
 
 
 def _key(self: _HasInstrument) -> str:
-    return f"{_SEGMENT_NAME_TABLE[self.segment_code]}:{self.security_id}"
+    return market_key(_SEGMENT_NAME_TABLE[self.segment_code], self.security_id)
 
 
 def _exchange_time(self: TickerTick | QuoteTick | FullTick) -> datetime | None:
@@ -1162,5 +1163,5 @@ def parse_request(text: str | bytes) -> SubscriptionRequest | DisconnectRequest:
             raise ValueError(
                 f"InstrumentList[{index}].SecurityId must be a string of digits, got {sid!r}"
             )
-        keys.append(f"{seg}:{_security_id(sid)}")
+        keys.append(market_key(seg, _security_id(sid)))
     return SubscriptionRequest(code, mode, subscribe, tuple(keys))

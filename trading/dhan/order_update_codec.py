@@ -50,7 +50,6 @@ from decimal import Decimal, InvalidOperation
 from enum import StrEnum
 from typing import Any, Literal, TypeVar
 
-from trading.dhan.feed_codec import IST
 from trading.dhan.vocab import (
     NOT_SET,
     SUPER_ORDER_STATUSES,
@@ -61,6 +60,7 @@ from trading.dhan.vocab import (
     TransactionType,
     Validity,
 )
+from trading.rules.market import IST
 
 __all__ = [
     "LOGIN_MSG_CODE",

@@ -42,7 +42,7 @@ import time
 from collections import deque
 from collections.abc import Callable, Iterable, Mapping, Sequence
 from dataclasses import dataclass
-from datetime import datetime, timedelta, timezone
+from datetime import datetime
 from pathlib import Path
 from typing import Annotated, Any, Protocol
 
@@ -52,6 +52,7 @@ from config_schema.reading import read_yaml_file
 from config_schema.schema import Rule, adapter, fail, items, note, report, validate
 from config_schema.text import shown
 from trading.dhan.errors import DailyCapExceeded, RateLimited
+from trading.rules.market import IST
 
 __all__ = [
     "DAY",
@@ -69,7 +70,6 @@ __all__ = [
 log = logging.getLogger(__name__)
 
 DAY = 86400.0
-IST = timezone(timedelta(hours=5, minutes=30), "IST")  # no DST in India: a fixed offset is exact
 DEFAULT_LIMITS_FILE = Path(__file__).resolve().parents[2] / "config" / "ratelimits.yml"
 
 # Category names end up inside Redis keys and log lines: keep them plain.

@@ -50,7 +50,6 @@ from enum import Enum, StrEnum
 from typing import Any, ClassVar, Generic, Self, TypeVar
 from urllib.parse import quote
 
-from trading.dhan.feed_codec import IST
 from trading.dhan.vocab import (
     NOT_SET,
     STOP_ORDER_TYPES,
@@ -65,6 +64,7 @@ from trading.dhan.vocab import (
     Validity,
     wire_values,
 )
+from trading.rules.market import IST
 
 __all__ = [
     "CORRELATION_ID_MAX_LEN",

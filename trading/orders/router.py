@@ -20,6 +20,8 @@ from datetime import date, datetime
 from decimal import ROUND_CEILING, Decimal
 from typing import Any, Protocol
 
+from trading.rules.market import instrument_key
+
 logger = logging.getLogger(__name__)
 
 CORRELATION_MAX = 25  # Dhan's correlationId limit, characters
@@ -50,7 +52,7 @@ class EntryIntent:
 
     @property
     def key(self) -> str:
-        return f"{self.exchange_segment}:{self.security_id}"
+        return instrument_key(self.exchange_segment, self.security_id)
 
     def correlation_id(self, leg: int, attempt: int = 0) -> str:
         """``AS-EN-{signal}-{leg}-{attempt}``; leg is the order's index in ``orders``."""

@@ -14,12 +14,11 @@ from collections.abc import Mapping, Sequence
 from dataclasses import dataclass
 from datetime import date, datetime, time
 from decimal import Decimal
-from zoneinfo import ZoneInfo
 
 from trading.config.types import FeedConfig, IndexConfig, PremiumBand, StrikesConfig
+from trading.rules.market import IST, instrument_key
 from trading.rules.vocab import Direction
 
-IST = ZoneInfo("Asia/Kolkata")
 CALL = "CE"
 PUT = "PE"
 OPTION_TYPES = (CALL, PUT)
@@ -44,7 +43,7 @@ class OptionContract:
     @property
     def key(self) -> str:
         """The instrument key used by the feed and the quote maps: ``"NSE_FNO:35001"``."""
-        return f"{self.exchange_segment}:{self.security_id}"
+        return instrument_key(self.exchange_segment, self.security_id)
 
 
 @dataclass(frozen=True, slots=True)

@@ -23,7 +23,7 @@ from trading.dhan.feed_codec import (
     segment_name,
     split_instrument_key,
 )
-from trading.rules.market import IST
+from trading.rules.market import IST, instrument_key
 from workers.realtime.record import TickRecord, copy_record, unpack_depth_level
 
 log = logging.getLogger(__name__)
@@ -65,7 +65,7 @@ class TickMerger:
         self._last_ts = 0.0
 
     def _new_record(self, segment_code: int, security_id: int) -> TickRecord:
-        key = f"{segment_name(segment_code)}:{security_id}"
+        key = instrument_key(segment_name(segment_code), security_id)
         seq = self._seq_start(key) if self._seq_start is not None else 0
         return TickRecord(key, int(seq or 0), 0.0, None, 0.0)
 

@@ -105,7 +105,6 @@ from decimal import ROUND_CEILING, ROUND_FLOOR, ROUND_HALF_EVEN, Decimal, Invali
 from enum import StrEnum
 from typing import Any, TypeVar
 
-from trading.dhan.feed_codec import IST
 from trading.dhan.order_update_codec import OrderUpdate
 from trading.dhan.rest_types import CORRELATION_ID_MAX_LEN
 from trading.dhan.sim.market import ContractSpec, Market, Quote
@@ -126,6 +125,7 @@ from trading.dhan.vocab import (
     Validity,
     wire_values,
 )
+from trading.rules.market import IST
 
 __all__ = [
     "DEFAULT_MPP_PCT",

@@ -30,8 +30,8 @@ from django.core.management.base import BaseCommand, CommandError, CommandParser
 from config_schema import ConfigError
 from trading.config.store import effective_algo_config
 from trading.mode import trading_mode
+from trading.rules.market import IST
 from workers.broker_auth import BrokerAuthFailed
-from workers.candles import IST
 from workers.feed_hub import FeedHubFailed, hub_from_settings
 from workers.heartbeat import Heartbeat
 from workers.market_clock import MarketClock
