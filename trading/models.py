@@ -9,12 +9,13 @@ from typing import Any
 from django.core.validators import MaxValueValidator
 from django.db import models
 
+from trading.dhan.feed_codec import MAX_SECURITY_ID
 from trading.rules.market import instrument_key
 from trading.rules.vocab import ENTRY_DIRECTIONS, Direction, Gate
 
-# The market feed's packet header carries the security id as a u32 (trading/dhan/feed_codec.py):
-# a watchlist row above it could never be subscribed. Same bound as workers.subscriptions.
-FEED_MAX_SECURITY_ID = 0xFFFF_FFFF
+# The market feed's packet header carries the security id as a u32: a watchlist row above it
+# could never be subscribed.
+FEED_MAX_SECURITY_ID = MAX_SECURITY_ID
 
 
 class Setting(models.Model):

@@ -16,7 +16,7 @@ from __future__ import annotations
 
 from collections.abc import Iterable
 
-from trading.dhan.feed_codec import FeedMode, segment_code
+from trading.dhan.feed_codec import MAX_SECURITY_ID, FeedMode, segment_code
 from trading.rules.market import instrument_key
 
 __all__ = [
@@ -27,10 +27,6 @@ __all__ = [
     "parse_watchlist",
 ]
 
-# The feed's packet header carries the security id as a u32 (trading/dhan/feed_codec.py): an
-# id above this can never be subscribed. trading.models.FEED_MAX_SECURITY_ID is the same
-# bound for the watchlist rows; a test checks both against the codec.
-MAX_SECURITY_ID = 0xFFFF_FFFF
 
 _DEPTH_SEGMENTS = frozenset({"NSE_FNO", "BSE_FNO", "MCX_COMM", "NSE_CURRENCY", "BSE_CURRENCY"})
 _MODES = {"ticker": FeedMode.TICKER, "quote": FeedMode.QUOTE, "full": FeedMode.FULL}

@@ -191,6 +191,10 @@ def split_instrument_key(key: str) -> tuple[str, int]:
     return SEGMENT_NAMES[segment_code(seg)], _security_id(sid)
 
 
+# The packet header carries the security id as a u32: no larger id can be on the feed.
+MAX_SECURITY_ID = 0xFFFF_FFFF
+
+
 def _security_id(security_id: int | str) -> int:
     # The binary header carries the id as a u32, so anything else cannot be on the feed.
     if isinstance(security_id, str):
@@ -199,7 +203,7 @@ def _security_id(security_id: int | str) -> int:
         security_id = int(security_id)
     if isinstance(security_id, bool) or not isinstance(security_id, int):
         raise ValueError(f"security id {security_id!r} is not an integer")
-    if not 0 <= security_id <= 0xFFFFFFFF:
+    if not 0 <= security_id <= MAX_SECURITY_ID:
         raise ValueError(f"security id {security_id} does not fit the feed's u32 field")
     return security_id
 
