@@ -10,6 +10,7 @@ from django.core.validators import MaxValueValidator
 from django.db import models
 
 from trading.dhan.feed_codec import MAX_SECURITY_ID
+from trading.orders.states import JournalStatus, PositionState
 from trading.rules.market import instrument_key
 from trading.rules.vocab import ENTRY_DIRECTIONS, Direction, Gate
 
@@ -56,12 +57,23 @@ SignalGate = _choices_of("SignalGate", Gate)
 PositionDirection = _choices_of("PositionDirection", ENTRY_DIRECTIONS)
 
 
-class PositionStatus(models.TextChoices):
-    PENDING = "pending", "Pending"
-    ACTIVE = "active", "Active"
-    EXITING = "exiting", "Exiting"
-    EXITED = "exited", "Exited"
-    CANCELLED = "cancelled", "Cancelled"
+PositionStatus = _choices_of("PositionStatus", PositionState)
+OrderStatus = _choices_of("OrderStatus", JournalStatus)
+
+
+class TradingMode(models.TextChoices):
+    PAPER = "paper", "Paper"
+    LIVE = "live", "Live"
+
+
+class OrderLeg(models.TextChoices):
+    ENTRY = "entry", "Entry"
+    EXIT = "exit", "Exit"
+
+
+class OrderSide(models.TextChoices):
+    BUY = "BUY", "Buy"
+    SELL = "SELL", "Sell"
 
 
 class PositionTracker(models.Model):
@@ -118,6 +130,33 @@ class PositionTracker(models.Model):
         related_name="positions",
     )
     config_version = models.CharField(max_length=16, blank=True)
+    mode = models.CharField(max_length=8, choices=TradingMode.choices, default=TradingMode.PAPER)
+    # Market times (the feed's clock, never the wall's): when the entry was decided, when its
+    # first unit filled, when its last exit unit filled. The day's caps and cooldowns count
+    # these, so a simulated day counts as that day whatever the wall clock says.
+    opened_at = models.DateTimeField(null=True, blank=True, help_text="market time")
+    entry_at = models.DateTimeField(null=True, blank=True, help_text="market time")
+    exited_at = models.DateTimeField(null=True, blank=True, help_text="market time")
+    # What the exit rules carry from tick to tick, persisted so a restart keeps them (a
+    # trailing stop never falls back to the initial one): premium per unit, rupees.
+    underlying_entry = models.DecimalField(
+        max_digits=14, decimal_places=4, null=True, blank=True, help_text="index at entry"
+    )
+    peak_premium = models.DecimalField(max_digits=14, decimal_places=4, null=True, blank=True)
+    trough_premium = models.DecimalField(max_digits=14, decimal_places=4, null=True, blank=True)
+    protective_stop = models.DecimalField(max_digits=14, decimal_places=4, null=True, blank=True)
+    stop_rule = models.CharField(
+        max_length=32, blank=True, help_text="the component that set the stop"
+    )
+    seconds_in_loss = models.FloatField(default=0.0)
+    # The outcome, set once the last exit unit fills.
+    exit_price = models.DecimalField(max_digits=14, decimal_places=4, null=True, blank=True)
+    gross_pnl = models.DecimalField(
+        max_digits=16, decimal_places=2, null=True, blank=True, help_text="rupees, before charges"
+    )
+    charges = models.DecimalField(
+        max_digits=16, decimal_places=2, default=0, help_text="rupees, entry and exit orders"
+    )
     realized_pnl = models.DecimalField(
         max_digits=16,
         decimal_places=2,
@@ -125,7 +164,8 @@ class PositionTracker(models.Model):
         blank=True,
         help_text="net of all charges, rupees; set at exit",
     )
-    exited_at = models.DateTimeField(null=True, blank=True)
+    exit_type = models.CharField(max_length=32, blank=True)
+    exit_reason = models.TextField(blank=True)
     created_at = models.DateTimeField(auto_now_add=True)
     updated_at = models.DateTimeField(auto_now=True)
 
@@ -134,6 +174,15 @@ class PositionTracker(models.Model):
             models.Index(fields=["status"], name="position_status_idx"),
             models.Index(fields=["created_at"], name="position_created_idx"),
             models.Index(fields=["exited_at"], name="position_exited_idx"),
+            models.Index(fields=["opened_at"], name="position_opened_idx"),
+        ]
+        constraints = [
+            # One position per entry decision: a re-handed intent finds it instead of a twin.
+            models.UniqueConstraint(
+                fields=["signal"],
+                condition=models.Q(signal__isnull=False),
+                name="position_once_per_signal",
+            )
         ]
 
     def __str__(self) -> str:
@@ -250,3 +299,164 @@ class TradingSignal(models.Model):
 
     def __str__(self) -> str:
         return f"{self.index} {self.candle_start:%Y-%m-%d %H:%M} {self.direction} {self.outcome}"
+
+
+class Order(models.Model):
+    """One order sent (or about to be sent) to a broker: the journal row, written BEFORE the
+    send (status UNKNOWN), so a crash at any point leaves a row the next start resolves by its
+    correlation id instead of sending again.
+
+    A re-price ("chase") modifies the same broker order (Dhan keeps the order, its filled
+    quantity and its place in the queue; a cancel-and-replace could fill twice in the window
+    between the two): ``attempt`` counts the modifications. Past the broker's modification
+    budget an exit cancels and re-places as a new row with the next ``generation`` (a new
+    correlation id), only once the cancel is confirmed.
+    """
+
+    correlation_id = models.CharField(max_length=25, unique=True)
+    position = models.ForeignKey(PositionTracker, on_delete=models.PROTECT, related_name="orders")
+    leg = models.CharField(max_length=8, choices=OrderLeg.choices)
+    leg_index = models.PositiveSmallIntegerField(help_text="index among the freeze-split orders")
+    generation = models.PositiveSmallIntegerField(default=0, help_text="re-placements")
+    attempt = models.PositiveSmallIntegerField(default=0, help_text="re-prices (modifies)")
+    side = models.CharField(max_length=4, choices=OrderSide.choices)
+    mode = models.CharField(max_length=8, choices=TradingMode.choices)
+    exchange_segment = models.CharField(max_length=16)
+    security_id = models.BigIntegerField()
+    quantity = models.PositiveIntegerField(help_text="units")
+    limit_price = models.DecimalField(max_digits=14, decimal_places=4)
+    status = models.CharField(
+        max_length=16, choices=OrderStatus.choices, default=JournalStatus.UNKNOWN.value
+    )
+    broker_order_id = models.CharField(max_length=40, blank=True)
+    filled_quantity = models.PositiveIntegerField(default=0)
+    average_price = models.DecimalField(max_digits=14, decimal_places=4, null=True, blank=True)
+    charges = models.DecimalField(max_digits=16, decimal_places=2, default=0)
+    rejection_reason = models.TextField(blank=True)
+    placed_at = models.DateTimeField(help_text="market time of the journal write")
+    priced_at = models.DateTimeField(help_text="market time of the last (re)price")
+    sent_at = models.DateTimeField(null=True, blank=True, help_text="market time of the send")
+    final_at = models.DateTimeField(null=True, blank=True, help_text="market time")
+    created_at = models.DateTimeField(auto_now_add=True)
+    updated_at = models.DateTimeField(auto_now=True)
+
+    class Meta:
+        ordering = ["placed_at", "leg_index"]
+        constraints = [
+            models.UniqueConstraint(
+                fields=["position", "leg", "leg_index", "generation"], name="order_once_per_slot"
+            ),
+            models.CheckConstraint(
+                condition=models.Q(filled_quantity__lte=models.F("quantity")),
+                name="order_fill_within_quantity",
+            ),
+        ]
+        indexes = [
+            models.Index(fields=["status"], name="order_status_idx"),
+            models.Index(fields=["broker_order_id"], name="order_broker_id_idx"),
+        ]
+
+    def __str__(self) -> str:
+        return f"{self.correlation_id} {self.side} {self.quantity} {self.status}"
+
+    @property
+    def key(self) -> str:
+        return instrument_key(self.exchange_segment, self.security_id)
+
+
+class Fill(models.Model):
+    """One trade of an order (a partial fill is its own row), with the charges it added: the
+    order's charges computed on its filled quantity so far, minus those of the fills before,
+    so the fills' charges sum to the order's exactly (brokerage once per executed order)."""
+
+    order = models.ForeignKey(Order, on_delete=models.PROTECT, related_name="fills")
+    trade_id = models.CharField(max_length=40, help_text="the broker's trade id")
+    quantity = models.PositiveIntegerField()
+    price = models.DecimalField(max_digits=14, decimal_places=4)
+    charges = models.DecimalField(max_digits=16, decimal_places=2)
+    traded_at = models.DateTimeField(help_text="market time")
+    created_at = models.DateTimeField(auto_now_add=True)
+
+    class Meta:
+        ordering = ["traded_at", "pk"]
+        constraints = [
+            models.UniqueConstraint(fields=["order", "trade_id"], name="fill_once_per_trade")
+        ]
+
+    def __str__(self) -> str:
+        return f"{self.order.correlation_id} {self.quantity} @ {self.price}"
+
+
+class LedgerKind(models.TextChoices):
+    OPENING = "opening", "Opening cash"
+    PREMIUM = "premium", "Premium paid"
+    PROCEEDS = "proceeds", "Proceeds"
+    CHARGES = "charges", "Charges"
+
+
+class LedgerEntry(models.Model):
+    """The paper account: opening cash, then per fill the premium paid (buy, negative) or the
+    proceeds (sell, positive) and the charges (negative). Written in the same transaction as
+    the fill; ``trading.orders.ledger.check_ledger`` recomputes it from the fills alone."""
+
+    kind = models.CharField(max_length=16, choices=LedgerKind.choices)
+    amount = models.DecimalField(max_digits=18, decimal_places=2, help_text="rupees, signed")
+    fill = models.ForeignKey(
+        Fill, on_delete=models.PROTECT, null=True, blank=True, related_name="ledger"
+    )
+    position = models.ForeignKey(
+        PositionTracker, on_delete=models.PROTECT, null=True, blank=True, related_name="ledger"
+    )
+    at = models.DateTimeField(help_text="market time")
+    created_at = models.DateTimeField(auto_now_add=True)
+
+    class Meta:
+        ordering = ["at", "pk"]
+        constraints = [
+            models.UniqueConstraint(
+                fields=["fill", "kind"],
+                condition=models.Q(fill__isnull=False),
+                name="ledger_once_per_fill_and_kind",
+            )
+        ]
+
+    def __str__(self) -> str:
+        return f"{self.kind} {self.amount}"
+
+
+class MismatchKind(models.TextChoices):
+    BROKER_ONLY = "broker_only", "Position at the broker only"
+    DATABASE_ONLY = "database_only", "Open position in the database only"
+    QUANTITY = "quantity", "Quantities differ"
+    ORDER = "order", "Order state differs"
+
+
+class ReconciliationMismatch(models.Model):
+    """A difference between the broker and the database found by reconciliation: recorded,
+    logged at ERROR and shown on /ready until a human resolves it. Never adopted or dropped
+    silently."""
+
+    kind = models.CharField(max_length=16, choices=MismatchKind.choices)
+    exchange_segment = models.CharField(max_length=16)
+    security_id = models.BigIntegerField()
+    broker_quantity = models.IntegerField(null=True, blank=True)
+    database_quantity = models.IntegerField(null=True, blank=True)
+    detail = models.TextField()
+    found_at = models.DateTimeField(help_text="market time")
+    resolved_at = models.DateTimeField(null=True, blank=True)
+    resolved_by = models.CharField(max_length=150, blank=True)
+    created_at = models.DateTimeField(auto_now_add=True)
+
+    class Meta:
+        ordering = ["-found_at"]
+        constraints = [
+            # One open record per kind and contract: each reconciliation pass finds it again.
+            models.UniqueConstraint(
+                fields=["kind", "exchange_segment", "security_id"],
+                condition=models.Q(resolved_at__isnull=True),
+                name="mismatch_once_while_open",
+            )
+        ]
+
+    def __str__(self) -> str:
+        return f"{self.kind} {self.exchange_segment}:{self.security_id}"
