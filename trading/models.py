@@ -336,6 +336,9 @@ class Order(models.Model):
     placed_at = models.DateTimeField(help_text="market time of the journal write")
     priced_at = models.DateTimeField(help_text="market time of the last (re)price")
     sent_at = models.DateTimeField(null=True, blank=True, help_text="market time of the send")
+    cancel_requested_at = models.DateTimeField(
+        null=True, blank=True, help_text="market time a cancel was asked for"
+    )
     final_at = models.DateTimeField(null=True, blank=True, help_text="market time")
     created_at = models.DateTimeField(auto_now_add=True)
     updated_at = models.DateTimeField(auto_now=True)

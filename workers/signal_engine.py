@@ -14,7 +14,7 @@ this module only gathers the inputs and records the outcome):
    block is recorded as gate ``strike``, then ``no_averaging`` for the chosen contract.
 4. **Size** (``rules.sizing``) from the cash: the paper ledger, or the broker's fund limit live;
    zero lots (or unknown cash) is recorded as gate ``sizing``.
-5. **Intent**: the sized :class:`~trading.orders.router.EntryIntent` is written on the row
+5. **Intent**: the sized :class:`~trading.orders.intent.EntryIntent` is written on the row
    *before* it is handed to the order router (journal first), outcome ``intent``.
 
 Candles arrive as ``candle`` events from the feed hub. Events are at most once (a Redis blip
@@ -57,7 +57,7 @@ from config_schema import ConfigError
 from trading.config.types import AlgoConfig, IndexConfig
 from trading.dhan.errors import AuthFailure
 from trading.models import PositionStatus, PositionTracker, SignalOutcome, TradingSignal
-from trading.orders.router import EntryIntent, EntryRouter, IntentLogRouter, marketable_limit
+from trading.orders.intent import EntryIntent, EntryRouter, IntentLogRouter, marketable_limit
 from trading.rules import gates, sizing, strikes
 from trading.rules.market import INDEX_SEGMENT, IST, instrument_key
 from trading.rules.signals import Signal, SignalState, confirm

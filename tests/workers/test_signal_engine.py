@@ -28,7 +28,7 @@ from trading.dhan.ratelimit import InProcessRateLimiter, load_limits
 from trading.dhan.rest import DhanRestClient
 from trading.dhan.sim.server import SimConfig, Simulator
 from trading.models import PositionTracker, SignalOutcome, TradingSignal
-from trading.orders.router import RECORDED, REJECTED, EntryIntent, RouterResult
+from trading.orders.intent import RECORDED, REJECTED, EntryIntent, RouterResult
 from trading.switches import set_kill_switch
 from workers.candles import IST, Candle
 from workers.realtime.keys import FEED_CANDIDATES

@@ -1,118 +1,236 @@
-"""The order router's entry interface: what the signal engine hands over, and what it gets back.
+"""The order router: one interface for entries (the signal engine) and exits (the exit engine,
+the manual exit of the API and the admin).
 
-The signal engine ends at an :class:`EntryIntent`: a decided, sized entry into one contract.
-An :class:`EntryRouter` turns it into orders (journaled before they are sent, paper or live);
-that router is the next piece of work. Until it exists, run_signal_engine and run_trader use
-:class:`IntentLogRouter`, which accepts nothing: it logs the intent and answers "recorded", so
-the signal row ends in outcome ``intent`` and no order is ever sent.
+It journals first and sends second (trading/orders/journal.py), through the gateway of the
+current mode (trading/orders/gateway.py), and prices every order as a marketable limit from
+the current book (``orders.limit_buffer_pct`` of config/algo.yml, rounded to the tick in the
+order's favour of filling). Re-pricing an unfilled order and resolving an order whose send had
+no answer are the order manager's (workers/order_manager.py): it calls :meth:`reprice`,
+:meth:`cancel` and :meth:`send` here, so every send of the system goes through this one class.
 
-Idempotency: every order of an entry carries ``correlation_id(leg, attempt)`` =
-``AS-EN-{signal id}-{leg}-{attempt}`` (Dhan's correlationId allows 25 characters). It is derived
-from the signal row, so a restart that re-hands the same intent produces the same ids and the
-router can look them up at the broker before sending anything again.
+Sends never repeat blindly: :meth:`send` sends only an order in UNKNOWN, and records what the
+broker answered: an acknowledgement (TRANSIT with the broker's order id), a rejection with
+Dhan's reason (the order and, when it was the entry's last, the position end there), or
+nothing when the answer was lost (``UnknownOutcome``: the order stays UNKNOWN and the manager
+looks it up by correlation id before anything is sent again).
 """
 
 from __future__ import annotations
 
 import logging
-from dataclasses import asdict, dataclass
-from datetime import date, datetime
-from decimal import ROUND_CEILING, Decimal
-from typing import Any, Protocol
+from collections.abc import Callable
+from datetime import datetime
+from decimal import Decimal
+from typing import Any
 
-from trading.rules.market import instrument_key
+from trading.config.types import AlgoConfig
+from trading.dhan.errors import AuthFailure, DhanError, Rejected, Retryable, UnknownOutcome
+from trading.models import Order, OrderLeg, OrderSide, PositionTracker
+from trading.orders.gateway import Gateway
+from trading.orders.intent import (
+    REJECTED,
+    ROUTED,
+    EntryIntent,
+    RouterResult,
+    marketable_limit,
+    marketable_sell_limit,
+)
+from trading.orders.journal import (
+    claim_exit,
+    claim_send,
+    journal_entry,
+    journal_exit,
+    open_entry_quantity,
+    record_ack,
+    record_rejection,
+)
+from trading.orders.states import WORKING, JournalStatus, PositionState
+from trading.rules.market import IST
+from trading.rules.sizing import split_for_freeze
 
 logger = logging.getLogger(__name__)
 
-CORRELATION_MAX = 25  # Dhan's correlationId limit, characters
+__all__ = ["ExitRefused", "OrderRouter", "Quote"]
+
+# (bid, ask, ltp) of a contract now, rupees; None when nothing fresh is known. The router
+# prices from it; it never prices from an old tick (the caller decides what fresh means).
+Quote = Callable[[str], "tuple[Decimal | None, Decimal | None, Decimal | None] | None"]
 
 
-@dataclass(frozen=True)
-class EntryIntent:
-    """A sized entry. Prices are rupees per unit; quantities are units (whole lots)."""
+class ExitRefused(Exception):
+    """The position cannot be exited now: not active (already exiting, exited, still
+    pending), or unknown. The API answers 409 (404 for unknown)."""
 
-    signal_id: int
-    index: str  # NIFTY
-    direction: str  # bullish (buy a CE) or bearish (buy a PE)
-    exchange_segment: str
-    security_id: int
-    symbol: str
-    expiry: date
-    strike: Decimal
-    option_type: str
-    lot_size: int
-    tick_size: Decimal
-    lots: int
-    quantity: int
-    orders: tuple[int, ...]  # units per order, each within the freeze quantity
-    reference_price: Decimal  # the ask (or LTP without depth) the size was computed at
-    limit_price: Decimal  # marketable limit: reference * (1 + buffer), up to the tick
-    config_version: str
-    decided_at: datetime  # market time of the decision
+
+class OrderRouter:
+    """See the module docstring. ``clock()`` is market time (epoch seconds)."""
+
+    def __init__(
+        self,
+        gateway: Gateway,
+        *,
+        config_source: Callable[[], AlgoConfig],
+        clock: Callable[[], float],
+        quote: Quote,
+        freeze_quantity: Callable[[PositionTracker], int],
+    ) -> None:
+        self.gateway = gateway
+        self.config_source = config_source
+        self.clock = clock
+        self.quote = quote
+        self.freeze_quantity = freeze_quantity
 
     @property
-    def key(self) -> str:
-        return instrument_key(self.exchange_segment, self.security_id)
+    def mode(self) -> str:
+        return self.gateway.mode
 
-    def correlation_id(self, leg: int, attempt: int = 0) -> str:
-        """``AS-EN-{signal}-{leg}-{attempt}``; leg is the order's index in ``orders``."""
-        value = f"AS-EN-{self.signal_id}-{leg}-{attempt}"
-        if len(value) > CORRELATION_MAX:
-            raise ValueError(f"correlation id {value!r} is longer than {CORRELATION_MAX}")
-        return value
+    def now(self) -> datetime:
+        return datetime.fromtimestamp(self.clock(), IST)
 
-    def as_dict(self) -> dict[str, Any]:
-        """JSON-able: Decimals and dates as strings (exact), for the signal row."""
-        out = asdict(self)
-        for name, value in out.items():
-            if isinstance(value, datetime):
-                out[name] = value.isoformat()
-            elif isinstance(value, Decimal | date):
-                out[name] = str(value)
-        out["orders"] = list(self.orders)
-        out["key"] = self.key
-        return out
-
-
-def marketable_limit(reference: Decimal, buffer_pct: float, tick: Decimal) -> Decimal:
-    """A buy limit ``buffer_pct`` above ``reference``, rounded up to a whole ``tick``: it
-    crosses the ask it was computed from, and Dhan rejects prices off the tick grid."""
-    raw = reference * (1 + Decimal(str(buffer_pct)))
-    return (raw / tick).to_integral_value(rounding=ROUND_CEILING) * tick
-
-
-ROUTED = "routed"  # orders journaled and sent (or queued to send)
-RECORDED = "recorded"  # taken note of, nothing sent (IntentLogRouter)
-REJECTED = "rejected"  # refused: the entry will not happen; ``detail`` says why
-
-
-@dataclass(frozen=True)
-class RouterResult:
-    """What the router did with an intent: ``status`` is ROUTED, RECORDED or REJECTED;
-    ``detail`` says it in words for the signal row and the log."""
-
-    status: str
-    detail: str
-
-
-class EntryRouter(Protocol):
-    def place_entry(self, intent: EntryIntent) -> RouterResult:
-        """Journal and send the entry's orders. Must be idempotent per ``intent.signal_id``.
-        Raises only for faults the caller cannot act on (the engine records them)."""
-        ...
-
-
-class IntentLogRouter:
-    """The router until order routing exists: logs the intent, sends nothing."""
+    # -- entries ---------------------------------------------------------------------------
 
     def place_entry(self, intent: EntryIntent) -> RouterResult:
-        logger.info(
-            "entry intent (not routed: no order router yet): signal %d %s %s %s x%d @ %s",
-            intent.signal_id,
-            intent.index,
-            intent.direction,
-            intent.symbol,
-            intent.quantity,
-            intent.limit_price,
+        """Journal the pending position and its orders, send each unsent one. Idempotent per
+        signal: a re-handed intent sends nothing already sent."""
+        from instruments.models import Derivative
+
+        derivative = Derivative.objects.filter(
+            exchange_segment=intent.exchange_segment, security_id=intent.security_id
+        ).first()
+        if derivative is None:
+            return RouterResult(REJECTED, f"{intent.key} is not in the catalog")
+        position = journal_entry(intent, mode=self.mode, derivative_id=derivative.pk)
+        unsent = position.orders.filter(
+            leg=OrderLeg.ENTRY, status=JournalStatus.UNKNOWN, sent_at=None
         )
-        return RouterResult(RECORDED, "recorded; no order router yet, nothing sent")
+        outcomes = [self.send(order) for order in unsent]
+        refused = [text for text in outcomes if text.startswith("rejected")]
+        if outcomes and len(refused) == len(outcomes):
+            return RouterResult(REJECTED, "; ".join(refused))
+        sent = sum(1 for text in outcomes if text == "sent")
+        detail = f"position #{position.pk}: {sent} of {len(outcomes)} order(s) sent"
+        if sent + len(refused) < len(outcomes):
+            detail += f"; {len(outcomes) - sent - len(refused)} without an answer yet"
+        return RouterResult(ROUTED, detail)
+
+    # -- exits -----------------------------------------------------------------------------
+
+    def exit_position(self, position_id: int, exit_type: str, reason: str) -> RouterResult:
+        """Claim an active position (active -> exiting, one caller wins) and send its exit.
+        ExitRefused when it is not active (another exit has it, or it is not open)."""
+        if not claim_exit(position_id, exit_type, reason):
+            status = (
+                PositionTracker.objects.filter(pk=position_id)
+                .values_list("status", flat=True)
+                .first()
+            )
+            if status is None:
+                raise ExitRefused(f"position #{position_id} does not exist")
+            raise ExitRefused(f"position #{position_id} is {status}, not active")
+        logger.warning("position #%d: exit %s claimed: %s", position_id, exit_type, reason)
+        position = PositionTracker.objects.get(pk=position_id)
+        return self.continue_exit(position)
+
+    def continue_exit(self, position: PositionTracker) -> RouterResult:
+        """Drive a claimed (exiting) position: cancel entry orders still working first (they
+        could buy more than the exit sells), then journal the exit orders for the units held
+        and send every unsent one. Called again by the order manager until it is done."""
+        if open_entry_quantity(position.pk):
+            for order in position.orders.filter(leg=OrderLeg.ENTRY, status__in=WORKING):
+                if order.cancel_requested_at is None and order.status != JournalStatus.UNKNOWN:
+                    self.cancel(order)
+            return RouterResult(ROUTED, "waiting for the entry orders to end")
+        position.refresh_from_db()
+        if position.status != PositionState.EXITING:
+            return RouterResult(ROUTED, f"position is {position.status}")
+        exits = position.orders.filter(leg=OrderLeg.EXIT)
+        sold = sum(exits.values_list("filled_quantity", flat=True))
+        left = position.quantity - sold
+        if left > 0 and not exits.filter(status__in=WORKING).exists():
+            # The first exit, or the next generation after every working exit order ended
+            # (cancelled to re-place past the broker's modification budget, expired).
+            price = self._exit_price(position)
+            if price is None:
+                return RouterResult(ROUTED, "no price for the exit yet")
+            generation = max(exits.values_list("generation", flat=True), default=-1) + 1
+            lot = position.derivative.lot_size
+            quantities = split_for_freeze(left, lot, self.freeze_quantity(position))
+            journal_exit(position, quantities, price, self.now(), generation=generation)
+        unsent = exits.filter(status=JournalStatus.UNKNOWN, sent_at=None)
+        outcomes = [self.send(order) for order in unsent]
+        return RouterResult(ROUTED, f"exit orders: {', '.join(outcomes) or 'working'}")
+
+    def _exit_price(self, position: PositionTracker) -> Decimal | None:
+        quote = self.quote(position.key)
+        if quote is None:
+            return None
+        bid, _ask, ltp = quote
+        reference = bid if bid else ltp
+        if not reference:
+            return None
+        tick = position.derivative.tick_size
+        return marketable_sell_limit(reference, self.config_source().orders.limit_buffer_pct, tick)
+
+    # -- sending ---------------------------------------------------------------------------
+
+    def send(self, order: Order) -> str:
+        """Send a journaled, never-sent order once and record the answer; returns "sent",
+        "rejected: ...", "unanswered" (the outcome is unknown: resolved by correlation id
+        later), "not sent: ..." (a fault, e.g. a 429 burst, before the broker took it: the
+        resolver looks it up like an unanswered one) or "already sent" (another sender, or an
+        earlier attempt, has it). AuthFailure propagates: nothing more can be sent."""
+        now = self.now()
+        if not claim_send(order, now):
+            return "already sent"
+        try:
+            ack = self.gateway.place(order, now)
+        except Rejected as exc:
+            reason = f"{exc.code or 'rejected'}: {exc.message}"
+            record_rejection(order, reason, now)
+            logger.warning("order %s rejected by the broker: %s", order.correlation_id, reason)
+            return f"rejected: {reason}"
+        except UnknownOutcome as exc:
+            logger.warning(
+                "order %s: the send's answer was lost (%s); it is resolved by its correlation "
+                "id before anything is sent again",
+                order.correlation_id,
+                exc,
+            )
+            return "unanswered"
+        except AuthFailure:
+            raise
+        except (Retryable, DhanError) as exc:
+            logger.warning("order %s not sent: %s", order.correlation_id, exc)
+            return f"not sent: {exc}"
+        record_ack(order, ack.broker_order_id, ack.status, now)
+        return "sent"
+
+    # -- chasing (the order manager) -------------------------------------------------------
+
+    def reprice(self, order: Order) -> Decimal | None:
+        """Move a working order's limit to the current book plus the buffer (a buy from the
+        ask, a sell from the bid); None when there is no fresh price. The broker keeps the
+        order (a modify), so its filled units stay filled."""
+        quote = self.quote(order.key)
+        if quote is None:
+            return None
+        bid, ask, ltp = quote
+        config = self.config_source().orders
+        tick = order.position.derivative.tick_size
+        buy = order.side == OrderSide.BUY
+        reference = (ask if buy else bid) or ltp
+        if not reference:
+            return None
+        limit = marketable_limit if buy else marketable_sell_limit
+        price = limit(reference, config.limit_buffer_pct, tick)
+        self.gateway.modify(order, price, self.now())
+        return price
+
+    def cancel(self, order: Order) -> None:
+        self.gateway.cancel(order, self.now())
+        Order.objects.filter(pk=order.pk, cancel_requested_at=None).update(
+            cancel_requested_at=self.now()
+        )
+
+    def describe(self) -> dict[str, Any]:
+        return {"mode": self.mode}

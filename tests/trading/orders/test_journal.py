@@ -1,0 +1,248 @@
+"""The order journal and the router on the paper gateway: journal before send, idempotency,
+fills and their charges, the position's life, the paper ledger, exits claimed once."""
+
+from __future__ import annotations
+
+from datetime import timedelta
+from decimal import Decimal
+
+import pytest
+
+from trading.dhan.errors import Rejected, UnknownOutcome
+from trading.models import Fill, LedgerEntry, Order, PositionTracker
+from trading.orders.gateway import Ack, PaperGateway
+from trading.orders.intent import REJECTED, ROUTED
+from trading.orders.journal import OrderEvent, TradeFill, apply_event
+from trading.orders.ledger import check_ledger, paper_cash
+from trading.orders.router import ExitRefused
+from trading.orders.states import JournalStatus
+
+from .conftest import T0, real_charges
+
+pytestmark = pytest.mark.django_db
+
+S = JournalStatus
+
+
+def event(order: Order, status: str, *trades: tuple[str, int, str], minutes: int = 0) -> OrderEvent:
+    return OrderEvent(
+        status=S(status),
+        at=T0 + timedelta(minutes=minutes),
+        correlation_id=order.correlation_id,
+        trades=tuple(TradeFill(t, q, Decimal(p)) for t, q, p in trades),
+    )
+
+
+def apply(e: OrderEvent) -> bool:
+    return apply_event(e, real_charges, paper=True)
+
+
+class Recording(PaperGateway):
+    """The paper gateway, noting the journal's state at the moment of each send."""
+
+    def __init__(self, fail: Exception | None = None) -> None:
+        self.fail = fail
+        self.seen: list[tuple[str, str]] = []
+
+    def place(self, order, at):
+        row = Order.objects.get(pk=order.pk)
+        self.seen.append((row.correlation_id, row.status))
+        if self.fail is not None:
+            raise self.fail
+        return super().place(order, at)
+
+
+def test_an_entry_is_journaled_before_it_is_sent_and_acknowledged_after(router, intent):
+    router.gateway = gateway = Recording()
+    result = router.place_entry(intent())
+    assert result.status == ROUTED
+    (order,) = Order.objects.all()
+    assert gateway.seen == [(order.correlation_id, S.UNKNOWN)]  # the row existed at the send
+    assert order.status == S.TRANSIT and order.broker_order_id.startswith("P")
+    assert order.correlation_id.startswith("AS-EN-") and len(order.correlation_id) <= 25
+    position = order.position
+    assert (position.status, position.quantity, position.mode) == ("pending", 0, "paper")
+    assert position.opened_at == T0 and position.underlying_entry == Decimal("26012.35")
+
+
+def test_an_intent_handed_twice_sends_nothing_twice(router, intent):
+    router.gateway = gateway = Recording()
+    entry = intent(orders=(1755, 195))
+    router.place_entry(entry)
+    router.place_entry(entry)
+    assert len(gateway.seen) == 2  # two freeze-split orders, each sent once
+    assert PositionTracker.objects.count() == 1 and Order.objects.count() == 2
+
+
+def test_a_rejection_ends_the_entry_with_the_brokers_reason(router, intent):
+    router.gateway = Recording(
+        Rejected("Insufficient funds", status=400, code="DH-906", error_type="Order_Error")
+    )
+    result = router.place_entry(intent())
+    assert result.status == REJECTED and "DH-906: Insufficient funds" in result.detail
+    (order,) = Order.objects.all()
+    assert order.status == S.REJECTED and order.rejection_reason == "DH-906: Insufficient funds"
+    assert order.position.status == "cancelled"
+
+
+def test_a_lost_answer_leaves_the_order_unknown_and_it_is_never_sent_again_blindly(
+    router, intent
+):
+    router.gateway = gateway = Recording(UnknownOutcome("read timed out"))
+    entry = intent()
+    router.place_entry(entry)
+    router.gateway = Recording()
+    router.place_entry(entry)  # the same intent again: nothing may go out
+    (order,) = Order.objects.all()
+    assert order.status == S.UNKNOWN and order.sent_at is not None
+    assert len(gateway.seen) == 1 and router.gateway.seen == []
+
+
+def test_fills_make_the_position_and_charge_brokerage_once_per_order(router, intent):
+    router.place_entry(intent())
+    (order,) = Order.objects.all()
+    assert apply(event(order, "PENDING"))
+    assert apply(event(order, "PART_TRADED", ("t1", 65, "100.00")))
+    position = PositionTracker.objects.get()
+    assert (position.status, position.quantity, position.entry_price) == (
+        "active",
+        65,
+        Decimal("100.0000"),
+    )
+    assert apply(event(order, "TRADED", ("t2", 65, "101.00")))
+    order.refresh_from_db()
+    assert (order.filled_quantity, order.average_price) == (130, Decimal("100.5000"))
+    # The order's charges are those of one executed order of 130 at 100.50; the fills split
+    # them (the first carries the brokerage), and sum to them exactly.
+    whole = real_charges("NSE_FNO", "BUY", 130, Decimal("13065.00"), T0.date())
+    assert order.charges == whole
+    first, second = Fill.objects.order_by("pk")
+    assert first.charges + second.charges == whole
+    assert first.charges > 20 > second.charges
+    position.refresh_from_db()
+    assert (position.quantity, position.entry_price, position.charges) == (
+        130,
+        Decimal("100.5000"),
+        whole,
+    )
+
+
+def test_an_event_applied_twice_or_late_changes_nothing(router, intent):
+    router.place_entry(intent())
+    (order,) = Order.objects.all()
+    traded = event(order, "TRADED", ("t1", 130, "100.00"))
+    assert apply(traded)
+    assert not apply(traded)  # the same update again
+    assert not apply(event(order, "PENDING"))  # the late PENDING after TRADED
+    order.refresh_from_db()
+    assert order.status == S.TRADED and order.filled_quantity == 130
+    assert Fill.objects.count() == 1
+
+
+def test_a_fill_beyond_the_order_quantity_is_refused(router, intent):
+    router.place_entry(intent())
+    (order,) = Order.objects.all()
+    apply(event(order, "PART_TRADED", ("t1", 65, "100")))
+    assert not apply(event(order, "PART_TRADED", ("t2", 130, "100")))
+    order.refresh_from_db()
+    assert order.filled_quantity == 65
+
+
+def test_a_cumulative_report_books_only_the_units_not_booked_yet(router, intent):
+    router.place_entry(intent())
+    (order,) = Order.objects.all()
+    cumulative = OrderEvent(
+        S.PART_TRADED, T0, correlation_id=order.correlation_id, filled=65, average=Decimal("100")
+    )
+    assert apply(cumulative) and not apply(cumulative)
+    later = OrderEvent(
+        S.TRADED, T0, correlation_id=order.correlation_id, filled=130, average=Decimal("100.5")
+    )
+    assert apply(later)
+    prices = list(Fill.objects.order_by("pk").values_list("quantity", "price"))
+    assert prices == [(65, Decimal("100.0000")), (65, Decimal("101.0000"))]
+
+
+def test_an_entry_cancelled_with_nothing_filled_cancels_the_position(router, intent):
+    router.place_entry(intent())
+    (order,) = Order.objects.all()
+    apply(event(order, "CANCELLED"))
+    assert PositionTracker.objects.get().status == "cancelled"
+
+
+def test_a_partly_filled_then_cancelled_entry_is_a_position_of_what_filled(router, intent):
+    router.place_entry(intent())
+    (order,) = Order.objects.all()
+    apply(event(order, "PART_TRADED", ("t1", 65, "100")))
+    apply(event(order, "CANCELLED"))
+    position = PositionTracker.objects.get()
+    assert (position.status, position.quantity) == ("active", 65)
+
+
+def test_a_freeze_split_entry_pays_brokerage_per_order(router, intent):
+    router.place_entry(intent(orders=(1755, 195)))
+    big, small = Order.objects.order_by("leg_index")
+    apply(event(big, "TRADED", ("a", 1755, "100")))
+    apply(event(small, "TRADED", ("b", 195, "100")))
+    assert big.correlation_id.endswith("-0-0") and small.correlation_id.endswith("-1-0")
+    big.refresh_from_db()
+    small.refresh_from_db()
+    one = real_charges("NSE_FNO", "BUY", 1950, Decimal("195000"), T0.date())
+    # Brokerage and its GST twice (Rs 20 + 18 % each), not once.
+    assert big.charges + small.charges - one == Decimal("23.60")
+
+
+def test_an_exit_is_claimed_once_and_books_the_round_trip_in_the_ledger(router, intent, market):
+    router.place_entry(intent())
+    (entry,) = Order.objects.all()
+    apply(event(entry, "TRADED", ("t1", 130, "100.00")))
+    position = PositionTracker.objects.get()
+    market.quotes[position.key] = (Decimal("110.00"), Decimal("110.50"), Decimal("110.20"))
+    assert router.exit_position(position.pk, "MANUAL", "by hand").status == ROUTED
+    with pytest.raises(ExitRefused, match="exiting, not active"):
+        router.exit_position(position.pk, "MANUAL", "twice")
+    (exit_order,) = Order.objects.filter(leg="exit")
+    assert exit_order.side == "SELL" and exit_order.quantity == 130
+    assert exit_order.limit_price == Decimal("107.80")  # 110 x (1 - 0.02), down to the tick
+    assert exit_order.correlation_id == f"AS-EX-{position.pk}-0-0"
+    apply(event(exit_order, "TRADED", ("x1", 130, "110.00"), minutes=5))
+    position.refresh_from_db()
+    entry_charges = real_charges("NSE_FNO", "BUY", 130, Decimal("13000"), T0.date())
+    exit_charges = real_charges("NSE_FNO", "SELL", 130, Decimal("14300"), T0.date())
+    assert position.status == "exited"
+    assert (position.exit_price, position.gross_pnl) == (Decimal("110.0000"), Decimal("1300.00"))
+    assert position.charges == entry_charges + exit_charges
+    assert position.realized_pnl == Decimal("1300.00") - entry_charges - exit_charges
+    assert position.exited_at == T0 + timedelta(minutes=5)
+    assert check_ledger() == []
+    assert paper_cash(Decimal("100000")) == Decimal("100000") + position.realized_pnl
+    assert LedgerEntry.objects.count() == 4  # premium, its charges, proceeds, their charges
+
+
+def test_a_position_that_is_not_active_cannot_be_exited(router, intent):
+    router.place_entry(intent())
+    position = PositionTracker.objects.get()
+    with pytest.raises(ExitRefused, match="pending, not active"):
+        router.exit_position(position.pk, "MANUAL", "too early")
+    with pytest.raises(ExitRefused, match="does not exist"):
+        router.exit_position(999999, "MANUAL", "nobody")
+
+
+def test_the_ledger_check_names_a_figure_that_differs_from_the_fills(router, intent):
+    router.place_entry(intent())
+    (order,) = Order.objects.all()
+    apply(event(order, "TRADED", ("t1", 130, "100.00")))
+    LedgerEntry.objects.filter(kind="premium").update(amount=Decimal("-1.00"))
+    assert check_ledger() == ["premium: the ledger has 1.00, the fills give 13000.00"]
+
+
+def test_ack_after_an_event_keeps_the_order_where_the_event_put_it(router, intent):
+    class Late(PaperGateway):
+        def place(self, order, at):
+            apply(event(order, "TRADED", ("t1", 130, "100")))  # the stream was faster
+            return Ack("P1", S.TRANSIT)
+
+    router.gateway = Late()
+    router.place_entry(intent())
+    order = Order.objects.get()
+    assert order.status == S.TRADED and order.broker_order_id == "P1"

@@ -1,0 +1,342 @@
+"""The order manager: the one process that owns order events (``manage.py run_order_updates``
+in split mode, a component of ``run_trader`` in embedded mode).
+
+Each pass (``handle_*`` methods, one unit of work each, for tests):
+
+1. **Events.** Live: every update Dhan's order-update WebSocket delivered since the last pass
+   (the stream's callback only queues them), and, while the stream is down, a REST read of
+   every working order every ``poll_interval`` seconds. Paper: the paper broker's matches
+   (trading/orders/paper.py) against the latest ticks. Each is applied by
+   ``journal.apply_event``: status, fills, the position, the paper ledger.
+2. **Chases.** A working order whose limit has stood ``orders.chase_interval_ms`` without
+   filling is re-priced from the current book (a modify: the broker keeps the order and its
+   fills). An entry gives up after ``orders.max_chases`` re-prices (cancelled; a partly filled
+   entry becomes a position of what filled). An exit never gives up: it keeps chasing at the
+   last buffer, says so at ERROR, and past the broker's modification budget is cancelled and
+   placed again as a new order (a new correlation id) once the cancel is confirmed.
+3. **Unknown outcomes.** An order in UNKNOWN is resolved by its correlation id at the broker
+   before anything is sent again: found, its state is applied; not found, an exit is sent
+   (exits never give up) and an entry is closed (never sent late at a stale price).
+4. **Exits.** Every claimed (``exiting``) position is driven to its end: entry orders still
+   working are cancelled first, then the exit orders are journaled and sent.
+
+Market time is the feed hub's clock, followed through kv (workers/market_clock.py).
+"""
+
+from __future__ import annotations
+
+import logging
+import queue
+import threading
+import time
+from collections.abc import Callable
+from datetime import date, datetime, timedelta
+from decimal import Decimal
+from typing import Any
+
+from django.db import close_old_connections
+
+from trading.config.types import AlgoConfig
+from trading.dhan.errors import AuthFailure
+from trading.models import Order, OrderLeg, PositionTracker
+from trading.orders.journal import OrderEvent, abandon_unsent, apply_event
+from trading.orders.router import OrderRouter
+from trading.orders.states import WORKING, JournalStatus, PositionState
+from trading.rules.market import IST
+from workers.broker_auth import clear_auth_failure, report_auth_failure
+from workers.heartbeat import Heartbeat
+from workers.market_clock import MarketClock
+from workers.realtime.keys import MARKET_CLOCK
+from workers.realtime.redis_client import StoreUnavailable
+
+logger = logging.getLogger(__name__)
+
+__all__ = ["OrderManager"]
+
+# Dhan allows 25 modifications of one order; the exit re-places a little before that.
+MODIFY_BUDGET = 20
+
+
+class OrderManager:
+    """See the module docstring. ``events`` is the paper broker (``step(now) -> events``) or
+    None for live, where :meth:`on_update` (the stream's callback) feeds the queue."""
+
+    name = "order_manager"
+
+    def __init__(
+        self,
+        realtime: Any,
+        router: OrderRouter,
+        *,
+        config_source: Callable[[], AlgoConfig],
+        charges: Callable[[str, str, int, Decimal, date], Decimal],
+        paper_broker: Any | None = None,
+        stream: Any | None = None,
+        clock: Callable[[], float] | None = None,
+        wall: Callable[[], float] = time.time,
+        interval: float = 0.05,
+        unknown_grace: float = 15.0,
+        poll_interval: float = 5.0,
+        heartbeat_interval: float = 5.0,
+    ) -> None:
+        self.realtime = realtime
+        self.router = router
+        self.config_source = config_source
+        self.charges = charges
+        self.paper_broker = paper_broker
+        self.stream = stream  # live: the OrderUpdateClient (its state says if it is up)
+        self.clock: Callable[[], float] = clock or MarketClock(wall, name="order manager")
+        self.wall = wall
+        self.interval = interval
+        self.unknown_grace = unknown_grace
+        self.poll_interval = poll_interval
+        self.heartbeat_interval = heartbeat_interval
+        self.heartbeat = Heartbeat(realtime.kv, self.name)
+        self.updates: queue.SimpleQueue[Any] = queue.SimpleQueue()
+        self.counters = {"events": 0, "applied": 0, "chases": 0, "resolved": 0, "errors": 0}
+        self.last_error: str | None = None
+        self._next_clock = 0.0
+        self._next_poll = 0.0
+        self._next_beat = 0.0
+        self._alerted: set[int] = set()
+
+    @property
+    def paper(self) -> bool:
+        return self.paper_broker is not None
+
+    # -- the component ---------------------------------------------------------------------
+
+    def run(self, stop: threading.Event) -> None:
+        clear_auth_failure(self.realtime.kv, self.name)
+        if self.stream is not None:
+            self.stream.start()
+        try:
+            while not stop.is_set():
+                self.run_once()
+                stop.wait(self.interval)
+        finally:
+            if self.stream is not None:
+                self.stream.stop(timeout=2.0)
+            self._beat("stopped")
+
+    def run_once(self) -> None:
+        close_old_connections()
+        now = self.wall()
+        if now >= self._next_clock:
+            self._next_clock = now + 1.0
+            self.handle_clock()
+        if not self.market_time_known():
+            return
+        try:
+            self.handle_events()
+            self.handle_unknown()
+            self.handle_exits()
+            self.handle_chases()
+        except AuthFailure as exc:
+            raise report_auth_failure(self.realtime.kv, self.name, "orders", exc) from None
+        if now >= self._next_beat:
+            self._next_beat = now + self.heartbeat_interval
+            self._beat("running")
+
+    def on_update(self, update: Any) -> None:
+        """The order-update stream's callback (its thread): queue only, never block it."""
+        self.updates.put(update)
+
+    # -- market time -----------------------------------------------------------------------
+
+    def handle_clock(self) -> bool:
+        clock = self.clock
+        if not isinstance(clock, MarketClock):
+            return False
+        try:
+            return clock.follow(self.realtime.kv.get(MARKET_CLOCK))
+        except StoreUnavailable as exc:
+            logger.warning("order manager: market clock not read: %s", exc)
+            return False
+
+    def market_time_known(self) -> bool:
+        clock = self.clock
+        return clock.synced if isinstance(clock, MarketClock) else True
+
+    def now(self) -> datetime:
+        return datetime.fromtimestamp(self.clock(), IST)
+
+    # -- 1. events -------------------------------------------------------------------------
+
+    def handle_events(self) -> int:
+        """Apply what the broker said since the last pass; the number applied."""
+        events: list[OrderEvent] = []
+        now = self.now()
+        if self.paper_broker is not None:
+            events.extend(self.paper_broker.step(now))
+        else:
+            from trading.orders.events import event_from_update
+
+            while True:
+                try:
+                    update = self.updates.get_nowait()
+                except queue.Empty:
+                    break
+                event = event_from_update(update, now)
+                if event is not None:
+                    events.append(event)
+            if self._stream_down() and self.wall() >= self._next_poll:
+                self._next_poll = self.wall() + self.poll_interval
+                events.extend(self._poll(now))
+        applied = 0
+        for event in events:
+            self.counters["events"] += 1
+            try:
+                applied += apply_event(event, self.charges, paper=self.paper)
+            except Exception as exc:
+                # One poison event never stops the others (logged with its context).
+                self.counters["errors"] += 1
+                self.last_error = f"event {event.correlation_id or event.broker_order_id}: {exc}"
+                logger.exception("order manager: applying %s failed", event)
+        self.counters["applied"] += applied
+        return applied
+
+    def _stream_down(self) -> bool:
+        stream = self.stream
+        if stream is None:
+            return True
+        stats = stream.stats()
+        return not stats.get("connected")
+
+    def _poll(self, now: datetime) -> list[OrderEvent]:
+        """The REST fallback while the stream is down: the broker's view of each working
+        order that it knows (a broker order id)."""
+        events = []
+        for order in Order.objects.filter(status__in=WORKING).exclude(broker_order_id=""):
+            view = self.router.gateway.lookup(order)
+            if view is not None:
+                events.append(view.as_event(order.correlation_id, now))
+        return events
+
+    # -- 2. chases -------------------------------------------------------------------------
+
+    def handle_chases(self) -> int:
+        """Re-price (or give up on) working orders whose limit has stood a chase interval."""
+        config = self.config_source().orders
+        now = self.now()
+        due = now - timedelta(milliseconds=config.chase_interval_ms)
+        chased = 0
+        working = Order.objects.filter(
+            status__in=(JournalStatus.TRANSIT, JournalStatus.PENDING, JournalStatus.PART_TRADED),
+            cancel_requested_at=None,
+            priced_at__lte=due,
+        ).select_related("position__derivative")
+        for order in working:
+            if order.leg == OrderLeg.ENTRY:
+                if order.attempt >= config.max_chases:
+                    logger.info(
+                        "order %s: unfilled after %d re-prices: cancelled (%d of %d filled)",
+                        order.correlation_id,
+                        order.attempt,
+                        order.filled_quantity,
+                        order.quantity,
+                    )
+                    self.router.cancel(order)
+                    continue
+            else:
+                if order.attempt >= MODIFY_BUDGET:
+                    logger.error(
+                        "exit order %s: %d re-prices without a fill; cancelled to place it "
+                        "again (the position stays exiting)",
+                        order.correlation_id,
+                        order.attempt,
+                    )
+                    self.router.cancel(order)
+                    continue
+                if order.attempt >= config.max_chases and order.position_id not in self._alerted:
+                    self._alerted.add(order.position_id)
+                    logger.error(
+                        "EXIT NOT FILLED: position #%d (%s) still exiting after %d re-prices; "
+                        "chasing on at the last buffer",
+                        order.position_id,
+                        order.key,
+                        order.attempt,
+                    )
+            if self.router.reprice(order) is not None:
+                chased += 1
+        self.counters["chases"] += chased
+        return chased
+
+    # -- 3. unknown outcomes ---------------------------------------------------------------
+
+    def handle_unknown(self) -> int:
+        """Resolve orders whose send has no known outcome (see the module docstring)."""
+        grace = datetime.fromtimestamp(self.wall() - self.unknown_grace, IST)
+        resolved = 0
+        now = self.now()
+        stale = Order.objects.filter(
+            status=JournalStatus.UNKNOWN, updated_at__lt=grace
+        ).select_related("position__derivative")
+        for order in stale:
+            view = self.router.gateway.lookup(order)
+            if view is not None:
+                apply_event(view.as_event(order.correlation_id, now), self.charges, paper=self.paper)
+                logger.warning(
+                    "order %s: found at the broker by its correlation id (%s)",
+                    order.correlation_id,
+                    view.status,
+                )
+            elif order.leg == OrderLeg.EXIT:
+                if order.sent_at is not None:
+                    # Sent, not at the broker: the send never arrived. Allow one more send.
+                    Order.objects.filter(
+                        pk=order.pk, status=JournalStatus.UNKNOWN, sent_at=order.sent_at
+                    ).update(sent_at=None)
+                    order.sent_at = None
+                logger.warning(
+                    "exit order %s: not at the broker; sending it", order.correlation_id
+                )
+                self.router.send(order)
+            elif order.sent_at is None:
+                abandon_unsent(order, "never sent: the sender stopped before the send", now)
+                logger.warning(
+                    "entry order %s was journaled but never sent: closed", order.correlation_id
+                )
+            else:
+                apply_event(
+                    OrderEvent(
+                        JournalStatus.CANCELLED,
+                        now,
+                        correlation_id=order.correlation_id,
+                        reason="the broker never received it",
+                    ),
+                    self.charges,
+                    paper=self.paper,
+                )
+                logger.warning(
+                    "entry order %s: the broker never received it: closed", order.correlation_id
+                )
+            resolved += 1
+        self.counters["resolved"] += resolved
+        return resolved
+
+    # -- 4. exits --------------------------------------------------------------------------
+
+    def handle_exits(self) -> int:
+        """Drive every claimed position until its exit orders are out."""
+        driven = 0
+        for position in PositionTracker.objects.filter(
+            status=PositionState.EXITING
+        ).select_related("derivative"):
+            self.router.continue_exit(position)
+            driven += 1
+        return driven
+
+    # -- state -----------------------------------------------------------------------------
+
+    def _beat(self, state: str) -> None:
+        try:
+            self.heartbeat.beat(
+                state,
+                mode=self.router.mode,
+                counts=dict(self.counters),
+                stream_connected=None if self.stream is None else not self._stream_down(),
+                last_error=self.last_error,
+            )
+        except StoreUnavailable as exc:
+            logger.warning("order manager: heartbeat not written: %s", exc)
