@@ -275,7 +275,8 @@ class OrderManager:
         for order in stale:
             view = self.router.gateway.lookup(order)
             if view is not None:
-                apply_event(view.as_event(order.correlation_id, now), self.charges, paper=self.paper)
+                found = view.as_event(order.correlation_id, now)
+                apply_event(found, self.charges, paper=self.paper)
                 logger.warning(
                     "order %s: found at the broker by its correlation id (%s)",
                     order.correlation_id,
