@@ -57,7 +57,7 @@ from config_schema import ConfigError
 from trading.config.types import AlgoConfig, IndexConfig
 from trading.dhan.errors import AuthFailure
 from trading.models import PositionStatus, PositionTracker, SignalOutcome, TradingSignal
-from trading.orders.intent import EntryIntent, EntryRouter, IntentLogRouter, marketable_limit
+from trading.orders.intent import EntryIntent, EntryRouter, marketable_limit
 from trading.rules import gates, sizing, strikes
 from trading.rules.market import INDEX_SEGMENT, IST, instrument_key
 from trading.rules.signals import Signal, SignalState, confirm
@@ -151,7 +151,14 @@ class SignalEngine:
             config_source = effective_algo_config
         self.realtime = realtime
         self.rest = rest
-        self.router: EntryRouter = router if router is not None else IntentLogRouter()
+        if router is None:
+            # The order router of this process, priced on its market clock (paper or live).
+            from workers.orders import router_for
+
+            router = router_for(
+                realtime, live=live, clock=lambda: self.clock(), config_source=lambda: self.config
+            )
+        self.router: EntryRouter = router
         self.config_source = config_source
         self.live = live
         # None: follow the feed hub's market clock through kv (every process agrees on it).
@@ -602,6 +609,7 @@ class SignalEngine:
             ),
             config_version=cfg.version,
             decided_at=now,
+            underlying_price=_money(spot),
         )
         recorded = intent.as_dict()
         recorded["size"] = {
@@ -622,6 +630,8 @@ class SignalEngine:
         self.counters.intents += 1
         try:
             result = self.router.place_entry(intent)
+        except AuthFailure as exc:
+            raise report_auth_failure(self.realtime.kv, self.name, "orders", exc) from None
         except Exception as exc:
             logger.exception("signal engine: the order router failed on signal %d", row.pk)
             return self._finish(
@@ -716,11 +726,13 @@ class SignalEngine:
         """Everything the gates read, from the database, the switches and the feed health."""
         from trading.switches import kill_switch_active, trading_enabled
 
+        # The day is the market's: positions count by their market times (opened_at, exited_at),
+        # so a simulated day counts as that day whatever the wall clock says.
         day_start = now.replace(hour=0, minute=0, second=0, microsecond=0)
         rows = list(
             PositionTracker.objects.filter(
                 Q(status__in=OPEN_STATUSES)
-                | Q(created_at__gte=day_start)
+                | Q(opened_at__gte=day_start)
                 | Q(exited_at__gte=day_start)
             ).values(
                 "status",
@@ -728,6 +740,7 @@ class SignalEngine:
                 "direction",
                 "exchange_segment",
                 "security_id",
+                "opened_at",
                 "created_at",
                 "exited_at",
                 "realized_pnl",
@@ -739,7 +752,7 @@ class SignalEngine:
                 index=r["underlying"],
                 direction=r["direction"],
                 contract_key=instrument_key(r["exchange_segment"], r["security_id"]),
-                opened_at=r["created_at"],
+                opened_at=r["opened_at"] or r["created_at"],
             )
             for r in rows
             if r["status"] in OPEN_STATUSES
@@ -760,7 +773,8 @@ class SignalEngine:
         )
         entries: dict[str, int] = {}
         for r in rows:
-            if r["created_at"] >= day_start and r["status"] != PositionStatus.CANCELLED:
+            opened = r["opened_at"]
+            if opened and opened >= day_start and r["status"] != PositionStatus.CANCELLED:
                 entries[r["underlying"]] = entries.get(r["underlying"], 0) + 1
         open_pnl = sum(
             (r["unrealized_pnl_net"] or Decimal(0) for r in rows if r["status"] in OPEN_STATUSES),
@@ -815,20 +829,22 @@ class SignalEngine:
         return self.seed_cash() + (booked or Decimal(0))
 
     def available_cash(self) -> Decimal | None:
-        """Cash an entry may use: paper, the ledger (seed + booked PnL - premium tied up in
-        open positions); live, the broker's available balance (None when it cannot be read)."""
+        """Cash an entry may use: paper, the paper ledger (opening cash + every premium,
+        proceeds and charge booked from the fills) less what working buy orders may still
+        spend at their limits; live, the broker's available balance (None when unreadable)."""
         if self.live:
             funds = self._funds()
             return None if funds is None else funds.availabelBalance
-        booked = PositionTracker.objects.filter(status=PositionStatus.EXITED).aggregate(
-            total=Sum("realized_pnl")
-        )["total"] or Decimal(0)
-        tied = Decimal(0)
-        for price, qty in PositionTracker.objects.filter(status__in=OPEN_STATUSES).values_list(
-            "entry_price", "quantity"
-        ):
-            tied += (price or Decimal(0)) * qty
-        return self.seed_cash() + booked - tied
+        from trading.models import Order, OrderSide
+        from trading.orders.ledger import paper_cash
+        from trading.orders.states import WORKING
+
+        reserved = Decimal(0)
+        for quantity, filled, limit in Order.objects.filter(
+            side=OrderSide.BUY, status__in=WORKING
+        ).values_list("quantity", "filled_quantity", "limit_price"):
+            reserved += (quantity - filled) * limit
+        return paper_cash(self.seed_cash()) - reserved
 
     def seed_cash(self) -> Decimal:
         """The paper ledger's opening cash: PAPER_SEED_CASH when set, else the config's."""

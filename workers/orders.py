@@ -1,0 +1,107 @@
+"""The order router and the order manager as the workers build them (paper or live).
+
+One place decides the gateway: live only when ``trading.mode.trading_mode()`` says so
+(PAPER_MODE=false AND ENABLE_ORDER=true AND credentials), else paper; a paper system never
+builds a live gateway. The router prices from the tick store's latest record of a contract,
+and only when it is fresh (``feed.option_stale_seconds``, the same limit the entry rules use):
+it never prices an order from an old tick.
+"""
+
+from __future__ import annotations
+
+import time
+from collections.abc import Callable
+from datetime import date
+from decimal import Decimal
+from typing import Any
+
+from trading.config.types import AlgoConfig
+from trading.models import PositionTracker
+from trading.orders.router import OrderRouter, Quote
+from workers.realtime.redis_client import StoreUnavailable
+from workers.realtime.services import Realtime
+
+__all__ = ["exit_freeze_quantity", "journal_charges", "router_for", "tick_quote"]
+
+
+def tick_quote(
+    realtime: Realtime,
+    config_source: Callable[[], AlgoConfig],
+    wall: Callable[[], float] = time.time,
+) -> Quote:
+    """(bid, ask, ltp) of a contract from the tick store, None when absent or older than
+    ``feed.option_stale_seconds`` (receive time against the wall clock: the feed's age)."""
+
+    def quote(key: str) -> tuple[Decimal | None, Decimal | None, Decimal | None] | None:
+        try:
+            record = realtime.ticks.get(key)
+        except StoreUnavailable:
+            return None
+        if record is None:
+            return None
+        if wall() - record.receive_time > config_source().feed.option_stale_seconds:
+            return None
+        return (_money(record.bid), _money(record.ask), _money(record.ltp))
+
+    return quote
+
+
+def _money(value: float | None) -> Decimal | None:
+    return None if not value or value <= 0 else Decimal(f"{value:.2f}")
+
+
+def exit_freeze_quantity(config_source: Callable[[], AlgoConfig]) -> Callable[[Any], int]:
+    """Units one exit order may carry: the index's ``freeze_quantity`` in algo.yml, else the
+    catalog's (config/instruments.yml)."""
+
+    def freeze(position: PositionTracker) -> int:
+        from instruments.catalog import freeze_quantity
+
+        for index in config_source().indices:
+            if index.key == position.underlying and index.freeze_quantity is not None:
+                return index.freeze_quantity
+        return freeze_quantity(position.underlying)
+
+    return freeze
+
+
+def journal_charges(segment: str, side: str, quantity: int, turnover: Decimal, on: date) -> Decimal:
+    """The charges of one executed order (config/charges.yml at the rates of ``on``), or the
+    flat ``PAPER_CHARGES_PER_ORDER`` when that is set."""
+    from django.conf import settings
+
+    from trading.charges import charges_table
+    from trading.rules.charges import exchange_of, order_charges
+
+    flat = getattr(settings, "PAPER_CHARGES_PER_ORDER", None)
+    if flat is not None:
+        return Decimal(flat)
+    price = turnover / quantity
+    return order_charges(exchange_of(segment), side, quantity, price, on, charges_table()).total
+
+
+def router_for(
+    realtime: Realtime,
+    *,
+    live: bool,
+    clock: Callable[[], float],
+    config_source: Callable[[], AlgoConfig],
+    gateway: Any | None = None,
+) -> OrderRouter:
+    """The router of this process: the paper gateway, or the live one when ``live``."""
+    if gateway is None:
+        if live:
+            from trading.orders.live import live_gateway_from_settings
+
+            gateway = live_gateway_from_settings()
+        else:
+            from trading.orders.gateway import PaperGateway
+
+            gateway = PaperGateway()
+    return OrderRouter(
+        gateway,
+        config_source=config_source,
+        clock=clock,
+        quote=tick_quote(realtime, config_source),
+        freeze_quantity=exit_freeze_quantity(config_source),
+    )
