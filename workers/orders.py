@@ -9,6 +9,7 @@ it never prices an order from an old tick.
 
 from __future__ import annotations
 
+import logging
 import time
 from collections.abc import Callable
 from datetime import date
@@ -20,6 +21,8 @@ from trading.models import PositionTracker
 from trading.orders.router import OrderRouter, Quote
 from workers.realtime.redis_client import StoreUnavailable
 from workers.realtime.services import Realtime
+
+logger = logging.getLogger(__name__)
 
 __all__ = ["exit_freeze_quantity", "journal_charges", "router_for", "tick_quote"]
 
@@ -104,4 +107,63 @@ def router_for(
         clock=clock,
         quote=tick_quote(realtime, config_source),
         freeze_quantity=exit_freeze_quantity(config_source),
+    )
+
+
+def reloading_config(interval: float = 10.0) -> Callable[[], AlgoConfig]:
+    """The effective config (file + overrides), re-read at most every ``interval`` seconds;
+    an invalid edit keeps the last good config (the signal engine's policy)."""
+    from config_schema import ConfigError
+    from trading.config.store import effective_algo_config
+
+    state: dict[str, Any] = {"config": effective_algo_config(), "next": time.monotonic() + interval}
+
+    def current() -> AlgoConfig:
+        if time.monotonic() >= state["next"]:
+            state["next"] = time.monotonic() + interval
+            try:
+                state["config"] = effective_algo_config()
+            except ConfigError:
+                pass  # the last good one stays; the signal engine says so loudly
+            except Exception as exc:  # the database is away for a moment
+                logger.warning("config not re-read (keeping the last good one): %s", exc)
+        return state["config"]
+
+    return current
+
+
+def manager_for(realtime: Realtime, *, live: bool, gateway: Any | None = None) -> Any:
+    """The order manager of this process: the paper broker in paper mode; in live mode
+    Dhan's order-update stream (and its REST fallback) through the live gateway."""
+    from trading.orders.paper import PaperBroker
+    from workers.market_clock import MarketClock
+    from workers.order_manager import OrderManager
+
+    config_source = reloading_config()
+    clock = MarketClock(name="order manager")
+    router = router_for(
+        realtime, live=live, clock=clock, config_source=config_source, gateway=gateway
+    )
+    if live:
+        manager = OrderManager(
+            realtime, router, config_source=config_source, charges=journal_charges, clock=clock
+        )
+        from trading.dhan.order_updates import OrderUpdateClient
+
+        manager.stream = OrderUpdateClient.from_settings(manager.on_update)
+        return manager
+
+    def tick(key: str) -> Any:
+        try:
+            return realtime.ticks.get(key)
+        except StoreUnavailable:
+            return None
+
+    return OrderManager(
+        realtime,
+        router,
+        config_source=config_source,
+        charges=journal_charges,
+        paper_broker=PaperBroker(tick, config_source),
+        clock=clock,
     )

@@ -35,7 +35,7 @@ from workers.broker_auth import BrokerAuthFailed
 from workers.feed_hub import FeedHubFailed, hub_from_settings
 from workers.heartbeat import Heartbeat
 from workers.market_clock import MarketClock
-from workers.order_updates import OrderUpdatesComponent
+from workers.orders import manager_for
 from workers.pnl import PnlMonitor
 from workers.realtime.keys import MARKET_CLOCK
 from workers.realtime.kv_store import DbKeyValueStore
@@ -221,5 +221,8 @@ class Command(BaseCommand):
                 settings.CELERY_BEAT_SCHEDULE, app=current_app._get_current_object()
             ),
         )
-        if live:
-            supervisor.add("order_updates", lambda: OrderUpdatesComponent(kv=realtime.kv))
+        # The one owner of order events in this process: the paper broker, or Dhan's order
+        # updates (live); chases, unknown outcomes, claimed exits.
+        supervisor.add(
+            "order_manager", lambda: manager_for(realtime, live=live), critical=True
+        )
