@@ -12,7 +12,7 @@ from django.db import models
 from trading.dhan.feed_codec import MAX_SECURITY_ID
 from trading.orders.states import JournalStatus, PositionState
 from trading.rules.market import instrument_key
-from trading.rules.vocab import ENTRY_DIRECTIONS, Direction, Gate
+from trading.rules.vocab import ENTRY_DIRECTIONS, Direction, ExitType, Gate
 
 # The market feed's packet header carries the security id as a u32: a watchlist row above it
 # could never be subscribed.
@@ -55,6 +55,7 @@ def _choices_of(name: str, members: Iterable[StrEnum]) -> type[models.TextChoice
 SignalDirection = _choices_of("SignalDirection", Direction)
 SignalGate = _choices_of("SignalGate", Gate)
 PositionDirection = _choices_of("PositionDirection", ENTRY_DIRECTIONS)
+PositionExitType = _choices_of("PositionExitType", ExitType)
 
 
 PositionStatus = _choices_of("PositionStatus", PositionState)
@@ -164,7 +165,7 @@ class PositionTracker(models.Model):
         blank=True,
         help_text="net of all charges, rupees; set at exit",
     )
-    exit_type = models.CharField(max_length=32, blank=True)
+    exit_type = models.CharField(max_length=32, choices=PositionExitType.choices, blank=True)
     exit_reason = models.TextField(blank=True)
     created_at = models.DateTimeField(auto_now_add=True)
     updated_at = models.DateTimeField(auto_now=True)

@@ -13,5 +13,6 @@ urlpatterns = [
     path("signals/<int:pk>/", views.SignalDetailView.as_view(), name="api-signal"),
     path("positions/", views.PositionListView.as_view(), name="api-positions"),
     path("positions/<int:pk>/", views.PositionDetailView.as_view(), name="api-position"),
+    path("positions/<int:pk>/exit/", views.PositionExitView.as_view(), name="api-position-exit"),
     path("switches/", views.SwitchesView.as_view(), name="api-switches"),
 ]

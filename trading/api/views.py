@@ -361,6 +361,49 @@ class PositionDetailView(generics.RetrieveAPIView):
     queryset = PositionTracker.objects.select_related("derivative")
 
 
+class PositionExitView(APIView):
+    """POST ``{"reason": "..."}`` (optional, at most 200 characters): exit the position by
+    hand. The position is claimed (active -> exiting, one caller wins) with exit type MANUAL;
+    the order manager then sends its exit orders through the router, as for any exit. 202 with
+    the position; 409 when it is not active (already exiting, exited, still pending); 404 for
+    an unknown id. Needs the change permission on positions, as the admin's exit action."""
+
+    parser_classes = [StrictJSONParser]
+    permission_model = PositionTracker
+
+    def post(self, request: Request, pk: int) -> Response:
+        from trading.orders.journal import claim_exit
+        from trading.rules.vocab import ExitType
+
+        body = request.data if request.data is not None else {}
+        if not isinstance(body, dict) or set(body) - {"reason"}:
+            return Response(
+                {"errors": ['expected {"reason": "..."} (optional) and nothing else']},
+                status=status.HTTP_400_BAD_REQUEST,
+            )
+        reason = body.get("reason", "")
+        if not isinstance(reason, str) or len(reason) > 200:
+            return Response(
+                {"reason": ["a text of at most 200 characters"]},
+                status=status.HTTP_400_BAD_REQUEST,
+            )
+        position = PositionTracker.objects.filter(pk=pk).first()
+        if position is None:
+            return Response({"detail": "no such position"}, status=status.HTTP_404_NOT_FOUND)
+        why = f"manual exit by {request.user}" + (f": {reason}" if reason else "")
+        if not claim_exit(pk, ExitType.MANUAL, why):
+            position.refresh_from_db()
+            return Response(
+                {"detail": f"position #{pk} is {position.status}, not active: not exited again"},
+                status=status.HTTP_409_CONFLICT,
+            )
+        logger.warning("position #%d: %s (through the API)", pk, why)
+        position.refresh_from_db()
+        return Response(
+            PositionSerializer(position).data, status=status.HTTP_202_ACCEPTED
+        )
+
+
 # --- Switches ---------------------------------------------------------------------------------
 
 

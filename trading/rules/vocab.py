@@ -14,7 +14,7 @@ from __future__ import annotations
 
 from enum import StrEnum
 
-__all__ = ["ENTRY_DIRECTIONS", "Direction", "Gate"]
+__all__ = ["ENTRY_DIRECTIONS", "Direction", "ExitType", "Gate"]
 
 
 class Direction(StrEnum):
@@ -50,3 +50,24 @@ class Gate(StrEnum):
     STRIKE = "strike"
     NO_AVERAGING = "no_averaging"
     SIZING = "sizing"
+
+
+class ExitType(StrEnum):
+    """Why a position was closed (DOMAIN "Exit rules", in their order; stored on the
+    position). The exit engine's rules decide all but MANUAL (an operator, through the API or
+    the admin) and BROKER_CLOSED (found closed at the broker by reconciliation)."""
+
+    KILL_SWITCH = "KILL_SWITCH"
+    DAILY_LOSS_LIMIT = "DAILY_LOSS_LIMIT"
+    EXPIRY_DAY = "EXPIRY_DAY"
+    TIME_EXIT = "TIME_EXIT"
+    STOP_LOSS = "STOP_LOSS"
+    BREAKEVEN_STOP = "BREAKEVEN_STOP"
+    TRAILING_STOP = "TRAILING_STOP"
+    TAKE_PROFIT = "TAKE_PROFIT"
+    DANGER_ZONE = "DANGER_ZONE"
+    PEAK_GIVEBACK = "PEAK_GIVEBACK"
+    PREMIUM_STALL = "PREMIUM_STALL"
+    TIME_STOP = "TIME_STOP"
+    MANUAL = "MANUAL"
+    BROKER_CLOSED = "BROKER_CLOSED"

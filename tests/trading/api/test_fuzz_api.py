@@ -170,7 +170,13 @@ query_strings = st.one_of(
 def api(django_user_model) -> APIClient:
     """A staff user with exactly the permissions the endpoints need (not a superuser)."""
     user = django_user_model.objects.create_user("fuzz", "f@example.com", is_staff=True)
-    codenames = ["change_setting", "view_setting", "view_tradingsignal", "view_positiontracker"]
+    codenames = [
+        "change_setting",
+        "view_setting",
+        "view_tradingsignal",
+        "view_positiontracker",
+        "change_positiontracker",
+    ]
     user.user_permissions.add(*Permission.objects.filter(codename__in=codenames))
     client = APIClient()
     client.force_authenticate(user)
@@ -247,3 +253,20 @@ def test_the_list_endpoints_never_fail_on_any_query_string(api, path, params, ra
 )
 def test_the_detail_endpoints_never_fail_on_any_id(api, path, ident):
     assert api.get(f"{path}{ident}/").status_code in (200, 404)
+
+
+@FUZZ
+@given(body=bodies_for_switches, ident=st.integers(min_value=0, max_value=10**30))
+def test_the_exit_endpoint_never_fails_and_claims_only_on_a_202(api, body, ident):
+    from trading.models import PositionTracker
+
+    position = make_position()
+    target = position.pk if ident % 2 else ident
+    response = api.generic(
+        "POST", f"/api/positions/{target}/exit/", body, content_type="application/json"
+    )
+    assert response.status_code < 500, response.content[:500]
+    position.refresh_from_db()
+    claimed = position.status == "exiting"
+    assert claimed == (response.status_code == 202 and target == position.pk)
+    PositionTracker.objects.filter(pk=position.pk).delete()
