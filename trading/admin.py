@@ -361,7 +361,11 @@ class PositionTrackerAdmin(ExitsNoticeAdmin, ViewOnlyAdmin):
     exit one position), made together with an order in the journal. An admin edit would race
     those UPDATEs, or record a state (an "exited" with no exit order, a quantity the broker
     does not hold) that no order backs, and the daily loss limit would be computed from it.
-    To close a position, use the kill switch or the trading tools, never this form."""
+    To close a position, use the action "Exit the selected positions" (or POST
+    /api/positions/{id}/exit/): it claims the position like any exit, and the order manager
+    sends its exit orders; it needs the change permission on positions."""
+
+    actions = ["exit_positions"]
 
     list_display = [
         "id",
@@ -385,6 +389,38 @@ class PositionTrackerAdmin(ExitsNoticeAdmin, ViewOnlyAdmin):
     @admin.display(description="contract", ordering="security_id")
     def contract(self, obj: PositionTracker) -> str:
         return obj.key
+
+    def has_exit_permission(self, request: HttpRequest) -> bool:
+        return request.user.has_perm("trading.change_positiontracker")
+
+    @admin.action(
+        description="Exit the selected positions (manual exit)", permissions=["exit"]
+    )
+    def exit_positions(self, request: HttpRequest, queryset: QuerySet[PositionTracker]) -> None:
+        from trading.orders.journal import claim_exit
+        from trading.rules.vocab import ExitType
+
+        why = f"manual exit by {request.user} (admin)"
+        claimed, skipped = [], []
+        for position in queryset.order_by("pk"):
+            if claim_exit(position.pk, ExitType.MANUAL, why):
+                claimed.append(position.pk)
+                logger.warning("position #%d: %s", position.pk, why)
+            else:
+                skipped.append(f"#{position.pk} ({position.status})")
+        if claimed:
+            self.message_user(
+                request,
+                f"{len(claimed)} position(s) claimed for a manual exit; the order manager "
+                "sends their exit orders: " + ", ".join(f"#{pk}" for pk in claimed),
+                messages.SUCCESS,
+            )
+        if skipped:
+            self.message_user(
+                request,
+                "not active, not exited again: " + ", ".join(skipped),
+                messages.WARNING,
+            )
 
 
 # --- Operator-owned: the watchlist ------------------------------------------------------------

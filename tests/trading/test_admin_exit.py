@@ -1,0 +1,54 @@
+"""The positions admin's "Exit the selected positions": a manual exit claimed like any exit
+(the order manager sends it), active positions only, the change permission on positions."""
+
+from __future__ import annotations
+
+import pytest
+from django.contrib.auth.models import Permission
+from django.test import Client
+
+from tests.trading.api.rows import make_position
+from trading.models import PositionTracker
+
+pytestmark = pytest.mark.django_db
+
+CHANGELIST = "/admin/trading/positiontracker/"
+
+
+def login(client: Client, django_user_model, *codenames: str) -> Client:
+    user = django_user_model.objects.create_user("ops", "ops@example.com", is_staff=True)
+    user.user_permissions.add(*Permission.objects.filter(codename__in=codenames))
+    client.force_login(user)
+    return client
+
+
+def exit_selected(client: Client, *pks: int) -> object:
+    return client.post(
+        CHANGELIST,
+        {"action": "exit_positions", "_selected_action": [str(pk) for pk in pks]},
+        follow=True,
+    )
+
+
+def test_it_claims_the_active_positions_and_names_the_others(client, django_user_model):
+    staff = login(client, django_user_model, "view_positiontracker", "change_positiontracker")
+    active = make_position()
+    done = make_position(status="exited")
+    page = exit_selected(staff, active.pk, done.pk)
+    text = page.content.decode()
+    assert "1 position(s) claimed for a manual exit" in text
+    assert f"#{done.pk} (exited)" in text
+    active.refresh_from_db()
+    assert (active.status, active.exit_type) == ("exiting", "MANUAL")
+    assert active.exit_reason == "manual exit by ops (admin)"
+    assert PositionTracker.objects.get(pk=done.pk).status == "exited"
+
+
+def test_without_the_change_permission_the_action_is_not_offered(client, django_user_model):
+    viewer = login(client, django_user_model, "view_positiontracker")
+    position = make_position()
+    page = viewer.get(CHANGELIST)
+    assert page.status_code == 200 and "exit_positions" not in page.content.decode()
+    exit_selected(viewer, position.pk)
+    position.refresh_from_db()
+    assert position.status == "active"
