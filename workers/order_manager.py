@@ -14,6 +14,9 @@ Each pass (``handle_*`` methods, one unit of work each, for tests):
    entry becomes a position of what filled). An exit never gives up: it keeps chasing at the
    last buffer, says so at ERROR, and past the broker's modification budget is cancelled and
    placed again as a new order (a new correlation id) once the cancel is confirmed.
+   At start, and every ``resync_interval`` seconds, every working order the broker has is read
+   back from it (by correlation id) and applied: an update the stream never delivered (it does
+   not replay the past after a reconnect or a restart) is caught up, never lost.
 3. **Unknown outcomes.** An order in UNKNOWN is resolved by its correlation id at the broker
    before anything is sent again: found, its state is applied; not found, an exit is sent
    (exits never give up) and an entry is closed (never sent late at a stale price).
@@ -39,6 +42,7 @@ from django.db import close_old_connections
 from trading.config.types import AlgoConfig
 from trading.dhan.errors import AuthFailure
 from trading.models import Order, OrderLeg, PositionTracker
+from trading.orders.failpoints import failpoint
 from trading.orders.journal import OrderEvent, abandon_unsent, apply_event
 from trading.orders.router import OrderRouter
 from trading.orders.states import WORKING, JournalStatus, PositionState
@@ -77,6 +81,7 @@ class OrderManager:
         interval: float = 0.05,
         unknown_grace: float = 15.0,
         poll_interval: float = 5.0,
+        resync_interval: float = 30.0,
         heartbeat_interval: float = 5.0,
     ) -> None:
         self.realtime = realtime
@@ -90,6 +95,7 @@ class OrderManager:
         self.interval = interval
         self.unknown_grace = unknown_grace
         self.poll_interval = poll_interval
+        self.resync_interval = resync_interval
         self.heartbeat_interval = heartbeat_interval
         self.heartbeat = Heartbeat(realtime.kv, self.name)
         self.updates: queue.SimpleQueue[Any] = queue.SimpleQueue()
@@ -97,6 +103,7 @@ class OrderManager:
         self.last_error: str | None = None
         self._next_clock = 0.0
         self._next_poll = 0.0
+        self._next_resync = 0.0
         self._next_beat = 0.0
         self._alerted: set[int] = set()
 
@@ -128,6 +135,9 @@ class OrderManager:
         if not self.market_time_known():
             return
         try:
+            if not self.paper and now >= self._next_resync:
+                self._next_resync = now + self.resync_interval
+                self.handle_resync()
             self.handle_events()
             self.handle_unknown()
             self.handle_exits()
@@ -184,6 +194,8 @@ class OrderManager:
                 self._next_poll = self.wall() + self.poll_interval
                 events.extend(self._poll(now))
         applied = 0
+        if any(event.trades or event.filled for event in events):
+            failpoint("event:received")
         for event in events:
             self.counters["events"] += 1
             try:
@@ -212,6 +224,22 @@ class OrderManager:
             if view is not None:
                 events.append(view.as_event(order.correlation_id, now))
         return events
+
+    def handle_resync(self) -> int:
+        """Read back every working order the broker has and apply what it says (module
+        docstring); the number that changed the journal."""
+        now = self.now()
+        changed = 0
+        for event in self._poll(now):
+            try:
+                changed += apply_event(event, self.charges, paper=self.paper)
+            except Exception as exc:
+                self.counters["errors"] += 1
+                self.last_error = f"resync {event.correlation_id}: {exc}"
+                logger.exception("order manager: resync of %s failed", event.correlation_id)
+        if changed:
+            logger.warning("order manager: %d order(s) caught up from the broker", changed)
+        return changed
 
     # -- 2. chases -------------------------------------------------------------------------
 

@@ -24,7 +24,7 @@ from typing import Protocol
 
 from trading.models import Order
 from trading.orders.journal import OrderEvent
-from trading.orders.states import WORKING, JournalStatus
+from trading.orders.states import JournalStatus
 
 __all__ = ["Ack", "BrokerOrder", "Gateway", "PaperGateway"]
 
@@ -91,14 +91,12 @@ class PaperGateway:
         return Ack(f"P{order.pk:011d}", JournalStatus.TRANSIT)
 
     def modify(self, order: Order, price: Decimal, at: datetime) -> None:
-        Order.objects.filter(pk=order.pk, status__in=WORKING).update(
-            limit_price=price, priced_at=at, attempt=order.attempt + 1
-        )
+        """Nothing to send: the router records the new limit on the row, which the paper
+        broker reads on its next match (as Dhan takes a modify)."""
 
     def cancel(self, order: Order, at: datetime) -> None:
-        Order.objects.filter(pk=order.pk, status__in=WORKING, cancel_requested_at=None).update(
-            cancel_requested_at=at
-        )
+        """Nothing to send: the router records the request on the row, which the paper broker
+        answers with CANCELLED on its next pass (as Dhan answers a cancel)."""
 
     def lookup(self, order: Order) -> BrokerOrder | None:
         row = Order.objects.filter(pk=order.pk).first()

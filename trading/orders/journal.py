@@ -62,6 +62,7 @@ __all__ = [
     "journal_exit",
     "record_ack",
     "record_rejection",
+    "record_reprice",
 ]
 
 PRICE_PLACES = Decimal("0.0001")
@@ -225,6 +226,17 @@ def record_ack(order: Order, broker_order_id: str, status: str, at: datetime) ->
             broker_order_id=broker_order_id
         )
     return moved == 1
+
+
+def record_reprice(order: Order, price: Decimal, at: datetime) -> bool:
+    """A re-price the broker took: the new limit, one more attempt, the time it was priced
+    (the chase clock restarts). Only while the order still works."""
+    return (
+        Order.objects.filter(pk=order.pk, status__in=WORKING).update(
+            limit_price=price, priced_at=at, attempt=F("attempt") + 1
+        )
+        == 1
+    )
 
 
 def abandon_unsent(order: Order, reason: str, at: datetime) -> bool:

@@ -26,6 +26,7 @@ from typing import Any
 from trading.config.types import AlgoConfig
 from trading.dhan.errors import AuthFailure, DhanError, Rejected, Retryable, UnknownOutcome
 from trading.models import Order, OrderLeg, OrderSide, PositionTracker
+from trading.orders.failpoints import failpoint
 from trading.orders.gateway import Gateway
 from trading.orders.intent import (
     REJECTED,
@@ -43,6 +44,7 @@ from trading.orders.journal import (
     open_entry_quantity,
     record_ack,
     record_rejection,
+    record_reprice,
 )
 from trading.orders.states import WORKING, JournalStatus, PositionState
 from trading.rules.market import IST
@@ -100,6 +102,7 @@ class OrderRouter:
         if derivative is None:
             return RouterResult(REJECTED, f"{intent.key} is not in the catalog")
         position = journal_entry(intent, mode=self.mode, derivative_id=derivative.pk)
+        failpoint("entry:journaled")
         unsent = position.orders.filter(
             leg=OrderLeg.ENTRY, status=JournalStatus.UNKNOWN, sent_at=None
         )
@@ -128,6 +131,7 @@ class OrderRouter:
                 raise ExitRefused(f"position #{position_id} does not exist")
             raise ExitRefused(f"position #{position_id} is {status}, not active")
         logger.warning("position #%d: exit %s claimed: %s", position_id, exit_type, reason)
+        failpoint("exit:claimed")
         position = PositionTracker.objects.get(pk=position_id)
         return self.continue_exit(position)
 
@@ -202,6 +206,7 @@ class OrderRouter:
         except (Retryable, DhanError) as exc:
             logger.warning("order %s not sent: %s", order.correlation_id, exc)
             return f"not sent: {exc}"
+        failpoint("send:answered")
         record_ack(order, ack.broker_order_id, ack.status, now)
         return "sent"
 
@@ -223,13 +228,19 @@ class OrderRouter:
             return None
         limit = marketable_limit if buy else marketable_sell_limit
         price = limit(reference, config.limit_buffer_pct, tick)
-        self.gateway.modify(order, price, self.now())
+        now = self.now()
+        self.gateway.modify(order, price, now)
+        failpoint("chase:modified")
+        record_reprice(order, price, now)
         return price
 
     def cancel(self, order: Order) -> None:
-        self.gateway.cancel(order, self.now())
-        Order.objects.filter(pk=order.pk, cancel_requested_at=None).update(
-            cancel_requested_at=self.now()
+        """Ask the broker to cancel a working order and note the request on the row (the
+        CANCELLED, or the fill that beat it, comes back as an event)."""
+        now = self.now()
+        self.gateway.cancel(order, now)
+        Order.objects.filter(pk=order.pk, status__in=WORKING, cancel_requested_at=None).update(
+            cancel_requested_at=now
         )
 
     def describe(self) -> dict[str, Any]:
