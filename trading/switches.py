@@ -27,7 +27,7 @@ SWITCH_KEYS = frozenset({TRADING_SWITCH_KEY, KILL_SWITCH_KEY})
 # (workers/realtime/kv_store.py DbKeyValueStore, "kv:<name>": heartbeats, feed health, candle
 # history, candidates), which /ready trusts. Spelled here rather than imported so the domain
 # does not import the workers; a test checks it against the writer.
-WORKER_KEY_PREFIXES = ("kv:",)
+WORKER_KEY_PREFIXES = ("kv:", "orders.")
 
 
 def _flag(key: str, field: str, missing: bool, safe: bool) -> bool:
@@ -141,7 +141,7 @@ def reserved_setting(key: str) -> str | None:
         )
     if key.startswith(WORKER_KEY_PREFIXES):
         return (
-            f"{key} is written by the workers (heartbeats, feed health, candle history) and "
-            "read by /ready and the workers: read-only here"
+            f"{key} is written by the workers (heartbeats, feed health, candle history, the "
+            "order ids' salt) and read by /ready and the workers: read-only here"
         )
     return None

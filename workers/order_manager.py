@@ -40,7 +40,7 @@ from typing import Any
 from django.db import close_old_connections
 
 from trading.config.types import AlgoConfig
-from trading.dhan.errors import AuthFailure
+from trading.dhan.errors import AuthFailure, DhanError
 from trading.models import Order, OrderLeg, PositionTracker
 from trading.orders.failpoints import failpoint
 from trading.orders.journal import OrderEvent, abandon_unsent, apply_event
@@ -220,10 +220,23 @@ class OrderManager:
         order that it knows (a broker order id)."""
         events = []
         for order in Order.objects.filter(status__in=WORKING).exclude(broker_order_id=""):
-            view = self.router.gateway.lookup(order)
+            try:
+                view = self.router.gateway.lookup(order)
+            except AuthFailure:
+                raise
+            except DhanError as exc:  # this order cannot be read now; the next pass tries
+                self._order_fault(order, "read back", exc)
+                continue
             if view is not None:
                 events.append(view.as_event(order.correlation_id, now))
         return events
+
+    def _order_fault(self, order: Order, what: str, exc: Exception) -> None:
+        """One order's broker call failed: logged with the order, counted, the pass goes on
+        (one poison order never stops the others)."""
+        self.counters["errors"] += 1
+        self.last_error = f"{order.correlation_id}: {what}: {exc}"
+        logger.warning("order manager: %s of %s failed: %s", what, order.correlation_id, exc)
 
     def handle_resync(self) -> int:
         """Read back every working order the broker has and apply what it says (module
@@ -255,40 +268,48 @@ class OrderManager:
             priced_at__lte=due,
         ).select_related("position__derivative")
         for order in working:
-            if order.leg == OrderLeg.ENTRY:
-                if order.attempt >= config.max_chases:
-                    logger.info(
-                        "order %s: unfilled after %d re-prices: cancelled (%d of %d filled)",
-                        order.correlation_id,
-                        order.attempt,
-                        order.filled_quantity,
-                        order.quantity,
-                    )
-                    self.router.cancel(order)
-                    continue
-            else:
-                if order.attempt >= MODIFY_BUDGET:
-                    logger.error(
-                        "exit order %s: %d re-prices without a fill; cancelled to place it "
-                        "again (the position stays exiting)",
-                        order.correlation_id,
-                        order.attempt,
-                    )
-                    self.router.cancel(order)
-                    continue
-                if order.attempt >= config.max_chases and order.position_id not in self._alerted:
-                    self._alerted.add(order.position_id)
-                    logger.error(
-                        "EXIT NOT FILLED: position #%d (%s) still exiting after %d re-prices; "
-                        "chasing on at the last buffer",
-                        order.position_id,
-                        order.key,
-                        order.attempt,
-                    )
-            if self.router.reprice(order) is not None:
-                chased += 1
+            try:
+                chased += self._chase(order, config)
+            except AuthFailure:
+                raise
+            except DhanError as exc:
+                self._order_fault(order, "re-price", exc)
         self.counters["chases"] += chased
         return chased
+
+    def _chase(self, order: Order, config: Any) -> int:
+        """One due order: re-price it, or give up (entry) / re-place (exit); 1 if re-priced."""
+        if order.leg == OrderLeg.ENTRY:
+            if order.attempt >= config.max_chases:
+                logger.info(
+                    "order %s: unfilled after %d re-prices: cancelled (%d of %d filled)",
+                    order.correlation_id,
+                    order.attempt,
+                    order.filled_quantity,
+                    order.quantity,
+                )
+                self.router.cancel(order)
+                return 0
+        else:
+            if order.attempt >= MODIFY_BUDGET:
+                logger.error(
+                    "exit order %s: %d re-prices without a fill; cancelled to place it "
+                    "again (the position stays exiting)",
+                    order.correlation_id,
+                    order.attempt,
+                )
+                self.router.cancel(order)
+                return 0
+            if order.attempt >= config.max_chases and order.position_id not in self._alerted:
+                self._alerted.add(order.position_id)
+                logger.error(
+                    "EXIT NOT FILLED: position #%d (%s) still exiting after %d re-prices; "
+                    "chasing on at the last buffer",
+                    order.position_id,
+                    order.key,
+                    order.attempt,
+                )
+        return 0 if self.router.reprice(order) is None else 1
 
     # -- 3. unknown outcomes ---------------------------------------------------------------
 
@@ -301,48 +322,58 @@ class OrderManager:
             status=JournalStatus.UNKNOWN, updated_at__lt=grace
         ).select_related("position__derivative")
         for order in stale:
-            view = self.router.gateway.lookup(order)
-            if view is not None:
-                found = view.as_event(order.correlation_id, now)
-                apply_event(found, self.charges, paper=self.paper)
-                logger.warning(
-                    "order %s: found at the broker by its correlation id (%s)",
-                    order.correlation_id,
-                    view.status,
-                )
-            elif order.leg == OrderLeg.EXIT:
-                if order.sent_at is not None:
-                    # Sent, not at the broker: the send never arrived. Allow one more send.
-                    Order.objects.filter(
-                        pk=order.pk, status=JournalStatus.UNKNOWN, sent_at=order.sent_at
-                    ).update(sent_at=None)
-                    order.sent_at = None
-                logger.warning(
-                    "exit order %s: not at the broker; sending it", order.correlation_id
-                )
-                self.router.send(order)
-            elif order.sent_at is None:
-                abandon_unsent(order, "never sent: the sender stopped before the send", now)
-                logger.warning(
-                    "entry order %s was journaled but never sent: closed", order.correlation_id
-                )
-            else:
-                apply_event(
-                    OrderEvent(
-                        JournalStatus.CANCELLED,
-                        now,
-                        correlation_id=order.correlation_id,
-                        reason="the broker never received it",
-                    ),
-                    self.charges,
-                    paper=self.paper,
-                )
-                logger.warning(
-                    "entry order %s: the broker never received it: closed", order.correlation_id
-                )
-            resolved += 1
+            try:
+                resolved += self._resolve(order, now)
+            except AuthFailure:
+                raise
+            except DhanError as exc:
+                # Not knowing is not "absent": nothing is sent again until a lookup answers.
+                self._order_fault(order, "lookup by correlation id", exc)
         self.counters["resolved"] += resolved
         return resolved
+
+    def _resolve(self, order: Order, now: datetime) -> int:
+        """One UNKNOWN order (module docstring, point 3); 1 when it was resolved."""
+        view = self.router.gateway.lookup(order)
+        if view is not None:
+            found = view.as_event(order.correlation_id, now)
+            apply_event(found, self.charges, paper=self.paper)
+            logger.warning(
+                "order %s: found at the broker by its correlation id (%s)",
+                order.correlation_id,
+                view.status,
+            )
+        elif order.leg == OrderLeg.EXIT:
+            if order.sent_at is not None:
+                # Sent, not at the broker: the send never arrived. Allow one more send.
+                Order.objects.filter(
+                    pk=order.pk, status=JournalStatus.UNKNOWN, sent_at=order.sent_at
+                ).update(sent_at=None)
+                order.sent_at = None
+            logger.warning(
+                "exit order %s: not at the broker; sending it", order.correlation_id
+            )
+            self.router.send(order)
+        elif order.sent_at is None:
+            abandon_unsent(order, "never sent: the sender stopped before the send", now)
+            logger.warning(
+                "entry order %s was journaled but never sent: closed", order.correlation_id
+            )
+        else:
+            apply_event(
+                OrderEvent(
+                    JournalStatus.CANCELLED,
+                    now,
+                    correlation_id=order.correlation_id,
+                    reason="the broker never received it",
+                ),
+                self.charges,
+                paper=self.paper,
+            )
+            logger.warning(
+                "entry order %s: the broker never received it: closed", order.correlation_id
+            )
+        return 1
 
     # -- 4. exits --------------------------------------------------------------------------
 
@@ -352,7 +383,15 @@ class OrderManager:
         for position in PositionTracker.objects.filter(
             status=PositionState.EXITING
         ).select_related("derivative"):
-            self.router.continue_exit(position)
+            try:
+                self.router.continue_exit(position)
+            except AuthFailure:
+                raise
+            except DhanError as exc:
+                self.counters["errors"] += 1
+                self.last_error = f"exit of position #{position.pk}: {exc}"
+                logger.warning("order manager: exit of position #%d: %s", position.pk, exc)
+                continue
             driven += 1
         return driven
 

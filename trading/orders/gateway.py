@@ -31,7 +31,8 @@ __all__ = ["Ack", "BrokerOrder", "Gateway", "PaperGateway"]
 
 @dataclass(frozen=True, slots=True)
 class Ack:
-    """The broker took the request: its order id and the state it answered (TRANSIT)."""
+    """The broker took the request: its order id and the state it answered (TRANSIT, or
+    PENDING when it confirmed at once)."""
 
     broker_order_id: str
     status: JournalStatus
@@ -68,8 +69,9 @@ class Gateway(Protocol):
         """Send a journaled order once. Raises Rejected, UnknownOutcome, AuthFailure."""
         ...
 
-    def modify(self, order: Order, price: Decimal, at: datetime) -> None:
-        """Re-price a working order (same broker order, same correlation id)."""
+    def modify(self, order: Order, price: Decimal, at: datetime) -> bool:
+        """Re-price a working order (same broker order, same correlation id). True when the
+        broker took it; False when the order ended meanwhile (nothing to re-price)."""
         ...
 
     def cancel(self, order: Order, at: datetime) -> None:
@@ -90,9 +92,10 @@ class PaperGateway:
     def place(self, order: Order, at: datetime) -> Ack:
         return Ack(f"P{order.pk:011d}", JournalStatus.TRANSIT)
 
-    def modify(self, order: Order, price: Decimal, at: datetime) -> None:
+    def modify(self, order: Order, price: Decimal, at: datetime) -> bool:
         """Nothing to send: the router records the new limit on the row, which the paper
         broker reads on its next match (as Dhan takes a modify)."""
+        return True
 
     def cancel(self, order: Order, at: datetime) -> None:
         """Nothing to send: the router records the request on the row, which the paper broker

@@ -4,10 +4,10 @@ The signal engine ends at an :class:`EntryIntent`: a decided, sized entry into o
 An :class:`EntryRouter` (``trading.orders.router.OrderRouter``) turns it into orders, journaled
 before they are sent, paper or live.
 
-Idempotency: every order of an entry carries ``correlation_id(leg, generation)`` =
-``AS-EN-{signal id}-{leg}-{generation}`` (Dhan's correlationId allows 25 characters). It is derived
-from the signal row, so a restart that re-hands the same intent produces the same ids and the
-router can look them up at the broker before sending anything again.
+Idempotency: every order of an entry carries a correlation id derived from the signal row
+(trading/orders/journal.py, ``entry_correlation_id``), so a restart that re-hands the same
+intent finds the same orders and the router looks them up at the broker before sending
+anything again.
 """
 
 from __future__ import annotations
@@ -18,7 +18,6 @@ from datetime import date, datetime
 from decimal import ROUND_CEILING, ROUND_FLOOR, Decimal
 from typing import Any, Protocol
 
-from trading.dhan.rest_types import CORRELATION_ID_MAX_LEN as CORRELATION_MAX
 from trading.rules.market import instrument_key
 
 logger = logging.getLogger(__name__)
@@ -52,14 +51,6 @@ class EntryIntent:
     @property
     def key(self) -> str:
         return instrument_key(self.exchange_segment, self.security_id)
-
-    def correlation_id(self, leg: int, generation: int = 0) -> str:
-        """``AS-EN-{signal}-{leg}-{generation}``; leg is the order's index in ``orders``; a
-        re-price modifies the order and keeps its id (trading.models.Order)."""
-        value = f"AS-EN-{self.signal_id}-{leg}-{generation}"
-        if len(value) > CORRELATION_MAX:
-            raise ValueError(f"correlation id {value!r} is longer than {CORRELATION_MAX}")
-        return value
 
     def as_dict(self) -> dict[str, Any]:
         """JSON-able: Decimals and dates as strings (exact), for the signal row."""

@@ -17,6 +17,8 @@ event applied twice changes nothing the second time (a fill is unique per order 
 from __future__ import annotations
 
 import logging
+import secrets
+import string
 from collections.abc import Callable, Sequence
 from dataclasses import dataclass
 from datetime import date, datetime
@@ -26,6 +28,7 @@ from typing import Any
 from django.db import IntegrityError, transaction
 from django.db.models import F, Sum
 
+from trading.dhan.rest_types import CORRELATION_ID_MAX_LEN as CORRELATION_MAX
 from trading.models import (
     Fill,
     LedgerEntry,
@@ -35,7 +38,7 @@ from trading.models import (
     OrderSide,
     PositionTracker,
 )
-from trading.orders.intent import CORRELATION_MAX, EntryIntent
+from trading.orders.intent import EntryIntent
 from trading.orders.states import (
     FINAL,
     WORKING,
@@ -57,7 +60,9 @@ __all__ = [
     "apply_event",
     "claim_exit",
     "claim_send",
+    "entry_correlation_id",
     "exit_correlation_id",
+    "id_salt",
     "journal_entry",
     "journal_exit",
     "record_ack",
@@ -66,6 +71,8 @@ __all__ = [
 ]
 
 PRICE_PLACES = Decimal("0.0001")
+SALT_KEY = "orders.id_salt"
+_SALT: dict[str, str] = {}
 
 # (segment, side, quantity, turnover, trade date) -> the charges of one executed order of that
 # cumulative quantity and turnover, rupees. The journal charges each fill with the difference
@@ -103,11 +110,40 @@ class OrderEvent:
     reason: str = ""
 
 
-def exit_correlation_id(position_id: int, leg_index: int, generation: int) -> str:
-    value = f"AS-EX-{position_id}-{leg_index}-{generation}"
+def id_salt() -> str:
+    """Three base-36 characters drawn once per database (the Setting ``orders.id_salt``) and
+    put in every correlation id: the ids restart with the row ids after a database reset, and
+    Dhan accepts a correlation id again, so without it a lookup could find the order of an
+    earlier database the same day and take it for ours."""
+    cached = _SALT.get("salt")
+    if cached is not None:
+        return cached
+    from trading.models import Setting
+
+    drawn = "".join(secrets.choice(string.digits + string.ascii_lowercase) for _ in range(3))
+    row, _ = Setting.objects.get_or_create(key=SALT_KEY, defaults={"value": {"salt": drawn}})
+    salt = str(row.value.get("salt", ""))
+    if not (len(salt) == 3 and salt.isascii() and salt.isalnum()):
+        raise ValueError(f"Setting {SALT_KEY} holds {row.value!r}, not three letters or digits")
+    _SALT["salt"] = salt
+    return salt
+
+
+def _bounded(value: str) -> str:
     if len(value) > CORRELATION_MAX:
         raise ValueError(f"correlation id {value!r} is longer than {CORRELATION_MAX}")
     return value
+
+
+def entry_correlation_id(signal_id: int, leg_index: int, generation: int = 0) -> str:
+    """``AS-EN-{salt}{signal}-{leg}-{generation}``: the tag ``AS-`` marks the system's own
+    orders at the broker (trading/orders/live.py); a re-price keeps the id (a modify)."""
+    return _bounded(f"AS-EN-{id_salt()}{signal_id}-{leg_index}-{generation}")
+
+
+def exit_correlation_id(position_id: int, leg_index: int, generation: int) -> str:
+    """``AS-EX-{salt}{position}-{leg}-{generation}``."""
+    return _bounded(f"AS-EX-{id_salt()}{position_id}-{leg_index}-{generation}")
 
 
 # -- journaling (the router, before a send) ------------------------------------------------------
@@ -137,7 +173,7 @@ def journal_entry(intent: EntryIntent, *, mode: str, derivative_id: int) -> Posi
             )
             Order.objects.bulk_create(
                 Order(
-                    correlation_id=intent.correlation_id(leg),
+                    correlation_id=entry_correlation_id(intent.signal_id, leg),
                     position=position,
                     leg=OrderLeg.ENTRY,
                     leg_index=leg,
@@ -217,7 +253,11 @@ def claim_send(order: Order, at: datetime) -> bool:
 
 def record_ack(order: Order, broker_order_id: str, status: str, at: datetime) -> bool:
     """The broker accepted our send: UNKNOWN -> TRANSIT/PENDING with its order id. False when
-    the order had moved already (an event got there first); the broker id is kept either way."""
+    the order had moved already (an event got there first); the broker id is kept either way.
+    A final state is never taken from an acknowledgement (it would skip the settling of the
+    position and the reason): it is recorded as TRANSIT and the event brings the rest."""
+    if status in FINAL:
+        status = JournalStatus.TRANSIT
     moved = Order.objects.filter(pk=order.pk, status__in=sources(status)).update(
         status=status, broker_order_id=broker_order_id
     )

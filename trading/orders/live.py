@@ -33,8 +33,6 @@ from dataclasses import dataclass
 from datetime import datetime
 from decimal import Decimal
 
-from django.db.models import F
-
 from trading.dhan.errors import AuthFailure, DhanError, Rejected, UnknownOutcome
 from trading.dhan.rest import DhanRestClient
 from trading.dhan.rest_types import (
@@ -55,7 +53,7 @@ from trading.dhan.vocab import (
 )
 from trading.models import Order
 from trading.orders.gateway import Ack, BrokerOrder
-from trading.orders.states import FINAL, WORKING, JournalStatus
+from trading.orders.states import FINAL, JournalStatus
 from trading.rules.market import instrument_key
 
 logger = logging.getLogger(__name__)
@@ -148,13 +146,14 @@ class LiveGateway:
             status = JournalStatus.TRANSIT
         return Ack(answer.orderId, status)
 
-    def modify(self, order: Order, price: Decimal, at: datetime) -> None:
-        """``PUT /orders/{id}``: the same LIMIT DAY order, same quantity, at ``price``. The
-        journal row follows once Dhan took it (limit, the time it was priced, one more
-        attempt), as the chase reads them; Dhan keeps the order id and what already filled."""
+    def modify(self, order: Order, price: Decimal, at: datetime) -> bool:
+        """``PUT /orders/{id}``: the same LIMIT DAY order, same quantity, at ``price``; Dhan
+        keeps the order id and what already filled. True when Dhan took it (the router then
+        records the new limit); False when the order has ended meanwhile (its final event is
+        on the way) or never reached Dhan."""
         broker_id = self._broker_id(order, "modify")
         if broker_id is None:
-            return
+            return False
         try:
             request = ModifyOrderRequest(
                 dhanClientId=self.client_id,
@@ -171,13 +170,8 @@ class LiveGateway:
         except (Rejected, UnknownOutcome) as exc:
             if not self._ended(order, broker_id, "modify", exc):
                 raise
-            # Back off one chase interval: the order's final event is on its way, and a modify
-            # tried again on every pass would only spend the order rate budget.
-            Order.objects.filter(pk=order.pk, status__in=WORKING).update(priced_at=at)
-            return
-        Order.objects.filter(pk=order.pk, status__in=WORKING).update(
-            limit_price=price, priced_at=at, attempt=F("attempt") + 1
-        )
+            return False
+        return True
 
     def cancel(self, order: Order, at: datetime) -> None:
         """``DELETE /orders/{id}``; the CANCELLED comes as an event. Quiet when the order has

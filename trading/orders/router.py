@@ -229,7 +229,11 @@ class OrderRouter:
         limit = marketable_limit if buy else marketable_sell_limit
         price = limit(reference, config.limit_buffer_pct, tick)
         now = self.now()
-        self.gateway.modify(order, price, now)
+        if not self.gateway.modify(order, price, now):
+            # The order ended meanwhile (its final event is on the way): wait a chase interval
+            # rather than spend the order rate budget on it every pass.
+            Order.objects.filter(pk=order.pk, status__in=WORKING).update(priced_at=now)
+            return None
         failpoint("chase:modified")
         record_reprice(order, price, now)
         return price

@@ -12,7 +12,7 @@ from trading.dhan.errors import Rejected, UnknownOutcome
 from trading.models import Fill, LedgerEntry, Order, PositionTracker
 from trading.orders.gateway import Ack, PaperGateway
 from trading.orders.intent import REJECTED, ROUTED
-from trading.orders.journal import OrderEvent, TradeFill, apply_event
+from trading.orders.journal import OrderEvent, TradeFill, apply_event, id_salt
 from trading.orders.ledger import check_ledger, paper_cash
 from trading.orders.router import ExitRefused
 from trading.orders.states import JournalStatus
@@ -204,7 +204,7 @@ def test_an_exit_is_claimed_once_and_books_the_round_trip_in_the_ledger(router, 
     (exit_order,) = Order.objects.filter(leg="exit")
     assert exit_order.side == "SELL" and exit_order.quantity == 130
     assert exit_order.limit_price == Decimal("107.80")  # 110 x (1 - 0.02), down to the tick
-    assert exit_order.correlation_id == f"AS-EX-{position.pk}-0-0"
+    assert exit_order.correlation_id == f"AS-EX-{id_salt()}{position.pk}-0-0"
     apply(event(exit_order, "TRADED", ("x1", 130, "110.00"), minutes=5))
     position.refresh_from_db()
     entry_charges = real_charges("NSE_FNO", "BUY", 130, Decimal("13000"), T0.date())
