@@ -97,6 +97,7 @@ forward, charges and taxes, disclosed quantity (validated, shown, otherwise igno
 
 from __future__ import annotations
 
+import functools
 import logging
 import re
 import threading
@@ -284,6 +285,12 @@ def _dec(value: float) -> Decimal:
     return Decimal(repr(value))
 
 
+@functools.lru_cache(maxsize=16)
+def _tick(value: float) -> Decimal:
+    """A contract's tick as Decimal: a handful of values, asked for on every match."""
+    return _dec(value)
+
+
 def _wire_money(value: Decimal) -> float:
     """Dhan sends money as JSON numbers; rounded to the paisa (float repr keeps the digits)."""
     return float(value.quantize(_PAISA, rounding=ROUND_HALF_EVEN))
@@ -336,6 +343,10 @@ class _Order:
     @property
     def remaining(self) -> int:
         return self.quantity - self.filled
+
+    @property
+    def tick(self) -> Decimal:
+        return _tick(self.spec.tick)
 
     @property
     def is_buy(self) -> bool:
@@ -430,6 +441,7 @@ class SimBroker:
         self._positions: dict[tuple[int, str], _Position] = {}
         # Per security id: the market second and what our fills took from that second's book.
         self._taken: dict[int, tuple[int, fills.Taken]] = {}
+        self._books: dict[int, tuple[Quote, fills.Book]] = {}  # per security id: the last built
         self._kill_switch = False
         # 12-digit order ids like Dhan's ("752502167405"), 16-digit exchange ids like NSE's.
         self._order_base = (100 + seed % 900) * 10**9
@@ -681,10 +693,17 @@ class SimBroker:
 
     # -- pricing helpers -------------------------------------------------------------------------
 
-    @staticmethod
-    def _book(quote: Quote, now: datetime) -> fills.Book:
-        """The fill model's view of ``quote`` (its market second is ``now``)."""
-        return fills.Book.from_depth(quote.depth, ltp=quote.ltp, at=now)
+    def _book(self, quote: Quote, now: datetime) -> fills.Book:
+        """The fill model's view of ``quote``, at its market second.
+
+        Built once per quote: the market hands out one Quote object per instrument and market
+        second, so a placement and the next tick in the same second share the book."""
+        kept = self._books.get(quote.security_id)
+        if kept is not None and kept[0] is quote:
+            return kept[1]
+        book = fills.Book.from_depth(quote.depth, ltp=quote.ltp, at=now.replace(microsecond=0))
+        self._books[quote.security_id] = (quote, book)
+        return book
 
     @staticmethod
     def _stop_crossed(order: _Order, book: fills.Book) -> bool:
@@ -740,7 +759,7 @@ class SimBroker:
             limit=order.limit,
             remaining=order.remaining,
             lot_size=spec.lot,
-            tick_size=_dec(spec.tick),
+            tick_size=order.tick,
             incoming=incoming,
         )
         result = fills.match(wanted, book, taken)
