@@ -208,17 +208,18 @@ class Book:
         """
         bids: list[Level] = []
         asks: list[Level] = []
+        grid = None if tick is None else (tick, float(tick))
         for i, row in enumerate(depth or ()):
             if len(row) != 6:
                 raise ValueError(f"depth[{i}]: expected 6 values, got {len(row)}")
             bid_qty, ask_qty, _, _, bid_price, ask_price = row
-            price = _depth_price(bid_price, tick, i, "bid_price")
+            price = _depth_price(bid_price, grid, i, "bid_price")
             if price is not None and _shown(bid_qty, i, "bid_qty"):
                 bids.append(Level(price, bid_qty))
-            price = _depth_price(ask_price, tick, i, "ask_price")
+            price = _depth_price(ask_price, grid, i, "ask_price")
             if price is not None and _shown(ask_qty, i, "ask_qty"):
                 asks.append(Level(price, ask_qty))
-        price = None if ltp is None else _depth_price(ltp, tick, None, "ltp")
+        price = None if ltp is None else _depth_price(ltp, grid, None, "ltp")
         return cls(tuple(bids), tuple(asks), price, at, age_seconds)
 
     @property
@@ -236,9 +237,13 @@ class Book:
 
 
 def _depth_price(
-    value: Decimal | float | int, tick: Decimal | None, row: int | None, name: str
+    value: Decimal | float | int,
+    grid: tuple[Decimal, float] | None,
+    row: int | None,
+    name: str,
 ) -> Decimal | None:
-    """A depth or LTP price as Decimal, None for Dhan's empty values (0, -0.01).
+    """A depth or LTP price as Decimal, None for Dhan's empty values (0, -0.01); ``grid`` is
+    the tick as (Decimal, float), None to keep the price as given.
 
     Per tick on the paper path, so the cheap float case goes first and the field's name is
     formatted only for an error."""
@@ -247,11 +252,11 @@ def _depth_price(
             return None
         if not math.isfinite(value):
             raise ValueError(_where(row, name) + f": expected a finite number, got {value!r}")
-        if tick is not None:
+        if grid is not None:
             # The nearest tick in float: a float32 price is within 1e-7 of its tick, far from
             # the half-tick where float and Decimal rounding could differ; 4x cheaper.
-            ticks = round(value / float(tick))
-            return Decimal(ticks) * tick if ticks > 0 else None
+            ticks = round(value / grid[1])
+            return Decimal(ticks) * grid[0] if ticks > 0 else None
         price = Decimal(repr(value))
     else:
         price = _money(value, _where(row, name)) if not isinstance(value, Decimal) else value
@@ -259,9 +264,9 @@ def _depth_price(
             raise ValueError(_where(row, name) + f": expected a finite number, got {value!r}")
         if price <= 0:
             return None
-    if tick is None or price % tick == 0:
+    if grid is None or price % grid[0] == 0:
         return price
-    return to_tick(price, tick, ROUND_HALF_EVEN)
+    return to_tick(price, grid[0], ROUND_HALF_EVEN)
 
 
 def _shown(quantity: object, row: int, name: str) -> bool:
