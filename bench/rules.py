@@ -13,6 +13,11 @@ Pure rules only (no database, no network): what one candle close costs the signa
 3. The rest of a decision, per call: the ten entry gates (``gates.check_entry``, all passing:
    the longest path), strike choice over a realistic chain (``strikes.choose_strike``), sizing
    (``sizing.size_entry``) and charges (``charges.order_charges`` and ``round_trip``).
+4. The fill model (``fills``), per call: a book from a tick's five depth rows
+   (``Book.from_depth``, float32 prices cleaned to the tick: what paper does per tick), an
+   incoming buy walking three levels, a resting buy the book crosses, a resting buy it does not
+   cross (the commonest call: an open order on a tick that leaves it open), the paper rules'
+   stale and no-depth paths, and ``mpp_limit``.
 
 Timings are medians over ``--repeat`` runs of many calls each (time.perf_counter_ns), so one
 run that the VM's hypervisor throttles does not decide the figure.
@@ -39,7 +44,7 @@ sys.path.insert(0, str(ROOT))
 
 from trading.charges import load_charges_config  # noqa: E402
 from trading.config.load import load_algo_file  # noqa: E402
-from trading.rules import charges, gates, sizing, strikes  # noqa: E402
+from trading.rules import charges, fills, gates, sizing, strikes  # noqa: E402
 from trading.rules.market import IST  # noqa: E402
 from trading.rules.signals import SignalState, evaluate  # noqa: E402
 
@@ -166,6 +171,58 @@ def decision_inputs(cfg: object) -> dict:
     return {"now": now, "contracts": contracts, "quotes": quotes, "state": state, "today": today}
 
 
+def bench_fills(repeat: int) -> dict[str, float]:
+    """ns per call of the fill model's steps (module doc, item 4)."""
+    tick = Decimal("0.05")
+    now = datetime(2026, 11, 23, 10, 0, tzinfo=IST)
+    # A full packet's depth as the feed hands it: float32 prices widened to float.
+    rows = [
+        (130 * (i + 1), 195 * (i + 1), 2, 3, 120.0 - 0.05 * i + 3e-6, 120.1 + 0.05 * i - 2e-6)
+        for i in range(5)
+    ]
+    book = fills.Book.from_depth(rows, ltp=120.05, at=now, age_seconds=0.2, tick=tick)
+    empty = fills.Book((), (), Decimal("119.80"), now, 0.2)  # slipped: 120.10, under the limit
+    stale = fills.Book(book.bids, book.asks, book.ltp, now, 5.0)
+    paper = fills.FillRules(max_age_seconds=2.0, latency_ms=150, slippage_bps=25)
+    placed = now.replace(second=0) - timedelta(seconds=1)
+
+    def order(limit: str, incoming: bool) -> fills.LimitOrder:
+        return fills.LimitOrder(fills.Side.BUY, Decimal(limit), 650, 65, tick, incoming, placed)
+
+    walk = order("120.20", True)
+    crossed = order("120.15", False)
+    open_ = order("119.00", False)
+    taken = fills.Taken(asks={Decimal("120.10"): 65})
+    n = 5000
+
+    def batch(call: Callable[[], object]) -> Callable[[], int]:
+        def run() -> int:
+            for _ in range(n):
+                call()
+            return n
+
+        return run
+
+    walked = fills.match(walk, book, taken)
+    assert [f.quantity for f in walked.fills] == [130, 390, 130], walked
+    assert fills.match(open_, book).reason == fills.NoFill.NOT_CROSSED
+    assert fills.match(walk, stale, rules=paper).reason == fills.NoFill.STALE
+    assert fills.match(walk, empty, rules=paper).quantity == 650
+    steps = {
+        "book from 5 depth rows": lambda: fills.Book.from_depth(
+            rows, ltp=120.05, at=now, age_seconds=0.2, tick=tick
+        ),
+        "incoming, walks 3 levels": lambda: fills.match(walk, book, taken),
+        "resting, crossed": lambda: fills.match(crossed, book),
+        "resting, not crossed": lambda: fills.match(open_, book),
+        "paper rules, stale": lambda: fills.match(walk, stale, rules=paper),
+        "paper rules, no depth": lambda: fills.match(walk, empty, rules=paper),
+        "order (LimitOrder)": lambda: order("120.20", True),
+        "mpp_limit": lambda: fills.mpp_limit(fills.Side.BUY, book, tick, Decimal("0.1")),
+    }
+    return {name: median_ns(batch(call), repeat) for name, call in steps.items()}
+
+
 def main() -> int:
     parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
     parser.add_argument("--candles", type=int, default=2000, help="history before timing")
@@ -264,6 +321,12 @@ def main() -> int:
     print(f"  charges, round trip           median {r / 1000:8.2f} us")
     print()
 
+    costs = bench_fills(args.repeat)
+    print("fill model per call (fills)")
+    for name, ns in costs.items():
+        print(f"  {name:<29} median {ns / 1000:8.2f} us")
+    print()
+
     met = "MET" if st / 1000 < TARGET_UPDATE_US else "NOT MET"
     print("results")
     print(
@@ -274,6 +337,10 @@ def main() -> int:
     decision = st + g + s + z + 2 * c
     print(f"  one decision, pure rules      {decision / 1000:.2f} us", end="")
     print(" (update + gates + strike + sizing + 2 orders' charges)")
+    tick_cost = costs["book from 5 depth rows"] + costs["order (LimitOrder)"]
+    tick_cost += costs["incoming, walks 3 levels"]
+    print(f"  one paper fill, pure model    {tick_cost / 1000:.2f} us", end="")
+    print(" (book from the tick + order + a 3-level walk)")
     return 0
 
 

@@ -29,7 +29,9 @@ insufficient funds), or PENDING (``"CONFIRMED"``, an exchange order id and time)
 12-digit numeric strings, increasing, derived from ``seed``.
 
 Matching, against the synthetic book of ``market.quote(segment, id, now).depth`` (our orders
-are price takers; they never show in the book):
+are price takers; they never show in the book), is ``trading.rules.fills``, the one fill model
+the paper gateway uses too (``fills.EXCHANGE`` rules: no latency, freshness or slippage); the
+broker decides when an order is incoming or resting and books the fills it returns:
 
 * An incoming marketable order (a new or modified order, a stop when it triggers, an AMO at the
   open) walks the opposite side, level by level, filling at the book's prices up to each level's
@@ -95,13 +97,14 @@ forward, charges and taxes, disclosed quantity (validated, shown, otherwise igno
 
 from __future__ import annotations
 
+import functools
 import logging
 import re
 import threading
 from collections.abc import Callable, Mapping
-from dataclasses import dataclass, field
+from dataclasses import dataclass
 from datetime import datetime
-from decimal import ROUND_CEILING, ROUND_FLOOR, ROUND_HALF_EVEN, Decimal, InvalidOperation
+from decimal import ROUND_FLOOR, ROUND_HALF_EVEN, Decimal, InvalidOperation
 from enum import StrEnum
 from typing import Any, TypeVar
 
@@ -125,6 +128,7 @@ from trading.dhan.vocab import (
     Validity,
     wire_values,
 )
+from trading.rules import fills
 from trading.rules.market import IST
 
 __all__ = [
@@ -276,13 +280,15 @@ def _on_tick(value: Decimal, tick: Decimal) -> bool:
     return value % tick == 0
 
 
-def _to_tick(value: Decimal, tick: Decimal, rounding: str) -> Decimal:
-    return (value / tick).to_integral_value(rounding=rounding) * tick
-
-
 def _dec(value: float) -> Decimal:
     """A market float price (already tick-clean, e.g. 218.55) as its exact decimal text."""
     return Decimal(repr(value))
+
+
+@functools.lru_cache(maxsize=16)
+def _tick(value: float) -> Decimal:
+    """A contract's tick as Decimal: a handful of values, asked for on every match."""
+    return _dec(value)
 
 
 def _wire_money(value: Decimal) -> float:
@@ -339,6 +345,10 @@ class _Order:
         return self.quantity - self.filled
 
     @property
+    def tick(self) -> Decimal:
+        return _tick(self.spec.tick)
+
+    @property
     def is_buy(self) -> bool:
         return self.transaction_type == TransactionType.BUY
 
@@ -393,14 +403,6 @@ class _Position:
             self.avg_cost = price  # flipped: the rest opened at this fill's price
 
 
-@dataclass(slots=True)
-class _BookUse:
-    """Displayed quantity already taken per price, for one instrument side and market second."""
-
-    second: int
-    used: dict[Decimal, int] = field(default_factory=dict)
-
-
 # ---------------------------------------------------------------------------------------------
 # The broker
 
@@ -437,7 +439,9 @@ class SimBroker:
         self._by_correlation: dict[str, _Order] = {}
         self._trades: list[_Trade] = []
         self._positions: dict[tuple[int, str], _Position] = {}
-        self._book_use: dict[tuple[int, bool], _BookUse] = {}
+        # Per security id: the market second and what our fills took from that second's book.
+        self._taken: dict[int, tuple[int, fills.Taken]] = {}
+        self._books: dict[int, tuple[Quote, fills.Book]] = {}  # per security id: the last built
         self._kill_switch = False
         # 12-digit order ids like Dhan's ("752502167405"), 16-digit exchange ids like NSE's.
         self._order_base = (100 + seed % 900) * 10**9
@@ -563,14 +567,14 @@ class SimBroker:
 
         clock = self.market.clock
         market_open = clock.is_open(now)
-        quote = self.market.quote(segment, spec.security_id, now)
+        book = self._book(self.market.quote(segment, spec.security_id, now), now)
         if not market_open and not amo:
             return self._reject(order, now, "Market is Closed! Order cannot be placed now.")
         if product in _DELIVERY_PRODUCTS:
             return self._reject(order, now, f"{product} product is not allowed for derivatives")
-        if order_type in STOP_ORDER_TYPES and self._stop_crossed(order, _dec(quote.ltp)):
+        if order_type in STOP_ORDER_TYPES and self._stop_crossed(order, book):
             return self._reject(order, now, self._crossed_text(order))
-        order.block_price = self._block_price(order, quote)
+        order.block_price = self._block_price(order, book)
         need = self._order_block(order)
         available = self._available()
         if need > available:
@@ -586,7 +590,7 @@ class SimBroker:
             self._send_to_exchange(order, now)
         self._emit(order, now)
         if order.live:
-            self._execute_incoming(order, quote, now)
+            self._execute_incoming(order, book, now)
         return {"orderId": order.order_id, "orderStatus": OrderStatus.TRANSIT.value}
 
     def _check_client(self, body: Mapping[str, Any]) -> None:
@@ -689,8 +693,21 @@ class SimBroker:
 
     # -- pricing helpers -------------------------------------------------------------------------
 
+    def _book(self, quote: Quote, now: datetime) -> fills.Book:
+        """The fill model's view of ``quote``, at its market second.
+
+        Built once per quote: the market hands out one Quote object per instrument and market
+        second, so a placement and the next tick in the same second share the book."""
+        kept = self._books.get(quote.security_id)
+        if kept is not None and kept[0] is quote:
+            return kept[1]
+        book = fills.Book.from_depth(quote.depth, ltp=quote.ltp, at=now.replace(microsecond=0))
+        self._books[quote.security_id] = (quote, book)
+        return book
+
     @staticmethod
-    def _stop_crossed(order: _Order, ltp: Decimal) -> bool:
+    def _stop_crossed(order: _Order, book: fills.Book) -> bool:
+        ltp = book.ltp or _ZERO
         return ltp >= order.trigger_price if order.is_buy else ltp <= order.trigger_price
 
     @staticmethod
@@ -701,31 +718,23 @@ class SimBroker:
             f"{word} the last traded price"
         )
 
-    def _mpp_limit(self, order: _Order, quote: Quote) -> Decimal:
+    def _mpp_limit(self, order: _Order, book: fills.Book) -> Decimal:
         """Market Price Protection: the limit a market order is sent with (module doc)."""
-        tick = _dec(order.spec.tick)
-        ltp = _dec(quote.ltp)
-        if order.is_buy:
-            touch = _dec(quote.best_ask) if quote.best_ask > 0 else ltp
-            limit = max(_to_tick(touch * (1 + self.mpp), tick, ROUND_FLOOR), touch)
-        else:
-            touch = _dec(quote.best_bid) if quote.best_bid > 0 else ltp
-            limit = min(_to_tick(touch * (1 - self.mpp), tick, ROUND_CEILING), touch)
-        return max(limit, tick)
+        return fills.mpp_limit(order.transaction_type, book, _dec(order.spec.tick), self.mpp)
 
-    def _block_price(self, order: _Order, quote: Quote) -> Decimal:
+    def _block_price(self, order: _Order, book: fills.Book) -> Decimal:
         """Per-unit amount an open buy blocks (its limit; estimated for market / stop-market)."""
         if order.order_type in _PRICED:
             return order.price
         if order.order_type == OrderType.MARKET:
-            return self._mpp_limit(order, quote)
+            return self._mpp_limit(order, book)
         tick = _dec(order.spec.tick)
-        return _to_tick(order.trigger_price * (1 + self.mpp), tick, ROUND_FLOOR)
+        return fills.to_tick(order.trigger_price * (1 + self.mpp), tick, ROUND_FLOOR)
 
-    def _arm(self, order: _Order, quote: Quote) -> None:
+    def _arm(self, order: _Order, book: fills.Book) -> None:
         """Give a live order its working limit (MPP for market types) once it may trade."""
         if order.order_type in _MARKETS:
-            order.limit = self._mpp_limit(order, quote)
+            order.limit = self._mpp_limit(order, book)
             order.price = order.limit
             order.block_price = order.limit
         else:
@@ -734,71 +743,47 @@ class SimBroker:
 
     # -- matching --------------------------------------------------------------------------------
 
-    def _use(self, spec: ContractSpec, takes_asks: bool, now: datetime) -> _BookUse:
-        second = int(now.timestamp())
-        key = (spec.security_id, takes_asks)
-        use = self._book_use.get(key)
-        if use is None or use.second != second:
-            use = self._book_use[key] = _BookUse(second)
-        return use
+    def _match(self, order: _Order, book: fills.Book, now: datetime, incoming: bool) -> None:
+        """Book what the fill model fills of ``order`` from ``book``.
 
-    def _crossing(self, order: _Order, quote: Quote, now: datetime) -> list[tuple[Decimal, int]]:
-        """Opposite-side levels the order's limit crosses: (price, quantity still shown)."""
+        The displayed quantity our fills took is kept per instrument for one market second (the
+        synthetic book changes every second), whichever orders took it.
+        """
         assert order.limit is not None
-        use = self._use(order.spec, order.is_buy, now)
-        levels = []
-        for level in quote.depth:
-            raw_price, shown = (
-                (level.ask_price, level.ask_qty)
-                if order.is_buy
-                else (level.bid_price, level.bid_qty)
-            )
-            if raw_price <= 0 or shown <= 0:
-                continue
-            price = _dec(raw_price)
-            if (price > order.limit) if order.is_buy else (price < order.limit):
-                break  # levels are sorted away from the touch
-            left = shown - use.used.get(price, 0)
-            if left > 0:
-                levels.append((price, left))
-        return levels
+        spec = order.spec
+        second = int(now.timestamp())
+        kept = self._taken.get(spec.security_id)
+        taken = kept[1] if kept is not None and kept[0] == second else fills.NOTHING_TAKEN
+        wanted = fills.LimitOrder(
+            side=order.transaction_type,
+            limit=order.limit,
+            remaining=order.remaining,
+            lot_size=spec.lot,
+            tick_size=order.tick,
+            incoming=incoming,
+        )
+        result = fills.match(wanted, book, taken)
+        self._taken[spec.security_id] = (second, result.taken)
+        for fill in result.fills:
+            self._fill(order, fill.quantity, fill.price, now)
 
-    def _execute_incoming(self, order: _Order, quote: Quote, now: datetime) -> None:
-        """An order arriving at the book (placed, modified, triggered, AMO at the open)."""
+    def _execute_incoming(self, order: _Order, book: fills.Book, now: datetime) -> None:
+        """An order arriving at the book (placed, modified, triggered, AMO at the open): it walks
+        the opposite side at the book's prices, one trade per level."""
         if order.order_type in STOP_ORDER_TYPES and order.limit is None:
-            if not self._stop_crossed(order, _dec(quote.ltp)):
+            if not self._stop_crossed(order, book):
                 return  # rests untriggered
-        self._arm(order, quote)
-        use = self._use(order.spec, order.is_buy, now)
-        lot = order.spec.lot
-        for price, left in self._crossing(order, quote, now):
-            qty = min(order.remaining, left) // lot * lot
-            if qty <= 0:
-                break
-            use.used[price] = use.used.get(price, 0) + qty
-            self._fill(order, qty, price, now)
-            if order.remaining == 0:
-                break
+        self._arm(order, book)
+        self._match(order, book, now, incoming=True)
         if order.validity == Validity.IOC and order.status in _OPEN:
             order.status = OrderStatus.CANCELLED
             order.update_time = now
             self._emit(order, now)
 
-    def _execute_resting(self, order: _Order, quote: Quote, now: datetime) -> None:
-        """A resting order the book has moved through: fills at its own limit (module doc)."""
-        use = self._use(order.spec, order.is_buy, now)
-        lot = order.spec.lot
-        wanted = order.remaining
-        taken = 0
-        for price, left in self._crossing(order, quote, now):
-            qty = min(wanted - taken, left) // lot * lot
-            if qty <= 0:
-                break
-            use.used[price] = use.used.get(price, 0) + qty
-            taken += qty
-        if taken:
-            assert order.limit is not None
-            self._fill(order, taken, order.limit, now)
+    def _execute_resting(self, order: _Order, book: fills.Book, now: datetime) -> None:
+        """A resting order the book has moved through: one trade at its own limit for what the
+        crossing levels still show (module doc)."""
+        self._match(order, book, now, incoming=False)
 
     def _fill(self, order: _Order, qty: int, price: Decimal, now: datetime) -> None:
         order.filled += qty
@@ -840,25 +825,24 @@ class SimBroker:
             return
         if not clock.is_open(now):
             return
-        quotes: dict[int, Quote] = {}
+        books: dict[int, fills.Book] = {}
         for order in list(self._orders.values()):
             if order.status not in _OPEN or order.for_next_session:
                 continue
             spec = order.spec
-            quote = quotes.get(spec.security_id)
-            if quote is None:
-                quote = quotes[spec.security_id] = self.market.quote(
-                    spec.exchange_segment, spec.security_id, now
-                )
+            book = books.get(spec.security_id)
+            if book is None:
+                quote = self.market.quote(spec.exchange_segment, spec.security_id, now)
+                book = books[spec.security_id] = self._book(quote, now)
             if not order.live:
                 self._send_to_exchange(order, now)
                 self._emit(order, now)
-                self._execute_incoming(order, quote, now)
+                self._execute_incoming(order, book, now)
             elif order.limit is None:
-                if self._stop_crossed(order, _dec(quote.ltp)):
-                    self._execute_incoming(order, quote, now)
+                if self._stop_crossed(order, book):
+                    self._execute_incoming(order, book, now)
             else:
-                self._execute_resting(order, quote, now)
+                self._execute_resting(order, book, now)
 
     # -- modify / cancel -------------------------------------------------------------------------
 
@@ -909,7 +893,7 @@ class SimBroker:
         if not 0 <= disclosed <= quantity:
             raise _input_error("disclosedQuantity", f"must be between 0 and {quantity}")
         price, trigger = self._prices(body, spec, order.transaction_type, order_type)
-        quote = self.market.quote(spec.exchange_segment, spec.security_id, now)
+        book = self._book(self.market.quote(spec.exchange_segment, spec.security_id, now), now)
         saved = (
             order.order_type,
             order.validity,
@@ -929,9 +913,9 @@ class SimBroker:
         order.limit = None
         try:
             stop = order_type in STOP_ORDER_TYPES and not was_triggered
-            if stop and self._stop_crossed(order, _dec(quote.ltp)):
+            if stop and self._stop_crossed(order, book):
                 raise _input_error("triggerPrice", self._crossed_text(order))
-            order.block_price = self._block_price(order, quote)
+            order.block_price = self._block_price(order, book)
             extra = self._order_block(order) - before
             if extra > available:
                 raise _order_error(
@@ -953,10 +937,10 @@ class SimBroker:
         order.modifications += 1
         order.update_time = now
         if order.live and (order_type not in STOP_ORDER_TYPES or was_triggered):
-            self._arm(order, quote)  # the update shows the working price (MPP for MARKET)
+            self._arm(order, book)  # the update shows the working price (MPP for MARKET)
         self._emit(order, now)
         if order.live:
-            self._execute_incoming(order, quote, now)
+            self._execute_incoming(order, book, now)
         return {"orderId": order.order_id, "orderStatus": OrderStatus.TRANSIT.value}
 
     def cancel(self, order_id: str, now: datetime) -> dict[str, Any]:
