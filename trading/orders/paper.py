@@ -78,6 +78,7 @@ class PaperBroker:
         rules = FillRules.paper(config.paper, config.feed)
         close = session_close_at(config.market, now.date())
         taken: dict[tuple[str, int], Taken] = {}
+        books: dict[tuple[str, int], Book] = {}  # one per tick, shared by its orders
         events: list[OrderEvent] = []
         orders = list(
             Order.objects.filter(mode=TradingMode.PAPER, status__in=_BOOK)
@@ -85,7 +86,7 @@ class PaperBroker:
             .order_by("priced_at", "pk")
         )
         for order in orders:
-            events.extend(self._one(order, now, close, rules, taken))
+            events.extend(self._one(order, now, close, rules, taken, books))
         # Forget orders that left the book (the set stays as small as the book).
         open_ids = {order.pk for order in orders}
         self._rested = {rested for rested in self._rested if rested[0] in open_ids}
@@ -98,6 +99,7 @@ class PaperBroker:
         close: datetime,
         rules: FillRules,
         taken: dict[tuple[str, int], Taken],
+        books: dict[tuple[str, int], Book],
     ) -> list[OrderEvent]:
         out: list[OrderEvent] = []
         cid = order.correlation_id
@@ -120,16 +122,18 @@ class PaperBroker:
         if record is None or not record.ltp:
             return out
         derivative = order.position.derivative
-        age = max(0.0, self.wall() - record.receive_time)
-        book = Book.from_depth(
-            _depth_rows(record),
-            ltp=record.ltp,
-            at=now - timedelta(seconds=age),
-            age_seconds=age,
-            tick=derivative.tick_size,
-        )
-        arrived = (order.pk, order.attempt)
         snapshot = (order.key, record.seq)
+        book = books.get(snapshot)
+        if book is None:
+            age = max(0.0, self.wall() - record.receive_time)
+            book = books[snapshot] = Book.from_depth(
+                _depth_rows(record),
+                ltp=record.ltp,
+                at=now - timedelta(seconds=age),
+                age_seconds=age,
+                tick=derivative.tick_size,
+            )
+        arrived = (order.pk, order.attempt)
         remaining = order.quantity - order.filled_quantity
         if remaining <= 0:
             return out
