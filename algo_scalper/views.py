@@ -139,9 +139,36 @@ def ready(request: HttpRequest) -> JsonResponse:
         if client is not None:
             client.close()
 
+    if checks["database"] == "ok":
+        checks["reconciliation"], mismatch_problem = _reconciliation()
+        if mismatch_problem:
+            problems.append(mismatch_problem)
+
     ok = not problems
     body = {"status": "ready" if ok else "not ready", "checks": checks, "problems": problems}
     return JsonResponse(body, status=200 if ok else 503)
+
+
+def _reconciliation() -> tuple[dict[str, Any], str | None]:
+    """Open broker/journal mismatches (trading/orders/reconcile.py): the system's view of
+    what it holds is wrong until an operator resolves them."""
+    try:
+        from trading.orders.reconcile import open_mismatches
+
+        mismatches = open_mismatches()
+    except Exception:
+        logger.warning("/ready: reconciliation state unreadable", exc_info=True)
+        return {"state": "unknown"}, "reconciliation: state unreadable"
+    if not mismatches:
+        return {"state": "ok", "open": 0}, None
+    named = ", ".join(
+        f"{m.kind} {m.exchange_segment}:{m.security_id}" for m in mismatches[:5]
+    )
+    return (
+        {"state": "degraded", "open": len(mismatches)},
+        f"reconciliation: {len(mismatches)} broker/journal mismatch(es) open ({named}); "
+        "resolve them in the admin",
+    )
 
 
 def _feed(record: dict | None, now: float) -> tuple[dict[str, Any], str | None]:

@@ -32,7 +32,16 @@ from trading.api.parsers import check_json_value
 from trading.config import types as config_types
 from trading.config.load import OVERRIDES_KEY, config_as_dict
 from trading.config.store import effective_algo_config, load_algo_config, reload_algo_config
-from trading.models import PositionTracker, Setting, TradingSignal, WatchlistItem
+from trading.models import (
+    Fill,
+    LedgerEntry,
+    Order,
+    PositionTracker,
+    ReconciliationMismatch,
+    Setting,
+    TradingSignal,
+    WatchlistItem,
+)
 from trading.rules.market import IST
 from trading.switches import change_switches, reserved_setting, switches_state
 
@@ -421,6 +430,89 @@ class PositionTrackerAdmin(ExitsNoticeAdmin, ViewOnlyAdmin):
                 "not active, not exited again: " + ", ".join(skipped),
                 messages.WARNING,
             )
+
+
+# --- The order journal: view-only ------------------------------------------------------------
+
+
+@admin.register(Order)
+class OrderAdmin(ViewOnlyAdmin):
+    """The journal: each order as the router wrote it before the send and as the broker's
+    events moved it. Never edited: a row is what happened."""
+
+    list_display = [
+        "correlation_id",
+        "position",
+        "leg",
+        "side",
+        "quantity",
+        "limit_price",
+        "status",
+        "filled_quantity",
+        "average_price",
+        "charges",
+        "attempt",
+        "mode",
+        "placed_at",
+    ]
+    list_filter = ["status", "leg", "side", "mode"]
+    search_fields = ["correlation_id", "broker_order_id"]
+    list_select_related = ["position"]
+
+
+@admin.register(Fill)
+class FillAdmin(ViewOnlyAdmin):
+    list_display = ["order", "trade_id", "quantity", "price", "charges", "traded_at"]
+    search_fields = ["order__correlation_id", "trade_id"]
+    list_select_related = ["order"]
+
+
+@admin.register(LedgerEntry)
+class LedgerEntryAdmin(ViewOnlyAdmin):
+    """The paper account (trading/orders/ledger.py): written with each paper fill."""
+
+    list_display = ["at", "kind", "amount", "position", "fill"]
+    list_filter = ["kind"]
+
+
+@admin.register(ReconciliationMismatch)
+class ReconciliationMismatchAdmin(ViewOnlyAdmin):
+    """Differences reconciliation found between the broker and the journal. Open ones make
+    /ready answer 503. An operator looks at the broker, settles the position there or in the
+    journal's terms, then marks the row resolved (logged with who)."""
+
+    list_display = [
+        "kind",
+        "exchange_segment",
+        "security_id",
+        "broker_quantity",
+        "database_quantity",
+        "found_at",
+        "resolved_at",
+        "resolved_by",
+    ]
+    list_filter = ["kind", ("resolved_at", admin.EmptyFieldListFilter)]
+    actions = ["mark_resolved"]
+
+    def has_resolve_permission(self, request: HttpRequest) -> bool:
+        return request.user.has_perm("trading.change_reconciliationmismatch")
+
+    @admin.action(description="Mark the selected mismatches resolved", permissions=["resolve"])
+    def mark_resolved(
+        self, request: HttpRequest, queryset: QuerySet[ReconciliationMismatch]
+    ) -> None:
+        now = timezone.now()
+        open_rows = list(queryset.filter(resolved_at=None))
+        for row in open_rows:
+            logger.warning(
+                "reconciliation mismatch %s %s:%s marked resolved by %s",
+                row.kind,
+                row.exchange_segment,
+                row.security_id,
+                request.user,
+            )
+        queryset.filter(resolved_at=None).update(resolved_at=now, resolved_by=str(request.user))
+        self.message_user(request, f"{len(open_rows)} mismatch(es) marked resolved")
 
 
 # --- Operator-owned: the watchlist ------------------------------------------------------------

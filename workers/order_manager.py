@@ -16,7 +16,8 @@ Each pass (``handle_*`` methods, one unit of work each, for tests):
    placed again as a new order (a new correlation id) once the cancel is confirmed.
    At start, and every ``resync_interval`` seconds, every working order the broker has is read
    back from it (by correlation id) and applied: an update the stream never delivered (it does
-   not replay the past after a reconnect or a restart) is caught up, never lost.
+   not replay the past after a reconnect or a restart) is caught up, never lost; and the
+   broker's positions are reconciled with the journal's (trading/orders/reconcile.py).
 3. **Unknown outcomes.** An order in UNKNOWN is resolved by its correlation id at the broker
    before anything is sent again: found, its state is applied; not found, an exit is sent
    (exits never give up) and an entry is closed (never sent late at a stale price).
@@ -138,6 +139,7 @@ class OrderManager:
             if not self.paper and now >= self._next_resync:
                 self._next_resync = now + self.resync_interval
                 self.handle_resync()
+                self.handle_reconcile()
             self.handle_events()
             self.handle_unknown()
             self.handle_exits()
@@ -310,6 +312,26 @@ class OrderManager:
                     order.attempt,
                 )
         return 0 if self.router.reprice(order) is None else 1
+
+    def handle_reconcile(self) -> int:
+        """Live: the broker's positions against the journal's (trading/orders/reconcile.py);
+        the number of new mismatches. A broker that cannot answer now is tried next time."""
+        from trading.orders.reconcile import reconcile
+
+        positions = getattr(self.router.gateway, "positions", None)
+        if positions is None:
+            return 0
+        try:
+            found = reconcile(positions(), self.now())
+        except AuthFailure:
+            raise
+        except DhanError as exc:
+            self.counters["errors"] += 1
+            self.last_error = f"reconciliation: {exc}"
+            logger.warning("order manager: reconciliation not done: %s", exc)
+            return 0
+        self.counters["mismatches"] = self.counters.get("mismatches", 0) + len(found)
+        return len(found)
 
     # -- 3. unknown outcomes ---------------------------------------------------------------
 
