@@ -17,7 +17,6 @@ import sys
 import time
 from datetime import datetime
 from datetime import time as dtime
-from decimal import Decimal
 from pathlib import Path
 from typing import TYPE_CHECKING, Any
 
@@ -90,14 +89,12 @@ def _wait(condition: Any, timeout: float = 10.0) -> bool:
 def _with_simulator(
     sim: Simulator, call_command: Any, CommandError: type[Exception], catalog: Any, timezone: Any
 ) -> int:
-    from trading.dhan.order_updates import OrderUpdateClient
     from trading.dhan.ratelimit import InProcessRateLimiter, load_limits
     from trading.dhan.rest import DhanRestClient
     from trading.dhan.rest_types import (
         ExpiryListRequest,
         MarketQuoteRequest,
         OptionChainRequest,
-        PlaceOrderRequest,
     )
 
     step("import the simulator's scrip master over HTTP (today's expiries)")
@@ -150,73 +147,10 @@ def _with_simulator(
                 f"{pe.top_bid_price:>9} {pe.top_ask_price:>9}"
             )
 
-        step("realtime core: feed hub + PnL monitor for 5 s (what run_trader runs)")
-        code = _realtime(sim, rest, call)
+        step("paper trading: feed hub, signal engine, order manager, PnL monitor (run_trader's)")
+        code = _paper_trading(sim, rest)
         if code:
             return code
-
-        step("orders: a one-lot round trip on the simulator's own matching engine")
-        print(
-            "(the simulator plays the broker here; PAPER_MODE trading comes with the order issues)"
-        )
-        updates: list[Any] = []
-        watcher = OrderUpdateClient(
-            sim.order_ws_url, sim.client_id, lambda: sim.token, updates.append
-        )
-        watcher.start()
-        # Dhan does not acknowledge the login; the in-process simulator can say it registered
-        # us, so no order update is missed.
-        if not _wait(lambda: sim.order_connections() == 1):
-            print("the order-update feed did not log in within 10 s", file=sys.stderr)
-            return 1
-        try:
-            for side, tag in (("BUY", "demo-open"), ("SELL", "demo-close")):
-                book = rest.quote_full(MarketQuoteRequest({"NSE_FNO": [int(call.security_id)]}))
-                full = book.get("NSE_FNO", int(call.security_id))
-                price = full.depth.sell[0].price if side == "BUY" else full.depth.buy[0].price
-                placed = rest.place_order(
-                    PlaceOrderRequest(
-                        dhanClientId=sim.client_id,
-                        correlationId=tag,
-                        transactionType=side,
-                        exchangeSegment="NSE_FNO",
-                        productType="INTRADAY",
-                        orderType="LIMIT",
-                        validity="DAY",
-                        securityId=str(call.security_id),
-                        quantity=call.lot_size,
-                        price=price,
-                    )
-                )
-                traded = _wait(
-                    lambda placed=placed: any(
-                        u.order_id == placed.orderId and u.status == "TRADED" for u in updates
-                    )
-                )
-                trail = [u.status for u in updates if u.order_id == placed.orderId]
-                print(f"{side} {call.lot_size} @ {price}: order {placed.orderId}, updates {trail}")
-                if not traded:
-                    print("no TRADED order update within 10 s", file=sys.stderr)
-                    return 1
-            position = next(iter(rest.positions()))
-            from trading.charges import charges_table
-            from trading.rules.charges import round_trip
-
-            costs = round_trip(
-                "NSE",
-                call.lot_size,
-                position.buyAvg or Decimal(0),
-                position.sellAvg or Decimal(0),
-                sim.market.trading_date,
-                charges_table(),
-            )
-            gross = position.realizedProfit or Decimal(0)
-            print(
-                f"position {position.positionType}: realised P&L Rs {gross} gross, "
-                f"charges Rs {costs.total} ({_components(costs)}), net Rs {gross - costs.total}"
-            )
-        finally:
-            watcher.stop()
 
     step("done")
     _how_to_look()
@@ -224,116 +158,115 @@ def _with_simulator(
     return 0
 
 
-def _components(costs: Any) -> str:
-    parts = costs.as_dict()
-    return ", ".join(f"{k} {v}" for k, v in parts.items() if k != "total" and Decimal(v))
-
-
-def _realtime(sim: Simulator, rest: Any, call: Any) -> int:
-    """The feed hub, the PnL monitor and the signal engine on the in-memory cache and bus, with
-    one paper position on the ATM call: ticks in the cache, index candles, feed health, live
-    PnL, and a recorded decision per index candle (signal, gates, strike, size)."""
+def _paper_trading(sim: Simulator, rest: Any) -> int:
+    """The workers of run_trader on the in-memory cache and bus, paper mode: the feed hub, the
+    signal engine routing its entries, the order manager playing the broker (the paper fill
+    rules on the simulator's depth), the PnL monitor; then a direct exit of every position
+    (the manual exit's path) and the paper ledger."""
     import threading
 
     from trading.dhan.feed import FeedClient
     from trading.dhan.feed_codec import FeedMode
-    from trading.dhan.rest_types import MarketQuoteRequest
-    from trading.models import PositionTracker, TradingSignal
+    from trading.models import Fill, LedgerEntry, Order, PositionTracker, TradingSignal
+    from trading.orders.ledger import check_ledger, ledger_figures, paper_cash
+    from trading.rules.vocab import ExitType
     from workers.feed_hub import FeedHub, HubConfig
-    from workers.pnl import PnlCache, PnlMonitor
+    from workers.orders import manager_for
+    from workers.pnl import PnlMonitor
     from workers.realtime.event_bus import MemoryEventBus
-    from workers.realtime.keys import CANDLE_TOPIC, candles_key
     from workers.realtime.kv_store import MemoryKeyValueStore
     from workers.realtime.services import Realtime
     from workers.realtime.tick_store import MemoryTickStore
     from workers.signal_engine import SignalEngine
 
+    # Each run shows its own session: the demo database is the demo's alone.
+    LedgerEntry.objects.all().delete()
+    Fill.objects.all().delete()
+    Order.objects.all().delete()
+    PositionTracker.objects.all().delete()
+    TradingSignal.objects.all().delete()
     realtime = Realtime(ticks=MemoryTickStore(), events=MemoryEventBus(), kv=MemoryKeyValueStore())
-    candles = realtime.events.subscribe([CANDLE_TOPIC])
-    # A leftover from an interrupted demo must not be subscribed or priced again.
-    PositionTracker.objects.filter(status="active").update(status="exited")
-    book = rest.quote_full(MarketQuoteRequest({"NSE_FNO": [int(call.security_id)]}))
-    ask = book.get("NSE_FNO", int(call.security_id)).depth.sell[0].price
-    position = PositionTracker.objects.create(
-        derivative=call,
-        exchange_segment=call.exchange_segment,
-        security_id=call.security_id,
-        status="active",
-        quantity=call.lot_size,
-        entry_price=ask,
-        underlying="NIFTY",
-        direction="bullish",
-    )
-    print(f"paper position #{position.pk}: {call.lot_size} x {call.trading_symbol} at {ask}")
 
     def feed(on_packets: Any, **hooks: Any) -> FeedClient:
         return FeedClient(
-            sim.ws_url,
-            sim.client_id,
-            lambda: sim.token,
-            on_packets,
-            market_open=lambda: True,
+            sim.ws_url, sim.client_id, lambda: sim.token, on_packets, market_open=lambda: True,
             **hooks,
         )
 
-    hub = FeedHub(
-        realtime,
-        feed_factory=feed,
-        rest=rest,
-        # Market time comes from the simulator's feed (the hub's clock, which the engine
-        # follows), as it would from Dhan's: the demo works at any hour of any day.
-        config=HubConfig(index_mode=FeedMode.TICKER),
-    )
-    monitor = PnlMonitor(realtime)
+    # Market time comes from the simulator's feed (the hub's clock, which every other
+    # worker follows), as it would from Dhan's: the demo works at any hour of any day.
+    config = HubConfig(index_mode=FeedMode.TICKER)
+    hub = FeedHub(realtime, feed_factory=feed, rest=rest, config=config)
     engine = SignalEngine(realtime, rest=rest)
-    TradingSignal.objects.all().delete()  # each demo run shows its own decisions
+    manager = manager_for(realtime, live=False)
+    workers = (hub, engine, manager, PnlMonitor(realtime))
     stop = threading.Event()
-    threads = [threading.Thread(target=c.run, args=(stop,)) for c in (hub, monitor, engine)]
+    threads = [threading.Thread(target=w.run, args=(stop,), daemon=True) for w in workers]
     for thread in threads:
         thread.start()
     try:
-        time.sleep(5)
+        opened = _wait(lambda: PositionTracker.objects.filter(status="active").exists(), 40.0)
+        time.sleep(3)  # a few more candles: the caps and the open position's gates engage
+        code = _signals(TradingSignal)
+        if code:
+            return code
+        if not opened:
+            print("no entry filled within 40 s", file=sys.stderr)
+            return 1
+        step("the routed entries: journal, fills against the depth, positions")
+        _orders(Order, "entry")
+        for position in PositionTracker.objects.exclude(status="cancelled").order_by("pk"):
+            symbol = position.derivative.trading_symbol
+            print(
+                f"  position #{position.pk} {position.underlying} {symbol}: {position.status}, "
+                f"{position.quantity} units at {position.entry_price}"
+            )
+        seed = engine.seed_cash()
+        figures = ledger_figures()
+        print(
+            f"paper ledger: opening Rs {seed:,.2f}, premium paid Rs {figures.premium:,.2f}, "
+            f"charges Rs {figures.charges:,.2f}, cash Rs {paper_cash(seed):,.2f}"
+        )
+
+        step("a direct exit of every open position (the manual exit: claim, then the router)")
+        for position in PositionTracker.objects.filter(status="active"):
+            result = manager.router.exit_position(position.pk, ExitType.MANUAL, "demo")
+            print(f"  position #{position.pk}: claimed, {result.detail}")
+        done = _wait(
+            lambda: not PositionTracker.objects.filter(status__in=("active", "exiting")).exists(),
+            20.0,
+        )
     finally:
         stop.set()
         for thread in threads:
             thread.join(10)
-    print(f"subscribed: {', '.join(sorted(hub.subscribed))}")
-    print(f"{hub.counters.ticks} ticks merged into the cache; feed health: {hub.health.state}")
-    for key in sorted(hub.subscribed):
-        record = realtime.ticks.get(key)
-        if record is None:
-            continue
-        extra = ""
-        if record.bid is not None:
-            extra = f", bid {record.bid:.2f} x {record.bid_qty}, ask {record.ask:.2f}"
-        moment = record.exchange_datetime
-        at = f"{moment:%H:%M:%S}" if moment else "no trade"
-        print(f"  {key}: LTP {record.ltp:.2f} at {at} IST (seq {record.seq}){extra}")
-    closed = []
-    while (event := candles.get(0)) is not None:
-        closed.append(event[1])
-    nifty = [c for c in closed if c["key"] == "IDX_I:13" and c["timeframe"] == 60]
-    history = realtime.kv.get_list(candles_key("IDX_I:13", 60))
-    print(f"{len(closed)} candles closed live; NIFTY 1m history {len(history)} (seeded + live)")
-    if nifty:
-        c = nifty[-1]
+    _orders(Order, "exit")
+    for position in PositionTracker.objects.filter(status="exited").order_by("pk"):
         print(
-            f"  last NIFTY 1m: O {c['open']:.2f} H {c['high']:.2f} "
-            f"L {c['low']:.2f} C {c['close']:.2f}"
+            f"  position #{position.pk}: sold at {position.exit_price}, gross Rs "
+            f"{position.gross_pnl}, charges Rs {position.charges}, net Rs {position.realized_pnl}"
         )
-    snapshot = PnlCache(realtime.kv).get(position.pk)
-    PositionTracker.objects.filter(pk=position.pk).update(status="exited")
-    if snapshot is None:
-        print("no PnL snapshot for the position", file=sys.stderr)
-        return 1
+    figures = ledger_figures()
+    problems = check_ledger()
     print(
-        f"PnL of #{position.pk}: LTP {float(snapshot.ltp):.2f}, gross Rs {snapshot.gross} "
-        f"({snapshot.percent}%), peak {snapshot.peak}, trough {snapshot.trough}"
+        f"paper ledger: premium Rs {figures.premium:,.2f}, proceeds Rs {figures.proceeds:,.2f}, "
+        f"charges Rs {figures.charges:,.2f}; cash Rs {paper_cash(seed):,.2f} "
+        f"({'matches the fills' if not problems else '; '.join(problems)})"
     )
-    if hub.health.state != "healthy" or not hub.counters.ticks:
-        print("the feed hub did not get healthy", file=sys.stderr)
+    if not done or problems:
+        print("an exit did not complete, or the ledger disagrees with the fills", file=sys.stderr)
         return 1
-    return _signals(TradingSignal)
+    return 0
+
+
+def _orders(Order: Any, leg: str) -> None:
+    for order in Order.objects.filter(leg=leg).order_by("pk"):
+        fills = ", ".join(f"{f.quantity} @ {f.price:.2f}" for f in order.fills.order_by("pk"))
+        print(
+            f"  {order.correlation_id} {order.side} {order.quantity} limit {order.limit_price:.2f}"
+            f" -> {order.status}, filled {order.filled_quantity} ({fills or 'no fill'}), "
+            f"charges Rs {order.charges}"
+        )
 
 
 def _signals(TradingSignal: Any) -> int:
@@ -360,10 +293,7 @@ def _signals(TradingSignal: Any) -> int:
         print("the signal engine recorded no decision", file=sys.stderr)
         return 1
     intents = sum(1 for r in rows if r.outcome == "intent")
-    print(
-        f"{len(rows)} decisions, {intents} sized entry intents (order routing is the next "
-        "piece: intents are recorded, nothing is sent)"
-    )
+    print(f"{len(rows)} decisions, {intents} routed to the paper broker")
     return 0
 
 
