@@ -133,3 +133,78 @@ def test_run_trader_sim_runs_a_market_minute_with_every_component_and_stops_on_s
     assert "signal SIGTERM received: stopping" in output
     assert "all components stopped" in output
     assert read_kv(db, "hb:run_trader")["state"] == "stopped"
+
+
+def query(db: Path, sql: str) -> list[tuple]:
+    try:
+        with sqlite3.connect(db, timeout=5) as conn:
+            return conn.execute(sql).fetchall()
+    except sqlite3.OperationalError:  # the tables do not exist yet
+        return []
+
+
+def test_ten_market_minutes_of_run_trader_sim_open_positions_and_the_caps_stop_more(
+    tmp_path, env
+):
+    # A trending day from the entry window on; 60x: ten market minutes in ten seconds.
+    proc = subprocess.Popen(
+        [
+            sys.executable,
+            "manage.py",
+            "run_trader",
+            "--sim",
+            "--sim-speed",
+            "60",
+            "--sim-regime",
+            "trend",
+            "--sim-seed",
+            "7",
+            "--sim-date",
+            DAY.isoformat(),
+            "--sim-start",
+            "10:00",
+        ],
+        cwd=ROOT,
+        env=env,
+        stdout=(tmp_path / "trader.log").open("w"),
+        stderr=subprocess.STDOUT,
+    )
+    db = tmp_path / "trader.sqlite3"
+    try:
+        deadline = time.monotonic() + 120
+        market_minutes = 0.0
+        while time.monotonic() < deadline:
+            assert proc.poll() is None, (tmp_path / "trader.log").read_text()
+            beat = read_kv(db, "hb:run_trader")
+            if beat and beat.get("market_time"):
+                moment = datetime.fromisoformat(beat["market_time"])
+                market_minutes = (moment.hour * 60 + moment.minute) - 600
+            if market_minutes >= 10:
+                break
+            time.sleep(0.5)
+        else:
+            log = (tmp_path / "trader.log").read_text()
+            pytest.fail(f"ten market minutes did not pass:\n{log}")
+        positions = query(db, "SELECT underlying, status FROM trading_positiontracker")
+        routed = query(
+            db, "SELECT `index`, candle_start FROM trading_tradingsignal WHERE outcome = 'intent'"
+        )
+        capped = query(
+            db,
+            "SELECT `index`, gate FROM trading_tradingsignal WHERE outcome = 'blocked' AND gate IN "
+            "('concurrent_cap', 'same_direction_open', 'daily_trade_cap')",
+        )
+        proc.send_signal(signal.SIGTERM)
+        proc.wait(timeout=10)
+    finally:
+        if proc.poll() is None:
+            proc.kill()
+            proc.wait()
+    log = (tmp_path / "trader.log").read_text()
+    assert routed, f"no entry routed in ten market minutes:\n{log[-3000:]}"
+    # Entries became positions (filled by the paper broker) that stay open: no exit engine yet.
+    assert any(status == "active" for _, status in positions), positions
+    # Once an index holds its one position, its later signals are stopped by the caps.
+    held = {index for index, status in positions if status == "active"}
+    assert held & {index for index, _ in capped}, (positions, capped)
+    assert "Traceback" not in log, log[-3000:]
