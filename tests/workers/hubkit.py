@@ -9,10 +9,10 @@ from typing import Any
 from django.core.management import call_command
 
 from instruments.models import Derivative
+from tests.support.reconnect import FAST_RECONNECT
 from trading.dhan.feed import FeedClient
 from trading.dhan.feed_codec import FeedMode
 from trading.dhan.sim.server import Simulator
-from trading.dhan.ws_support import ReconnectPolicy
 from trading.models import PositionTracker, WatchlistItem
 from workers.feed_hub import FeedHub, HubConfig
 from workers.realtime.event_bus import MemoryEventBus, RedisEventBus
@@ -27,7 +27,6 @@ INDICES = {
     "IDX_I:27": "FINNIFTY",
     "IDX_I:51": "SENSEX",
 }
-FAST = ReconnectPolicy(base=0.05, cap=0.2, rate_limited_base=0.3, rate_limited_cap=0.6)
 
 
 def memory_realtime() -> Realtime:
@@ -72,7 +71,7 @@ def make_hub(sim: Simulator, realtime: Realtime, *, recorder: Any = None, **conf
             sim.client_id,
             lambda: sim.token,
             on_packets,
-            policy=FAST,
+            policy=FAST_RECONNECT,
             stall_timeout=1.5,
             poll_interval=0.1,
             market_open=lambda: True,

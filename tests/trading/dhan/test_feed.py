@@ -22,6 +22,7 @@ from typing import Any
 import pytest
 import websocket
 
+from tests.support.reconnect import FAST_RECONNECT
 from trading.dhan.errors import AuthFailure, DhanError
 from trading.dhan.feed import FeedClient, feed_url
 from trading.dhan.feed_codec import (
@@ -35,12 +36,8 @@ from trading.dhan.feed_codec import (
     subscribe_messages,
 )
 from trading.dhan.sim.server import Simulator
-from trading.dhan.ws_support import ReconnectPolicy
 
 WAIT = 30.0  # generous: the machine is shared
-FAST = ReconnectPolicy(
-    base=0.05, cap=0.2, rate_limited_base=0.3, rate_limited_cap=0.6, healthy_after=60.0
-)
 
 
 def wait_for(condition: Callable[[], object], what: str, timeout: float = WAIT) -> None:
@@ -108,7 +105,7 @@ def make_client(dhan_sim: Simulator) -> Iterator[Callable[..., tuple[FeedClient,
 
     def make(**kwargs: Any) -> tuple[FeedClient, Collector]:
         collector = Collector()
-        kwargs.setdefault("policy", FAST)
+        kwargs.setdefault("policy", FAST_RECONNECT)
         kwargs.setdefault("market_open", lambda: True)
         kwargs.setdefault("poll_interval", 0.1)
         kwargs.setdefault("close_timeout", 1.0)
@@ -539,7 +536,7 @@ def test_a_slow_consumer_does_not_block_the_socket(
         dhan_sim.client_id,
         lambda: dhan_sim.token,
         stuck,
-        policy=FAST,
+        policy=FAST_RECONNECT,
         market_open=lambda: True,
         poll_interval=0.1,
         buffer_capacity=25,
@@ -691,7 +688,7 @@ def raw_client(url: str, on_packets: Callable[[list[Packet]], None], **kwargs: A
         "1000000001",
         lambda: "tok",
         on_packets,
-        policy=FAST,
+        policy=FAST_RECONNECT,
         poll_interval=0.1,
         close_timeout=0.5,
         **kwargs,
@@ -797,7 +794,7 @@ def test_from_settings_connects_with_the_settings_and_subscribes_the_watchlist(
     settings.DHANHQ_WS_WATCHLIST = ["IDX_I:13", "IDX_I:25"]
     settings.DHANHQ_WS_MODE = "ticker"
     got = Collector()
-    client = FeedClient.from_settings(got, policy=FAST, market_open=lambda: True)
+    client = FeedClient.from_settings(got, policy=FAST_RECONNECT, market_open=lambda: True)
     try:
         assert client.subscriptions == {"IDX_I:13": FeedMode.TICKER, "IDX_I:25": FeedMode.TICKER}
         client.start()

@@ -17,16 +17,13 @@ from typing import Any
 import pytest
 import requests
 
+from tests.support.reconnect import FAST_RECONNECT
 from trading.dhan.errors import AuthFailure, DhanError
 from trading.dhan.order_update_codec import OrderUpdate
 from trading.dhan.order_updates import OrderUpdateClient
 from trading.dhan.sim.server import SimConfig, Simulator
-from trading.dhan.ws_support import ReconnectPolicy
 
 WAIT = 30.0
-FAST = ReconnectPolicy(
-    base=0.05, cap=0.2, rate_limited_base=0.3, rate_limited_cap=0.6, healthy_after=60.0
-)
 
 
 def wait_for(condition: Callable[[], object], what: str, timeout: float = WAIT) -> None:
@@ -102,7 +99,7 @@ def make_client() -> Iterator[Callable[..., tuple[OrderUpdateClient, Updates]]]:
 
     def make(sim: Simulator, **kwargs: Any) -> tuple[OrderUpdateClient, Updates]:
         updates = Updates()
-        kwargs.setdefault("policy", FAST)
+        kwargs.setdefault("policy", FAST_RECONNECT)
         kwargs.setdefault("poll_interval", 0.1)
         kwargs.setdefault("close_timeout", 1.0)
         token = kwargs.pop("token_provider", None) or TokenBox(sim.token)
@@ -265,7 +262,7 @@ def test_from_settings_uses_the_order_ws_url_and_credentials(
     settings.DHANHQ_CLIENT_ID = dhan_sim.client_id
     settings.DHANHQ_ACCESS_TOKEN = dhan_sim.token
     updates = Updates()
-    client = OrderUpdateClient.from_settings(updates, policy=FAST)
+    client = OrderUpdateClient.from_settings(updates, policy=FAST_RECONNECT)
     try:
         client.start()
         wait_for(logged_in(dhan_sim), "the login")
