@@ -174,13 +174,10 @@ def ensure_redis_server() -> str:
     return found
 
 
-@contextlib.contextmanager
-def redis() -> Iterator[str]:
-    """Start a throwaway Redis without persistence; yields a ``redis://`` URL."""
-    binary = ensure_redis_server()
-    root = Path(tempfile.mkdtemp(prefix="algo-redis-"))
-    port = free_port()
-    log(f"starting Redis on 127.0.0.1:{port}")
+def start_redis_server(binary: str, port: int, root: Path) -> subprocess.Popen[bytes]:
+    """Start ``binary`` on 127.0.0.1:``port`` without persistence, its files and log in
+    ``root``, and return once it accepts connections. The suite's Redis and the tests' private
+    ones (tests/support/redis.py, which stop and restart theirs) start the same way."""
     proc = subprocess.Popen(
         [
             binary,
@@ -201,13 +198,31 @@ def redis() -> Iterator[str]:
     )
     try:
         _wait_for_port(port, "Redis")
+    except BaseException:
+        proc.kill()
+        proc.wait()
+        raise
+    return proc
+
+
+@contextlib.contextmanager
+def redis() -> Iterator[str]:
+    """Start a throwaway Redis without persistence; yields a ``redis://`` URL."""
+    binary = ensure_redis_server()
+    root = Path(tempfile.mkdtemp(prefix="algo-redis-"))
+    port = free_port()
+    log(f"starting Redis on 127.0.0.1:{port}")
+    proc = None
+    try:
+        proc = start_redis_server(binary, port, root)
         yield f"redis://127.0.0.1:{port}/0"
     finally:
-        proc.terminate()
-        try:
-            proc.wait(10)
-        except subprocess.TimeoutExpired:
-            proc.kill()
-            proc.wait()
+        if proc is not None:
+            proc.terminate()
+            try:
+                proc.wait(10)
+            except subprocess.TimeoutExpired:
+                proc.kill()
+                proc.wait()
         shutil.rmtree(root, ignore_errors=True)
         log("Redis stopped")

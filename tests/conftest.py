@@ -10,6 +10,9 @@ import pytest
 
 SHARED_DHAN = Path(__file__).resolve().parents[2] / "shared" / "dhan"
 
+# Fixtures that live beside their helpers in tests/support/, visible to every test.
+pytest_plugins = ["tests.support.redis"]
+
 
 @pytest.fixture
 def redis_url() -> str:

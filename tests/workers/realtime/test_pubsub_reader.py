@@ -12,10 +12,10 @@ import time
 
 import pytest
 
+from tests.support.redis import PrivateRedis  # the private_redis fixture: a server to kill
 from workers.realtime.pubsub_reader import PubSubListener, RedisReplyError, parse_replies
 from workers.realtime.redis_tick_store import RedisTickStore
 
-from ..conftest import PrivateRedis  # the private_redis fixture: a server to kill
 from .kit import (
     record,
     until,

@@ -15,11 +15,11 @@ import time
 
 import pytest
 
+from tests.support.redis import PrivateRedis  # the private_redis fixture: a server to kill
 from workers.realtime.record import TickRecord, encode_depth
 from workers.realtime.redis_client import StoreUnavailable
 from workers.realtime.redis_tick_store import RedisTickStore
 
-from ..conftest import PrivateRedis  # the private_redis fixture: a server to kill
 from .kit import (
     REPO,
     free_port,
