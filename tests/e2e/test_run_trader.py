@@ -20,6 +20,7 @@ from pathlib import Path
 import pytest
 
 from tests.support.market import away_from_wall
+from tests.support.waiting import wait_until
 
 ROOT = Path(__file__).resolve().parents[2]
 DAY, START = away_from_wall()
@@ -112,11 +113,7 @@ def test_run_trader_sim_runs_a_market_minute_with_every_component_and_stops_on_s
         health = read_kv(db, "health:feed")
         assert health and health["state"] == "healthy"
         # The signal engine decided at least one index candle and recorded it.
-        deadline = time.monotonic() + 30
-        while not signal_rows(db) and time.monotonic() < deadline:
-            time.sleep(0.2)
-        rows = signal_rows(db)
-        assert rows, "no TradingSignal recorded"
+        rows = wait_until(lambda: signal_rows(db), "a TradingSignal recorded", interval=0.2)
         assert {r[0] for r in rows} <= {"NIFTY", "BANKNIFTY", "FINNIFTY", "SENSEX"}
         assert read_kv(db, "hb:signal_engine")["state"] == "running"
 

@@ -1,8 +1,7 @@
-"""Fixtures of the worker tests: a bounded wait, a simulator, and components run in threads."""
+"""Fixtures of the worker tests: a simulator, and components run in threads."""
 
 from __future__ import annotations
 
-import time
 from collections.abc import Callable, Iterator
 from datetime import time as dtime
 
@@ -10,23 +9,6 @@ import pytest
 
 from tests.support.market import away_from_wall
 from trading.dhan.sim.server import SimConfig, Simulator
-
-
-def wait_until(condition: Callable[[], object], what: str, timeout: float = 15.0) -> object:
-    """Poll ``condition`` until truthy (returned) or fail naming ``what``. Bounded, not timed."""
-    deadline = time.monotonic() + timeout
-    while True:
-        value = condition()
-        if value:
-            return value
-        if time.monotonic() > deadline:
-            pytest.fail(f"timed out after {timeout} s waiting for {what}")
-        time.sleep(0.02)
-
-
-@pytest.fixture
-def waiter() -> Callable[..., object]:
-    return wait_until
 
 
 @pytest.fixture

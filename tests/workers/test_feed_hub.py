@@ -15,6 +15,7 @@ import pytest
 
 from instruments.models import Derivative
 from tests.support.market import away_from_wall
+from tests.support.waiting import wait_until
 from trading.dhan.feed_codec import (
     FeedMode,
     QuoteTick,
@@ -32,7 +33,6 @@ from workers.realtime.services import Realtime
 from workers.recorder import FrameRecorder, iter_frames
 from workers.subscriptions import WatchlistError
 
-from .conftest import wait_until
 from .hubkit import (
     INDICES,
     an_option,
@@ -347,7 +347,7 @@ def test_a_redis_restart_is_survived_and_the_cache_rebuilt(sim, running, private
     wait_until(lambda: run.hub.health.state == STALE, "stale while redis is down")
     assert "tick store unavailable" in run.hub.health.reason
     private_redis.start()  # empty: no persistence
-    wait_until(lambda: run.hub.health.state == HEALTHY, "healthy after redis is back", 30)
+    wait_until(lambda: run.hub.health.state == HEALTHY, "healthy after redis is back")
     wait_until(lambda: len(reader.get_many(INDICES)) == 4, "the cache rebuilt")
     check = RedisKeyValueStore(private_redis.url, prefix="t-rr:")
     wait_until(lambda: check.get("feed:subscriptions"), "the subscription set rewritten")
@@ -368,7 +368,7 @@ def test_a_slow_consumer_does_not_make_memory_grow(sim, running):
     realtime = memory_realtime()
     never_drained = realtime.ticks.subscribe(all_keys=True)
     run = running(make_hub(sim, realtime))
-    wait_until(lambda: run.hub.counters.ticks > 2000, "2,000 ticks", 30)
+    wait_until(lambda: run.hub.counters.ticks > 2000, "2,000 ticks")
     keys = len(run.hub.subscribed)
     assert never_drained.pending <= keys
     assert len(run.hub._pending) <= keys

@@ -8,12 +8,11 @@ from typing import Any
 import pytest
 import requests
 
+from tests.support.waiting import wait_until
 from trading.dhan.order_updates import OrderUpdateClient
 from trading.dhan.sim.server import Simulator
 from workers.order_updates import OrderUpdatesComponent
 from workers.realtime.kv_store import MemoryKeyValueStore
-
-from .conftest import wait_until
 
 
 def place_resting_order(sim: Simulator, correlation_id: str) -> None:

@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import itertools
 import threading
 import time
 from datetime import UTC, date, datetime
@@ -11,6 +12,7 @@ import pytest
 import time_machine
 
 from instruments.models import Derivative
+from tests.support.waiting import wait_until
 from trading.models import PositionStatus, PositionTracker
 from trading.rules.charges import ChargesError
 from workers.heartbeat import Heartbeat
@@ -681,17 +683,18 @@ def test_the_running_monitor_turns_a_published_tick_into_a_pnl_snapshot():
         except BaseException as exc:  # surfaced in the test thread
             failures.append(exc)
 
+    seqs = itertools.count(1)
+
+    def snapshot_after_a_tick() -> dict[str, object] | None:
+        snap = kv.get(f"pnl:{position.pk}")
+        if snap is None:  # publish until the monitor has subscribed and seen one
+            store.publish([tick("NSE_FNO:55796", 110.0, next(seqs), time.time())])
+        return snap
+
     thread = threading.Thread(target=run, daemon=True)
     thread.start()
     try:
-        deadline = time.monotonic() + 10
-        seq = 0
-        while kv.get(f"pnl:{position.pk}") is None and time.monotonic() < deadline:
-            seq += 1  # publish until the monitor has subscribed and seen one
-            store.publish([tick("NSE_FNO:55796", 110.0, seq, time.time())])
-            time.sleep(0.02)
-        snap = kv.get(f"pnl:{position.pk}")
-        assert snap is not None, "no pnl snapshot appeared"
+        snap = wait_until(snapshot_after_a_tick, "a pnl snapshot")
         assert snap["gross"] == "650.00"
     finally:
         stop.set()

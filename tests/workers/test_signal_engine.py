@@ -22,6 +22,7 @@ from django.test import override_settings
 
 from config_schema import ConfigError
 from tests.support.market import away_from_wall
+from tests.support.waiting import wait_until
 from trading.config.store import load_algo_config
 from trading.config.types import AlgoConfig
 from trading.dhan.ratelimit import InProcessRateLimiter, load_limits
@@ -35,7 +36,6 @@ from workers.realtime.keys import FEED_CANDIDATES
 from workers.realtime.record import TickRecord
 from workers.signal_engine import SignalEngine
 
-from .conftest import wait_until
 from .hubkit import import_sim_catalog, make_hub, memory_realtime, redis_realtime, seed_watchlist
 
 pytestmark = pytest.mark.django_db(transaction=True)
@@ -667,7 +667,7 @@ def test_a_flat_simulated_day_produces_avoid_signals(day):
 
 def test_a_stalled_feed_blocks_entries_with_the_recorded_reason(day):
     d = day("trend")
-    wait_until(lambda: d.rows(), "the first decision", timeout=30)
+    wait_until(lambda: d.rows(), "the first decision")
     d.sim.faults.stall = True
     since = d.sim.now() + timedelta(seconds=60)
     wait_until(

@@ -11,7 +11,6 @@ import os
 import random
 import signal
 import threading
-import time
 from collections.abc import Callable, Iterator
 from datetime import datetime, timedelta
 from typing import Any
@@ -21,17 +20,10 @@ import pytest
 from celery import Celery
 from django.conf import settings
 
+from tests.support.waiting import wait_until
 from workers.supervisor import ScheduledJobs, Supervisor
 
 IST = ZoneInfo("Asia/Kolkata")
-
-
-def wait_for(predicate: Callable[[], bool], timeout: float = 5.0) -> None:
-    deadline = time.monotonic() + timeout
-    while not predicate():
-        if time.monotonic() > deadline:
-            raise AssertionError("condition not reached")
-        time.sleep(0.005)
 
 
 class Top:
@@ -227,7 +219,7 @@ def test_stop_interrupts_a_component_in_backoff():
     sup = Supervisor(backoff_base=3600.0, backoff_cap=3600.0)
     sup.add("crashy", AlwaysCrashes)
     sup.start()
-    wait_for(lambda: sup.status()["crashy"]["state"] == "backoff")
+    wait_until(lambda: sup.status()["crashy"]["state"] == "backoff", "crashy in backoff")
 
     assert sup.stop(timeout=5.0) is True
     assert sup.status()["crashy"]["state"] == "stopped"
@@ -333,7 +325,7 @@ def test_run_forever_publishes_status_at_each_heartbeat_and_stops_when_told():
     sup.add("waiter", lambda: Waiter(running))
 
     def stop_after_two_beats() -> None:
-        wait_for(lambda: len(published) >= 2 and running.is_set())
+        wait_until(lambda: len(published) >= 2 and running.is_set(), "two status beats")
         sup.stop(timeout=5.0)
 
     stopper = threading.Thread(target=stop_after_two_beats, daemon=True)
@@ -356,7 +348,8 @@ def test_a_failing_status_hook_does_not_stop_run_forever(caplog):
     sup = Supervisor(heartbeat_interval=0.01, on_status=hook)
     sup.add("waiter", lambda: Waiter(running))
     stopper = threading.Thread(
-        target=lambda: (wait_for(lambda: len(beats) >= 2), sup.stop(timeout=5.0)), daemon=True
+        target=lambda: (wait_until(lambda: len(beats) >= 2, "two beats"), sup.stop(timeout=5.0)),
+        daemon=True,
     )
     stopper.start()
     assert sup.run_forever(install_signals=False) == 0
@@ -598,7 +591,7 @@ def test_scheduled_jobs_keeps_running_past_failures_and_stops_when_told(app):
     stop = threading.Event()
     thread = threading.Thread(target=jobs.run, args=(stop,), daemon=True)
     thread.start()
-    wait_for(lambda: jobs.status()["broken"]["failures"] >= 3)
+    wait_until(lambda: jobs.status()["broken"]["failures"] >= 3, "three failed runs")
     stop.set()
     thread.join(5)
     assert not thread.is_alive()
@@ -641,6 +634,6 @@ def test_a_component_may_stop_the_supervisor_itself():
     sup = Supervisor()
     sup.add("quitter", lambda: Quitter(sup))
     sup.start()
-    wait_for(lambda: sup.status()["quitter"]["state"] == "stopped")
+    wait_until(lambda: sup.status()["quitter"]["state"] == "stopped", "the quitter stopped")
     assert sup.status()["quitter"]["restarts"] == 0
     assert sup.stop(timeout=5.0) is True

@@ -14,12 +14,12 @@ import pytest
 from django.core.exceptions import ValidationError
 
 from tests.algo_scalper.conftest import clean_environ
+from tests.support.waiting import wait_until
 from trading.dhan.feed import FeedClient
 from trading.dhan.feed_codec import instrument_key
 from trading.models import FEED_MAX_SECURITY_ID, WatchlistItem
 from workers.subscriptions import MAX_SECURITY_ID
 
-from .conftest import wait_until
 from .hubkit import INDICES, make_hub, memory_realtime, seed_watchlist, sim_subscriptions
 
 ROOT = Path(__file__).resolve().parents[2]

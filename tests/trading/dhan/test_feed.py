@@ -23,6 +23,7 @@ import pytest
 import websocket
 
 from tests.support.reconnect import FAST_RECONNECT
+from tests.support.waiting import WAIT, wait_until
 from trading.dhan.errors import AuthFailure, DhanError
 from trading.dhan.feed import FeedClient, feed_url
 from trading.dhan.feed_codec import (
@@ -36,17 +37,6 @@ from trading.dhan.feed_codec import (
     subscribe_messages,
 )
 from trading.dhan.sim.server import Simulator
-
-WAIT = 30.0  # generous: the machine is shared
-
-
-def wait_for(condition: Callable[[], object], what: str, timeout: float = WAIT) -> None:
-    deadline = time.monotonic() + timeout
-    while time.monotonic() < deadline:
-        if condition():
-            return
-        time.sleep(0.02)
-    raise AssertionError(f"timed out after {timeout:.0f} s waiting for {what}")
 
 
 class Collector:
@@ -203,10 +193,10 @@ def test_ticks_arrive_in_each_mode_on_the_dispatcher_thread(
     client.subscribe([quote], "quote")
     client.subscribe([full], "full")
     client.start()
-    wait_for(lambda: got.count(ticker, TickerTick) >= 2, "ticker ticks")
-    wait_for(lambda: got.count(quote, QuoteTick) >= 2, "quote ticks")
-    wait_for(lambda: got.count(full, FullTick) >= 2, "full ticks")
-    wait_for(lambda: got.count("IDX_I:13", TickerTick) >= 2, "index ticks")
+    wait_until(lambda: got.count(ticker, TickerTick) >= 2, "ticker ticks")
+    wait_until(lambda: got.count(quote, QuoteTick) >= 2, "quote ticks")
+    wait_until(lambda: got.count(full, FullTick) >= 2, "full ticks")
+    wait_until(lambda: got.count("IDX_I:13", TickerTick) >= 2, "index ticks")
     assert got.count(ticker, PrevClose) >= 1
     assert got.threads == {"dhan-feed-dispatch"}
     stats = client.stats()
@@ -238,7 +228,7 @@ def test_inline_delivery_runs_on_the_socket_thread_once_per_read_then_on_drained
     client._inline_callback = collect  # the same Collector, with the call order recorded
     client.subscribe(keys, "full")
     client.start()
-    wait_for(lambda: all(got.count(key, FullTick) >= 2 for key in keys), "full ticks")
+    wait_until(lambda: all(got.count(key, FullTick) >= 2 for key in keys), "full ticks")
     assert got.threads == {"dhan-feed-0"}  # the socket thread: no dispatcher hop
     assert order[:2] == ["packets", "drained"]
     assert order.count("packets") == order.count("drained")
@@ -259,7 +249,7 @@ def test_an_inline_callback_that_raises_is_counted_and_the_connection_keeps_read
     client._inline_callback = flaky
     client.subscribe(option_keys(dhan_sim, 1), "quote")
     client.start()
-    wait_for(lambda: calls["n"] >= 5, "bursts after the failing one")
+    wait_until(lambda: calls["n"] >= 5, "bursts after the failing one")
     stats = client.stats()
     assert stats.callback_errors == 1 and stats.reconnects == 0
 
@@ -271,14 +261,14 @@ def test_subscriptions_are_sharded_over_connections(
     client, got = make_client(max_instruments_per_connection=3)
     client.subscribe(keys, "ticker")
     client.start()
-    wait_for(lambda: len(dhan_sim.feed_subscriptions()) == 3, "three feed connections")
-    wait_for(
+    wait_until(lambda: len(dhan_sim.feed_subscriptions()) == 3, "three feed connections")
+    wait_until(
         lambda: sorted(len(s) for s in dhan_sim.feed_subscriptions()) == [1, 3, 3],
         "3 + 3 + 1 instruments",
     )
     assert set(subscribed_keys(dhan_sim)) == set(keys)
     for key in keys:
-        wait_for(lambda key=key: got.count(key, TickerTick) >= 1, f"ticks for {key}")
+        wait_until(lambda key=key: got.count(key, TickerTick) >= 1, f"ticks for {key}")
 
 
 def test_subscribe_unsubscribe_and_mode_change_while_connected(
@@ -288,21 +278,21 @@ def test_subscribe_unsubscribe_and_mode_change_while_connected(
     client, got = make_client()
     client.subscribe([a], "ticker")
     client.start()
-    wait_for(lambda: got.count(a, TickerTick) >= 1, "first ticks")
+    wait_until(lambda: got.count(a, TickerTick) >= 1, "first ticks")
 
     client.subscribe([b, c], "quote")
-    wait_for(lambda: got.count(b, QuoteTick) >= 1 and got.count(c, QuoteTick) >= 1, "new ticks")
+    wait_until(lambda: got.count(b, QuoteTick) >= 1 and got.count(c, QuoteTick) >= 1, "new ticks")
     client.unsubscribe([b])
-    wait_for(lambda: b not in subscribed_keys(dhan_sim), "the server to drop b")
+    wait_until(lambda: b not in subscribed_keys(dhan_sim), "the server to drop b")
     client.subscribe([a], "full")
-    wait_for(lambda: subscribed_keys(dhan_sim).get(a) == FeedMode.FULL, "a in full mode")
-    wait_for(lambda: got.count(a, FullTick) >= 1, "full ticks for a")
+    wait_until(lambda: subscribed_keys(dhan_sim).get(a) == FeedMode.FULL, "a in full mode")
+    wait_until(lambda: got.count(a, FullTick) >= 1, "full ticks for a")
     # Frames for b already in flight when the server dropped it may still arrive; one round
     # of c's ticks later they are through (one connection keeps order).
     mark = got.mark()
-    wait_for(lambda: fresh_ticks(got, mark, c), "more ticks for c")
+    wait_until(lambda: fresh_ticks(got, mark, c), "more ticks for c")
     mark = got.mark()
-    wait_for(lambda: fresh_ticks(got, mark, c), "another round for c")
+    wait_until(lambda: fresh_ticks(got, mark, c), "another round for c")
     assert not any(p.key == b for p in got.since(mark))
     assert client.stats().reconnects == 0  # all of it on the open connection
     assert len(dhan_sim.feed_subscriptions()) == 1
@@ -319,21 +309,21 @@ def test_it_reconnects_and_resubscribes_after_a_drop(
     client.subscribe(keys[:2], "ticker")
     client.subscribe(keys[2:], "quote")
     client.start()
-    wait_for(lambda: len(dhan_sim.feed_subscriptions()) == 2, "two connections")
-    wait_for(lambda: all(got.count(k) for k in keys), "ticks on both connections")
+    wait_until(lambda: len(dhan_sim.feed_subscriptions()) == 2, "two connections")
+    wait_until(lambda: all(got.count(k) for k in keys), "ticks on both connections")
     opened = dhan_sim.stats["feed_connections_opened"]
 
     if fault == "drop_after":
         dhan_sim.faults.drop_after = 0.5
-        wait_for(lambda: client.stats().reconnects >= 4, "repeated reconnects")
+        wait_until(lambda: client.stats().reconnects >= 4, "repeated reconnects")
         dhan_sim.faults.drop_after = None
     elif fault == "drop_connections":
         dhan_sim.drop_connections()
     else:
         dhan_sim.inject_disconnect(800)
 
-    wait_for(lambda: dhan_sim.stats["feed_connections_opened"] >= opened + 2, "new connections")
-    wait_for(
+    wait_until(lambda: dhan_sim.stats["feed_connections_opened"] >= opened + 2, "new connections")
+    wait_until(
         lambda: (
             subscribed_keys(dhan_sim)
             == {keys[0]: FeedMode.TICKER, keys[1]: FeedMode.TICKER}
@@ -344,7 +334,7 @@ def test_it_reconnects_and_resubscribes_after_a_drop(
     )
     mark = got.mark()
     for key in keys:
-        wait_for(lambda key=key: fresh_ticks(got, mark, key), f"ticks again for {key}")
+        wait_until(lambda key=key: fresh_ticks(got, mark, key), f"ticks again for {key}")
     stats = client.stats()
     assert stats.state == "running" and client.error is None
     assert stats.reconnects >= 2
@@ -358,14 +348,14 @@ def test_the_stall_watchdog_reconnects_a_silent_connection(
     client, got = make_client(stall_timeout=0.5)
     client.subscribe([key], "ticker")
     client.start()
-    wait_for(lambda: got.count(key) >= 1, "first ticks")
+    wait_until(lambda: got.count(key) >= 1, "first ticks")
     opened = dhan_sim.stats["feed_connections_opened"]
     dhan_sim.faults.stall = True
-    wait_for(lambda: client.stats().shards[0].stalls >= 1, "a stall to be detected")
-    wait_for(lambda: dhan_sim.stats["feed_connections_opened"] > opened, "a reconnect")
+    wait_until(lambda: client.stats().shards[0].stalls >= 1, "a stall to be detected")
+    wait_until(lambda: dhan_sim.stats["feed_connections_opened"] > opened, "a reconnect")
     dhan_sim.faults.stall = False
     mark = got.mark()
-    wait_for(lambda: fresh_ticks(got, mark, key), "ticks after the stall")
+    wait_until(lambda: fresh_ticks(got, mark, key), "ticks after the stall")
     assert "stalled" in (client.stats().shards[0].last_error or "")
 
 
@@ -382,12 +372,12 @@ def test_the_stall_watchdog_sleeps_while_the_market_is_closed(
     client, got = make_client(stall_timeout=0.3, market_open=closed)
     client.subscribe([key], "ticker")
     client.start()
-    wait_for(lambda: got.count(key) >= 1, "first ticks")
+    wait_until(lambda: got.count(key) >= 1, "first ticks")
     dhan_sim.faults.stall = True
     assert asked.wait(WAIT)  # the watchdog consulted the market hours...
     dhan_sim.faults.stall = False
     mark = got.mark()
-    wait_for(lambda: fresh_ticks(got, mark, key), "ticks on the same connection")
+    wait_until(lambda: fresh_ticks(got, mark, key), "ticks on the same connection")
     assert client.stats().shards[0].stalls == 0  # ...and did not reconnect
     assert client.stats().shards[0].connects == 1
 
@@ -399,11 +389,11 @@ def test_a_garbage_frame_is_counted_and_skipped(
     client, got = make_client()
     client.subscribe([key], "quote")
     client.start()
-    wait_for(lambda: got.count(key) >= 1, "first ticks")
+    wait_until(lambda: got.count(key) >= 1, "first ticks")
     dhan_sim.inject_garbage()
-    wait_for(lambda: client.stats().bad_packets == 1, "the garbage frame to be counted")
+    wait_until(lambda: client.stats().bad_packets == 1, "the garbage frame to be counted")
     mark = got.mark()
-    wait_for(lambda: fresh_ticks(got, mark, key), "ticks after the garbage")
+    wait_until(lambda: fresh_ticks(got, mark, key), "ticks after the garbage")
     stats = client.stats()
     assert stats.reconnects == 0 and stats.state == "running"
 
@@ -415,17 +405,17 @@ def test_a_429_handshake_backs_off_then_reconnects(
     client, got = make_client()
     client.subscribe([key], "ticker")
     client.start()
-    wait_for(lambda: got.count(key) >= 1, "first ticks")
+    wait_until(lambda: got.count(key) >= 1, "first ticks")
     dhan_sim.faults.handshake_status = 429
     dhan_sim.drop_connections()
-    wait_for(lambda: dhan_sim.stats["handshakes_refused"] >= 2, "refused handshakes")
+    wait_until(lambda: dhan_sim.stats["handshakes_refused"] >= 2, "refused handshakes")
     assert "HTTP 429" in (client.stats().shards[0].last_error or "")
     assert client.stats().state == "running"  # a 429 is not fatal
     shard = client._shards[0]  # the 429s went on the long schedule, not the ordinary one
     assert shard.slow_backoff.attempt >= 1 and shard.backoff.attempt <= 1
     dhan_sim.faults.handshake_status = None
     mark = got.mark()
-    wait_for(lambda: fresh_ticks(got, mark, key), "ticks after the 429s")
+    wait_until(lambda: fresh_ticks(got, mark, key), "ticks after the 429s")
     assert subscribed_keys(dhan_sim) == {key: FeedMode.TICKER}
 
 
@@ -440,7 +430,7 @@ def test_an_auth_disconnect_stops_the_client_instead_of_reconnecting(
     client, got = make_client(max_instruments_per_connection=1, on_fatal=fatal.append)
     client.subscribe(keys, "ticker")
     client.start()
-    wait_for(lambda: all(got.count(k) for k in keys), "first ticks")
+    wait_until(lambda: all(got.count(k) for k in keys), "first ticks")
     opened = dhan_sim.stats["feed_connections_opened"]
     dhan_sim.inject_disconnect(code)
     error = client.wait(WAIT)
@@ -448,7 +438,7 @@ def test_an_auth_disconnect_stops_the_client_instead_of_reconnecting(
     assert error.code == str(code)
     assert client.state == "failed"
     assert str(code) in str(error)
-    wait_for(lambda: all(s.state == "failed" for s in client.stats().shards), "shards stopped")
+    wait_until(lambda: all(s.state == "failed" for s in client.stats().shards), "shards stopped")
     assert len(fatal) == 1 and fatal[0] is error
     assert dhan_sim.stats["feed_connections_opened"] == opened  # no reconnect storm
     with pytest.raises(RuntimeError, match="failed"):
@@ -462,7 +452,7 @@ def test_an_expired_token_stops_the_client_with_807(
     client, got = make_client()
     client.subscribe([key], "ticker")
     client.start()
-    wait_for(lambda: got.count(key) >= 1, "first ticks")
+    wait_until(lambda: got.count(key) >= 1, "first ticks")
     dhan_sim.faults.token_expires_at = time.time()
     error = client.wait(WAIT)
     assert isinstance(error, AuthFailure) and error.code == "807"
@@ -490,12 +480,12 @@ def test_a_rotated_token_is_read_again_on_reconnect(
     client, got = make_client(token_provider=box)
     client.subscribe([key], "ticker")
     client.start()
-    wait_for(lambda: got.count(key) >= 1, "first ticks")
+    wait_until(lambda: got.count(key) >= 1, "first ticks")
     dhan_sim.set_token("sim-token-rotated")
     box.token = "sim-token-rotated"
     dhan_sim.drop_connections()
     mark = got.mark()
-    wait_for(lambda: fresh_ticks(got, mark, key), "ticks with the new token")
+    wait_until(lambda: fresh_ticks(got, mark, key), "ticks with the new token")
     assert client.stats().shards[0].connects == 2 and client.error is None
 
 
@@ -507,13 +497,13 @@ def test_an_807_with_a_new_token_already_available_reconnects_with_it(
     client, got = make_client(token_provider=box)
     client.subscribe([key], "ticker")
     client.start()
-    wait_for(lambda: got.count(key) >= 1, "first ticks")
+    wait_until(lambda: got.count(key) >= 1, "first ticks")
     dhan_sim.set_token("sim-token-next")
     box.token = "sim-token-next"
     dhan_sim.inject_disconnect(807)  # the old connection learns its token is gone
-    wait_for(lambda: client.stats().shards[0].connects == 2, "a reconnect")
+    wait_until(lambda: client.stats().shards[0].connects == 2, "a reconnect")
     mark = got.mark()
-    wait_for(lambda: fresh_ticks(got, mark, key), "ticks with the new token")
+    wait_until(lambda: fresh_ticks(got, mark, key), "ticks with the new token")
     assert client.state == "running"
 
 
@@ -545,15 +535,15 @@ def test_a_slow_consumer_does_not_block_the_socket(
         client.subscribe(keys, "full")
         client.start()
         assert entered.wait(WAIT)
-        wait_for(lambda: client.stats().dropped_frames > 100, "frames dropped, not queued")
+        wait_until(lambda: client.stats().dropped_frames > 100, "frames dropped, not queued")
         frames = client.stats().frames
-        wait_for(lambda: client.stats().frames > frames + 100, "the socket still reading")
+        wait_until(lambda: client.stats().frames > frames + 100, "the socket still reading")
         stats = client.stats()
         assert stats.pending_frames <= 25  # memory bounded
         assert stats.dropped_packets >= stats.dropped_frames
         assert stats.reconnects == 0 and calls == 1
         release.set()
-        wait_for(lambda: calls > 1, "the consumer to catch up")
+        wait_until(lambda: calls > 1, "the consumer to catch up")
     finally:
         release.set()
         client.stop(timeout=10)
@@ -566,10 +556,10 @@ def test_stop_sends_the_disconnect_request_and_joins_its_threads(
     client, _ = make_client(max_instruments_per_connection=1)
     client.subscribe(keys, "ticker")
     client.start()
-    wait_for(lambda: len(dhan_sim.feed_subscriptions()) == 2, "two connections")
+    wait_until(lambda: len(dhan_sim.feed_subscriptions()) == 2, "two connections")
     client.stop(timeout=10)
     assert client.state == "stopped" and client.wait(0) is None
-    wait_for(lambda: dhan_sim.feed_subscriptions() == [], "the server to close both")
+    wait_until(lambda: dhan_sim.feed_subscriptions() == [], "the server to close both")
     assert all(s.state == "stopped" for s in client.stats().shards)
     names = {t.name for t in threading.enumerate()}
     assert not names & {"dhan-feed-0", "dhan-feed-1", "dhan-feed-dispatch"}
@@ -583,7 +573,7 @@ def test_stop_does_not_hang_on_a_silent_server(
     client, got = make_client(market_open=lambda: False)
     client.subscribe([key], "ticker")
     client.start()
-    wait_for(lambda: got.count(key) >= 1, "first ticks")
+    wait_until(lambda: got.count(key) >= 1, "first ticks")
     dhan_sim.faults.stall = True
     client.stop(timeout=10)
     assert not any(t.name == "dhan-feed-0" for t in threading.enumerate())
@@ -596,7 +586,7 @@ def test_a_sixth_connection_makes_the_oldest_back_off_and_return(
     client, got = make_client()
     client.subscribe([key], "ticker")
     client.start()
-    wait_for(lambda: got.count(key) >= 1, "first ticks")
+    wait_until(lambda: got.count(key) >= 1, "first ticks")
     others = []
     try:
         for _ in range(5):  # another process takes the five other slots: ours is the oldest
@@ -605,9 +595,9 @@ def test_a_sixth_connection_makes_the_oldest_back_off_and_return(
             )
             ws.send(subscribe_messages(["IDX_I:13"], "ticker")[0])
             others.append(ws)
-        wait_for(lambda: "805" in (client.stats().shards[0].last_error or ""), "805")
+        wait_until(lambda: "805" in (client.stats().shards[0].last_error or ""), "805")
         assert client.state == "running"
-        wait_for(lambda: client.stats().shards[0].connects == 2, "our reconnect")
+        wait_until(lambda: client.stats().shards[0].connects == 2, "our reconnect")
     finally:
         for ws in others:
             ws.close(timeout=1)
@@ -703,7 +693,7 @@ def test_stop_does_not_hang_on_a_dead_peer() -> None:
     try:
         client.subscribe(["IDX_I:13"], "ticker")
         client.start()
-        wait_for(lambda: client.stats().shards[0].state == "connected", "the upgrade")
+        wait_until(lambda: client.stats().shards[0].state == "connected", "the upgrade")
         client.stop(timeout=10)
         assert not any(t.name == "dhan-feed-0" for t in threading.enumerate())
         assert client.state == "stopped"
@@ -742,7 +732,7 @@ def test_pings_are_answered_and_fragmented_frames_reassembled() -> None:
         client.start()
         assert ponged.wait(WAIT)
         assert pongs == [b"are you there"]
-        wait_for(lambda: got.count("NSE_FNO:55796", TickerTick) == 2, "both ticks")
+        wait_until(lambda: got.count("NSE_FNO:55796", TickerTick) == 2, "both ticks")
         assert client.stats().bad_packets == 0
     finally:
         client.stop(timeout=10)
@@ -759,7 +749,7 @@ def test_a_close_frame_from_the_server_is_a_reconnect() -> None:
     try:
         client.subscribe(["IDX_I:13"], "ticker")
         client.start()
-        wait_for(lambda: server.accepted >= 3, "reconnects after close frames")
+        wait_until(lambda: server.accepted >= 3, "reconnects after close frames")
         assert client.state == "running"
         assert "closed" in (client.stats().shards[0].last_error or "")
     finally:
@@ -777,7 +767,7 @@ def test_a_masked_frame_from_the_server_fails_the_connection_not_the_client() ->
     try:
         client.subscribe(["IDX_I:13"], "ticker")
         client.start()
-        wait_for(lambda: server.accepted >= 2, "a reconnect")
+        wait_until(lambda: server.accepted >= 2, "a reconnect")
         assert "masked" in (client.stats().shards[0].last_error or "")
         assert client.state == "running"
     finally:
@@ -798,7 +788,7 @@ def test_from_settings_connects_with_the_settings_and_subscribes_the_watchlist(
     try:
         assert client.subscriptions == {"IDX_I:13": FeedMode.TICKER, "IDX_I:25": FeedMode.TICKER}
         client.start()
-        wait_for(lambda: got.count("IDX_I:25", TickerTick) >= 1, "index ticks")
+        wait_until(lambda: got.count("IDX_I:25", TickerTick) >= 1, "index ticks")
     finally:
         client.stop(timeout=10)
 

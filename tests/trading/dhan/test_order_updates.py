@@ -18,21 +18,11 @@ import pytest
 import requests
 
 from tests.support.reconnect import FAST_RECONNECT
+from tests.support.waiting import WAIT, wait_until
 from trading.dhan.errors import AuthFailure, DhanError
 from trading.dhan.order_update_codec import OrderUpdate
 from trading.dhan.order_updates import OrderUpdateClient
 from trading.dhan.sim.server import SimConfig, Simulator
-
-WAIT = 30.0
-
-
-def wait_for(condition: Callable[[], object], what: str, timeout: float = WAIT) -> None:
-    deadline = time.monotonic() + timeout
-    while time.monotonic() < deadline:
-        if condition():
-            return
-        time.sleep(0.02)
-    raise AssertionError(f"timed out after {timeout:.0f} s waiting for {what}")
 
 
 class Updates:
@@ -121,9 +111,9 @@ def test_order_alerts_arrive_as_order_updates(
 ) -> None:
     client, updates = make_client(dhan_sim)
     client.start()
-    wait_for(logged_in(dhan_sim), "the login")
+    wait_until(logged_in(dhan_sim), "the login")
     order_id = place_order(dhan_sim, "ou-pascal-1")
-    wait_for(lambda: "PENDING" in updates.statuses("ou-pascal-1"), "the PENDING alert")
+    wait_until(lambda: "PENDING" in updates.statuses("ou-pascal-1"), "the PENDING alert")
     first = updates.for_correlation("ou-pascal-1")[0]
     assert first.order_id == order_id
     assert first.status == "TRANSIT"
@@ -156,9 +146,9 @@ def test_both_key_casings_and_string_numbers_parse_the_same(
     try:
         client, updates = make_client(sim)
         client.start()
-        wait_for(logged_in(sim), "the login")
+        wait_until(logged_in(sim), "the login")
         order_id = place_order(sim, "ou-casing-1")
-        wait_for(lambda: "PENDING" in updates.statuses("ou-casing-1"), "the PENDING alert")
+        wait_until(lambda: "PENDING" in updates.statuses("ou-casing-1"), "the PENDING alert")
         pending = next(u for u in updates.for_correlation("ou-casing-1") if u.status == "PENDING")
         assert pending.order_id == order_id
         assert pending.quantity is not None and pending.quantity > 0
@@ -180,14 +170,14 @@ def test_it_logs_in_again_after_a_drop(
 ) -> None:
     client, updates = make_client(dhan_sim)
     client.start()
-    wait_for(logged_in(dhan_sim), "the login")
+    wait_until(logged_in(dhan_sim), "the login")
     place_order(dhan_sim, "ou-before-drop")
-    wait_for(lambda: "PENDING" in updates.statuses("ou-before-drop"), "the first alerts")
+    wait_until(lambda: "PENDING" in updates.statuses("ou-before-drop"), "the first alerts")
     dhan_sim.drop_connections()
-    wait_for(lambda: client.stats()["connects"] >= 2, "a reconnect")
-    wait_for(logged_in(dhan_sim), "the second login")
+    wait_until(lambda: client.stats()["connects"] >= 2, "a reconnect")
+    wait_until(logged_in(dhan_sim), "the second login")
     place_order(dhan_sim, "ou-after-drop")
-    wait_for(lambda: "PENDING" in updates.statuses("ou-after-drop"), "alerts after the drop")
+    wait_until(lambda: "PENDING" in updates.statuses("ou-after-drop"), "alerts after the drop")
     assert client.state == "running" and client.stats()["login_failures"] == 0
 
 
@@ -197,13 +187,13 @@ def test_a_429_handshake_backs_off_then_reconnects(
     client, updates = make_client(dhan_sim)
     dhan_sim.faults.handshake_status = 429
     client.start()
-    wait_for(lambda: dhan_sim.stats["handshakes_refused"] >= 2, "refused handshakes")
+    wait_until(lambda: dhan_sim.stats["handshakes_refused"] >= 2, "refused handshakes")
     assert "HTTP 429" in (client.stats()["last_error"] or "")
     assert client.state == "running"
     dhan_sim.faults.handshake_status = None
-    wait_for(logged_in(dhan_sim), "the login")
+    wait_until(logged_in(dhan_sim), "the login")
     place_order(dhan_sim, "ou-after-429")
-    wait_for(lambda: "PENDING" in updates.statuses("ou-after-429"), "alerts after the 429s")
+    wait_until(lambda: "PENDING" in updates.statuses("ou-after-429"), "alerts after the 429s")
 
 
 def test_repeated_login_failures_stop_the_client(
@@ -231,14 +221,14 @@ def test_an_expired_token_stops_it_and_a_rotated_one_is_used(
     box = TokenBox(dhan_sim.token)
     client, updates = make_client(dhan_sim, token_provider=box, max_login_failures=50)
     client.start()
-    wait_for(logged_in(dhan_sim), "the login")
+    wait_until(logged_in(dhan_sim), "the login")
     dhan_sim.faults.token_expires_at = time.time()  # the server closes the order socket
-    wait_for(lambda: client.stats()["login_failures"] >= 2, "logins refused")
+    wait_until(lambda: client.stats()["login_failures"] >= 2, "logins refused")
     dhan_sim.set_token("sim-token-rotated")
     box.token = "sim-token-rotated"
-    wait_for(logged_in(dhan_sim), "a login with the new token")
+    wait_until(logged_in(dhan_sim), "a login with the new token")
     place_order(dhan_sim, "ou-rotated")
-    wait_for(lambda: "PENDING" in updates.statuses("ou-rotated"), "alerts with the new token")
+    wait_until(lambda: "PENDING" in updates.statuses("ou-rotated"), "alerts with the new token")
     assert client.state == "running"
 
 
@@ -247,10 +237,10 @@ def test_stop_closes_the_connection_and_joins(
 ) -> None:
     client, _ = make_client(dhan_sim)
     client.start()
-    wait_for(logged_in(dhan_sim), "the login")
+    wait_until(logged_in(dhan_sim), "the login")
     client.stop(timeout=10)
     assert client.state == "stopped" and client.wait(0) is None
-    wait_for(lambda: dhan_sim.order_connections() == 0, "the server to see the close")
+    wait_until(lambda: dhan_sim.order_connections() == 0, "the server to see the close")
     names = {t.name for t in threading.enumerate()}
     assert not names & {"dhan-order-updates", "dhan-order-updates-dispatch"}
 
@@ -265,8 +255,8 @@ def test_from_settings_uses_the_order_ws_url_and_credentials(
     client = OrderUpdateClient.from_settings(updates, policy=FAST_RECONNECT)
     try:
         client.start()
-        wait_for(logged_in(dhan_sim), "the login")
+        wait_until(logged_in(dhan_sim), "the login")
         place_order(dhan_sim, "ou-settings")
-        wait_for(lambda: "PENDING" in updates.statuses("ou-settings"), "alerts")
+        wait_until(lambda: "PENDING" in updates.statuses("ou-settings"), "alerts")
     finally:
         client.stop(timeout=10)

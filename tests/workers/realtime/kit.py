@@ -1,13 +1,11 @@
-"""Shared by the tests of workers/realtime/: packets, records and bounded waits."""
+"""Shared by the tests of workers/realtime/: packets, records and a wait for a record."""
 
 from __future__ import annotations
 
-import socket
-import time
-from collections.abc import Callable
 from datetime import UTC, datetime
 from pathlib import Path
 
+from tests.support.waiting import WAIT, wait_until
 from trading.dhan.feed_codec import QuoteTick, TickerTick
 from workers.realtime.record import TickRecord
 
@@ -18,16 +16,6 @@ RECEIVED = datetime(2026, 11, 23, 5, 0, 0, 250000, tzinfo=UTC)
 
 
 LTT = 1795410000 + 19800  # IST-shifted epoch of 1795410000
-
-
-def until(condition: Callable[[], object], timeout: float = 10.0) -> bool:
-    """Poll ``condition`` until true or ``timeout`` (bounded waits, no timing assertions)."""
-    deadline = time.monotonic() + timeout
-    while time.monotonic() < deadline:
-        if condition():
-            return True
-        time.sleep(0.01)
-    return bool(condition())
 
 
 def ticker(
@@ -51,21 +39,15 @@ def record(
 DEPTH = tuple((10 * i, 20 * i, i, i + 1, 100.0 - i, 100.5 + i) for i in range(1, 6))
 
 
-def free_port() -> int:
-    with socket.socket() as sock:
-        sock.bind(("127.0.0.1", 0))
-        return int(sock.getsockname()[1])
+def wait_for(sub: object, key: str, seq: int, timeout: float = WAIT) -> TickRecord:
+    """Drain ``sub`` until ``key`` arrives with ``seq`` or a later one; that record. The
+    subscription's own wait blocks between polls, so there is no extra sleep."""
 
+    def arrived() -> TickRecord | None:
+        rec = sub.wait(0.2).get(key)  # type: ignore[attr-defined]
+        return rec if rec is not None and rec.seq >= seq else None
 
-def wait_for(sub: object, key: str, seq: int, timeout: float = 10.0) -> TickRecord | None:
-    """Drain ``sub`` until ``key`` arrives with at least ``seq``; the record or None."""
-    deadline = time.monotonic() + timeout
-    while time.monotonic() < deadline:
-        got = sub.wait(0.2)  # type: ignore[attr-defined]
-        rec = got.get(key)
-        if rec is not None and rec.seq >= seq:
-            return rec
-    return None
+    return wait_until(arrived, f"{key} at seq {seq} or later", timeout, interval=0)
 
 
 class Clock:

@@ -6,11 +6,8 @@ from datetime import UTC, datetime
 
 import pytest
 
+from tests.support.waiting import wait_until
 from workers.realtime.event_bus import MemoryEventBus, RedisEventBus
-
-from .kit import (
-    until,
-)
 
 
 def test_memory_events_are_fifo_per_topic_and_bounded() -> None:
@@ -51,6 +48,6 @@ def test_a_redis_event_subscription_is_bounded(redis_url: str, prefix: str) -> N
     sub = bus.subscribe(["e"], maxlen=2)
     for n in range(5):
         bus.publish("e", {"n": n})
-    assert until(lambda: sub.dropped == 3)
+    wait_until(lambda: sub.dropped == 3, "three events dropped")
     assert [sub.get(1), sub.get(1)] == [("e", {"n": 3}), ("e", {"n": 4})]
     bus.close()

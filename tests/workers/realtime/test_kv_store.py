@@ -5,6 +5,8 @@ from __future__ import annotations
 
 import pytest
 
+from scripts.services import free_port
+from tests.support.waiting import wait_until
 from trading.models import Setting
 from workers.realtime.kv_store import (
     DbKeyValueStore,
@@ -14,11 +16,7 @@ from workers.realtime.kv_store import (
 )
 from workers.realtime.redis_client import StoreUnavailable
 
-from .kit import (
-    Clock,
-    free_port,
-    until,
-)
+from .kit import Clock
 
 
 def test_memory_kv_values_expire_on_read() -> None:
@@ -64,7 +62,7 @@ def test_redis_kv_put_get_prefix_ttl_and_lists(redis_url: str, prefix: str) -> N
     assert set(kv.get_prefix("hb*")) == {"hb*odd"}  # glob characters are literal
     ttl = redis.Redis.from_url(redis_url).pttl(f"{prefix}kv:hb:exit")
     assert 0 < ttl <= 30_000
-    assert until(lambda: kv.get("health:feed") is None)
+    wait_until(lambda: kv.get("health:feed") is None, "health:feed to expire")
     kv.delete("hb:hub")
     assert kv.get("hb:hub") is None
     for i in range(5):

@@ -13,14 +13,11 @@ import time
 import pytest
 
 from tests.support.redis import PrivateRedis  # the private_redis fixture: a server to kill
+from tests.support.waiting import wait_until
 from workers.realtime.pubsub_reader import PubSubListener, RedisReplyError, parse_replies
 from workers.realtime.redis_tick_store import RedisTickStore
 
-from .kit import (
-    record,
-    until,
-    wait_for,
-)
+from .kit import record, wait_for
 
 
 def test_a_killed_listener_connection_resubscribes_and_resyncs(
@@ -32,16 +29,16 @@ def test_a_killed_listener_connection_resubscribes_and_resyncs(
     store = RedisTickStore(private_redis.url, prefix="k:")
     sub = store.subscribe(["A:1", "A:2"])
     store.publish([record("A:1", 1, 1.0)])
-    assert wait_for(sub, "A:1", 1) is not None
+    wait_for(sub, "A:1", 1)
     # Changed without a PUBLISH, so only the resync after the reconnect can bring it. Set
     # before the kill: set after it, a fast reconnect could resync first and never see it.
     admin.set("k:tick:A:2", record("A:2", 9, 9.0).to_bytes())
     assert admin.execute_command("CLIENT", "KILL", "TYPE", "pubsub") >= 1
     rec = wait_for(sub, "A:2", 9)
-    assert rec is not None and rec.ltp == 9.0
+    assert rec.ltp == 9.0
     assert store.listener_reconnects >= 1
     store.publish([record("A:1", 2, 2.0)])
-    assert wait_for(sub, "A:1", 2) is not None
+    wait_for(sub, "A:1", 2)
     store.close()
     admin.close()
 
@@ -53,15 +50,15 @@ def test_a_hung_redis_is_detected_by_ping_and_the_listener_comes_back(
     store = RedisTickStore(private_redis.url, prefix="h:", ping_interval=0.2)
     sub = store.subscribe(["A:1"])
     store.publish([record("A:1", 1, 1.0)])
-    assert wait_for(sub, "A:1", 1) is not None
+    wait_for(sub, "A:1", 1)
     assert private_redis.process is not None
     private_redis.process.send_signal(signal.SIGSTOP)  # accepts TCP, answers nothing
     try:
-        assert until(lambda: store.listener_reconnects >= 1, 10)
+        wait_until(lambda: store.listener_reconnects >= 1, "a listener reconnect")
     finally:
         private_redis.process.send_signal(signal.SIGCONT)
     store.publish([record("A:1", 2, 2.0)])
-    assert wait_for(sub, "A:1", 2) is not None
+    wait_for(sub, "A:1", 2)
     store.close()
 
 
@@ -135,7 +132,7 @@ def test_the_reader_hands_over_channel_and_pattern_messages_once_confirmed(
         assert set(handler.subscribed) == {channel, pattern}
         client.publish(channel, b"\x01binary\r\n")
         client.publish(f"{prefix}many:7", b"seven")
-        assert until(lambda: len(handler.messages) == 2)
+        wait_until(lambda: len(handler.messages) == 2, "both messages")
         assert handler.messages == [
             (channel, b"\x01binary\r\n", False),
             (f"{prefix}many:7".encode(), b"seven", True),
@@ -143,7 +140,7 @@ def test_the_reader_hands_over_channel_and_pattern_messages_once_confirmed(
         listener.unsubscribe([channel])
         client.publish(channel, b"after")
         client.publish(f"{prefix}many:8", b"eight")  # in order: once it is here, so is "after"
-        assert until(lambda: len(handler.messages) == 3)
+        wait_until(lambda: len(handler.messages) == 3, "the third message")
         assert handler.messages[-1] == (f"{prefix}many:8".encode(), b"eight", True)
     finally:
         listener.close()
@@ -167,7 +164,10 @@ def test_a_quiet_healthy_connection_is_probed_with_ping_and_kept(
         time.sleep(2.5)
         assert listener.reconnects == 0, listener.last_error
         client.publish(channel, b"still here")
-        assert until(lambda: handler.messages == [(channel, b"still here", False)])
+        wait_until(
+            lambda: handler.messages == [(channel, b"still here", False)],
+            "the message after the quiet spell",
+        )
     finally:
         listener.close()
         client.close()

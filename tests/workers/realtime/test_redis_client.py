@@ -7,6 +7,7 @@ from __future__ import annotations
 
 import pytest
 
+from scripts.services import free_port
 from workers.realtime.redis_client import (
     ScriptBatchWriter,
     StoreUnavailable,
@@ -14,8 +15,6 @@ from workers.realtime.redis_client import (
     glob_escape,
     pack_command,
 )
-
-from .kit import free_port
 
 # SET KEYS[i] ARGV[i] for each pair; an argument "boom" fails the whole call before any SET.
 SCRIPT = """

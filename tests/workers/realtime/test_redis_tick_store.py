@@ -15,18 +15,14 @@ import time
 
 import pytest
 
+from scripts.services import free_port
 from tests.support.redis import PrivateRedis  # the private_redis fixture: a server to kill
+from tests.support.waiting import wait_until
 from workers.realtime.record import TickRecord, encode_depth
 from workers.realtime.redis_client import StoreUnavailable
 from workers.realtime.redis_tick_store import RedisTickStore
 
-from .kit import (
-    REPO,
-    free_port,
-    record,
-    until,
-    wait_for,
-)
+from .kit import REPO, record, wait_for
 
 
 def test_redis_store_round_trips_records_and_values_are_the_binary_layout(
@@ -59,10 +55,12 @@ def test_an_undecodable_stored_value_reads_as_missing(
     assert tick_store.get("NSE_FNO:1") is None
     assert set(tick_store.get_many(["NSE_FNO:1", "NSE_FNO:2"])) == {"NSE_FNO:2"}
     sub = tick_store.subscribe(["NSE_FNO:1"])
-    assert until(lambda: sub.wait(0.05) == {} and sub.decode_errors == 1)
+    wait_until(
+        lambda: sub.wait(0.05) == {} and sub.decode_errors == 1, "the bad value counted"
+    )
     tick_store.publish([record("NSE_FNO:1", 4, 11.0)])  # the next tick replaces it
     rec = wait_for(sub, "NSE_FNO:1", 4)
-    assert rec is not None and rec.ltp == 11.0
+    assert rec.ltp == 11.0
     client.close()
 
 
@@ -94,30 +92,30 @@ def test_a_redis_subscription_gets_current_values_then_published_ones(
 ) -> None:
     tick_store.publish([record("A:1", 1, 1.0)])
     sub = tick_store.subscribe(["A:1", "A:2"])
-    assert wait_for(sub, "A:1", 1) is not None
+    wait_for(sub, "A:1", 1)
     # The subscription is live once its current value arrived; a new value follows.
     tick_store.publish([record("A:2", 1, 2.0), record("B:1", 1, 3.0)])
     rec = wait_for(sub, "A:2", 1)
-    assert rec is not None and rec.ltp == 2.0
+    assert rec.ltp == 2.0
     assert "B:1" not in sub.wait(0.2)
     second = tick_store.subscribe(["A:1"])  # channel already subscribed: value read at once
-    assert wait_for(second, "A:1", 1) is not None
+    wait_for(second, "A:1", 1)
     sub.remove(["A:2"])
     tick_store.publish([record("A:2", 2, 4.0), record("A:1", 2, 5.0)])
-    assert wait_for(sub, "A:1", 2) is not None
+    wait_for(sub, "A:1", 2)
     assert "A:2" not in sub.wait(0.2)
 
 
 def test_an_all_keys_redis_subscription_sees_every_key_once(tick_store: RedisTickStore) -> None:
     tick_store.publish([record("A:1", 1, 1.0)])
     everything = tick_store.subscribe(["A:1"], all_keys=True)
-    assert wait_for(everything, "A:1", 1) is not None
+    wait_for(everything, "A:1", 1)
     tick_store.publish([record("Z:9", 1, 9.0)])
-    assert wait_for(everything, "Z:9", 1) is not None
+    wait_for(everything, "Z:9", 1)
     second = tick_store.subscribe(all_keys=True)  # pattern already live: values read at once
     assert set(second.wait(5.0)) == {"A:1", "Z:9"}
     tick_store.publish([record("A:1", 2, 2.0)])
-    assert wait_for(everything, "A:1", 2) is not None
+    wait_for(everything, "A:1", 2)
     assert everything.dropped_superseded == 0  # not delivered twice (pattern and channel)
 
 
@@ -127,7 +125,7 @@ def test_a_redis_consumer_that_never_waits_stays_bounded_and_gets_the_latest(
     keys = [f"NSE_FNO:{i}" for i in range(10)]
     sub = tick_store.subscribe(keys)
     tick_store.publish([record(key, 0, 1.0) for key in keys])
-    assert until(lambda: sub.pending == 10)
+    wait_until(lambda: sub.pending == 10, "ten pending records")
     max_pending = 0
     total = 200_000
     for start in range(0, total, 2000):
@@ -137,7 +135,10 @@ def test_a_redis_consumer_that_never_waits_stays_bounded_and_gets_the_latest(
         max_pending = max(max_pending, sub.pending)
     last_seq = total // 10
     # The listener drains the socket into the coalescing dict: no backlog anywhere.
-    assert until(lambda: sub.dropped_superseded + sub.dropped_stale >= total - 10, 30)
+    wait_until(
+        lambda: sub.dropped_superseded + sub.dropped_stale >= total - 10,
+        "all but the last ten records superseded",
+    )
     assert max_pending <= 10 and sub.pending <= 10
     got = sub.wait(1.0)
     assert len(got) == 10 and {r.seq for r in got.values()} == {last_seq}
@@ -158,7 +159,7 @@ def test_publish_works_again_once_redis_is_back(private_redis: PrivateRedis) -> 
     store = RedisTickStore(private_redis.url, prefix="p:")
     sub = store.subscribe(["A:1"])
     store.publish([record("A:1", 1, 1.0)])
-    assert wait_for(sub, "A:1", 1) is not None
+    wait_for(sub, "A:1", 1)
     private_redis.stop()
     with pytest.raises(StoreUnavailable):
         store.publish([record("A:1", 2, 2.0)])
@@ -166,9 +167,9 @@ def test_publish_works_again_once_redis_is_back(private_redis: PrivateRedis) -> 
     store.publish([record("A:1", 3, 3.0)])
     assert store.get("A:1").seq == 3
     # The listener reconnected and resubscribed on its own.
-    assert until(lambda: store.listener_reconnects >= 1)
+    wait_until(lambda: store.listener_reconnects >= 1, "a listener reconnect")
     store.publish([record("A:1", 4, 4.0)])
-    assert wait_for(sub, "A:1", 4) is not None
+    wait_for(sub, "A:1", 4)
     store.close()
 
 

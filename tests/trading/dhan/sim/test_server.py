@@ -15,7 +15,7 @@ import subprocess
 import sys
 import threading
 import time
-from collections.abc import Callable, Iterator
+from collections.abc import Iterator
 from datetime import date, datetime
 from datetime import time as dtime
 from decimal import Decimal
@@ -25,6 +25,7 @@ import pytest
 import requests
 import websocket
 
+from tests.support.waiting import wait_until
 from trading.dhan import feed_codec as fc
 from trading.dhan.order_update_codec import OrderUpdate, login_message, parse_message
 from trading.dhan.rest_types import (
@@ -49,16 +50,6 @@ from trading.rules.market import IST
 
 ROOT = Path(__file__).resolve().parents[4]
 NIFTY = 13
-
-
-def wait_for(condition: Callable[[], object], timeout: float = 10.0) -> object:
-    deadline = time.monotonic() + timeout
-    while time.monotonic() < deadline:
-        value = condition()
-        if value:
-            return value
-        time.sleep(0.02)
-    raise AssertionError(f"condition not met within {timeout} s")
 
 
 def headers(sim: Simulator, **extra: str) -> dict[str, str]:
@@ -238,7 +229,7 @@ def test_the_option_chain_lists_both_legs_with_security_ids(dhan_sim):
 
 def test_charts_come_from_the_same_path_in_dhans_number_style(dhan_sim):
     day = dhan_sim.market.trading_date.isoformat()
-    wait_for(lambda: dhan_sim.now().minute >= 17)  # a couple of market minutes (speed 60)
+    wait_until(lambda: dhan_sim.now().minute >= 17, "a couple of market minutes (speed 60)")
     body = {
         "securityId": str(NIFTY), "exchangeSegment": "IDX_I", "instrument": "INDEX",
         "interval": "1", "oi": False, "fromDate": day, "toDate": day,
@@ -385,7 +376,7 @@ def test_unsubscribing_stops_the_packets(dhan_sim, feed):
     feed.send(fc.subscribe_messages(instruments, "ticker")[0])
     recv_packets(feed, fc.FeedStats(), 3)
     feed.send(fc.unsubscribe_messages(instruments, "ticker")[0])
-    wait_for(lambda: dhan_sim.feed_subscriptions() == [{}])
+    wait_until(lambda: dhan_sim.feed_subscriptions() == [{}], "the unsubscribe")
     feed.settimeout(1.0)
     with pytest.raises(websocket.WebSocketTimeoutException):
         while True:
@@ -416,11 +407,11 @@ def test_more_than_5000_instruments_on_one_connection_is_disconnect_804(dhan_sim
 
 def test_a_sixth_connection_drops_the_oldest_with_805(dhan_sim):
     conns = [websocket.create_connection(feed_url(dhan_sim), timeout=10) for _ in range(5)]
-    wait_for(lambda: len(dhan_sim.feed_subscriptions()) == 5)
+    wait_until(lambda: len(dhan_sim.feed_subscriptions()) == 5, "five connections")
     sixth = websocket.create_connection(feed_url(dhan_sim), timeout=10)
     packet = recv_packets(conns[0], fc.FeedStats(), 1)[0]
     assert code(packet) == 50 and packet.reason_code == 805
-    wait_for(lambda: len(dhan_sim.feed_subscriptions()) == 5)
+    wait_until(lambda: len(dhan_sim.feed_subscriptions()) == 5, "five connections")
     for conn in [*conns, sixth]:
         conn.close()
 
@@ -504,7 +495,7 @@ def test_a_garbage_frame_is_counted_by_the_decoder_and_the_stream_goes_on(dhan_s
     recv_packets(feed, fc.FeedStats(), 1)
     stats = fc.FeedStats()
     dhan_sim.inject_garbage()
-    wait_for(lambda: dhan_sim.stats["garbage_frames"] == 1)
+    wait_until(lambda: dhan_sim.stats["garbage_frames"] == 1, "the garbage frame sent")
     for _ in range(12):
         fc.decode_frame(feed.recv(), time.time(), stats)
     assert stats.truncated + stats.garbage + stats.unknown >= 1
@@ -542,7 +533,7 @@ def test_token_expiry_disconnects_open_feeds_with_807(dhan_sim, feed):
 def order_feed(sim: Simulator) -> websocket.WebSocket:
     conn = websocket.create_connection(sim.order_ws_url, timeout=10)
     conn.send(login_message(sim.client_id, sim.token))
-    wait_for(lambda: sim.order_connections() == 1)
+    wait_until(lambda: sim.order_connections() == 1, "the order-update login")
     return conn
 
 
@@ -586,7 +577,7 @@ def test_a_wrong_login_closes_the_order_feed(dhan_sim):
 def test_drop_after_also_cuts_order_feeds(dhan_sim):
     conn = order_feed(dhan_sim)
     dhan_sim.faults.drop_after = 0.3
-    wait_for(lambda: dhan_sim.order_connections() == 0)
+    wait_until(lambda: dhan_sim.order_connections() == 0, "the server to drop the connection")
     conn.close()
 
 
@@ -714,7 +705,9 @@ def test_a_simulator_refuses_a_session_its_market_does_not_have():
 
 def test_market_time_runs_at_the_configured_speed(dhan_sim):
     first = dhan_sim.now()
-    wait_for(lambda: (dhan_sim.now() - first).total_seconds() >= 30)
+    wait_until(
+        lambda: (dhan_sim.now() - first).total_seconds() >= 30, "30 market seconds"
+    )
     assert dhan_sim.now().date() == dhan_sim.market.trading_date
 
 
@@ -731,4 +724,4 @@ def test_threads_do_not_leak_after_stop():
     conn = websocket.create_connection(feed_url(sim), timeout=10)
     sim.stop()
     conn.close()
-    wait_for(lambda: threading.active_count() <= before)
+    wait_until(lambda: threading.active_count() <= before, "the simulator's threads to end")
