@@ -138,6 +138,11 @@ def test_the_reader_hands_over_channel_and_pattern_messages_once_confirmed(
             (f"{prefix}many:7".encode(), b"seven", True),
         ]
         listener.unsubscribe([channel])
+        # The UNSUBSCRIBE is on the listener's socket, the PUBLISH on another: Redis may read
+        # the PUBLISH first and still deliver "after". Publish once Redis counts no subscriber.
+        wait_until(
+            lambda: client.pubsub_numsub(channel) == [(channel, 0)], "the channel unsubscribed"
+        )
         client.publish(channel, b"after")
         client.publish(f"{prefix}many:8", b"eight")  # in order: once it is here, so is "after"
         wait_until(lambda: len(handler.messages) == 3, "the third message")
