@@ -16,7 +16,7 @@ from django.core.management.base import CommandError
 from instruments.importer import last_import
 from instruments.models import CatalogImport, Derivative, Instrument
 from instruments.source import cache_path
-from trading.models import PositionTracker
+from tests.support.rows import hold
 
 # Every test here imports more than once: each import must commit, as in production.
 pytestmark = [pytest.mark.catalog, pytest.mark.django_db(transaction=True)]
@@ -380,9 +380,7 @@ def test_clear_deletes_an_unreferenced_catalog(compact_file):
 def test_clear_keeps_referenced_contracts_flagged_inactive(compact_file):
     run("import_instruments", "--file", str(compact_file))
     held = Derivative.objects.get(security_id=44430)
-    position = PositionTracker.objects.create(
-        derivative=held, exchange_segment="NSE_FNO", security_id=44430, quantity=25
-    )
+    position = hold(held)  # one lot: 25
 
     out, _ = run("clear_instruments", "--yes")
 

@@ -23,7 +23,7 @@ from instruments.importer import (
 )
 from instruments.models import CatalogImport, Derivative, Instrument
 from instruments.source import cache_path
-from trading.models import PositionTracker
+from tests.support.rows import hold
 
 pytestmark = [pytest.mark.catalog, pytest.mark.django_db(transaction=True)]
 
@@ -54,15 +54,6 @@ def failures() -> list[tuple[str, str, str]]:
         CatalogImport.objects.filter(outcome=CatalogImport.Outcome.FAILED)
         .order_by("id")
         .values_list("source", "fingerprint", "error")
-    )
-
-
-def hold(contract: Derivative) -> PositionTracker:
-    return PositionTracker.objects.create(
-        derivative=contract,
-        exchange_segment=contract.exchange_segment,
-        security_id=contract.security_id,
-        quantity=contract.lot_size,
     )
 
 

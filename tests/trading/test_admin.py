@@ -11,7 +11,7 @@ import pytest
 from django.contrib.auth.models import Permission
 from django.test import Client
 
-from tests.trading.api.rows import ist, make_position, make_signal
+from tests.support.rows import ist, make_position, make_signal
 from tests.trading.conftest import ALGO_YML
 from trading.config import store as algo
 from trading.config.load import OVERRIDES_KEY

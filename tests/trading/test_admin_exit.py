@@ -7,7 +7,7 @@ import pytest
 from django.contrib.auth.models import Permission
 from django.test import Client
 
-from tests.trading.api.rows import make_position
+from tests.support.rows import make_position
 from trading.models import PositionTracker
 
 pytestmark = pytest.mark.django_db

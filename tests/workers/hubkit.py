@@ -13,7 +13,7 @@ from tests.support.reconnect import FAST_RECONNECT
 from trading.dhan.feed import FeedClient
 from trading.dhan.feed_codec import FeedMode
 from trading.dhan.sim.server import Simulator
-from trading.models import PositionTracker, WatchlistItem
+from trading.models import WatchlistItem
 from workers.feed_hub import FeedHub, HubConfig
 from workers.realtime.event_bus import MemoryEventBus, RedisEventBus
 from workers.realtime.kv_store import MemoryKeyValueStore, RedisKeyValueStore
@@ -125,12 +125,3 @@ def an_option(sim: Simulator) -> Derivative:
     )[len(Derivative.objects.filter(option_type="CE", underlying__security_id=13)) // 2]
 
 
-def open_position(option: Derivative, status: str = "active") -> PositionTracker:
-    return PositionTracker.objects.create(
-        derivative=option,
-        exchange_segment=option.exchange_segment,
-        security_id=option.security_id,
-        status=status,
-        quantity=option.lot_size,
-        entry_price="100",
-    )

@@ -15,6 +15,7 @@ import pytest
 
 from instruments.models import Derivative
 from tests.support.market import away_from_wall
+from tests.support.rows import hold
 from tests.support.waiting import wait_until
 from trading.dhan.feed_codec import (
     FeedMode,
@@ -39,7 +40,6 @@ from .hubkit import (
     import_sim_catalog,
     make_hub,
     memory_realtime,
-    open_position,
     redis_realtime,
     seed_watchlist,
     sim_subscriptions,
@@ -101,7 +101,7 @@ def test_a_position_opened_is_subscribed_on_the_next_refresh_and_closing_removes
         option = an_option(sim)
         key = f"{option.exchange_segment}:{option.security_id}"
         assert key not in hub.subscribed
-        position = open_position(option)
+        position = hold(option, status="active", entry_price="100")
         # One refresh (every 0.5 s in production, HubConfig.refresh_interval) applies it.
         assert hub.refresh_subscriptions()
         assert hub.subscribed[key] == FeedMode.FULL
@@ -147,7 +147,7 @@ def test_a_watchlisted_contract_stays_subscribed_when_its_position_closes(sim):
     hub = make_hub(sim, memory_realtime())
     hub.start()
     try:
-        position = open_position(option, status="pending")
+        position = hold(option, status="pending", entry_price="100")
         hub.refresh_subscriptions()
         assert hub.subscribed[key] == FeedMode.FULL
         PositionTracker.objects.filter(pk=position.pk).update(status="cancelled")
@@ -164,7 +164,7 @@ def test_the_running_hub_follows_database_changes_by_itself(sim, running):
     run = running(make_hub(sim, memory_realtime()))
     option = an_option(sim)
     key = f"{option.exchange_segment}:{option.security_id}"
-    position = open_position(option)
+    position = hold(option, status="active", entry_price="100")
     wait_until(lambda: key in sim_subscriptions(sim), "the position's contract subscribed")
     WatchlistItem.objects.filter(security_id=27).update(active=False)
     PositionTracker.objects.filter(pk=position.pk).update(status="exited")

@@ -12,7 +12,7 @@ from decimal import Decimal
 
 import pytest
 
-from tests.trading.api.rows import make_derivative, make_signal
+from tests.support.rows import make_derivative, make_signal
 from tests.trading.orders.conftest import T0, Market, make_intent, real_charges
 from trading.config.store import load_algo_config
 from trading.models import Fill, Order, PositionTracker

@@ -11,7 +11,7 @@ from decimal import Decimal
 import pytest
 import time_machine
 
-from instruments.models import Derivative
+from tests.support.rows import make_derivative, unpriced_position
 from tests.support.waiting import wait_until
 from trading.models import PositionStatus, PositionTracker
 from trading.rules.charges import ChargesError
@@ -39,49 +39,6 @@ class Clock:
 
     def __call__(self) -> float:
         return self.now
-
-
-def make_derivative(security_id: int = 55796, segment: str = "NSE_FNO") -> Derivative:
-    moment = datetime(2026, 11, 23, 3, 0, tzinfo=UTC)
-    return Derivative.objects.create(
-        exchange="NSE",
-        segment="D",
-        exchange_segment=segment,
-        security_id=security_id,
-        instrument="OPTIDX",
-        instrument_type="OP",
-        trading_symbol=f"NIFTY-Nov2026-26000-CE-{security_id}",
-        lot_size=65,
-        tick_size=Decimal("0.05"),
-        row_hash="x" * 32,
-        created_at=moment,
-        updated_at=moment,
-        expiry_date=date(2026, 11, 24),
-        expiry_at=datetime(2026, 11, 24, 9, 0, tzinfo=UTC),
-        strike=Decimal("26000"),
-        option_type="CE",
-    )
-
-
-def make_position(
-    security_id: int = 55796,
-    status: str = PositionStatus.ACTIVE,
-    entry_price: str | None = "100",
-    quantity: int = 65,
-    **columns: object,
-) -> PositionTracker:
-    derivative = Derivative.objects.filter(security_id=security_id).first() or make_derivative(
-        security_id
-    )
-    return PositionTracker.objects.create(
-        derivative=derivative,
-        exchange_segment=derivative.exchange_segment,
-        security_id=security_id,
-        status=status,
-        quantity=quantity,
-        entry_price=None if entry_price is None else Decimal(entry_price),
-        **columns,
-    )
 
 
 def tick(key: str, ltp: float, seq: int = 1, at: float = T0) -> TickRecord:
@@ -144,7 +101,7 @@ def test_a_snapshot_missing_a_field_is_refused():
 @pytest.mark.django_db
 def test_an_update_stores_the_snapshot_under_pnl_and_the_position_id():
     kv = MemoryKeyValueStore()
-    position = make_position()
+    position = unpriced_position()
 
     snap = PnlCache(kv).update(
         position, 110.0, tick_seq=3, tick_time=T0, exit_charges=Decimal("20"), now=T0 + 1
@@ -164,7 +121,7 @@ def test_an_update_stores_the_snapshot_under_pnl_and_the_position_id():
 @pytest.mark.django_db
 def test_peak_and_trough_follow_the_gross_pnl_across_updates():
     cache = PnlCache(MemoryKeyValueStore())
-    position = make_position()
+    position = unpriced_position()
     for seq, ltp in enumerate([110.0, 120.0, 95.0, 105.0], start=1):
         snap = cache.update(
             position, ltp, tick_seq=seq, tick_time=T0, exit_charges=Decimal(0), now=T0
@@ -176,7 +133,7 @@ def test_peak_and_trough_follow_the_gross_pnl_across_updates():
 @pytest.mark.django_db
 def test_a_new_process_carries_peak_and_trough_from_the_stored_snapshot():
     kv = MemoryKeyValueStore()
-    position = make_position()
+    position = unpriced_position()
     for ltp in (120.0, 90.0):
         PnlCache(kv).update(
             position, ltp, tick_seq=1, tick_time=T0, exit_charges=Decimal(0), now=T0
@@ -190,7 +147,7 @@ def test_a_new_process_carries_peak_and_trough_from_the_stored_snapshot():
 
 @pytest.mark.django_db
 def test_after_a_cache_loss_peak_and_trough_continue_from_the_database_columns():
-    position = make_position(peak_pnl=Decimal("975.00"), trough_pnl=Decimal("-130.00"))
+    position = unpriced_position(peak_pnl=Decimal("975.00"), trough_pnl=Decimal("-130.00"))
 
     snap = PnlCache(MemoryKeyValueStore()).update(
         position, 105.0, tick_seq=1, tick_time=T0, exit_charges=Decimal(0), now=T0
@@ -202,7 +159,7 @@ def test_after_a_cache_loss_peak_and_trough_continue_from_the_database_columns()
 
 @pytest.mark.django_db
 def test_a_new_extreme_after_a_cache_loss_replaces_the_database_one():
-    position = make_position(peak_pnl=Decimal("975.00"), trough_pnl=Decimal("-130.00"))
+    position = unpriced_position(peak_pnl=Decimal("975.00"), trough_pnl=Decimal("-130.00"))
     snap = PnlCache(MemoryKeyValueStore()).update(
         position, 90.0, tick_seq=1, tick_time=T0, exit_charges=Decimal(0), now=T0
     )
@@ -212,7 +169,7 @@ def test_a_new_extreme_after_a_cache_loss_replaces_the_database_one():
 @pytest.mark.django_db
 def test_an_unreadable_cached_snapshot_is_ignored_and_the_columns_seed_the_extremes():
     kv = MemoryKeyValueStore()
-    position = make_position(peak_pnl=Decimal("50.00"), trough_pnl=Decimal("-5.00"))
+    position = unpriced_position(peak_pnl=Decimal("50.00"), trough_pnl=Decimal("-5.00"))
     kv.put(f"pnl:{position.pk}", {"gross": "garbage"})
 
     assert PnlCache(kv).get(position.pk) is None
@@ -224,7 +181,7 @@ def test_an_unreadable_cached_snapshot_is_ignored_and_the_columns_seed_the_extre
 
 @pytest.mark.django_db
 def test_a_position_without_an_entry_price_cannot_be_marked():
-    position = make_position(entry_price=None)
+    position = unpriced_position(entry_price=None)
     with pytest.raises(ValueError, match="entry price"):
         PnlCache(MemoryKeyValueStore()).update(
             position, 100.0, tick_seq=1, tick_time=T0, exit_charges=Decimal(0), now=T0
@@ -235,7 +192,7 @@ def test_a_position_without_an_entry_price_cannot_be_marked():
 def test_delete_removes_the_stored_and_the_remembered_snapshot():
     kv = MemoryKeyValueStore()
     cache = PnlCache(kv)
-    position = make_position()
+    position = unpriced_position()
     cache.update(position, 120.0, tick_seq=1, tick_time=T0, exit_charges=Decimal(0), now=T0)
 
     cache.delete(position.pk)
@@ -251,7 +208,7 @@ def test_delete_removes_the_stored_and_the_remembered_snapshot():
 
 @pytest.mark.django_db
 def test_the_first_sync_writes_every_pnl_column():
-    position = make_position()
+    position = unpriced_position()
     snap = snapshot(position_id=position.pk)
 
     assert PnlDbSync().maybe_sync(snap, T0) is True
@@ -267,7 +224,7 @@ def test_the_first_sync_writes_every_pnl_column():
 
 @pytest.mark.django_db
 def test_syncs_of_one_position_are_at_most_one_per_interval():
-    position = make_position()
+    position = unpriced_position()
     sync = PnlDbSync(interval=5.0)
 
     assert sync.maybe_sync(snapshot(position_id=position.pk, gross=Decimal("1")), T0)
@@ -282,7 +239,7 @@ def test_syncs_of_one_position_are_at_most_one_per_interval():
 
 @pytest.mark.django_db
 def test_the_throttle_is_per_position():
-    first, second = make_position(), make_position()
+    first, second = unpriced_position(), unpriced_position()
     sync = PnlDbSync(interval=5.0)
     assert sync.maybe_sync(snapshot(position_id=first.pk), T0)
     assert sync.maybe_sync(snapshot(position_id=second.pk), T0 + 1)
@@ -290,7 +247,7 @@ def test_the_throttle_is_per_position():
 
 @pytest.mark.django_db
 def test_a_clock_that_steps_back_does_not_stop_the_copy():
-    position = make_position()
+    position = unpriced_position()
     sync = PnlDbSync(interval=5.0)
     assert sync.maybe_sync(snapshot(position_id=position.pk), T0)
     assert sync.maybe_sync(snapshot(position_id=position.pk), T0 - 3600)
@@ -301,7 +258,7 @@ def test_a_clock_that_steps_back_does_not_stop_the_copy():
     "status", [PositionStatus.EXITED, PositionStatus.CANCELLED, PositionStatus.PENDING]
 )
 def test_the_throttled_sync_never_touches_a_position_that_is_not_open(status):
-    position = make_position(status=status)
+    position = unpriced_position(status=status)
 
     assert PnlDbSync().maybe_sync(snapshot(position_id=position.pk), T0) is False
 
@@ -312,7 +269,7 @@ def test_the_throttled_sync_never_touches_a_position_that_is_not_open(status):
 
 @pytest.mark.django_db
 def test_the_final_sync_writes_whatever_the_throttle_and_the_status():
-    position = make_position()
+    position = unpriced_position()
     sync = PnlDbSync(interval=5.0)
     sync.maybe_sync(snapshot(position_id=position.pk, gross=Decimal("1")), T0)
     PositionTracker.objects.filter(pk=position.pk).update(status=PositionStatus.EXITED)
@@ -326,7 +283,7 @@ def test_the_final_sync_writes_whatever_the_throttle_and_the_status():
 
 @pytest.mark.django_db
 def test_the_sync_leaves_the_status_and_updated_at_alone():
-    position = make_position()
+    position = unpriced_position()
     before = position.updated_at
     PnlDbSync().maybe_sync(snapshot(position_id=position.pk), T0)
     position.refresh_from_db()
@@ -345,7 +302,7 @@ MAY = date(2026, 5, 4)
 @pytest.mark.django_db
 def test_the_flat_paper_charge_when_configured_overrides_the_charges_model(settings):
     settings.PAPER_CHARGES_PER_ORDER = Decimal("20")
-    assert default_exit_charges(make_position(), 110.0, on=MAY) == Decimal("20")
+    assert default_exit_charges(unpriced_position(), 110.0, on=MAY) == Decimal("20")
 
 
 @pytest.mark.django_db
@@ -363,7 +320,7 @@ def test_the_exit_charges_are_those_of_a_sell_of_the_whole_position_at_the_ltp(
 ):
     settings.PAPER_CHARGES_PER_ORDER = None
     derivative = make_derivative(security_id=60001, segment=segment)
-    position = make_position(security_id=derivative.security_id, quantity=quantity)
+    position = unpriced_position(security_id=derivative.security_id, quantity=quantity)
     assert default_exit_charges(position, ltp, on=MAY) == expected
 
 
@@ -383,7 +340,7 @@ def test_the_exit_charges_use_the_rates_of_the_ticks_market_date_in_india(
     # The date comes from the tick's exchange time (market time), in IST; the wall clock is
     # pinned to another year to show it plays no part.
     settings.PAPER_CHARGES_PER_ORDER = None
-    position = make_position()
+    position = unpriced_position()
     monitor = PnlMonitor(MemoryTickStore(), kv, clock=clock)
     monitor.handle_reload(T0)
     at = utc.timestamp()
@@ -397,7 +354,7 @@ def test_the_exit_charges_use_the_rates_of_the_ticks_market_date_in_india(
 def test_exit_charges_of_a_segment_without_a_charges_model_are_an_error(settings):
     settings.PAPER_CHARGES_PER_ORDER = None
     derivative = make_derivative(security_id=60002, segment="MCX_COMM")
-    position = make_position(security_id=derivative.security_id)
+    position = unpriced_position(security_id=derivative.security_id)
     with pytest.raises(ChargesError, match="MCX_COMM"):
         default_exit_charges(position, 110.0, on=MAY)
 
@@ -405,7 +362,7 @@ def test_exit_charges_of_a_segment_without_a_charges_model_are_an_error(settings
 @pytest.mark.django_db
 def test_the_monitor_nets_the_charges_model_estimate_out_of_the_gross_pnl(settings, kv, clock):
     settings.PAPER_CHARGES_PER_ORDER = None
-    position = make_position()
+    position = unpriced_position()
     monitor = PnlMonitor(MemoryTickStore(), kv, clock=clock)  # the default estimator
     monitor.handle_reload(T0)
 
@@ -450,10 +407,10 @@ def monitor(store, kv, clock) -> PnlMonitor:
 
 @pytest.mark.django_db
 def test_a_reload_watches_active_and_exiting_positions_only(monitor):
-    active = make_position(55796)
-    exiting = make_position(55797, status=PositionStatus.EXITING)
+    active = unpriced_position(55796)
+    exiting = unpriced_position(55797, status=PositionStatus.EXITING)
     for status in (PositionStatus.PENDING, PositionStatus.EXITED, PositionStatus.CANCELLED):
-        make_position(55798, status=status)
+        unpriced_position(55798, status=status)
 
     assert monitor.handle_reload(T0) is True
 
@@ -464,15 +421,15 @@ def test_a_reload_watches_active_and_exiting_positions_only(monitor):
 
 @pytest.mark.django_db
 def test_an_open_position_without_an_entry_price_is_skipped(monitor):
-    make_position(entry_price=None)
+    unpriced_position(entry_price=None)
     monitor.handle_reload(T0)
     assert monitor.positions == {}
 
 
 @pytest.mark.django_db
 def test_a_tick_marks_every_position_on_its_key(monitor, kv):
-    first, second = make_position(), make_position(quantity=130)
-    other = make_position(55797)
+    first, second = unpriced_position(), unpriced_position(quantity=130)
+    other = unpriced_position(55797)
     monitor.handle_reload(T0)
 
     marked = monitor.handle_records({"NSE_FNO:55796": tick("NSE_FNO:55796", 110.0, seq=9)}, T0)
@@ -488,7 +445,7 @@ def test_a_tick_marks_every_position_on_its_key(monitor, kv):
 
 @pytest.mark.django_db
 def test_a_tick_of_a_contract_that_never_traded_carries_its_receive_time(monitor, kv):
-    position = make_position()
+    position = unpriced_position()
     monitor.handle_reload(T0)
     record = TickRecord(key="NSE_FNO:55796", seq=1, ltp=101.0, exchange_time=None, receive_time=T0)
     monitor.handle_records({record.key: record}, T0)
@@ -497,7 +454,7 @@ def test_a_tick_of_a_contract_that_never_traded_carries_its_receive_time(monitor
 
 @pytest.mark.django_db
 def test_ticks_without_a_good_price_or_for_other_keys_are_ignored(monitor, kv):
-    position = make_position()
+    position = unpriced_position()
     monitor.handle_reload(T0)
     records = {"NSE_FNO:55796": tick("NSE_FNO:55796", 0.0), "IDX_I:13": tick("IDX_I:13", 1.0)}
     assert monitor.handle_records(records, T0) == 0
@@ -506,7 +463,7 @@ def test_ticks_without_a_good_price_or_for_other_keys_are_ignored(monitor, kv):
 
 @pytest.mark.django_db
 def test_marks_reach_the_database_at_most_every_five_seconds(monitor):
-    position = make_position()
+    position = unpriced_position()
     monitor.handle_reload(T0)
     key = position_key(position)
 
@@ -523,7 +480,7 @@ def test_marks_reach_the_database_at_most_every_five_seconds(monitor):
 
 @pytest.mark.django_db
 def test_a_position_that_exits_gets_its_last_mark_written_and_its_cache_entry_deleted(monitor, kv):
-    position = make_position()
+    position = unpriced_position()
     monitor.handle_reload(T0)
     key = position_key(position)
     monitor.handle_records({key: tick(key, 110.0, 1)}, T0)
@@ -543,11 +500,11 @@ def test_a_position_that_exits_gets_its_last_mark_written_and_its_cache_entry_de
 @pytest.mark.django_db
 def test_the_subscription_follows_the_open_positions(monitor, store):
     monitor.subscription = store.subscribe()
-    first = make_position(55796)
+    first = unpriced_position(55796)
     monitor.handle_reload(T0)
     assert monitor.subscription.keys() == {"NSE_FNO:55796"}
 
-    make_position(55797)
+    unpriced_position(55797)
     PositionTracker.objects.filter(pk=first.pk).update(status=PositionStatus.EXITED)
     monitor.handle_reload(T0 + 1)
 
@@ -564,7 +521,7 @@ def test_a_new_position_is_marked_from_the_current_tick_on_the_next_pass(
     monkeypatch.setattr("workers.pnl.close_old_connections", lambda: None)
     store.publish([tick("NSE_FNO:55796", 110.0, 5)])
     monitor.subscription = store.subscribe()
-    position = make_position()
+    position = unpriced_position()
 
     assert monitor.run_once() == 1
 
@@ -574,7 +531,7 @@ def test_a_new_position_is_marked_from_the_current_tick_on_the_next_pass(
 
 @pytest.mark.django_db
 def test_one_bad_position_never_stops_the_others(store, kv, clock):
-    good, bad = make_position(55796), make_position(55796)
+    good, bad = unpriced_position(55796), unpriced_position(55796)
 
     def charges(position: PositionTracker, ltp: float, on: date) -> Decimal:
         if position.pk == bad.pk:
@@ -600,7 +557,7 @@ def test_a_failing_cache_write_still_reaches_the_database(store, clock):
                 raise ConnectionError("store down")
             super().put(name, value, ttl)
 
-    position = make_position()
+    position = unpriced_position()
     monitor = PnlMonitor(store, BrokenKv(), clock=clock)
     monitor.handle_reload(T0)
 
@@ -613,7 +570,7 @@ def test_a_failing_cache_write_still_reaches_the_database(store, clock):
 
 @pytest.mark.django_db
 def test_the_heartbeat_reports_positions_and_updates_when_due(monitor, kv, clock):
-    make_position()
+    unpriced_position()
     monitor.handle_reload(T0)
     monitor.handle_records({"NSE_FNO:55796": tick("NSE_FNO:55796", 110.0)}, T0)
 
@@ -632,7 +589,7 @@ def test_the_heartbeat_reports_positions_and_updates_when_due(monitor, kv, clock
 
 @pytest.mark.django_db
 def test_a_database_error_on_reload_keeps_the_positions_it_had(monitor, monkeypatch):
-    make_position()
+    unpriced_position()
     monitor.handle_reload(T0)
 
     def broken(*args: object, **kwargs: object) -> None:
@@ -654,7 +611,7 @@ def test_a_monitor_can_be_built_from_the_realtime_bundle(store, kv):
 @pytest.mark.django_db
 def test_over_the_database_store_snapshots_stay_in_memory_and_the_heartbeat_does_not(store):
     db_kv = DbKeyValueStore()
-    position = make_position()
+    position = unpriced_position()
     monitor = PnlMonitor(store, db_kv)
     monitor.handle_reload(T0)
 
@@ -672,7 +629,7 @@ def test_over_the_database_store_snapshots_stay_in_memory_and_the_heartbeat_does
 @pytest.mark.django_db(transaction=True)
 def test_the_running_monitor_turns_a_published_tick_into_a_pnl_snapshot():
     store, kv = MemoryTickStore(), MemoryKeyValueStore()
-    position = make_position()
+    position = unpriced_position()
     monitor = PnlMonitor(store, kv, reload_interval=0.05, wait_timeout=0.05)
     stop = threading.Event()
     failures: list[BaseException] = []

@@ -22,13 +22,14 @@ from django.test import override_settings
 
 from config_schema import ConfigError
 from tests.support.market import away_from_wall
+from tests.support.rows import hold
 from tests.support.waiting import wait_until
 from trading.config.store import load_algo_config
 from trading.config.types import AlgoConfig
 from trading.dhan.ratelimit import InProcessRateLimiter, load_limits
 from trading.dhan.rest import DhanRestClient
 from trading.dhan.sim.server import SimConfig, Simulator
-from trading.models import PositionTracker, SignalOutcome, TradingSignal
+from trading.models import SignalOutcome, TradingSignal
 from trading.orders.intent import RECORDED, REJECTED, EntryIntent, RouterResult
 from trading.switches import set_kill_switch
 from workers.candles import IST, Candle
@@ -387,16 +388,7 @@ def test_no_averaging_into_a_contract_already_held(catalog_sim):
     from instruments.models import Derivative
 
     held = Derivative.objects.get(security_id=picked["security_id"])
-    PositionTracker.objects.create(
-        derivative=held,
-        exchange_segment=held.exchange_segment,
-        security_id=held.security_id,
-        status="active",
-        quantity=held.lot_size,
-        entry_price="100",
-        underlying="NIFTY",
-        direction="bearish",
-    )
+    hold(held, status="active", entry_price="100", underlying="NIFTY", direction="bearish")
     second = bench.next_candle(candle)
     bench.clock.now = second.end + 1
     bench.healthy_market(bench.history[-1].close)  # same spot: the rules pick the same contract

@@ -7,7 +7,7 @@ from __future__ import annotations
 import pytest
 from django.test import Client
 
-from tests.trading.api.rows import make_position
+from tests.support.rows import make_position
 from trading.config import types as config_types
 from trading.config.load import OVERRIDES_KEY
 from trading.models import Setting

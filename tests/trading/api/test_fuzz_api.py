@@ -19,7 +19,7 @@ from hypothesis import HealthCheck, given, settings
 from hypothesis import strategies as st
 from rest_framework.test import APIClient
 
-from tests.trading.api.rows import make_position, make_signal
+from tests.support.rows import make_position, make_signal
 from tests.trading.conftest import ALGO_YML
 from trading.api.overrides import overrides_version
 from trading.config.load import OVERRIDES_KEY, config_as_dict

@@ -6,7 +6,7 @@ from __future__ import annotations
 
 import pytest
 
-from tests.trading.api.rows import make_signal
+from tests.support.rows import make_signal
 from trading.api.overrides import overrides_version
 from trading.api.parsers import MAX_BODY_BYTES, MAX_DEPTH
 from trading.config.load import OVERRIDES_KEY

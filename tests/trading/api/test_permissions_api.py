@@ -9,7 +9,7 @@ from django.contrib.auth.models import Permission
 from django.test import Client
 from rest_framework.test import APIClient
 
-from tests.trading.api.rows import make_position, make_signal
+from tests.support.rows import make_position, make_signal
 from trading.api.overrides import overrides_version
 from trading.config.load import OVERRIDES_KEY
 from trading.models import Setting

@@ -7,7 +7,7 @@ from decimal import Decimal
 import pytest
 from rest_framework.test import APIClient
 
-from tests.trading.api.rows import ids, ist, make_position
+from tests.support.rows import ids, ist, make_position
 from trading.models import PositionStatus, PositionTracker
 
 pytestmark = pytest.mark.django_db

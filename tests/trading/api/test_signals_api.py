@@ -5,7 +5,7 @@ from __future__ import annotations
 import pytest
 from rest_framework.test import APIClient
 
-from tests.trading.api.rows import INDICATORS, INTENT, ids, ist, make_signal
+from tests.support.rows import INDICATORS, INTENT, ids, ist, make_signal
 
 pytestmark = pytest.mark.django_db
 

@@ -9,7 +9,7 @@ from typing import Any
 
 import pytest
 
-from tests.trading.api.rows import make_derivative, make_signal
+from tests.support.rows import make_derivative, make_signal
 from trading.charges import charges_table
 from trading.config.store import load_algo_config
 from trading.orders.gateway import PaperGateway

@@ -25,7 +25,7 @@ from django.core.exceptions import ImproperlyConfigured
 from django.core.management import call_command
 
 from instruments.models import Derivative
-from tests.trading.api.rows import make_derivative, make_signal
+from tests.support.rows import make_derivative, make_signal
 from trading.config.store import load_algo_config
 from trading.dhan.errors import DhanError, Rejected
 from trading.dhan.order_updates import OrderUpdateClient

@@ -13,7 +13,7 @@ import pytest
 from django.contrib.auth.models import Permission
 from django.test import Client
 
-from tests.trading.api.rows import make_position
+from tests.support.rows import make_position
 from trading.dhan.ratelimit import InProcessRateLimiter, load_limits
 from trading.dhan.rest import DhanRestClient
 from trading.dhan.sim.server import SimConfig, Simulator
