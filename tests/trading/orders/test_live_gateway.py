@@ -14,8 +14,7 @@ from __future__ import annotations
 import itertools
 import logging
 import queue
-import time
-from collections.abc import Callable, Iterator
+from collections.abc import Iterator
 from datetime import datetime, timedelta
 from decimal import Decimal
 from typing import Any
@@ -25,7 +24,9 @@ from django.core.exceptions import ImproperlyConfigured
 from django.core.management import call_command
 
 from instruments.models import Derivative
+from tests.support.reconnect import FAST_RECONNECT
 from tests.support.rows import make_derivative, make_signal
+from tests.support.waiting import wait_until
 from trading.config.store import load_algo_config
 from trading.dhan.errors import DhanError, Rejected
 from trading.dhan.order_updates import OrderUpdateClient
@@ -33,7 +34,6 @@ from trading.dhan.ratelimit import InProcessRateLimiter, load_limits
 from trading.dhan.rest import DhanRestClient
 from trading.dhan.rest_types import OrderByCorrelationIdRequest, OrderByIdRequest
 from trading.dhan.sim.server import SimConfig, Simulator, _dh_error
-from trading.dhan.ws_support import ReconnectPolicy
 from trading.models import Fill, LedgerEntry, Order, PositionTracker
 from trading.orders.events import event_from_update
 from trading.orders.gateway import BrokerOrder
@@ -55,15 +55,6 @@ from .conftest import make_intent, real_charges
 pytestmark = pytest.mark.django_db
 
 S = JournalStatus
-WAIT = 20.0  # seconds a condition may take before the test fails (never reached when healthy)
-
-
-def wait_for(condition: Callable[[], object], what: str, timeout: float = WAIT) -> None:
-    deadline = time.monotonic() + timeout
-    while not condition():
-        if time.monotonic() > deadline:
-            raise AssertionError(f"timed out waiting for {what}")
-        time.sleep(0.02)
 
 
 # -- the simulator, its catalog, a client ----------------------------------------------------
@@ -319,7 +310,7 @@ def test_a_placement_whose_answer_and_lookups_are_lost_stays_unknown_until_found
         assert not order.broker_order_id
         sim.faults.latency = sim.faults.place_order_delay = 0.0
 
-        wait_for(lambda: at_broker(gateway, order.correlation_id), "the late order at Dhan")
+        wait_until(lambda: at_broker(gateway, order.correlation_id), "the late order at Dhan")
         assert router.send(order) == "already sent"  # nothing re-sends it blindly
         view = gateway.lookup(order)  # what the order manager does with an UNKNOWN row
         assert view is not None and view.status == S.PENDING
@@ -557,13 +548,13 @@ def test_an_entry_ends_traded_in_the_journal_from_the_order_update_stream(sim, g
         sim.client_id,
         lambda: sim.token,
         updates.put,
-        policy=ReconnectPolicy(base=0.05, cap=0.2),
+        policy=FAST_RECONNECT,
         poll_interval=0.1,
         close_timeout=1.0,
     )
     stream.start()
     try:
-        wait_for(lambda: sim.order_connections() >= 1, "the order-update login")
+        wait_until(lambda: sim.order_connections() >= 1, "the order-update login")
         book = Book(sim, contract)
         units = 2 * contract.lot_size
         order = place(
@@ -584,7 +575,7 @@ def test_an_entry_ends_traded_in_the_journal_from_the_order_update_stream(sim, g
             order.refresh_from_db()
             return order.status == S.TRADED
 
-        wait_for(traded, "the TRADED update")
+        wait_until(traded, "the TRADED update")
     finally:
         stream.stop(timeout=5)
     at_dhan = gateway.rest.order_by_id(OrderByIdRequest(order.broker_order_id)).order
