@@ -108,6 +108,7 @@ def test_run_trader_sim_runs_a_market_minute_with_every_component_and_stops_on_s
             "signal_engine",
             "pnl_monitor",
             "scheduled_jobs",
+            "order_manager",
         }
         assert all(c["restarts"] == 0 for c in beat["components"].values())
         health = read_kv(db, "health:feed")

@@ -31,6 +31,7 @@ from trading.dhan.rest import DhanRestClient
 from trading.dhan.sim.server import SimConfig, Simulator
 from trading.models import SignalOutcome, TradingSignal
 from trading.orders.intent import RECORDED, REJECTED, EntryIntent, RouterResult
+from trading.orders.journal import entry_correlation_id, id_salt
 from trading.switches import set_kill_switch
 from workers.candles import IST, Candle
 from workers.realtime.keys import FEED_CANDIDATES
@@ -268,7 +269,7 @@ def test_a_trending_candle_becomes_a_recorded_sized_intent_handed_to_the_router(
     assert intent.lots >= 1 and intent.quantity == intent.lots * intent.lot_size
     assert sum(intent.orders) == intent.quantity
     assert intent.limit_price >= intent.reference_price == Decimal("100.10")
-    assert intent.correlation_id(0) == f"AS-EN-{row.pk}-0-0"
+    assert entry_correlation_id(row.pk, 0) == f"AS-EN-{id_salt()}{row.pk}-0-0"
     size = row.intent["size"]
     assert intent.lots == min(
         size["risk_lots"], size["allocation_lots"], size["affordable_lots"], size["max_lots"]
