@@ -30,7 +30,11 @@ class _SafeRepr(reprlib.Repr):
         if isinstance(x, int) and not isinstance(x, bool) and x.bit_length() > _WIDE_BITS:
             return _wide(x)
         if isinstance(x, str):
-            return _ascii(super().repr1(x, level))
+            # Escape first, cut after: an escape is up to ten characters per character, so
+            # cutting first let 80 characters of text become 800 of message.
+            if len(x) > self.maxstring:  # both ends kept; the cut below marks the gap
+                x = x[: self.maxstring // 2] + x[-(self.maxstring // 2) :]
+            return _cut(_ascii(repr(x)), self.maxstring)
         return super().repr1(x, level)
 
     def repr_dict(self, x: dict[Any, Any], level: int) -> str:
@@ -52,6 +56,17 @@ _SAFE.maxlevel = 3  # deeper containers show as "..."
 _SAFE.maxstring = _SAFE.maxother = 80
 _SAFE.maxdict = 6
 _SAFE.maxlist = _SAFE.maxtuple = _SAFE.maxset = 8
+
+
+# The longest a shown value gets, whatever it is (a problem line stays one readable line).
+_MAX_SHOWN = 400
+
+
+def _cut(text: str, limit: int) -> str:
+    if len(text) <= limit:
+        return text
+    keep = (limit - 3) // 2
+    return text[:keep] + "..." + text[-keep:]
 
 
 def _wide(number: int) -> str:
@@ -87,7 +102,7 @@ def shown(value: Any) -> str:
             if value.is_finite() and -30 < value.adjusted() < 30:
                 return money_text(value)
             return _ascii(str(value))[:80]
-        return _SAFE.repr(value)
+        return _cut(_SAFE.repr(value), _MAX_SHOWN)
     except Exception:  # a message must never fail on the value it shows
         return f"a {type(value).__name__} that cannot be shown"
 

@@ -74,7 +74,7 @@ def test_money_is_read_exactly(written, amount):
         ("1e-999999999", "'1e-999999999'"),
         (0, "0"),
         (True, "True"),
-        ("1" * 100, "'" + "1" * 37 + "..." + "1" * 38 + "'"),
+        ("1" * 100, "'" + "1" * 37 + "..." + "1" * 37 + "'"),
         (None, "None"),
     ],
     ids=ident,
@@ -201,3 +201,26 @@ def test_a_flood_of_problems_is_cut_after_the_first_fifty():
     assert len(lines) == 51
     assert lines[0] == "test.yml: k0: unknown key (expected one of legs, cap)"
     assert lines[-1] == "test.yml: and 9952 more problem(s) not shown"
+
+
+@pytest.mark.parametrize(
+    "value",
+    [
+        "\U0001f000" * 20_000,  # escapes ten characters per character
+        ["\u0100" * 20_000, "\U00014400" * 20_000, "\U00014400" * 20_000],
+        [10**4000, {"a": ["\U0001f000" * 20_000] * 8, "b": {"c": "\udc80" * 500}}] * 8,
+    ],
+    ids=["escaped-string", "list-of-escaped-strings", "nested-mix"],
+)
+def test_a_shown_value_stays_short_and_printable_whatever_it_escapes_to(value):
+    # Found by tests/trading/test_config_fuzz.py: strings were cut before escaping, so 80
+    # characters of text became 800 of message and a list of three passed 2,000.
+    text = shown_value(value)
+    assert len(text) <= 400
+    text.encode("ascii")
+    assert "..." in text
+
+
+def test_a_short_string_is_shown_whole():
+    assert shown_value("abc") == "'abc'"
+    assert shown_value("\u0100") == "'\\u0100'"

@@ -61,7 +61,9 @@ SCALARS = (
     st.none()
     | st.booleans()
     | st.integers()
-    | st.integers(min_value=-(10**6000), max_value=10**6000)
+    # Beyond any bound, yet under the 4,300 digits past which hypothesis itself cannot show a
+    # number while shrinking (a CI run died in its shrinker on 10**6000).
+    | st.integers(min_value=-(10**4000), max_value=10**4000)
     | st.floats(allow_nan=True, allow_infinity=True)
     | st.text(st.characters(codec=None, exclude_categories=()), max_size=30)  # surrogates too
     | st.text(min_size=1, max_size=5).map(lambda text: text * 20_000)  # long strings
