@@ -82,7 +82,7 @@ from __future__ import annotations
 
 import math
 from collections.abc import Mapping
-from dataclasses import dataclass
+from dataclasses import dataclass, field
 from datetime import date, datetime, timedelta
 from decimal import ROUND_HALF_UP, Decimal
 from enum import StrEnum
@@ -120,6 +120,7 @@ MAX_QUANTITY = 1_000_000  # units
 MAX_SECONDS_IN_LOSS = 7 * 24 * 3600.0
 
 InputValue = str | int | bool | None
+_new_tuple = tuple.__new__
 
 
 class StopComponent(StrEnum):
@@ -172,6 +173,8 @@ class DayRisk:
     kill_switch: bool
     day_pnl: Decimal
     loss_limit: Decimal | None
+    # day_pnl <= -loss_limit, judged once here for every position evaluated with this value.
+    limit_reached: bool = field(init=False, repr=False, compare=False)
 
     def __post_init__(self) -> None:
         if not isinstance(self.kill_switch, bool):
@@ -183,6 +186,8 @@ class DayRisk:
             not isinstance(limit, Decimal) or not limit.is_finite() or limit <= 0
         ):
             raise ValueError(f"loss_limit must be a positive Decimal or None, got {limit!r}")
+        reached = limit is not None and self.day_pnl <= -limit
+        object.__setattr__(self, "limit_reached", reached)  # frozen: the one derived field
 
 
 # -- the position ---------------------------------------------------------------------------------
@@ -199,8 +204,7 @@ class TrailStep(NamedTuple):
     tier: int | None
 
 
-@dataclass(frozen=True, slots=True)
-class ExitState:
+class ExitState(NamedTuple):
     """What the rules carry from tick to tick; persist it after every evaluation that changed
     it (``evaluate`` returns the very same object when nothing changed).
 
@@ -215,7 +219,10 @@ class ExitState:
     * ``high_at``: market time of the last new premium high (the entry time at first).
 
     Build the first one with :meth:`ExitPlan.open_state` and a persisted one with
-    :meth:`ExitPlan.restore_state` (which validates it).
+    :meth:`ExitPlan.restore_state` (which validates it). Immutable like the frozen dataclasses
+    elsewhere, but a NamedTuple: a new one is built on every tick that moves the position, and
+    a frozen dataclass's ``__init__`` (one ``object.__setattr__`` a field) cost five to nine
+    times a tuple's, most of that path (bench/RESULTS.md, exit rules).
     """
 
     peak: Decimal
@@ -529,14 +536,20 @@ def evaluate(
         ltp = None
     else:
         ltp = tick.ltp
-        state = _advance(plan, state, ltp, now)
+        # The common tick moves nothing: inside the range seen, not in loss now nor at the
+        # last evaluation. Then the state stays the very object it was (nothing to persist).
+        if (
+            ltp <= plan.loss_level
+            or state.in_loss_at is not None
+            or not state.trough <= ltp <= state.peak
+        ):
+            state = _advance(plan, state, ltp, now)
 
     # 1-2: the account's switches, before anything about this position.
     if risk.kill_switch and plan.kill_switch:
         return Evaluation(_kill_switch(tick, now), state)
-    limit = risk.loss_limit
-    if limit is not None and plan.daily_loss_limit and risk.day_pnl <= -limit:
-        return Evaluation(_daily_loss(risk, limit, tick, now), state)
+    if risk.limit_reached and plan.daily_loss_limit:
+        return Evaluation(_daily_loss(risk, tick, now), state)
     # 3-4 and 10 run on market time; one comparison skips them until the earliest is due.
     clock = plan.clock_at
     past_clock = clock is not None and now >= clock
@@ -590,17 +603,18 @@ def evaluate(
         at = plan.time_stop_at
         if at is not None and now > at:
             return Evaluation(_time_stop(plan, tick, now), state)
-    return Evaluation(None, state)
+    # Hold. tuple.__new__ straight: NamedTuple's own __new__ is a Python function, and this is
+    # the line every position runs on every tick.
+    return _new_tuple(Evaluation, (None, state))
 
 
 def _advance(plan: ExitPlan, state: ExitState, ltp: Decimal, now: datetime) -> ExitState:
     """The state after seeing ``ltp`` at ``now``: peak, trough, the stop (moved only by a new
-    peak: every candidate is a function of the peak), the time in loss."""
+    peak: every candidate is a function of the peak), the time in loss. ``evaluate`` calls it
+    only when something may move."""
     peak = state.peak
     trough = state.trough
     in_loss = ltp <= plan.loss_level
-    if not in_loss and state.in_loss_at is None and trough <= ltp <= peak:
-        return state  # nothing moved (the common tick): no new state to build or persist
     stop, component, tier = state.stop, state.stop_component, state.stop_tier
     high_at = state.high_at
     if ltp > peak:
@@ -620,7 +634,8 @@ def _advance(plan: ExitPlan, state: ExitState, ltp: Decimal, now: datetime) -> E
             seconds = state.seconds_in_loss
     else:
         seconds, since = 0.0, None
-    return ExitState(peak, trough, stop, component, tier, seconds, since, high_at)
+    # tuple.__new__ straight, as for the hold above: this runs on every tick that moves.
+    return _new_tuple(ExitState, (peak, trough, stop, component, tier, seconds, since, high_at))
 
 
 def _raise_stop(
@@ -676,7 +691,8 @@ def _kill_switch(tick: Tick | None, now: datetime) -> ExitDecision:
     return _decision(ExitType.KILL_SWITCH, tick, now, {"kill_switch": True}, "kill switch is on")
 
 
-def _daily_loss(risk: DayRisk, limit: Decimal, tick: Tick | None, now: datetime) -> ExitDecision:
+def _daily_loss(risk: DayRisk, tick: Tick | None, now: datetime) -> ExitDecision:
+    limit = risk.loss_limit
     return _decision(
         ExitType.DAILY_LOSS_LIMIT,
         tick,

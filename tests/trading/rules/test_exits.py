@@ -1232,5 +1232,5 @@ def test_a_bad_persisted_state_is_refused_by_name(changes, message):
 def test_the_stop_rule_text_round_trips(text, parsed):
     assert parse_stop_rule(text) == parsed
     component, tier = parsed
-    state = dataclasses.replace(make_plan().open_state(), stop_component=component, stop_tier=tier)
+    state = make_plan().open_state()._replace(stop_component=component, stop_tier=tier)
     assert state.stop_rule == text
