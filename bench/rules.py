@@ -397,7 +397,7 @@ def bench_exits(cfg_exits: object, repeat: int, profile: bool) -> dict[str, floa
             )
         return n // 10
 
-    figures["ExitPlan.build, once per position"] = median_ns(plan_run, repeat)
+    figures["plan, once per position"] = median_ns(plan_run, repeat)
 
     if profile:
         profiler = cProfile.Profile()
@@ -518,12 +518,12 @@ def main() -> int:
     exit_figures = bench_exits(cfg.exits, args.repeat, args.profile)
     print("exit rules per position per tick (exits.evaluate)")
     print(
-        f"  stream, 2,000 positions       median {exit_figures['stream'] / 1000:8.2f} us"
+        f"  {'stream, 2,000 positions':<29} median {exit_figures['stream'] / 1000:8.2f} us"
         f" ({exit_figures['stream calls']:,} evaluations; exits: {exit_figures['stream exits']})"
     )
     for name, ns in exit_figures.items():
         if isinstance(ns, float) and name != "stream":
-            print(f"  {name:<33} median {ns / 1000:8.2f} us")
+            print(f"  {name:<29} median {ns / 1000:8.2f} us")
     if "profile" in exit_figures:
         print(exit_figures["profile"])
     print()
