@@ -112,7 +112,6 @@ __all__ = [
 PAISA = Decimal("0.01")
 ONE = Decimal(1)
 HUNDRED = Decimal(100)
-ZERO = Decimal(0)
 # Sanity bounds: no index option trades anywhere near these; a value beyond is a unit mistake
 # (paise for rupees, a lot count for units) that must fail loudly, not trade.
 MAX_PREMIUM = Decimal(100_000)  # rupees per unit
