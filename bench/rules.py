@@ -101,6 +101,17 @@ def median_ns(fn: Callable[[], int], repeat: int) -> float:
     return statistics.median(per_call)
 
 
+def batch(call: Callable[[], object], n: int) -> Callable[[], int]:
+    """A run of ``n`` calls of ``call`` for :func:`median_ns`."""
+
+    def run() -> int:
+        for _ in range(n):
+            call()
+        return n
+
+    return run
+
+
 def bench_updates(cfg_signals: object, history: int, live: int, repeat: int) -> float:
     """ns per SignalState.update per index, over ``live`` candles after ``history``."""
     series = {name: candles(LEVELS[name], history + live, seed=i) for i, name in enumerate(INDICES)}
@@ -206,16 +217,6 @@ def bench_fills(repeat: int) -> dict[str, float]:
     crossed = order("120.15", False)
     open_ = order("119.00", False)
     taken = fills.Taken(asks={Decimal("120.10"): 65})
-    n = 5000
-
-    def batch(call: Callable[[], object]) -> Callable[[], int]:
-        def run() -> int:
-            for _ in range(n):
-                call()
-            return n
-
-        return run
-
     walked = fills.match(walk, book, taken)
     assert [f.quantity for f in walked.fills] == [130, 390, 130], walked
     assert fills.match(open_, book).reason == fills.NoFill.NOT_CROSSED
@@ -233,11 +234,11 @@ def bench_fills(repeat: int) -> dict[str, float]:
         "order (LimitOrder)": lambda: order("120.20", True),
         "mpp_limit": lambda: fills.mpp_limit(fills.Side.BUY, book, tick, Decimal("0.1")),
     }
-    return {name: median_ns(batch(call), repeat) for name, call in steps.items()}
+    return {name: median_ns(batch(call, 5000), repeat) for name, call in steps.items()}
 
 
 def exit_stream(
-    cfg_exits: object, contracts: int, per_contract: int, ticks: int, seed: int
+    cfg_exits: object, contracts: int, ticks: int, seed: int
 ) -> tuple[list, list[tuple[int, exits.Tick, datetime]]]:
     """Positions and a tick stream for item 5.
 
@@ -295,13 +296,13 @@ def exit_stream(
 
 def bench_exits(cfg_exits: object, repeat: int, profile: bool) -> dict[str, float | int | str]:
     """ns per position per tick of exits.evaluate (module doc, item 5)."""
-    contracts, per_contract, ticks = 500, 4, 100_000
+    contracts, per_contract, ticks = 500, 4, 100_000  # exit_stream's four entries a contract
     risk = exits.DayRisk(kill_switch=False, day_pnl=Decimal("-1250.00"), loss_limit=Decimal(5000))
     underlying = Decimal("24010.55")
     figures: dict[str, float | int | str] = {}
 
     def stream_run() -> tuple[int, dict[str, int]]:
-        positions, stream = exit_stream(cfg_exits, contracts, per_contract, ticks, seed=13)
+        positions, stream = exit_stream(cfg_exits, contracts, ticks, seed=13)
         evaluate = exits.evaluate
         calls = 0
         decided: dict[str, int] = {}
@@ -330,16 +331,17 @@ def bench_exits(cfg_exits: object, repeat: int, profile: bool) -> dict[str, floa
 
     # Each path alone, on one position (entry 100.00, the config's defaults).
     t0 = datetime(2026, 11, 23, 10, 0, tzinfo=IST)
-    plan = exits.ExitPlan.build(
-        entry_price=Decimal("100.00"),
-        quantity=65,
-        entry_at=t0,
-        direction="bullish",
-        expiry=date(2026, 11, 26),
-        underlying_entry=Decimal("24000"),
-        charges_per_unit=Decimal("0.95"),
-        config=cfg_exits,
-    )
+    facts = {
+        "entry_price": Decimal("100.00"),
+        "quantity": 65,
+        "entry_at": t0,
+        "direction": "bullish",
+        "expiry": date(2026, 11, 26),
+        "underlying_entry": Decimal("24000"),
+        "charges_per_unit": Decimal("0.95"),
+        "config": cfg_exits,
+    }
+    plan = exits.ExitPlan.build(**facts)
     now = t0 + timedelta(seconds=30)
     flat = exits.evaluate(
         plan, plan.open_state(), exits.Tick(Decimal("99.00"), now), None, now, risk
@@ -355,15 +357,6 @@ def bench_exits(cfg_exits: object, repeat: int, profile: bool) -> dict[str, floa
     stop_hit = exits.Tick(Decimal("106.00"), later)
     assert exits.evaluate(plan, armed, stop_hit, None, later, risk).decision is not None
     n = 20_000
-
-    def batch(call: Callable[[], object]) -> Callable[[], int]:
-        def run() -> int:
-            for _ in range(n):
-                call()
-            return n
-
-        return run
-
     paths = {
         "quiet tick (nothing moves)": lambda: exits.evaluate(
             plan, flat.state, quiet, underlying, now, risk
@@ -381,23 +374,11 @@ def bench_exits(cfg_exits: object, repeat: int, profile: bool) -> dict[str, floa
         "Tick, once per contract tick": lambda: exits.Tick(Decimal("100.50"), now),
     }
     for name, call in paths.items():
-        figures[name] = median_ns(batch(call), repeat)
+        figures[name] = median_ns(batch(call, n), repeat)
 
-    def plan_run() -> int:
-        for _ in range(n // 10):
-            exits.ExitPlan.build(
-                entry_price=Decimal("100.00"),
-                quantity=65,
-                entry_at=t0,
-                direction="bullish",
-                expiry=date(2026, 11, 26),
-                underlying_entry=Decimal("24000"),
-                charges_per_unit=Decimal("0.95"),
-                config=cfg_exits,
-            )
-        return n // 10
-
-    figures["plan, once per position"] = median_ns(plan_run, repeat)
+    figures["plan, once per position"] = median_ns(
+        batch(lambda: exits.ExitPlan.build(**facts), n // 10), repeat
+    )
 
     if profile:
         profiler = cProfile.Profile()
