@@ -18,6 +18,15 @@ Pure rules only (no database, no network): what one candle close costs the signa
    incoming buy walking three levels, a resting buy the book crosses, a resting buy it does not
    cross (the commonest call: an open order on a tick that leaves it open), the paper rules'
    stale and no-depth paths, and ``mpp_limit``.
+5. The exit rules (``exits.evaluate``, issue 13), per position per tick: 2,000 open positions
+   over 500 contracts, a tick stream round-robin over the contracts (each tick evaluated for the
+   4 positions on its contract, a position that exits is evaluated no more, as in the engine).
+   The positions are spread over the states that cost differently: flat near entry, in loss
+   (time accumulating), with the trailing stop armed. Target: under 5 microseconds per
+   position per tick. Then each path alone (a quiet tick, a new high that raises the stop, a
+   tick in loss, a sweep without a tick, a decision), and what the engine pays once per
+   contract tick (the Tick) or once per position (the plan). ``--profile`` adds a cProfile of
+   the stream.
 
 Timings are medians over ``--repeat`` runs of many calls each (time.perf_counter_ns), so one
 run that the VM's hypervisor throttles does not decide the figure.
@@ -26,9 +35,12 @@ run that the VM's hypervisor throttles does not decide the figure.
 from __future__ import annotations
 
 import argparse
+import cProfile
+import io
 import math
 import os
 import platform
+import pstats
 import random
 import statistics
 import sys
@@ -44,13 +56,14 @@ sys.path.insert(0, str(ROOT))
 
 from trading.charges import load_charges_config  # noqa: E402
 from trading.config.load import load_algo_file  # noqa: E402
-from trading.rules import charges, fills, gates, sizing, strikes  # noqa: E402
+from trading.rules import charges, exits, fills, gates, sizing, strikes  # noqa: E402
 from trading.rules.market import IST  # noqa: E402
 from trading.rules.signals import SignalState, evaluate  # noqa: E402
 
 INDICES = ("NIFTY", "BANKNIFTY", "FINNIFTY", "SENSEX")
 LEVELS = {"NIFTY": 24_000.0, "BANKNIFTY": 52_000.0, "FINNIFTY": 23_500.0, "SENSEX": 79_000.0}
 TARGET_UPDATE_US = 200.0
+TARGET_EXIT_US = 5.0
 
 
 def cpu_model() -> str:
@@ -86,6 +99,17 @@ def median_ns(fn: Callable[[], int], repeat: int) -> float:
         calls = fn()
         per_call.append((time.perf_counter_ns() - started) / calls)
     return statistics.median(per_call)
+
+
+def batch(call: Callable[[], object], n: int) -> Callable[[], int]:
+    """A run of ``n`` calls of ``call`` for :func:`median_ns`."""
+
+    def run() -> int:
+        for _ in range(n):
+            call()
+        return n
+
+    return run
 
 
 def bench_updates(cfg_signals: object, history: int, live: int, repeat: int) -> float:
@@ -193,16 +217,6 @@ def bench_fills(repeat: int) -> dict[str, float]:
     crossed = order("120.15", False)
     open_ = order("119.00", False)
     taken = fills.Taken(asks={Decimal("120.10"): 65})
-    n = 5000
-
-    def batch(call: Callable[[], object]) -> Callable[[], int]:
-        def run() -> int:
-            for _ in range(n):
-                call()
-            return n
-
-        return run
-
     walked = fills.match(walk, book, taken)
     assert [f.quantity for f in walked.fills] == [130, 390, 130], walked
     assert fills.match(open_, book).reason == fills.NoFill.NOT_CROSSED
@@ -220,7 +234,161 @@ def bench_fills(repeat: int) -> dict[str, float]:
         "order (LimitOrder)": lambda: order("120.20", True),
         "mpp_limit": lambda: fills.mpp_limit(fills.Side.BUY, book, tick, Decimal("0.1")),
     }
-    return {name: median_ns(batch(call), repeat) for name, call in steps.items()}
+    return {name: median_ns(batch(call, 5000), repeat) for name, call in steps.items()}
+
+
+def exit_stream(
+    cfg_exits: object, contracts: int, ticks: int, seed: int
+) -> tuple[list, list[tuple[int, exits.Tick, datetime]]]:
+    """Positions and a tick stream for item 5.
+
+    Each contract's premium walks from a level between 80 and 300 in steps of 0..2 ticks of
+    0.05. Its four positions: one entered at the level 20 s before the stream starts at 11:00
+    on a Monday (new highs and lows are frequent), and three held for ten minutes whose last
+    new high was 30 s ago, entered at the level x 1.07 (6.5 % in loss: time in loss
+    accumulates on every tick), x 0.85 (17.6 % up: trailing armed) and x 0.97. The stream is
+    round-robin over the contracts at 20,000 ticks a second of market time (what
+    bench/exit_engine.py feeds).
+    """
+    rng = random.Random(seed)
+    start = datetime(2026, 11, 23, 11, 0, tzinfo=IST)
+    levels = [Decimal(rng.randrange(1600, 6000)) * Decimal("0.05") for _ in range(contracts)]
+    positions = []
+    for level in levels:
+        mine = []
+        for factor in ("1.00", "1.07", "0.85", "0.97"):
+            entry = (level * Decimal(factor)).quantize(Decimal("0.05"))
+            fresh = factor == "1.00"
+            plan = exits.ExitPlan.build(
+                entry_price=entry,
+                quantity=65,
+                entry_at=start - timedelta(seconds=20 if fresh else 600),
+                direction="bullish" if len(mine) % 2 == 0 else "bearish",
+                expiry=date(2026, 11, 26),
+                underlying_entry=Decimal("24000"),
+                charges_per_unit=Decimal("0.95"),
+                config=cfg_exits,
+            )
+            if fresh:
+                state = plan.open_state()
+            else:
+                # Held ten minutes; its last new high 30 s ago (at 2 % over the level now).
+                state = plan.restore_state(
+                    peak=max(entry, level * Decimal("1.02")),
+                    trough=min(entry, level),
+                    stop=None,
+                    stop_rule="",
+                    seconds_in_loss=0.0,
+                    in_loss_at=None,
+                    high_at=start - timedelta(seconds=30),
+                )
+            mine.append([plan, state])
+        positions.append(mine)
+    stream = []
+    step = Decimal("0.05")
+    for i in range(ticks):
+        contract = i % contracts
+        levels[contract] += step * rng.choice((-2, -1, -1, 0, 0, 0, 1, 1, 2))
+        now = start + timedelta(microseconds=50 * i)
+        stream.append((contract, exits.Tick(levels[contract], now), now))
+    return positions, stream
+
+
+def bench_exits(cfg_exits: object, repeat: int, profile: bool) -> dict[str, float | int | str]:
+    """ns per position per tick of exits.evaluate (module doc, item 5)."""
+    contracts, per_contract, ticks = 500, 4, 100_000  # exit_stream's four entries a contract
+    risk = exits.DayRisk(kill_switch=False, day_pnl=Decimal("-1250.00"), loss_limit=Decimal(5000))
+    underlying = Decimal("24010.55")
+    figures: dict[str, float | int | str] = {}
+
+    def stream_run() -> tuple[int, dict[str, int]]:
+        positions, stream = exit_stream(cfg_exits, contracts, ticks, seed=13)
+        evaluate = exits.evaluate
+        calls = 0
+        decided: dict[str, int] = {}
+        started = time.perf_counter_ns()
+        for contract, tick, now in stream:
+            for held in positions[contract]:
+                plan = held[0]
+                if plan is None:
+                    continue
+                decision, held[1] = evaluate(plan, held[1], tick, underlying, now, risk)
+                calls += 1
+                if decision is not None:
+                    held[0] = None  # claimed: the engine stops evaluating it
+                    decided[decision.exit_type] = decided.get(decision.exit_type, 0) + 1
+        stream_run.elapsed = time.perf_counter_ns() - started  # type: ignore[attr-defined]
+        return calls, decided
+
+    per_call = []
+    for _ in range(repeat):
+        calls, decided = stream_run()
+        per_call.append(stream_run.elapsed / calls)  # type: ignore[attr-defined]
+    assert calls > ticks * per_contract * 0.9, (calls, decided)
+    figures["stream"] = statistics.median(per_call)
+    figures["stream calls"] = calls
+    figures["stream exits"] = ", ".join(f"{k} {v}" for k, v in sorted(decided.items())) or "none"
+
+    # Each path alone, on one position (entry 100.00, the config's defaults).
+    t0 = datetime(2026, 11, 23, 10, 0, tzinfo=IST)
+    facts = {
+        "entry_price": Decimal("100.00"),
+        "quantity": 65,
+        "entry_at": t0,
+        "direction": "bullish",
+        "expiry": date(2026, 11, 26),
+        "underlying_entry": Decimal("24000"),
+        "charges_per_unit": Decimal("0.95"),
+        "config": cfg_exits,
+    }
+    plan = exits.ExitPlan.build(**facts)
+    now = t0 + timedelta(seconds=30)
+    flat = exits.evaluate(
+        plan, plan.open_state(), exits.Tick(Decimal("99.00"), now), None, now, risk
+    )
+    flat = exits.evaluate(plan, flat.state, exits.Tick(Decimal("102.00"), now), None, now, risk)
+    quiet = exits.Tick(Decimal("100.50"), now)
+    assert exits.evaluate(plan, flat.state, quiet, underlying, now, risk).state is flat.state
+    high = exits.Tick(Decimal("118.00"), now)
+    loss = exits.Tick(Decimal("93.00"), now)
+    in_loss = exits.evaluate(plan, flat.state, loss, None, now, risk).state
+    later = now + timedelta(seconds=1)
+    armed = exits.evaluate(plan, flat.state, high, None, now, risk).state
+    stop_hit = exits.Tick(Decimal("106.00"), later)
+    assert exits.evaluate(plan, armed, stop_hit, None, later, risk).decision is not None
+    n = 20_000
+    paths = {
+        "quiet tick (nothing moves)": lambda: exits.evaluate(
+            plan, flat.state, quiet, underlying, now, risk
+        ),
+        "new high (stop raised)": lambda: exits.evaluate(
+            plan, flat.state, high, underlying, now, risk
+        ),
+        "in loss (time accumulates)": lambda: exits.evaluate(
+            plan, in_loss, loss, underlying, later, risk
+        ),
+        "sweep without a tick": lambda: exits.evaluate(plan, flat.state, None, None, now, risk),
+        "a decision (trailing stop)": lambda: exits.evaluate(
+            plan, armed, stop_hit, underlying, later, risk
+        ),
+        "Tick, once per contract tick": lambda: exits.Tick(Decimal("100.50"), now),
+    }
+    for name, call in paths.items():
+        figures[name] = median_ns(batch(call, n), repeat)
+
+    figures["plan, once per position"] = median_ns(
+        batch(lambda: exits.ExitPlan.build(**facts), n // 10), repeat
+    )
+
+    if profile:
+        profiler = cProfile.Profile()
+        profiler.enable()
+        stream_run()
+        profiler.disable()
+        out = io.StringIO()
+        pstats.Stats(profiler, stream=out).sort_stats("tottime").print_stats(8)
+        figures["profile"] = out.getvalue()
+    return figures
 
 
 def main() -> int:
@@ -228,6 +396,7 @@ def main() -> int:
     parser.add_argument("--candles", type=int, default=2000, help="history before timing")
     parser.add_argument("--live", type=int, default=375, help="timed candles (a session)")
     parser.add_argument("--repeat", type=int, default=5)
+    parser.add_argument("--profile", action="store_true", help="cProfile the exit-rule stream")
     args = parser.parse_args()
 
     cfg = load_algo_file(ROOT / "config" / "algo.yml")
@@ -327,6 +496,19 @@ def main() -> int:
         print(f"  {name:<29} median {ns / 1000:8.2f} us")
     print()
 
+    exit_figures = bench_exits(cfg.exits, args.repeat, args.profile)
+    print("exit rules per position per tick (exits.evaluate)")
+    print(
+        f"  {'stream, 2,000 positions':<29} median {exit_figures['stream'] / 1000:8.2f} us"
+        f" ({exit_figures['stream calls']:,} evaluations; exits: {exit_figures['stream exits']})"
+    )
+    for name, ns in exit_figures.items():
+        if isinstance(ns, float) and name != "stream":
+            print(f"  {name:<29} median {ns / 1000:8.2f} us")
+    if "profile" in exit_figures:
+        print(exit_figures["profile"])
+    print()
+
     met = "MET" if st / 1000 < TARGET_UPDATE_US else "NOT MET"
     print("results")
     print(
@@ -341,6 +523,12 @@ def main() -> int:
     tick_cost += costs["incoming, walks 3 levels"]
     print(f"  one paper fill, pure model    {tick_cost / 1000:.2f} us", end="")
     print(" (book from the tick + order + a 3-level walk)")
+    exit_us = exit_figures["stream"] / 1000
+    met = "MET" if exit_us < TARGET_EXIT_US else "NOT MET"
+    print(
+        f"  exit rules per position/tick  {exit_us:.2f} us (target < {TARGET_EXIT_US:.0f} us)"
+        f"  {met}"
+    )
     return 0
 
 
