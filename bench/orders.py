@@ -195,6 +195,7 @@ def summary(results: dict[str, dict[str, Any]]) -> None:
             ("  of which its HTTP place", "inner"),
             ("bare rest.place_order, same run", "bare"),
             ("overhead per sample (total - its HTTP)", "overhead"),
+            ("  of it, this thread's CPU", "overhead_cpu"),
             ("paper intent -> position active", "paper_total"),
         ):
             figures = result["paper"]["total"] if key == "paper_total" else live[key]
@@ -512,6 +513,7 @@ def live_part(desk: Desk, samples: int, warmup: int) -> dict[str, Any]:
     steps: dict[str, list[float]] = {name: [] for name in LIVE_STEPS}
     trips: set[int] = set()
     statements: list[str] = []
+    overhead_cpu: list[float] = []
     with watch.patched(router_module, ("journal_entry", "claim_send", "record_ack")):
         for i in range(warmup + samples):
             intent = desk.intent(resting, sim.now(), (contract.lot_size,))
@@ -534,10 +536,11 @@ def live_part(desk: Desk, samples: int, warmup: int) -> dict[str, Any]:
                 if (turn == 0) == routed_first:
                     counter = RoundTrips() if i < COUNTED else None
                     watch.take()
-                    started = time.perf_counter()
+                    started, cpu = time.perf_counter(), time.thread_time()
                     with counter.count() if counter else contextlib.nullcontext():
                         result = router.place_entry(intent)
                     total = time.perf_counter() - started
+                    total_cpu = time.thread_time() - cpu
                     split = watch.take()
                     if counter:
                         trips.add(counter.trips)
@@ -567,6 +570,7 @@ def live_part(desk: Desk, samples: int, warmup: int) -> dict[str, Any]:
                 known["other"] = total - sum(known.values())
                 for name, value in known.items():
                     steps[name].append(value)
+                overhead_cpu.append(total_cpu - split["http:cpu"])
     rest.close()
     overhead = [t - h for t, h in zip(totals, steps["http"], strict=True)]
     return {
@@ -574,6 +578,7 @@ def live_part(desk: Desk, samples: int, warmup: int) -> dict[str, Any]:
         "inner": percentiles(steps["http"]),
         "bare": percentiles(bares),
         "overhead": percentiles(overhead),
+        "overhead_cpu": percentiles(overhead_cpu),
         "steps": {name: percentiles(values) for name, values in steps.items()},
         "trips": sorted(trips),
         "statements": statements,
@@ -599,13 +604,17 @@ class Stopwatch:
         self.current: dict[str, float] = {}
 
     def wrap(self, name: str, function: Callable[..., Any]) -> Callable[..., Any]:
+        """``function`` timed under ``name``, and its calling thread's CPU under ``name:cpu``."""
+
         def timed(*args: Any, **kwargs: Any) -> Any:
-            started = time.perf_counter()
+            started, cpu = time.perf_counter(), time.thread_time()
             try:
                 return function(*args, **kwargs)
             finally:
                 elapsed = time.perf_counter() - started
                 self.current[name] = self.current.get(name, 0.0) + elapsed
+                used = time.thread_time() - cpu
+                self.current[name + ":cpu"] = self.current.get(name + ":cpu", 0.0) + used
 
         return timed
 
@@ -917,6 +926,7 @@ def child(args: argparse.Namespace) -> int:
         line("  its own HTTP place (rest.place_order)", live["inner"])
         line("bare rest.place_order (same run)", live["bare"])
         line("overhead per sample (total - its HTTP)", live["overhead"])
+        line("  of it, this thread's CPU", live["overhead_cpu"])
         print(
             f"  p99(total) - p99(bare) = {live['total']['p99'] - live['bare']['p99']:.3f} ms; "
             f"p50(total) - p50(bare) = {live['total']['p50'] - live['bare']['p50']:.3f} ms",
