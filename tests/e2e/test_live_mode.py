@@ -1,5 +1,6 @@
 """Live mode end to end: ``run_trader`` with PAPER_MODE=false and ENABLE_ORDER=true against a
-separately started simulator, given only its printed settings (tests/support/trader.py).
+separately started simulator, given only its printed settings (tests/support/trader.py), and
+the split workers (``run_feed_hub``, ``run_signal_engine``, ``run_order_updates``) the same way.
 
 The signal engine decides on the simulator's candles and routes its entry through
 ``LiveGateway`` (REST); every fill reaches the journal through Dhan's order-update stream; a
@@ -100,3 +101,35 @@ def test_a_live_entry_and_exit_go_through_the_live_gateway_and_the_order_update_
     # To the paisa of its wire, and the half paisa a unit Dhan's rounded averages leave.
     tolerance = Decimal("0.01") + Decimal("0.005") * 2 * position.quantity
     assert abs(Decimal(str(at_broker["realizedProfit"])) - position.gross_pnl) <= tolerance
+
+
+def test_the_split_workers_enter_and_exit_in_live_mode(desk):
+    sim = desk.sim
+    workers = [
+        desk.start(command=command)
+        for command in ("run_feed_hub", "run_order_updates", "run_signal_engine")
+    ]
+    desk.wait(
+        lambda: sim.order_connections() >= 1, "run_order_updates' stream login", trader=workers
+    )
+    position = desk.wait(
+        lambda: PositionTracker.objects.filter(status="active").first(),
+        "run_signal_engine's entry, filled as run_order_updates applies the stream",
+        trader=workers,
+    )
+    stop_entries()
+    desk.wait(lambda: settled(sim), "the entries to settle", trader=workers)
+    assert claim_exit(position.pk, ExitType.MANUAL, "e2e: the manual exit's path")
+    desk.wait(
+        lambda: PositionTracker.objects.filter(pk=position.pk, status="exited").exists(),
+        "run_order_updates to send the exit and book its fills",
+        trader=workers,
+    )
+    desk.wait(lambda: settled(sim), "the exit orders to settle", trader=workers)
+    for worker in workers:
+        worker.stop()
+    book = assert_exactly_once(sim)
+    orders = Order.objects.filter(position=position)
+    assert {o.mode for o in orders} == {"live"}
+    assert {o.correlation_id for o in orders} <= set(book.by_correlation())
+    assert sim.rest_calls["GET order_by_correlation"] == 0, sim.rest_calls

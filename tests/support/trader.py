@@ -108,13 +108,13 @@ def algo_config(
 
 
 class Trader:
-    """One ``run_trader`` process and its log."""
+    """One worker process (``run_trader`` unless told) and its log."""
 
-    def __init__(self, env: dict[str, str], log: Path) -> None:
+    def __init__(self, env: dict[str, str], log: Path, command: str = "run_trader") -> None:
         self.log = log
         self._file = log.open("w")
         self.process = subprocess.Popen(
-            [sys.executable, "manage.py", "run_trader"],
+            [sys.executable, "manage.py", command],
             cwd=ROOT,
             env=env,
             stdout=self._file,
@@ -180,11 +180,14 @@ class Desk:
         )
         self.traders: list[Trader] = []
 
-    def start(self, failpoint: str | None = None, **env: str) -> Trader:
+    def start(
+        self, failpoint: str | None = None, *, command: str = "run_trader", **env: str
+    ) -> Trader:
         environ = {**self.env, **env}
         if failpoint:
             environ["ALGO_FAILPOINT"] = failpoint
-        trader = Trader(environ, self.tmp_path / f"trader-{len(self.traders) + 1}.log")
+        log = self.tmp_path / f"{command}-{len(self.traders) + 1}.log"
+        trader = Trader(environ, log, command)
         self.traders.append(trader)
         return trader
 
@@ -193,19 +196,21 @@ class Desk:
         condition: Callable[[], Any],
         what: str,
         timeout: float = WAIT,
-        trader: Trader | None = None,
+        trader: Trader | list[Trader] | None = None,
     ) -> Any:
-        """Poll ``condition`` until it is truthy (returned), or fail naming ``what``; a trader
-        that died meanwhile fails it at once, with its log."""
+        """Poll ``condition`` until it is truthy (returned), or fail naming ``what``; a worker
+        (``trader``: one or several) that died meanwhile fails it at once, with its log."""
+        workers = [] if trader is None else trader if isinstance(trader, list) else [trader]
         deadline = time.monotonic() + timeout
         while True:
             value = condition()
             if value:
                 return value
-            if trader is not None and not trader.alive():
-                pytest.fail(f"run_trader died waiting for {what}:\n{trader.tail()}")
+            for worker in workers:
+                if not worker.alive():
+                    pytest.fail(f"{worker.log.name} died waiting for {what}:\n{worker.tail()}")
             if time.monotonic() > deadline:
-                logs = f"\n{trader.tail()}" if trader is not None else ""
+                logs = "".join(f"\n{w.log.name}:\n{w.tail()}" for w in workers)
                 pytest.fail(f"timed out after {timeout} s waiting for {what}{logs}")
             time.sleep(0.05)
 
