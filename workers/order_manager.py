@@ -133,6 +133,7 @@ class OrderManager:
         if now >= self._next_clock:
             self._next_clock = now + 1.0
             self.handle_clock()
+        self.check_stream()
         if not self.market_time_known():
             return
         try:
@@ -149,6 +150,20 @@ class OrderManager:
         if now >= self._next_beat:
             self._next_beat = now + self.heartbeat_interval
             self._beat("running")
+
+    def check_stream(self) -> None:
+        """The order-update stream stopped for good: the broker refused its login (the
+        worker's authentication failure: recorded for /ready, nothing restarts it), or it
+        crashed (raised: the supervisor restarts the component with a new stream). Until it
+        is up the REST fallback polls working orders; a stream that will never be up again
+        is never left to look like a short outage."""
+        stream = self.stream
+        if stream is None or getattr(stream, "state", None) != "failed":
+            return
+        error = stream.error
+        if isinstance(error, AuthFailure):
+            raise report_auth_failure(self.realtime.kv, self.name, "order updates", error)
+        raise RuntimeError(f"order-update stream stopped: {error}")
 
     def on_update(self, update: Any) -> None:
         """The order-update stream's callback (its thread): queue only, never block it."""

@@ -268,5 +268,6 @@ def test_an_open_order_expires_at_the_close_keeping_what_filled(desk):
     close = T0.replace(hour=15, minute=30)
     desk.market.now = close.timestamp()
     desk.manager.run_once()
-    assert Order.objects.get().status == "EXPIRED"
+    order = Order.objects.get()
+    assert order.status == "EXPIRED" and "session closed" in order.rejection_reason
     assert PositionTracker.objects.get().status == "cancelled"

@@ -8,7 +8,8 @@ The points, in the order an order lives (tests/e2e/test_crash_safety.py):
 * ``send:answered``: the broker answered a placement, the answer not yet recorded;
 * ``event:received``: a broker event (a fill) received, not yet applied to the journal;
 * ``chase:modified``: a re-price went to the broker, the journal not yet told;
-* ``exit:claimed``: a position claimed for exit, no exit order journaled yet.
+* ``exit:claimed``: a position claimed for exit, its first exit orders about to be journaled
+  (in ``OrderRouter.continue_exit``, which the order manager runs for every claimed exit).
 """
 
 from __future__ import annotations

@@ -345,7 +345,9 @@ def apply_event(event: OrderEvent, charges: ChargesFn, *, paper: bool) -> bool:
         fields: dict[str, Any] = {"status": new}
         if new in FINAL:
             fields["final_at"] = event.at
-        if new == JournalStatus.REJECTED and event.reason:
+        if new in FINAL and event.reason:
+            # Why it ended, whatever the end: Dhan's rejection, the session's close, a lookup
+            # that found the broker never received it.
             fields["rejection_reason"] = event.reason[:2000]
         moved = Order.objects.filter(pk=order.pk, status__in=sources(new)).update(**fields)
         if moved and new in FINAL:

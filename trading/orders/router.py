@@ -23,6 +23,8 @@ from datetime import datetime
 from decimal import Decimal
 from typing import Any
 
+from django.db import transaction
+
 from trading.config.types import AlgoConfig
 from trading.dhan.errors import AuthFailure, DhanError, Rejected, Retryable, UnknownOutcome
 from trading.models import Order, OrderLeg, OrderSide, PositionTracker
@@ -131,7 +133,6 @@ class OrderRouter:
                 raise ExitRefused(f"position #{position_id} does not exist")
             raise ExitRefused(f"position #{position_id} is {status}, not active")
         logger.warning("position #%d: exit %s claimed: %s", position_id, exit_type, reason)
-        failpoint("exit:claimed")
         position = PositionTracker.objects.get(pk=position_id)
         return self.continue_exit(position)
 
@@ -144,22 +145,37 @@ class OrderRouter:
                 if order.cancel_requested_at is None and order.status != JournalStatus.UNKNOWN:
                     self.cancel(order)
             return RouterResult(ROUTED, "waiting for the entry orders to end")
-        position.refresh_from_db()
-        if position.status != PositionState.EXITING:
-            return RouterResult(ROUTED, f"position is {position.status}")
-        exits = position.orders.filter(leg=OrderLeg.EXIT)
-        sold = sum(exits.values_list("filled_quantity", flat=True))
-        left = position.quantity - sold
-        if left > 0 and not exits.filter(status__in=WORKING).exists():
-            # The first exit, or the next generation after every working exit order ended
-            # (cancelled to re-place past the broker's modification budget, expired).
-            price = self._exit_price(position)
-            if price is None:
-                return RouterResult(ROUTED, "no price for the exit yet")
-            generation = max(exits.values_list("generation", flat=True), default=-1) + 1
-            lot = position.derivative.lot_size
-            quantities = split_for_freeze(left, lot, self.freeze_quantity(position))
-            journal_exit(position, quantities, price, self.now(), generation=generation)
+        with transaction.atomic():
+            # One driver at a time decides the next exit orders of a position (the order
+            # manager, the exit engine, a manual exit may all drive one): the row lock, which
+            # the journal also takes to book an exit fill, makes the units sold and the orders
+            # still working one consistent view. Read without it, a fill booked between the
+            # two reads looks like "nothing sold, nothing working" and the position is sold
+            # twice.
+            position = (
+                PositionTracker.objects.select_for_update()
+                .select_related("derivative")
+                .get(pk=position.pk)
+            )
+            if position.status != PositionState.EXITING:
+                return RouterResult(ROUTED, f"position is {position.status}")
+            exits = position.orders.filter(leg=OrderLeg.EXIT)
+            sold = sum(exits.values_list("filled_quantity", flat=True))
+            left = position.quantity - sold
+            if left > 0 and not exits.filter(status__in=WORKING).exists():
+                # The first exit, or the next generation after every working exit order ended
+                # (cancelled to re-place past the broker's modification budget, expired).
+                price = self._exit_price(position)
+                if price is None:
+                    return RouterResult(ROUTED, "no price for the exit yet")
+                generation = max(exits.values_list("generation", flat=True), default=-1) + 1
+                lot = position.derivative.lot_size
+                quantities = split_for_freeze(left, lot, self.freeze_quantity(position))
+                if generation == 0:
+                    # Here, not in exit_position: the order manager drives every claimed exit
+                    # (the API and the admin only claim), so this is where a crash meets it.
+                    failpoint("exit:claimed")
+                journal_exit(position, quantities, price, self.now(), generation=generation)
         unsent = exits.filter(status=JournalStatus.UNKNOWN, sent_at=None)
         outcomes = [self.send(order) for order in unsent]
         return RouterResult(ROUTED, f"exit orders: {', '.join(outcomes) or 'working'}")
