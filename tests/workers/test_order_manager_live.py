@@ -15,7 +15,8 @@ import pytest
 from django.core.management import call_command
 
 from instruments.models import Derivative
-from tests.trading.api.rows import make_signal
+from tests.support.rows import make_signal
+from tests.support.waiting import wait_until
 from tests.trading.orders.conftest import make_intent, real_charges
 from trading.config.store import load_algo_config
 from trading.dhan.order_updates import OrderUpdateClient
@@ -33,8 +34,6 @@ from workers.realtime.event_bus import MemoryEventBus
 from workers.realtime.kv_store import MemoryKeyValueStore
 from workers.realtime.services import Realtime
 from workers.realtime.tick_store import MemoryTickStore
-
-from .conftest import wait_until
 
 pytestmark = pytest.mark.django_db(transaction=True)
 
