@@ -19,6 +19,10 @@ Model, in the units the rest of the project uses (prices in rupees, times IST-aw
   = direction) and ``flat`` (mean reversion to the open, half-life ~17 min, so the close stays
   near the open). Levels are rounded to the index tick (0.05 NSE, 0.01 BSE) on output only;
   the walk itself is unrounded.
+* Days before the trading date (indices only): a seeded daily history walking back from the
+  previous close over the trading days of the calendar (weekdays, less ``holidays``), and for
+  each day, on demand, a per-second path of the same session bridged from the day's open to its
+  close and stretched onto its high and low (``earlier_intraday_candles``).
 * Options: European Black-Scholes on the rounded index level, r = 6.5 %, no dividends, time to
   expiry ACT/365 from the contract's expiry moment in the scrip master (14:30 NSE, 15:30 BSE)
   quantised to the market minute (so prices only depend on (level, minute) and are cacheable).
@@ -40,7 +44,8 @@ How the simulator's servers use it::
     market.advance(t)                                          # then query without t:
     ltp, ltt = market.last_trade("NSE_FNO", sid)               # ticker packets (cheap)
     q = market.quote("NSE_FNO", sid)                           # quote/full packets, REST quote
-    market.intraday_candles(sid, 5, t)                         # /charts/intraday
+    market.intraday_candles(sid, 5, t)                         # /charts/intraday: the day,
+    market.earlier_intraday_candles(sid, 5, from_t, to_t)      # and the days before it
     market.fair_value(sid), market.greeks(sid)                 # /optionchain
 """
 
@@ -49,10 +54,12 @@ from __future__ import annotations
 import math
 import random
 import sys
+from collections import OrderedDict
 from collections.abc import Iterable, Mapping, Sequence
-from dataclasses import dataclass
+from dataclasses import dataclass, replace
 from datetime import date, datetime, time, timedelta
 from functools import cache
+from itertools import accumulate
 from pathlib import Path
 from typing import Literal
 
@@ -212,23 +219,32 @@ def configured_session() -> Session:
     the file ``settings.ALGO_CONFIG_FILE`` when Django settings are configured, else the
     repository's ``config/algo.yml``. The file alone, without the operator's stored overrides:
     the simulator never touches the database. Each file is read once per process."""
+    return _calendar_in(_configured_algo_file())[0]
+
+
+def configured_holidays() -> frozenset[date]:
+    """The project's exchange holidays, ``market.holidays`` of the same file as
+    :func:`configured_session`: the weekdays the market's history skips."""
+    return _calendar_in(_configured_algo_file())[1]
+
+
+def _configured_algo_file() -> Path:
     # Settings can only be configured once django.conf is imported: looking it up instead of
     # importing it keeps a plain script's market free of Django.
     conf = sys.modules.get("django.conf")
     settings = getattr(conf, "settings", None)
     configured = settings is not None and settings.configured
-    file = Path(settings.ALGO_CONFIG_FILE) if configured else _REPOSITORY_ALGO_CONFIG
-    return _session_in(file)
+    return Path(settings.ALGO_CONFIG_FILE) if configured else _REPOSITORY_ALGO_CONFIG
 
 
 @cache
-def _session_in(file: Path) -> Session:
+def _calendar_in(file: Path) -> tuple[Session, frozenset[date]]:
     # Imported here: the loader brings pydantic (and, through the standard library, sockets);
     # the market model itself stays pure, and only this file read needs the loader.
     from trading.config.load import load_algo_file
 
     market = load_algo_file(file).market
-    return market.session_open, market.session_close
+    return (market.session_open, market.session_close), market.holidays
 
 
 @cache
@@ -659,7 +675,9 @@ class Market:
     open-to-close log drift of the trend regime. ``opens`` overrides opening levels (default:
     ``IndexSpec.spot``, the level the synthetic strikes are centred on). ``session`` is the
     day's (open, close) (default: the project's, :func:`configured_session`): the paths, volume
-    and OI curves and the candles span it, whatever its length.
+    and OI curves and the candles span it, whatever its length. ``holidays`` are the weekdays
+    the history before the trading date skips (default: the project's,
+    :func:`configured_holidays`); the trading date itself is traded whatever they say.
     """
 
     def __init__(
@@ -677,9 +695,11 @@ class Market:
         weeklies: int = 4,
         monthlies: int = 3,
         session: Session | None = None,
+        holidays: Iterable[date] | None = None,
     ) -> None:
         self.trading_date = trading_date
         self.seed = seed
+        self.holidays = configured_holidays() if holidays is None else frozenset(holidays)
         self.clock = MarketClock(trading_date, speed, session=session)
         self._open_at = self.clock.open_at
         self._session_seconds = seconds = self.clock.session_seconds
@@ -697,6 +717,8 @@ class Market:
         self._index_by_id: dict[int, IndexPath] = {}
         self._derivs: dict[int, _Contract] = {}
         self._histories: dict[int, dict[date, Candle]] = {}  # daily candles before the day
+        # 1-minute candles of earlier days, (security id, day) -> candles, least recent first.
+        self._day_minutes: OrderedDict[tuple[int, date], tuple[Candle, ...]] = OrderedDict()
         self.now = self._open_at
         self._now_second = 0
         regimes = regimes or {}
@@ -1142,13 +1164,14 @@ class Market:
     def daily_candles(
         self, security_id: int, from_date: date, to_date: date, until_t: datetime | None = None
     ) -> list[Candle]:
-        """Daily candles for the weekdays in ``[from_date, to_date)`` (Dhan's ``toDate`` is not
-        inclusive); ``start`` is midnight IST, as Dhan stamps daily candles.
+        """Daily candles for the trading days in ``[from_date, to_date)`` (Dhan's ``toDate`` is
+        not inclusive); ``start`` is midnight IST, as Dhan stamps daily candles.
 
-        An index gets a history before the trading date: a seeded walk backwards from the
-        previous close at the index's daily volatility (the same seed gives the same history
-        whatever range is asked). The trading date's candle is the intraday path up to
-        ``until_t``. A derivative has only the trading date (its history is not modelled).
+        An index gets a history before the trading date, on its weekdays that are not
+        ``holidays``: a seeded walk backwards from the previous close at the index's daily
+        volatility (the same seed gives the same history whatever range is asked). The trading
+        date's candle is the intraday path up to ``until_t``. A derivative has only the trading
+        date (its history is not modelled).
         """
         path = self._index_by_id.get(security_id)
         if path is None and security_id not in self._derivs:
@@ -1181,7 +1204,13 @@ class Market:
             day += timedelta(days=1)
         return candles
 
-    _HISTORY_DAYS = 520  # about two years of weekdays
+    _HISTORY_DAYS = 520  # about two years of trading days
+    # Earlier days' 1-minute candles kept: 4 indices x 5 days of warm-up with room to spare,
+    # ~100 KB a day (375 candles), so a long-running simulator stays small.
+    _DAY_CACHE = 64
+
+    def _trading_day(self, day: date) -> bool:
+        return day.weekday() < 5 and day not in self.holidays
 
     def _history(self, path: IndexPath) -> dict[date, Candle]:
         cached = self._histories.get(path.security_id)
@@ -1190,11 +1219,13 @@ class Market:
         rng = random.Random(f"{self.seed}:{path.symbol}:daily")
         daily_vol = ANNUAL_VOL.get(path.symbol, DEFAULT_VOL) / math.sqrt(TRADING_DAYS_PER_YEAR)
         history: dict[date, Candle] = {}
+        # The walk starts at the trading day's previous close: the first trading day before
+        # the trading date closes exactly there, so its minutes lead into today's open gap.
         close = path.prev_close
         day = self.trading_date
         for _ in range(self._HISTORY_DAYS):
             day -= timedelta(days=1)
-            while day.weekday() >= 5:
+            while not self._trading_day(day):
                 day -= timedelta(days=1)
             prev = close / math.exp(rng.gauss(0.0, daily_vol))  # the close a day earlier
             open_ = prev * math.exp(rng.gauss(0.0, daily_vol * 0.3))
@@ -1213,3 +1244,163 @@ class Market:
             close = prev
         self._histories[path.security_id] = history
         return history
+
+    def earlier_intraday_candles(
+        self, security_id: int, interval_minutes: int, from_t: datetime, to_t: datetime
+    ) -> list[Candle]:
+        """Intraday candles of the trading days before the trading date (weekdays that are not
+        holidays, within the daily history) whose start is in ``[from_t, to_t)``, oldest first.
+
+        An index's earlier day is a seeded per-second path of that day's session that matches
+        its daily candle (:meth:`daily_candles`) exactly: the first minute opens at its open,
+        the last closes at its close, the minutes' highest high and lowest low are its high and
+        low. The same seed gives the same minutes whatever range, interval or order is asked.
+        ``interval_minutes`` candles group the 1-minute ones from the session's open, as the
+        trading day's do. A derivative has no earlier days (its history is not modelled): [].
+        """
+        if interval_minutes <= 0:
+            raise ValueError(f"interval must be a positive number of minutes: {interval_minutes}")
+        for name, moment in (("from", from_t), ("to", to_t)):
+            if moment.tzinfo is None:
+                raise ValueError(f"{name} must be an aware datetime (naive times are ambiguous)")
+        path = self._index_by_id.get(security_id)
+        if path is None:
+            if security_id not in self._derivs:
+                raise KeyError(security_id)
+            return []
+        history = self._history(path)
+        last = min(to_t.astimezone(IST).date(), self.trading_date - timedelta(days=1))
+        day = from_t.astimezone(IST).date()
+        candles: list[Candle] = []
+        while day <= last:
+            if day in history:
+                minutes = self._minutes_of(path, day, history[day])
+                for candle in _grouped(minutes, interval_minutes):
+                    if from_t <= candle.start < to_t:
+                        candles.append(candle)
+            day += timedelta(days=1)
+        return candles
+
+    def _minutes_of(self, path: IndexPath, day: date, daily: Candle) -> tuple[Candle, ...]:
+        """The 1-minute candles of an earlier ``day`` of ``path`` (its daily candle given)."""
+        key = (path.security_id, day)
+        cached = self._day_minutes.get(key)
+        if cached is not None:
+            self._day_minutes.move_to_end(key)
+            return cached
+        # Seeded by (seed, index, day) alone: a day's minutes do not depend on which other
+        # days were generated before it, nor in what order.
+        rng = random.Random(f"{self.seed}:{path.symbol}:{day.isoformat()}:minutes")
+        seconds = self._session_seconds
+        sigma = ANNUAL_VOL.get(path.symbol, DEFAULT_VOL) / math.sqrt(
+            TRADING_DAYS_PER_YEAR * seconds
+        )
+        open_at = datetime.combine(day, self.clock.session[0], tzinfo=IST)
+        minutes = _bridged_minutes(rng, daily, open_at, seconds, sigma, path.tick)
+        self._day_minutes[key] = minutes
+        if len(self._day_minutes) > self._DAY_CACHE:
+            self._day_minutes.popitem(last=False)
+        return minutes
+
+
+_BRIDGE_DRAWS = 8  # paths drawn for one day before the day's extremes are set by hand
+
+
+def _bridged_minutes(
+    rng: random.Random, daily: Candle, open_at: datetime, seconds: int, sigma: float, tick: float
+) -> tuple[Candle, ...]:
+    """1-minute candles of a session of ``seconds`` from ``open_at`` whose day is ``daily``.
+
+    A log random walk with the trading day's per-second volatility ``sigma`` and U-shaped
+    profile, bridged (conditioned on its end, in the profile's variance time) from the day's
+    open to its close; then stretched above the higher of open and close and below the lower,
+    each side by one factor (monotone, so every candle stays a candle and the open and close
+    do not move), so the path's extremes land on the day's high and low. Levels rounded to the
+    index ``tick`` on output, as the trading day's are.
+    """
+    top, bottom = max(daily.open, daily.close), min(daily.open, daily.close)
+    for _ in range(_BRIDGE_DRAWS):
+        levels = _bridge(rng, daily.open, daily.close, seconds, sigma)
+        raw_high, raw_low = max(levels), min(levels)
+        # A path that never leaves its ends on a side has nothing to stretch onto that side's
+        # extreme (about 1 day in 20 starts off and never comes back): draw another.
+        if (raw_high > top or daily.high == top) and (raw_low < bottom or daily.low == bottom):
+            break
+    # After the last draw a side with nothing to stretch keeps its end (factor 0) and the
+    # day's extreme is set on the minute that holds that end, below.
+    up = (daily.high - top) / (raw_high - top) if raw_high > top else 0.0
+    down = (bottom - daily.low) / (bottom - raw_low) if raw_low < bottom else 0.0
+
+    def level(value: float) -> float:
+        if value > top:
+            value = top + (value - top) * up
+        elif value < bottom:
+            value = bottom - (bottom - value) * down
+        return round(round(value / tick) * tick, 2)
+
+    candles = []
+    for start in range(0, seconds, 60):
+        end = min(start + 60, seconds)
+        window = levels[start : end + 1]  # [start, end] inclusive: a close is the next open
+        candles.append(
+            Candle(
+                open_at + timedelta(seconds=start),
+                level(window[0]),
+                level(max(window)),
+                level(min(window)),
+                level(window[-1]),
+                0,
+                0,
+            )
+        )
+    # Exact extremes even when a side had nothing to stretch: widen the candle that comes
+    # closest (widening a high or a low never breaks a candle).
+    hi = max(range(len(candles)), key=lambda i: candles[i].high)
+    if candles[hi].high != daily.high:
+        candles[hi] = replace(candles[hi], high=daily.high)
+    lo = min(range(len(candles)), key=lambda i: candles[i].low)
+    if candles[lo].low != daily.low:
+        candles[lo] = replace(candles[lo], low=daily.low)
+    return tuple(candles)
+
+
+def _bridge(
+    rng: random.Random, open_level: float, close_level: float, seconds: int, sigma: float
+) -> list[float]:
+    """Levels at the ``seconds + 1`` second boundaries of a session: a log random walk with
+    per-second volatility ``sigma`` x the U-shaped profile, conditioned to go from
+    ``open_level`` to ``close_level`` (the walk less its end spread over the variance time)."""
+    vol, cum = _profile(seconds)
+    # Uniform steps of the same variance as the trading day's Gaussian ones (a twentieth of
+    # the cost): only minute candles leave this module, and 60 steps make a minute's move
+    # Gaussian for any purpose an indicator has.
+    rnd, width = rng.random, sigma * math.sqrt(12.0)
+    walk = list(accumulate(((rnd() - 0.5) * width * m for m in vol), initial=0.0))
+    log_open = math.log(open_level)
+    pull = math.log(close_level) - log_open - walk[-1]
+    exp = math.exp
+    levels = [exp(log_open + w + c * pull) for w, c in zip(walk, cum, strict=True)]
+    levels[0], levels[-1] = open_level, close_level  # exactly, whatever the float error
+    return levels
+
+
+def _grouped(minutes: Sequence[Candle], interval_minutes: int) -> Iterable[Candle]:
+    """``interval_minutes`` candles from consecutive 1-minute ones of one session (the last may
+    be shorter): open of the first, close of the last, extremes of all."""
+    if interval_minutes == 1:
+        return minutes
+    groups = []
+    for i in range(0, len(minutes), interval_minutes):
+        group = minutes[i : i + interval_minutes]
+        groups.append(
+            Candle(
+                group[0].start,
+                group[0].open,
+                max(c.high for c in group),
+                min(c.low for c in group),
+                group[-1].close,
+                0,
+                0,
+            )
+        )
+    return groups

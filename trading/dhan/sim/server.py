@@ -790,12 +790,18 @@ class Simulator:
             )
         candles = []
         day = self.market.trading_date
-        if sid in self.market.contracts and start.date() <= day <= end.date():
-            # The current day: every candle up to now, whatever toDate says (issue #80).
-            now = self.now()
-            candles = [
-                c for c in self.market.intraday_candles(sid, interval, now) if c.start <= now
-            ]
+        if sid in self.market.contracts:
+            # Earlier trading days: the candles starting in the range. A plain toDate names a
+            # whole day (asking for a day's own date gets that day, as for the current day);
+            # a date-time toDate is exclusive.
+            until = end if ":" in str(body["toDate"]) else end + timedelta(days=1)
+            candles = self.market.earlier_intraday_candles(sid, interval, start, until)
+            if start.date() <= day <= end.date():
+                # The current day: every candle up to now, whatever toDate says (issue #80).
+                now = self.now()
+                candles += [
+                    c for c in self.market.intraday_candles(sid, interval, now) if c.start <= now
+                ]
         return _chart_answer(candles, with_oi=bool(body.get("oi")))
 
     def _historical(self, match: re.Match[str], body: Any, query: Any, headers: Any) -> Any:

@@ -642,6 +642,173 @@ def test_a_full_day_has_375_one_minute_candles(market):
     assert candles[-1].close == market.index_level("BANKNIFTY", CLOSE)
 
 
+# -- earlier days' intraday candles ------------------------------------------------------------
+
+
+def ist(day: date, hh: int = 0, mm: int = 0) -> datetime:
+    return datetime.combine(day, time(hh, mm), tzinfo=IST)
+
+
+def earlier_minutes(market, sid, day):
+    return market.earlier_intraday_candles(sid, 1, ist(day), ist(day + timedelta(days=1)))
+
+
+def daily_of(market, sid, day):
+    (candle,) = market.daily_candles(sid, day, day + timedelta(days=1))
+    return candle
+
+
+@pytest.mark.parametrize("seed", [0, 11, 29])
+def test_an_earlier_days_minutes_match_its_daily_candle_exactly(index_rows, seed):
+    m = Market(DAY, seed=seed, rows=index_rows)
+    for symbol in ("NIFTY", "BANKNIFTY", "FINNIFTY", "SENSEX"):
+        sid, spec = INDEX_IDS[symbol], m.contracts[INDEX_IDS[symbol]]
+        for day in (date(2026, 11, 20), date(2026, 11, 19), date(2026, 10, 7), date(2026, 3, 2)):
+            daily = daily_of(m, sid, day)
+            minutes = earlier_minutes(m, sid, day)
+            assert len(minutes) == 375
+            assert [c.start for c in minutes] == [
+                ist(day, 9, 15) + timedelta(minutes=k) for k in range(375)
+            ]
+            assert minutes[0].open == daily.open and minutes[-1].close == daily.close
+            assert max(c.high for c in minutes) == daily.high
+            assert min(c.low for c in minutes) == daily.low
+            for c in minutes:
+                assert c.low <= min(c.open, c.close) <= max(c.open, c.close) <= c.high
+                assert all(on_tick(v, spec.tick) for v in (c.open, c.high, c.low, c.close))
+                assert (c.volume, c.oi) == (0, 0)
+            # One path: each minute closes where the next opens, as on the trading day.
+            assert all(a.close == b.open for a, b in itertools.pairwise(minutes))
+
+
+def test_a_session_too_short_to_wander_still_matches_the_daily_candle(index_rows):
+    # Two seconds leave one point between the open and the close, which cannot make both the
+    # high and the low: the day's extremes are set on its one minute.
+    m = Market(DAY, seed=1, rows=index_rows, session=(time(9, 15), time(9, 15, 2)))
+    day = date(2026, 11, 20)
+    (minute,) = earlier_minutes(m, 13, day)
+    daily = daily_of(m, 13, day)
+    assert (minute.open, minute.high, minute.low, minute.close) == (
+        daily.open, daily.high, daily.low, daily.close,
+    )  # fmt: skip
+    assert minute.start == ist(day, 9, 15)
+
+
+def test_earlier_minutes_move_like_the_trading_days(index_rows):
+    # Each day is stretched onto its own daily range, so single days vary; the typical day
+    # keeps the index's volatility and the U-shaped profile of the trading day.
+    m = Market(DAY, seed=4, rows=index_rows)
+    candles = m.earlier_intraday_candles(13, 1, ist(date(2026, 8, 26)), ist(DAY))
+    days: dict[date, list[Candle]] = {}
+    for c in candles:
+        days.setdefault(c.start.date(), []).append(c)
+    vols, first, middle = [], 0.0, 0.0
+    for minutes in days.values():
+        sq = [math.log(c.close / c.open) ** 2 for c in minutes]
+        vols.append(math.sqrt(sum(sq) / len(sq) * 252 * 375))
+        first += sum(sq[:20]) / 20
+        middle += sum(sq[150:230]) / 80
+    vols.sort()
+    assert len(vols) > 50
+    assert 0.09 < vols[len(vols) // 2] < 0.17, vols
+    assert first > 1.5 * middle
+
+
+def test_earlier_minutes_are_the_same_whatever_was_asked_before_and_in_what_order(index_rows):
+    days = [date(2026, 11, 16) + timedelta(days=k) for k in range(5)]
+    one = Market(DAY, seed=7, rows=index_rows)
+    forward = one.earlier_intraday_candles(25, 1, ist(days[0], 9, 15), ist(DAY))
+    two = Market(DAY, seed=7, rows=index_rows)
+    two.earlier_intraday_candles(25, 5, ist(date(2026, 9, 1)), ist(date(2026, 11, 1)))
+    backward = [c for day in reversed(days) for c in earlier_minutes(two, 25, day)]
+    assert len(forward) == 5 * 375
+    assert forward == sorted(backward, key=lambda c: c.start)
+    # A part of a day is that part of the day.
+    noon, half_past = ist(days[2], 12, 0), ist(days[2], 12, 30)
+    part = two.earlier_intraday_candles(25, 1, noon, half_past)
+    assert [c.start for c in part] == [noon + timedelta(minutes=k) for k in range(30)]
+    assert part == [c for c in forward if noon <= c.start < half_past]
+    other = Market(DAY, seed=8, rows=index_rows)
+    assert earlier_minutes(other, 25, days[2]) != earlier_minutes(one, 25, days[2])
+
+
+@pytest.mark.parametrize(("interval", "count"), [(5, 75), (15, 25), (25, 15), (60, 7)])
+def test_earlier_candles_of_an_interval_group_the_minutes_from_the_open(
+    index_rows, interval, count
+):
+    m = Market(DAY, seed=3, rows=index_rows)
+    day = date(2026, 11, 18)
+    minutes = earlier_minutes(m, 13, day)
+    candles = m.earlier_intraday_candles(13, interval, ist(day), ist(day + timedelta(days=1)))
+    assert len(candles) == count
+    for k, c in enumerate(candles):
+        group = minutes[k * interval : (k + 1) * interval]
+        assert c == Candle(
+            ist(day, 9, 15) + timedelta(minutes=k * interval),
+            group[0].open,
+            max(g.high for g in group),
+            min(g.low for g in group),
+            group[-1].close,
+            0,
+            0,
+        )
+    # The trading day's candles of that interval start at the same times of day.
+    today = m.intraday_candles(13, interval, CLOSE)
+    assert [c.start.time() for c in today] == [c.start.time() for c in candles]
+
+
+def test_earlier_days_skip_weekends_and_holidays_as_the_daily_history_does(index_rows):
+    wednesday = date(2026, 11, 25)  # the day after a holiday of config/algo.yml (24 Nov)
+    m = Market(wednesday, seed=2, rows=generate(wednesday, strikes_each_side=1))
+    assert date(2026, 11, 24) in m.holidays
+    candles = m.earlier_intraday_candles(13, 60, ist(date(2026, 11, 19)), ist(wednesday))
+    days = sorted({c.start.date() for c in candles})
+    assert days == [date(2026, 11, 19), date(2026, 11, 20), date(2026, 11, 23)]
+    daily = m.daily_candles(13, date(2026, 11, 19), wednesday)
+    assert [c.start.date() for c in daily] == days
+    # A calendar of one's own: the market skips the holidays it is given.
+    mine = Market(DAY, seed=2, rows=index_rows, holidays={date(2026, 11, 19)})
+    candles = mine.earlier_intraday_candles(13, 60, ist(date(2026, 11, 18)), ist(DAY))
+    assert sorted({c.start.date() for c in candles}) == [date(2026, 11, 18), date(2026, 11, 20)]
+
+
+@pytest.mark.parametrize(
+    ("trading_day", "previous"),
+    [(DAY, date(2026, 11, 20)), (date(2026, 11, 25), date(2026, 11, 23))],
+    ids=["monday-after-the-weekend", "wednesday-after-a-holiday"],
+)
+def test_the_last_earlier_day_closes_at_the_trading_days_previous_close(trading_day, previous):
+    m = Market(trading_day, seed=5, rows=generate(trading_day, strikes_each_side=1))
+    opens = ist(trading_day, 9, 15)
+    for symbol in ("NIFTY", "SENSEX"):
+        sid = INDEX_IDS[symbol]
+        last = m.earlier_intraday_candles(sid, 1, opens - timedelta(days=7), opens)[-1]
+        assert last.start == ist(previous, 15, 29)
+        assert last.close == m.quote("IDX_I", sid, opens).prev_close
+
+
+def test_earlier_days_end_before_the_trading_date_and_derivatives_have_none(market):
+    call = options(market, "NIFTY", 0, "CE")[10].security_id
+    week = (ist(DAY - timedelta(days=7)), ist(DAY, 15, 30))
+    candles = market.earlier_intraday_candles(13, 1, *week)
+    assert candles and candles[-1].start < OPEN
+    assert market.earlier_intraday_candles(call, 1, *week) == []
+    with pytest.raises(KeyError):
+        market.earlier_intraday_candles(999_999_999, 1, *week)
+    with pytest.raises(ValueError, match="interval"):
+        market.earlier_intraday_candles(13, 0, *week)
+    with pytest.raises(ValueError, match="aware"):
+        market.earlier_intraday_candles(13, 1, datetime(2026, 11, 20), week[1])
+
+
+def test_a_long_history_keeps_few_days_in_memory(index_rows):
+    m = Market(DAY, seed=1, rows=index_rows)
+    for sid in (13, 25):
+        candles = m.earlier_intraday_candles(sid, 60, ist(date(2026, 8, 25)), ist(DAY))
+        assert len(candles) == 7 * len({c.start.date() for c in candles}) > 100
+    assert len(m._day_minutes) <= Market._DAY_CACHE
+
+
 # -- contract universe -------------------------------------------------------------------------
 
 

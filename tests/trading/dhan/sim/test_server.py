@@ -16,7 +16,7 @@ import sys
 import threading
 import time
 from collections.abc import Iterator
-from datetime import date, datetime
+from datetime import date, datetime, timedelta
 from datetime import time as dtime
 from decimal import Decimal
 from pathlib import Path
@@ -24,15 +24,20 @@ from pathlib import Path
 import pytest
 import requests
 import websocket
+from django.core.management import call_command
 
 from tests.support.waiting import wait_until
+from trading.config.store import load_algo_config
 from trading.dhan import feed_codec as fc
 from trading.dhan.order_update_codec import OrderUpdate, login_message, parse_message
+from trading.dhan.ratelimit import InProcessRateLimiter, load_limits
+from trading.dhan.rest import DhanRestClient
 from trading.dhan.rest_types import (
     ChartResponse,
     Endpoint,
     ExpiryListResponse,
     FundLimit,
+    IntradayChartRequest,
     KillSwitchResponse,
     OptionChainResponse,
     OrderBookResponse,
@@ -47,6 +52,11 @@ from trading.dhan.rest_types import (
 from trading.dhan.sim.market import Market
 from trading.dhan.sim.server import SimConfig, Simulator
 from trading.rules.market import IST
+from workers.realtime.event_bus import MemoryEventBus
+from workers.realtime.kv_store import MemoryKeyValueStore
+from workers.realtime.services import Realtime
+from workers.realtime.tick_store import MemoryTickStore
+from workers.signal_engine import SignalEngine
 
 ROOT = Path(__file__).resolve().parents[4]
 NIFTY = 13
@@ -249,6 +259,188 @@ def test_charts_come_from_the_same_path_in_dhans_number_style(dhan_sim):
     )
     assert len(history) > 100
     assert history[-1].timestamp.date() == dhan_sim.market.trading_date
+
+
+# -- earlier days' intraday charts ---------------------------------------------------------------
+
+MONDAY = date(2026, 11, 23)  # its intraday history reaches back over a weekend
+
+
+def at_monday(hh: int, mm: int) -> datetime:
+    return datetime.combine(MONDAY, dtime(hh, mm), IST)
+
+
+@pytest.fixture
+def monday_sim() -> Iterator[Simulator]:
+    """A simulator on a Monday at 09:20, at speed 1 (the day barely moves during a test)."""
+    config = SimConfig(
+        seed=2, speed=1.0, start=dtime(9, 20), trading_date=MONDAY,
+        strikes_each_side=2, weeklies=1, monthlies=1,
+    )  # fmt: skip
+    with Simulator(config) as sim:
+        yield sim
+
+
+def sim_client(sim: Simulator) -> DhanRestClient:
+    return DhanRestClient(
+        base_url=sim.base_url,
+        client_id=sim.client_id,
+        token_provider=lambda: sim.token,
+        limiter=InProcessRateLimiter(load_limits()),
+    )
+
+
+def intraday_body(security_id: int, interval: int, start: str, end: str) -> dict[str, str]:
+    return {
+        "securityId": str(security_id), "exchangeSegment": "IDX_I", "instrument": "INDEX",
+        "interval": str(interval), "oi": False, "fromDate": start, "toDate": end,
+    }  # fmt: skip
+
+
+def chart(sim: Simulator, body: dict[str, str]) -> list:
+    return list(ChartResponse.from_wire(call(sim, "POST", "/charts/intraday", json=body).json()))
+
+
+def test_intraday_charts_serve_the_earlier_trading_days_then_today_up_to_now(monday_sim):
+    sim = monday_sim
+    body = intraday_body(NIFTY, 1, "2026-11-20 09:15:00", "2026-11-23 15:30:00")
+    raw = call(sim, "POST", "/charts/intraday", json=body)
+    assert raw.status_code == 200 and "E9" in raw.text  # Dhan's Java-style epoch seconds
+    bars = list(ChartResponse.from_wire(raw.json()))
+    friday = sim.market.earlier_intraday_candles(
+        NIFTY, 1, datetime(2026, 11, 20, tzinfo=IST), at_monday(0, 0)
+    )
+    now = sim.now()
+    today = [c for c in sim.market.intraday_candles(NIFTY, 1, now) if c.start <= now]
+    assert len(friday) == 375 and 5 <= len(today) <= 7
+    expected = friday + today  # nothing for the weekend in between
+    assert [bar.timestamp for bar in bars] == [c.start for c in expected]
+    assert [(float(b.open), float(b.high), float(b.low), float(b.close)) for b in bars] == [
+        (c.open, c.high, c.low, c.close) for c in expected
+    ]
+    # Friday closes where Monday's quote says the previous day closed.
+    quote = call(sim, "POST", "/marketfeed/ohlc", json={"IDX_I": [NIFTY]}).json()
+    assert float(bars[374].close) == quote["data"]["IDX_I"][str(NIFTY)]["ohlc"]["close"]
+
+
+def test_the_rest_client_reads_a_history_over_a_weekend_in_any_interval(monday_sim):
+    sim = monday_sim
+    with sim_client(sim) as rest:
+        for interval, per_day in ((1, 375), (5, 75), (25, 15), (60, 7)):
+            answer = rest.intraday_chart(
+                IntradayChartRequest(
+                    securityId=str(NIFTY),
+                    exchangeSegment="IDX_I",
+                    instrument="INDEX",
+                    interval=interval,
+                    fromDate=at_monday(9, 15) - timedelta(days=5),  # Wednesday 09:15
+                    toDate=sim.now() + timedelta(minutes=1),
+                )
+            )
+            days = [bar.timestamp.date() for bar in answer]
+            assert sorted(set(days)) == [date(2026, 11, d) for d in (18, 19, 20, 23)]
+            assert [days.count(date(2026, 11, d)) for d in (18, 19, 20)] == [per_day] * 3
+            stamps = [bar.timestamp for bar in answer]
+            assert stamps == sorted(stamps) and len(set(stamps)) == len(stamps)
+            starts = {stamp.time() for stamp in stamps}
+            assert starts == {
+                (at_monday(9, 15) + timedelta(minutes=k * interval)).time() for k in range(per_day)
+            }
+
+
+def test_plain_dates_ask_for_whole_earlier_days(monday_sim):
+    # A plain toDate names its whole day, as it does for the current day.
+    raw = call(
+        monday_sim, "POST", "/charts/intraday",
+        json=intraday_body(NIFTY, 60, "2026-11-19", "2026-11-20"),
+    )  # fmt: skip
+    days = [bar.timestamp.date() for bar in ChartResponse.from_wire(raw.json())]
+    assert days == [date(2026, 11, 19)] * 7 + [date(2026, 11, 20)] * 7
+    # A date-time toDate ends the range before it.
+    raw = call(
+        monday_sim, "POST", "/charts/intraday",
+        json=intraday_body(NIFTY, 60, "2026-11-19 10:15:00", "2026-11-20 11:15:00"),
+    )  # fmt: skip
+    stamps = [bar.timestamp for bar in ChartResponse.from_wire(raw.json())]
+    assert (stamps[0], stamps[-1], len(stamps)) == (
+        datetime(2026, 11, 19, 10, 15, tzinfo=IST), datetime(2026, 11, 20, 10, 15, tzinfo=IST), 8,
+    )  # fmt: skip
+
+
+def test_an_option_chart_has_only_the_trading_day(monday_sim):
+    option = option_ids(monday_sim, 1)[0]
+    body = {
+        **intraday_body(option, 1, "2026-11-18 09:15:00", "2026-11-23 15:30:00"),
+        "exchangeSegment": "NSE_FNO", "instrument": "OPTIDX",
+    }  # fmt: skip
+    bars = chart(monday_sim, body)
+    assert bars and {bar.timestamp.date() for bar in bars} == {MONDAY}
+
+
+def test_ninety_days_of_intraday_history_are_served_and_more_are_refused(monday_sim):
+    body = intraday_body(NIFTY, 60, "2026-08-25 09:15:00", "2026-11-23 09:15:00")  # 90 days
+    bars = chart(monday_sim, body)
+    days = sorted({bar.timestamp.date() for bar in bars})
+    # Every weekday but the holidays of config/algo.yml, up to the trading day (not yet begun
+    # at 09:15 on the clock of toDate, but the current day is served up to now: issue #80).
+    holidays = load_algo_config().market.holidays
+    weekdays = [
+        date(2026, 8, 25) + timedelta(days=k)
+        for k in range(91)
+        if (date(2026, 8, 25) + timedelta(days=k)).weekday() < 5
+    ]
+    assert days == [d for d in weekdays if d not in holidays]
+    assert len(bars) == 7 * (len(days) - 1) + sum(1 for b in bars if b.timestamp.date() == MONDAY)
+    refused = call(
+        monday_sim, "POST", "/charts/intraday",
+        json={**body, "fromDate": "2026-08-24 09:15:00"},
+    )  # fmt: skip
+    assert refused.status_code == 400
+    assert refused.json()["errorCode"] == "DH-905"
+    assert "90 days" in refused.json()["errorMessage"]
+
+
+class NoEntries:
+    """A router that fails the test if it is handed anything: warming decides nothing."""
+
+    def place_entry(self, intent: object) -> object:
+        raise AssertionError(f"an entry during the warm-up: {intent}")
+
+
+@pytest.mark.django_db
+def test_a_signal_engine_started_at_the_open_is_warm_from_the_earlier_days():
+    # Before the simulator served earlier days, an engine started at the open had one candle
+    # and decided nothing until its indicators had seen ~28 minutes of the day.
+    config = load_algo_config()
+    opening = at_monday(9, 16)
+    sim_config = SimConfig(
+        seed=3, speed=1.0, start=dtime(9, 16), trading_date=MONDAY,
+        strikes_each_side=4, weeklies=1, monthlies=1,
+    )  # fmt: skip
+    realtime = Realtime(
+        ticks=MemoryTickStore(), events=MemoryEventBus(), kv=MemoryKeyValueStore(), redis_url=None
+    )
+    with Simulator(sim_config) as sim, sim_client(sim) as rest:
+        call_command("import_instruments", url=sim.scrip_master_url, verbosity=0)
+        engine = SignalEngine(
+            realtime,
+            rest=rest,
+            router=NoEntries(),
+            config_source=lambda: config,
+            clock=opening.timestamp,
+        )
+        engine.start()
+    assert {r.config.key for r in engine.indices.values()} == {
+        c.key for c in config.enabled_indices()
+    }
+    assert len(engine.indices) == 4 and engine.last_error is None
+    first = at_monday(9, 15).timestamp()
+    for runtime in engine.indices.values():
+        state = runtime.states[engine.primary]
+        assert state.warm, (runtime.config.key, state.candles, state.needed)
+        # history_days (5) back from Monday: Wednesday to Friday, then today's first minute.
+        assert state.candles == 3 * 375 + 1
+        assert runtime.last_fed[engine.primary] == first
 
 
 def test_an_unknown_path_gets_the_gateway_404(dhan_sim):
