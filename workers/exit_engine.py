@@ -170,7 +170,12 @@ class ExitEngine(PnlMonitor):
             self._wait_for_market_time(stop)
             if stop.is_set():
                 return
-            self.resume()
+            resumed = self.resume()
+            logger.info(
+                "exit engine: running at market time %s; %d claimed exit(s) resumed",
+                f"{self.market_now():%Y-%m-%d %H:%M:%S}",
+                resumed,
+            )
             while not stop.is_set():
                 self.run_once()
         except AuthFailure as exc:
