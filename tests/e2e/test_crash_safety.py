@@ -102,7 +102,14 @@ def test_killed_after_the_send_before_the_answer_the_order_is_found_by_correlati
     sim.faults.place_order_delay = 0.0
     (first,) = placed
     order = Order.objects.get(correlation_id=first["correlationId"])
-    assert order.status == "UNKNOWN" and order.sent_at is not None and not order.broker_order_id
+    assert order.sent_at is not None
+    # The answer never came. Usually nothing else told the journal either (UNKNOWN, no broker
+    # id: the restart finds it by correlation id); but Dhan's order-update stream reports the
+    # order as soon as the exchange has it, whatever the HTTP answer does, and may beat the
+    # kill by a few milliseconds (then the order carries the stream's state). Either way it
+    # is never sent again (below).
+    if order.status != "UNKNOWN":
+        assert order.broker_order_id == first["orderId"], order
     unsent = list(order.position.orders.exclude(pk=order.pk))
 
     stop_entries()
@@ -140,7 +147,7 @@ def big_desk(tmp_path, redis_url, redis_client) -> Iterator[Desk]:
     yield from desk_for(
         tmp_path,
         redis_url,
-        sizing={"risk_per_trade_rupees": 1_000_000, "capital_alloc_pct": 1, "max_lots": 400},
+        sizing={"risk_per_trade_rupees": 1_000_000, "capital_alloc_pct": 1, "max_lots": 1000},
         nifty={"freeze_quantity": 6500},
         funds=Decimal("100000000"),
     )

@@ -80,9 +80,9 @@ def algo_config(
 ) -> Path:
     """A copy of config/ whose algo.yml trades NIFTY only, on every candle (``adx_min`` 0:
     the supertrend's direction is the signal), with no cooldown and caps high enough for a
-    test's entries; each entry goes as one order per lot (``freeze_quantity`` 65), so an entry
-    is a freeze-split set of orders. ``sizing`` overrides ``risk.sizing`` keys, ``nifty`` the
-    NIFTY index's."""
+    test's entries, and no exit rule but the kill switch; each entry goes as one order per
+    lot (``freeze_quantity`` 65), so an entry is a freeze-split set of orders. ``sizing``
+    overrides ``risk.sizing`` keys, ``nifty`` the NIFTY index's."""
     target = directory / "config"
     shutil.copytree(ROOT / "config", target)
     path = target / "algo.yml"
@@ -103,6 +103,12 @@ def algo_config(
     data["risk"]["daily_loss_limit"] = {"rupees": 1_000_000, "pct_of_capital": None}
     data["risk"]["loss_streak"]["count"] = 100
     data["risk"]["sizing"].update({"risk_per_trade_rupees": 5000, "max_lots": 3, **(sizing or {})})
+    # The exit engine runs in every trader; these tests decide when a position exits (a manual
+    # exit, the kill switch), so no rule may close one on its own while they wait for the
+    # journal and the broker to settle. The kill switch stays: it is how they flatten.
+    for name, rule in data["exits"].items():
+        if name != "kill_switch":
+            rule["enabled"] = False
     path.write_text(yaml.safe_dump(data, sort_keys=False))
     return target
 
