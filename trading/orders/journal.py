@@ -55,6 +55,7 @@ from trading.orders.journal_sql import (
     run_event,
     run_final,
     settle,
+    update_order,
 )
 from trading.orders.states import (
     FINAL,
@@ -307,12 +308,8 @@ def claim_send(order: Order, at: datetime) -> bool:
     """Take the one send of an order: ``sent_at`` goes from empty to ``at`` (conditional), so
     an order is handed to the broker at most once by anyone. An UNKNOWN order with ``sent_at``
     set was sent and its answer lost: only a lookup by correlation id may decide what next."""
-    return (
-        Order.objects.filter(pk=order.pk, status=JournalStatus.UNKNOWN, sent_at=None).update(
-            sent_at=at
-        )
-        == 1
-    )
+    unknown = (JournalStatus.UNKNOWN,)
+    return update_order(order.pk, {"sent_at": at}, status_in=unknown, unsent=True) == 1
 
 
 def record_ack(order: Order, broker_order_id: str, status: str, at: datetime) -> bool:
@@ -322,13 +319,13 @@ def record_ack(order: Order, broker_order_id: str, status: str, at: datetime) ->
     position and the reason): it is recorded as TRANSIT and the event brings the rest."""
     if status in FINAL:
         status = JournalStatus.TRANSIT
-    moved = Order.objects.filter(pk=order.pk, status__in=sources(status)).update(
-        status=status, broker_order_id=broker_order_id
+    moved = update_order(
+        order.pk,
+        {"status": status, "broker_order_id": broker_order_id},
+        status_in=sources(status),
     )
     if not moved:
-        Order.objects.filter(pk=order.pk, broker_order_id="").update(
-            broker_order_id=broker_order_id
-        )
+        update_order(order.pk, {"broker_order_id": broker_order_id}, no_broker_id=True)
     return moved == 1
 
 

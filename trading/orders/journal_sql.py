@@ -47,6 +47,7 @@ __all__ = [
     "run_final",
     "settle",
     "settle_sql",
+    "update_order",
 ]
 
 
@@ -143,6 +144,38 @@ def settle(order_id: int, position_id: int, at: Any) -> None:
             f" WHERE {where}",
             params,
         )
+
+
+def update_order(
+    order_id: int,
+    values: dict[str, Any],
+    *,
+    status_in: Iterable[str] | None = None,
+    unsent: bool = False,
+    no_broker_id: bool = False,
+) -> int:
+    """``UPDATE trading_order SET <values> WHERE id = <order_id> AND <conditions>``: the
+    row count. The ORM's ``filter().update()`` as one prepared string (the send path runs two
+    of these per order; the ORM spends more time compiling them than the database running
+    them)."""
+    params: dict[str, Any] = {"id": order_id}
+    sets = []
+    for name, value in values.items():
+        field = Order._meta.get_field(name)
+        params[f"v_{name}"] = field.get_db_prep_save(value, connection)
+        sets.append(f"{field.column} = %(v_{name})s")
+    where = ["id = %(id)s"]
+    if status_in is not None:
+        where.append(f"status IN {in_list('s', status_in, params)}")
+    if unsent:
+        where.append("sent_at IS NULL")
+    if no_broker_id:
+        where.append("broker_order_id = ''")
+    with connection.cursor() as cursor:
+        cursor.execute(
+            f"UPDATE trading_order SET {', '.join(sets)} WHERE {' AND '.join(where)}", params
+        )
+        return cursor.rowcount
 
 
 def _row(model: type[Model], instance: Model, *skip: str) -> tuple[list[str], list[Any]]:
