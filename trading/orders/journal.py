@@ -7,11 +7,19 @@ Who calls what (ARCHITECTURE "exactly once"):
   send (:func:`record_ack`, :func:`record_rejection`);
 * the process that owns order events (``run_order_updates``, or ``run_trader``'s component)
   applies every broker event (:func:`apply_event`): status moves, fills, the position's life
-  and the paper ledger, in one transaction per event.
+  and the paper ledger, atomically per event.
 
 Every transition is ``UPDATE ... WHERE <the states it may come from>`` checked by its row count
 (trading/orders/states.py), so two writers never both move one order or one position, and an
 event applied twice changes nothing the second time (a fill is unique per order and trade id).
+
+The rules live here, in Python: :func:`_plan` decides every value an event writes (fills and
+their charges, the order's quantity and average, the position's life, the ledger rows) from
+the order's state and the pure state table. On PostgreSQL each transition is then ONE
+statement, one round trip (trading/orders/journal_sql.py: it checks the state the plan was
+made from and applies it, or writes nothing and returns the state as it is); on SQLite (in
+process, no round trips) the ORM applies the same plan statement by statement in one
+transaction.
 """
 
 from __future__ import annotations
@@ -20,12 +28,12 @@ import logging
 import secrets
 import string
 from collections.abc import Callable, Mapping, Sequence
-from dataclasses import dataclass
+from dataclasses import dataclass, replace
 from datetime import date, datetime
 from decimal import Decimal
 from typing import Any
 
-from django.db import IntegrityError, transaction
+from django.db import IntegrityError, connection, transaction
 from django.db.models import F, Sum
 
 from trading.dhan.rest_types import CORRELATION_ID_MAX_LEN as CORRELATION_MAX
@@ -39,6 +47,16 @@ from trading.models import (
     PositionTracker,
 )
 from trading.orders.intent import EntryIntent
+from trading.orders.journal_sql import (
+    LegSums,
+    OrderState,
+    insert_entry,
+    is_postgres,
+    run_event,
+    run_final,
+    settle,
+    update_order,
+)
 from trading.orders.states import (
     FINAL,
     WORKING,
@@ -64,6 +82,7 @@ __all__ = [
     "exit_correlation_id",
     "id_salt",
     "journal_entry",
+    "journal_entry_orders",
     "journal_exit",
     "record_ack",
     "record_rejection",
@@ -152,46 +171,92 @@ def exit_correlation_id(position_id: int, leg_index: int, generation: int) -> st
 def journal_entry(intent: EntryIntent, *, mode: str, derivative_id: int) -> PositionTracker:
     """The pending position and its entry orders (status UNKNOWN), in one transaction.
     Idempotent per signal: the same intent handed again returns the position already there."""
-    existing = PositionTracker.objects.filter(signal_id=intent.signal_id).first()
-    if existing is not None:
-        return existing
-    try:
-        with transaction.atomic():
-            position = PositionTracker.objects.create(
-                derivative_id=derivative_id,
-                exchange_segment=intent.exchange_segment,
-                security_id=intent.security_id,
-                status=PositionState.PENDING,
-                quantity=0,
-                underlying=intent.index,
-                direction=intent.direction,
-                signal_id=intent.signal_id,
-                config_version=intent.config_version,
-                mode=mode,
-                opened_at=intent.decided_at,
-                underlying_entry=intent.underlying_price,
+    journaled = journal_entry_orders(intent, mode=mode, derivative_id=derivative_id)
+    if journaled is None:
+        raise ValueError(f"derivative #{derivative_id} is not in the catalog")
+    return journaled[0]
+
+
+def journal_entry_orders(
+    intent: EntryIntent, *, mode: str, derivative_id: int | None = None
+) -> tuple[PositionTracker, list[Order] | None] | None:
+    """:func:`journal_entry`, with the orders it wrote (so the router sends them without
+    reading them back); None for the orders when the signal was journaled before (the
+    caller reads what is left to send). Without ``derivative_id`` the contract is looked up
+    by the intent's segment and security id (on PostgreSQL in the journal's own statement);
+    None when the catalog does not have it."""
+    if derivative_id is None and not is_postgres():
+        from instruments.models import Derivative
+
+        derivative_id = (
+            Derivative.objects.filter(
+                exchange_segment=intent.exchange_segment, security_id=intent.security_id
             )
-            Order.objects.bulk_create(
-                Order(
-                    correlation_id=entry_correlation_id(intent.signal_id, leg),
-                    position=position,
-                    leg=OrderLeg.ENTRY,
-                    leg_index=leg,
-                    side=OrderSide.BUY,
-                    mode=mode,
-                    exchange_segment=intent.exchange_segment,
-                    security_id=intent.security_id,
-                    quantity=quantity,
-                    limit_price=intent.limit_price,
-                    placed_at=intent.decided_at,
-                    priced_at=intent.decided_at,
-                )
-                for leg, quantity in enumerate(intent.orders)
-            )
-    except IntegrityError:
-        # Another router journaled this signal first (two engines, one candle).
-        return PositionTracker.objects.get(signal_id=intent.signal_id)
-    return position
+            .values_list("pk", flat=True)
+            .first()
+        )
+        if derivative_id is None:
+            return None
+    position = PositionTracker(
+        derivative_id=derivative_id,
+        exchange_segment=intent.exchange_segment,
+        security_id=intent.security_id,
+        status=PositionState.PENDING,
+        quantity=0,
+        underlying=intent.index,
+        direction=intent.direction,
+        signal_id=intent.signal_id,
+        config_version=intent.config_version,
+        mode=mode,
+        opened_at=intent.decided_at,
+        underlying_entry=intent.underlying_price,
+    )
+    orders = [
+        Order(
+            correlation_id=entry_correlation_id(intent.signal_id, leg),
+            position=position,
+            leg=OrderLeg.ENTRY,
+            leg_index=leg,
+            side=OrderSide.BUY,
+            mode=mode,
+            exchange_segment=intent.exchange_segment,
+            security_id=intent.security_id,
+            quantity=quantity,
+            limit_price=intent.limit_price,
+            placed_at=intent.decided_at,
+            priced_at=intent.decided_at,
+        )
+        for leg, quantity in enumerate(intent.orders)
+    ]
+    if is_postgres():
+        # One statement: the contract, INSERT ... ON CONFLICT (signal) DO NOTHING, the orders
+        # from its row.
+        written = insert_entry(position, orders)
+        if written is None:
+            return None
+        derivative, position_id, ids = written
+        if position_id is None:  # another router journaled this signal first (or a re-hand)
+            return PositionTracker.objects.get(signal_id=intent.signal_id), None
+        position.pk, position.derivative_id = position_id, derivative
+        position._state.adding = False
+        for order, pk in zip(orders, ids, strict=True):
+            order.pk, order.position_id = pk, position.pk
+            order._state.adding = False
+    else:
+        existing = PositionTracker.objects.filter(signal_id=intent.signal_id).first()
+        if existing is not None:
+            return existing, None
+        try:
+            with transaction.atomic():
+                position.save(force_insert=True)
+                for order in orders:
+                    order.position = position
+                Order.objects.bulk_create(orders)
+        except IntegrityError:
+            # Another router journaled this signal first (two engines, one candle).
+            return PositionTracker.objects.get(signal_id=intent.signal_id), None
+    _remember_new(position, orders)
+    return position, orders
 
 
 def claim_exit(
@@ -262,12 +327,8 @@ def claim_send(order: Order, at: datetime) -> bool:
     """Take the one send of an order: ``sent_at`` goes from empty to ``at`` (conditional), so
     an order is handed to the broker at most once by anyone. An UNKNOWN order with ``sent_at``
     set was sent and its answer lost: only a lookup by correlation id may decide what next."""
-    return (
-        Order.objects.filter(pk=order.pk, status=JournalStatus.UNKNOWN, sent_at=None).update(
-            sent_at=at
-        )
-        == 1
-    )
+    unknown = (JournalStatus.UNKNOWN,)
+    return update_order(order.pk, {"sent_at": at}, status_in=unknown, unsent=True) == 1
 
 
 def record_ack(order: Order, broker_order_id: str, status: str, at: datetime) -> bool:
@@ -277,13 +338,13 @@ def record_ack(order: Order, broker_order_id: str, status: str, at: datetime) ->
     position and the reason): it is recorded as TRANSIT and the event brings the rest."""
     if status in FINAL:
         status = JournalStatus.TRANSIT
-    moved = Order.objects.filter(pk=order.pk, status__in=sources(status)).update(
-        status=status, broker_order_id=broker_order_id
+    moved = update_order(
+        order.pk,
+        {"status": status, "broker_order_id": broker_order_id},
+        status_in=sources(status),
     )
     if not moved:
-        Order.objects.filter(pk=order.pk, broker_order_id="").update(
-            broker_order_id=broker_order_id
-        )
+        update_order(order.pk, {"broker_order_id": broker_order_id}, no_broker_id=True)
     return moved == 1
 
 
@@ -302,29 +363,32 @@ def abandon_unsent(order: Order, reason: str, at: datetime) -> bool:
     """An entry order journaled but never sent (its process stopped before the send): it is
     closed as CANCELLED instead of being sent late at a stale price. Conditional on still
     being unsent, so a sender that claims it first wins."""
+    fields = {"rejection_reason": reason[:2000], "final_at": at, "sent_at": at}
+    if is_postgres():
+        unknown = (JournalStatus.UNKNOWN,)
+        return run_final(order.pk, JournalStatus.CANCELLED, unknown, fields, at, unsent_only=True)
     with transaction.atomic():
         moved = Order.objects.filter(
             pk=order.pk, status=JournalStatus.UNKNOWN, sent_at=None
-        ).update(
-            status=JournalStatus.CANCELLED,
-            rejection_reason=reason[:2000],
-            final_at=at,
-            sent_at=at,
-        )
+        ).update(status=JournalStatus.CANCELLED, **fields)
         if moved:
-            _settle(order.position_id, at)
+            _settle(order.pk, order.position_id, at)
     return moved == 1
 
 
 def record_rejection(order: Order, reason: str, at: datetime) -> bool:
     """The broker refused the send (Dhan's reason kept); settles the position if that ended
     its entry."""
+    fields = {"rejection_reason": reason[:2000], "final_at": at}
+    status_from = sources(JournalStatus.REJECTED)
+    if is_postgres():
+        return run_final(order.pk, JournalStatus.REJECTED, status_from, fields, at)
     with transaction.atomic():
-        moved = Order.objects.filter(
-            pk=order.pk, status__in=sources(JournalStatus.REJECTED)
-        ).update(status=JournalStatus.REJECTED, rejection_reason=reason[:2000], final_at=at)
+        moved = Order.objects.filter(pk=order.pk, status__in=status_from).update(
+            status=JournalStatus.REJECTED, **fields
+        )
         if moved:
-            _settle(order.position_id, at)
+            _settle(order.pk, order.position_id, at)
     return moved == 1
 
 
@@ -332,205 +396,404 @@ def record_rejection(order: Order, reason: str, at: datetime) -> bool:
 
 
 def apply_event(event: OrderEvent, charges: ChargesFn, *, paper: bool) -> bool:
-    """Apply one broker event in one transaction: the new trades (fills, their charges, the
-    order's filled quantity and average, the position's quantity and prices, the paper
-    ledger), then the status move. Returns True when anything changed. A late or repeated
-    event changes nothing and is logged."""
+    """Apply one broker event atomically: the new trades (fills, their charges, the order's
+    filled quantity and average, the position's quantity and prices, the paper ledger), then
+    the status move. Returns True when anything changed. A late or repeated event changes
+    nothing and is logged.
+
+    The values are decided here (:func:`_plan`, from the order's state and the pure state
+    table); on PostgreSQL one statement applies them (trading/orders/journal_sql.py), on
+    SQLite the ORM does, statement by statement in one transaction."""
+    if is_postgres():
+        return _apply_postgres(event, charges, paper=paper)
     with transaction.atomic():
-        order = _find(event)
-        if order is None:
-            logger.warning(
-                "order event for an order the journal does not know: %s %s",
-                event.correlation_id or event.broker_order_id,
-                event.status,
-            )
+        state = _read_state(event)
+        if state is None:
+            _unknown(event)
             return False
-        changed = False
-        for trade in (*event.trades, *_cumulative_trade(order, event)):
-            changed |= _apply_trade(order, trade, event.at, charges, paper=paper)
-        if event.broker_order_id and not order.broker_order_id:
-            Order.objects.filter(pk=order.pk).update(broker_order_id=event.broker_order_id)
-        new = JournalStatus(event.status)
-        if new == order.status:
-            return changed
-        if not can_move(order.status, new):
-            logger.info(
-                "order %s: %s after %s ignored (an order never moves back)",
-                order.correlation_id,
-                new,
-                order.status,
+        plan = _plan(state, event, charges, paper=paper)
+        return _apply_orm(state, plan, event)
+
+
+# At most this many orders' states are remembered (the orders of a day are far fewer).
+_KNOWN_MAX = 4096
+_known: dict[str, OrderState] = {}  # correlation id -> the order's state after its last write
+_broker_ids: dict[str, str] = {}  # broker order id -> correlation id
+_positions: dict[int, tuple[LegSums, LegSums]] = {}  # position -> (entry, exit) fills
+
+
+def _remember(state: OrderState) -> None:
+    """Keep what this process last wrote or read of an order: the prediction the next event
+    statement checks (never trusted: a wrong one costs a second round trip, nothing else)."""
+    if len(_known) >= _KNOWN_MAX:
+        _known.clear()
+        _broker_ids.clear()
+        _positions.clear()
+    _known[state.correlation_id] = state
+    if state.broker_order_id:
+        _broker_ids[state.broker_order_id] = state.correlation_id
+    _positions[state.position_id] = (state.entry, state.exit)
+
+
+def _remember_new(position: PositionTracker, orders: Sequence[Order]) -> None:
+    if not is_postgres():
+        return
+    for order in orders:
+        _remember(
+            OrderState(
+                id=order.pk,
+                correlation_id=order.correlation_id,
+                position_id=position.pk,
+                leg=order.leg,
+                side=order.side,
+                exchange_segment=order.exchange_segment,
+                quantity=order.quantity,
+                status=order.status,
+                broker_order_id=order.broker_order_id,
+                filled=0,
+                charges=Decimal(0),
+                turnover=Decimal(0),
+                entry=LegSums(),
+                exit=LegSums(),
+                booked=frozenset(),
             )
-            return changed
-        fields: dict[str, Any] = {"status": new}
-        if new in FINAL:
-            fields["final_at"] = event.at
-        if new in FINAL and event.reason:
+        )
+
+
+def _predicted(event: OrderEvent) -> OrderState | None:
+    cid = event.correlation_id or _broker_ids.get(event.broker_order_id or "")
+    state = _known.get(cid or "")
+    if state is None:
+        return None
+    entry, exit_ = _positions.get(state.position_id, (state.entry, state.exit))
+    return replace(state, entry=entry, exit=exit_)
+
+
+def _needs_state(event: OrderEvent) -> bool:
+    """Whether the event's effect depends on the order's fills (it carries trades, or a
+    cumulative filled quantity); a bare status move does not."""
+    return bool(event.trades) or bool(event.filled and event.average)
+
+
+def _apply_postgres(event: OrderEvent, charges: ChargesFn, *, paper: bool) -> bool:
+    trade_ids = [trade.trade_id for trade in event.trades]
+    if event.filled:
+        trade_ids.append(f"cum-{event.filled}")
+    needs = _needs_state(event)
+    predicted = _predicted(event) if needs else None
+    for _attempt in range(4):
+        if needs and predicted is None:
+            plan = None  # a probe: the state, nothing written
+        else:
+            plan = _plan(predicted, event, charges, paper=paper)
+        try:
+            result = run_event(
+                correlation_id=event.correlation_id,
+                broker_order_id=event.broker_order_id,
+                trade_ids=trade_ids,
+                predicted=predicted,
+                plan=plan,
+            )
+        except IntegrityError:
+            # A trade booked meanwhile by another writer: price again from the database.
+            if connection.in_atomic_block:
+                raise
+            predicted = None
+            continue
+        if result.state is None:
+            _unknown(event)
+            return False
+        if plan is None or not result.verified:
+            predicted = result.state
+            continue
+        return _settled(result, plan, event)
+    raise RuntimeError(
+        f"order {event.correlation_id or event.broker_order_id}: its state kept changing "
+        "under the event (another process books its fills?)"
+    )
+
+
+def _settled(result: Any, plan: _Plan, event: OrderEvent) -> bool:
+    """What the statement did, as the ORM path reports it; the state remembered."""
+    before = result.state
+    moved = result.updated and before.status in plan.status_from
+    after = plan.after if plan.after is not None else before
+    _remember(
+        replace(
+            after,
+            status=plan.status if moved else before.status,
+            broker_order_id=before.broker_order_id or event.broker_order_id or "",
+        )
+    )
+    if not moved and plan.status != before.status:
+        _late(before, plan.status)
+    return bool(plan.fills) or moved
+
+
+def _unknown(event: OrderEvent) -> None:
+    logger.warning(
+        "order event for an order the journal does not know: %s %s",
+        event.correlation_id or event.broker_order_id,
+        event.status,
+    )
+
+
+def _late(state: OrderState, new: str) -> None:
+    logger.info(
+        "order %s: %s after %s ignored (an order never moves back)",
+        state.correlation_id,
+        new,
+        state.status,
+    )
+
+
+@dataclass(frozen=True, slots=True)
+class _NewFill:
+    trade_id: str
+    quantity: int
+    price: Decimal
+    charges: Decimal
+    ledger: tuple[tuple[str, Decimal], ...]  # paper: (kind, signed amount) rows
+
+
+@dataclass(frozen=True, slots=True)
+class _Plan:
+    """Everything one event changes, decided from the order's state before it. The writers
+    (journal_sql on PostgreSQL, :func:`_apply_orm` on SQLite) apply it and decide nothing."""
+
+    at: datetime
+    fills: tuple[_NewFill, ...]
+    filled: int  # the order after its new fills
+    average: Decimal | None
+    charges: Decimal
+    position: dict[str, Any]  # set on the position with the fills
+    activate: bool  # pending -> active (entry_at = at), when it is pending
+    exited: dict[str, Any] | None  # exiting -> exited with these, when it is exiting
+    status: str  # the event's status: applied only from status_from
+    status_from: tuple[str, ...]
+    final: dict[str, Any]  # set with a move to a final status
+    settle: bool  # a move to a final status with no new fill: may cancel the position
+    after: OrderState | None  # the state after (None: the plan did not read it)
+
+
+def _plan(state: OrderState | None, event: OrderEvent, charges: ChargesFn, *, paper: bool) -> _Plan:
+    """The rules of one event (the module docstring; states.py for the status). ``state``
+    may be None only for an event without trades (a bare status move)."""
+    fills: list[_NewFill] = []
+    position: dict[str, Any] = {}
+    activate, exited = False, None
+    after = state
+    if state is not None:
+        filled, turnover, total = state.filled, state.turnover, state.charges
+        entry, exit_ = state.entry, state.exit
+        booked = set(state.booked)
+        day = event.at.astimezone(IST).date()
+        for trade in (*event.trades, *_cumulative_trade(state, event)):
+            if trade.quantity <= 0 or trade.trade_id in booked:
+                continue  # applied before (the same update twice, the REST read after the WS)
+            if filled + trade.quantity > state.quantity:
+                logger.error(
+                    "order %s: trade %s of %d units would fill %d of %d: ignored",
+                    state.correlation_id,
+                    trade.trade_id,
+                    trade.quantity,
+                    filled + trade.quantity,
+                    state.quantity,
+                )
+                continue
+            value = trade.price * trade.quantity
+            filled, turnover = filled + trade.quantity, turnover + value
+            new_total = charges(state.exchange_segment, state.side, filled, turnover, day)
+            fill_charges, total = new_total - total, new_total
+            booked.add(trade.trade_id)
+            fills.append(
+                _NewFill(
+                    trade.trade_id,
+                    trade.quantity,
+                    trade.price,
+                    fill_charges,
+                    _ledger(state.side, value, fill_charges) if paper else (),
+                )
+            )
+            if state.leg == OrderLeg.ENTRY:
+                # pending -> active on the first entry fill; the quantity and the entry
+                # price follow the entry fills (their average).
+                entry = entry.plus(trade.quantity, value, fill_charges)
+                activate = True
+                position = {
+                    "quantity": entry.units,
+                    "entry_price": (entry.turnover / entry.units).quantize(PRICE_PLACES),
+                    "charges": entry.charges + exit_.charges,
+                }
+            else:
+                # The last exit unit: exited, with exit price, gross, charges and net PnL.
+                exit_ = exit_.plus(trade.quantity, value, fill_charges)
+                position = {"charges": entry.charges + exit_.charges}
+                if exit_.units >= entry.units and exited is None:
+                    gross = (exit_.turnover - entry.turnover).quantize(Decimal("0.01"))
+                    exited = {
+                        "exited_at": event.at,
+                        "exit_price": (exit_.turnover / exit_.units).quantize(PRICE_PLACES),
+                        "gross_pnl": gross,
+                        "realized_pnl": gross - position["charges"],
+                    }
+        after = replace(
+            state,
+            filled=filled,
+            turnover=turnover,
+            charges=total,
+            entry=entry,
+            exit=exit_,
+            booked=frozenset(booked),
+        )
+    elif _needs_state(event):
+        raise ValueError("an event with trades needs the order's state")
+    new = JournalStatus(event.status)
+    final: dict[str, Any] = {}
+    if new in FINAL:
+        final["final_at"] = event.at
+        if event.reason:
             # Why it ended, whatever the end: Dhan's rejection, the session's close, a lookup
             # that found the broker never received it.
-            fields["rejection_reason"] = event.reason[:2000]
-        moved = Order.objects.filter(pk=order.pk, status__in=sources(new)).update(**fields)
-        if moved and new in FINAL:
-            _settle(order.position_id, event.at)
-        return changed or moved == 1
+            final["rejection_reason"] = event.reason[:2000]
+    return _Plan(
+        at=event.at,
+        fills=tuple(fills),
+        filled=after.filled if after is not None else 0,
+        average=(after.turnover / after.filled).quantize(PRICE_PLACES) if fills else None,
+        charges=after.charges if after is not None else Decimal(0),
+        position=position,
+        activate=activate,
+        exited=exited,
+        status=new,
+        status_from=sources(new),
+        final=final,
+        settle=new in FINAL and not fills,
+        after=after,
+    )
 
 
-def _find(event: OrderEvent) -> Order | None:
-    query = Order.objects.select_for_update()
-    if event.correlation_id:
-        order = query.filter(correlation_id=event.correlation_id).first()
-        if order is not None:
-            return order
-    if event.broker_order_id:
-        return query.filter(broker_order_id=event.broker_order_id).first()
-    return None
+def _ledger(side: str, value: Decimal, fill_charges: Decimal) -> tuple[tuple[str, Decimal], ...]:
+    """The paper ledger of one fill: premium out (buy) or proceeds in (sell), the charges."""
+    money = value.quantize(Decimal("0.01"))
+    rows = [
+        (LedgerKind.PREMIUM.value, -money)
+        if side == OrderSide.BUY
+        else (LedgerKind.PROCEEDS.value, money)
+    ]
+    if fill_charges:
+        rows.append((LedgerKind.CHARGES.value, -fill_charges))
+    return tuple(rows)
 
 
-def _cumulative_trade(order: Order, event: OrderEvent) -> tuple[TradeFill, ...]:
+def _cumulative_trade(state: OrderState, event: OrderEvent) -> tuple[TradeFill, ...]:
     """The units of a cumulative report not booked yet, as one trade (see OrderEvent)."""
-    if event.filled is None or event.filled <= order.filled_quantity or not event.average:
+    if event.filled is None or event.filled <= state.filled or not event.average:
         return ()
-    units = event.filled - order.filled_quantity
-    booked = _turnover(order)
-    price = ((event.average * event.filled - booked) / units).quantize(PRICE_PLACES)
+    units = event.filled - state.filled
+    price = ((event.average * event.filled - state.turnover) / units).quantize(PRICE_PLACES)
     if price <= 0:  # the broker's average is rounded; never book a free or negative trade
         price = event.average
     return (TradeFill(f"cum-{event.filled}", units, price),)
 
 
-def _apply_trade(
-    order: Order, trade: TradeFill, at: datetime, charges: ChargesFn, *, paper: bool
-) -> bool:
-    if trade.quantity <= 0:
-        return False
-    if Fill.objects.filter(order=order, trade_id=trade.trade_id).exists():
-        return False  # applied before (the same update twice, or the REST read after the WS)
-    filled_before = order.filled_quantity
-    filled = filled_before + trade.quantity
-    if filled > order.quantity:
-        logger.error(
-            "order %s: trade %s of %d units would fill %d of %d: ignored",
-            order.correlation_id,
-            trade.trade_id,
-            trade.quantity,
-            filled,
-            order.quantity,
-        )
-        return False
-    turnover_before = _turnover(order)
-    turnover = turnover_before + trade.price * trade.quantity
-    day = at.astimezone(IST).date()
-    total = charges(order.exchange_segment, order.side, filled, turnover, day)
-    fill_charges = total - order.charges
-    fill = Fill.objects.create(
-        order=order,
-        trade_id=trade.trade_id,
-        quantity=trade.quantity,
-        price=trade.price,
-        charges=fill_charges,
-        traded_at=at,
-    )
-    average = (turnover / filled).quantize(PRICE_PLACES)
-    moved = Order.objects.filter(pk=order.pk, filled_quantity=filled_before).update(
-        filled_quantity=filled, average_price=average, charges=total
-    )
-    if moved != 1:  # cannot happen under select_for_update; never book a fill twice
-        raise IntegrityError(f"order {order.correlation_id} changed under its fill")
-    order.filled_quantity, order.average_price, order.charges = filled, average, total
-    if paper:
-        _book(fill, order, at)
-    if order.leg == OrderLeg.ENTRY:
-        _entry_filled(order, at)
-    else:
-        _exit_filled(order, at)
-    return True
+# -- SQLite: the same plan, statement by statement in one transaction ----------------------------
 
 
-def _turnover(order: Order) -> Decimal:
-    total = Decimal(0)
-    for quantity, price in Fill.objects.filter(order=order).values_list("quantity", "price"):
-        total += price * quantity
-    return total
-
-
-def _book(fill: Fill, order: Order, at: datetime) -> None:
-    """The paper ledger: premium out (buy) or proceeds in (sell), and the charges."""
-    value = (fill.price * fill.quantity).quantize(Decimal("0.01"))
-    LedgerEntry.objects.create(
-        kind=LedgerKind.PREMIUM if order.side == OrderSide.BUY else LedgerKind.PROCEEDS,
-        amount=-value if order.side == OrderSide.BUY else value,
-        fill=fill,
+def _read_state(event: OrderEvent) -> OrderState | None:
+    """The order (locked where the database locks rows) and the fills of its position."""
+    query = Order.objects.select_for_update()
+    order = None
+    if event.correlation_id:
+        order = query.filter(correlation_id=event.correlation_id).first()
+    if order is None and event.broker_order_id:
+        order = query.filter(broker_order_id=event.broker_order_id).first()
+    if order is None:
+        return None
+    legs = {OrderLeg.ENTRY: LegSums(), OrderLeg.EXIT: LegSums()}
+    turnover = Decimal(0)
+    wanted = {trade.trade_id for trade in event.trades}
+    if event.filled:
+        wanted.add(f"cum-{event.filled}")
+    booked = set()
+    for order_id, leg, trade_id, quantity, price, fill_charges in Fill.objects.filter(
+        order__position_id=order.position_id
+    ).values_list("order_id", "order__leg", "trade_id", "quantity", "price", "charges"):
+        legs[leg] = legs[leg].plus(quantity, price * quantity, fill_charges)
+        if order_id == order.pk:
+            turnover += price * quantity
+            if trade_id in wanted:
+                booked.add(trade_id)
+    return OrderState(
+        id=order.pk,
+        correlation_id=order.correlation_id,
         position_id=order.position_id,
-        at=at,
+        leg=order.leg,
+        side=order.side,
+        exchange_segment=order.exchange_segment,
+        quantity=order.quantity,
+        status=order.status,
+        broker_order_id=order.broker_order_id,
+        filled=order.filled_quantity,
+        charges=order.charges,
+        turnover=turnover,
+        entry=legs[OrderLeg.ENTRY],
+        exit=legs[OrderLeg.EXIT],
+        booked=frozenset(booked),
     )
-    if fill.charges:
-        LedgerEntry.objects.create(
-            kind=LedgerKind.CHARGES,
-            amount=-fill.charges,
-            fill=fill,
-            position_id=order.position_id,
-            at=at,
+
+
+def _apply_orm(state: OrderState, plan: _Plan, event: OrderEvent) -> bool:
+    for new in plan.fills:
+        fill = Fill.objects.create(
+            order_id=state.id,
+            trade_id=new.trade_id,
+            quantity=new.quantity,
+            price=new.price,
+            charges=new.charges,
+            traded_at=plan.at,
         )
-
-
-def _leg_totals(position_id: int, leg: str) -> tuple[int, Decimal, Decimal]:
-    """(units, turnover, charges) of the fills of one leg of a position."""
-    units, turnover, charges = 0, Decimal(0), Decimal(0)
-    for quantity, price, fill_charges in Fill.objects.filter(
-        order__position_id=position_id, order__leg=leg
-    ).values_list("quantity", "price", "charges"):
-        units += quantity
-        turnover += price * quantity
-        charges += fill_charges
-    return units, turnover, charges
-
-
-def _entry_filled(order: Order, at: datetime) -> None:
-    """pending -> active on the first entry fill; the quantity and the entry price follow the
-    entry fills (their average)."""
-    units, turnover, charges = _leg_totals(order.position_id, OrderLeg.ENTRY)
-    entry_price = (turnover / units).quantize(PRICE_PLACES)
-    PositionTracker.objects.filter(pk=order.position_id, status=PositionState.PENDING).update(
-        status=PositionState.ACTIVE, entry_at=at
+        LedgerEntry.objects.bulk_create(
+            LedgerEntry(kind=k, amount=a, fill=fill, position_id=state.position_id, at=plan.at)
+            for k, a in new.ledger
+        )
+    positions = PositionTracker.objects.filter(pk=state.position_id)
+    if plan.fills:
+        moved = Order.objects.filter(pk=state.id, filled_quantity=state.filled).update(
+            filled_quantity=plan.filled, average_price=plan.average, charges=plan.charges
+        )
+        if moved != 1:  # cannot happen under the transaction's lock; never book a fill twice
+            raise IntegrityError(f"order {state.correlation_id} changed under its fill")
+        if plan.activate:
+            positions.filter(status__in=position_sources(PositionState.ACTIVE)).update(
+                status=PositionState.ACTIVE, entry_at=plan.at
+            )
+        positions.update(**plan.position)
+        if plan.exited is not None:
+            positions.filter(status__in=position_sources(PositionState.EXITED)).update(
+                status=PositionState.EXITED, **plan.exited
+            )
+    if event.broker_order_id and not state.broker_order_id:
+        Order.objects.filter(pk=state.id).update(broker_order_id=event.broker_order_id)
+    changed = bool(plan.fills)
+    if plan.status == state.status:
+        return changed
+    if not can_move(state.status, plan.status):
+        _late(state, plan.status)
+        return changed
+    moved = Order.objects.filter(pk=state.id, status__in=plan.status_from).update(
+        status=plan.status, **plan.final
     )
-    PositionTracker.objects.filter(pk=order.position_id).update(
-        quantity=units,
-        entry_price=entry_price,
-        charges=charges + _leg_totals(order.position_id, OrderLeg.EXIT)[2],
-    )
+    if moved and plan.status in FINAL:
+        _settle(state.id, state.position_id, plan.at)
+    return changed or moved == 1
 
 
-def _exit_filled(order: Order, at: datetime) -> None:
-    """The last exit unit: exited, with exit price, gross, charges and net PnL."""
-    position = PositionTracker.objects.select_for_update().get(pk=order.position_id)
-    sold, proceeds, exit_charges = _leg_totals(position.pk, OrderLeg.EXIT)
-    bought, premium, entry_charges = _leg_totals(position.pk, OrderLeg.ENTRY)
-    charges = entry_charges + exit_charges
-    PositionTracker.objects.filter(pk=position.pk).update(charges=charges)
-    if sold < bought:
-        return
-    gross = (proceeds - premium).quantize(Decimal("0.01"))
-    PositionTracker.objects.filter(
-        pk=position.pk, status__in=position_sources(PositionState.EXITED)
-    ).update(
-        status=PositionState.EXITED,
-        exited_at=at,
-        exit_price=(proceeds / sold).quantize(PRICE_PLACES),
-        gross_pnl=gross,
-        realized_pnl=gross - charges,
-    )
-
-
-def _settle(position_id: int, at: datetime) -> None:
-    """After an order became final: an entry whose orders are all final with no unit filled
-    is cancelled (the position never existed at the broker)."""
-    orders = Order.objects.filter(position_id=position_id, leg=OrderLeg.ENTRY)
-    if orders.filter(status__in=WORKING).exists():
-        return
-    filled = orders.aggregate(total=Sum("filled_quantity"))["total"] or 0
-    if filled == 0:
-        PositionTracker.objects.filter(
-            pk=position_id, status__in=position_sources(PositionState.CANCELLED)
-        ).update(status=PositionState.CANCELLED, exited_at=at)
+def _settle(order_id: int, position_id: int, at: datetime) -> None:
+    """After an order became final (SQLite; PostgreSQL does it in the same statement): an
+    entry whose orders are all final with no unit filled is cancelled (the position never
+    existed at the broker)."""
+    settle(order_id, position_id, connection.ops.adapt_datetimefield_value(at))
 
 
 def open_entry_quantity(position_id: int) -> int:

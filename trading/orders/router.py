@@ -41,7 +41,7 @@ from trading.orders.intent import (
 from trading.orders.journal import (
     claim_exit,
     claim_send,
-    journal_entry,
+    journal_entry_orders,
     journal_exit,
     open_entry_quantity,
     record_ack,
@@ -96,18 +96,19 @@ class OrderRouter:
     def place_entry(self, intent: EntryIntent) -> RouterResult:
         """Journal the pending position and its orders, send each unsent one. Idempotent per
         signal: a re-handed intent sends nothing already sent."""
-        from instruments.models import Derivative
-
-        derivative = Derivative.objects.filter(
-            exchange_segment=intent.exchange_segment, security_id=intent.security_id
-        ).first()
-        if derivative is None:
+        journaled_entry = journal_entry_orders(intent, mode=self.mode)
+        if journaled_entry is None:
             return RouterResult(REJECTED, f"{intent.key} is not in the catalog")
-        position = journal_entry(intent, mode=self.mode, derivative_id=derivative.pk)
+        position, journaled = journaled_entry
         failpoint("entry:journaled")
-        unsent = position.orders.filter(
-            leg=OrderLeg.ENTRY, status=JournalStatus.UNKNOWN, sent_at=None
-        )
+        if journaled is not None:
+            unsent = journaled  # just written: every one is UNKNOWN and unsent
+        else:
+            unsent = list(
+                position.orders.filter(
+                    leg=OrderLeg.ENTRY, status=JournalStatus.UNKNOWN, sent_at=None
+                )
+            )
         outcomes = [self.send(order) for order in unsent]
         refused = [text for text in outcomes if text.startswith("rejected")]
         if outcomes and len(refused) == len(outcomes):

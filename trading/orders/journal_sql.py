@@ -1,0 +1,493 @@
+"""The journal's writes as single statements on PostgreSQL (trading/orders/journal.py decides
+every value; this module only applies them, conditionally, and reads back what it needs).
+
+Why: the order path's latency is database round trips, and a transition that read the order,
+locked it, summed its fills and wrote four tables one statement at a time cost 4 to 16 of them
+(bench/orders.py). On PostgreSQL each transition here is ONE statement: data-modifying CTEs
+(``WITH ... UPDATE ... RETURNING``, ``INSERT ... SELECT ... FROM <the CTE that checked>``),
+atomic by itself in autocommit, so it is also its own transaction (no BEGIN, no COMMIT).
+
+An event that books fills needs the order's state to be priced in Python (the charges of the
+order's cumulative quantity and turnover, config/charges.yml): the journal passes the state it
+predicts (what it knew after the order's last transition in this process) and the statement
+applies the new values only when the locked row and the sums of the fills in the database are
+exactly that state; otherwise it writes nothing and returns the state as it is, and the journal
+prices again from it (a second round trip: after a restart, or the first fill of an order this
+process has not seen). So nothing here trusts a cache: the database is checked every time.
+
+SQLite (the embedded default, in-process) has no data-modifying CTEs: the journal applies the
+same plan there statement by statement inside one transaction (BEGIN IMMEDIATE), through the
+ORM. The one rule written in SQL, when an entry ends with nothing filled (:func:`settle_sql`),
+is shared by both.
+"""
+
+from __future__ import annotations
+
+from collections.abc import Iterable, Sequence
+from dataclasses import dataclass
+from datetime import datetime
+from decimal import Decimal
+from typing import Any
+
+from django.db import connection
+from django.db.models import Model
+from django.utils import timezone
+
+from trading.models import Order, OrderLeg, PositionTracker
+from trading.orders.states import WORKING, PositionState, position_sources
+
+__all__ = [
+    "LegSums",
+    "OrderState",
+    "StatementResult",
+    "in_list",
+    "insert_entry",
+    "is_postgres",
+    "run_event",
+    "run_final",
+    "settle",
+    "settle_sql",
+    "update_order",
+]
+
+
+def is_postgres() -> bool:
+    return connection.vendor == "postgresql"
+
+
+@dataclass(frozen=True, slots=True)
+class LegSums:
+    """The fills of one leg of a position: units, turnover (rupees), charges (rupees)."""
+
+    units: int = 0
+    turnover: Decimal = Decimal(0)
+    charges: Decimal = Decimal(0)
+
+    def plus(self, units: int, turnover: Decimal, charges: Decimal) -> LegSums:
+        return LegSums(self.units + units, self.turnover + turnover, self.charges + charges)
+
+
+@dataclass(frozen=True, slots=True)
+class OrderState:
+    """What applying an event to an order depends on: the row, the turnover of its fills, the
+    fills of its position per leg, and which of the event's trade ids are booked already
+    (``booked``: at least those; an id not in it is predicted unbooked, and checked)."""
+
+    id: int
+    correlation_id: str
+    position_id: int
+    leg: str
+    side: str
+    exchange_segment: str
+    quantity: int
+    status: str
+    broker_order_id: str
+    filled: int
+    charges: Decimal
+    turnover: Decimal
+    entry: LegSums
+    exit: LegSums
+    booked: frozenset[str]
+
+
+@dataclass(frozen=True, slots=True)
+class StatementResult:
+    """What one event statement found and did. ``state`` is the order before the statement
+    (None: no such order); ``verified`` False means the prediction was wrong and nothing was
+    written; ``updated`` the order row was written (fills, status or broker id)."""
+
+    state: OrderState | None
+    verified: bool
+    updated: bool
+
+
+def in_list(name: str, values: Iterable[str], params: dict[str, Any]) -> str:
+    """``(%(name0)s, %(name1)s, ...)`` for ``IN``, its values added to ``params`` (named
+    parameters work on both backends; SQLite has no arrays)."""
+    names = []
+    for i, value in enumerate(values):
+        params[f"{name}{i}"] = str(value)
+        names.append(f"%({name}{i})s")
+    return f"({', '.join(names)})" if names else "(NULL)"
+
+
+def settle_sql(order: str, position: str, params: dict[str, Any]) -> str:
+    """The conditions under which an entry that just ended cancels its position: it is still
+    pending, no other entry order of it is working, and no entry unit filled. ``order`` and
+    ``position`` are SQL expressions (the CTE's columns on PostgreSQL, parameters on SQLite).
+    The one place this rule is written."""
+    params["settle_entry"] = OrderLeg.ENTRY.value
+    pending = in_list("settle_from", position_sources(PositionState.CANCELLED), params)
+    working = in_list("settle_working", sorted(WORKING), params)
+    return (
+        f"p.id = {position} AND p.status IN {pending}"
+        f" AND NOT EXISTS (SELECT 1 FROM trading_order x WHERE x.position_id = {position}"
+        f" AND x.leg = %(settle_entry)s AND x.id <> {order} AND x.status IN {working})"
+        f" AND COALESCE((SELECT SUM(x.filled_quantity) FROM trading_order x"
+        f" WHERE x.position_id = {position} AND x.leg = %(settle_entry)s), 0) = 0"
+    )
+
+
+def settle(order_id: int, position_id: int, at: Any) -> None:
+    """:func:`settle_sql` as a statement of its own, after the order's move in the same
+    transaction (SQLite; ``at`` as the backend stores it)."""
+    params: dict[str, Any] = {
+        "order": order_id,
+        "position": position_id,
+        "cancelled": PositionState.CANCELLED.value,
+        "at": at,
+    }
+    where = settle_sql("%(order)s", "%(position)s", params)
+    with connection.cursor() as cursor:
+        cursor.execute(
+            "UPDATE trading_positiontracker AS p SET status = %(cancelled)s, exited_at = %(at)s"
+            f" WHERE {where}",
+            params,
+        )
+
+
+def update_order(
+    order_id: int,
+    values: dict[str, Any],
+    *,
+    status_in: Iterable[str] | None = None,
+    unsent: bool = False,
+    no_broker_id: bool = False,
+) -> int:
+    """``UPDATE trading_order SET <values> WHERE id = <order_id> AND <conditions>``: the
+    row count. The ORM's ``filter().update()`` as one prepared string (the send path runs two
+    of these per order; the ORM spends more time compiling them than the database running
+    them)."""
+    params: dict[str, Any] = {"id": order_id}
+    sets = []
+    for name, value in values.items():
+        field = Order._meta.get_field(name)
+        params[f"v_{name}"] = field.get_db_prep_save(value, connection)
+        sets.append(f"{field.column} = %(v_{name})s")
+    where = ["id = %(id)s"]
+    if status_in is not None:
+        where.append(f"status IN {in_list('s', status_in, params)}")
+    if unsent:
+        where.append("sent_at IS NULL")
+    if no_broker_id:
+        where.append("broker_order_id = ''")
+    with connection.cursor() as cursor:
+        cursor.execute(
+            f"UPDATE trading_order SET {', '.join(sets)} WHERE {' AND '.join(where)}", params
+        )
+        return cursor.rowcount
+
+
+def _row(model: type[Model], instance: Model, *skip: str) -> tuple[list[str], list[Any]]:
+    """Columns and database values of a new row, as Django's own INSERT computes them (the
+    defaults, ``auto_now``), without the primary key and the columns ``skip`` (the caller's)."""
+    columns, values = [], []
+    for field in model._meta.concrete_fields:
+        if field.primary_key or field.attname in skip:
+            continue
+        value = field.pre_save(instance, add=True)
+        columns.append(field.column)
+        values.append(field.get_db_prep_save(value, connection))
+    return columns, values
+
+
+def insert_entry(
+    position: PositionTracker, orders: Sequence[Order]
+) -> tuple[int, int | None, list[int]] | None:
+    """Journal a pending position and its entry orders in one statement. Without
+    ``position.derivative_id`` the contract is looked up in the same statement by the
+    position's segment and security id. Returns the contract's id, the new position's id and
+    its orders' ids (in ``orders``' order); the position id None (nothing written) when the
+    position's signal is journaled already; None when the catalog has no such contract."""
+    columns, values = _row(PositionTracker, position, "derivative_id")
+    if position.derivative_id is None:
+        contract = (
+            "SELECT id FROM instruments_derivative WHERE exchange_segment = %s AND security_id = %s"
+        )
+        params: list[Any] = [position.exchange_segment, position.security_id]
+    else:
+        contract = "SELECT id FROM instruments_derivative WHERE id = %s"
+        params = [position.derivative_id]
+    parts = [
+        f"d AS ({contract})",
+        f"pos AS (INSERT INTO trading_positiontracker (derivative_id, {', '.join(columns)})"
+        f" SELECT d.id, {', '.join(['%s'] * len(values))} FROM d"
+        " ON CONFLICT (signal_id) WHERE signal_id IS NOT NULL DO NOTHING RETURNING id)",
+    ]
+    params += values
+    for i, order in enumerate(orders):
+        columns, values = _row(Order, order, "position_id")
+        parts.append(
+            f"o{i} AS (INSERT INTO trading_order (position_id, {', '.join(columns)})"
+            f" SELECT pos.id, {', '.join(['%s'] * len(values))} FROM pos RETURNING id)"
+        )
+        params += values
+    picks = "".join(f", (SELECT id FROM o{i})" for i in range(len(orders)))
+    sql = f"WITH {', '.join(parts)} SELECT d.id, (SELECT id FROM pos){picks} FROM d"
+    with connection.cursor() as cursor:
+        cursor.execute(sql, params)
+        row = cursor.fetchone()
+    if row is None:
+        return None
+    return row[0], row[1], list(row[2:])
+
+
+# -- events ---------------------------------------------------------------------------------------
+
+_LOCK = """cur AS (
+    SELECT o.id, o.correlation_id, o.position_id, o.leg, o.side, o.exchange_segment,
+           o.quantity, o.status, o.broker_order_id, o.filled_quantity, o.charges
+    FROM trading_order o
+    WHERE o.id = (
+        SELECT k.id FROM (
+            SELECT id, 0 AS pref, placed_at, leg_index FROM trading_order
+            WHERE correlation_id = %(cid)s
+            UNION ALL
+            SELECT id, 1, placed_at, leg_index FROM trading_order WHERE broker_order_id = %(bid)s
+        ) k ORDER BY k.pref, k.placed_at, k.leg_index, k.id LIMIT 1)
+    FOR UPDATE
+), sums AS (
+    SELECT
+        COALESCE(SUM(f.price * f.quantity) FILTER (WHERE f.order_id = cur.id), 0),
+        COALESCE(SUM(f.quantity) FILTER (WHERE x.leg = %(entry)s), 0),
+        COALESCE(SUM(f.price * f.quantity) FILTER (WHERE x.leg = %(entry)s), 0),
+        COALESCE(SUM(f.charges) FILTER (WHERE x.leg = %(entry)s), 0),
+        COALESCE(SUM(f.quantity) FILTER (WHERE x.leg = %(exit)s), 0),
+        COALESCE(SUM(f.price * f.quantity) FILTER (WHERE x.leg = %(exit)s), 0),
+        COALESCE(SUM(f.charges) FILTER (WHERE x.leg = %(exit)s), 0),
+        COALESCE(array_agg(f.trade_id::text) FILTER (
+            WHERE f.order_id = cur.id AND f.trade_id = ANY(%(ids)s::text[])), '{}'::text[])
+    FROM cur
+    JOIN trading_order x ON x.position_id = cur.position_id
+    JOIN trading_fill f ON f.order_id = x.id
+)"""
+# sums' columns: turnover, entry units/turnover/charges, exit units/turnover/charges, booked
+
+
+def _state(row: Sequence[Any]) -> OrderState:
+    return OrderState(
+        id=row[0],
+        correlation_id=row[1],
+        position_id=row[2],
+        leg=row[3],
+        side=row[4],
+        exchange_segment=row[5],
+        quantity=row[6],
+        status=row[7],
+        broker_order_id=row[8],
+        filled=row[9],
+        charges=row[10],
+        turnover=row[11],
+        entry=LegSums(row[12], row[13], row[14]),
+        exit=LegSums(row[15], row[16], row[17]),
+        booked=frozenset(row[18]),
+    )
+
+
+def _cases(column: str, condition: str, values: dict[str, Any], params: dict[str, Any]) -> list:
+    """``SET`` items applied only when ``condition`` holds on the old row."""
+    items = []
+    for field, value in values.items():
+        params[f"{column}_{field}"] = value
+        items.append(f"{field} = CASE WHEN {condition} THEN %({column}_{field})s ELSE {field} END")
+    return items
+
+
+def run_event(
+    *,
+    correlation_id: str | None,
+    broker_order_id: str | None,
+    trade_ids: Sequence[str],
+    predicted: OrderState | None,
+    plan: Any,
+) -> StatementResult:
+    """Apply one event's plan (trading/orders/journal.py ``_Plan``) in one statement. With
+    ``predicted`` the statement writes only when the order and its position are exactly in
+    that state; ``plan`` None reads the state and writes nothing (a probe)."""
+    params: dict[str, Any] = {
+        "cid": correlation_id or None,
+        "bid": broker_order_id or None,
+        "ids": list(trade_ids),
+        "entry": OrderLeg.ENTRY.value,
+        "exit": OrderLeg.EXIT.value,
+    }
+    parts = [_LOCK]
+    if plan is None:
+        parts.append("ok AS (SELECT cur.id, cur.position_id FROM cur WHERE FALSE)")
+    elif predicted is None:
+        parts.append("ok AS (SELECT cur.id, cur.position_id FROM cur)")
+    else:
+        p = predicted
+        params.update(
+            p_id=p.id,
+            p_position=p.position_id,
+            p_leg=p.leg,
+            p_side=p.side,
+            p_segment=p.exchange_segment,
+            p_quantity=p.quantity,
+            p_filled=p.filled,
+            p_charges=p.charges,
+            p_turnover=p.turnover,
+            p_eu=p.entry.units,
+            p_et=p.entry.turnover,
+            p_ec=p.entry.charges,
+            p_xu=p.exit.units,
+            p_xt=p.exit.turnover,
+            p_xc=p.exit.charges,
+            p_booked=sorted(p.booked & set(trade_ids)),
+            p_nbooked=len(p.booked & set(trade_ids)),
+        )
+        parts.append(
+            "ok AS (SELECT cur.id, cur.position_id FROM cur, sums s(t, eu, et, ec, xu, xt, xc, b)"
+            " WHERE cur.id = %(p_id)s AND cur.position_id = %(p_position)s"
+            " AND cur.leg = %(p_leg)s AND cur.side = %(p_side)s"
+            " AND cur.exchange_segment = %(p_segment)s AND cur.quantity = %(p_quantity)s"
+            " AND cur.filled_quantity = %(p_filled)s AND cur.charges = %(p_charges)s"
+            " AND s.t = %(p_turnover)s AND s.eu = %(p_eu)s AND s.et = %(p_et)s"
+            " AND s.ec = %(p_ec)s AND s.xu = %(p_xu)s AND s.xt = %(p_xt)s AND s.xc = %(p_xc)s"
+            " AND cardinality(s.b) = %(p_nbooked)s AND s.b @> %(p_booked)s::text[])"
+        )
+    updated = "SELECT 0"
+    if plan is not None:
+        params["at"] = plan.at
+        params["now"] = timezone.now()
+        if plan.fills:
+            # One INSERT for the event's trades, in their order (the rows' ids follow it, as
+            # one INSERT per trade would give them), then their ledger rows, in order too.
+            fills, ledger = [], []
+            for i, fill in enumerate(plan.fills):
+                params.update(
+                    {
+                        f"f{i}_trade": fill.trade_id,
+                        f"f{i}_qty": fill.quantity,
+                        f"f{i}_price": fill.price,
+                        f"f{i}_charges": fill.charges,
+                    }
+                )
+                fills.append(
+                    f"({i}, %(f{i}_trade)s, %(f{i}_qty)s::integer, %(f{i}_price)s::numeric,"
+                    f" %(f{i}_charges)s::numeric)"
+                )
+                for j, (kind, amount) in enumerate(fill.ledger):
+                    params[f"l{i}_{j}_kind"], params[f"l{i}_{j}_amount"] = kind, amount
+                    ledger.append(
+                        f"({i}, {j}, %(f{i}_trade)s, %(l{i}_{j}_kind)s,"
+                        f" %(l{i}_{j}_amount)s::numeric)"
+                    )
+            parts.append(
+                "fi AS (INSERT INTO trading_fill"
+                " (order_id, trade_id, quantity, price, charges, traded_at, created_at)"
+                " SELECT ok.id, v.trade_id, v.quantity, v.price, v.charges, %(at)s, %(now)s"
+                f" FROM ok, (VALUES {', '.join(fills)}) AS v(n, trade_id, quantity, price,"
+                " charges) ORDER BY v.n RETURNING id, trade_id)"
+            )
+            if ledger:
+                parts.append(
+                    "li AS (INSERT INTO trading_ledgerentry"
+                    " (kind, amount, fill_id, position_id, at, created_at)"
+                    " SELECT v.kind, v.amount, fi.id, ok.position_id, %(at)s, %(now)s"
+                    f" FROM ok, fi JOIN (VALUES {', '.join(ledger)})"
+                    " AS v(n, j, trade_id, kind, amount) ON v.trade_id = fi.trade_id"
+                    " ORDER BY v.n, v.j)"
+                )
+        moving = f"o.status IN {in_list('from', plan.status_from, params)}"
+        params["status"] = plan.status
+        sets = [f"status = CASE WHEN {moving} THEN %(status)s ELSE o.status END"]
+        sets += _cases("o", moving, plan.final, params)
+        changes = [moving]
+        if plan.fills:
+            params.update(filled=plan.filled, average=plan.average, o_charges=plan.charges)
+            sets += [
+                "filled_quantity = %(filled)s",
+                "average_price = %(average)s",
+                "charges = %(o_charges)s",
+            ]
+            changes.append("TRUE")
+        if broker_order_id:
+            sets.append(
+                "broker_order_id = CASE WHEN o.broker_order_id = '' THEN %(bid)s"
+                " ELSE o.broker_order_id END"
+            )
+            changes.append("o.broker_order_id = ''")
+        parts.append(
+            f"ou AS (UPDATE trading_order o SET {', '.join(sets)} FROM ok"
+            f" WHERE o.id = ok.id AND ({' OR '.join(changes)}) RETURNING o.id)"
+        )
+        updated = "SELECT count(*) FROM ou"
+        if plan.fills:
+            position_sets = []
+            for field, value in plan.position.items():
+                params[f"pos_{field}"] = value
+                position_sets.append(f"{field} = %(pos_{field})s")
+            if plan.activate:
+                active = in_list("act_from", position_sources(PositionState.ACTIVE), params)
+                position_sets.append(
+                    f"status = CASE WHEN p.status IN {active} THEN 'active' ELSE p.status END"
+                )
+                entry_at = {"entry_at": plan.at}
+                position_sets += _cases("act", f"p.status IN {active}", entry_at, params)
+            if plan.exited is not None:
+                done = in_list("exd_from", position_sources(PositionState.EXITED), params)
+                position_sets.append(
+                    f"status = CASE WHEN p.status IN {done} THEN 'exited' ELSE p.status END"
+                )
+                position_sets += _cases("exd", f"p.status IN {done}", plan.exited, params)
+            parts.append(
+                f"pu AS (UPDATE trading_positiontracker p SET {', '.join(position_sets)}"
+                " FROM ok WHERE p.id = ok.position_id RETURNING p.id)"
+            )
+        elif plan.settle:
+            params["cancelled"] = PositionState.CANCELLED.value
+            parts.append(
+                "st AS (UPDATE trading_positiontracker p SET status = %(cancelled)s,"
+                " exited_at = %(at)s FROM cur JOIN ou ON ou.id = cur.id"
+                " WHERE cur.status IN "
+                f"{in_list('from', plan.status_from, params)}"
+                f" AND {settle_sql('cur.id', 'cur.position_id', params)} RETURNING p.id)"
+            )
+    sql = (
+        f"WITH {', '.join(parts)} SELECT cur.*, s.*, (SELECT count(*) FROM ok), ({updated})"
+        " FROM cur, sums s"
+    )
+    with connection.cursor() as cursor:
+        cursor.execute(sql, params)
+        row = cursor.fetchone()
+    if row is None:
+        return StatementResult(None, False, False)
+    return StatementResult(_state(row), bool(row[19]), bool(row[20]))
+
+
+def run_final(
+    order_id: int,
+    status: str,
+    sources: Sequence[str],
+    fields: dict[str, Any],
+    at: datetime,
+    *,
+    unsent_only: bool = False,
+) -> bool:
+    """Move an order from ``sources`` to the final ``status`` with ``fields`` (a rejection of
+    our send; with ``unsent_only``, an entry journaled and never sent, abandoned) and settle
+    its position (:func:`settle_sql`), in one statement. True when the order moved."""
+    params: dict[str, Any] = {
+        "id": order_id,
+        "status": status,
+        "at": at,
+        "cancelled": PositionState.CANCELLED.value,
+    }
+    sets = ["status = %(status)s"]
+    for field, value in fields.items():
+        params[f"v_{field}"] = value
+        sets.append(f"{field} = %(v_{field})s")
+    unsent = " AND o.sent_at IS NULL" if unsent_only else ""
+    sql = (
+        f"WITH ou AS (UPDATE trading_order o SET {', '.join(sets)}"
+        f" WHERE o.id = %(id)s AND o.status IN {in_list('from', sources, params)}{unsent}"
+        " RETURNING o.id, o.position_id),"
+        " st AS (UPDATE trading_positiontracker p SET status = %(cancelled)s, exited_at = %(at)s"
+        f" FROM ou WHERE {settle_sql('ou.id', 'ou.position_id', params)} RETURNING p.id)"
+        " SELECT count(*) FROM ou"
+    )
+    with connection.cursor() as cursor:
+        cursor.execute(sql, params)
+        return cursor.fetchone()[0] == 1
