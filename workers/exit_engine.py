@@ -2,7 +2,7 @@ r"""The exit engine: every open position watched tick by tick and exited by rule
 (``manage.py run_exit_engine`` in split mode, the ``exit_engine`` component of ``run_trader``).
 
     ticks (TickSubscription, coalescing) --> rules (trading/rules/exits.py) --> claim + router
-                                        \-> PnL cache pnl:{id} (throttled) + database copy
+                                        \-> PnL cache pnl:{id} (each sweep, batched) + database copy
 
 * **Per tick.** The subscription follows the contracts of the open positions and the indices
   under them; a burst gives the latest tick of each, never a backlog. Every tick of a contract
@@ -45,7 +45,7 @@ from datetime import date, datetime
 from decimal import Decimal
 from typing import TYPE_CHECKING, Any
 
-from django.db import close_old_connections, connections, transaction
+from django.db import close_old_connections, connections
 from django.db.models import Sum
 
 from trading.config.types import AlgoConfig
@@ -118,7 +118,6 @@ class ExitEngine(PnlMonitor):
         rest_quotes: RestQuotes | None = None,
         sweep_interval: float = 1.0,
         persist_interval: float = 1.0,
-        pnl_interval: float = 0.25,
         reload_interval: float = 1.0,
         wait_timeout: float = 0.2,
         heartbeat_interval: float = 5.0,
@@ -140,7 +139,6 @@ class ExitEngine(PnlMonitor):
         self.rest_quotes = rest_quotes
         self.sweep_interval = sweep_interval
         self.persist_interval = persist_interval
-        self.pnl_interval = pnl_interval
         self.seed_cash = seed_cash or _seed_cash(config_source)
         self.watched: dict[int, Watched] = {}
         self.on_key: dict[str, list[Watched]] = {}
@@ -152,7 +150,6 @@ class ExitEngine(PnlMonitor):
         self._next_sweep = 0.0
         self._next_clock = 0.0
         self._next_persist = 0.0
-        self._marked_at: dict[int, float] = {}
         self._unmarked: set[int] = set()
         self._realized_today: tuple[date, Decimal] | None = None
         self._capital: tuple[date, Decimal] | None = None
@@ -474,17 +471,59 @@ class ExitEngine(PnlMonitor):
             decisions.append((watched, decision, received))
 
     def _mark_due(self, records: Mapping[str, TickRecord], now: float) -> None:
-        """pnl:{id} for positions on the changed contracts, at most every ``pnl_interval``
-        seconds each (the rules ran on every tick; the cache is for people and the gates)."""
-        for key, record in records.items():
-            for position_id in self.by_key.get(key, ()):
-                if now - self._marked_at.get(position_id, -1e18) >= self.pnl_interval:
-                    if self._mark(self.positions[position_id], record, _tick_time(record), now):
-                        self._marked_at[position_id] = now
-                        self.updates += 1
-                    self._unmarked.discard(position_id)
-                else:
-                    self._unmarked.add(position_id)
+        """Note the positions whose contract ticked: the sweep marks their PnL in one batch.
+        Nothing on the tick path waits for the PnL cache or its database copy: the rules
+        ran on every tick; pnl:{id} is for people and the gates, at most a sweep old."""
+        for key in records:
+            self._unmarked.update(self.by_key.get(key, ()))
+
+    def mark_pnl(self, now: float) -> int:
+        """The PnL of every position whose contract ticked since the last sweep: computed,
+        then written in one batch (one Redis round trip; the database copy, each position at
+        most every 5 s, in one statement). Returns how many were marked."""
+        snapshots = []
+        for position_id in sorted(self._unmarked):
+            position = self.positions.get(position_id)
+            record = self.last_ticks.get(position.key) if position is not None else None
+            if record is None:
+                continue
+            snapshot = self._snapshot(position, record, now)
+            if snapshot is not None:
+                snapshots.append(snapshot)
+                self._dirty.add(position_id)
+        self._unmarked.clear()
+        if not snapshots:
+            return 0
+        try:
+            self.cache.store_many(snapshots)
+        except Exception as exc:  # the store is down: the database copy still goes
+            self._record_error(f"pnl cache: {type(exc).__name__}")
+            logger.warning("exit engine: PnL cache write failed: %s", exc)
+        try:
+            self.db_sync.sync_many(snapshots, now)
+        except Exception as exc:
+            self._record_error(f"db sync: {type(exc).__name__}")
+            logger.warning("exit engine: PnL database copy failed: %s", exc)
+        self.updates += len(snapshots)
+        return len(snapshots)
+
+    def _snapshot(self, position: PositionTracker, record: Any, now: float) -> Any:
+        try:
+            tick_time = _tick_time(record)
+            day = datetime.fromtimestamp(tick_time, IST).date()
+            charges = self.estimate_exit_charges(position, record.ltp, day)
+            return self.cache.compute(
+                position,
+                record.ltp,
+                tick_seq=record.seq,
+                tick_time=tick_time,
+                exit_charges=charges,
+                now=now,
+            )
+        except Exception as exc:
+            self._record_error(f"position #{position.pk}: {type(exc).__name__}: {exc}")
+            self._log_position_error(position.pk, now, "could not be marked", exc_info=True)
+            return None
 
     # -- the sweep -------------------------------------------------------------------------
 
@@ -515,13 +554,7 @@ class ExitEngine(PnlMonitor):
             self.act(watched, decision, received)
         if risk.kill_switch:
             self.cancel_pending_entries()
-        for position_id in list(self._unmarked):
-            position = self.positions.get(position_id)
-            record = self.last_ticks.get(position.key) if position is not None else None
-            if record is not None and self._mark(position, record, _tick_time(record), now):
-                self._marked_at[position_id] = now
-                self.updates += 1
-        self._unmarked.clear()
+        self.mark_pnl(now)
         if now >= self._next_persist:
             self._next_persist = now + self.persist_interval
             self.persist()
@@ -675,18 +708,23 @@ class ExitEngine(PnlMonitor):
     # -- persistence -----------------------------------------------------------------------
 
     def persist(self, *, force: bool = False) -> int:
-        """Write every exit state that moved since it was last written (one transaction)."""
+        """Write every exit state that moved since it was last written, in one statement
+        (conditional on the position being open). A failure keeps them in memory for the
+        next sweep."""
         moved = [w for w in self.watched.values() if w.state is not w.saved]
         if not moved:
             return 0
+        rows = [PositionTracker(pk=w.position_id, **_state_columns(w.state)) for w in moved]
         try:
-            with transaction.atomic():
-                for watched in moved:
-                    self._persist_one(watched)
+            PositionTracker.objects.filter(status__in=OPEN_STATUSES).bulk_update(
+                rows, list(EXIT_STATE_COLUMNS), batch_size=1000
+            )
         except Exception as exc:
             self._record_error(f"persist: {type(exc).__name__}")
             logger.exception("exit engine: exit states not written (kept in memory)")
             return 0
+        for watched in moved:
+            watched.saved = watched.state
         return len(moved)
 
     def _persist_one(self, watched: Watched) -> None:
@@ -694,13 +732,7 @@ class ExitEngine(PnlMonitor):
         if state is watched.saved:
             return
         PositionTracker.objects.filter(pk=watched.position_id, status__in=OPEN_STATUSES).update(
-            peak_premium=state.peak,
-            trough_premium=state.trough,
-            protective_stop=state.stop,
-            stop_rule=state.stop_rule,
-            seconds_in_loss=state.seconds_in_loss,
-            in_loss_at=state.in_loss_at,
-            premium_high_at=state.high_at,
+            **_state_columns(state)
         )
         watched.saved = state
 
@@ -729,6 +761,29 @@ class ExitEngine(PnlMonitor):
             "kill_switch": self._kill_switch,
             **self.counters,
         }
+
+
+EXIT_STATE_COLUMNS = (
+    "peak_premium",
+    "trough_premium",
+    "protective_stop",
+    "stop_rule",
+    "seconds_in_loss",
+    "in_loss_at",
+    "premium_high_at",
+)
+
+
+def _state_columns(state: ExitState) -> dict[str, Any]:
+    return {
+        "peak_premium": state.peak,
+        "trough_premium": state.trough,
+        "protective_stop": state.stop,
+        "stop_rule": state.stop_rule,
+        "seconds_in_loss": state.seconds_in_loss,
+        "in_loss_at": state.in_loss_at,
+        "premium_high_at": state.high_at,
+    }
 
 
 def _tick_time(record: Any) -> float:

@@ -45,6 +45,15 @@ logger = logging.getLogger(__name__)
 
 OPEN_STATUSES = (PositionStatus.ACTIVE, PositionStatus.EXITING)
 LTP_PLACES = Decimal("0.0001")  # PositionTracker.ltp has 4 decimal places
+PNL_COLUMNS = (
+    "ltp",
+    "unrealized_pnl",
+    "unrealized_pnl_net",
+    "pnl_percent",
+    "peak_pnl",
+    "trough_pnl",
+    "pnl_updated_at",
+)
 
 _DECIMAL_FIELDS = ("gross", "net", "percent", "peak", "trough", "exit_charges")
 
@@ -218,6 +227,10 @@ class PnlCache:
     def store(self, snapshot: PnlSnapshot) -> None:
         self.kv.put(self.name(snapshot.position_id), snapshot.as_dict())
 
+    def store_many(self, snapshots: list[PnlSnapshot]) -> None:
+        """Every snapshot in one write (one Redis round trip)."""
+        self.kv.put_many({self.name(s.position_id): s.as_dict() for s in snapshots})
+
     def update(
         self,
         position: PositionTracker,
@@ -289,6 +302,38 @@ class PnlDbSync:
             return False
         self._last_sync[snapshot.position_id] = now
         return self._write(snapshot, only_open=True)
+
+    def sync_many(self, snapshots: list[PnlSnapshot], now: float) -> int:
+        """:meth:`maybe_sync` for many positions in ONE statement (the due ones, each at most
+        once per ``interval``), conditional on each being open; returns how many were due."""
+        due = []
+        for snapshot in snapshots:
+            last = self._last_sync.get(snapshot.position_id)
+            if last is not None and 0 <= now - last < self.interval:
+                continue
+            self._last_sync[snapshot.position_id] = now
+            due.append(snapshot)
+        if not due:
+            return 0
+        rows = [
+            PositionTracker(
+                pk=snapshot.position_id,
+                ltp=Decimal(str(snapshot.ltp)).quantize(LTP_PLACES),
+                unrealized_pnl=snapshot.gross,
+                unrealized_pnl_net=snapshot.net,
+                pnl_percent=snapshot.percent,
+                peak_pnl=snapshot.peak,
+                trough_pnl=snapshot.trough,
+                pnl_updated_at=snapshot.updated_datetime,
+            )
+            for snapshot in due
+        ]
+        # A filtered bulk_update: one UPDATE ... CASE per batch, WHERE the position is still
+        # open (a position another process exited meanwhile is left alone).
+        PositionTracker.objects.filter(status__in=OPEN_STATUSES).bulk_update(
+            rows, list(PNL_COLUMNS), batch_size=1000
+        )
+        return len(due)
 
     def sync_final(self, snapshot: PnlSnapshot) -> bool:
         """Write the snapshot whatever the throttle and the status (the last mark of a position

@@ -299,9 +299,12 @@ def test_killed_after_an_exits_send_before_its_answer_the_exit_is_not_sent_again
     desk.wait(lambda: settled(sim), "the entries to settle", trader=trader)
     trader.stop()
     assert claim_exit(position.pk, ExitType.MANUAL, "e2e: manual exit")
-    desk.start("send:answered").killed_itself()  # the exit's first send, answered, unrecorded
-    (sent,) = Order.objects.filter(position=position, leg="exit", sent_at__isnull=False)
-    assert sent.status == "UNKNOWN" and sent.correlation_id in BrokerBook.read(sim).by_correlation()
+    desk.start("send:answered").killed_itself()  # an exit's send, answered, unrecorded
+    # The order manager and the exit engine both drive a claimed exit (under the position's
+    # lock, each order sent once): another order of the set may have gone out meanwhile.
+    sent = list(Order.objects.filter(position=position, leg="exit", sent_at__isnull=False))
+    at_broker = BrokerBook.read(sim).by_correlation()
+    assert any(o.status == "UNKNOWN" and o.correlation_id in at_broker for o in sent), sent
 
     trader = desk.start()
     desk.wait(

@@ -463,6 +463,11 @@ def test_a_stale_feed_in_live_prices_from_the_rest_quote(desk):
 def test_the_engine_keeps_the_pnl_cache_of_open_positions(desk):
     pid = desk.enter()
     desk.step(110.0)
+    assert desk.engine.cache.get(pid) is None  # the tick path never waits for the cache
+    desk.sweep()
     snapshot = desk.engine.cache.get(pid)
     assert snapshot is not None and snapshot.ltp == 110.0
     assert snapshot.gross == (Decimal("110") - entry_price(pid)) * 65
+
+    row = PositionTracker.objects.get(pk=pid)  # the database copy, in the same sweep
+    assert (row.ltp, row.unrealized_pnl) == (Decimal("110.0000"), snapshot.gross)

@@ -16,7 +16,7 @@ import json
 import threading
 import time
 from collections import deque
-from collections.abc import Callable, Sequence
+from collections.abc import Callable, Mapping, Sequence
 from typing import TYPE_CHECKING, Any, Protocol
 
 from django.db import IntegrityError, transaction
@@ -39,6 +39,10 @@ __all__ = [
 
 class KeyValueStore(Protocol):
     def put(self, name: str, value: dict, ttl: float | None = None) -> None: ...
+
+    def put_many(self, values: Mapping[str, dict]) -> None:
+        """Every ``name: value`` (no TTL), in one round trip where the store has round trips."""
+        ...
 
     def get(self, name: str) -> dict | None: ...
 
@@ -76,6 +80,10 @@ class MemoryKeyValueStore:
         expires = None if ttl is None else self._clock() + ttl
         with self._lock:
             self._values[name] = (text, expires)
+
+    def put_many(self, values: Mapping[str, dict]) -> None:
+        for name, value in values.items():
+            self.put(name, value)
 
     def get(self, name: str) -> dict | None:
         with self._lock:
@@ -143,6 +151,16 @@ class RedisKeyValueStore:
         px = None if ttl is None else max(1, round(ttl * 1000))
         with Unavailable("writing a value"):
             self._client.set(self._key_prefix + name, text, px=px)
+
+    def put_many(self, values: Mapping[str, dict]) -> None:
+        texts = {
+            self._key_prefix + name: json_text(value, f"value for {name!r}")
+            for name, value in values.items()
+        }
+        if not texts:
+            return
+        with Unavailable("writing values"):
+            self._client.mset(texts)
 
     def get(self, name: str) -> dict | None:
         with Unavailable("reading a value"):
@@ -233,6 +251,7 @@ class DbKeyValueStore:
     def put(self, name: str, value: dict, ttl: float | None = None) -> None:
         if ttl is not None and ttl <= 0:
             raise ValueError(f"ttl must be positive or None, got {ttl!r}")
+        json_text(value, f"value for {name!r}")  # NaN, sets, ...: refused as by every store
         now = self.clock()
         # No "expires_at" key at all without a TTL: on Postgres a JSON null sorts below every
         # number, so {"expires_at": null} would match the purge's ``<= now`` and be deleted.
@@ -243,6 +262,11 @@ class DbKeyValueStore:
         if now >= self._next_purge:
             self._next_purge = now + self.PURGE_INTERVAL
             self.purge_expired()
+
+    def put_many(self, values: Mapping[str, dict]) -> None:
+        with transaction.atomic():  # one commit: on SQLite one file sync, not one per value
+            for name, value in values.items():
+                self.put(name, value)
 
     def _write(self, key: str, row: dict[str, Any]) -> None:
         from trading.models import Setting

@@ -97,6 +97,27 @@ def test_replace_list_keeps_exactly_the_last_maxlen_values(
     kv.close()
 
 
+def check_put_many(kv: object) -> None:
+    kv.put("pnl:1", {"gross": "1"})
+    kv.put_many({f"pnl:{i}": {"gross": str(i * 10)} for i in range(1, 4)})
+    kv.put_many({})
+    values = [kv.get(f"pnl:{i}") for i in range(1, 4)]
+    assert values == [{"gross": "10"}, {"gross": "20"}, {"gross": "30"}]
+    with pytest.raises(ValueError):
+        kv.put_many({"pnl:9": {"bad": float("nan")}})
+
+
+@pytest.mark.parametrize("store", ["memory", "redis"])
+def test_put_many_writes_every_value_and_refuses_what_json_cannot_carry(
+    store: str, redis_url: str, prefix: str
+) -> None:
+    kv = (
+        MemoryKeyValueStore() if store == "memory" else RedisKeyValueStore(redis_url, prefix=prefix)
+    )
+    check_put_many(kv)
+    kv.close()
+
+
 # -- DbKeyValueStore (embedded mode) --------------------------------------------------------
 
 
@@ -108,6 +129,11 @@ def clock() -> Clock:
 @pytest.fixture
 def db_kv(clock: Clock) -> DbKeyValueStore:
     return DbKeyValueStore(clock=clock)
+
+
+@pytest.mark.django_db
+def test_put_many_in_the_database_writes_every_value(db_kv):
+    check_put_many(db_kv)
 
 
 @pytest.mark.django_db
