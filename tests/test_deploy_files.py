@@ -26,7 +26,8 @@ RAILWAY = ROOT / "railway.toml"
 DOCKERFILE = ROOT / "Dockerfile"
 DOCKERIGNORE = ROOT / ".dockerignore"
 
-# ARCHITECTURE.md "Processes": the worker commands later issues build.
+# ARCHITECTURE.md "Processes": the worker commands (all exist now; a new one may be listed here
+# before it does, and then must sit under the workers profile).
 PLANNED_COMMANDS = {"run_feed_hub", "run_signal_engine", "run_exit_engine", "run_order_updates"}
 WORKERS_PROFILE = "workers"
 MANAGE_PY = re.compile(r"manage\.py\s+([A-Za-z0-9_]+)")

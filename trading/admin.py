@@ -29,7 +29,6 @@ from rest_framework.exceptions import ParseError
 from config_schema import ConfigError
 from trading.api.overrides import overrides_version
 from trading.api.parsers import check_json_value
-from trading.config import types as config_types
 from trading.config.load import OVERRIDES_KEY, config_as_dict
 from trading.config.store import effective_algo_config, load_algo_config, reload_algo_config
 from trading.models import (
@@ -46,30 +45,6 @@ from trading.rules.market import IST
 from trading.switches import change_switches, reserved_setting, switches_state
 
 logger = logging.getLogger(__name__)
-
-
-def _exits(extra_context: dict[str, Any] | None) -> dict[str, Any]:
-    """``exits_active`` for admin/trading/exits_notice.html: read at each request, so the
-    notice goes the moment the exit engine turns the flag on."""
-    return {**(extra_context or {}), "exits_active": config_types.EXITS_ACTIVE}
-
-
-class ExitsNoticeAdmin(admin.ModelAdmin):
-    """Pages that show exit rules or positions carry the "exits are NOT active" notice."""
-
-    def changelist_view(
-        self, request: HttpRequest, extra_context: dict[str, Any] | None = None
-    ) -> HttpResponse:
-        return super().changelist_view(request, _exits(extra_context))
-
-    def changeform_view(
-        self,
-        request: HttpRequest,
-        object_id: str | None = None,
-        form_url: str = "",
-        extra_context: dict[str, Any] | None = None,
-    ) -> HttpResponse:
-        return super().changeform_view(request, object_id, form_url, _exits(extra_context))
 
 
 class ValueField(forms.JSONField):
@@ -164,7 +139,7 @@ class SwitchForm(forms.Form):
 
 
 @admin.register(Setting)
-class SettingAdmin(ExitsNoticeAdmin):
+class SettingAdmin(admin.ModelAdmin):
     form = SettingForm
     list_display = ["key", "updated_at"]
     search_fields = ["key"]
@@ -232,7 +207,6 @@ class SettingAdmin(ExitsNoticeAdmin):
             "title": "Trading switches",
             "state": switches_state(),
             "can_change": self.has_change_permission(request),
-            "exits_active": config_types.EXITS_ACTIVE,
         }
         return TemplateResponse(request, "admin/trading/setting/switches.html", context)
 
@@ -264,7 +238,6 @@ class SettingAdmin(ExitsNoticeAdmin):
             **self.admin_site.each_context(request),
             "opts": self.model._meta,
             "title": "Effective algo config",
-            "exits_active": config_types.EXITS_ACTIVE,
         }
         try:
             config = effective_algo_config()
@@ -364,7 +337,7 @@ class TradingSignalAdmin(ViewOnlyAdmin):
 
 
 @admin.register(PositionTracker)
-class PositionTrackerAdmin(ExitsNoticeAdmin, ViewOnlyAdmin):
+class PositionTrackerAdmin(ViewOnlyAdmin):
     """View-only, on purpose. Status, quantity, prices and PnL belong to the workers: every
     status change is a conditional UPDATE checked by row count (two exit engines cannot both
     exit one position), made together with an order in the journal. An admin edit would race

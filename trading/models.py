@@ -150,6 +150,21 @@ class PositionTracker(models.Model):
         max_length=32, blank=True, help_text="the component that set the stop"
     )
     seconds_in_loss = models.FloatField(default=0.0)
+    in_loss_at = models.DateTimeField(
+        null=True, blank=True, help_text="market time of the last evaluation found in loss"
+    )
+    premium_high_at = models.DateTimeField(
+        null=True, blank=True, help_text="market time of the last new premium high"
+    )
+    # The exit decision, recorded with the claim (active -> exiting).
+    exit_trigger_price = models.DecimalField(
+        max_digits=14, decimal_places=4, null=True, blank=True, help_text="the LTP decided on"
+    )
+    exit_inputs = models.JSONField(default=dict, blank=True, help_text="what the rule compared")
+    exit_decided_at = models.DateTimeField(null=True, blank=True, help_text="market time")
+    exit_tick_at = models.DateTimeField(
+        null=True, blank=True, help_text="the deciding tick's exchange time"
+    )
     # The outcome, set once the last exit unit fills.
     exit_price = models.DecimalField(max_digits=14, decimal_places=4, null=True, blank=True)
     gross_pnl = models.DecimalField(

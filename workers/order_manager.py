@@ -387,9 +387,7 @@ class OrderManager:
                     pk=order.pk, status=JournalStatus.UNKNOWN, sent_at=order.sent_at
                 ).update(sent_at=None)
                 order.sent_at = None
-            logger.warning(
-                "exit order %s: not at the broker; sending it", order.correlation_id
-            )
+            logger.warning("exit order %s: not at the broker; sending it", order.correlation_id)
             self.router.send(order)
         elif order.sent_at is None:
             abandon_unsent(order, "never sent: the sender stopped before the send", now)
@@ -417,9 +415,9 @@ class OrderManager:
     def handle_exits(self) -> int:
         """Drive every claimed position until its exit orders are out."""
         driven = 0
-        for position in PositionTracker.objects.filter(
-            status=PositionState.EXITING
-        ).select_related("derivative"):
+        for position in PositionTracker.objects.filter(status=PositionState.EXITING).select_related(
+            "derivative"
+        ):
             try:
                 self.router.continue_exit(position)
             except AuthFailure:

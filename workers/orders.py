@@ -24,7 +24,13 @@ from workers.realtime.services import Realtime
 
 logger = logging.getLogger(__name__)
 
-__all__ = ["exit_freeze_quantity", "journal_charges", "router_for", "tick_quote"]
+__all__ = [
+    "RestQuotes",
+    "exit_freeze_quantity",
+    "journal_charges",
+    "router_for",
+    "tick_quote",
+]
 
 
 def tick_quote(
@@ -45,6 +51,70 @@ def tick_quote(
         if wall() - record.receive_time > config_source().feed.option_stale_seconds:
             return None
         return (_money(record.bid), _money(record.ask), _money(record.ltp))
+
+    return quote
+
+
+class RestQuotes:
+    """Live mode's answer to a stale feed: the contract's quote from Dhan's REST market-quote
+    API (``/marketfeed/quote``: LTP and five-level depth) instead of an old tick. Rate-limited
+    twice: at most one request per contract every ``min_interval`` seconds (the answer is kept
+    that long) and the REST client's own limiter (Dhan's quote endpoint allows 1 request/s).
+    A failed request answers None (no price: nothing is priced from a guess) and is retried
+    after ``min_interval``; an authentication failure propagates (trading stops loudly)."""
+
+    def __init__(
+        self,
+        rest: Any,
+        *,
+        min_interval: float = 2.0,
+        wall: Callable[[], float] = time.monotonic,
+    ) -> None:
+        self.rest = rest
+        self.min_interval = min_interval
+        self.wall = wall
+        self.requests = 0
+        self.failures = 0
+        self._last: dict[str, tuple[float, Any]] = {}
+
+    def __call__(self, key: str) -> tuple[Decimal | None, Decimal | None, Decimal | None] | None:
+        from trading.dhan.errors import AuthFailure
+        from trading.dhan.rest_types import MarketQuoteRequest
+        from trading.rules.market import split_key
+
+        now = self.wall()
+        seen = self._last.get(key)
+        if seen is not None and now - seen[0] < self.min_interval:
+            return seen[1]
+        segment, security_id = split_key(key)
+        value = None
+        self.requests += 1
+        try:
+            answer = self.rest.quote_full(MarketQuoteRequest({segment: [int(security_id)]}))
+            quote = answer.get(segment, int(security_id))
+        except AuthFailure:
+            raise
+        except Exception as exc:  # a fault of the request: no price now, asked again later
+            self.failures += 1
+            logger.warning("REST quote of %s failed: %s", key, exc)
+            quote = None
+        if quote is not None and quote.last_price and quote.last_price > 0:
+            bid = ask = None
+            depth = quote.depth
+            if depth is not None:
+                bid = next((level.price for level in depth.buy if level.price > 0), None)
+                ask = next((level.price for level in depth.sell if level.price > 0), None)
+            value = (bid, ask, Decimal(quote.last_price))
+        self._last[key] = (now, value)
+        return value
+
+
+def fresh_or_rest(ticks: Quote, rest: RestQuotes) -> Quote:
+    """The fresh tick when there is one, else the REST quote (live mode's stale feed)."""
+
+    def quote(key: str) -> tuple[Decimal | None, Decimal | None, Decimal | None] | None:
+        answer = ticks(key)
+        return answer if answer is not None else rest(key)
 
     return quote
 
@@ -90,8 +160,11 @@ def router_for(
     clock: Callable[[], float],
     config_source: Callable[[], AlgoConfig],
     gateway: Any | None = None,
+    rest_quotes: RestQuotes | None = None,
 ) -> OrderRouter:
-    """The router of this process: the paper gateway, or the live one when ``live``."""
+    """The router of this process: the paper gateway, or the live one when ``live``. Orders
+    are priced from a fresh tick; in live mode, when the feed is stale, from ``rest_quotes``
+    (Dhan's REST quote; paper waits for a fresh tick: it never fills at an old price)."""
     if gateway is None:
         if live:
             from trading.orders.live import live_gateway_from_settings
@@ -101,11 +174,17 @@ def router_for(
             from trading.orders.gateway import PaperGateway
 
             gateway = PaperGateway()
+    quote = tick_quote(realtime, config_source)
+    if live and rest_quotes is None and getattr(gateway, "rest", None) is not None:
+        # The gateway's own client: one rate limiter for every request of this process.
+        rest_quotes = RestQuotes(gateway.rest)
+    if live and rest_quotes is not None:
+        quote = fresh_or_rest(quote, rest_quotes)
     return OrderRouter(
         gateway,
         config_source=config_source,
         clock=clock,
-        quote=tick_quote(realtime, config_source),
+        quote=quote,
         freeze_quantity=exit_freeze_quantity(config_source),
     )
 

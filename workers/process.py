@@ -10,6 +10,7 @@ import logging
 import signal
 import threading
 from collections.abc import Callable
+from typing import Any
 
 
 def run_until_stopped(run: Callable[[threading.Event], None], name: str) -> None:
@@ -24,3 +25,40 @@ def run_until_stopped(run: Callable[[threading.Event], None], name: str) -> None
     signal.signal(signal.SIGTERM, on_signal)
     signal.signal(signal.SIGINT, on_signal)
     run(stop)
+
+
+def run_split_worker(
+    name: str, sees: str, build: Callable[[Any, bool], Any], say: Callable[[str], None]
+) -> None:
+    """A split-mode worker command's body: the Realtime on Redis (``sees`` says what the
+    worker reads from other processes, for the error without REDIS_URL), the trading mode
+    said, ``build(realtime, live)``, run until SIGTERM/SIGINT. A configuration error at
+    build and credentials the broker refuses end it with one line (CommandError)."""
+    from django.core.exceptions import ImproperlyConfigured
+    from django.core.management.base import CommandError
+
+    from config_schema import ConfigError
+    from trading.mode import trading_mode
+    from workers.broker_auth import BrokerAuthFailed
+    from workers.realtime.services import realtime_from_settings
+
+    realtime = realtime_from_settings()
+    if realtime.redis_url is None:
+        realtime.close()
+        raise CommandError(
+            f"REDIS_URL is not set: the {name} cannot see {sees} from another process (for "
+            "one process, use manage.py run_trader)"
+        )
+    mode = trading_mode()
+    say(f"trading mode: {mode.name.upper()} ({mode.reason})")
+    try:
+        worker = build(realtime, mode.live)
+    except (ConfigError, ImproperlyConfigured) as exc:
+        realtime.close()
+        raise CommandError(str(exc)) from None
+    try:
+        run_until_stopped(worker.run, name)
+    except BrokerAuthFailed as exc:
+        raise CommandError(str(exc)) from None
+    finally:
+        realtime.close()

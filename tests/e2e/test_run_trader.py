@@ -106,7 +106,7 @@ def test_run_trader_sim_runs_a_market_minute_with_every_component_and_stops_on_s
         assert set(beat["components"]) == {
             "feed_hub",
             "signal_engine",
-            "pnl_monitor",
+            "exit_engine",
             "scheduled_jobs",
             "order_manager",
         }
@@ -141,10 +141,10 @@ def query(db: Path, sql: str) -> list[tuple]:
         return []
 
 
-def test_ten_market_minutes_of_run_trader_sim_open_positions_and_the_caps_stop_more(
+def test_thirty_market_minutes_of_run_trader_sim_open_and_close_positions_by_themselves(
     tmp_path, env
 ):
-    # A trending day from the entry window on; 60x: ten market minutes in ten seconds.
+    # A trending day from the entry window on; 60x: thirty market minutes in thirty seconds.
     proc = subprocess.Popen(
         [
             sys.executable,
@@ -169,7 +169,7 @@ def test_ten_market_minutes_of_run_trader_sim_open_positions_and_the_caps_stop_m
     )
     db = tmp_path / "trader.sqlite3"
     try:
-        deadline = time.monotonic() + 120
+        deadline = time.monotonic() + 240
         market_minutes = 0.0
         while time.monotonic() < deadline:
             assert proc.poll() is None, (tmp_path / "trader.log").read_text()
@@ -177,20 +177,25 @@ def test_ten_market_minutes_of_run_trader_sim_open_positions_and_the_caps_stop_m
             if beat and beat.get("market_time"):
                 moment = datetime.fromisoformat(beat["market_time"])
                 market_minutes = (moment.hour * 60 + moment.minute) - 600
-            if market_minutes >= 10:
+            if market_minutes >= 30:
                 break
             time.sleep(0.5)
         else:
             log = (tmp_path / "trader.log").read_text()
-            pytest.fail(f"ten market minutes did not pass:\n{log}")
-        positions = query(db, "SELECT underlying, status FROM trading_positiontracker")
+            pytest.fail(f"thirty market minutes did not pass:\n{log}")
+        positions = query(
+            db,
+            "SELECT underlying, status, exit_type, exit_reason, realized_pnl, exited_at "
+            "FROM trading_positiontracker",
+        )
         routed = query(
             db, "SELECT `index`, candle_start FROM trading_tradingsignal WHERE outcome = 'intent'"
         )
         capped = query(
             db,
             "SELECT `index`, gate FROM trading_tradingsignal WHERE outcome = 'blocked' AND gate IN "
-            "('concurrent_cap', 'same_direction_open', 'daily_trade_cap')",
+            "('concurrent_cap', 'same_direction_open', 'daily_trade_cap', 'cooldown', "
+            "'loss_streak')",
         )
         proc.send_signal(signal.SIGTERM)
         proc.wait(timeout=10)
@@ -199,10 +204,18 @@ def test_ten_market_minutes_of_run_trader_sim_open_positions_and_the_caps_stop_m
             proc.kill()
             proc.wait()
     log = (tmp_path / "trader.log").read_text()
-    assert routed, f"no entry routed in ten market minutes:\n{log[-3000:]}"
-    # Entries became positions (filled by the paper broker) that stay open: no exit engine yet.
-    assert any(status == "active" for _, status in positions), positions
-    # Once an index holds its one position, its later signals are stopped by the caps.
-    held = {index for index, status in positions if status == "active"}
-    assert held & {index for index, _ in capped}, (positions, capped)
+    assert routed, f"no entry routed in thirty market minutes:\n{log[-3000:]}"
+    # Entries became positions (filled by the paper broker) and the exit engine closed some
+    # of them by rule, with a type, a reason, a market time and the money.
+    exited = [row for row in positions if row[1] == "exited"]
+    assert exited, positions
+    for _index, _status, exit_type, reason, realized, exited_at in exited:
+        assert exit_type and exit_type != "MANUAL" and reason, exited
+        assert realized is not None and exited_at, exited
+    # While an index holds a position (or just closed one), its later signals are stopped by
+    # the caps and the cooldowns.
+    assert {index for index, *_ in positions} & {index for index, _ in capped}, (
+        positions,
+        capped,
+    )
     assert "Traceback" not in log, log[-3000:]

@@ -134,19 +134,11 @@ def test_the_exit_code_says_whether_the_config_is_valid(bad_algo, use_bad_file, 
         assert "# algo config version: " in done.stdout
 
 
-def test_the_output_says_plainly_that_exits_are_not_active_yet():
-    from trading.config.types import EXITS_ACTIVE
-
-    assert EXITS_ACTIVE is False  # when the exit engine lands, this test goes with the warning
+def test_the_output_is_the_config_as_valid_yaml_with_no_exits_warning_now_they_run():
+    # Exits are active (the exit engine runs them); the groundwork's warning went with it.
     out, _ = run("--no-overrides", "--file", str(ALGO_YML), "--charges", str(CHARGES_YML))
-    warning = [line for line in out.splitlines() if "exits are NOT active" in line]
-    assert warning == [
-        "# WARNING: exits are NOT active yet: no exit engine runs, so no exit rule (stop loss, "
-        "trailing, time exit, ...) closes a position and no stop protects one, whatever "
-        "'enabled' says"
-    ]
-    assert yaml.safe_load(out)["exits"]["stop_loss"]["enabled"] is True  # still valid YAML
-
+    assert "NOT active" not in out and "WARNING" not in out
+    assert yaml.safe_load(out)["exits"]["stop_loss"]["enabled"] is True
 
 def line_of(text: str, part: str) -> tuple[int, int]:
     """(line, column), both from 1, of the first occurrence of ``part`` in ``text``."""

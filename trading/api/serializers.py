@@ -19,9 +19,6 @@ class ConfigSerializer(serializers.Serializer):
     effective = serializers.DictField(read_only=True)
     overrides = serializers.JSONField(read_only=True)
     overrides_version = serializers.CharField(read_only=True)
-    exits_active = serializers.BooleanField(
-        read_only=True, help_text="false: no exit engine runs, whatever the exit rules say"
-    )
 
 
 class SignalSerializer(serializers.ModelSerializer):

@@ -37,7 +37,6 @@ from trading.api.serializers import (
     SignalSerializer,
     SwitchesSerializer,
 )
-from trading.config import types as config_types
 from trading.config.load import OVERRIDES_KEY, OVERRIDES_SOURCE, config_as_dict
 from trading.config.store import effective_algo_config, save_overrides, stored_overrides
 from trading.config.types import AlgoConfig
@@ -61,8 +60,6 @@ def _config_body(config: AlgoConfig, overrides: Any) -> dict[str, Any]:
         "effective": config_as_dict(config),
         "overrides": overrides,
         "overrides_version": overrides_version(overrides),
-        # The exit rules above read "enabled: true", yet no exit engine runs yet.
-        "exits_active": config_types.EXITS_ACTIVE,
     }
     return ConfigSerializer(data).data
 

@@ -182,17 +182,6 @@ class RiskConfig:
 
 # -- exits ----------------------------------------------------------------------------------------
 
-# No exit engine runs yet: the rules under ``exits`` are configuration only, and nothing closes a
-# position or protects it with a stop, whatever their ``enabled`` says. check_config and the
-# admin show EXITS_NOT_ACTIVE while this is False. The exit engine's issue sets it True (this one
-# place), then removes the flag and the warnings together.
-EXITS_ACTIVE = False
-EXITS_NOT_ACTIVE = (
-    "exits are NOT active yet: no exit engine runs, so no exit rule (stop loss, trailing, time "
-    "exit, ...) closes a position and no stop protects one, whatever 'enabled' says"
-)
-
-
 @dataclass(frozen=True)
 class SwitchExit:
     enabled: bool

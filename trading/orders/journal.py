@@ -19,7 +19,7 @@ from __future__ import annotations
 import logging
 import secrets
 import string
-from collections.abc import Callable, Sequence
+from collections.abc import Callable, Mapping, Sequence
 from dataclasses import dataclass
 from datetime import date, datetime
 from decimal import Decimal
@@ -194,11 +194,30 @@ def journal_entry(intent: EntryIntent, *, mode: str, derivative_id: int) -> Posi
     return position
 
 
-def claim_exit(position_id: int, exit_type: str, reason: str) -> bool:
-    """active -> exiting, by conditional update: True for the one caller that claimed it."""
+def claim_exit(
+    position_id: int,
+    exit_type: str,
+    reason: str,
+    *,
+    trigger_price: Decimal | None = None,
+    inputs: Mapping[str, Any] | None = None,
+    decided_at: datetime | None = None,
+    tick_at: datetime | None = None,
+) -> bool:
+    """active -> exiting, by conditional update: True for the one caller that claimed it.
+    The decision (the rule's type and reason, the price and tick it was decided on, what it
+    compared, market time) is written by the same update: a claimed position always says why."""
     claimed = PositionTracker.objects.filter(
         pk=position_id, status__in=position_sources(PositionState.EXITING)
-    ).update(status=PositionState.EXITING, exit_type=exit_type, exit_reason=reason)
+    ).update(
+        status=PositionState.EXITING,
+        exit_type=exit_type,
+        exit_reason=reason,
+        exit_trigger_price=trigger_price,
+        exit_inputs=dict(inputs or {}),
+        exit_decided_at=decided_at,
+        exit_tick_at=tick_at,
+    )
     return claimed == 1
 
 

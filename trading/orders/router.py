@@ -120,10 +120,14 @@ class OrderRouter:
 
     # -- exits -----------------------------------------------------------------------------
 
-    def exit_position(self, position_id: int, exit_type: str, reason: str) -> RouterResult:
+    def exit_position(
+        self, position_id: int, exit_type: str, reason: str, **decision: Any
+    ) -> RouterResult:
         """Claim an active position (active -> exiting, one caller wins) and send its exit.
-        ExitRefused when it is not active (another exit has it, or it is not open)."""
-        if not claim_exit(position_id, exit_type, reason):
+        ``decision``: the rule's trigger_price, inputs, decided_at, tick_at (journal.claim_exit
+        records them with the claim). ExitRefused when it is not active (another exit has it,
+        or it is not open)."""
+        if not claim_exit(position_id, exit_type, reason, **decision):
             status = (
                 PositionTracker.objects.filter(pk=position_id)
                 .values_list("status", flat=True)

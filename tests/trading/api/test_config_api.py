@@ -40,7 +40,6 @@ def test_get_returns_the_version_the_effective_config_and_the_overrides(admin_ap
         "effective": config_as_dict(expected),
         "overrides": {"indices": {"SENSEX": {"enabled": False}}},
         "overrides_version": current_version(admin_api),
-        "exits_active": False,  # no exit engine yet (tests/trading/api/test_exits_notice.py)
     }
 
 

@@ -2,8 +2,7 @@
 
 Validates the algo config (file + the Setting overrides, as the processes will use it) and the
 charges table. Valid: prints the effective algo config as YAML (a valid algo.yml itself) with
-both versions as comments, and a warning comment while exits are not active
-(``trading.config.types.EXITS_ACTIVE``). Invalid: every problem on stderr, one a line, and exit
+both versions as comments. Invalid: every problem on stderr, one a line, and exit
 code 1.
 """
 
@@ -21,7 +20,7 @@ from django.db import DatabaseError
 from config_schema import ConfigError
 from trading.config.load import OVERRIDES_SOURCE, config_as_dict, load_algo_file
 from trading.config.store import stored_overrides
-from trading.config.types import EXITS_ACTIVE, EXITS_NOT_ACTIVE, AlgoConfig
+from trading.config.types import AlgoConfig
 
 
 class Command(BaseCommand):
@@ -58,10 +57,6 @@ class Command(BaseCommand):
         assert config is not None and charges is not None  # no problems: both loaded
         with_overrides = f" + {OVERRIDES_SOURCE}" if overrides else ""
         self.stdout.write(f"# effective algo config: {algo_file}{with_overrides}")
-        if not EXITS_ACTIVE:
-            # Every exit rule below may read "enabled: true" while nothing acts on it. A YAML
-            # comment, so the output stays a valid algo.yml.
-            self.stdout.write(f"# WARNING: {EXITS_NOT_ACTIVE}")
         self.stdout.write(yaml.safe_dump(config_as_dict(config), sort_keys=False).rstrip())
         self.stdout.write(f"# algo config version: {config.version}")
         self.stdout.write(

@@ -10,13 +10,9 @@ from __future__ import annotations
 
 from typing import Any
 
-from django.core.exceptions import ImproperlyConfigured
-from django.core.management.base import BaseCommand, CommandError
+from django.core.management.base import BaseCommand
 
-from config_schema import ConfigError
-from workers.broker_auth import BrokerAuthFailed
-from workers.process import run_until_stopped
-from workers.realtime.services import realtime_from_settings
+from workers.process import run_split_worker
 from workers.signal_engine import engine_from_settings
 
 
@@ -24,21 +20,9 @@ class Command(BaseCommand):
     help = "Run the signal engine: index candles -> signals -> gates -> strike -> sized intent."
 
     def handle(self, *args: Any, **options: Any) -> None:
-        realtime = realtime_from_settings()
-        if realtime.redis_url is None:
-            realtime.close()
-            raise CommandError(
-                "REDIS_URL is not set: the signal engine cannot see the feed hub's candles from "
-                "another process (for one process on a laptop, use manage.py run_trader)"
-            )
-        try:
-            engine = engine_from_settings(realtime)
-        except (ConfigError, ImproperlyConfigured) as exc:
-            realtime.close()
-            raise CommandError(str(exc)) from None
-        try:
-            run_until_stopped(engine.run, "signal engine")
-        except BrokerAuthFailed as exc:
-            raise CommandError(str(exc)) from None
-        finally:
-            realtime.close()
+        run_split_worker(
+            "signal engine",
+            "the feed hub's candles",
+            lambda realtime, live: engine_from_settings(realtime, live=live),
+            self.stderr.write,
+        )

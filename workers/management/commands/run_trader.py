@@ -32,11 +32,11 @@ from trading.config.store import effective_algo_config
 from trading.mode import trading_mode
 from trading.rules.market import IST
 from workers.broker_auth import BrokerAuthFailed
+from workers.exit_engine import exit_engine_from_settings
 from workers.feed_hub import FeedHubFailed, hub_from_settings
 from workers.heartbeat import Heartbeat
 from workers.market_clock import MarketClock
 from workers.orders import manager_for
-from workers.pnl import PnlMonitor
 from workers.realtime.keys import MARKET_CLOCK
 from workers.realtime.kv_store import DbKeyValueStore
 from workers.realtime.services import Realtime, realtime_from_settings
@@ -222,7 +222,7 @@ class Command(BaseCommand):
         options: dict[str, Any],
         live: bool,
     ) -> None:
-        """Every component, one line each. The exit engine joins here."""
+        """Every component, one line each."""
         supervisor.add(
             "feed_hub",
             lambda: hub_from_settings(
@@ -236,7 +236,10 @@ class Command(BaseCommand):
             "signal_engine",
             lambda: engine_from_settings(realtime, live=live),
         )
-        supervisor.add("pnl_monitor", lambda: PnlMonitor(realtime))
+        # Exit rules on every tick and a 1 s sweep; the PnL cache (pnl:{id}) too.
+        supervisor.add(
+            "exit_engine", lambda: exit_engine_from_settings(realtime, live=live), critical=True
+        )
         # The project's Celery app is the current one (algo_scalper/__init__.py creates it when
         # Django loads the settings): handed in, so workers never import the project shell.
         supervisor.add(
@@ -247,6 +250,4 @@ class Command(BaseCommand):
         )
         # The one owner of order events in this process: the paper broker, or Dhan's order
         # updates (live); chases, unknown outcomes, claimed exits.
-        supervisor.add(
-            "order_manager", lambda: manager_for(realtime, live=live), critical=True
-        )
+        supervisor.add("order_manager", lambda: manager_for(realtime, live=live), critical=True)

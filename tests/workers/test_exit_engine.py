@@ -1,0 +1,468 @@
+"""The exit engine on paper against real PostgreSQL: a position entered through the router and
+filled by the paper broker, then a scripted price path; the engine exits it on the exact tick
+that crosses its rule, with the rule's type, through the same claim and router path as every
+exit, and the order manager books the exit. Market time and ticks are in the test's hands
+(one engine pass at a time), so the suite behaves the same at any hour.
+"""
+
+from __future__ import annotations
+
+import time
+from datetime import UTC, datetime, timedelta
+from decimal import Decimal
+from typing import Any
+
+import pytest
+
+from instruments.models import Instrument
+from tests.support.rows import make_derivative, make_signal
+from tests.trading.orders.conftest import T0, Market, make_intent, real_charges
+from trading.config.store import load_algo_config
+from trading.models import Order, PositionTracker
+from trading.orders.gateway import PaperGateway
+from trading.orders.ledger import check_ledger
+from trading.orders.paper import PaperBroker
+from trading.orders.router import OrderRouter
+from trading.rules.market import IST
+from trading.switches import kill_switch_active, kill_switch_reason, set_kill_switch
+from workers.exit_engine import ExitEngine
+from workers.order_manager import OrderManager
+from workers.realtime.event_bus import MemoryEventBus
+from workers.realtime.kv_store import MemoryKeyValueStore
+from workers.realtime.record import TickRecord, encode_depth
+from workers.realtime.services import Realtime
+from workers.realtime.tick_store import MemoryTickStore
+
+pytestmark = pytest.mark.django_db(transaction=True)
+
+KEY = "NSE_FNO:55796"
+INDEX = "IDX_I:13"
+
+
+def make_nifty_index() -> Instrument:
+    moment = datetime(2026, 11, 23, 3, 0, tzinfo=UTC)
+    return Instrument.objects.create(
+        exchange="NSE",
+        segment="I",
+        exchange_segment="IDX_I",
+        security_id=13,
+        instrument="INDEX",
+        instrument_type="INDEX",
+        trading_symbol="NIFTY",
+        display_name="Nifty 50",
+        lot_size=1,
+        tick_size=Decimal("0.05"),
+        row_hash="i" * 32,
+        created_at=moment,
+        updated_at=moment,
+    )
+
+
+class Desk:
+    """The router, the order manager on the paper broker and an exit engine, over one
+    in-memory tick store; the market clock and the wall clock move together in the test's
+    hands."""
+
+    def __init__(self, config_source: Any = load_algo_config) -> None:
+        self.market = Market()
+        self.wall = time.time()
+        self.config_source = config_source
+        self.realtime = Realtime(
+            ticks=MemoryTickStore(), events=MemoryEventBus(), kv=MemoryKeyValueStore()
+        )
+        self.seq = 0
+        self.entries = 0
+        self.router = self.make_router()
+        self.manager = OrderManager(
+            self.realtime,
+            self.router,
+            config_source=config_source,
+            charges=real_charges,
+            paper_broker=PaperBroker(self.realtime.ticks.get, config_source, lambda: self.wall),
+            clock=self.market.clock,
+            wall=lambda: self.wall,
+        )
+        make_derivative(55796)
+        make_nifty_index()
+        self.engine = self.make_engine()
+
+    def make_router(self) -> OrderRouter:
+        return OrderRouter(
+            PaperGateway(),
+            config_source=self.config_source,
+            clock=self.market.clock,
+            quote=self.quote,
+            freeze_quantity=lambda position: 1800,
+        )
+
+    def make_engine(self) -> ExitEngine:
+        engine = ExitEngine(
+            self.realtime,
+            self.make_router(),
+            config_source=self.config_source,
+            clock=self.market.clock,
+            wall=lambda: self.wall,
+        )
+        engine.subscription = self.realtime.ticks.subscribe()
+        return engine
+
+    def quote(self, key: str) -> Any:
+        record = self.realtime.ticks.get(key)
+        if record is None or self.wall - record.receive_time > 2:
+            return None
+        money = [None if not v else Decimal(f"{v:.2f}") for v in (record.bid, record.ask)]
+        return (money[0], money[1], Decimal(f"{record.ltp:.2f}"))
+
+    def tick(self, ltp: float, *, key: str = KEY, age: float = 0.0, depth: int = 6500) -> None:
+        """A full tick at ``ltp``: bid 0.05 below, ask 0.05 above, ``depth`` units each."""
+        self.seq += 1
+        bid, ask = round(ltp - 0.05, 2), round(ltp + 0.05, 2)
+        levels = [(depth, depth, 1, 1, bid, ask)] + [(0, 0, 0, 0, 0.0, 0.0)] * 4
+        self.realtime.ticks.publish(
+            [
+                TickRecord(
+                    key=key,
+                    seq=self.seq,
+                    ltp=ltp,
+                    exchange_time=self.market.now,
+                    receive_time=self.wall - age,
+                    bid=bid,
+                    bid_qty=depth,
+                    ask=ask,
+                    ask_qty=depth,
+                    depth_raw=encode_depth(levels),
+                )
+            ]
+        )
+
+    def advance(self, seconds: float) -> None:
+        self.market.now += seconds
+        self.wall += seconds
+
+    def enter(self, *, lots: int = 1, price: float = 100.0, direction: str = "bullish") -> int:
+        """An entry filled at ``price`` (ask levels at ``price``), active; returns its id."""
+        self.entries += 1
+        signal = make_signal(candle_start=T0 - timedelta(minutes=5 * self.entries))
+        intent = make_intent(
+            signal.pk,
+            orders=(65 * lots,),
+            limit_price=Decimal(f"{price + 2:.2f}"),
+            direction=direction,
+            underlying_price=Decimal("26000"),
+        )
+        self.router.place_entry(intent)
+        position = PositionTracker.objects.get(signal_id=intent.signal_id)
+        self.advance(0.2)  # past the paper latency
+        self.tick(price + 0.05)  # ask at price + 0.10 ... filled at the ask
+        self.seq += 1
+        self.manager.run_once()
+        position.refresh_from_db()
+        assert position.status == "active", position.status
+        return position.pk
+
+    def step(self, *prices: float, key: str = KEY, seconds: float = 1.0) -> int:
+        """One tick per price, an engine pass after each (``seconds`` apart); decisions."""
+        decided = 0
+        for price in prices:
+            self.advance(seconds)
+            self.tick(price, key=key)
+            decided += self.engine_pass()
+        return decided
+
+    def engine_pass(self) -> int:
+        engine = self.engine
+        if self.wall >= engine._next_reload:
+            engine.handle_reload(self.wall)
+        records = engine.subscription.wait(0)
+        return engine.handle_records(records, self.wall) if records else 0
+
+    def sweep(self) -> int:
+        """The ticks waiting, then the sweep; decisions of both."""
+        return self.engine_pass() + self.engine.sweep(self.wall)
+
+    def settle(self) -> None:
+        """The order manager sends and fills what the engine claimed (a fresh tick)."""
+        for _ in range(3):
+            self.manager.run_once()
+            self.advance(0.2)
+            record = self.realtime.ticks.get(KEY)
+            self.tick(record.ltp)
+        self.manager.run_once()
+
+
+@pytest.fixture
+def desk() -> Desk:
+    return Desk()
+
+
+def status(position_id: int) -> str:
+    return PositionTracker.objects.get(pk=position_id).status
+
+
+def entry_price(position_id: int) -> Decimal:
+    return PositionTracker.objects.get(pk=position_id).entry_price
+
+
+# -- a scripted path per rule ---------------------------------------------------------------------
+
+
+def test_the_initial_stop_exits_on_the_tick_that_reaches_it_not_one_before(desk):
+    pid = desk.enter()
+    entry = entry_price(pid)  # 100.10: filled at the ask
+    stop = (entry * Decimal("0.88")).quantize(Decimal("0.01"))
+    assert desk.step(98.0, float(stop) + 0.05) == 0
+    assert status(pid) == "active"
+    assert desk.step(float(stop)) == 1
+    position = PositionTracker.objects.get(pk=pid)
+    assert (position.status, position.exit_type) == ("exiting", "STOP_LOSS")
+    assert position.exit_trigger_price == stop
+    assert position.exit_tick_at == datetime.fromtimestamp(desk.market.now, IST)
+    assert position.exit_decided_at == datetime.fromtimestamp(desk.market.now, IST)
+    assert position.exit_inputs["stop_rule"] == "initial"
+    assert position.exit_inputs["stop"] == str(stop)
+    assert f"initial stop {stop}" in position.exit_reason
+    assert Order.objects.filter(position_id=pid, leg="exit").count() == 1
+    desk.settle()
+    position.refresh_from_db()
+    assert position.status == "exited"
+    assert position.exit_price is not None and position.realized_pnl < 0
+    assert check_ledger() == []
+
+
+def test_a_trailing_stop_exits_as_trailing_and_survives_a_restart_of_the_engine(desk):
+    pid = desk.enter()
+    entry = entry_price(pid)
+    peak = 120.0  # a 19.9 % gain: break-even and trailing armed
+    desk.step(110.0, peak)
+    trail = (Decimal(str(peak)) * Decimal("0.90")).quantize(Decimal("0.01"))
+    position = PositionTracker.objects.get(pk=pid)
+    # The component changed: written at once, before any sweep.
+    assert (position.protective_stop, position.stop_rule) == (trail, "trailing")
+    assert position.peak_premium == Decimal("120.0000")
+
+    # A new engine (a restart): the stop continues from the database, not from the initial.
+    desk.engine = desk.make_engine()
+    desk.engine_pass()
+    (watched,) = desk.engine.watched.values()
+    assert (watched.state.stop, watched.state.stop_rule) == (trail, "trailing")
+    assert watched.state.stop > entry * Decimal("0.88")
+
+    assert desk.step(float(trail) + 0.05) == 0
+    assert desk.step(float(trail)) == 1
+    position.refresh_from_db()
+    assert (position.status, position.exit_type) == ("exiting", "TRAILING_STOP")
+    assert "trailing stop" in position.exit_reason
+
+
+def test_the_break_even_stop_is_named_when_it_is_what_the_price_crosses(desk):
+    pid = desk.enter()
+    entry = entry_price(pid)
+    desk.step(float(entry) * 1.09)  # 9 %: break-even armed, trailing (15 %) not
+    position = PositionTracker.objects.get(pk=pid)
+    assert position.stop_rule == "breakeven" and position.protective_stop > entry
+    assert desk.step(float(position.protective_stop)) == 1
+    position.refresh_from_db()
+    assert position.exit_type == "BREAKEVEN_STOP"
+
+
+def test_take_profit_fires_at_its_level(desk):
+    pid = desk.enter()
+    level = (entry_price(pid) * Decimal("1.40")).quantize(Decimal("0.01"))
+    # A straight jump: trailing armed on the same tick, take profit not deferred by default.
+    assert desk.step(float(level) - 0.05) == 0
+    assert desk.step(float(level)) == 1
+    assert PositionTracker.objects.get(pk=pid).exit_type == "TAKE_PROFIT"
+
+
+def test_peak_giveback_fires_when_the_gain_falls_back_below_its_floor(desk):
+    pid = desk.enter()
+    entry = entry_price(pid)
+    # 12 % peak: giveback armed (10 %), break-even armed at entry + charges; trailing not.
+    desk.step(float(entry) * 1.12)
+    floor = (entry * Decimal("0.98")).quantize(Decimal("0.01"))
+    # The break-even stop sits above the floor, so a fall to the floor crosses it first:
+    # peak giveback is seen only with break-even off.
+    config = load_algo_config()
+    assert config.exits.breakeven.enabled
+    assert desk.step(float(floor)) == 1
+    assert PositionTracker.objects.get(pk=pid).exit_type == "BREAKEVEN_STOP"
+
+
+def test_the_danger_zone_fires_after_its_seconds_in_loss_and_on_the_underlying(desk):
+    pid = desk.enter()
+    entry = entry_price(pid)
+    deep = float(entry) * 0.93  # 7 % down: in the danger zone (6 %), above the stop (12 %)
+    desk.step(deep)  # the first evaluation in loss: 0 s
+    for _ in range(12):
+        desk.advance(10)
+        desk.tick(deep)
+        assert desk.sweep() == 0  # 10 s ... 120 s in loss: not MORE than 120
+    desk.advance(1)
+    desk.tick(deep)
+    assert desk.sweep() == 1
+    position = PositionTracker.objects.get(pk=pid)
+    assert position.exit_type == "DANGER_ZONE"
+    assert position.seconds_in_loss == pytest.approx(121.0)
+
+    other = desk.enter()
+    desk.step(26000.0, key=INDEX)  # the index at entry
+    assert desk.step(25896.05, key=INDEX) == 0  # 0.398 % down
+    assert desk.step(25896.0, key=INDEX) == 1  # 0.4 % against a bullish trade
+    position = PositionTracker.objects.get(pk=other)
+    assert position.exit_type == "DANGER_ZONE" and "underlying moved" in position.exit_reason
+
+
+def test_premium_stall_fires_when_losing_without_a_new_high_for_its_minutes(desk):
+    pid = desk.enter()
+    entry = float(entry_price(pid))
+    desk.step(entry - 1.0)  # losing a little (not in the danger zone), no new high
+    for _ in range(17):  # 170 s more: 3 min since the entry's high not reached yet
+        desk.advance(10)
+        desk.tick(entry - 1.0)
+        assert desk.sweep() == 0
+    desk.advance(10)
+    desk.tick(entry - 1.0)
+    assert desk.sweep() == 1
+    assert PositionTracker.objects.get(pk=pid).exit_type == "PREMIUM_STALL"
+
+
+def test_time_exit_fires_on_market_time_with_no_tick_at_all(desk):
+    pid = desk.enter()
+    square_off = datetime(2026, 11, 23, 15, 15, tzinfo=IST).timestamp()
+    desk.advance(square_off - desk.market.now - 0.5)
+    assert desk.sweep() == 0
+    desk.advance(0.5)
+    assert desk.sweep() == 1
+    position = PositionTracker.objects.get(pk=pid)
+    assert (position.exit_type, position.exit_trigger_price) == ("TIME_EXIT", None)
+
+
+# -- the account's switches -----------------------------------------------------------------------
+
+
+def test_the_kill_switch_flattens_every_open_position_and_cancels_pending_entries(desk):
+    first, second = desk.enter(), desk.enter()
+    signal = make_signal(candle_start=T0 + timedelta(minutes=30))
+    desk.router.place_entry(make_intent(signal.pk, orders=(65,), limit_price=Decimal("50")))
+    pending = PositionTracker.objects.get(signal_id=signal.pk)
+    desk.manager.run_once()  # the paper broker confirms it (PENDING), nothing crosses 50
+    assert desk.sweep() == 0
+    set_kill_switch(True, "operator: stop everything")
+    assert desk.sweep() == 2
+    assert {status(first), status(second)} == {"exiting"}
+    assert set(
+        PositionTracker.objects.filter(pk__in=[first, second]).values_list("exit_type", flat=True)
+    ) == {"KILL_SWITCH"}
+    assert Order.objects.get(position=pending).cancel_requested_at is not None
+    desk.settle()
+    assert {status(first), status(second)} == {"exited"}
+    assert status(pending.pk) == "cancelled"
+    assert check_ledger() == []
+
+
+def test_the_daily_loss_limit_exits_everything_and_trips_the_kill_switch(desk):
+    # Ten lots (650 units): the day's limit (Rs 5,000, config/algo.yml) is reached near a
+    # 7.5 % fall, before the 12 % stop.
+    pid = desk.enter(lots=10)
+    position = PositionTracker.objects.get(pk=pid)
+    entry, charges = position.entry_price, position.charges
+    # day PnL = (ltp - entry) x 650 - entry charges <= -5000
+    edge = entry - (Decimal(5000) - charges) / 650
+    above = (edge + Decimal("0.05")).quantize(Decimal("0.05"))
+    assert desk.step(float(above)) == 0
+    assert not kill_switch_active()
+    below = (edge - Decimal("0.05")).quantize(Decimal("0.05"))
+    assert desk.step(float(below)) == 1
+    position.refresh_from_db()
+    assert position.exit_type == "DAILY_LOSS_LIMIT"
+    assert kill_switch_active()
+    assert "daily loss limit" in kill_switch_reason()
+
+
+def test_a_position_an_operator_exited_by_hand_is_not_exited_again(desk):
+    pid = desk.enter()
+    desk.engine_pass()
+    assert desk.router.exit_position(pid, "MANUAL", "operator").status == "routed"
+    desk.step(10.0)  # far below the stop: the engine no longer watches it
+    assert PositionTracker.objects.get(pk=pid).exit_type == "MANUAL"
+    assert Order.objects.filter(position_id=pid, leg="exit").count() == 1
+
+
+def test_two_engines_on_one_database_send_one_exit_order_set(desk):
+    pid = desk.enter()
+    second = desk.make_engine()
+    stop = float((entry_price(pid) * Decimal("0.88")).quantize(Decimal("0.01")))
+    desk.advance(1)
+    desk.tick(stop)
+    for engine in (desk.engine, second):
+        engine.handle_reload(desk.wall)
+        engine.subscription.wait(0)
+    desk.tick(stop - 0.05)
+    decided = [
+        engine.handle_records(engine.subscription.wait(0), desk.wall)
+        for engine in (desk.engine, second)
+    ]
+    assert decided == [1, 1]  # both decided ...
+    assert [desk.engine.counters["exits"], second.counters["exits"]] == [1, 0]  # one claimed
+    assert second.counters["refused"] == 1
+    assert Order.objects.filter(position_id=pid, leg="exit").count() == 1
+
+
+def test_on_start_an_exit_claimed_but_never_sent_is_sent_once(desk):
+    pid = desk.enter()
+    from trading.orders.journal import claim_exit
+
+    assert claim_exit(pid, "STOP_LOSS", "claimed, then the process died")
+    assert not Order.objects.filter(position_id=pid, leg="exit").exists()
+    desk.engine = desk.make_engine()
+    assert desk.engine.resume() == 1
+    assert desk.make_engine().resume() == 1  # a second start: nothing more is sent
+    assert Order.objects.filter(position_id=pid, leg="exit").count() == 1
+
+
+# -- a stale feed ---------------------------------------------------------------------------------
+
+
+def test_a_stale_feed_in_paper_prices_nothing_but_the_time_exit_fires_and_waits_to_fill(desk):
+    pid = desk.enter()
+    entry = float(entry_price(pid))
+    desk.advance(1)
+    desk.tick(entry * 0.5, age=5.0)  # a crash far below the stop, but 5 s old: not traded on
+    desk.engine_pass()
+    assert desk.sweep() == 0 and status(pid) == "active"
+    assert desk.engine.counters["stale"] >= 1
+    desk.advance(datetime(2026, 11, 23, 15, 15, tzinfo=IST).timestamp() - desk.market.now)
+    assert desk.sweep() == 1
+    assert PositionTracker.objects.get(pk=pid).exit_type == "TIME_EXIT"
+    desk.manager.run_once()  # no fresh tick: no price for the exit order, nothing filled
+    assert status(pid) == "exiting"
+    assert not Order.objects.filter(position_id=pid, leg="exit", filled_quantity__gt=0).exists()
+    desk.tick(entry)  # a fresh tick: the exit fills at its bid
+    desk.settle()
+    assert status(pid) == "exited"
+
+
+def test_a_stale_feed_in_live_prices_from_the_rest_quote(desk):
+    pid = desk.enter()
+    stop = (entry_price(pid) * Decimal("0.88")).quantize(Decimal("0.01"))
+    asked: list[str] = []
+
+    def rest_quote(key: str) -> Any:
+        asked.append(key)
+        return (stop - Decimal("0.05"), stop + Decimal("0.05"), stop)
+
+    desk.engine.rest_quotes = rest_quote
+    desk.advance(1)
+    desk.tick(float(entry_price(pid)), age=5.0)  # stale
+    assert desk.sweep() == 1
+    assert asked == [KEY]
+    position = PositionTracker.objects.get(pk=pid)
+    assert (position.exit_type, position.exit_trigger_price) == ("STOP_LOSS", stop)
+
+
+def test_the_engine_keeps_the_pnl_cache_of_open_positions(desk):
+    pid = desk.enter()
+    desk.step(110.0)
+    snapshot = desk.engine.cache.get(pid)
+    assert snapshot is not None and snapshot.ltp == 110.0
+    assert snapshot.gross == (Decimal("110") - entry_price(pid)) * 65

@@ -1,0 +1,780 @@
+r"""The exit engine: every open position watched tick by tick and exited by rule, exactly once
+(``manage.py run_exit_engine`` in split mode, the ``exit_engine`` component of ``run_trader``).
+
+    ticks (TickSubscription, coalescing) --> rules (trading/rules/exits.py) --> claim + router
+                                        \-> PnL cache pnl:{id} (throttled) + database copy
+
+* **Per tick.** The subscription follows the contracts of the open positions and the indices
+  under them; a burst gives the latest tick of each, never a backlog. Every tick of a contract
+  evaluates the rules of each position on it; every tick of an index evaluates the positions
+  under it (the underlying leg of the danger zone). The day's risk (kill switch, realized +
+  open PnL, the loss limit) is gathered once per batch for every position.
+* **Sweep, every second.** What needs no tick: the clock exits (expiry day, time exit, time
+  stop), the kill switch, the daily loss limit, time in loss while ticks are sparse, and a
+  stale feed. A contract whose last tick is older than ``feed.option_stale_seconds`` is
+  priced, in live mode, from Dhan's REST quote (rate-limited, workers/orders.py RestQuotes),
+  and in paper mode not at all: the price rules wait and the exit order waits for a fresh
+  tick to fill (no fill at an old price), while the clock exits still fire on market time.
+* **A decision** claims the position (active -> exiting, one conditional update that also
+  records the type, the reason, the trigger price, the rule's inputs and the tick's exchange
+  time) and routes its exit orders through the router (trading/orders/router.py); the order
+  manager then drives it to the last fill (chases, re-places; an exit never gives up). A
+  second engine, the API or the admin that claimed first wins; the loser backs off.
+* **The stops survive restarts.** The exit state (peak, trough, the protective stop and the
+  component that set it, time in loss, the last new high) is written to the position as soon
+  as the stop moves and at most a second after anything else moved, and read back on start:
+  a restart continues a trailing stop where it was, never from the initial one.
+* **The kill switch** flattens every open position and cancels the working entry orders of
+  pending ones (entries are halted by the signal engine's gate); **the daily loss limit**
+  (realized + open PnL of the day, rupees or % of capital) exits everything with its own type
+  and trips the kill switch, saying so. The trading switch only halts entries: not read here.
+* **On start**, before any new tick: every exiting position's exit is continued.
+
+Market time is the feed hub's clock followed through kv (workers/market_clock.py); nothing
+here reads the wall clock as market time (the wall clock only measures a tick's age).
+"""
+
+from __future__ import annotations
+
+import logging
+import threading
+import time
+from collections.abc import Callable, Mapping
+from dataclasses import dataclass
+from datetime import date, datetime
+from decimal import Decimal
+from typing import TYPE_CHECKING, Any
+
+from django.db import close_old_connections, connections, transaction
+from django.db.models import Sum
+
+from trading.config.types import AlgoConfig
+from trading.dhan.errors import AuthFailure
+from trading.models import Order, OrderLeg, PositionStatus, PositionTracker
+from trading.orders.router import ExitRefused, OrderRouter
+from trading.orders.states import WORKING, JournalStatus
+from trading.rules.exits import (
+    DayRisk,
+    ExitDecision,
+    ExitPlan,
+    ExitState,
+    Tick,
+    evaluate,
+)
+from trading.rules.market import INDEX_SEGMENT, IST, instrument_key
+from trading.rules.pnl import price_decimal
+from trading.rules.vocab import ExitType
+from workers.broker_auth import clear_auth_failure, report_auth_failure
+from workers.market_clock import MarketClock
+from workers.pnl import OPEN_STATUSES, PnlMonitor, default_exit_charges
+from workers.realtime.keys import MARKET_CLOCK
+from workers.realtime.redis_client import StoreUnavailable
+
+if TYPE_CHECKING:
+    from workers.orders import RestQuotes
+    from workers.realtime.record import TickRecord
+    from workers.realtime.services import Realtime
+
+logger = logging.getLogger(__name__)
+
+__all__ = ["ExitEngine", "Watched", "exit_engine_from_settings"]
+
+ZERO = Decimal(0)
+
+
+@dataclass(slots=True)
+class Watched:
+    """One open position as the engine holds it: the plan (fixed facts and levels), the state
+    the rules carry, and what was last written to the database."""
+
+    position_id: int
+    key: str  # the contract's instrument key
+    index_key: str | None  # the underlying index's instrument key (None: not in the catalog)
+    plan: ExitPlan
+    state: ExitState
+    saved: ExitState  # the state as last persisted
+    entry_charges: Decimal  # rupees booked on the entry fills
+    last_gross: Decimal = ZERO  # (ltp - entry) x quantity at the last price seen
+    claimed: bool = False
+
+
+class ExitEngine(PnlMonitor):
+    """See the module docstring. ``clock`` is market time (epoch seconds; a MarketClock that
+    follows the feed hub's clock through kv when it is one); ``wall`` measures tick ages and
+    intervals only. ``rest_quotes``: live mode's REST quote for a stale feed (None: paper)."""
+
+    name = "exit_engine"
+
+    def __init__(
+        self,
+        realtime: Realtime,
+        router: OrderRouter,
+        *,
+        config_source: Callable[[], AlgoConfig],
+        clock: Callable[[], float] | None = None,
+        wall: Callable[[], float] = time.time,
+        live: bool = False,
+        rest: Any | None = None,
+        rest_quotes: RestQuotes | None = None,
+        sweep_interval: float = 1.0,
+        persist_interval: float = 1.0,
+        pnl_interval: float = 0.25,
+        reload_interval: float = 1.0,
+        wait_timeout: float = 0.2,
+        heartbeat_interval: float = 5.0,
+        seed_cash: Callable[[], Decimal] | None = None,
+    ) -> None:
+        super().__init__(
+            realtime,
+            reload_interval=reload_interval,
+            wait_timeout=wait_timeout,
+            heartbeat_interval=heartbeat_interval,
+            clock=wall,
+        )
+        self.realtime = realtime
+        self.router = router
+        self.config_source = config_source
+        self.market: Callable[[], float] = clock or MarketClock(wall, name="exit engine")
+        self.live = live
+        self.rest = rest
+        self.rest_quotes = rest_quotes
+        self.sweep_interval = sweep_interval
+        self.persist_interval = persist_interval
+        self.pnl_interval = pnl_interval
+        self.seed_cash = seed_cash or _seed_cash(config_source)
+        self.watched: dict[int, Watched] = {}
+        self.on_key: dict[str, list[Watched]] = {}
+        self.on_index: dict[str, list[Watched]] = {}
+        self.last_ticks: dict[str, TickRecord] = {}
+        self.underlying: dict[str, Decimal] = {}
+        self.counters = {"evaluations": 0, "decisions": 0, "exits": 0, "refused": 0, "stale": 0}
+        self.tick_to_send: list[float] = []  # seconds, tick receive -> exit sent (bench)
+        self._next_sweep = 0.0
+        self._next_clock = 0.0
+        self._next_persist = 0.0
+        self._marked_at: dict[int, float] = {}
+        self._unmarked: set[int] = set()
+        self._realized_today: tuple[date, Decimal] | None = None
+        self._capital: tuple[date, Decimal] | None = None
+        self._kill_switch = False
+        self._tripped_by_loss = False
+        self._index_keys: dict[str, str | None] = {}
+        self._index_subscribed: set[str] = set()
+
+    # -- the loop --------------------------------------------------------------------------
+
+    def run(self, stop: threading.Event) -> None:
+        clear_auth_failure(self.realtime.kv, self.name)
+        self.subscription = self.ticks.subscribe()
+        try:
+            self._wait_for_market_time(stop)
+            if stop.is_set():
+                return
+            self.resume()
+            while not stop.is_set():
+                self.run_once()
+        except AuthFailure as exc:
+            raise report_auth_failure(self.realtime.kv, self.name, "exits", exc) from None
+        finally:
+            self.persist(force=True)
+            self.subscription.close()
+            self.subscription = None
+            try:
+                self.heartbeat.beat("stopped", **self._beat_fields())
+            except Exception:
+                logger.warning("exit engine: could not write its last heartbeat", exc_info=True)
+            connections.close_all()
+
+    def _wait_for_market_time(self, stop: threading.Event) -> None:
+        """No rule runs before market time is known: a clock exit judged on the wall clock
+        could flatten a book at 03:00 on a Sunday."""
+        while not stop.is_set() and not self.follow_clock():
+            self.handle_heartbeat(self.clock(), force=False)
+            stop.wait(0.2)
+
+    def follow_clock(self) -> bool:
+        market = self.market
+        if not isinstance(market, MarketClock):
+            return True
+        try:
+            market.follow(self.realtime.kv.get(MARKET_CLOCK))
+        except StoreUnavailable as exc:
+            logger.warning("exit engine: market clock not read: %s", exc)
+        return market.synced
+
+    def market_now(self) -> datetime:
+        return datetime.fromtimestamp(self.market(), IST)
+
+    def run_once(self) -> int:
+        """One pass: reload when due, wait for ticks, evaluate, sweep when due, persist,
+        beat. Returns the number of decisions."""
+        close_old_connections()
+        now = self.clock()
+        if now >= self._next_clock:
+            self._next_clock = now + 1.0
+            self.follow_clock()
+        if now >= self._next_reload:
+            self.handle_reload(now)
+        due = min(self._next_reload, self._next_sweep) - now
+        records = self.wait_for_ticks(max(0.0, min(self.wait_timeout, due)))
+        decided = self.handle_records(records, self.clock()) if records else 0
+        now = self.clock()
+        if now >= self._next_sweep:
+            self._next_sweep = now + self.sweep_interval
+            decided += self.sweep(now)
+        self.handle_heartbeat(now)
+        return decided
+
+    # -- positions -------------------------------------------------------------------------
+
+    def resume(self) -> int:
+        """Continue every claimed exit (exiting positions) before any new tick: a restart
+        between a claim and its send sends it now (the router decides under the position's
+        row lock, so an exit already sent is never sent again). Returns how many."""
+        resumed = 0
+        for position in PositionTracker.objects.filter(status=PositionStatus.EXITING).order_by(
+            "pk"
+        ):
+            try:
+                result = self.router.continue_exit(position)
+            except AuthFailure:
+                raise
+            except Exception as exc:
+                self._record_error(f"resume #{position.pk}: {exc}")
+                logger.exception("exit engine: resuming the exit of #%d failed", position.pk)
+                continue
+            resumed += 1
+            logger.warning(
+                "exit engine: resumed the exit of position #%d (%s): %s",
+                position.pk,
+                position.exit_type,
+                result.detail,
+            )
+        return resumed
+
+    def handle_reload(self, now: float) -> bool:
+        """The base reloads the open positions and the contracts' subscription; here the
+        active ones get a plan (built once, rebuilt when the config changes) and a state (the
+        persisted one), and the indices under them are followed too."""
+        changed = super().handle_reload(now)
+        config = self.config_source()
+        exits = config.exits
+        fresh: dict[int, Watched] = {}
+        for position_id, position in self.positions.items():
+            if position.status != PositionStatus.ACTIVE:
+                continue  # exiting: the order manager drives it; only its PnL is marked
+            known = self.watched.get(position_id)
+            if known is not None and known.plan.config == exits and not known.claimed:
+                fresh[position_id] = known
+                continue
+            if known is not None and known.claimed:
+                continue
+            watched = self._watch(position, exits, known)
+            if watched is not None:
+                fresh[position_id] = watched
+        self.watched = fresh
+        self.on_key, self.on_index = {}, {}
+        for watched in fresh.values():
+            self.on_key.setdefault(watched.key, []).append(watched)
+            if watched.index_key is not None:
+                self.on_index.setdefault(watched.index_key, []).append(watched)
+        if self.subscription is not None:
+            wanted = set(self.on_index)
+            if wanted - self._index_subscribed:
+                self.subscription.add(wanted - self._index_subscribed)
+            stale = self._index_subscribed - wanted - set(self.by_key)
+            if stale:
+                self.subscription.remove(stale)
+            self._index_subscribed = wanted
+        return changed
+
+    def _watch(
+        self, position: PositionTracker, exits: Any, known: Watched | None
+    ) -> Watched | None:
+        try:
+            plan = self.plan_of(position, exits)
+        except Exception as exc:
+            self._log_position_error(
+                position.pk, self.clock(), f"has no exit plan ({exc}): its rules cannot run"
+            )
+            self._record_error(f"plan #{position.pk}: {exc}")
+            return None
+        if known is not None:
+            # A config change: the new plan, the state carried over (its stop never lowered).
+            state = plan.restore_state(
+                peak=known.state.peak,
+                trough=known.state.trough,
+                stop=known.state.stop,
+                stop_rule=known.state.stop_rule,
+                seconds_in_loss=known.state.seconds_in_loss,
+                in_loss_at=known.state.in_loss_at,
+                high_at=known.state.high_at,
+            )
+            saved = known.saved
+        else:
+            state = self.restored_state(position, plan)
+            saved = state
+        return Watched(
+            position_id=position.pk,
+            key=position.key,
+            index_key=self.index_key(position.underlying),
+            plan=plan,
+            state=state,
+            saved=saved,
+            entry_charges=Decimal(position.charges or 0),
+        )
+
+    def plan_of(self, position: PositionTracker, exits: Any) -> ExitPlan:
+        """The position's exit plan; ValueError naming what is missing or bad."""
+        if position.entry_price is None:
+            raise ValueError("no entry price")
+        entry_at = position.entry_at or position.opened_at
+        if entry_at is None:
+            raise ValueError("no entry time")
+        entry = Decimal(position.entry_price)
+        quantity = int(position.quantity)
+        derivative = position.derivative
+        expiry = derivative.expiry_at.astimezone(IST).date() if derivative.expiry_at else None
+        if expiry is None:
+            raise ValueError("its contract has no expiry")
+        # Round trip per unit: the entry's booked charges and a sell at the entry price.
+        exit_charges = default_exit_charges(position, float(entry), entry_at.astimezone(IST).date())
+        per_unit = (Decimal(position.charges or 0) + exit_charges) / quantity
+        return ExitPlan.build(
+            entry_price=entry,
+            quantity=quantity,
+            entry_at=entry_at,
+            direction=position.direction,
+            expiry=expiry,
+            underlying_entry=(
+                Decimal(position.underlying_entry) if position.underlying_entry else None
+            ),
+            charges_per_unit=per_unit,
+            config=exits,
+        )
+
+    def restored_state(self, position: PositionTracker, plan: ExitPlan) -> ExitState:
+        """The persisted state (so a trailing stop continues where it was), or the state at
+        the entry for a position never evaluated. A persisted state that does not hold
+        together is reported and replaced by the entry's, keeping the higher stop."""
+        if position.peak_premium is None or position.trough_premium is None:
+            return plan.open_state()
+        try:
+            return plan.restore_state(
+                peak=Decimal(position.peak_premium),
+                trough=Decimal(position.trough_premium),
+                stop=(
+                    Decimal(position.protective_stop)
+                    if position.protective_stop is not None
+                    else None
+                ),
+                stop_rule=position.stop_rule or "",
+                seconds_in_loss=float(position.seconds_in_loss or 0.0),
+                in_loss_at=position.in_loss_at,
+                high_at=position.premium_high_at or plan.entry_at,
+            )
+        except ValueError as exc:
+            logger.error(
+                "exit engine: position #%d's saved exit state is inconsistent (%s); "
+                "starting from the entry's",
+                position.pk,
+                exc,
+            )
+            return plan.open_state()
+
+    def index_key(self, underlying: str) -> str | None:
+        if underlying not in self._index_keys:
+            from instruments import catalog
+
+            try:
+                found = catalog.index_by_name(underlying)
+                self._index_keys[underlying] = instrument_key(INDEX_SEGMENT, found.security_id)
+            except Exception as exc:
+                logger.warning("exit engine: no index %s in the catalog: %s", underlying, exc)
+                self._index_keys[underlying] = None
+        return self._index_keys[underlying]
+
+    # -- ticks -----------------------------------------------------------------------------
+
+    def handle_records(self, records: Mapping[str, TickRecord], now: float) -> int:
+        """Evaluate the rules of every position on each changed contract or index (latest
+        tick of each), act on the decisions, then mark the PnL of what is due. The prices of
+        the whole batch are taken first, so the day's open PnL the loss limit reads is the
+        batch's. A tick already older than ``feed.option_stale_seconds`` when it arrives
+        (a backlog after a stall) is not traded on: its contract is evaluated without it."""
+        stale_after = self.config_source().feed.option_stale_seconds
+        contracts: list[tuple[list[Watched], Tick | None, float]] = []
+        indices: list[tuple[list[Watched], float]] = []
+        for key, record in records.items():
+            if record.ltp <= 0:
+                continue
+            self.last_ticks[key] = record
+            self.last_tick_at = record.receive_time
+            on_contract = self.on_key.get(key)
+            if on_contract:
+                tick = None
+                if now - record.receive_time <= stale_after:
+                    tick = _tick(record)
+                    for watched in on_contract:
+                        watched.last_gross = (tick.ltp - watched.plan.entry_price) * (
+                            watched.plan.quantity
+                        )
+                else:
+                    self.counters["stale"] += 1
+                contracts.append((on_contract, tick, record.receive_time))
+            on_index = self.on_index.get(key)
+            if on_index:
+                self.underlying[key] = price_decimal(record.ltp)
+                indices.append((on_index, record.receive_time))
+        decisions: list[tuple[Watched, ExitDecision, float]] = []
+        if contracts or indices:
+            market_now = self.market_now()
+            risk = self.day_risk(market_now)
+            for group, tick, received in contracts:
+                for watched in group:
+                    self._evaluate(watched, tick, market_now, risk, received, decisions)
+            for group, received in indices:
+                for watched in group:
+                    self._evaluate(watched, None, market_now, risk, received, decisions)
+        for watched, decision, received in decisions:
+            self.act(watched, decision, received)
+        self._mark_due(records, now)
+        return len(decisions)
+
+    def _evaluate(
+        self,
+        watched: Watched,
+        tick: Tick | None,
+        now: datetime,
+        risk: DayRisk,
+        received: float,
+        decisions: list[tuple[Watched, ExitDecision, float]],
+    ) -> None:
+        """``received``: the deciding tick's receive time (0: the sweep's, nothing to time)."""
+        if watched.claimed:
+            return
+        underlying = self.underlying.get(watched.index_key) if watched.index_key else None
+        self.counters["evaluations"] += 1
+        decision, state = evaluate(watched.plan, watched.state, tick, underlying, now, risk)
+        if state is not watched.state:
+            watched.state = state
+            saved = watched.saved
+            if (state.stop_component, state.stop_tier) != (saved.stop_component, saved.stop_tier):
+                # A stop armed by a new component (break-even, trailing, a tighter tier) is
+                # written at once; its level moving within one is written by the sweep (at
+                # most persist_interval old), so a trailing stop never restarts as the initial.
+                self._persist_one(watched)
+        if decision is not None:
+            watched.claimed = True  # one decision per position, whatever follows
+            decisions.append((watched, decision, received))
+
+    def _mark_due(self, records: Mapping[str, TickRecord], now: float) -> None:
+        """pnl:{id} for positions on the changed contracts, at most every ``pnl_interval``
+        seconds each (the rules ran on every tick; the cache is for people and the gates)."""
+        for key, record in records.items():
+            for position_id in self.by_key.get(key, ()):
+                if now - self._marked_at.get(position_id, -1e18) >= self.pnl_interval:
+                    if self._mark(self.positions[position_id], record, _tick_time(record), now):
+                        self._marked_at[position_id] = now
+                        self.updates += 1
+                    self._unmarked.discard(position_id)
+                else:
+                    self._unmarked.add(position_id)
+
+    # -- the sweep -------------------------------------------------------------------------
+
+    def sweep(self, now: float) -> int:
+        """Every ``sweep_interval`` seconds: the rules of every watched position on market
+        time (with the last tick when it is fresh, the REST quote in live mode when it is
+        not), the kill switch's pending entries, the PnL marks left behind by throttling, the
+        exit states. Returns the number of decisions."""
+        market_now = self.market_now()
+        risk = self.day_risk(market_now, refresh=True)
+        stale_after = self.config_source().feed.option_stale_seconds
+        decisions: list[tuple[Watched, ExitDecision, float]] = []
+        for watched in list(self.watched.values()):
+            if watched.claimed:
+                continue
+            record = self.last_ticks.get(watched.key)
+            tick = None
+            if record is not None and now - record.receive_time <= stale_after:
+                tick = _tick(record)
+            elif self.rest_quotes is not None:
+                tick = self._rest_tick(watched, market_now)
+            else:
+                self.counters["stale"] += 1
+            if tick is not None:
+                watched.last_gross = (tick.ltp - watched.plan.entry_price) * watched.plan.quantity
+            self._evaluate(watched, tick, market_now, risk, 0.0, decisions)
+        for watched, decision, received in decisions:
+            self.act(watched, decision, received)
+        if risk.kill_switch:
+            self.cancel_pending_entries()
+        for position_id in list(self._unmarked):
+            position = self.positions.get(position_id)
+            record = self.last_ticks.get(position.key) if position is not None else None
+            if record is not None and self._mark(position, record, _tick_time(record), now):
+                self._marked_at[position_id] = now
+                self.updates += 1
+        self._unmarked.clear()
+        if now >= self._next_persist:
+            self._next_persist = now + self.persist_interval
+            self.persist()
+        return len(decisions)
+
+    def _rest_tick(self, watched: Watched, market_now: datetime) -> Tick | None:
+        quote = self.rest_quotes(watched.key) if self.rest_quotes is not None else None
+        if quote is None or not quote[2]:
+            self.counters["stale"] += 1
+            return None
+        return Tick(Decimal(quote[2]), market_now)
+
+    def cancel_pending_entries(self) -> int:
+        """Kill switch: the working entry orders of positions not yet filled are cancelled
+        (a fill that beats the cancel makes the position active; the next sweep exits it)."""
+        cancelled = 0
+        for order in Order.objects.filter(
+            leg=OrderLeg.ENTRY,
+            status__in=WORKING,
+            cancel_requested_at=None,
+            position__status=PositionStatus.PENDING,
+        ).exclude(status=JournalStatus.UNKNOWN):
+            try:
+                self.router.cancel(order)
+            except AuthFailure:
+                raise
+            except Exception as exc:
+                self._record_error(f"cancel {order.correlation_id}: {exc}")
+                logger.warning("exit engine: cancel of %s failed: %s", order.correlation_id, exc)
+                continue
+            cancelled += 1
+            logger.warning(
+                "exit engine: kill switch: entry order %s of position #%d cancelled",
+                order.correlation_id,
+                order.position_id,
+            )
+        return cancelled
+
+    # -- the day's risk --------------------------------------------------------------------
+
+    def day_risk(self, now: datetime, *, refresh: bool = False) -> DayRisk:
+        """Kill switch, realized + open PnL of the market day, and the loss limit in rupees.
+        The database parts are read on the sweep (``refresh``) and kept between; the open
+        PnL is this engine's own, from the last price of each position (net of its entry
+        charges; the exit's are not known until it fills)."""
+        from trading.switches import kill_switch_active
+
+        day = now.date()
+        if refresh or self._realized_today is None or self._realized_today[0] != day:
+            day_start = now.replace(hour=0, minute=0, second=0, microsecond=0)
+            realized = (
+                PositionTracker.objects.filter(
+                    status=PositionStatus.EXITED, exited_at__gte=day_start
+                ).aggregate(total=Sum("realized_pnl"))["total"]
+                or ZERO
+            )
+            self._realized_today = (day, Decimal(realized))
+            self._kill_switch = kill_switch_active()
+        open_pnl = sum(
+            (w.last_gross - w.entry_charges for w in self.watched.values() if not w.claimed),
+            ZERO,
+        )
+        config = self.config_source()
+        limit = config.risk.daily_loss_limit.limit(self.capital(now))
+        return DayRisk(
+            kill_switch=self._kill_switch,
+            day_pnl=self._realized_today[1] + open_pnl,
+            loss_limit=limit if limit is not None and limit > 0 else None,
+        )
+
+    def capital(self, now: datetime) -> Decimal:
+        """What a percentage loss limit is of: paper, the seed cash plus the net PnL booked
+        before today; live, the broker's start-of-day limit (read once a day; 0 until read,
+        which makes a percentage limit trip at once: fail safe)."""
+        day = now.date()
+        if self._capital is not None and self._capital[0] == day:
+            return self._capital[1]
+        if self.live:
+            try:
+                funds = self.rest.fund_limit() if self.rest is not None else None
+            except AuthFailure:
+                raise
+            except Exception as exc:
+                logger.warning("exit engine: fund limit unreadable: %s", exc)
+                funds = None
+            if funds is None:
+                return ZERO
+            value = Decimal(funds.sodLimit or funds.availabelBalance)
+        else:
+            day_start = now.replace(hour=0, minute=0, second=0, microsecond=0)
+            booked = PositionTracker.objects.filter(
+                status=PositionStatus.EXITED, exited_at__lt=day_start
+            ).aggregate(total=Sum("realized_pnl"))["total"]
+            value = self.seed_cash() + (booked or ZERO)
+        self._capital = (day, value)
+        return value
+
+    # -- acting ----------------------------------------------------------------------------
+
+    def act(self, watched: Watched, decision: ExitDecision, received: float) -> bool:
+        """Claim and route one decision; True when this engine claimed it. The state as it
+        was at the decision is written first (the claimed position keeps its peak and stop)."""
+        self.counters["decisions"] += 1
+        self._persist_one(watched)
+        if decision.exit_type == ExitType.DAILY_LOSS_LIMIT:
+            self.trip_kill_switch(decision)
+        try:
+            result = self.router.exit_position(
+                watched.position_id,
+                decision.exit_type,
+                decision.reason,
+                trigger_price=decision.trigger_price,
+                inputs=dict(decision.inputs),
+                decided_at=decision.decided_at,
+                tick_at=decision.tick_at,
+            )
+        except ExitRefused as exc:
+            self.counters["refused"] += 1
+            logger.info("exit engine: %s: %s (another exit has it)", decision.exit_type, exc)
+            return False
+        except AuthFailure:
+            raise
+        except Exception as exc:
+            # Claimed or not, the order manager drives any claimed exit to its end.
+            self._record_error(f"exit #{watched.position_id}: {exc}")
+            logger.exception("exit engine: routing the exit of #%d failed", watched.position_id)
+            return False
+        self.counters["exits"] += 1
+        if received:
+            self.tick_to_send.append(self.clock() - received)
+        logger.warning(
+            "exit engine: position #%d %s: %s -> %s",
+            watched.position_id,
+            decision.exit_type,
+            decision.reason,
+            result.detail,
+        )
+        return True
+
+    def trip_kill_switch(self, decision: ExitDecision) -> None:
+        from trading.switches import kill_switch_active, set_kill_switch
+
+        if self._tripped_by_loss or kill_switch_active():
+            self._kill_switch = True
+            return
+        reason = f"tripped by the daily loss limit: {decision.reason}"
+        set_kill_switch(True, reason)
+        self._kill_switch = self._tripped_by_loss = True
+        logger.error("exit engine: KILL SWITCH ON, %s; every open position is exited", reason)
+
+    # -- persistence -----------------------------------------------------------------------
+
+    def persist(self, *, force: bool = False) -> int:
+        """Write every exit state that moved since it was last written (one transaction)."""
+        moved = [w for w in self.watched.values() if w.state is not w.saved]
+        if not moved:
+            return 0
+        try:
+            with transaction.atomic():
+                for watched in moved:
+                    self._persist_one(watched)
+        except Exception as exc:
+            self._record_error(f"persist: {type(exc).__name__}")
+            logger.exception("exit engine: exit states not written (kept in memory)")
+            return 0
+        return len(moved)
+
+    def _persist_one(self, watched: Watched) -> None:
+        state = watched.state
+        if state is watched.saved:
+            return
+        PositionTracker.objects.filter(pk=watched.position_id, status__in=OPEN_STATUSES).update(
+            peak_premium=state.peak,
+            trough_premium=state.trough,
+            protective_stop=state.stop,
+            stop_rule=state.stop_rule,
+            seconds_in_loss=state.seconds_in_loss,
+            in_loss_at=state.in_loss_at,
+            premium_high_at=state.high_at,
+        )
+        watched.saved = state
+
+    # -- heartbeat -------------------------------------------------------------------------
+
+    def handle_heartbeat(self, now: float, *, force: bool = False) -> bool:
+        if not force and now < self._next_beat:
+            return False
+        self._next_beat = now + self.heartbeat_interval
+        try:
+            self.heartbeat.beat("running", **self._beat_fields())
+        except Exception:
+            logger.warning("exit engine: heartbeat write failed", exc_info=True)
+            return False
+        return True
+
+    def _beat_fields(self) -> dict[str, Any]:
+        return {
+            "positions": len(self.positions),
+            "watched": len(self.watched),
+            "keys": len(self.by_key),
+            "updates": self.updates,
+            "errors": self.errors,
+            "last_tick_at": self.last_tick_at,
+            "last_error": self.last_error,
+            "kill_switch": self._kill_switch,
+            **self.counters,
+        }
+
+
+def _tick_time(record: Any) -> float:
+    return record.exchange_time if record.exchange_time is not None else record.receive_time
+
+
+def _tick(record: Any) -> Tick:
+    return Tick(price_decimal(record.ltp), datetime.fromtimestamp(_tick_time(record), IST))
+
+
+def _seed_cash(config_source: Callable[[], AlgoConfig]) -> Callable[[], Decimal]:
+    def seed() -> Decimal:
+        from django.conf import settings
+
+        from_env = getattr(settings, "PAPER_SEED_CASH", None)
+        return Decimal(from_env) if from_env is not None else config_source().paper.seed_cash
+
+    return seed
+
+
+def exit_engine_from_settings(realtime: Realtime, *, live: bool) -> ExitEngine:
+    """The exit engine as run_exit_engine and run_trader build it: the router of this process
+    (paper, or the live gateway with REST quotes for a stale feed), market time followed from
+    the feed hub."""
+    from workers.orders import RestQuotes, reloading_config, router_for
+
+    config_source = reloading_config()
+    clock = MarketClock(name="exit engine")
+    rest = None
+    rest_quotes = None
+    gateway = None
+    if live:
+        from trading.orders.live import live_gateway_from_settings
+
+        gateway = live_gateway_from_settings()
+        rest = gateway.rest
+        rest_quotes = RestQuotes(rest)
+    router = router_for(
+        realtime,
+        live=live,
+        clock=clock,
+        config_source=config_source,
+        gateway=gateway,
+        rest_quotes=rest_quotes,
+    )
+    return ExitEngine(
+        realtime,
+        router,
+        config_source=config_source,
+        clock=clock,
+        live=live,
+        rest=rest,
+        rest_quotes=rest_quotes,
+    )
