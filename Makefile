@@ -15,8 +15,9 @@ $(STAMP): pyproject.toml
 	$(PY) -m pip install --quiet -e '.[dev]'
 	@touch $(STAMP)
 
+# SEED=n picks the simulated market (README, "make demo").
 demo: $(STAMP)
-	@DJANGO_DEBUG=true $(PY) scripts/demo.py
+	@DJANGO_DEBUG=true SEED="$(SEED)" $(PY) scripts/demo.py
 
 test: $(STAMP)
 	@$(PY) scripts/run_tests.py $(ARGS)

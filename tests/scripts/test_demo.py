@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import os
+import re
 import sqlite3
 import subprocess
 import sys
@@ -11,23 +12,42 @@ from pathlib import Path
 ROOT = Path(__file__).resolve().parents[2]
 
 
-def test_the_demo_runs_end_to_end_and_says_how_to_look_at_its_database(tmp_path):
+def test_the_demo_plays_a_whole_day_prints_its_report_and_says_how_to_look_at_it(tmp_path):
     db = tmp_path / "demo.sqlite3"
+    db.write_text("not a database: each run starts from a fresh file")
     env = {k: v for k, v in os.environ.items() if k not in ("DATABASE_URL", "REDIS_URL")}
-    env.update(ALGO_DEMO_DB=str(db), DJANGO_DEBUG="true")
+    env.update(ALGO_DEMO_DB=str(db), DJANGO_DEBUG="true", SEED="3")
     done = subprocess.run(
         [sys.executable, "scripts/demo.py"],
         cwd=ROOT,
         env=env,
         capture_output=True,
         text=True,
-        timeout=180,
+        timeout=600,  # the session plays in about three minutes
     )
     assert done.returncode == 0, done.stdout[-3000:] + done.stderr[-3000:]
     out = done.stdout
-    assert "== signal engine" in out and "decisions" in out
-    assert "routed to the paper broker" in out
+    assert "SEED=3" in out
+    # A progress line every 10 market minutes from the open, and one at the close.
+    times = re.findall(
+        r"^  (\d\d:\d\d)  open \d+  closed \d+  net PnL Rs [-+][\d,]+\.\d\d", out, re.M
+    )
+    assert times[0] == "09:15" and times[-1] == "15:30" and len(times) == 39
+    assert "run_trader stopped; market time 15:3" in out
+    assert "== the signal engine's decisions" in out and "routed to the paper broker" in out
     assert "matches the fills" in out  # the ledger recomputed from the fills agrees
+    # The day report, after everything else the day printed.
+    report = out[out.index("day report: ") :]
+    assert re.match(r"day report: \d{4}-\d\d-\d\d \(paper\)", report)
+    assert re.search(r"^trades (\d+): \d+ won, \d+ lost.*; win rate [\d.]+%$", report, re.M)
+    assert "net PnL Rs " in report and "max drawdown Rs " in report
+    assert "PnL by exit type:" in report
+    # The exit engine closed trades by its rules, by more than one of them (SEED=3 makes eight
+    # trades a day, closed by stops, trailing stops and a premium stall).
+    by_type = report[report.index("PnL by exit type:") :]
+    types = set(re.findall(r"^  ([A-Z_]+) +\d+ trades? ", by_type, re.M))
+    assert len(types - {"MANUAL"}) >= 2, report
+    assert "positions not closed: 0 open" in report  # the day ends flat
     env_line = f"DATABASE_URL=sqlite:///{db} DJANGO_DEBUG=true"
     assert f"{env_line} .venv/bin/python manage.py runserver" in out
     with sqlite3.connect(db) as conn:

@@ -133,6 +133,53 @@ def test_every_index_is_enabled_with_the_default_caps_and_window(key):
     assert item.premium_band.min < item.premium_band.max
 
 
+def simulated_atm_premiums(key: str) -> list[tuple[float, int]]:
+    """(ATM call premium at 10:00, lot) of ``key``'s nearest expiry on one trading day a week
+    over a monthly expiry cycle (the day after one last-Tuesday expiry to the next), priced by
+    the simulator the demo and run_trader --sim trade against."""
+    from datetime import datetime, timedelta
+
+    from trading.dhan.sim.market import Market
+    from trading.rules.market import IST
+
+    found = []
+    for day in (date(2026, 11, 25) + timedelta(weeks=w) for w in range(5)):
+        market = Market(day, strikes_each_side=2, weeklies=1, monthlies=1)
+        market.advance(datetime.combine(day, time(10, 0), IST))
+        spot = market.index_level(key)
+        calls = [
+            c
+            for c in market.contracts.values()
+            if c.instrument == "OPTIDX" and c.underlying == key and c.option_type == "CE"
+        ]
+        atm = min(calls, key=lambda c: (c.expiry, abs(c.strike - spot)))
+        found.append((market.fair_value(atm.security_id)[0], atm.lot))
+    return found
+
+
+@pytest.mark.parametrize("key", ["NIFTY", "BANKNIFTY", "FINNIFTY", "SENSEX"])
+def test_the_default_paper_account_buys_a_lot_of_every_default_index_at_the_money(key):
+    # Under risk_per_trade_rupees 2,000 every FINNIFTY and BANKNIFTY entry was "zero lots": the
+    # risk of one lot at the typical (median over an expiry cycle) ATM premium must fit.
+    from trading.rules.sizing import size_entry
+
+    config = load_algo_config(ALGO_YML)
+    assert config.index(key.lower()).enabled
+    premiums = sorted(simulated_atm_premiums(key))
+    premium, lot = premiums[len(premiums) // 2]
+    band = config.index(key.lower()).premium_band
+    assert band.min <= Decimal(f"{premium:.2f}") <= band.max
+    size = size_entry(
+        Decimal(f"{premium:.2f}"),
+        lot,
+        config.paper.seed_cash,
+        config.risk.sizing,
+        config.exits.stop_loss.sl_pct,
+        freeze_quantity=lot * 100,
+    )
+    assert size.lots >= 1, size.reason
+
+
 def test_the_holidays_are_weekdays_of_the_current_list():
     holidays = load_algo_config(ALGO_YML).market.holidays
     assert date(2026, 1, 26) in holidays
@@ -814,7 +861,7 @@ def write_algo(tmp_path: Path, text: str) -> Path:
 
 def test_a_duplicated_key_in_the_file_is_refused_not_last_one_wins(tmp_path):
     text = ALGO_YML.read_text(encoding="utf-8").replace(
-        "    rupees: 5000\n", "    rupees: 5000\n    rupees: 500000\n"
+        "    rupees: 10000\n", "    rupees: 10000\n    rupees: 500000\n"
     )
     with pytest.raises(ConfigError) as caught:
         load_algo_config(write_algo(tmp_path, text))

@@ -361,13 +361,15 @@ def test_the_kill_switch_flattens_every_open_position_and_cancels_pending_entrie
 
 
 def test_the_daily_loss_limit_exits_everything_and_trips_the_kill_switch(desk):
-    # Ten lots (650 units): the day's limit (Rs 5,000, config/algo.yml) is reached near a
-    # 7.5 % fall, before the 12 % stop.
-    pid = desk.enter(lots=10)
+    # Twenty lots (1,300 units): the day's limit (Rs 10,000 in config/algo.yml, as is 10 % of
+    # the Rs 1 lakh seed cash) is reached near a 7.7 % fall, before the 12 % stop.
+    limit = Decimal(10000)
+    assert load_algo_config().risk.daily_loss_limit.rupees == limit
+    pid = desk.enter(lots=20)
     position = PositionTracker.objects.get(pk=pid)
     entry, charges = position.entry_price, position.charges
-    # day PnL = (ltp - entry) x 650 - entry charges <= -5000
-    edge = entry - (Decimal(5000) - charges) / 650
+    # day PnL = (ltp - entry) x 1300 - entry charges <= -limit
+    edge = entry - (limit - charges) / 1300
     above = (edge + Decimal("0.05")).quantize(Decimal("0.05"))
     assert desk.step(float(above)) == 0
     assert not kill_switch_active()

@@ -72,3 +72,12 @@ def test_run_trader_as_a_process_prints_one_line_and_exits_1(broken_dir):
     (line,) = done.stderr.splitlines()
     assert line.startswith(f"CommandError: {message}")
     assert "Traceback" not in done.stdout
+
+
+@pytest.mark.parametrize("value", ["0", "-4", "101", "nan", "inf", "fast"])
+def test_a_bad_sim_tick_rate_is_refused_in_one_line(value):
+    with pytest.raises(CommandError) as caught:  # refused while parsing: nothing started
+        call_command("run_trader", "--sim", "--sim-ticks", value)
+    assert str(caught.value) == (
+        f"--sim-ticks must be packets per second above 0 and at most 100, got {value!r}"
+    )

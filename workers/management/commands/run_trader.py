@@ -56,11 +56,29 @@ FATAL: tuple[type[BaseException], ...] = (
 )
 
 
+# Feed packets per subscribed instrument per real second, at most: a simulated feed beyond
+# this would measure the machine, not the trader.
+MAX_SIM_TICKS = 100.0
+
+
 def _hhmm(text: str) -> dtime:
     try:
         return dtime.fromisoformat(text)
     except ValueError:
         raise CommandError(f"--sim-start must be HH:MM, got {text!r}") from None
+
+
+def _ticks(text: str) -> float:
+    try:
+        value = float(text)
+    except ValueError:
+        value = 0.0
+    if not 0 < value <= MAX_SIM_TICKS:
+        raise CommandError(
+            f"--sim-ticks must be packets per second above 0 and at most {MAX_SIM_TICKS:g}, "
+            f"got {text!r}"
+        )
+    return value
 
 
 def _date(text: str) -> date:
@@ -79,6 +97,11 @@ class Command(BaseCommand):
         parser.add_argument("--sim-start", type=_hhmm, default=None, help="market time, HH:MM")
         parser.add_argument("--sim-date", type=_date, default=None, help="trading date")
         parser.add_argument("--sim-seed", type=int, default=0)
+        # At a high --sim-speed the default 4 packets a second are 30 market seconds apart at
+        # 120x: more keep candles fresh and the exit rules' seconds meaningful.
+        parser.add_argument(
+            "--sim-ticks", type=_ticks, default=4.0, help="feed packets per instrument per real s"
+        )
         parser.add_argument("--sim-regime", choices=("random", "trend", "flat"), default="random")
         parser.add_argument("--record", metavar="DIR", help="record raw feed frames (replay_feed)")
         parser.add_argument("--no-seed", action="store_true", help="no candle seeding from REST")
@@ -126,6 +149,7 @@ class Command(BaseCommand):
             seed=options["sim_seed"],
             speed=options["sim_speed"],
             regime=options["sim_regime"],
+            ticks_per_second=options["sim_ticks"],
             **({"start": options["sim_start"]} if options["sim_start"] else {}),
             **({"trading_date": options["sim_date"]} if options["sim_date"] else {}),
         )
