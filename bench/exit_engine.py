@@ -665,8 +665,9 @@ def main() -> int:
         print(
             f"\nlatency: {created} crossing positions added at {args.exit_rate:g}/s over "
             f"{args.latency_seconds:.0f} s on top of the {args.positions:,}; "
-            f"{figures['exits']} exits routed, {len(latencies)} decided on a tick "
-            f"(the rest by the 1 s sweep: not timed), {still} never exited"
+            f"{figures['exits']} exits routed, {len(latencies)} of them decided on a tick "
+            f"({figures['exits'] - len(latencies)} by the 1 s sweep: not timed); {still} "
+            f"still active at the end (not yet watched, or their lowest tick not yet seen)"
         )
         print(
             f"  meanwhile: {figures['evaluations']:,.0f} rule evaluations/s, "
