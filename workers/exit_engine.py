@@ -157,6 +157,13 @@ class ExitEngine(PnlMonitor):
         self._tripped_by_loss = False
         self._index_keys: dict[str, str | None] = {}
         self._index_subscribed: set[str] = set()
+        # The bookkeeper thread (run()): PnL marks and exit-state writes, off the tick path.
+        # While it runs it is the only writer of exit states; without it (tests driving one
+        # pass at a time) the sweep keeps the books itself.
+        self._books: threading.Thread | None = None
+        self._wake_books = threading.Event()
+        self._books_stop = threading.Event()
+        self._persist_asked = False
 
     # -- the loop --------------------------------------------------------------------------
 
@@ -168,6 +175,7 @@ class ExitEngine(PnlMonitor):
             if stop.is_set():
                 return
             resumed = self.resume()
+            self._start_books(stop)
             logger.info(
                 "exit engine: running at market time %s; %d claimed exit(s) resumed",
                 f"{self.market_now():%Y-%m-%d %H:%M:%S}",
@@ -178,6 +186,7 @@ class ExitEngine(PnlMonitor):
         except AuthFailure as exc:
             raise report_auth_failure(self.realtime.kv, self.name, "exits", exc) from None
         finally:
+            self._stop_books()
             self.persist(force=True)
             self.subscription.close()
             self.subscription = None
@@ -186,6 +195,53 @@ class ExitEngine(PnlMonitor):
             except Exception:
                 logger.warning("exit engine: could not write its last heartbeat", exc_info=True)
             connections.close_all()
+
+    def _start_books(self, stop: threading.Event) -> None:
+        self._books_stop = threading.Event()
+
+        def keep(books_stop: threading.Event = self._books_stop) -> None:
+            try:
+                while not books_stop.is_set() and not stop.is_set():
+                    self._wake_books.wait(self.sweep_interval)
+                    self._wake_books.clear()
+                    close_old_connections()
+                    try:
+                        self.keep_books(self.clock())
+                    except Exception as exc:  # the books wait; the rules go on
+                        self._record_error(f"books: {type(exc).__name__}: {exc}")
+                        logger.exception("exit engine: PnL marks or exit states not written")
+            finally:
+                connections.close_all()  # this thread's connections
+
+        self._books = threading.Thread(target=keep, name="exit-engine-books", daemon=True)
+        self._books.start()
+
+    def _stop_books(self) -> None:
+        books = self._books
+        if books is None:
+            return
+        self._books_stop.set()
+        self._wake_books.set()
+        books.join(timeout=10.0)
+        self._books = None
+
+    def keep_books(self, now: float) -> None:
+        """The PnL marks of the positions that ticked, and the exit states when due (or
+        asked for: a new stop component, a decision)."""
+        self.mark_pnl(now)
+        if now >= self._next_persist or self._persist_asked:
+            self._persist_asked = False
+            self._next_persist = now + self.persist_interval
+            self.persist()
+
+    def _persist_soon(self, watched: Watched) -> None:
+        """Write this position's exit state now: by the bookkeeper when it runs (the one
+        writer; woken at once), else inline."""
+        if self._books is not None:
+            self._persist_asked = True
+            self._wake_books.set()
+        else:
+            self._persist_one(watched)
 
     def _wait_for_market_time(self, stop: threading.Event) -> None:
         """No rule runs before market time is known: a clock exit judged on the wall clock
@@ -465,7 +521,7 @@ class ExitEngine(PnlMonitor):
                 # A stop armed by a new component (break-even, trailing, a tighter tier) is
                 # written at once; its level moving within one is written by the sweep (at
                 # most persist_interval old), so a trailing stop never restarts as the initial.
-                self._persist_one(watched)
+                self._persist_soon(watched)
         if decision is not None:
             watched.claimed = True  # one decision per position, whatever follows
             decisions.append((watched, decision, received))
@@ -482,7 +538,8 @@ class ExitEngine(PnlMonitor):
         then written in one batch (one Redis round trip; the database copy, each position at
         most every 5 s, in one statement). Returns how many were marked."""
         snapshots = []
-        for position_id in sorted(self._unmarked):
+        pending, self._unmarked = self._unmarked, set()
+        for position_id in sorted(pending):
             position = self.positions.get(position_id)
             record = self.last_ticks.get(position.key) if position is not None else None
             if record is None:
@@ -491,7 +548,6 @@ class ExitEngine(PnlMonitor):
             if snapshot is not None:
                 snapshots.append(snapshot)
                 self._dirty.add(position_id)
-        self._unmarked.clear()
         if not snapshots:
             return 0
         try:
@@ -554,10 +610,8 @@ class ExitEngine(PnlMonitor):
             self.act(watched, decision, received)
         if risk.kill_switch:
             self.cancel_pending_entries()
-        self.mark_pnl(now)
-        if now >= self._next_persist:
-            self._next_persist = now + self.persist_interval
-            self.persist()
+        if self._books is None:
+            self.keep_books(now)
         return len(decisions)
 
     def _rest_tick(self, watched: Watched, market_now: datetime) -> Tick | None:
@@ -658,7 +712,7 @@ class ExitEngine(PnlMonitor):
         """Claim and route one decision; True when this engine claimed it. The state as it
         was at the decision is written first (the claimed position keeps its peak and stop)."""
         self.counters["decisions"] += 1
-        self._persist_one(watched)
+        self._persist_soon(watched)
         if decision.exit_type == ExitType.DAILY_LOSS_LIMIT:
             self.trip_kill_switch(decision)
         try:
@@ -711,10 +765,10 @@ class ExitEngine(PnlMonitor):
         """Write every exit state that moved since it was last written, in one statement
         (conditional on the position being open). A failure keeps them in memory for the
         next sweep."""
-        moved = [w for w in self.watched.values() if w.state is not w.saved]
+        moved = [(w, w.state) for w in list(self.watched.values()) if w.state is not w.saved]
         if not moved:
             return 0
-        rows = [PositionTracker(pk=w.position_id, **_state_columns(w.state)) for w in moved]
+        rows = [PositionTracker(pk=w.position_id, **_state_columns(state)) for w, state in moved]
         try:
             PositionTracker.objects.filter(status__in=OPEN_STATUSES).bulk_update(
                 rows, list(EXIT_STATE_COLUMNS), batch_size=1000
@@ -723,8 +777,8 @@ class ExitEngine(PnlMonitor):
             self._record_error(f"persist: {type(exc).__name__}")
             logger.exception("exit engine: exit states not written (kept in memory)")
             return 0
-        for watched in moved:
-            watched.saved = watched.state
+        for watched, state in moved:
+            watched.saved = state  # what was written (a newer state is written next time)
         return len(moved)
 
     def _persist_one(self, watched: Watched) -> None:

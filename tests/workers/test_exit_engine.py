@@ -473,3 +473,39 @@ def test_the_engine_keeps_the_pnl_cache_of_open_positions(desk):
 
     row = PositionTracker.objects.get(pk=pid)  # the database copy, in the same sweep
     assert (row.ltp, row.unrealized_pnl) == (Decimal("110.0000"), snapshot.gross)
+
+
+def test_the_running_engine_keeps_its_books_in_its_own_thread_and_exits_on_the_tick(desk):
+    import threading
+
+    from tests.support.waiting import wait_until
+
+    pid = desk.enter()
+    engine = desk.make_engine()
+    engine.subscription.close()
+    stop = threading.Event()
+    runner = threading.Thread(target=engine.run, args=(stop,))
+    runner.start()
+    try:
+        wait_until(lambda: engine.watched, "the engine to watch the position")
+        assert engine._books is not None and engine._books.is_alive()
+        desk.advance(1)
+        desk.tick(121.0)  # trailing armed: the bookkeeper writes it at once
+        wait_until(
+            lambda: PositionTracker.objects.get(pk=pid).stop_rule == "trailing",
+            "the trailing stop written by the bookkeeper",
+        )
+        wait_until(lambda: engine.cache.get(pid) is not None, "the PnL mark of the sweep")
+        desk.advance(1)
+        desk.tick(100.0)  # through the trailing stop (108.90)
+        wait_until(
+            lambda: PositionTracker.objects.get(pk=pid).status == "exiting",
+            "the exit decided on the tick",
+        )
+    finally:
+        stop.set()
+        runner.join(10)
+    assert not runner.is_alive() and engine._books is None
+    position = PositionTracker.objects.get(pk=pid)
+    assert position.exit_type == "TRAILING_STOP"
+    assert position.peak_premium == Decimal("121.0000")  # the state at the decision, written
