@@ -66,7 +66,7 @@ from trading.rules.pnl import price_decimal
 from trading.rules.vocab import ExitType
 from workers.broker_auth import clear_auth_failure, report_auth_failure
 from workers.market_clock import MarketClock
-from workers.pnl import OPEN_STATUSES, PnlMonitor, default_exit_charges
+from workers.pnl import OPEN_STATUSES, PnlMonitor, default_exit_charges, update_open_positions
 from workers.realtime.keys import MARKET_CLOCK
 from workers.realtime.redis_client import StoreUnavailable
 
@@ -163,7 +163,7 @@ class ExitEngine(PnlMonitor):
         self._books: threading.Thread | None = None
         self._wake_books = threading.Event()
         self._books_stop = threading.Event()
-        self._persist_asked = False
+        self._urgent: dict[int, Watched] = {}  # exit states to write at once
 
     # -- the loop --------------------------------------------------------------------------
 
@@ -228,9 +228,11 @@ class ExitEngine(PnlMonitor):
     def keep_books(self, now: float) -> None:
         """The PnL marks of the positions that ticked, and the exit states when due (or
         asked for: a new stop component, a decision)."""
+        urgent, self._urgent = self._urgent, {}
+        for watched in urgent.values():  # one row each: a new stop component, a decision
+            self._persist_one(watched)
         self.mark_pnl(now)
-        if now >= self._next_persist or self._persist_asked:
-            self._persist_asked = False
+        if now >= self._next_persist:
             self._next_persist = now + self.persist_interval
             self.persist()
 
@@ -238,7 +240,7 @@ class ExitEngine(PnlMonitor):
         """Write this position's exit state now: by the bookkeeper when it runs (the one
         writer; woken at once), else inline."""
         if self._books is not None:
-            self._persist_asked = True
+            self._urgent[watched.position_id] = watched
             self._wake_books.set()
         else:
             self._persist_one(watched)
@@ -768,10 +770,9 @@ class ExitEngine(PnlMonitor):
         moved = [(w, w.state) for w in list(self.watched.values()) if w.state is not w.saved]
         if not moved:
             return 0
-        rows = [PositionTracker(pk=w.position_id, **_state_columns(state)) for w, state in moved]
         try:
-            PositionTracker.objects.filter(status__in=OPEN_STATUSES).bulk_update(
-                rows, list(EXIT_STATE_COLUMNS), batch_size=1000
+            update_open_positions(
+                {w.position_id: _state_columns(state) for w, state in moved}, EXIT_STATE_COLUMNS
             )
         except Exception as exc:
             self._record_error(f"persist: {type(exc).__name__}")

@@ -17,7 +17,7 @@ from __future__ import annotations
 import logging
 import threading
 import time
-from collections.abc import Callable, Mapping
+from collections.abc import Callable, Mapping, Sequence
 from dataclasses import dataclass, fields
 from datetime import UTC, date, datetime
 from decimal import Decimal, InvalidOperation
@@ -281,6 +281,43 @@ class PnlCache:
         self.kv.delete(self.name(position_id))
 
 
+def update_open_positions(rows: Mapping[int, Mapping[str, Any]], columns: Sequence[str]) -> int:
+    """Set ``columns`` of many positions, each to its own values, in ONE statement, only on
+    positions still open (active or exiting: one another process exited meanwhile is left
+    alone). PostgreSQL: ``UPDATE ... FROM (VALUES ...)`` with every value a bound parameter
+    cast to its column's type (Django's bulk_update builds a CASE per column and row, whose
+    Python cost at 2,000 rows held the exit engine's GIL for a tenth of a second); elsewhere
+    (SQLite, in process) a filtered bulk_update. Returns the rows updated."""
+    from django.db import connection
+
+    if not rows:
+        return 0
+    fields = [PositionTracker._meta.get_field(name) for name in columns]
+    if connection.vendor != "postgresql":
+        objs = [PositionTracker(pk=pk, **values) for pk, values in rows.items()]
+        return PositionTracker.objects.filter(status__in=OPEN_STATUSES).bulk_update(
+            objs, list(columns), batch_size=1000
+        )
+    casts = [f"%s::{field.db_type(connection)}" for field in fields]
+    row_sql = "(%s::bigint, " + ", ".join(casts) + ")"
+    params: list[Any] = []
+    for pk, values in rows.items():
+        params.append(pk)
+        params.extend(field.get_db_prep_save(values[field.name], connection) for field in fields)
+    table = PositionTracker._meta.db_table
+    sets = ", ".join(f"{field.column} = v.{field.column}" for field in fields)
+    names = ", ".join(["id"] + [field.column for field in fields])
+    # Identifiers from the model's own metadata, every value a bound parameter.
+    sql = (
+        f"UPDATE {table} AS t SET {sets} FROM (VALUES {', '.join([row_sql] * len(rows))}) "  # noqa: S608
+        f"AS v({names}) WHERE t.id = v.id AND t.status = ANY(%s)"
+    )
+    params.append([str(status) for status in OPEN_STATUSES])
+    with connection.cursor() as cursor:
+        cursor.execute(sql, params)
+        return cursor.rowcount
+
+
 class PnlDbSync:
     """Copies snapshots to the PositionTracker PnL columns, at most once per ``interval``
     seconds per position while it is open, and unconditionally at exit (sync_final)."""
@@ -315,23 +352,20 @@ class PnlDbSync:
             due.append(snapshot)
         if not due:
             return 0
-        rows = [
-            PositionTracker(
-                pk=snapshot.position_id,
-                ltp=Decimal(str(snapshot.ltp)).quantize(LTP_PLACES),
-                unrealized_pnl=snapshot.gross,
-                unrealized_pnl_net=snapshot.net,
-                pnl_percent=snapshot.percent,
-                peak_pnl=snapshot.peak,
-                trough_pnl=snapshot.trough,
-                pnl_updated_at=snapshot.updated_datetime,
-            )
-            for snapshot in due
-        ]
-        # A filtered bulk_update: one UPDATE ... CASE per batch, WHERE the position is still
-        # open (a position another process exited meanwhile is left alone).
-        PositionTracker.objects.filter(status__in=OPEN_STATUSES).bulk_update(
-            rows, list(PNL_COLUMNS), batch_size=1000
+        update_open_positions(
+            {
+                snapshot.position_id: {
+                    "ltp": Decimal(str(snapshot.ltp)).quantize(LTP_PLACES),
+                    "unrealized_pnl": snapshot.gross,
+                    "unrealized_pnl_net": snapshot.net,
+                    "pnl_percent": snapshot.percent,
+                    "peak_pnl": snapshot.peak,
+                    "trough_pnl": snapshot.trough,
+                    "pnl_updated_at": snapshot.updated_datetime,
+                }
+                for snapshot in due
+            },
+            PNL_COLUMNS,
         )
         return len(due)
 

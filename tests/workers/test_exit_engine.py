@@ -509,3 +509,42 @@ def test_the_running_engine_keeps_its_books_in_its_own_thread_and_exits_on_the_t
     position = PositionTracker.objects.get(pk=pid)
     assert position.exit_type == "TRAILING_STOP"
     assert position.peak_premium == Decimal("121.0000")  # the state at the decision, written
+
+
+def test_many_positions_get_their_own_values_in_one_statement_only_while_open(desk):
+    from django.db import connection
+    from django.test.utils import CaptureQueriesContext
+
+    from workers.pnl import update_open_positions
+
+    first, second = desk.enter(), desk.enter()
+    PositionTracker.objects.filter(pk=second).update(status="exited")
+    moment = datetime(2026, 11, 23, 11, 0, 5, tzinfo=IST)
+    values = {
+        first: {
+            "protective_stop": Decimal("91.2500"),
+            "stop_rule": "trailing:2",
+            "seconds_in_loss": 12.5,
+            "in_loss_at": moment,
+        },
+        second: {
+            "protective_stop": Decimal("1.0000"),
+            "stop_rule": "initial",
+            "seconds_in_loss": 0.0,
+            "in_loss_at": None,
+        },
+    }
+    columns = ("protective_stop", "stop_rule", "seconds_in_loss", "in_loss_at")
+    with CaptureQueriesContext(connection) as queries:
+        assert update_open_positions(values, columns) == 1  # the exited one is left alone
+    # PostgreSQL: one statement; SQLite (in process): one transaction of bulk_update.
+    assert len(queries) == 1 or connection.vendor != "postgresql"
+    row = PositionTracker.objects.get(pk=first)
+    assert (row.protective_stop, row.stop_rule, row.seconds_in_loss, row.in_loss_at) == (
+        Decimal("91.2500"),
+        "trailing:2",
+        12.5,
+        moment,
+    )
+    assert PositionTracker.objects.get(pk=second).stop_rule != "initial"
+    assert update_open_positions({}, columns) == 0
