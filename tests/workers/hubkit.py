@@ -123,5 +123,3 @@ def an_option(sim: Simulator) -> Derivative:
     return Derivative.objects.filter(option_type="CE", underlying__security_id=13).order_by(
         "expiry_date", "strike"
     )[len(Derivative.objects.filter(option_type="CE", underlying__security_id=13)) // 2]
-
-

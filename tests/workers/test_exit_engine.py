@@ -548,3 +548,20 @@ def test_many_positions_get_their_own_values_in_one_statement_only_while_open(de
     )
     assert PositionTracker.objects.get(pk=second).stop_rule != "initial"
     assert update_open_positions({}, columns) == 0
+
+
+def test_more_entry_fills_rebuild_the_plan_on_the_new_quantity_and_average(desk):
+    pid = desk.enter()
+    desk.engine_pass()
+    (watched,) = desk.engine.watched.values()
+    assert watched.plan.quantity == 65
+    # A later entry fill (a freeze-split entry's second order): 130 units at a new average.
+    PositionTracker.objects.filter(pk=pid).update(quantity=130, entry_price=Decimal("101.00"))
+    desk.advance(1.5)  # past the reload interval
+    desk.engine_pass()
+    (watched,) = desk.engine.watched.values()
+    assert (watched.plan.quantity, watched.plan.entry_price) == (130, Decimal("101.00"))
+    assert watched.state.stop == (Decimal("101.00") * Decimal("0.88")).quantize(Decimal("0.01"))
+    desk.advance(1.5)
+    desk.engine_pass()
+    assert desk.engine.watched[pid] is watched  # unchanged rows are not rebuilt

@@ -48,9 +48,7 @@ def test_options_get_full_mode_and_indices_the_default():
 
 def test_the_union_keeps_watchlisted_keys_and_the_richer_mode_wins():
     rows = [("IDX_I", 13, ""), ("IDX_I", 25, "ticker"), ("NSE_FNO", 7, "quote")]
-    wanted, watched = merge_wanted(
-        rows, ["IDX_I:51"], ["NSE_FNO:7", "NSE_FNO:9"], FeedMode.QUOTE
-    )
+    wanted, watched = merge_wanted(rows, ["IDX_I:51"], ["NSE_FNO:7", "NSE_FNO:9"], FeedMode.QUOTE)
     assert wanted == {
         "IDX_I:13": FeedMode.QUOTE,
         "IDX_I:25": FeedMode.TICKER,  # the row's own mode beats the default

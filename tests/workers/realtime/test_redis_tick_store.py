@@ -55,9 +55,7 @@ def test_an_undecodable_stored_value_reads_as_missing(
     assert tick_store.get("NSE_FNO:1") is None
     assert set(tick_store.get_many(["NSE_FNO:1", "NSE_FNO:2"])) == {"NSE_FNO:2"}
     sub = tick_store.subscribe(["NSE_FNO:1"])
-    wait_until(
-        lambda: sub.wait(0.05) == {} and sub.decode_errors == 1, "the bad value counted"
-    )
+    wait_until(lambda: sub.wait(0.05) == {} and sub.decode_errors == 1, "the bad value counted")
     tick_store.publish([record("NSE_FNO:1", 4, 11.0)])  # the next tick replaces it
     rec = wait_for(sub, "NSE_FNO:1", 4)
     assert rec.ltp == 11.0
