@@ -132,7 +132,7 @@ def run_hub(
     wanted = dict.fromkeys(keys, FeedMode[mode.upper()])
 
     class BenchHub(FeedHub):
-        def _desired(self, *, strict: bool) -> tuple[dict, frozenset]:
+        def _desired(self) -> tuple[dict, frozenset]:
             return dict(wanted), frozenset(wanted)
 
     realtime = Realtime(
