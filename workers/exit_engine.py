@@ -609,7 +609,7 @@ class ExitEngine(PnlMonitor):
             record = self.last_ticks.get(position.key) if position is not None else None
             if record is None:
                 continue
-            snapshot = self._snapshot(position, record, now)
+            snapshot = self._snapshot(position, record, _tick_time(record), now)
             if snapshot is not None:
                 snapshots.append(snapshot)
                 self._dirty.add(position_id)
@@ -627,24 +627,6 @@ class ExitEngine(PnlMonitor):
             logger.warning("exit engine: PnL database copy failed: %s", exc)
         self.updates += len(snapshots)
         return len(snapshots)
-
-    def _snapshot(self, position: PositionTracker, record: Any, now: float) -> Any:
-        try:
-            tick_time = _tick_time(record)
-            day = datetime.fromtimestamp(tick_time, IST).date()
-            charges = self.estimate_exit_charges(position, record.ltp, day)
-            return self.cache.compute(
-                position,
-                record.ltp,
-                tick_seq=record.seq,
-                tick_time=tick_time,
-                exit_charges=charges,
-                now=now,
-            )
-        except Exception as exc:
-            self._record_error(f"position #{position.pk}: {type(exc).__name__}: {exc}")
-            self._log_position_error(position.pk, now, "could not be marked", exc_info=True)
-            return None
 
     # -- the sweep -------------------------------------------------------------------------
 

@@ -599,13 +599,15 @@ class PnlMonitor:
 
     # -- internals ------------------------------------------------------------------------------
 
-    def _mark(
+    def _snapshot(
         self, position: PositionTracker, record: TickRecord, tick_time: float, now: float
-    ) -> bool:
+    ) -> PnlSnapshot | None:
+        """The position marked at the record's LTP (not stored), or None: a failure is
+        counted and logged (at most once per position per log interval)."""
         try:
             day = datetime.fromtimestamp(tick_time, IST).date()
             charges = self.estimate_exit_charges(position, record.ltp, day)
-            snapshot = self.cache.compute(
+            return self.cache.compute(
                 position,
                 record.ltp,
                 tick_seq=record.seq,
@@ -616,6 +618,13 @@ class PnlMonitor:
         except Exception as exc:
             self._record_error(f"position #{position.pk}: {type(exc).__name__}: {exc}")
             self._log_position_error(position.pk, now, "could not be marked", exc_info=True)
+            return None
+
+    def _mark(
+        self, position: PositionTracker, record: TickRecord, tick_time: float, now: float
+    ) -> bool:
+        snapshot = self._snapshot(position, record, tick_time, now)
+        if snapshot is None:
             return False
         self._dirty.add(position.pk)
         try:
