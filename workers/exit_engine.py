@@ -164,6 +164,9 @@ class ExitEngine(PnlMonitor):
         self._wake_books = threading.Event()
         self._books_stop = threading.Event()
         self._urgent: dict[int, Watched] = {}  # exit states to write at once
+        # Open PnL of the watched, unclaimed positions (gross at the last price less the entry
+        # charges), kept up to date by _price and the claims, recomputed at each reload.
+        self._open_pnl = ZERO
         self._prints: dict[int, tuple[Any, ...]] = {}  # position -> fingerprint last loaded
         self._exits: Any = None  # the exits config the plans were built with
 
@@ -385,6 +388,9 @@ class ExitEngine(PnlMonitor):
             if watched is not None:
                 fresh[position_id] = watched
         self.watched = fresh
+        self._open_pnl = sum(
+            (w.last_gross - w.entry_charges for w in fresh.values() if not w.claimed), ZERO
+        )
         self.on_key, self.on_index = {}, {}
         for watched in fresh.values():
             self.on_key.setdefault(watched.key, []).append(watched)
@@ -539,9 +545,7 @@ class ExitEngine(PnlMonitor):
                 if now - record.receive_time <= stale_after:
                     tick = _tick(record)
                     for watched in on_contract:
-                        watched.last_gross = (tick.ltp - watched.plan.entry_price) * (
-                            watched.plan.quantity
-                        )
+                        self._price(watched, tick.ltp)
                 else:
                     self.counters["stale"] += 1
                 contracts.append((on_contract, tick, record.receive_time))
@@ -563,6 +567,15 @@ class ExitEngine(PnlMonitor):
             self.act(watched, decision, received)
         self._mark_due(records, now)
         return len(decisions)
+
+    def _price(self, watched: Watched, ltp: Decimal) -> None:
+        """The position's gross at ``ltp``, and the day's open PnL moved by the difference
+        (kept as a running total: summing every position on every batch was work on the
+        tick path that grew with the book)."""
+        gross = (ltp - watched.plan.entry_price) * watched.plan.quantity
+        if not watched.claimed:
+            self._open_pnl += gross - watched.last_gross
+        watched.last_gross = gross
 
     def _evaluate(
         self,
@@ -589,6 +602,7 @@ class ExitEngine(PnlMonitor):
                 self._persist_soon(watched)
         if decision is not None:
             watched.claimed = True  # one decision per position, whatever follows
+            self._open_pnl -= watched.last_gross - watched.entry_charges
             decisions.append((watched, decision, received))
 
     def _mark_due(self, records: Mapping[str, TickRecord], now: float) -> None:
@@ -651,7 +665,7 @@ class ExitEngine(PnlMonitor):
             else:
                 self.counters["stale"] += 1
             if tick is not None:
-                watched.last_gross = (tick.ltp - watched.plan.entry_price) * watched.plan.quantity
+                self._price(watched, tick.ltp)
             self._evaluate(watched, tick, market_now, risk, 0.0, decisions)
         for watched, decision, received in decisions:
             self.act(watched, decision, received)
@@ -714,10 +728,7 @@ class ExitEngine(PnlMonitor):
             )
             self._realized_today = (day, Decimal(realized))
             self._kill_switch = kill_switch_active()
-        open_pnl = sum(
-            (w.last_gross - w.entry_charges for w in self.watched.values() if not w.claimed),
-            ZERO,
-        )
+        open_pnl = self._open_pnl
         config = self.config_source()
         limit = config.risk.daily_loss_limit.limit(self.capital(now))
         return DayRisk(
