@@ -65,6 +65,17 @@ def open_book(desk: Desk) -> tuple[Trader, Trader, list[int]]:
     return hub, manager, active
 
 
+def restart_and_settle(desk: Desk, hub: Trader, ids: list[int]) -> BrokerBook:
+    """The order manager and the exit engine started again: every position exited and the
+    orders settled, every worker stopped cleanly, the exactly-once check passed."""
+    workers = [hub, desk.start(command="run_order_updates"), desk.start(command="run_exit_engine")]
+    desk.wait(lambda: flattened(ids), "every position exited after the restart", trader=workers)
+    desk.wait(lambda: settled(desk.sim), "the exit orders to settle", trader=workers)
+    for worker in workers:
+        worker.stop()
+    return assert_exactly_once(desk.sim)
+
+
 def flattened(ids: list[int]) -> bool:
     return PositionTracker.objects.filter(pk__in=ids, status="exited").count() == len(ids)
 
@@ -101,14 +112,7 @@ def test_killed_between_the_claim_and_the_send_the_restart_exits_once(desk):
     assert not Order.objects.filter(position_id__in=ids, leg="exit").exists()
     assert not [o for o in desk.sim.broker.orders() if o["transactionType"] == "SELL"]
 
-    manager = desk.start(command="run_order_updates")
-    engine = desk.start(command="run_exit_engine")
-    workers = [hub, manager, engine]
-    desk.wait(lambda: flattened(ids), "every position exited after the restart", trader=workers)
-    desk.wait(lambda: settled(desk.sim), "the exit orders to settle", trader=workers)
-    for worker in workers:
-        worker.stop()
-    book = assert_exactly_once(desk.sim)
+    book = restart_and_settle(desk, hub, ids)
     assert_closed_once_with_the_right_pnl(ids, book)
 
 
@@ -122,14 +126,7 @@ def test_killed_between_the_send_and_its_answer_the_exit_is_not_sent_again(desk)
     assert sent.status == "UNKNOWN" and not sent.broker_order_id  # the answer never recorded
     assert sent.correlation_id in BrokerBook.read(desk.sim).by_correlation()
 
-    manager = desk.start(command="run_order_updates")
-    engine = desk.start(command="run_exit_engine")
-    workers = [hub, manager, engine]
-    desk.wait(lambda: flattened(ids), "every position exited after the restart", trader=workers)
-    desk.wait(lambda: settled(desk.sim), "the exit orders to settle", trader=workers)
-    for worker in workers:
-        worker.stop()
-    book = assert_exactly_once(desk.sim)
+    book = restart_and_settle(desk, hub, ids)
     sent.refresh_from_db()
     assert sent.broker_order_id == book.by_correlation()[sent.correlation_id]["orderId"]
     assert_closed_once_with_the_right_pnl(ids, book)
