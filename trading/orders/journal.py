@@ -178,13 +178,24 @@ def journal_entry(intent: EntryIntent, *, mode: str, derivative_id: int) -> Posi
 
 
 def journal_entry_orders(
-    intent: EntryIntent, *, mode: str, derivative_id: int | None = None
+    intent: EntryIntent,
+    *,
+    mode: str,
+    derivative_id: int | None = None,
+    send_at: datetime | None = None,
 ) -> tuple[PositionTracker, list[Order] | None] | None:
     """:func:`journal_entry`, with the orders it wrote (so the router sends them without
     reading them back); None for the orders when the signal was journaled before (the
     caller reads what is left to send). Without ``derivative_id`` the contract is looked up
     by the intent's segment and security id (on PostgreSQL in the journal's own statement);
-    None when the catalog does not have it."""
+    None when the catalog does not have it.
+
+    With ``send_at`` the orders are written with their send already claimed (``sent_at``, as
+    :func:`claim_send` would set it): the caller sends them next and nobody else may. One
+    write before the send instead of two; a crash between this write and the send leaves
+    orders that look sent without an answer, which the resolver looks up by correlation id
+    (it does so before closing any order), finds absent and closes: the same end as an
+    unsent order's, never a send late."""
     if derivative_id is None and not is_postgres():
         from instruments.models import Derivative
 
@@ -225,6 +236,7 @@ def journal_entry_orders(
             limit_price=intent.limit_price,
             placed_at=intent.decided_at,
             priced_at=intent.decided_at,
+            sent_at=send_at,
         )
         for leg, quantity in enumerate(intent.orders)
     ]
@@ -338,13 +350,20 @@ def record_ack(order: Order, broker_order_id: str, status: str, at: datetime) ->
     position and the reason): it is recorded as TRANSIT and the event brings the rest."""
     if status in FINAL:
         status = JournalStatus.TRANSIT
+    # Committed without waiting for the write-ahead log's flush (PostgreSQL's per-transaction
+    # synchronous_commit off): the write that must be durable is the journal's, before the
+    # send. A server crash that loses this one leaves the order UNKNOWN and sent, which the
+    # resolver looks up by correlation id and applies: nothing is sent twice.
     moved = update_order(
         order.pk,
         {"status": status, "broker_order_id": broker_order_id},
         status_in=sources(status),
+        durable=False,
     )
     if not moved:
-        update_order(order.pk, {"broker_order_id": broker_order_id}, no_broker_id=True)
+        update_order(
+            order.pk, {"broker_order_id": broker_order_id}, no_broker_id=True, durable=False
+        )
     return moved == 1
 
 

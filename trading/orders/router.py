@@ -96,20 +96,22 @@ class OrderRouter:
     def place_entry(self, intent: EntryIntent) -> RouterResult:
         """Journal the pending position and its orders, send each unsent one. Idempotent per
         signal: a re-handed intent sends nothing already sent."""
-        journaled_entry = journal_entry_orders(intent, mode=self.mode)
+        now = self.now()
+        journaled_entry = journal_entry_orders(intent, mode=self.mode, send_at=now)
         if journaled_entry is None:
             return RouterResult(REJECTED, f"{intent.key} is not in the catalog")
         position, journaled = journaled_entry
         failpoint("entry:journaled")
         if journaled is not None:
-            unsent = journaled  # just written: every one is UNKNOWN and unsent
+            # Just written, every one UNKNOWN with its send claimed for this call: send them.
+            outcomes = [self.send(order, claimed_at=now) for order in journaled]
         else:
-            unsent = list(
-                position.orders.filter(
-                    leg=OrderLeg.ENTRY, status=JournalStatus.UNKNOWN, sent_at=None
-                )
+            # Journaled before: only orders written without a claim (none since the journal
+            # claims as it writes) may be sent; the rest belong to their first sender.
+            unsent = position.orders.filter(
+                leg=OrderLeg.ENTRY, status=JournalStatus.UNKNOWN, sent_at=None
             )
-        outcomes = [self.send(order) for order in unsent]
+            outcomes = [self.send(order) for order in unsent]
         refused = [text for text in outcomes if text.startswith("rejected")]
         if outcomes and len(refused) == len(outcomes):
             return RouterResult(REJECTED, "; ".join(refused))
@@ -198,15 +200,20 @@ class OrderRouter:
 
     # -- sending ---------------------------------------------------------------------------
 
-    def send(self, order: Order) -> str:
+    def send(self, order: Order, *, claimed_at: datetime | None = None) -> str:
         """Send a journaled, never-sent order once and record the answer; returns "sent",
         "rejected: ...", "unanswered" (the outcome is unknown: resolved by correlation id
         later), "not sent: ..." (a fault, e.g. a 429 burst, before the broker took it: the
         resolver looks it up like an unanswered one) or "already sent" (another sender, or an
-        earlier attempt, has it). AuthFailure propagates: nothing more can be sent."""
-        now = self.now()
-        if not claim_send(order, now):
-            return "already sent"
+        earlier attempt, has it). ``claimed_at``: the caller journaled the order with its
+        send claimed at that time (journal_entry_orders' ``send_at``), so it is not claimed
+        again. AuthFailure propagates: nothing more can be sent."""
+        if claimed_at is not None:
+            now = claimed_at
+        else:
+            now = self.now()
+            if not claim_send(order, now):
+                return "already sent"
         try:
             ack = self.gateway.place(order, now)
         except Rejected as exc:

@@ -246,3 +246,72 @@ def test_ack_after_an_event_keeps_the_order_where_the_event_put_it(router, inten
     router.place_entry(intent())
     order = Order.objects.get()
     assert order.status == S.TRADED and order.broker_order_id == "P1"
+
+
+def test_the_one_statement_journal_writes_the_rows_django_would(derivative):
+    """PostgreSQL journals a new entry as one statement with each row as one jsonb document
+    (journal_sql.insert_entry): every column must come out as Django's own INSERT of the same
+    instances writes it (defaults, Decimals, offsets, JSON, NULLs, floats)."""
+    from tests.support.rows import make_signal
+    from trading.orders.journal_sql import insert_entry, is_postgres
+
+    if not is_postgres():
+        pytest.skip("the one-statement journal is PostgreSQL's; SQLite journals through the ORM")
+
+    def rows(signal_id: int, cid: str) -> tuple[PositionTracker, list[Order]]:
+        position = PositionTracker(
+            derivative_id=derivative.pk,
+            exchange_segment="NSE_FNO",
+            security_id=55796,
+            status="pending",
+            quantity=0,
+            underlying="NIFTY",
+            direction="bullish",
+            signal_id=signal_id,
+            config_version="v1",
+            mode="paper",
+            opened_at=T0,
+            underlying_entry=Decimal("26012.35"),
+            seconds_in_loss=12.5,
+            exit_inputs={"stop": "95.15", "tiers": [1, 2.5, None], "armed": True},
+            exit_reason="naïve ₹ text, with 'quotes' and \\ backslash",
+        )
+        orders = [
+            Order(
+                correlation_id=f"{cid}-{leg}",
+                position=position,
+                leg="entry",
+                leg_index=leg,
+                side="BUY",
+                mode="paper",
+                exchange_segment="NSE_FNO",
+                security_id=55796,
+                quantity=quantity,
+                limit_price=Decimal("102.05"),
+                placed_at=T0 + timedelta(microseconds=123456),
+                priced_at=T0,
+            )
+            for leg, quantity in enumerate((1755, 195))
+        ]
+        return position, orders
+
+    position, orders = rows(make_signal().pk, "JSON")
+    written = insert_entry(position, orders)
+    assert written is not None and written[1] is not None
+    twin, twin_orders = rows(make_signal(candle_start=T0 + timedelta(minutes=5)).pk, "ORM")
+    twin.save(force_insert=True)
+    for order in twin_orders:
+        order.position = twin
+    Order.objects.bulk_create(twin_orders)
+
+    varying = {"id", "signal_id", "position_id", "correlation_id", "created_at", "updated_at"}
+
+    def stored(model: type, pk: int) -> dict:
+        row = model.objects.filter(pk=pk).values().get()  # every column, by attname
+        return {name: value for name, value in row.items() if name not in varying}
+
+    assert stored(PositionTracker, written[1]) == stored(PositionTracker, twin.pk)
+    for pk, twin_order in zip(written[2], twin_orders, strict=True):
+        assert stored(Order, pk) == stored(Order, twin_order.pk)
+    # auto_now / auto_now_add were written (and set on the instances, as save() does)
+    assert PositionTracker.objects.get(pk=written[1]).created_at == position.created_at
