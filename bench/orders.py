@@ -15,14 +15,17 @@ changing it would give). Each child migrates its empty database, starts an in-pr
 
 1. **Intent to the order on the wire (live).** ``OrderRouter.place_entry`` with the
    ``LiveGateway`` on a ``DhanRestClient`` against the simulator over loopback HTTP, no
-   injected latency: the catalog lookup, the journal (position + order, UNKNOWN), the claimed
-   send, ``POST /orders``, the acknowledgement recorded (TRANSIT). One order of one lot at
-   half the bid (it rests; it is cancelled untimed afterwards, so the simulator's book stays
-   one order deep). In the same loop, alternating which goes first, the bare
-   ``rest.place_order`` of the same kind of order: the HTTP round trip alone. Inside every
+   injected latency: the catalog lookup, the journal (position + order, UNKNOWN, its send
+   claimed in the same write), ``POST /orders``, the acknowledgement recorded (TRANSIT). One
+   order of one lot at half the bid (it rests; it is cancelled untimed afterwards, so the
+   simulator's book stays one order deep). In the same loop, alternating which goes first,
+   the bare ``rest.place_order`` of the same kind of order: the HTTP round trip alone. Inside every
    routed sample the journal functions, the gateway and the REST client's ``place_order`` are
    timed too (wrapped, not changed), so the overhead (``place_entry`` minus its own HTTP round
-   trip) is known per sample, with its parts; ``p99(total) - p99(bare)`` is printed as well.
+   trip) is known per sample, with its parts; ``p99(total) - p99(bare)`` is printed as well,
+   and so is "intent -> the HTTP call": from ``place_entry``'s call to the REST client's
+   ``place_order`` call (the database work before the wire; what the client does to build
+   and write the request is in the HTTP round trip, as in the bare one).
    The rate limiter is the real ``InProcessRateLimiter`` with limits no sample reaches: Dhan's
    10 orders/s would make every 11th sample wait, which is the limit's cost, not the path's.
    The simulator's HTTP handler writes headers and body in two send()s with Nagle's algorithm
@@ -118,6 +121,8 @@ def run_child(database: str, url: str, args: argparse.Namespace) -> dict[str, An
             str(args.warmup),
             "--reps",
             str(args.reps),
+            "--sim",
+            args.sim,
             *(["--keep-nagle"] if args.keep_nagle else []),
         ]
         before, load = _cpu_times(), _loadavg()
@@ -145,10 +150,21 @@ def main() -> int:
         action="store_true",
         help="leave the simulator's HTTP server as shipped (Nagle on: about 40 ms per request)",
     )
+    parser.add_argument(
+        "--sim",
+        choices=("process", "in-process"),
+        default="process",
+        help="where part 1's simulator runs: its own process (manage.py dhan_sim, as Dhan is "
+        "to the trader; default) or threads of the bench's (its HTTP handler and matching "
+        "loop then share the bench's GIL)",
+    )
     parser.add_argument("--child", choices=DATABASES, help=argparse.SUPPRESS)
     parser.add_argument("--url", help=argparse.SUPPRESS)
     parser.add_argument("--json", help=argparse.SUPPRESS)
+    parser.add_argument("--serve-sim", action="store_true", help=argparse.SUPPRESS)
     args = parser.parse_args()
+    if args.serve_sim:
+        return serve_sim(args.keep_nagle)
     if args.child:
         return child(args)
     wanted = [name.strip() for name in args.databases.split(",") if name.strip()]
@@ -196,6 +212,7 @@ def summary(results: dict[str, dict[str, Any]]) -> None:
             ("bare rest.place_order, same run", "bare"),
             ("overhead per sample (total - its HTTP)", "overhead"),
             ("  of it, this thread's CPU", "overhead_cpu"),
+            ("  of it, before the wire (intent -> HTTP call)", "to_wire"),
             ("paper intent -> position active", "paper_total"),
         ):
             figures = result["paper"]["total"] if key == "paper_total" else live[key]
@@ -370,37 +387,124 @@ class RoundTrips:
         return out
 
 
+SIM_SPEED = 0.001  # a crawling market: one market second per 1,000 real ones
+SIM_START = datetime.fromisoformat("2026-01-05T10:30:00+05:30")
+
+
+class SimProcess:
+    """``manage.py dhan_sim`` in its own process, known only by its printed settings (as the
+    trader knows Dhan): the bench's process then runs nothing of the broker's (no handler
+    thread or matching loop taking the GIL from the path being timed). It is this script
+    again with ``--serve-sim``: the same simulator as :func:`in_process_simulator`."""
+
+    def __init__(self, *, keep_nagle: bool) -> None:
+        argv = [
+            sys.executable,
+            str(ROOT / "bench" / "orders.py"),
+            "--serve-sim",
+            *(["--keep-nagle"] if keep_nagle else []),
+        ]
+        self.process = subprocess.Popen(
+            argv, cwd=ROOT, stdout=subprocess.PIPE, stderr=subprocess.DEVNULL, text=True
+        )
+        settings: dict[str, str] = {}
+        assert self.process.stdout is not None
+        while len(settings) < 6:
+            line = self.process.stdout.readline()
+            if not line:
+                raise SystemExit("the simulator process stopped before printing its settings")
+            name, _, value = line.strip().partition("=")
+            settings[name] = value
+        self.base_url = settings["DHANHQ_BASE_URL"]
+        self.client_id = settings["DHANHQ_CLIENT_ID"]
+        self.token = settings["DHANHQ_ACCESS_TOKEN"]
+        self.scrip_master_url = settings["INSTRUMENTS_SCRIP_MASTER_URL"]
+        self._started = time.monotonic()
+
+    def now(self) -> datetime:
+        """Its market time, kept here from its start and speed (the journal's timestamps)."""
+        return SIM_START + timedelta(seconds=(time.monotonic() - self._started) * SIM_SPEED)
+
+    def stop(self) -> None:
+        self.process.terminate()
+        try:
+            self.process.wait(timeout=10)
+        except subprocess.TimeoutExpired:
+            self.process.kill()
+            self.process.wait()
+
+
+def in_process_simulator(*, keep_nagle: bool) -> Any:
+    from trading.dhan.sim import server
+    from trading.dhan.sim.server import SimConfig, Simulator
+
+    # The simulator's handler writes an answer's headers and its body in two send()s with
+    # Nagle's algorithm on, so the body waits for the client's delayed ACK: ~40 ms per
+    # request on loopback, which Dhan's servers do not add. TCP_NODELAY on its sockets
+    # (socketserver's own switch) takes that artefact out of the bare round trip.
+    server._Handler.disable_nagle_algorithm = not keep_nagle
+    # A crawling market: the book does not move, so a limit at half the bid rests all run.
+    return Simulator(
+        SimConfig(
+            seed=7,
+            speed=SIM_SPEED,
+            trading_date=SIM_START.date(),
+            start=SIM_START.time().replace(tzinfo=None),
+            strikes_each_side=4,
+            weeklies=1,
+            monthlies=1,
+            funds=Decimal("100000000"),
+        )
+    )
+
+
+def serve_sim(keep_nagle: bool) -> int:
+    """``--serve-sim`` (the child :class:`SimProcess` starts): the simulator of
+    :func:`in_process_simulator`, its settings on stdout, until SIGTERM."""
+    import signal
+
+    os.environ.setdefault("DJANGO_SETTINGS_MODULE", "algo_scalper.settings")
+    import django
+
+    django.setup()
+    sim = in_process_simulator(keep_nagle=keep_nagle).start()
+    stop = False
+
+    def halt(*_: Any) -> None:
+        nonlocal stop
+        stop = True
+
+    signal.signal(signal.SIGTERM, halt)
+    print("\n".join(sim.settings_lines()), flush=True)
+    while not stop:
+        time.sleep(0.2)
+    sim.stop()
+    return 0
+
+
 class Desk:
     """The pieces every part shares: the simulator, its contract in the catalog, signal rows."""
 
-    def __init__(self, *, keep_nagle: bool) -> None:
+    def __init__(self, *, keep_nagle: bool, separate: bool = True) -> None:
         from django.core.management import call_command
 
         from instruments.models import Derivative
-        from trading.dhan.sim import server
-        from trading.dhan.sim.server import SimConfig, Simulator
+        from trading.dhan.rest import DhanRestClient
         from trading.orders.journal import id_salt
 
-        # The simulator's handler writes an answer's headers and its body in two send()s with
-        # Nagle's algorithm on, so the body waits for the client's delayed ACK: ~40 ms per
-        # request on loopback, which Dhan's servers do not add. TCP_NODELAY on its sockets
-        # (socketserver's own switch) takes that artefact out of the bare round trip.
-        server._Handler.disable_nagle_algorithm = not keep_nagle
-
-        # A crawling market (one market second per 1,000 real ones): the book does not move,
-        # so a limit at half the bid rests for the whole run.
-        self.sim = Simulator(
-            SimConfig(
-                seed=7,
-                speed=0.001,
-                strikes_each_side=4,
-                weeklies=1,
-                monthlies=1,
-                funds=Decimal("100000000"),
-            )
-        ).start()
+        if separate:
+            self.sim: Any = SimProcess(keep_nagle=keep_nagle)
+        else:
+            self.sim = in_process_simulator(keep_nagle=keep_nagle).start()
+        # Prices as a client sees them: the simulator's REST quotes.
+        self.rest = DhanRestClient(
+            base_url=self.sim.base_url,
+            client_id=self.sim.client_id,
+            token_provider=lambda: self.sim.token,
+            limiter=unthrottled_limiter(),
+        )
         call_command("import_instruments", url=self.sim.scrip_master_url, verbosity=0)
-        spot = Decimal(str(self.sim.market.index_level("NIFTY", self.sim.now())))
+        spot = self.last_price("IDX_I", 13)
         calls = Derivative.objects.filter(
             underlying__security_id=13, option_type="CE", exchange_segment="NSE_FNO"
         )
@@ -414,7 +518,23 @@ class Desk:
         # drawn here, so the first counted entry does not carry it.
         id_salt()
 
+    def last_price(self, segment: str, security_id: int) -> Decimal:
+        from trading.dhan.rest_types import MarketQuoteRequest
+
+        answer = self.rest.quote_ltp(MarketQuoteRequest({segment: [security_id]}))
+        return answer.data[segment][security_id].last_price
+
+    def best_bid(self, segment: str, security_id: int) -> Decimal:
+        from trading.dhan.rest_types import MarketQuoteRequest
+
+        answer = self.rest.quote_full(MarketQuoteRequest({segment: [security_id]}))
+        quote = answer.data[segment][security_id]
+        if quote.depth is None or not quote.depth.buy or not quote.depth.buy[0].price:
+            raise SystemExit(f"the simulator quotes no bid for {segment} {security_id}")
+        return quote.depth.buy[0].price
+
     def close(self) -> None:
+        self.rest.close()
         self.sim.stop()
 
     def signal(self) -> int:
@@ -482,6 +602,7 @@ def live_part(desk: Desk, samples: int, warmup: int) -> dict[str, Any]:
     from trading.orders.intent import ROUTED
     from trading.orders.live import LiveGateway
     from trading.orders.router import OrderRouter
+    from trading.orders.states import WORKING
 
     sim, contract = desk.sim, desk.contract
     rest = DhanRestClient(
@@ -498,9 +619,9 @@ def live_part(desk: Desk, samples: int, warmup: int) -> dict[str, Any]:
         quote=lambda key: None,  # entries come priced; nothing here re-prices
         freeze_quantity=lambda position: 1800,
     )
-    quote = sim.market.quote(contract.exchange_segment, contract.security_id, sim.now())
+    bid = desk.best_bid(contract.exchange_segment, contract.security_id)
     tick = contract.tick_size
-    resting = max(tick, (Decimal(str(quote.best_bid)) / 2 / tick).to_integral_value() * tick)
+    resting = max(tick, (bid / 2 / tick).to_integral_value() * tick)
 
     watch = Stopwatch()
     place_order = rest.place_order  # the bare call, unwrapped
@@ -514,6 +635,7 @@ def live_part(desk: Desk, samples: int, warmup: int) -> dict[str, Any]:
     trips: set[int] = set()
     statements: list[str] = []
     overhead_cpu: list[float] = []
+    to_wire: list[float] = []
     with watch.patched(router_module, ("journal_entry_orders", "claim_send", "record_ack")):
         for i in range(warmup + samples):
             intent = desk.intent(resting, sim.now(), (contract.lot_size,))
@@ -530,13 +652,14 @@ def live_part(desk: Desk, samples: int, warmup: int) -> dict[str, Any]:
                 correlationId=f"BENCH-{i}",
             )
             routed_first = i % 2 == 0
-            total = bare = 0.0
+            total = bare = routed_at = 0.0
             split: dict[str, float] = {}
             for turn in (0, 1):
                 if (turn == 0) == routed_first:
                     counter = RoundTrips() if i < COUNTED else None
                     watch.take()
                     started, cpu = time.perf_counter(), time.thread_time()
+                    routed_at = started
                     with counter.count() if counter else contextlib.nullcontext():
                         result = router.place_entry(intent)
                     total = time.perf_counter() - started
@@ -560,9 +683,10 @@ def live_part(desk: Desk, samples: int, warmup: int) -> dict[str, Any]:
             if i >= max(warmup, COUNTED):
                 totals.append(total)
                 bares.append(bare)
+                to_wire.append(split["http:start"] - routed_at)
                 known = {
                     "journal_entry": split["journal_entry_orders"],
-                    "claim_send": split["claim_send"],
+                    "claim_send": split.get("claim_send", 0.0),  # the journal claims it now
                     "request": split["gateway"] - split["http"],
                     "http": split["http"],
                     "record_ack": split["record_ack"],
@@ -572,6 +696,10 @@ def live_part(desk: Desk, samples: int, warmup: int) -> dict[str, Any]:
                     steps[name].append(value)
                 overhead_cpu.append(total_cpu - split["http:cpu"])
     rest.close()
+    # Untimed housekeeping: the broker cancelled every order of this part, which an order
+    # manager would have applied; without it the paper part's order manager would find
+    # these orders working (and due a chase) on every pass.
+    Order.objects.filter(mode="live", status__in=WORKING).update(status="CANCELLED")
     overhead = [t - h for t, h in zip(totals, steps["http"], strict=True)]
     return {
         "total": percentiles(totals),
@@ -579,6 +707,7 @@ def live_part(desk: Desk, samples: int, warmup: int) -> dict[str, Any]:
         "bare": percentiles(bares),
         "overhead": percentiles(overhead),
         "overhead_cpu": percentiles(overhead_cpu),
+        "to_wire": percentiles(to_wire),
         "steps": {name: percentiles(values) for name, values in steps.items()},
         "trips": sorted(trips),
         "statements": statements,
@@ -589,8 +718,8 @@ def live_part(desk: Desk, samples: int, warmup: int) -> dict[str, Any]:
 # place_entry (the Python between; the journal returns the orders it wrote and looks the
 # contract up itself: in its own statement on PostgreSQL).
 LIVE_STEPS = {
-    "journal_entry": "journal (contract, position + order)",
-    "claim_send": "claim the send",
+    "journal_entry": "journal (contract, position + order, claim)",
+    "claim_send": "claim the send (apart: 0, the journal claims it)",
     "request": "the gateway's request (validated)",
     "http": "HTTP place (rest.place_order)",
     "record_ack": "record the ack",
@@ -609,6 +738,7 @@ class Stopwatch:
 
         def timed(*args: Any, **kwargs: Any) -> Any:
             started, cpu = time.perf_counter(), time.thread_time()
+            self.current.setdefault(name + ":start", started)  # the first call's, per sample
             try:
                 return function(*args, **kwargs)
             finally:
@@ -910,11 +1040,13 @@ def child(args: argparse.Namespace) -> int:
             sync = cursor.fetchone()[0]
         server = f"SQLite {sqlite3.sqlite_version}, journal_mode {journal}, synchronous {sync}"
     print(f"database: {server}; load average {_loadavg()}", flush=True)
-    desk = Desk(keep_nagle=args.keep_nagle)
+    desk = Desk(keep_nagle=args.keep_nagle, separate=args.sim == "process")
     try:
+        where = "its own process" if args.sim == "process" else "in this process"
         print(
             f"contract: {desk.contract.trading_symbol} (lot {desk.contract.lot_size}); "
-            f"simulator {desk.sim.base_url} (TCP_NODELAY {'off' if args.keep_nagle else 'on'})",
+            f"simulator {desk.sim.base_url} ({where}; "
+            f"TCP_NODELAY {'off' if args.keep_nagle else 'on'})",
             flush=True,
         )
         print(
@@ -928,6 +1060,7 @@ def child(args: argparse.Namespace) -> int:
         line("bare rest.place_order (same run)", live["bare"])
         line("overhead per sample (total - its HTTP)", live["overhead"])
         line("  of it, this thread's CPU", live["overhead_cpu"])
+        line("  of it, before the wire (-> HTTP call)", live["to_wire"])
         print(
             f"  p99(total) - p99(bare) = {live['total']['p99'] - live['bare']['p99']:.3f} ms; "
             f"p50(total) - p50(bare) = {live['total']['p50'] - live['bare']['p50']:.3f} ms",
