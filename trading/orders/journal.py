@@ -48,9 +48,12 @@ from trading.models import (
 )
 from trading.orders.intent import EntryIntent
 from trading.orders.journal_sql import (
+    ClaimedExit,
     LegSums,
     OrderState,
+    claim_exit_returning,
     insert_entry,
+    insert_exit_orders,
     is_postgres,
     run_event,
     run_final,
@@ -77,6 +80,7 @@ __all__ = [
     "abandon_unsent",
     "apply_event",
     "claim_exit",
+    "claim_exit_at_once",
     "claim_send",
     "entry_correlation_id",
     "exit_correlation_id",
@@ -84,6 +88,7 @@ __all__ = [
     "journal_entry",
     "journal_entry_orders",
     "journal_exit",
+    "journal_first_exit",
     "record_ack",
     "record_rejection",
     "record_reprice",
@@ -296,6 +301,69 @@ def claim_exit(
         exit_tick_at=tick_at,
     )
     return claimed == 1
+
+
+def claim_exit_at_once(
+    position_id: int,
+    exit_type: str,
+    reason: str,
+    *,
+    trigger_price: Decimal | None = None,
+    inputs: Mapping[str, Any] | None = None,
+    decided_at: datetime | None = None,
+    tick_at: datetime | None = None,
+) -> ClaimedExit | None:
+    """:func:`claim_exit` in one PostgreSQL statement that also reads back what the exit
+    orders need (the units, the contract's lot and tick, whether entry orders still work);
+    None when the position was not active."""
+    return claim_exit_returning(
+        position_id,
+        {
+            "exit_type": exit_type,
+            "exit_reason": reason,
+            "exit_trigger_price": trigger_price,
+            "exit_inputs": dict(inputs or {}),
+            "exit_decided_at": decided_at,
+            "exit_tick_at": tick_at,
+        },
+    )
+
+
+def journal_first_exit(
+    position_id: int,
+    claimed: ClaimedExit,
+    orders: Sequence[int],
+    limit_price: Decimal,
+    at: datetime,
+) -> list[Order] | None:
+    """The first exit orders (generation 0, UNKNOWN, unsent) of a position this caller just
+    claimed, as :func:`journal_exit` writes them, in one PostgreSQL statement; None when a
+    slot was taken meanwhile (another driver of the exit journaled first)."""
+    rows = [
+        Order(
+            correlation_id=exit_correlation_id(position_id, leg, 0),
+            position_id=position_id,
+            leg=OrderLeg.EXIT,
+            leg_index=leg,
+            generation=0,
+            side=OrderSide.SELL,
+            mode=claimed.mode,
+            exchange_segment=claimed.exchange_segment,
+            security_id=claimed.security_id,
+            quantity=quantity,
+            limit_price=limit_price,
+            placed_at=at,
+            priced_at=at,
+        )
+        for leg, quantity in enumerate(orders)
+    ]
+    ids = insert_exit_orders(position_id, rows)
+    if ids is None:
+        return None
+    for row, pk in zip(rows, ids, strict=True):
+        row.pk = pk
+        row._state.adding = False
+    return rows
 
 
 def journal_exit(

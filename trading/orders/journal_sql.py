@@ -39,11 +39,14 @@ from trading.models import Order, OrderLeg, PositionTracker
 from trading.orders.states import WORKING, PositionState, position_sources
 
 __all__ = [
+    "ClaimedExit",
     "LegSums",
     "OrderState",
     "StatementResult",
+    "claim_exit_returning",
     "in_list",
     "insert_entry",
+    "insert_exit_orders",
     "is_postgres",
     "run_event",
     "run_final",
@@ -303,6 +306,79 @@ def insert_entry(
     if row is None:
         return None
     return row[0], row[1], list(row[2:])
+
+
+@dataclass(frozen=True, slots=True)
+class ClaimedExit:
+    """What the claim of an exit read back with it: the position's units and contract, and
+    whether entry orders of it may still buy (then the exit waits for them: the router's
+    ``continue_exit``)."""
+
+    quantity: int
+    underlying: str
+    mode: str
+    exchange_segment: str
+    security_id: int
+    lot_size: int
+    tick_size: Decimal
+    entry_working: bool
+
+
+def claim_exit_returning(position_id: int, decision: dict[str, Any]) -> ClaimedExit | None:
+    """active -> exiting with the decision's columns (as journal.claim_exit writes them), and
+    what the exit orders need, in one statement; None when the position was not active."""
+    params: dict[str, Any] = {"id": position_id, "exiting": PositionState.EXITING.value}
+    sets = ["status = %(exiting)s"]
+    for name, value in decision.items():
+        field = PositionTracker._meta.get_field(name)
+        params[f"v_{name}"] = field.get_db_prep_save(value, connection)
+        sets.append(f"{field.column} = %(v_{name})s")
+    sources = position_sources(PositionState.EXITING)
+    sql = (
+        f"UPDATE trading_positiontracker p SET {', '.join(sets)} FROM instruments_derivative d"
+        f" WHERE p.id = %(id)s AND p.status IN {in_list('from', sources, params)}"
+        " AND d.id = p.derivative_id"
+        " RETURNING p.quantity, p.underlying, p.mode, p.exchange_segment, p.security_id,"
+        " d.lot_size, d.tick_size, EXISTS (SELECT 1 FROM trading_order o"
+        " WHERE o.position_id = p.id AND o.leg = %(entry)s"
+        f" AND o.status IN {in_list('w', WORKING, params)}"
+        " AND o.quantity > o.filled_quantity)"
+    )
+    params["entry"] = OrderLeg.ENTRY.value
+    with connection.cursor() as cursor:
+        cursor.execute(sql, params)
+        row = cursor.fetchone()
+    return None if row is None else ClaimedExit(*row)
+
+
+_EXIT_SQL: dict[int, str] = {}
+
+
+def insert_exit_orders(position_id: int, orders: Sequence[Order]) -> list[int] | None:
+    """The first exit orders of a position just claimed, in one statement: written only while
+    it is exiting and only into free slots (position, leg, index, generation); their ids, or
+    None when any slot was taken (another driver journaled first: the caller reads what is
+    there instead)."""
+    sql = _EXIT_SQL.get(len(orders))
+    if sql is None:
+        parts = [
+            f"o{i} AS (INSERT INTO trading_order ({_columns(Order, ())})"
+            f" SELECT {_columns(Order, (), 'r')}"
+            " FROM jsonb_populate_record(NULL::trading_order, %s::jsonb) AS r"
+            " WHERE EXISTS (SELECT 1 FROM trading_positiontracker"
+            " WHERE id = %s AND status = %s)"
+            " ON CONFLICT (position_id, leg, leg_index, generation) DO NOTHING RETURNING id)"
+            for i in range(len(orders))
+        ]
+        picks = ", ".join(f"(SELECT id FROM o{i})" for i in range(len(orders)))
+        sql = _EXIT_SQL[len(orders)] = f"WITH {', '.join(parts)} SELECT {picks}"
+    params: list[Any] = []
+    for order in orders:
+        params += [_json_row(Order, order, ()), position_id, PositionState.EXITING.value]
+    with connection.cursor() as cursor:
+        cursor.execute(sql, params)
+        ids = list(cursor.fetchone())
+    return None if any(pk is None for pk in ids) else ids
 
 
 # -- events ---------------------------------------------------------------------------------------

@@ -21,7 +21,7 @@ import logging
 from collections.abc import Callable
 from datetime import datetime
 from decimal import Decimal
-from typing import Any
+from typing import Any, NoReturn
 
 from django.db import transaction
 
@@ -40,14 +40,17 @@ from trading.orders.intent import (
 )
 from trading.orders.journal import (
     claim_exit,
+    claim_exit_at_once,
     claim_send,
     journal_entry_orders,
     journal_exit,
+    journal_first_exit,
     open_entry_quantity,
     record_ack,
     record_rejection,
     record_reprice,
 )
+from trading.orders.journal_sql import is_postgres
 from trading.orders.states import WORKING, JournalStatus, PositionState
 from trading.rules.market import IST
 from trading.rules.sizing import split_for_freeze
@@ -130,18 +133,53 @@ class OrderRouter:
         ``decision``: the rule's trigger_price, inputs, decided_at, tick_at (journal.claim_exit
         records them with the claim). ExitRefused when it is not active (another exit has it,
         or it is not open)."""
+        if is_postgres():
+            return self._exit_at_once(position_id, exit_type, reason, decision)
         if not claim_exit(position_id, exit_type, reason, **decision):
-            status = (
-                PositionTracker.objects.filter(pk=position_id)
-                .values_list("status", flat=True)
-                .first()
-            )
-            if status is None:
-                raise ExitRefused(f"position #{position_id} does not exist")
-            raise ExitRefused(f"position #{position_id} is {status}, not active")
+            self._refuse(position_id)
         logger.warning("position #%d: exit %s claimed: %s", position_id, exit_type, reason)
         position = PositionTracker.objects.get(pk=position_id)
         return self.continue_exit(position)
+
+    def _refuse(self, position_id: int) -> NoReturn:
+        status = (
+            PositionTracker.objects.filter(pk=position_id).values_list("status", flat=True).first()
+        )
+        if status is None:
+            raise ExitRefused(f"position #{position_id} does not exist")
+        raise ExitRefused(f"position #{position_id} is {status}, not active")
+
+    def _exit_at_once(
+        self, position_id: int, exit_type: str, reason: str, decision: dict[str, Any]
+    ) -> RouterResult:
+        """:meth:`exit_position` on PostgreSQL, in the fewest round trips that keep each step
+        recoverable: the claim reading back the units and the contract (one statement), the
+        first exit orders (one), then the send (its claim, the request, the ack). Anything
+        unusual (entry orders still working, a slot another driver took, no price) goes the
+        general way, :meth:`continue_exit`, which the order manager also drives."""
+        claimed = claim_exit_at_once(position_id, exit_type, reason, **decision)
+        if claimed is None:
+            self._refuse(position_id)
+        logger.warning("position #%d: exit %s claimed: %s", position_id, exit_type, reason)
+        failpoint("exit:claimed")
+        price = None
+        if not claimed.entry_working and claimed.quantity > 0:
+            price = self._sell_limit(
+                f"{claimed.exchange_segment}:{claimed.security_id}", claimed.tick_size
+            )
+        orders = None
+        if price is not None:
+            position = PositionTracker(
+                pk=position_id, underlying=claimed.underlying, quantity=claimed.quantity
+            )
+            quantities = split_for_freeze(
+                claimed.quantity, claimed.lot_size, self.freeze_quantity(position)
+            )
+            orders = journal_first_exit(position_id, claimed, quantities, price, self.now())
+        if orders is None:
+            return self.continue_exit(PositionTracker.objects.get(pk=position_id))
+        outcomes = [self.send(order) for order in orders]
+        return RouterResult(ROUTED, f"exit orders: {', '.join(outcomes)}")
 
     def continue_exit(self, position: PositionTracker) -> RouterResult:
         """Drive a claimed (exiting) position: cancel entry orders still working first (they
@@ -188,14 +226,18 @@ class OrderRouter:
         return RouterResult(ROUTED, f"exit orders: {', '.join(outcomes) or 'working'}")
 
     def _exit_price(self, position: PositionTracker) -> Decimal | None:
-        quote = self.quote(position.key)
+        return self._sell_limit(position.key, position.derivative.tick_size)
+
+    def _sell_limit(self, key: str, tick: Decimal) -> Decimal | None:
+        """A marketable sell limit from the contract's fresh bid (its last price without one);
+        None when nothing fresh is known."""
+        quote = self.quote(key)
         if quote is None:
             return None
         bid, _ask, ltp = quote
         reference = bid if bid else ltp
         if not reference:
             return None
-        tick = position.derivative.tick_size
         return marketable_sell_limit(reference, self.config_source().orders.limit_buffer_pct, tick)
 
     # -- sending ---------------------------------------------------------------------------

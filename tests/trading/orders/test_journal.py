@@ -85,9 +85,7 @@ def test_a_rejection_ends_the_entry_with_the_brokers_reason(router, intent):
     assert order.position.status == "cancelled"
 
 
-def test_a_lost_answer_leaves_the_order_unknown_and_it_is_never_sent_again_blindly(
-    router, intent
-):
+def test_a_lost_answer_leaves_the_order_unknown_and_it_is_never_sent_again_blindly(router, intent):
     router.gateway = gateway = Recording(UnknownOutcome("read timed out"))
     entry = intent()
     router.place_entry(entry)
@@ -315,3 +313,92 @@ def test_the_one_statement_journal_writes_the_rows_django_would(derivative):
         assert stored(Order, pk) == stored(Order, twin_order.pk)
     # auto_now / auto_now_add were written (and set on the instances, as save() does)
     assert PositionTracker.objects.get(pk=written[1]).created_at == position.created_at
+
+
+def active_position(router, intent, market, units: int = 130) -> PositionTracker:
+    router.place_entry(intent(orders=(units,)))
+    (entry,) = Order.objects.all()
+    apply(event(entry, "TRADED", ("t1", units, "100.00")))
+    position = PositionTracker.objects.get()
+    market.quotes[position.key] = (Decimal("110.00"), Decimal("110.50"), Decimal("110.20"))
+    return position
+
+
+def test_an_exit_on_postgres_claims_and_journals_in_one_statement_each(
+    router, intent, market
+):
+    """The claim reads back what the orders need (one statement), the orders are one more,
+    then each order's send: its claim and its ack. The route an exit decision waits for
+    (bench/exit_engine.py)."""
+    from django.db import connection
+    from django.test.utils import CaptureQueriesContext
+
+    from trading.orders.journal_sql import is_postgres
+
+    if not is_postgres():
+        pytest.skip("the one-statement exit is PostgreSQL's; SQLite claims, then drives it")
+    router.freeze_quantity = lambda position: 1755  # 1950 units: two orders
+    position = active_position(router, intent, market, units=1950)
+    with CaptureQueriesContext(connection) as queries:
+        result = router.exit_position(
+            position.pk,
+            "STOP_LOSS",
+            "below the stop",
+            trigger_price=Decimal("95.15"),
+            inputs={"stop": "95.15"},
+            decided_at=T0,
+            tick_at=T0,
+        )
+    assert result.status == ROUTED and result.detail == "exit orders: sent, sent"
+    statements = [q["sql"].split()[0] for q in queries.captured_queries]
+    assert statements == ["UPDATE", "WITH", "UPDATE", "UPDATE", "UPDATE", "UPDATE"]
+    position.refresh_from_db()
+    assert (position.status, position.exit_type, position.exit_reason) == (
+        "exiting",
+        "STOP_LOSS",
+        "below the stop",
+    )
+    assert position.exit_trigger_price == Decimal("95.15")
+    assert position.exit_inputs == {"stop": "95.15"} and position.exit_tick_at == T0
+    exits = list(Order.objects.filter(leg="exit").order_by("leg_index"))
+    assert [(o.quantity, o.status, o.generation) for o in exits] == [
+        (1755, "TRANSIT", 0),
+        (195, "TRANSIT", 0),
+    ]
+    assert all(o.limit_price == Decimal("107.80") and o.sent_at is not None for o in exits)
+    assert [o.correlation_id for o in exits] == [
+        f"AS-EX-{id_salt()}{position.pk}-{leg}-0" for leg in (0, 1)
+    ]
+
+
+def test_a_one_statement_exit_leaves_a_taken_slot_to_the_general_way(router, intent, market):
+    """Another driver (the order manager) journaled the claimed position's first exit between
+    the claim and the orders: nothing is written twice, the exit continues from its rows."""
+    from trading.orders.journal import claim_exit_at_once, journal_exit, journal_first_exit
+    from trading.orders.journal_sql import is_postgres
+
+    if not is_postgres():
+        pytest.skip("the one-statement exit is PostgreSQL's")
+    position = active_position(router, intent, market)
+    claimed = claim_exit_at_once(position.pk, "MANUAL", "by hand")
+    assert claimed is not None and (claimed.quantity, claimed.lot_size) == (130, 65)
+    assert claim_exit_at_once(position.pk, "MANUAL", "twice") is None  # one claimer
+    journal_exit(position, [130], Decimal("107.80"), T0)
+    assert journal_first_exit(position.pk, claimed, [130], Decimal("107.00"), T0) is None
+    (only,) = Order.objects.filter(leg="exit")
+    assert only.limit_price == Decimal("107.80")
+    assert router.continue_exit(position).detail == "exit orders: sent"
+
+
+def test_an_exit_with_entry_orders_still_working_cancels_them_first(router, intent, market):
+    router.place_entry(intent(orders=(130,)))
+    (entry,) = Order.objects.all()
+    apply(event(entry, "PART_TRADED", ("t1", 65, "100.00")))
+    position = PositionTracker.objects.get()
+    market.quotes[position.key] = (Decimal("110.00"), Decimal("110.50"), Decimal("110.20"))
+    result = router.exit_position(position.pk, "MANUAL", "by hand")
+    assert result.detail == "waiting for the entry orders to end"
+    entry.refresh_from_db()
+    assert entry.cancel_requested_at is not None
+    assert not Order.objects.filter(leg="exit").exists()
+    assert PositionTracker.objects.get().status == "exiting"
