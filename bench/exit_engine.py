@@ -3,7 +3,7 @@
     .venv/bin/python bench/exit_engine.py [--positions 2000] [--contracts 500] [--rate 20000]
                                           [--throughput-seconds 60] [--latency-seconds 60]
                                           [--exit-rate 10] [--rules-repeat 5] [--skip-rules]
-                                          [--profile]
+                                          [--profile [throughput|latency]]
 
 Every role is its own OS process on this machine, talking over loopback, as in split mode:
 
@@ -50,6 +50,8 @@ creating them the bench reads each contract's price cycle from Redis for 1.5 s.
    is a busy trading desk's worst minute, not a database storm. No order manager runs: the
    bench marks each claimed position exited about a second later (what the order manager does
    after the fill), so the open set stays at ~2,000 and the PnL marking work stays flat.
+   Split in two, per exit: the tick's receive time to the moment the engine acts on its
+   decision (``engine.tick_to_act``: the wait for the tick thread), and the route itself.
 3. **The pure rules**, per position per tick: bench/rules.py item 5 (``bench_exits``), called
    here after the processes have stopped (no Redis, no database, no engine loop).
 
@@ -63,7 +65,8 @@ per tick; memory flat over 60 s. Nothing asserts; it prints. Measure on a quiet 
 and database-copy throttles (what-if runs: they change what the engine does, so their figures
 are not the engine's as shipped; the bench says so in its first line). ``--profile`` runs the
 engine thread under cProfile during the throughput run (slower: its figures are not the
-bench's) and prints where the time went.
+bench's) and prints where the time went; ``--profile latency`` does so during the latency run,
+with what the reload, the sweep and the exits' route called.
 """
 
 from __future__ import annotations
@@ -225,7 +228,7 @@ def run_engine(
     conn: Connection,
     db_url: str,
     redis_url: str,
-    profile: bool,
+    profile: str | None,
     pnl_interval: float | None,
     pnl_db_interval: float | None,
 ) -> None:
@@ -254,7 +257,8 @@ def run_engine(
     engine.handle_records = counted  # type: ignore[method-assign]
     stop = threading.Event()
     # cProfile sees one thread: the engine's passes are profiled from the engine thread, and
-    # only during the throughput window (not the start, when every plan is built).
+    # only during the run ``profile`` names (throughput or latency; not the start, when every
+    # plan is built).
     profiler = cProfile.Profile() if profile else None
     profiling = threading.Event()
     run_once = engine.run_once
@@ -308,7 +312,8 @@ def run_engine(
     while True:
         command, argument = conn.recv()
         if command == "throughput":
-            profiling.set()
+            if profile == "throughput":
+                profiling.set()
             start = snapshot()
             samples = []
             for mark in argument:
@@ -319,10 +324,19 @@ def run_engine(
             conn.send(samples)
         elif command == "latency-start":
             engine.tick_to_send.clear()
+            engine.tick_to_act.clear()
+            if profile == "latency":
+                profiling.set()
             start = snapshot()
             conn.send("started")
         elif command == "latency-stop":
-            conn.send({"figures": rates(start, snapshot()), "latencies": list(engine.tick_to_send)})
+            conn.send(
+                {
+                    "figures": rates(start, snapshot()),
+                    "latencies": list(engine.tick_to_send),
+                    "to_act": list(engine.tick_to_act),
+                }
+            )
         else:
             break
     stop.set()
@@ -333,6 +347,7 @@ def run_engine(
         stats = pstats.Stats(profiler, stream=out)
         stats.sort_stats("tottime").print_stats(25)
         stats.sort_stats("cumulative").print_stats(30)
+        stats.print_callees("handle_reload|sweep|act")
         text = out.getvalue()
     conn.send(text)
 
@@ -528,7 +543,13 @@ def main() -> int:
     parser.add_argument("--exit-rate", type=float, default=10.0, help="exits/s, latency run")
     parser.add_argument("--rules-repeat", type=int, default=5, help="bench/rules.py item 5")
     parser.add_argument("--skip-rules", action="store_true")
-    parser.add_argument("--profile", action="store_true", help="cProfile the engine thread")
+    parser.add_argument(
+        "--profile",
+        nargs="?",
+        const="throughput",
+        choices=("throughput", "latency"),
+        help="cProfile the engine thread during the throughput run (default) or the latency run",
+    )
     parser.add_argument(
         "--pnl-interval",
         type=float,
@@ -684,6 +705,18 @@ def main() -> int:
                 f"(n={len(ms)}; target p99 < {TARGET_P99_MS:g} ms: "
                 f"{'met' if p99 < TARGET_P99_MS else 'NOT met'})"
             )
+            acted = sorted(x * 1000 for x in result["to_act"])
+            routes = sorted(
+                1000 * (x - y) for x, y in zip(latencies, result["to_act"], strict=True)
+            )
+            for label, values in (
+                ("of which tick receive -> its decision acted on", acted),
+                ("and the route (claim, orders, send)", routes),
+            ):
+                print(
+                    f"    {label}: p50 {percentile(values, 0.5):.2f} ms, "
+                    f"p90 {percentile(values, 0.9):.2f} ms, p99 {percentile(values, 0.99):.2f} ms"
+                )
         else:
             print("  no exit timed")
         print(f"  CPU stolen by the hypervisor during the run: {steal:.0%} (noise)", flush=True)

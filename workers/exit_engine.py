@@ -147,6 +147,7 @@ class ExitEngine(PnlMonitor):
         self.underlying: dict[str, Decimal] = {}
         self.counters = {"evaluations": 0, "decisions": 0, "exits": 0, "refused": 0, "stale": 0}
         self.tick_to_send: list[float] = []  # seconds, tick receive -> exit sent (bench)
+        self.tick_to_act: list[float] = []  # seconds, tick receive -> its decision acted on
         self._next_sweep = 0.0
         self._next_clock = 0.0
         self._next_persist = 0.0
@@ -769,6 +770,7 @@ class ExitEngine(PnlMonitor):
     def act(self, watched: Watched, decision: ExitDecision, received: float) -> bool:
         """Claim and route one decision; True when this engine claimed it. The state as it
         was at the decision is written first (the claimed position keeps its peak and stop)."""
+        acting = self.clock()
         self.counters["decisions"] += 1
         self._persist_soon(watched)
         if decision.exit_type == ExitType.DAILY_LOSS_LIMIT:
@@ -797,6 +799,7 @@ class ExitEngine(PnlMonitor):
         self.counters["exits"] += 1
         if received:
             self.tick_to_send.append(self.clock() - received)
+            self.tick_to_act.append(acting - received)
         logger.warning(
             "exit engine: position #%d %s: %s -> %s",
             watched.position_id,
