@@ -30,4 +30,4 @@ bench: $(STAMP)
 	$(PY) bench/import_bench.py
 
 clean:
-	rm -rf $(VENV) var db.sqlite3
+	rm -rf $(VENV) var db.sqlite3 db.sqlite3-wal db.sqlite3-shm

@@ -108,7 +108,16 @@ if _db["ENGINE"] == "django.db.backends.sqlite3":
     # IMMEDIATE: a transaction takes the write lock when it begins. With SQLite's default
     # (DEFERRED) a transaction that reads and then writes fails at once with "database is
     # locked" when another thread writes meanwhile; the timeout never applies to that upgrade.
-    _db.setdefault("OPTIONS", {}).update(timeout=30, transaction_mode="IMMEDIATE")
+    # WAL: readers never block the writer (the API and the admin read while run_trader writes)
+    # and a commit is one fsync of the log instead of the rollback journal's two or three;
+    # synchronous FULL keeps every commit durable through a power cut (the journal's writes
+    # before a send must be). journal_mode is stored in the file; an in-memory database (the
+    # SQLite test run) stays "memory".
+    _db.setdefault("OPTIONS", {}).update(
+        timeout=30,
+        transaction_mode="IMMEDIATE",
+        init_command="PRAGMA journal_mode=WAL; PRAGMA synchronous=FULL",
+    )
 DATABASES = {"default": _db}
 DEFAULT_AUTO_FIELD = "django.db.models.BigAutoField"
 

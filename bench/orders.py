@@ -2,16 +2,17 @@
 
     .venv/bin/python bench/orders.py [--samples 1000] [--warmup 100] [--reps 200]
                                      [--databases sqlite,postgres,postgres-durable]
-                                     [--keep-nagle]
+                                     [--keep-nagle] [--sim process|in-process]
 
 Each database runs in its own child process (Django is configured once per process):
-``sqlite``, a file under var/ as the embedded default opens it (rollback journal,
-synchronous=FULL, BEGIN IMMEDIATE); ``postgres``, PostgreSQL as the test suite starts it
-(scripts/services.py: fsync, synchronous_commit and full_page_writes off); ``postgres-durable``,
-the same server with the three back on (a production server's defaults); and, on request,
-``sqlite-wal``, SQLite in WAL mode with synchronous=NORMAL (not the project's setting: what
-changing it would give). Each child migrates its empty database, starts an in-process
-``Simulator`` (a crawling market: its book does not move) and imports its scrip master.
+``sqlite``, a file under var/ as the embedded default opens it (WAL, synchronous=FULL,
+BEGIN IMMEDIATE: algo_scalper/settings.py); ``postgres``, PostgreSQL as the test suite starts
+it (scripts/services.py: fsync, synchronous_commit and full_page_writes off);
+``postgres-durable``, the same server with the three back on (a production server's defaults);
+and, on request, ``sqlite-wal``, SQLite in WAL mode with synchronous=NORMAL for every commit
+(not the project's setting: what it would give). Each child migrates its empty database,
+starts a ``Simulator`` (a crawling market: its book does not move; in its own process unless
+``--sim in-process``) and imports its scrip master.
 
 1. **Intent to the order on the wire (live).** ``OrderRouter.place_entry`` with the
    ``LiveGateway`` on a ``DhanRestClient`` against the simulator over loopback HTTP, no
@@ -84,10 +85,10 @@ DATABASES = ("sqlite", "postgres", "postgres-durable", "sqlite-wal")
 DEFAULT_DATABASES = "sqlite,postgres,postgres-durable"
 DURABLE = {"fsync": "on", "synchronous_commit": "on", "full_page_writes": "on"}
 LABELS = {
-    "sqlite": "SQLite (file, embedded default)",
+    "sqlite": "SQLite (file, embedded default: WAL, synchronous=FULL)",
     "postgres": "PostgreSQL (test server: fsync off)",
     "postgres-durable": "PostgreSQL (fsync + synchronous_commit on)",
-    "sqlite-wal": "SQLite (WAL, synchronous=NORMAL: not the project's setting)",
+    "sqlite-wal": "SQLite (WAL, synchronous=NORMAL throughout: not the project's setting)",
 }
 
 
@@ -287,8 +288,8 @@ def setup_django(url: str, workdir: Path, *, wal: bool = False) -> None:
     from django.core.management import call_command
 
     if wal:
-        # What a settings change would do (the project keeps SQLite's defaults): the journal
-        # mode is stored in the file, synchronous is per connection, so on every connection.
+        # What a settings change would do (the project keeps synchronous=FULL and relaxes it
+        # for the ack alone): synchronous is per connection, so on every connection.
         from django.db.backends.signals import connection_created
 
         def pragmas(sender: Any, connection: Any, **kwargs: Any) -> None:

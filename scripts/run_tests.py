@@ -93,7 +93,8 @@ def run_suites(py: str, args: list[str], base_env: dict[str, str]) -> int:
             return code or 1
 
     sqlite_env = {**base_env, "DATABASE_URL": "sqlite:///" + str(ROOT / "var" / "test.sqlite3")}
-    return run([py, "-m", "pytest", "-p", "no:cacheprovider", "-m", "catalog", *args], sqlite_env)
+    marked = ["-m", "catalog or embedded"]
+    return run([py, "-m", "pytest", "-p", "no:cacheprovider", *marked, *args], sqlite_env)
 
 
 if __name__ == "__main__":

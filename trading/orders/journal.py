@@ -53,6 +53,7 @@ from trading.orders.journal_sql import (
     OrderState,
     claim_exit_returning,
     insert_entry,
+    insert_entry_in_process,
     insert_exit_orders,
     is_postgres,
     run_event,
@@ -245,33 +246,20 @@ def journal_entry_orders(
         )
         for leg, quantity in enumerate(intent.orders)
     ]
-    if is_postgres():
-        # One statement: the contract, INSERT ... ON CONFLICT (signal) DO NOTHING, the orders
-        # from its row.
-        written = insert_entry(position, orders)
-        if written is None:
-            return None
-        derivative, position_id, ids = written
-        if position_id is None:  # another router journaled this signal first (or a re-hand)
-            return PositionTracker.objects.get(signal_id=intent.signal_id), None
-        position.pk, position.derivative_id = position_id, derivative
-        position._state.adding = False
-        for order, pk in zip(orders, ids, strict=True):
-            order.pk, order.position_id = pk, position.pk
-            order._state.adding = False
-    else:
-        existing = PositionTracker.objects.filter(signal_id=intent.signal_id).first()
-        if existing is not None:
-            return existing, None
-        try:
-            with transaction.atomic():
-                position.save(force_insert=True)
-                for order in orders:
-                    order.position = position
-                Order.objects.bulk_create(orders)
-        except IntegrityError:
-            # Another router journaled this signal first (two engines, one candle).
-            return PositionTracker.objects.get(signal_id=intent.signal_id), None
+    # PostgreSQL: one statement (the contract, INSERT ... ON CONFLICT (signal) DO NOTHING, the
+    # orders from its row); SQLite: the same rows through SQL built once, one transaction.
+    insert = insert_entry if is_postgres() else insert_entry_in_process
+    written = insert(position, orders)
+    if written is None:
+        return None
+    derivative, position_id, ids = written
+    if position_id is None:  # another router journaled this signal first (or a re-hand)
+        return PositionTracker.objects.get(signal_id=intent.signal_id), None
+    position.pk, position.derivative_id = position_id, derivative
+    position._state.adding = False
+    for order, pk in zip(orders, ids, strict=True):
+        order.pk, order.position_id = pk, position.pk
+        order._state.adding = False
     _remember_new(position, orders)
     return position, orders
 

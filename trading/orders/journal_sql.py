@@ -17,21 +17,23 @@ process has not seen). So nothing here trusts a cache: the database is checked e
 
 SQLite (the embedded default, in-process) has no data-modifying CTEs: the journal applies the
 same plan there statement by statement inside one transaction (BEGIN IMMEDIATE), through the
-ORM. The one rule written in SQL, when an entry ends with nothing filled (:func:`settle_sql`),
-is shared by both.
+ORM, except a new entry's rows (:func:`insert_entry_in_process`: SQL built once, the ORM's
+compile was most of the send path). The one rule written in SQL, when an entry ends with
+nothing filled (:func:`settle_sql`), is shared by both.
 """
 
 from __future__ import annotations
 
+import contextlib
 import json
 import math
-from collections.abc import Iterable, Sequence
+from collections.abc import Iterable, Iterator, Sequence
 from dataclasses import dataclass
 from datetime import date, datetime
 from decimal import Decimal
 from typing import Any
 
-from django.db import connection
+from django.db import connection, transaction
 from django.db.models import Model
 from django.utils import timezone
 
@@ -46,6 +48,7 @@ __all__ = [
     "claim_exit_returning",
     "in_list",
     "insert_entry",
+    "insert_entry_in_process",
     "insert_exit_orders",
     "is_postgres",
     "run_event",
@@ -181,14 +184,45 @@ def update_order(
     if no_broker_id:
         where.append("broker_order_id = ''")
     relaxed = ""
-    if not durable and connection.vendor == "postgresql" and not connection.in_atomic_block:
+    lazy = not durable and not connection.in_atomic_block
+    if lazy and connection.vendor == "postgresql":
         relaxed = " FROM (SELECT set_config('synchronous_commit', 'off', true)) AS relaxed"
     with connection.cursor() as cursor:
-        cursor.execute(
-            f"UPDATE trading_order SET {', '.join(sets)}{relaxed} WHERE {' AND '.join(where)}",
-            params,
-        )
+        sql = f"UPDATE trading_order SET {', '.join(sets)}{relaxed} WHERE {' AND '.join(where)}"
+        if lazy and connection.vendor == "sqlite":
+            with _sqlite_lazy_commit(cursor):
+                cursor.execute(sql, params)
+        else:
+            cursor.execute(sql, params)
         return cursor.rowcount
+
+
+@contextlib.contextmanager
+def _sqlite_lazy_commit(cursor: Any) -> Iterator[None]:
+    """SQLite's nearest to PostgreSQL's per-transaction ``synchronous_commit off``: in WAL
+    mode, ``synchronous = NORMAL`` for one autocommit statement (its commit does not wait for
+    an fsync; a power cut may lose it, never corrupts the file: SQLite's own guarantee for
+    WAL), then the connection's own level again. In any other journal mode it does nothing
+    (there NORMAL is not that safe)."""
+    raw = connection.connection
+    # (the DB-API connection, its journal mode, its synchronous level as opened), read once
+    # per connection and kept on Django's wrapper of it
+    known = getattr(connection, "_lazy_commit_modes", None)
+    if known is None or known[0] is not raw:
+        cursor.execute("PRAGMA journal_mode")
+        journal = str(cursor.fetchone()[0]).lower()
+        cursor.execute("PRAGMA synchronous")
+        known = (raw, journal, int(cursor.fetchone()[0]))
+        connection._lazy_commit_modes = known
+    _, journal, level = known
+    if journal != "wal" or level <= 1:
+        yield
+        return
+    cursor.execute("PRAGMA synchronous = NORMAL")
+    try:
+        yield
+    finally:
+        cursor.execute(f"PRAGMA synchronous = {level}")
 
 
 # A new row goes to PostgreSQL as ONE jsonb parameter (``jsonb_populate_record`` turns it into
@@ -306,6 +340,67 @@ def insert_entry(
     if row is None:
         return None
     return row[0], row[1], list(row[2:])
+
+
+_INSERT_SQL: dict[tuple[type[Model], str], str] = {}
+
+
+def _insert_sql(model: type[Model], suffix: str = "") -> str:
+    """``INSERT INTO <table> (<every column but the key>) VALUES (...)<suffix>``, built once."""
+    key = (model, suffix)
+    sql = _INSERT_SQL.get(key)
+    if sql is None:
+        fields = _fields(model, ())
+        marks = ", ".join(["%s"] * len(fields))
+        table = connection.ops.quote_name(model._meta.db_table)
+        sql = _INSERT_SQL[key] = (
+            f"INSERT INTO {table} ({_columns(model, ())}) VALUES ({marks}){suffix}"
+        )
+    return sql
+
+
+def _values(model: type[Model], instance: Model) -> list[Any]:
+    """A new row's database values, as Django's own INSERT computes them."""
+    return [
+        field.get_db_prep_save(field.pre_save(instance, add=True), connection)
+        for field in _fields(model, ())
+    ]
+
+
+def insert_entry_in_process(
+    position: PositionTracker, orders: Sequence[Order]
+) -> tuple[int, int | None, list[int]] | None:
+    """:func:`insert_entry` for SQLite: no round trips to save in process, but the ORM
+    compiles every INSERT anew (milliseconds of the send path), so the same rows go through
+    SQL built once, in one transaction (BEGIN IMMEDIATE, one commit)."""
+    with connection.cursor() as cursor:
+        if position.derivative_id is None:
+            cursor.execute(
+                "SELECT id FROM instruments_derivative"
+                " WHERE exchange_segment = %s AND security_id = %s",
+                [position.exchange_segment, position.security_id],
+            )
+            row = cursor.fetchone()
+            if row is None:
+                return None
+            position.derivative_id = row[0]
+        with transaction.atomic():
+            cursor.execute(
+                _insert_sql(
+                    PositionTracker,
+                    " ON CONFLICT (signal_id) WHERE signal_id IS NOT NULL DO NOTHING",
+                ),
+                _values(PositionTracker, position),
+            )
+            if cursor.rowcount == 0:  # the signal's position is journaled already
+                return position.derivative_id, None, []
+            position_id = cursor.lastrowid
+            ids = []
+            for order in orders:
+                order.position_id = position_id
+                cursor.execute(_insert_sql(Order), _values(Order, order))
+                ids.append(cursor.lastrowid)
+    return position.derivative_id, position_id, ids
 
 
 @dataclass(frozen=True, slots=True)

@@ -71,7 +71,7 @@ def check_ledger() -> list[str]:
     for name in ("premium", "proceeds", "charges"):
         a, b = getattr(booked, name), getattr(recomputed, name)
         if a != b:
-            problems.append(f"{name}: the ledger has {a}, the fills give {b}")
+            problems.append(f"{name}: the ledger has {a:.2f}, the fills give {b:.2f}")
     return problems
 
 

@@ -19,7 +19,7 @@ from trading.orders.states import JournalStatus
 
 from .conftest import T0, real_charges
 
-pytestmark = pytest.mark.django_db
+pytestmark = [pytest.mark.django_db, pytest.mark.embedded]  # on SQLite too (make test)
 
 S = JournalStatus
 
@@ -246,15 +246,15 @@ def test_ack_after_an_event_keeps_the_order_where_the_event_put_it(router, inten
     assert order.status == S.TRADED and order.broker_order_id == "P1"
 
 
-def test_the_one_statement_journal_writes_the_rows_django_would(derivative):
-    """PostgreSQL journals a new entry as one statement with each row as one jsonb document
-    (journal_sql.insert_entry): every column must come out as Django's own INSERT of the same
+def test_the_journal_writes_the_rows_django_would(derivative):
+    """The journal writes a new entry's rows without the ORM: on PostgreSQL one statement with
+    each row as one jsonb document (journal_sql.insert_entry), on SQLite SQL built once
+    (insert_entry_in_process). Every column must come out as Django's own INSERT of the same
     instances writes it (defaults, Decimals, offsets, JSON, NULLs, floats)."""
     from tests.support.rows import make_signal
-    from trading.orders.journal_sql import insert_entry, is_postgres
+    from trading.orders.journal_sql import insert_entry, insert_entry_in_process, is_postgres
 
-    if not is_postgres():
-        pytest.skip("the one-statement journal is PostgreSQL's; SQLite journals through the ORM")
+    insert = insert_entry if is_postgres() else insert_entry_in_process
 
     def rows(signal_id: int, cid: str) -> tuple[PositionTracker, list[Order]]:
         position = PositionTracker(
@@ -294,7 +294,7 @@ def test_the_one_statement_journal_writes_the_rows_django_would(derivative):
         return position, orders
 
     position, orders = rows(make_signal().pk, "JSON")
-    written = insert_entry(position, orders)
+    written = insert(position, orders)
     assert written is not None and written[1] is not None
     twin, twin_orders = rows(make_signal(candle_start=T0 + timedelta(minutes=5)).pk, "ORM")
     twin.save(force_insert=True)
@@ -402,3 +402,82 @@ def test_an_exit_with_entry_orders_still_working_cancels_them_first(router, inte
     assert entry.cancel_requested_at is not None
     assert not Order.objects.filter(leg="exit").exists()
     assert PositionTracker.objects.get().status == "exiting"
+
+
+@pytest.mark.django_db(transaction=True)  # the ack's own commit: no test transaction around
+@pytest.mark.parametrize(
+    ("journal", "level", "relaxed"),
+    [("wal", 2, True), ("wal", 1, False), ("delete", 2, False), ("memory", 2, False)],
+)
+def test_an_ack_on_sqlite_commits_lazily_only_in_wal_mode_and_restores_the_level(
+    router, intent, journal, level, relaxed
+):
+    """SQLite's ack (journal.record_ack, durable=False): synchronous NORMAL for its own commit
+    when the file is in WAL mode at FULL (SQLite's guarantee: no corruption, only the last
+    commits at risk on a power cut), the connection's own level right after; nothing in
+    other journal modes (there NORMAL is not as safe) or already at NORMAL. The modes are
+    read once per connection (the test database is in memory, so they are set here)."""
+    from django.db import connection
+
+    from trading.orders.journal_sql import is_postgres
+
+    if is_postgres():
+        pytest.skip("SQLite's lazy commit; PostgreSQL's is synchronous_commit off")
+    seen: list[str] = []
+
+    def spy(execute, sql, params, many, context):
+        seen.append(sql)
+        return execute(sql, params, many, context)
+
+    connection.ensure_connection()
+    connection._lazy_commit_modes = (connection.connection, journal, level)
+    with connection.execute_wrapper(spy):
+        router.place_entry(intent())
+    pragmas = [sql for sql in seen if sql.startswith("PRAGMA synchronous =")]
+    expected = ["PRAGMA synchronous = NORMAL", f"PRAGMA synchronous = {level}"]
+    assert pragmas == (expected if relaxed else [])
+    assert Order.objects.get().status == S.TRANSIT
+
+
+def test_the_embedded_sqlite_file_is_wal_at_full(tmp_path):
+    """algo_scalper/settings.py opens a SQLite file in WAL mode with synchronous FULL."""
+    import sqlite3
+
+    from django.conf import settings
+
+    options = settings.DATABASES["default"].get("OPTIONS", {})
+    if settings.DATABASES["default"]["ENGINE"] != "django.db.backends.sqlite3":
+        pytest.skip("the embedded default's settings")
+    raw = sqlite3.connect(tmp_path / "embedded.sqlite3")
+    for command in options["init_command"].split(";"):
+        if command.strip():
+            raw.execute(command)
+    assert raw.execute("PRAGMA journal_mode").fetchone()[0] == "wal"
+    assert raw.execute("PRAGMA synchronous").fetchone()[0] == 2  # FULL
+
+
+@pytest.mark.django_db(transaction=True)  # the ack's own transaction: no test one around it
+def test_an_ack_on_postgres_commits_without_waiting_for_the_wal_flush(router, intent):
+    """The journal write before the send is durable; the ack, which a restart recovers by a
+    lookup, turns synchronous_commit off for its own transaction only."""
+    from django.db import connection
+    from django.test.utils import CaptureQueriesContext
+
+    from trading.orders.journal_sql import is_postgres
+
+    if not is_postgres():
+        pytest.skip("PostgreSQL's per-transaction synchronous_commit")
+    def level() -> str:
+        with connection.cursor() as cursor:
+            cursor.execute("SHOW synchronous_commit")
+            return cursor.fetchone()[0]
+
+    before = level()
+    with CaptureQueriesContext(connection) as queries:
+        router.place_entry(intent())
+    statements = [q["sql"] for q in queries.captured_queries]
+    journal, ack = statements[-2:]
+    assert journal.startswith("WITH d AS") and "synchronous_commit" not in journal
+    assert ack.startswith("UPDATE trading_order") and "'synchronous_commit', 'off', true" in ack
+    assert level() == before  # set_config(..., true): that transaction only
+    assert Order.objects.get().status == S.TRANSIT
