@@ -226,13 +226,18 @@ def summary(results: dict[str, dict[str, Any]]) -> None:
             f"target < {TARGET_OVERHEAD_P99_MS:g} ms: {verdict}"
         )
     print("\n  database round trips per transition (PostgreSQL: on the wire; SQLite: statements")
-    print("  + commits); target <= 1")
+    print("  + commits, in process: no round trips, shown for information); target <= 1,")
+    print("  judged on the PostgreSQL columns")
     names = list(next(iter(results.values()))["trips"])
     header = "".join(f"{database:>18}" for database in results)
     print(f"    {'transition':<40}{header}")
     for name in names:
         row = "".join(f"{results[database]['trips'][name]['trips']:>18}" for database in results)
-        over = any(results[d]["trips"][name]["trips"] > TARGET_ROUND_TRIPS for d in results)
+        over = any(
+            results[d]["trips"][name]["trips"] > TARGET_ROUND_TRIPS
+            for d in results
+            if not d.startswith("sqlite")
+        )
         print(f"    {name:<40}{row}   {'NOT MET' if over else 'met'}")
     print("    paths (several transitions each)")
     for label, pick in (
