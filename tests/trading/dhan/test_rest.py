@@ -249,6 +249,45 @@ def test_the_pooled_session_has_json_headers_and_no_automatic_retries():
         assert adapter._pool_maxsize >= 4
 
 
+def test_the_environments_proxies_and_ca_bundle_are_read_once_at_construction(monkeypatch):
+    import requests
+
+    monkeypatch.setenv("HTTPS_PROXY", "http://proxy.example:3128")
+    monkeypatch.setenv("NO_PROXY", "localhost")
+    monkeypatch.setenv("REQUESTS_CA_BUNDLE", "/etc/ssl/corp.pem")
+    client = DhanRestClient(
+        base_url="https://api.dhan.co/v2",
+        client_id=CLIENT_ID,
+        token_provider=lambda: TOKEN,
+        limiter=RecordingLimiter(),
+    )
+    session = client._session
+    assert session.trust_env is False  # no scan of os.environ per request
+    assert session.proxies["https"] == "http://proxy.example:3128"
+    assert session.verify == "/etc/ssl/corp.pem"
+
+    def scanned(*args, **kwargs):
+        raise AssertionError("the environment was read again for a request")
+
+    monkeypatch.setattr(requests.utils, "get_environ_proxies", scanned)
+    monkeypatch.setattr(requests.sessions, "get_environ_proxies", scanned, raising=False)
+    merged = session.merge_environment_settings(BASE, {}, None, None, None)
+    assert dict(merged["proxies"]) == dict(session.proxies)  # the ones read at construction
+    client.close()
+    # NO_PROXY naming the host: no proxy for it
+    monkeypatch.undo()
+    monkeypatch.setenv("HTTPS_PROXY", "http://proxy.example:3128")
+    monkeypatch.setenv("NO_PROXY", "api.dhan.co")
+    bypassed = DhanRestClient(
+        base_url="https://api.dhan.co/v2",
+        client_id=CLIENT_ID,
+        token_provider=lambda: TOKEN,
+        limiter=RecordingLimiter(),
+    )
+    assert "https" not in bypassed._session.proxies
+    bypassed.close()
+
+
 def test_the_context_manager_closes_the_session():
     client, session, _ = make_client()
     with client:
