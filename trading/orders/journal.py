@@ -193,8 +193,8 @@ def journal_entry_orders(
     """:func:`journal_entry`, with the orders it wrote (so the router sends them without
     reading them back); None for the orders when the signal was journaled before (the
     caller reads what is left to send). Without ``derivative_id`` the contract is looked up
-    by the intent's segment and security id (on PostgreSQL in the journal's own statement);
-    None when the catalog does not have it.
+    by the intent's segment and security id (on PostgreSQL in the journal's own statement, on
+    SQLite in its transaction); None when the catalog does not have it.
 
     With ``send_at`` the orders are written with their send already claimed (``sent_at``, as
     :func:`claim_send` would set it): the caller sends them next and nobody else may. One
@@ -202,18 +202,6 @@ def journal_entry_orders(
     orders that look sent without an answer, which the resolver looks up by correlation id
     (it does so before closing any order), finds absent and closes: the same end as an
     unsent order's, never a send late."""
-    if derivative_id is None and not is_postgres():
-        from instruments.models import Derivative
-
-        derivative_id = (
-            Derivative.objects.filter(
-                exchange_segment=intent.exchange_segment, security_id=intent.security_id
-            )
-            .values_list("pk", flat=True)
-            .first()
-        )
-        if derivative_id is None:
-            return None
     position = PositionTracker(
         derivative_id=derivative_id,
         exchange_segment=intent.exchange_segment,

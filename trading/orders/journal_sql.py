@@ -33,7 +33,7 @@ from datetime import date, datetime
 from decimal import Decimal
 from typing import Any
 
-from django.db import connection, transaction
+from django.db import DEFAULT_DB_ALIAS, connection, connections, transaction
 from django.db.models import Model
 from django.utils import timezone
 
@@ -262,10 +262,11 @@ def _json_row(model: type[Model], instance: Model, skip: tuple[str, ...]) -> str
     no type for go through the field's own database preparation first, then as text in
     PostgreSQL's input format (a Decimal exactly as written, a datetime with its offset)."""
     row: dict[str, Any] = {}
+    db = connections[DEFAULT_DB_ALIAS]  # the thread's connection once, not through the proxy
     for field in _fields(model, skip):
         value = field.pre_save(instance, add=True)
         if not isinstance(value, _JSON_NATIVE):
-            value = _as_text(field, field.get_db_prep_save(value, connection))
+            value = _as_text(field, field.get_db_prep_save(value, db))
         elif isinstance(value, float) and not math.isfinite(value):
             raise ValueError(f"{model.__name__}.{field.name}: {value!r} is not a finite number")
         row[field.column] = value
@@ -361,8 +362,9 @@ def _insert_sql(model: type[Model], suffix: str = "") -> str:
 
 def _values(model: type[Model], instance: Model) -> list[Any]:
     """A new row's database values, as Django's own INSERT computes them."""
+    db = connections[DEFAULT_DB_ALIAS]  # the thread's connection once, not through the proxy
     return [
-        field.get_db_prep_save(field.pre_save(instance, add=True), connection)
+        field.get_db_prep_save(field.pre_save(instance, add=True), db)
         for field in _fields(model, ())
     ]
 
