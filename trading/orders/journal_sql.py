@@ -455,23 +455,30 @@ def insert_exit_orders(position_id: int, orders: Sequence[Order]) -> list[int] |
     """The first exit orders of a position just claimed, in one statement: written only while
     it is exiting and only into free slots (position, leg, index, generation); their ids, or
     None when any slot was taken (another driver journaled first: the caller reads what is
-    there instead)."""
+    there instead).
+
+    The position's row is locked first (``FOR UPDATE``), as every other driver of an exit
+    does (the router's ``continue_exit``, the journal booking an exit fill): without it this
+    statement took an order slot, then waited for the position's row (the foreign key's
+    check) that a driver held while it waited for the same slot, and PostgreSQL broke the
+    deadlock by failing one of them."""
     sql = _EXIT_SQL.get(len(orders))
     if sql is None:
         parts = [
+            "p AS (SELECT id FROM trading_positiontracker WHERE id = %s AND status = %s"
+            " FOR UPDATE)"
+        ]
+        parts += [
             f"o{i} AS (INSERT INTO trading_order ({_columns(Order, ())})"
             f" SELECT {_columns(Order, (), 'r')}"
-            " FROM jsonb_populate_record(NULL::trading_order, %s::jsonb) AS r"
-            " WHERE EXISTS (SELECT 1 FROM trading_positiontracker"
-            " WHERE id = %s AND status = %s)"
+            " FROM p, jsonb_populate_record(NULL::trading_order, %s::jsonb) AS r"
             " ON CONFLICT (position_id, leg, leg_index, generation) DO NOTHING RETURNING id)"
             for i in range(len(orders))
         ]
         picks = ", ".join(f"(SELECT id FROM o{i})" for i in range(len(orders)))
         sql = _EXIT_SQL[len(orders)] = f"WITH {', '.join(parts)} SELECT {picks}"
-    params: list[Any] = []
-    for order in orders:
-        params += [_json_row(Order, order, ()), position_id, PositionState.EXITING.value]
+    params: list[Any] = [position_id, PositionState.EXITING.value]
+    params += [_json_row(Order, order, ()) for order in orders]
     with connection.cursor() as cursor:
         cursor.execute(sql, params)
         ids = list(cursor.fetchone())

@@ -481,3 +481,48 @@ def test_an_ack_on_postgres_commits_without_waiting_for_the_wal_flush(router, in
     assert ack.startswith("UPDATE trading_order") and "'synchronous_commit', 'off', true" in ack
     assert level() == before  # set_config(..., true): that transaction only
     assert Order.objects.get().status == S.TRANSIT
+
+
+@pytest.mark.django_db(transaction=True)  # two connections, each its own transactions
+def test_a_one_statement_exit_waits_for_a_driver_holding_the_position_no_deadlock(
+    router, intent, market
+):
+    """Another driver (continue_exit) holds the position's row and is about to journal the
+    first exit slot: the one-statement exit takes the position's row first too, so it waits,
+    then finds the slot taken. (Taking the slot first and the row second deadlocked.)"""
+    import threading
+
+    from django.db import connection, transaction
+
+    from trading.orders.journal import claim_exit_at_once, journal_exit, journal_first_exit
+    from trading.orders.journal_sql import is_postgres
+
+    if not is_postgres():
+        pytest.skip("the one-statement exit is PostgreSQL's")
+    position = active_position(router, intent, market)
+    claimed = claim_exit_at_once(position.pk, "MANUAL", "by hand")
+    assert claimed is not None
+    locked, release = threading.Event(), threading.Event()
+    failures: list[BaseException] = []
+
+    def driver() -> None:
+        try:
+            with transaction.atomic():
+                held = PositionTracker.objects.select_for_update().get(pk=position.pk)
+                locked.set()
+                release.wait(10)
+                journal_exit(held, [130], Decimal("107.80"), T0)
+        except BaseException as exc:
+            failures.append(exc)
+        finally:
+            connection.close()
+
+    other = threading.Thread(target=driver)
+    other.start()
+    assert locked.wait(10)
+    threading.Timer(0.3, release.set).start()  # the driver journals while we wait on the row
+    assert journal_first_exit(position.pk, claimed, [130], Decimal("107.00"), T0) is None
+    other.join(10)
+    assert failures == []
+    (only,) = Order.objects.filter(leg="exit")
+    assert only.limit_price == Decimal("107.80")  # the driver's, written once
