@@ -269,14 +269,28 @@ def claim_exit(
         pk=position_id, status__in=position_sources(PositionState.EXITING)
     ).update(
         status=PositionState.EXITING,
-        exit_type=exit_type,
-        exit_reason=reason,
-        exit_trigger_price=trigger_price,
-        exit_inputs=dict(inputs or {}),
-        exit_decided_at=decided_at,
-        exit_tick_at=tick_at,
+        **_decision(exit_type, reason, trigger_price, inputs, decided_at, tick_at),
     )
     return claimed == 1
+
+
+def _decision(
+    exit_type: str,
+    reason: str,
+    trigger_price: Decimal | None,
+    inputs: Mapping[str, Any] | None,
+    decided_at: datetime | None,
+    tick_at: datetime | None,
+) -> dict[str, Any]:
+    """The position's columns a claim writes with it (both claims: the ORM's and SQL's)."""
+    return {
+        "exit_type": exit_type,
+        "exit_reason": reason,
+        "exit_trigger_price": trigger_price,
+        "exit_inputs": dict(inputs or {}),
+        "exit_decided_at": decided_at,
+        "exit_tick_at": tick_at,
+    }
 
 
 def claim_exit_at_once(
@@ -293,15 +307,7 @@ def claim_exit_at_once(
     orders need (the units, the contract's lot and tick, whether entry orders still work);
     None when the position was not active."""
     return claim_exit_returning(
-        position_id,
-        {
-            "exit_type": exit_type,
-            "exit_reason": reason,
-            "exit_trigger_price": trigger_price,
-            "exit_inputs": dict(inputs or {}),
-            "exit_decided_at": decided_at,
-            "exit_tick_at": tick_at,
-        },
+        position_id, _decision(exit_type, reason, trigger_price, inputs, decided_at, tick_at)
     )
 
 
