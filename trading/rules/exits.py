@@ -102,11 +102,13 @@ __all__ = [
     "ExitDecision",
     "ExitPlan",
     "ExitState",
+    "QuietBand",
     "StopComponent",
     "Tick",
     "TrailStep",
     "evaluate",
     "parse_stop_rule",
+    "quiet_band",
 ]
 
 PAISA = Decimal("0.01")
@@ -605,6 +607,116 @@ def evaluate(
     # Hold. tuple.__new__ straight: NamedTuple's own __new__ is a Python function, and this is
     # the line every position runs on every tick.
     return _new_tuple(Evaluation, (None, state))
+
+
+class QuietBand(NamedTuple):
+    """Where a position is quiet: for a tick whose LTP (the feed's float) lies in the band at a
+    market time before ``until``, :func:`evaluate` holds and returns the state it was given,
+    so an engine may skip the call and lose nothing (:func:`quiet_band` builds it; a property
+    test checks it against ``evaluate``). The bounds are floats chosen so that the float
+    comparison implies the Decimal one ``evaluate`` makes on ``Decimal(str(ltp))``: a bound
+    whose equality the float cannot vouch for is exclusive."""
+
+    low: float
+    low_inclusive: bool
+    high: float
+    high_inclusive: bool
+    until: datetime | None  # None: no clock rule is due, ever, while the band holds
+
+    def holds(self, ltp: float, now: datetime) -> bool:
+        """The tick at ``ltp`` at market time ``now`` changes nothing and fires nothing."""
+        until = self.until
+        if until is not None and now >= until:
+            return False
+        low, high = self.low, self.high
+        return (ltp > low or (ltp == low and self.low_inclusive)) and (
+            ltp < high or (ltp == high and self.high_inclusive)
+        )
+
+    def meet(self, other: QuietBand) -> QuietBand:
+        """The band where both hold (the positions on one contract share its ticks)."""
+        if self.low > other.low:
+            low, low_inclusive = self.low, self.low_inclusive
+        elif self.low < other.low:
+            low, low_inclusive = other.low, other.low_inclusive
+        else:
+            low, low_inclusive = self.low, self.low_inclusive and other.low_inclusive
+        if self.high < other.high:
+            high, high_inclusive = self.high, self.high_inclusive
+        elif self.high > other.high:
+            high, high_inclusive = other.high, other.high_inclusive
+        else:
+            high, high_inclusive = self.high, self.high_inclusive and other.high_inclusive
+        if self.until is None:
+            until = other.until
+        elif other.until is None:
+            until = self.until
+        else:
+            until = min(self.until, other.until)
+        return _new_tuple(QuietBand, (low, low_inclusive, high, high_inclusive, until))
+
+
+def quiet_band(plan: ExitPlan, state: ExitState, now: datetime) -> QuietBand | None:
+    """The prices and the time for which :func:`evaluate` would hold ``state`` unchanged (None:
+    there is no such band: the position is in loss, its time in loss accumulates).
+
+    What the band does not cover, and the caller must: the account's switches (evaluate in
+    full while the kill switch is on or the loss limit is reached) and the underlying leg of
+    the danger zone (evaluate in full when the index level changes, as the engine does on
+    every index tick). ``now``, the time of the last full evaluation, only chooses between two
+    true answers for the premium stall: before its deadline the band ends at the deadline;
+    after it, the band excludes prices below the entry, where the stall fires.
+    """
+    if state.in_loss_at is not None:
+        return None
+    danger_seconds = plan.danger_seconds
+    if danger_seconds is not None and state.seconds_in_loss > danger_seconds:
+        return None
+    # The state moves below the trough, at or below the loss level, above the peak.
+    lows: list[tuple[Decimal, bool]] = [(state.trough, True), (plan.loss_level, False)]
+    highs: list[tuple[Decimal, bool]] = [(state.peak, True)]
+    if state.stop is not None:  # 5
+        lows.append((state.stop, False))
+    take_profit = plan.take_profit  # 6
+    if take_profit is not None and not (plan.defer_take_profit and state.peak >= plan.trailing_arm):
+        highs.append((take_profit, False))
+    giveback_peak = plan.giveback_peak  # 8 (the peak is fixed inside the band)
+    if giveback_peak is not None and state.peak >= giveback_peak:
+        lows.append((plan.giveback_level, False))
+    until = plan.clock_at  # 3, 4, 10
+    stall = plan.stall  # 9: below the entry, from the deadline on
+    if stall is not None and state.trough < plan.entry_price:
+        deadline = state.high_at + stall
+        if now < deadline:
+            until = deadline if until is None or deadline < until else until
+        else:
+            lows.append((plan.entry_price, True))
+    low, low_inclusive = _float_bound(lows, low=True)
+    high, high_inclusive = _float_bound(highs, low=False)
+    return _new_tuple(QuietBand, (low, low_inclusive, high, high_inclusive, until))
+
+
+def _float_bound(bounds: list[tuple[Decimal, bool]], *, low: bool) -> tuple[float, bool]:
+    """The tightest of ``bounds`` (Decimal, inclusive) as a float bound. Float rounding is
+    monotonic and a float's repr reads back as itself, so ``x > float(d)`` implies
+    ``Decimal(repr(x)) > d``; equality is kept only where ``Decimal(repr(float(d)))`` itself
+    satisfies the Decimal bound."""
+    best: tuple[float, bool] | None = None
+    for value, inclusive in bounds:
+        edge = float(value)
+        exact = Decimal(repr(edge))
+        if low:
+            keeps = exact >= value if inclusive else exact > value
+        else:
+            keeps = exact <= value if inclusive else exact < value
+        if best is None:
+            best = (edge, keeps)
+        elif edge == best[0]:
+            best = (edge, keeps and best[1])
+        elif (edge > best[0]) if low else (edge < best[0]):
+            best = (edge, keeps)
+    assert best is not None
+    return best
 
 
 def _advance(plan: ExitPlan, state: ExitState, ltp: Decimal, now: datetime) -> ExitState:
