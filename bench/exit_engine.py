@@ -35,8 +35,10 @@ creating them the bench reads each contract's price cycle from Redis for 1.5 s.
    most 7 % under its highest (under ``exits.breakeven.arm_gain_pct``; a contract whose cycle
    is wider is entered a little above its lowest price): no stop within reach, no take
    profit, no break-even, no giveback, and the premium stall (3 minutes in loss without a new
-   high) is beyond the bench's length. Reported: rule evaluations a second
-   (``engine.counters["evaluations"]``), contract ticks (records) a second the engine got after
+   high) is beyond the bench's length. Reported: positions judged a second, that is rule
+   evaluations (``engine.counters["evaluations"]``) plus positions whose tick fell inside
+   their quiet band, where the rules are known to hold (``engine.counters["quiet"]``,
+   trading/rules/exits.py ``quiet_band``), contract ticks (records) a second the engine got after
    the subscription coalesced them, its batches, the process's CPU share, RSS (VmRSS, peak
    VmHWM) at 10 s and at the end.
 2. **Latency**, ``--latency-seconds`` (60): the 2,000 positions stay; the bench adds
@@ -272,7 +274,10 @@ def run_engine(
     thread = threading.Thread(target=engine.run, args=(stop,), name="exit-engine", daemon=True)
     thread.start()
     deadline = time.monotonic() + 180
-    while engine.counters["evaluations"] == 0 and time.monotonic() < deadline:
+    while (
+        engine.counters["evaluations"] + engine.counters["quiet"] == 0
+        and time.monotonic() < deadline
+    ):
         time.sleep(0.05)
     time.sleep(WARMUP)
     conn.send({"watched": len(engine.watched), "decisions": engine.counters["decisions"]})
@@ -283,6 +288,7 @@ def run_engine(
             "t": time.perf_counter(),
             "cpu": time.process_time(),
             "evaluations": engine.counters["evaluations"],
+            "quiet": engine.counters["quiet"],
             "decisions": engine.counters["decisions"],
             "exits": engine.counters["exits"],
             "records": seen["records"],
@@ -298,6 +304,7 @@ def run_engine(
         return {
             "elapsed": elapsed,
             "evaluations": (b["evaluations"] - a["evaluations"]) / elapsed,
+            "quiet": (b["quiet"] - a["quiet"]) / elapsed,
             "records": (b["records"] - a["records"]) / elapsed,
             "batches": (b["batches"] - a["batches"]) / elapsed,
             "cpu": (b["cpu"] - a["cpu"]) / elapsed,
@@ -661,7 +668,9 @@ def main() -> int:
         )
         for s in samples:
             print(
-                f"  at {s['elapsed']:5.1f} s: {s['evaluations']:9,.0f} rule evaluations/s, "
+                f"  at {s['elapsed']:5.1f} s: {s['evaluations'] + s['quiet']:9,.0f} positions "
+                f"judged/s ({s['evaluations']:,.0f} by the rules, {s['quiet']:,.0f} inside "
+                "their quiet band), "
                 f"{s['records']:7,.0f} contract ticks/s to the engine in "
                 f"{s['batches']:4,.0f} batches/s, engine CPU {s['cpu']:.0%} of a core, "
                 f"RSS {s['rss'] / 1024:6.1f} MiB (peak {s['peak'] / 1024:6.1f} MiB), "
@@ -691,7 +700,8 @@ def main() -> int:
             f"still active at the end (not yet watched, or their lowest tick not yet seen)"
         )
         print(
-            f"  meanwhile: {figures['evaluations']:,.0f} rule evaluations/s, "
+            f"  meanwhile: {figures['evaluations'] + figures['quiet']:,.0f} positions judged/s "
+            f"({figures['evaluations']:,.0f} by the rules), "
             f"{figures['records']:,.0f} contract ticks/s to the engine, engine CPU "
             f"{figures['cpu']:.0%} of a core, RSS {figures['rss'] / 1024:.1f} MiB "
             f"(peak {figures['peak'] / 1024:.1f} MiB)"

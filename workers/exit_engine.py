@@ -36,6 +36,7 @@ here reads the wall clock as market time (the wall clock only measures a tick's 
 
 from __future__ import annotations
 
+import collections
 import logging
 import threading
 import time
@@ -58,8 +59,10 @@ from trading.rules.exits import (
     ExitDecision,
     ExitPlan,
     ExitState,
+    QuietBand,
     Tick,
     evaluate,
+    quiet_band,
 )
 from trading.rules.market import INDEX_SEGMENT, IST, instrument_key
 from trading.rules.pnl import price_decimal
@@ -94,7 +97,6 @@ class Watched:
     state: ExitState
     saved: ExitState  # the state as last persisted
     entry_charges: Decimal  # rupees booked on the entry fills
-    last_gross: Decimal = ZERO  # (ltp - entry) x quantity at the last price seen
     claimed: bool = False
 
 
@@ -145,7 +147,16 @@ class ExitEngine(PnlMonitor):
         self.on_index: dict[str, list[Watched]] = {}
         self.last_ticks: dict[str, TickRecord] = {}
         self.underlying: dict[str, Decimal] = {}
-        self.counters = {"evaluations": 0, "decisions": 0, "exits": 0, "refused": 0, "stale": 0}
+        # evaluations: positions the rules ran for; quiet: positions a tick (or the sweep)
+        # found inside their quiet band, where the rules are known to hold (rules.exits).
+        self.counters = {
+            "evaluations": 0,
+            "quiet": 0,
+            "decisions": 0,
+            "exits": 0,
+            "refused": 0,
+            "stale": 0,
+        }
         self.tick_to_send: list[float] = []  # seconds, tick receive -> exit sent (bench)
         self.tick_to_act: list[float] = []  # seconds, tick receive -> its decision acted on
         self._next_sweep = 0.0
@@ -165,9 +176,16 @@ class ExitEngine(PnlMonitor):
         self._wake_books = threading.Event()
         self._books_stop = threading.Event()
         self._urgent: dict[int, Watched] = {}  # exit states to write at once
-        # Open PnL of the watched, unclaimed positions (gross at the last price less the entry
-        # charges), kept up to date by _price and the claims, recomputed at each reload.
+        self._finishing: collections.deque[int] = collections.deque()  # left the open set
+        # Open PnL of the watched, unclaimed positions (gross at their contract's last price
+        # less the entry charges), kept up to date per contract by _set_price (its units and
+        # cost in _exposure) and by the claims, recomputed at each reload.
         self._open_pnl = ZERO
+        self._prices: dict[str, tuple[float | None, Decimal]] = {}  # key -> (feed float, price)
+        self._exposure: dict[str, tuple[int, Decimal]] = {}  # key -> (units, entry cost)
+        # key -> the quiet band of its unclaimed positions (rules.exits.quiet_band, met); a
+        # tick inside it skips their evaluations. Absent: evaluate, then compute it.
+        self._bands: dict[str, QuietBand | None] = {}
         self._prints: dict[int, tuple[Any, ...]] = {}  # position -> fingerprint last loaded
         self._exits: Any = None  # the exits config the plans were built with
 
@@ -193,6 +211,8 @@ class ExitEngine(PnlMonitor):
             raise report_auth_failure(self.realtime.kv, self.name, "exits", exc) from None
         finally:
             self._stop_books()
+            while self._finishing:
+                self._finish(self._finishing.popleft())
             self.persist(force=True)
             self.subscription.close()
             self.subscription = None
@@ -237,6 +257,8 @@ class ExitEngine(PnlMonitor):
         urgent, self._urgent = self._urgent, {}
         for watched in urgent.values():  # one row each: a new stop component, a decision
             self._persist_one(watched)
+        while self._finishing:  # the last PnL marks of positions that left the open set
+            self._finish(self._finishing.popleft())
         self.mark_pnl(now)
         if now >= self._next_persist:
             self._next_persist = now + self.persist_interval
@@ -362,7 +384,13 @@ class ExitEngine(PnlMonitor):
             )
         }
         for position_id in sorted(gone):
-            self._finish(position_id)
+            # Its last PnL mark and its cache key: database and Redis work, done by the
+            # bookkeeper when it runs (a round trip each, off the tick thread).
+            if self._books is not None:
+                self._finishing.append(position_id)
+                self._wake_books.set()
+            else:
+                self._finish(position_id)
             self._prints.pop(position_id, None)
         positions = {pk: p for pk, p in self.positions.items() if pk not in gone}
         positions.update(loaded)
@@ -389,14 +417,12 @@ class ExitEngine(PnlMonitor):
             if watched is not None:
                 fresh[position_id] = watched
         self.watched = fresh
-        self._open_pnl = sum(
-            (w.last_gross - w.entry_charges for w in fresh.values() if not w.claimed), ZERO
-        )
         self.on_key, self.on_index = {}, {}
         for watched in fresh.values():
             self.on_key.setdefault(watched.key, []).append(watched)
             if watched.index_key is not None:
                 self.on_index.setdefault(watched.index_key, []).append(watched)
+        self._count_exposure()
         if self.subscription is not None:
             removed, added = old_keys - set(by_key), set(by_key) - old_keys
             if removed:
@@ -533,34 +559,48 @@ class ExitEngine(PnlMonitor):
         batch's. A tick already older than ``feed.option_stale_seconds`` when it arrives
         (a backlog after a stall) is not traded on: its contract is evaluated without it."""
         stale_after = self.config_source().feed.option_stale_seconds
-        contracts: list[tuple[list[Watched], Tick | None, float]] = []
+        contracts: list[tuple[str, list[Watched], TickRecord, bool]] = []
         indices: list[tuple[list[Watched], float]] = []
         for key, record in records.items():
-            if record.ltp <= 0:
+            ltp = record.ltp
+            if ltp <= 0:
                 continue
             self.last_ticks[key] = record
             self.last_tick_at = record.receive_time
             on_contract = self.on_key.get(key)
             if on_contract:
-                tick = None
-                if now - record.receive_time <= stale_after:
-                    tick = _tick(record)
-                    for watched in on_contract:
-                        self._price(watched, tick.ltp)
+                fresh = now - record.receive_time <= stale_after
+                if fresh:
+                    self._price_key(key, ltp)
                 else:
                     self.counters["stale"] += 1
-                contracts.append((on_contract, tick, record.receive_time))
+                contracts.append((key, on_contract, record, fresh))
             on_index = self.on_index.get(key)
             if on_index:
-                self.underlying[key] = price_decimal(record.ltp)
+                self.underlying[key] = price_decimal(ltp)
                 indices.append((on_index, record.receive_time))
         decisions: list[tuple[Watched, ExitDecision, float]] = []
         if contracts or indices:
             market_now = self.market_now()
             risk = self.day_risk(market_now)
-            for group, tick, received in contracts:
+            # The bands leave the account's switches to the caller: off while either is on.
+            bands = self._bands if not (risk.kill_switch or risk.limit_reached) else {}
+            for key, group, record, fresh in contracts:
+                received = record.receive_time
+                if not fresh:  # not traded on: the clock rules only
+                    for watched in group:
+                        self._evaluate(watched, None, market_now, risk, received, decisions)
+                    continue
+                band = bands.get(key)
+                if band is not None and band.holds(record.ltp, market_now):
+                    self.counters["quiet"] += len(group)
+                    continue
+                tick = _tick(record)
                 for watched in group:
                     self._evaluate(watched, tick, market_now, risk, received, decisions)
+                self._bands[key] = self._band_of(group, market_now)
+            # The index level moved: every position under it, whatever its band says (the
+            # bands do not cover the underlying leg of the danger zone).
             for group, received in indices:
                 for watched in group:
                     self._evaluate(watched, None, market_now, risk, received, decisions)
@@ -569,14 +609,80 @@ class ExitEngine(PnlMonitor):
         self._mark_due(records, now)
         return len(decisions)
 
-    def _price(self, watched: Watched, ltp: Decimal) -> None:
-        """The position's gross at ``ltp``, and the day's open PnL moved by the difference
-        (kept as a running total: summing every position on every batch was work on the
-        tick path that grew with the book)."""
-        gross = (ltp - watched.plan.entry_price) * watched.plan.quantity
-        if not watched.claimed:
-            self._open_pnl += gross - watched.last_gross
-        watched.last_gross = gross
+    def _band_of(self, group: list[Watched], now: datetime) -> QuietBand | None:
+        """The band where no unclaimed position of ``group`` moves or fires (None: one of
+        them has none, e.g. it is in loss; or none is left to watch)."""
+        band = None
+        for watched in group:
+            if watched.claimed:
+                continue
+            own = quiet_band(watched.plan, watched.state, now)
+            if own is None:
+                return None
+            band = own if band is None else band.meet(own)
+        return band
+
+    def _price_key(self, key: str, ltp: float) -> None:
+        """The contract's price from a fresh tick's float (converted once per change)."""
+        last = self._prices.get(key)
+        if last is None or last[0] != ltp:
+            self._set_price(key, price_decimal(ltp), ltp)
+
+    def _set_price(self, key: str, price: Decimal, ltp: float | None) -> None:
+        """The contract at ``price``: the day's open PnL moves by its unclaimed units times
+        the change (a running total: summing every position on every batch was work on the
+        tick path that grew with the book). ``ltp``: the feed's float it came from (None: a
+        REST quote)."""
+        last = self._prices.get(key)
+        exposure = self._exposure.get(key)
+        if exposure is not None:
+            units, cost = exposure
+            if last is None:
+                self._open_pnl += price * units - cost
+            else:
+                self._open_pnl += (price - last[1]) * units
+        self._prices[key] = (ltp, price)
+
+    def _gross(self, watched: Watched) -> Decimal:
+        """(the contract's last price - entry) x quantity; 0 before its first price."""
+        price = self._prices.get(watched.key)
+        if price is None:
+            return ZERO
+        return (price[1] - watched.plan.entry_price) * watched.plan.quantity
+
+    def _count_exposure(self) -> None:
+        """Units and entry cost of the unclaimed positions per contract, and the open PnL
+        from scratch (each reload); prices of contracts no longer watched are let go."""
+        exposure: dict[str, tuple[int, Decimal]] = {}
+        open_pnl = ZERO
+        for key, group in self.on_key.items():
+            units, cost = 0, ZERO
+            for watched in group:
+                if watched.claimed:
+                    continue
+                units += watched.plan.quantity
+                cost += watched.plan.entry_price * watched.plan.quantity
+                open_pnl -= watched.entry_charges
+            exposure[key] = (units, cost)
+            price = self._prices.get(key)
+            if price is not None:
+                open_pnl += price[1] * units - cost
+        self._exposure = exposure
+        self._prices = {key: p for key, p in self._prices.items() if key in exposure}
+        self._bands = {}
+        self._open_pnl = open_pnl
+
+    def _unexpose(self, watched: Watched) -> None:
+        """A claimed position leaves the open PnL and its contract's units."""
+        self._open_pnl -= self._gross(watched) - watched.entry_charges
+        exposure = self._exposure.get(watched.key)
+        if exposure is not None:
+            quantity = watched.plan.quantity
+            self._exposure[watched.key] = (
+                exposure[0] - quantity,
+                exposure[1] - watched.plan.entry_price * quantity,
+            )
+        self._bands.pop(watched.key, None)
 
     def _evaluate(
         self,
@@ -595,6 +701,7 @@ class ExitEngine(PnlMonitor):
         decision, state = evaluate(watched.plan, watched.state, tick, underlying, now, risk)
         if state is not watched.state:
             watched.state = state
+            self._bands.pop(watched.key, None)
             saved = watched.saved
             if (state.stop_component, state.stop_tier) != (saved.stop_component, saved.stop_tier):
                 # A stop armed by a new component (break-even, trailing, a tighter tier) is
@@ -603,7 +710,7 @@ class ExitEngine(PnlMonitor):
                 self._persist_soon(watched)
         if decision is not None:
             watched.claimed = True  # one decision per position, whatever follows
-            self._open_pnl -= watched.last_gross - watched.entry_charges
+            self._unexpose(watched)
             decisions.append((watched, decision, received))
 
     def _mark_due(self, records: Mapping[str, TickRecord], now: float) -> None:
@@ -654,20 +761,28 @@ class ExitEngine(PnlMonitor):
         risk = self.day_risk(market_now, refresh=True)
         stale_after = self.config_source().feed.option_stale_seconds
         decisions: list[tuple[Watched, ExitDecision, float]] = []
-        for watched in list(self.watched.values()):
-            if watched.claimed:
+        bands = self._bands if not (risk.kill_switch or risk.limit_reached) else {}
+        for key, group in list(self.on_key.items()):
+            if all(watched.claimed for watched in group):
                 continue
-            record = self.last_ticks.get(watched.key)
+            record = self.last_ticks.get(key)
             tick = None
             if record is not None and now - record.receive_time <= stale_after:
+                band = bands.get(key)
+                if band is not None and band.holds(record.ltp, market_now):
+                    self.counters["quiet"] += len(group)
+                    continue  # the last tick, now: inside the band (its clock rules too)
                 tick = _tick(record)
             elif self.rest_quotes is not None:
-                tick = self._rest_tick(watched, market_now)
+                tick = self._rest_tick(key, market_now)
+                if tick is not None:
+                    self._set_price(key, tick.ltp, None)
             else:
                 self.counters["stale"] += 1
+            for watched in group:
+                self._evaluate(watched, tick, market_now, risk, 0.0, decisions)
             if tick is not None:
-                self._price(watched, tick.ltp)
-            self._evaluate(watched, tick, market_now, risk, 0.0, decisions)
+                self._bands[key] = self._band_of(group, market_now)
         for watched, decision, received in decisions:
             self.act(watched, decision, received)
         if risk.kill_switch:
@@ -676,8 +791,8 @@ class ExitEngine(PnlMonitor):
             self.keep_books(now)
         return len(decisions)
 
-    def _rest_tick(self, watched: Watched, market_now: datetime) -> Tick | None:
-        quote = self.rest_quotes(watched.key) if self.rest_quotes is not None else None
+    def _rest_tick(self, key: str, market_now: datetime) -> Tick | None:
+        quote = self.rest_quotes(key) if self.rest_quotes is not None else None
         if quote is None or not quote[2]:
             self.counters["stale"] += 1
             return None

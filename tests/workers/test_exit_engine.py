@@ -502,6 +502,13 @@ def test_the_running_engine_keeps_its_books_in_its_own_thread_and_exits_on_the_t
             lambda: PositionTracker.objects.get(pk=pid).status == "exiting",
             "the exit decided on the tick",
         )
+        # Once the position leaves the open set its PnL key goes, by the bookkeeper (a
+        # Redis and a database round trip the tick thread does not wait for).
+        assert engine.cache.get(pid) is not None
+        PositionTracker.objects.filter(pk=pid).update(status="exited")
+        desk.advance(1.5)  # the next reload
+        wait_until(lambda: engine.cache.get(pid) is None, "the bookkeeper's last mark")
+        assert not engine._finishing
     finally:
         stop.set()
         runner.join(10)
@@ -565,3 +572,61 @@ def test_more_entry_fills_rebuild_the_plan_on_the_new_quantity_and_average(desk)
     desk.advance(1.5)
     desk.engine_pass()
     assert desk.engine.watched[pid] is watched  # unchanged rows are not rebuilt
+
+
+# -- the quiet band: ticks that cannot move a position skip its rules -----------------------------
+
+
+def test_ticks_inside_the_quiet_band_skip_the_rules_and_the_exit_still_comes_on_its_tick(desk):
+    pid = desk.enter()
+    entry = entry_price(pid)
+    engine = desk.engine
+    desk.step(103.0, 99.0)  # peak 103, trough 99: the band (stop 88.09, time exit 15:15)
+    evaluations = engine.counters["evaluations"]
+    desk.step(101.0, 99.0, 103.0, 100.5, 102.25)
+    assert engine.counters["evaluations"] == evaluations  # inside the band: no rule ran
+    assert engine.counters["quiet"] == 5
+    # The day's open PnL still follows every quiet tick (the loss limit reads it).
+    charges = PositionTracker.objects.get(pk=pid).charges
+    assert engine._open_pnl == (Decimal("102.25") - entry) * 65 - charges
+    # Out of the band below the trough: evaluated (a new trough), then the stop on its tick.
+    stop = (entry * Decimal("0.88")).quantize(Decimal("0.01"))
+    assert desk.step(95.0, float(stop) + 0.05) == 0
+    assert engine.counters["evaluations"] == evaluations + 2
+    assert desk.step(float(stop)) == 1
+    position = PositionTracker.objects.get(pk=pid)
+    assert (position.status, position.exit_type) == ("exiting", "STOP_LOSS")
+    assert position.exit_trigger_price == stop
+
+
+def test_the_clock_ends_the_band_the_time_exit_fires_on_the_first_tick_after_it(desk):
+    pid = desk.enter()  # at 100.10
+    desk.step(101.0, 100.5)  # never below the entry: no premium stall; the time exit ends it
+    (watched,) = desk.engine.watched.values()
+    band = desk.engine._bands[watched.key]
+    assert band is not None and band.until == watched.plan.time_exit_at
+    desk.market.now = band.until.timestamp() - 2  # 15:14:58
+    quiet = desk.engine.counters["quiet"]
+    assert desk.step(100.5, 100.5, seconds=0.5) == 0  # quiet up to 15:14:59
+    assert desk.engine.counters["quiet"] == quiet + 2
+    assert desk.step(100.5, seconds=1.0) == 1  # 15:15:00: the same price, the clock's tick
+    position = PositionTracker.objects.get(pk=pid)
+    assert position.exit_type == "TIME_EXIT"
+    assert position.exit_tick_at == band.until
+
+
+def test_a_loss_booked_elsewhere_exits_a_quiet_position_by_the_daily_loss_limit(desk):
+    pid, other = desk.enter(), desk.enter()
+    closed = PositionTracker.objects.filter(pk=other)
+    closed.update(status="exited", exited_at=datetime.fromtimestamp(desk.market.now, IST))
+    desk.step(102.0, 100.5, 101.0)
+    assert desk.engine.counters["quiet"] >= 1
+    assert desk.sweep() == 0
+    quiet = desk.engine.counters["quiet"]
+    assert desk.sweep() == 0 and desk.engine.counters["quiet"] == quiet + 1  # quiet there too
+    # The day's books now hold a loss past the limit (Rs 10,000): the open set is the same,
+    # the band is not (it leaves the account's switches to the engine).
+    closed.update(realized_pnl=Decimal("-12000"))
+    assert desk.sweep() == 1
+    position = PositionTracker.objects.get(pk=pid)
+    assert position.exit_type == "DAILY_LOSS_LIMIT"
