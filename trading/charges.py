@@ -16,6 +16,7 @@ import functools
 import hashlib
 import itertools
 import json
+import os
 from collections.abc import Iterable
 from datetime import date
 from decimal import Decimal
@@ -198,10 +199,15 @@ def charges_config_path() -> Path:
 
 def charges_table() -> ChargesTable:
     """The effective charges table, re-read when the file changes on disk (by mtime).
-    ConfigError when the file is missing or invalid."""
-    path = charges_config_path()
+    ConfigError when the file is missing or invalid. Called per position per PnL mark: the
+    path is built as a string and stat'ed with os.stat (a Path object per call was most of
+    its cost)."""
+    from django.conf import settings
+
+    configured = getattr(settings, "CHARGES_CONFIG_FILE", None)
+    path = str(configured) if configured else os.path.join(settings.CONFIG_DIR, DEFAULT_SOURCE)
     try:
-        mtime_ns = path.stat().st_mtime_ns
+        mtime_ns = os.stat(path).st_mtime_ns
     except OSError:
         raise ConfigError(f"{path}: missing (CHARGES_CONFIG_FILE / ALGO_CONFIG_DIR)") from None
-    return _cached(str(path), mtime_ns)
+    return _cached(path, mtime_ns)

@@ -118,10 +118,11 @@ class PnlSnapshot:
     updated_at: float
 
     def as_dict(self) -> dict[str, Any]:
+        # Field names read once (dataclasses.fields() per call cost as much as the rest).
         out: dict[str, Any] = {}
-        for f in fields(self):
-            value = getattr(self, f.name)
-            out[f.name] = str(value) if isinstance(value, Decimal) else value
+        for name in _SNAPSHOT_FIELDS:
+            value = getattr(self, name)
+            out[name] = str(value) if isinstance(value, Decimal) else value
         return out
 
     @classmethod
@@ -161,6 +162,9 @@ class PnlSnapshot:
     @property
     def updated_datetime(self) -> datetime:
         return datetime.fromtimestamp(self.updated_at, tz=UTC)
+
+
+_SNAPSHOT_FIELDS = tuple(f.name for f in fields(PnlSnapshot))
 
 
 class PnlCache:
