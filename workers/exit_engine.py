@@ -29,6 +29,14 @@ r"""The exit engine: every open position watched tick by tick and exited by rule
   (realized + open PnL of the day, rupees or % of capital) exits everything with its own type
   and trips the kill switch, saying so. The trading switch only halts entries: not read here.
 * **On start**, before any new tick: every exiting position's exit is continued.
+* **Threads** (run()): the tick thread evaluates, acts and applies reloads; the bookkeeper
+  thread writes the PnL marks, the exit states and the last marks of positions that left the
+  open set, and reads the open positions every ``reload_interval`` (fetch_open), which the
+  tick thread then applies (apply_reload) without a database round trip. Without run() (a
+  test driving one pass at a time) the tick thread does all of it.
+* **Quiet bands.** A tick inside the quiet band of every position on its contract
+  (trading/rules/exits.py ``quiet_band``) skips their evaluation; never while a switch is on,
+  never for an index move.
 
 Market time is the feed hub's clock followed through kv (workers/market_clock.py); nothing
 here reads the wall clock as market time (the wall clock only measures a tick's age).
@@ -98,6 +106,16 @@ class Watched:
     saved: ExitState  # the state as last persisted
     entry_charges: Decimal  # rupees booked on the entry fills
     claimed: bool = False
+    evaluated: int = 0  # rule evaluations so far (the first follows the reload that added it)
+
+
+@dataclass(slots=True)
+class _Fetched:
+    """A reload's database half (ExitEngine.fetch_open), handed to the tick thread."""
+
+    prints: dict[int, tuple[Any, ...]]  # every open position's fingerprint
+    loaded: dict[int, PositionTracker]  # the full rows of the new and the changed ones
+    exits: Any  # the exits config read with them
 
 
 class ExitEngine(PnlMonitor):
@@ -159,6 +177,9 @@ class ExitEngine(PnlMonitor):
         }
         self.tick_to_send: list[float] = []  # seconds, tick receive -> exit sent (bench)
         self.tick_to_act: list[float] = []  # seconds, tick receive -> its decision acted on
+        # The bench's split: True where the decision came on the position's first evaluation
+        # (its deciding tick may have waited for the reload that added the position).
+        self.first_look: list[bool] = []
         self._next_sweep = 0.0
         self._next_clock = 0.0
         self._next_persist = 0.0
@@ -177,6 +198,10 @@ class ExitEngine(PnlMonitor):
         self._books_stop = threading.Event()
         self._urgent: dict[int, Watched] = {}  # exit states to write at once
         self._finishing: collections.deque[int] = collections.deque()  # left the open set
+        # While the bookkeeper runs it also reads the open positions (fetch_open) every
+        # reload_interval and leaves them here; the tick thread applies them (apply_reload).
+        self._fetched: _Fetched | None = None
+        self._next_fetch = 0.0
         # Open PnL of the watched, unclaimed positions (gross at their contract's last price
         # less the entry charges), kept up to date per contract by _set_price (its units and
         # cost in _exposure) and by the claims, recomputed at each reload.
@@ -199,6 +224,7 @@ class ExitEngine(PnlMonitor):
             if stop.is_set():
                 return
             resumed = self.resume()
+            self.handle_reload(self.clock())  # the open set before the first tick
             self._start_books(stop)
             logger.info(
                 "exit engine: running at market time %s; %d claimed exit(s) resumed",
@@ -231,8 +257,13 @@ class ExitEngine(PnlMonitor):
                     self._wake_books.wait(self.sweep_interval)
                     self._wake_books.clear()
                     close_old_connections()
+                    now = self.clock()
+                    if now >= self._next_fetch and self._fetched is None:
+                        # The open set read here, applied by the tick thread (its next pass).
+                        self._next_fetch = now + self.reload_interval
+                        self._fetched = self.fetch_open(now)
                     try:
-                        self.keep_books(self.clock())
+                        self.keep_books(now)
                     except Exception as exc:  # the books wait; the rules go on
                         self._record_error(f"books: {type(exc).__name__}: {exc}")
                         logger.exception("exit engine: PnL marks or exit states not written")
@@ -301,9 +332,16 @@ class ExitEngine(PnlMonitor):
         if now >= self._next_clock:
             self._next_clock = now + 1.0
             self.follow_clock()
-        if now >= self._next_reload:
-            self.handle_reload(now)
-        due = min(self._next_reload, self._next_sweep) - now
+        if self._books is not None:
+            fetched = self._fetched
+            if fetched is not None:  # read by the bookkeeper: applied here, off the database
+                self.apply_reload(fetched)
+                self._fetched = None
+            due = self._next_sweep - now
+        else:
+            if now >= self._next_reload:
+                self.handle_reload(now)
+            due = min(self._next_reload, self._next_sweep) - now
         records = self.wait_for_ticks(max(0.0, min(self.wait_timeout, due)))
         decided = self.handle_records(records, self.clock()) if records else 0
         now = self.clock()
@@ -349,7 +387,14 @@ class ExitEngine(PnlMonitor):
         when only the config changed); the subscription follows their contracts and the
         indices under them. True when the open set changed."""
         self._next_reload = now + self.reload_interval
-        before = set(self.positions)
+        fetched = self.fetch_open(now)
+        return fetched is not None and self.apply_reload(fetched)
+
+    def fetch_open(self, now: float) -> _Fetched | None:
+        """The database half of a reload: the open positions' fingerprints, and the full rows
+        of the new and the changed ones. Run by the bookkeeper while the engine runs (the
+        tick thread only applies it); None when the database cannot be read (reported once
+        until it can again)."""
         try:
             rows = list(
                 PositionTracker.objects.filter(status__in=OPEN_STATUSES).values_list(
@@ -361,7 +406,7 @@ class ExitEngine(PnlMonitor):
             if not self._reload_failing:
                 logger.exception("exit engine: could not load the open positions")
             self._reload_failing = True
-            return False
+            return None
         if self._reload_failing:
             logger.info("exit engine: loading positions works again")
             self._reload_failing = False
@@ -372,17 +417,29 @@ class ExitEngine(PnlMonitor):
                 continue
             prints[pk] = tuple(fingerprint)
         exits = self.config_source().exits
-        config_changed = exits != self._exits
         changed = [pk for pk, fingerprint in prints.items() if self._prints.get(pk) != fingerprint]
+        try:
+            loaded = {
+                position.pk: position
+                for position in PositionTracker.objects.filter(pk__in=changed).select_related(
+                    "derivative"
+                )
+            }
+        except Exception as exc:
+            self._record_error(f"reload: {type(exc).__name__}")
+            logger.warning("exit engine: could not load the changed positions: %s", exc)
+            return None
+        return _Fetched(prints, loaded, exits)
+
+    def apply_reload(self, fetched: _Fetched) -> bool:
+        """The tick thread's half of a reload: the open set, the plans, the subscription.
+        True when the open set changed."""
+        before = set(self.positions)
+        prints, loaded, exits = fetched.prints, fetched.loaded, fetched.exits
+        config_changed = exits != self._exits
         gone = set(self.positions) - set(prints)
-        if not changed and not gone and not config_changed:
+        if not loaded and not gone and not config_changed:
             return False
-        loaded = {
-            position.pk: position
-            for position in PositionTracker.objects.filter(pk__in=changed).select_related(
-                "derivative"
-            )
-        }
         for position_id in sorted(gone):
             # Its last PnL mark and its cache key: database and Redis work, done by the
             # bookkeeper when it runs (a round trip each, off the tick thread).
@@ -698,6 +755,7 @@ class ExitEngine(PnlMonitor):
             return
         underlying = self.underlying.get(watched.index_key) if watched.index_key else None
         self.counters["evaluations"] += 1
+        watched.evaluated += 1
         decision, state = evaluate(watched.plan, watched.state, tick, underlying, now, risk)
         if state is not watched.state:
             watched.state = state
@@ -915,6 +973,7 @@ class ExitEngine(PnlMonitor):
         if received:
             self.tick_to_send.append(self.clock() - received)
             self.tick_to_act.append(acting - received)
+            self.first_look.append(watched.evaluated == 1)
         logger.warning(
             "exit engine: position #%d %s: %s -> %s",
             watched.position_id,

@@ -489,6 +489,10 @@ def test_the_running_engine_keeps_its_books_in_its_own_thread_and_exits_on_the_t
     try:
         wait_until(lambda: engine.watched, "the engine to watch the position")
         assert engine._books is not None and engine._books.is_alive()
+        # A position opened while it runs: read by the bookkeeper, applied by the tick thread.
+        later = desk.enter()
+        desk.advance(1.5)
+        wait_until(lambda: later in engine.watched, "the bookkeeper's read of the open set")
         desk.advance(1)
         desk.tick(121.0)  # trailing armed: the bookkeeper writes it at once
         wait_until(
