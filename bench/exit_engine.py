@@ -53,7 +53,12 @@ creating them the bench reads each contract's price cycle from Redis for 1.5 s.
    bench marks each claimed position exited about a second later (what the order manager does
    after the fill), so the open set stays at ~2,000 and the PnL marking work stays flat.
    Split in two, per exit: the tick's receive time to the moment the engine acts on its
-   decision (``engine.tick_to_act``: the wait for the tick thread), and the route itself.
+   decision (``engine.tick_to_act``: the wait for the tick thread), and the route itself;
+   and in two by when the decision came: on a later evaluation of a position already watched,
+   or on its first evaluation after the reload that added it (``engine.first_look``). Also
+   printed for the latency run, to find where a wait comes from: the age of the newest and
+   the oldest tick of each batch when the tick thread takes it, the time each reload took to
+   apply on the tick thread, and the garbage collector's pauses per generation.
 3. **The pure rules**, per position per tick: bench/rules.py item 5 (``bench_exits``), called
    here after the processes have stopped (no Redis, no database, no engine loop).
 
@@ -68,7 +73,9 @@ and database-copy throttles (what-if runs: they change what the engine does, so 
 are not the engine's as shipped; the bench says so in its first line). ``--profile`` runs the
 engine thread under cProfile during the throughput run (slower: its figures are not the
 bench's) and prints where the time went; ``--profile latency`` does so during the latency run,
-with what the reload, the sweep and the exits' route called.
+with what the reload, the sweep and the exits' route called. ``--switch-interval S`` and
+``--gc-freeze`` are what-ifs in the engine process (``sys.setswitchinterval``; ``gc.freeze()``
+after the warm-up), said in the first line like the others.
 """
 
 from __future__ import annotations
@@ -243,6 +250,8 @@ def run_engine(
     from workers.realtime.services import realtime_from_settings
 
     engine = exit_engine_from_settings(realtime_from_settings(), live=False)
+    if os.environ.get("BENCH_SWITCH_INTERVAL"):
+        sys.setswitchinterval(float(os.environ["BENCH_SWITCH_INTERVAL"]))
     # What-if knobs (module doc); by default the engine runs as run_exit_engine builds it.
     if pnl_interval is not None:
         engine.pnl_interval = pnl_interval
@@ -251,12 +260,44 @@ def run_engine(
     seen = {"records": 0, "batches": 0}
     handle_records = engine.handle_records
 
+    lags: list[float] = []
+
     def counted(records: Any, now: float) -> int:
         seen["records"] += len(records)
         seen["batches"] += 1
+        # The freshest record's age when the tick thread takes the batch: the wait before
+        # the engine's own work (hub, Redis, the reader thread, the tick thread's other work).
+        times = [record.receive_time for record in records.values()]
+        taken = time.time()
+        lags.append((taken - max(times), taken - min(times)))
         return handle_records(records, now)
 
     engine.handle_records = counted  # type: ignore[method-assign]
+    applies: list[float] = []
+    apply_reload = engine.apply_reload
+
+    def timed_apply(fetched: Any) -> bool:
+        started = time.perf_counter()
+        try:
+            return apply_reload(fetched)
+        finally:
+            applies.append(time.perf_counter() - started)
+
+    engine.apply_reload = timed_apply  # type: ignore[method-assign]
+    # The cyclic garbage collector's pauses (every thread stops while it runs): per
+    # generation, during the latency run.
+    import gc
+
+    gc_pauses: list[tuple[int, float]] = []
+    gc_started = [0.0]
+
+    def on_gc(phase: str, info: dict[str, int]) -> None:
+        if phase == "start":
+            gc_started[0] = time.perf_counter()
+        else:
+            gc_pauses.append((info["generation"], time.perf_counter() - gc_started[0]))
+
+    gc.callbacks.append(on_gc)
     stop = threading.Event()
     # cProfile sees one thread: the engine's passes are profiled from the engine thread, and
     # only during the run ``profile`` names (throughput or latency; not the start, when every
@@ -280,6 +321,9 @@ def run_engine(
     ):
         time.sleep(0.05)
     time.sleep(WARMUP)
+    if os.environ.get("BENCH_GC_FREEZE"):
+        gc.collect()
+        gc.freeze()  # what-if: the objects of the start out of every later collection
     conn.send({"watched": len(engine.watched), "decisions": engine.counters["decisions"]})
 
     def snapshot() -> dict[str, float]:
@@ -332,6 +376,10 @@ def run_engine(
         elif command == "latency-start":
             engine.tick_to_send.clear()
             engine.tick_to_act.clear()
+            engine.first_look.clear()
+            gc_pauses.clear()
+            lags.clear()
+            applies.clear()
             if profile == "latency":
                 profiling.set()
             start = snapshot()
@@ -342,6 +390,10 @@ def run_engine(
                     "figures": rates(start, snapshot()),
                     "latencies": list(engine.tick_to_send),
                     "to_act": list(engine.tick_to_act),
+                    "first_look": list(engine.first_look),
+                    "gc": list(gc_pauses),
+                    "lags": list(lags),
+                    "applies": list(applies),
                 }
             )
         else:
@@ -567,6 +619,14 @@ def main() -> int:
         type=float,
         help="what-if: seconds between PnL database copies of a position (engine default 5)",
     )
+    parser.add_argument(
+        "--switch-interval",
+        type=float,
+        help="what-if: sys.setswitchinterval in the engine process (CPython's default 0.005)",
+    )
+    parser.add_argument(
+        "--gc-freeze", action="store_true", help="what-if: gc.freeze() after the warm-up"
+    )
     args = parser.parse_args()
     for name in ("positions", "contracts", "rate", "exit_rate"):
         if getattr(args, name) <= 0:
@@ -578,6 +638,12 @@ def main() -> int:
 
     ctx = mp.get_context("spawn")  # no child inherits the parent's database connection
     os.environ["BENCH_SECRET"] = secrets.token_urlsafe(50)
+    if args.gc_freeze:
+        os.environ["BENCH_GC_FREEZE"] = "1"
+        print("WHAT-IF: gc.freeze() in the engine process after its warm-up")
+    if args.switch_interval is not None:
+        os.environ["BENCH_SWITCH_INTERVAL"] = str(args.switch_interval)
+        print(f"WHAT-IF: the engine process's switch interval {args.switch_interval:g} s")
     if args.pnl_interval is not None or args.pnl_db_interval is not None:
         print(
             f"WHAT-IF, not the engine as shipped: PnL cache marks every "
@@ -727,8 +793,44 @@ def main() -> int:
                     f"    {label}: p50 {percentile(values, 0.5):.2f} ms, "
                     f"p90 {percentile(values, 0.9):.2f} ms, p99 {percentile(values, 0.99):.2f} ms"
                 )
+            for first, label in (
+                (False, "decided on a later evaluation (the position already watched)"),
+                (True, "decided on the position's first evaluation (after its reload)"),
+            ):
+                part = sorted(
+                    1000 * x
+                    for x, look in zip(latencies, result["first_look"], strict=True)
+                    if look is first
+                )
+                if part:
+                    print(
+                        f"  {label}: n={len(part)}, p50 {percentile(part, 0.5):.2f} ms, "
+                        f"p90 {percentile(part, 0.9):.2f} ms, p99 {percentile(part, 0.99):.2f} ms"
+                    )
         else:
             print("  no exit timed")
+        for index, which in ((0, "newest"), (1, "oldest")):
+            lag = sorted(1000 * x[index] for x in result["lags"])
+            if lag:
+                print(
+                    f"  age of the {which} tick when the tick thread takes a batch: p50 "
+                    f"{percentile(lag, 0.5):.2f} ms, p90 {percentile(lag, 0.9):.2f} ms, p99 "
+                    f"{percentile(lag, 0.99):.2f} ms ({len(lag):,} batches)"
+                )
+        applied = sorted(1000 * x for x in result["applies"])
+        if applied:
+            print(
+                f"  reloads applied on the tick thread: {len(applied)}, p50 "
+                f"{percentile(applied, 0.5):.2f} ms, p90 {percentile(applied, 0.9):.2f} ms, "
+                f"max {applied[-1]:.2f} ms"
+            )
+        for generation in (0, 1, 2):
+            pauses = sorted(1000 * t for g, t in result["gc"] if g == generation)
+            if pauses:
+                print(
+                    f"  garbage collector, generation {generation}: {len(pauses)} pauses, "
+                    f"max {pauses[-1]:.2f} ms, total {sum(pauses):.0f} ms"
+                )
         print(f"  CPU stolen by the hypervisor during the run: {steal:.0%} (noise)", flush=True)
 
         engine_conn.send(("stop", None))
