@@ -46,6 +46,7 @@ from __future__ import annotations
 
 import collections
 import logging
+import queue
 import threading
 import time
 from collections.abc import Callable, Mapping
@@ -202,6 +203,16 @@ class ExitEngine(PnlMonitor):
         # reload_interval and leaves them here; the tick thread applies them (apply_reload).
         self._fetched: _Fetched | None = None
         self._next_fetch = 0.0
+        # The router thread (run()): claims and routes the decisions in the order they were
+        # made; without it (tests driving one pass at a time) act() routes inline. While a
+        # route is queued or running the bookkeeper yields between marks (see mark_pnl).
+        self._router: threading.Thread | None = None
+        self._routes: queue.SimpleQueue[Any] | None = None
+        # Decisions handed to the router thread and routed: one writer each (the tick
+        # thread, the router thread); they differ while a route is queued or running.
+        self._queued = 0
+        self._routed = 0
+        self._route_failure: AuthFailure | None = None
         # Open PnL of the watched, unclaimed positions (gross at their contract's last price
         # less the entry charges), kept up to date per contract by _set_price (its units and
         # cost in _exposure) and by the claims, recomputed at each reload.
@@ -226,6 +237,7 @@ class ExitEngine(PnlMonitor):
             resumed = self.resume()
             self.handle_reload(self.clock())  # the open set before the first tick
             self._start_books(stop)
+            self._start_routes()
             logger.info(
                 "exit engine: running at market time %s; %d claimed exit(s) resumed",
                 f"{self.market_now():%Y-%m-%d %H:%M:%S}",
@@ -236,6 +248,7 @@ class ExitEngine(PnlMonitor):
         except AuthFailure as exc:
             raise report_auth_failure(self.realtime.kv, self.name, "exits", exc) from None
         finally:
+            self._stop_routes()
             self._stop_books()
             while self._finishing:
                 self._finish(self._finishing.popleft())
@@ -258,6 +271,7 @@ class ExitEngine(PnlMonitor):
                     self._wake_books.clear()
                     close_old_connections()
                     now = self.clock()
+                    self._yield_to_routes()
                     if now >= self._next_fetch and self._fetched is None:
                         # The open set read here, applied by the tick thread (its next pass).
                         self._next_fetch = now + self.reload_interval
@@ -290,10 +304,25 @@ class ExitEngine(PnlMonitor):
             self._persist_one(watched)
         while self._finishing:  # the last PnL marks of positions that left the open set
             self._finish(self._finishing.popleft())
+        self._yield_to_routes()
         self.mark_pnl(now)
         if now >= self._next_persist:
             self._next_persist = now + self.persist_interval
+            self._yield_to_routes()
             self.persist()
+
+    def _yield_to_routes(self, limit: float = 0.05) -> None:
+        """The bookkeeper's work waits while an exit is being routed (at most ``limit`` s at
+        a time): in one process the threads share one interpreter lock, and a route's round
+        trips would otherwise wait for it behind a second's worth of PnL marks."""
+        deadline = None
+        while self._queued != self._routed:
+            now = time.monotonic()
+            if deadline is None:
+                deadline = now + limit
+            elif now >= deadline:
+                return
+            time.sleep(0.0005)
 
     def _persist_soon(self, watched: Watched) -> None:
         """Write this position's exit state now: by the bookkeeper when it runs (the one
@@ -327,6 +356,8 @@ class ExitEngine(PnlMonitor):
     def run_once(self) -> int:
         """One pass: reload when due, wait for ticks, evaluate, sweep when due, persist,
         beat. Returns the number of decisions."""
+        if self._route_failure is not None:
+            raise self._route_failure  # the router thread's: trading stops loudly
         close_old_connections()
         now = self.clock()
         if now >= self._next_clock:
@@ -784,7 +815,9 @@ class ExitEngine(PnlMonitor):
         most every 5 s, in one statement). Returns how many were marked."""
         snapshots = []
         pending, self._unmarked = self._unmarked, set()
-        for position_id in sorted(pending):
+        for count, position_id in enumerate(sorted(pending)):
+            if count % 16 == 15:
+                self._yield_to_routes()
             position = self.positions.get(position_id)
             record = self.last_ticks.get(position.key) if position is not None else None
             if record is None:
@@ -940,14 +973,28 @@ class ExitEngine(PnlMonitor):
 
     # -- acting ----------------------------------------------------------------------------
 
-    def act(self, watched: Watched, decision: ExitDecision, received: float) -> bool:
-        """Claim and route one decision; True when this engine claimed it. The state as it
-        was at the decision is written first (the claimed position keeps its peak and stop)."""
+    def act(self, watched: Watched, decision: ExitDecision, received: float) -> None:
+        """Act on one decision: the state as it was at the decision is written first (the
+        claimed position keeps its peak and stop), a daily-loss decision trips the kill switch,
+        then the claim and the route: on the router thread while the engine runs (the tick
+        thread goes straight back to the ticks), inline when a test drives one pass at a
+        time."""
         acting = self.clock()
         self.counters["decisions"] += 1
         self._persist_soon(watched)
         if decision.exit_type == ExitType.DAILY_LOSS_LIMIT:
             self.trip_kill_switch(decision)
+        routes = self._routes
+        if routes is not None:
+            self._queued += 1
+            routes.put((watched, decision, received, acting))
+        else:
+            self.route(watched, decision, received, acting)
+
+    def route(
+        self, watched: Watched, decision: ExitDecision, received: float, acting: float
+    ) -> bool:
+        """Claim and route one decision; True when this engine claimed it."""
         try:
             result = self.router.exit_position(
                 watched.position_id,
@@ -982,6 +1029,44 @@ class ExitEngine(PnlMonitor):
             result.detail,
         )
         return True
+
+    def _start_routes(self) -> None:
+        """The router thread: routes the decisions in the order they were made, on its own
+        database connection, so no tick waits for an exit's round trips. An authentication
+        failure stops it; the tick thread raises it on its next pass (trading stops loudly,
+        /ready says why)."""
+        routes: queue.SimpleQueue[Any] = queue.SimpleQueue()
+
+        def drain() -> None:
+            try:
+                while True:
+                    item = routes.get()
+                    if item is None:
+                        return
+                    close_old_connections()
+                    try:
+                        self.route(*item)
+                    except AuthFailure as exc:
+                        self._route_failure = exc
+                        return
+                    finally:
+                        self._routed += 1
+            finally:
+                connections.close_all()  # this thread's connections
+
+        self._queued = self._routed = 0
+        self._routes = routes
+        self._router = threading.Thread(target=drain, name="exit-engine-router", daemon=True)
+        self._router.start()
+
+    def _stop_routes(self) -> None:
+        """Route what is queued, then stop the router thread."""
+        router, routes = self._router, self._routes
+        if router is None or routes is None:
+            return
+        routes.put(None)
+        router.join(timeout=30.0)
+        self._router = self._routes = None
 
     def trip_kill_switch(self, decision: ExitDecision) -> None:
         from trading.switches import kill_switch_active, set_kill_switch

@@ -487,8 +487,10 @@ def test_the_running_engine_keeps_its_books_in_its_own_thread_and_exits_on_the_t
     runner = threading.Thread(target=engine.run, args=(stop,))
     runner.start()
     try:
-        wait_until(lambda: engine.watched, "the engine to watch the position")
+        wait_until(lambda: engine._router is not None, "the engine's threads to start")
+        assert engine.watched  # read before the threads start
         assert engine._books is not None and engine._books.is_alive()
+        assert engine._router.is_alive()
         # A position opened while it runs: read by the bookkeeper, applied by the tick thread.
         later = desk.enter()
         desk.advance(1.5)
@@ -506,6 +508,7 @@ def test_the_running_engine_keeps_its_books_in_its_own_thread_and_exits_on_the_t
             lambda: PositionTracker.objects.get(pk=pid).status == "exiting",
             "the exit decided on the tick",
         )
+        wait_until(lambda: engine.counters["exits"] >= 1, "the router thread's route")
         # Once the position leaves the open set its PnL key goes, by the bookkeeper (a
         # Redis and a database round trip the tick thread does not wait for).
         assert engine.cache.get(pid) is not None
@@ -516,9 +519,12 @@ def test_the_running_engine_keeps_its_books_in_its_own_thread_and_exits_on_the_t
     finally:
         stop.set()
         runner.join(10)
-    assert not runner.is_alive() and engine._books is None
+    assert not runner.is_alive() and engine._books is None and engine._router is None
     position = PositionTracker.objects.get(pk=pid)
     assert position.exit_type == "TRAILING_STOP"
+    # Routed by the router thread: its exit order was journaled and sent.
+    (sent,) = position.orders.filter(leg="exit")
+    assert sent.status == "TRANSIT" and engine.counters["exits"] >= 1
     assert position.peak_premium == Decimal("121.0000")  # the state at the decision, written
 
 
@@ -634,3 +640,43 @@ def test_a_loss_booked_elsewhere_exits_a_quiet_position_by_the_daily_loss_limit(
     assert desk.sweep() == 1
     position = PositionTracker.objects.get(pk=pid)
     assert position.exit_type == "DAILY_LOSS_LIMIT"
+
+
+def test_an_authentication_failure_on_the_router_thread_stops_the_engine_loudly(desk):
+    import threading
+
+    from tests.support.waiting import wait_until
+    from trading.dhan.errors import AuthFailure
+    from workers.broker_auth import BrokerAuthFailed, auth_failures
+
+    pid = desk.enter()
+    engine = desk.make_engine()
+    engine.subscription.close()
+
+    def refused(*args, **kwargs):
+        raise AuthFailure("token expired", code="DH-901")
+
+    engine.router.exit_position = refused
+    stop = threading.Event()
+    raised: list[BaseException] = []
+
+    def run() -> None:
+        try:
+            engine.run(stop)
+        except BaseException as exc:  # the thread's end, kept for the test
+            raised.append(exc)
+
+    runner = threading.Thread(target=run)
+    runner.start()
+    try:
+        wait_until(lambda: engine.watched, "the engine to watch the position")
+        desk.advance(1)
+        desk.tick(80.0)  # through the initial stop: a decision the router cannot send
+        runner.join(10)
+    finally:
+        stop.set()
+        runner.join(10)
+    assert not runner.is_alive()
+    assert raised and isinstance(raised[0], BrokerAuthFailed)
+    assert auth_failures(desk.realtime.kv)["exit_engine"]["state"] == "failed"  # /ready says so
+    assert status(pid) == "active"  # nothing was claimed
