@@ -260,16 +260,18 @@ def run_engine(
     seen = {"records": 0, "batches": 0}
     handle_records = engine.handle_records
 
-    lags: list[float] = []
+    lags: list[tuple[float, float]] = []
+    timing = threading.Event()
 
     def counted(records: Any, now: float) -> int:
         seen["records"] += len(records)
         seen["batches"] += 1
         # The freshest record's age when the tick thread takes the batch: the wait before
         # the engine's own work (hub, Redis, the reader thread, the tick thread's other work).
-        times = [record.receive_time for record in records.values()]
-        taken = time.time()
-        lags.append((taken - max(times), taken - min(times)))
+        if timing.is_set():  # the latency run only: the list would grow the RSS measured
+            times = [record.receive_time for record in records.values()]
+            taken = time.time()
+            lags.append((taken - max(times), taken - min(times)))
         return handle_records(records, now)
 
     engine.handle_records = counted  # type: ignore[method-assign]
@@ -281,7 +283,8 @@ def run_engine(
         try:
             return apply_reload(fetched)
         finally:
-            applies.append(time.perf_counter() - started)
+            if timing.is_set():
+                applies.append(time.perf_counter() - started)
 
     engine.apply_reload = timed_apply  # type: ignore[method-assign]
     # The cyclic garbage collector's pauses (every thread stops while it runs): per
@@ -292,6 +295,8 @@ def run_engine(
     gc_started = [0.0]
 
     def on_gc(phase: str, info: dict[str, int]) -> None:
+        if not timing.is_set():
+            return
         if phase == "start":
             gc_started[0] = time.perf_counter()
         else:
@@ -380,11 +385,13 @@ def run_engine(
             gc_pauses.clear()
             lags.clear()
             applies.clear()
+            timing.set()
             if profile == "latency":
                 profiling.set()
             start = snapshot()
             conn.send("started")
         elif command == "latency-stop":
+            timing.clear()
             conn.send(
                 {
                     "figures": rates(start, snapshot()),
