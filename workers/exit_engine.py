@@ -29,11 +29,14 @@ r"""The exit engine: every open position watched tick by tick and exited by rule
   (realized + open PnL of the day, rupees or % of capital) exits everything with its own type
   and trips the kill switch, saying so. The trading switch only halts entries: not read here.
 * **On start**, before any new tick: every exiting position's exit is continued.
-* **Threads** (run()): the tick thread evaluates, acts and applies reloads; the bookkeeper
-  thread writes the PnL marks, the exit states and the last marks of positions that left the
-  open set, and reads the open positions every ``reload_interval`` (fetch_open), which the
-  tick thread then applies (apply_reload) without a database round trip. Without run() (a
-  test driving one pass at a time) the tick thread does all of it.
+* **Threads** (run()): the tick thread evaluates, hands each decision to the router thread
+  and applies reloads; the router thread claims and routes the decisions in the order they
+  were made (an authentication failure there stops the engine on the tick thread's next
+  pass); the bookkeeper thread writes the PnL marks, the exit states and the last marks of
+  positions that left the open set, and reads the open positions every ``reload_interval``
+  (fetch_open), which the tick thread then applies (apply_reload) without a database round
+  trip; it waits while a route is queued or running. Without run() (a test driving one pass
+  at a time) the tick thread does all of it.
 * **Quiet bands.** A tick inside the quiet band of every position on its contract
   (trading/rules/exits.py ``quiet_band``) skips their evaluation; never while a switch is on,
   never for an index move.
