@@ -29,14 +29,15 @@ r"""The exit engine: every open position watched tick by tick and exited by rule
   (realized + open PnL of the day, rupees or % of capital) exits everything with its own type
   and trips the kill switch, saying so. The trading switch only halts entries: not read here.
 * **On start**, before any new tick: every exiting position's exit is continued.
-* **Threads** (run()): the tick thread evaluates, hands each decision to the router thread
-  and applies reloads; the router thread claims and routes the decisions in the order they
-  were made (an authentication failure there stops the engine on the tick thread's next
-  pass); the bookkeeper thread writes the PnL marks, the exit states and the last marks of
-  positions that left the open set, and reads the open positions every ``reload_interval``
-  (fetch_open), which the tick thread then applies (apply_reload) without a database round
-  trip; it waits while a route is queued or running. Without run() (a test driving one pass
-  at a time) the tick thread does all of it.
+* **Threads** (run()): the tick thread evaluates, hands each decision to the router threads
+  and applies reloads; the router threads (4 on PostgreSQL, 1 on SQLite) take the decisions
+  in the order they were made and claim and route them side by side (an authentication
+  failure there stops the engine on the tick thread's next pass); the bookkeeper thread
+  writes the PnL marks, the exit states and the last marks of positions that left the open
+  set, and reads the open positions every ``reload_interval`` (fetch_open), which the tick
+  thread then applies (apply_reload) without a database round trip; it waits while a route
+  is queued or running. Without run() (a test driving one pass at a time) the tick thread
+  does all of it.
 * **Quiet bands.** A tick inside the quiet band of every position on its contract
   (trading/rules/exits.py ``quiet_band``) skips their evaluation; never while a switch is on,
   never for an index move.
@@ -146,6 +147,7 @@ class ExitEngine(PnlMonitor):
         wait_timeout: float = 0.2,
         heartbeat_interval: float = 5.0,
         seed_cash: Callable[[], Decimal] | None = None,
+        router_threads: int | None = None,
     ) -> None:
         super().__init__(
             realtime,
@@ -206,15 +208,16 @@ class ExitEngine(PnlMonitor):
         # reload_interval and leaves them here; the tick thread applies them (apply_reload).
         self._fetched: _Fetched | None = None
         self._next_fetch = 0.0
-        # The router thread (run()): claims and routes the decisions in the order they were
-        # made; without it (tests driving one pass at a time) act() routes inline. While a
-        # route is queued or running the bookkeeper yields between marks (see mark_pnl).
-        self._router: threading.Thread | None = None
+        # The router threads (run()): claim and route the decisions, taken in the order they
+        # were made; without them (tests driving one pass at a time) act() routes inline.
+        # While a route is queued or running the bookkeeper yields (_yield_to_routes).
+        self.router_threads = router_threads
+        self._routers: list[threading.Thread] = []
         self._routes: queue.SimpleQueue[Any] | None = None
-        # Decisions handed to the router thread and routed: one writer each (the tick
-        # thread, the router thread); they differ while a route is queued or running.
+        # Decisions handed over (written by the tick thread) and routed (one slot per router
+        # thread, each its only writer): they differ while a route is queued or running.
         self._queued = 0
-        self._routed = 0
+        self._routed: list[int] = []
         self._route_failure: AuthFailure | None = None
         # Open PnL of the watched, unclaimed positions (gross at their contract's last price
         # less the entry charges), kept up to date per contract by _set_price (its units and
@@ -319,7 +322,7 @@ class ExitEngine(PnlMonitor):
         a time): in one process the threads share one interpreter lock, and a route's round
         trips would otherwise wait for it behind a second's worth of PnL marks."""
         deadline = None
-        while self._queued != self._routed:
+        while self._queued != sum(self._routed):
             now = time.monotonic()
             if deadline is None:
                 deadline = now + limit
@@ -1034,13 +1037,22 @@ class ExitEngine(PnlMonitor):
         return True
 
     def _start_routes(self) -> None:
-        """The router thread: routes the decisions in the order they were made, on its own
-        database connection, so no tick waits for an exit's round trips. An authentication
-        failure stops it; the tick thread raises it on its next pass (trading stops loudly,
-        /ready says why)."""
-        routes: queue.SimpleQueue[Any] = queue.SimpleQueue()
+        """The router threads: they take the decisions in the order they were made and
+        route them, each on its own database connection, so no tick waits for an exit's
+        round trips and a burst of exits (the kill switch, a gap through many stops) is
+        routed side by side. ``router_threads`` of them: 4 on PostgreSQL, 1 on SQLite (one
+        writer at a time there). An authentication failure stops its thread; the tick thread
+        raises it on its next pass (trading stops loudly, /ready says why)."""
+        from django.db import DEFAULT_DB_ALIAS
 
-        def drain() -> None:
+        count = self.router_threads
+        if count is None:
+            count = 1 if connections[DEFAULT_DB_ALIAS].vendor == "sqlite" else 4
+        routes: queue.SimpleQueue[Any] = queue.SimpleQueue()
+        self._queued = 0
+        self._routed = [0] * count
+
+        def drain(slot: int) -> None:
             try:
                 while True:
                     item = routes.get()
@@ -1053,23 +1065,30 @@ class ExitEngine(PnlMonitor):
                         self._route_failure = exc
                         return
                     finally:
-                        self._routed += 1
+                        self._routed[slot] += 1
             finally:
                 connections.close_all()  # this thread's connections
 
-        self._queued = self._routed = 0
         self._routes = routes
-        self._router = threading.Thread(target=drain, name="exit-engine-router", daemon=True)
-        self._router.start()
+        self._routers = [
+            threading.Thread(
+                target=drain, args=(slot,), name=f"exit-engine-router-{slot}", daemon=True
+            )
+            for slot in range(count)
+        ]
+        for thread in self._routers:
+            thread.start()
 
     def _stop_routes(self) -> None:
-        """Route what is queued, then stop the router thread."""
-        router, routes = self._router, self._routes
-        if router is None or routes is None:
+        """Route what is queued, then stop the router threads."""
+        routers, routes = self._routers, self._routes
+        if not routers or routes is None:
             return
-        routes.put(None)
-        router.join(timeout=30.0)
-        self._router = self._routes = None
+        for _ in routers:
+            routes.put(None)
+        for thread in routers:
+            thread.join(timeout=30.0)
+        self._routers, self._routes = [], None
 
     def trip_kill_switch(self, decision: ExitDecision) -> None:
         from trading.switches import kill_switch_active, set_kill_switch

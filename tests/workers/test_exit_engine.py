@@ -487,10 +487,10 @@ def test_the_running_engine_keeps_its_books_in_its_own_thread_and_exits_on_the_t
     runner = threading.Thread(target=engine.run, args=(stop,))
     runner.start()
     try:
-        wait_until(lambda: engine._router is not None, "the engine's threads to start")
+        wait_until(lambda: engine._routers, "the engine's threads to start")
         assert engine.watched  # read before the threads start
         assert engine._books is not None and engine._books.is_alive()
-        assert engine._router.is_alive()
+        assert len(engine._routers) == 4 and all(t.is_alive() for t in engine._routers)
         # A position opened while it runs: read by the bookkeeper, applied by the tick thread.
         later = desk.enter()
         desk.advance(1.5)
@@ -519,7 +519,7 @@ def test_the_running_engine_keeps_its_books_in_its_own_thread_and_exits_on_the_t
     finally:
         stop.set()
         runner.join(10)
-    assert not runner.is_alive() and engine._books is None and engine._router is None
+    assert not runner.is_alive() and engine._books is None and engine._routers == []
     position = PositionTracker.objects.get(pk=pid)
     assert position.exit_type == "TRAILING_STOP"
     # Routed by the router thread: its exit order was journaled and sent.
@@ -680,3 +680,31 @@ def test_an_authentication_failure_on_the_router_thread_stops_the_engine_loudly(
     assert raised and isinstance(raised[0], BrokerAuthFailed)
     assert auth_failures(desk.realtime.kv)["exit_engine"]["state"] == "failed"  # /ready says so
     assert status(pid) == "active"  # nothing was claimed
+
+
+def test_the_kill_switch_exits_a_burst_on_the_router_threads_each_position_once(desk):
+    import threading
+
+    from tests.support.waiting import wait_until
+
+    positions = [desk.enter() for _ in range(6)]
+    engine = desk.make_engine()
+    engine.subscription.close()
+    stop = threading.Event()
+    runner = threading.Thread(target=engine.run, args=(stop,))
+    runner.start()
+    try:
+        wait_until(lambda: engine._routers, "the engine's threads to start")
+        set_kill_switch(True, "operator: flatten")
+        desk.advance(1.5)  # the next sweep
+        wait_until(lambda: engine.counters["exits"] == 6, "six exits routed")
+    finally:
+        stop.set()
+        runner.join(10)
+    assert not runner.is_alive()
+    rows = PositionTracker.objects.filter(pk__in=positions)
+    assert {(row.status, row.exit_type) for row in rows} == {("exiting", "KILL_SWITCH")}
+    for pid in positions:  # one exit order set each, sent
+        (order,) = Order.objects.filter(position_id=pid, leg="exit")
+        assert order.status == "TRANSIT"
+    assert engine.counters["refused"] == 0 and engine.errors == 0
