@@ -517,6 +517,7 @@ class ExitEngine(PnlMonitor):
             if watched.index_key is not None:
                 self.on_index.setdefault(watched.index_key, []).append(watched)
         self._count_exposure()
+        self._bands = {}  # computed again on each contract's next tick
         if self.subscription is not None:
             removed, added = old_keys - set(by_key), set(by_key) - old_keys
             if removed:
@@ -677,8 +678,7 @@ class ExitEngine(PnlMonitor):
         if contracts or indices:
             market_now = self.market_now()
             risk = self.day_risk(market_now)
-            # The bands leave the account's switches to the caller: off while either is on.
-            bands = self._bands if not (risk.kill_switch or risk.limit_reached) else {}
+            bands = self._usable_bands(risk)
             for key, group, record, fresh in contracts:
                 received = record.receive_time
                 if not fresh:  # not traded on: the clock rules only
@@ -702,6 +702,11 @@ class ExitEngine(PnlMonitor):
             self.act(watched, decision, received)
         self._mark_due(records, now)
         return len(decisions)
+
+    def _usable_bands(self, risk: DayRisk) -> Mapping[str, QuietBand | None]:
+        """The bands, or none while the kill switch is on or the loss limit is reached (the
+        bands leave the account's switches to the caller)."""
+        return {} if risk.kill_switch or risk.limit_reached else self._bands
 
     def _band_of(self, group: list[Watched], now: datetime) -> QuietBand | None:
         """The band where no unclaimed position of ``group`` moves or fires (None: one of
@@ -763,7 +768,6 @@ class ExitEngine(PnlMonitor):
                 open_pnl += price[1] * units - cost
         self._exposure = exposure
         self._prices = {key: p for key, p in self._prices.items() if key in exposure}
-        self._bands = {}
         self._open_pnl = open_pnl
 
     def _unexpose(self, watched: Watched) -> None:
@@ -858,7 +862,7 @@ class ExitEngine(PnlMonitor):
         risk = self.day_risk(market_now, refresh=True)
         stale_after = self.config_source().feed.option_stale_seconds
         decisions: list[tuple[Watched, ExitDecision, float]] = []
-        bands = self._bands if not (risk.kill_switch or risk.limit_reached) else {}
+        bands = self._usable_bands(risk)
         for key, group in list(self.on_key.items()):
             if all(watched.claimed for watched in group):
                 continue
