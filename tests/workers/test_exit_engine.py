@@ -7,7 +7,10 @@ exit, and the order manager books the exit. Market time and ticks are in the tes
 
 from __future__ import annotations
 
+import contextlib
+import threading
 import time
+from collections.abc import Iterator
 from datetime import UTC, datetime, timedelta
 from decimal import Decimal
 from typing import Any
@@ -105,6 +108,23 @@ class Desk:
         )
         engine.subscription = self.realtime.ticks.subscribe()
         return engine
+
+    @contextlib.contextmanager
+    def running(self, engine: ExitEngine) -> Iterator[threading.Thread]:
+        """``engine.run`` on a thread of its own (its threads started once ``_routers`` is
+        set), stopped and joined on the way out; yields that thread."""
+        from tests.support.waiting import wait_until
+
+        engine.subscription.close()
+        stop = threading.Event()
+        runner = threading.Thread(target=engine.run, args=(stop,))
+        runner.start()
+        try:
+            wait_until(lambda: engine._routers, "the engine's threads to start")
+            yield runner
+        finally:
+            stop.set()
+            runner.join(10)
 
     def quote(self, key: str) -> Any:
         record = self.realtime.ticks.get(key)
@@ -476,18 +496,12 @@ def test_the_engine_keeps_the_pnl_cache_of_open_positions(desk):
 
 
 def test_the_running_engine_keeps_its_books_in_its_own_thread_and_exits_on_the_tick(desk):
-    import threading
 
     from tests.support.waiting import wait_until
 
     pid = desk.enter()
     engine = desk.make_engine()
-    engine.subscription.close()
-    stop = threading.Event()
-    runner = threading.Thread(target=engine.run, args=(stop,))
-    runner.start()
-    try:
-        wait_until(lambda: engine._routers, "the engine's threads to start")
+    with desk.running(engine) as runner:
         assert engine.watched  # read before the threads start
         assert engine._books is not None and engine._books.is_alive()
         assert len(engine._routers) == 4 and all(t.is_alive() for t in engine._routers)
@@ -516,9 +530,6 @@ def test_the_running_engine_keeps_its_books_in_its_own_thread_and_exits_on_the_t
         desk.advance(1.5)  # the next reload
         wait_until(lambda: engine.cache.get(pid) is None, "the bookkeeper's last mark")
         assert not engine._finishing
-    finally:
-        stop.set()
-        runner.join(10)
     assert not runner.is_alive() and engine._books is None and engine._routers == []
     position = PositionTracker.objects.get(pk=pid)
     assert position.exit_type == "TRAILING_STOP"
@@ -683,24 +694,15 @@ def test_an_authentication_failure_on_the_router_thread_stops_the_engine_loudly(
 
 
 def test_the_kill_switch_exits_a_burst_on_the_router_threads_each_position_once(desk):
-    import threading
 
     from tests.support.waiting import wait_until
 
     positions = [desk.enter() for _ in range(6)]
     engine = desk.make_engine()
-    engine.subscription.close()
-    stop = threading.Event()
-    runner = threading.Thread(target=engine.run, args=(stop,))
-    runner.start()
-    try:
-        wait_until(lambda: engine._routers, "the engine's threads to start")
+    with desk.running(engine) as runner:
         set_kill_switch(True, "operator: flatten")
         desk.advance(1.5)  # the next sweep
         wait_until(lambda: engine.counters["exits"] == 6, "six exits routed")
-    finally:
-        stop.set()
-        runner.join(10)
     assert not runner.is_alive()
     rows = PositionTracker.objects.filter(pk__in=positions)
     assert {(row.status, row.exit_type) for row in rows} == {("exiting", "KILL_SWITCH")}
