@@ -23,6 +23,19 @@ if os.environ.get("CI", "").lower() in {"1", "true", "yes"}:
 pytest_plugins = ["tests.support.redis"]
 
 
+@pytest.hookimpl(trylast=True)  # after -m/-k have deselected and pytest-django has ordered
+def pytest_collection_modifyitems(config: pytest.Config, items: list[pytest.Item]) -> None:
+    """Tests marked ``background`` (the demo's whole day: minutes of mostly waiting) start
+    their work now, beside the rest of the suite, and run last, when it is likely done."""
+    background = [item for item in items if item.get_closest_marker("background")]
+    if not background or config.option.collectonly:
+        return
+    for item in background:
+        items.remove(item)
+        item.module.start_in_background(config)
+    items.extend(background)
+
+
 @pytest.fixture
 def redis_url() -> str:
     url = os.environ.get("TEST_REDIS_URL")

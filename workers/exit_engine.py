@@ -1074,14 +1074,15 @@ class ExitEngine(PnlMonitor):
                 connections.close_all()  # this thread's connections
 
         self._routes = routes
-        self._routers = [
+        routers = [
             threading.Thread(
                 target=drain, args=(slot,), name=f"exit-engine-router-{slot}", daemon=True
             )
             for slot in range(count)
         ]
-        for thread in self._routers:
+        for thread in routers:
             thread.start()
+        self._routers = routers  # set once every thread runs (what a watcher may wait for)
 
     def _stop_routes(self) -> None:
         """Route what is queued, then stop the router threads."""

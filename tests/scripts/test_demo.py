@@ -1,4 +1,10 @@
-"""``make demo``'s script as a new user runs it: a real process, the simulator, its own SQLite."""
+"""``make demo``'s script as a new user runs it: a real process, the simulator, its own SQLite.
+
+The demo plays its day in about three wall minutes, mostly waiting on the market's clock (a
+third of one core). So it starts in the background as soon as the suite's collection selects
+this test (``tests/conftest.py``), and the test, run last, waits for it and reads what it printed:
+the suite does not wait three minutes doing nothing. Run alone, the test starts it itself.
+"""
 
 from __future__ import annotations
 
@@ -7,26 +13,85 @@ import re
 import sqlite3
 import subprocess
 import sys
+import tempfile
+import time
+from dataclasses import dataclass
 from pathlib import Path
 
+import pytest
+
 ROOT = Path(__file__).resolve().parents[2]
+TIMEOUT = 600.0  # the session plays in about three minutes
+DEMO_RUN = pytest.StashKey["DemoRun"]()
 
 
-def test_the_demo_plays_a_whole_day_prints_its_report_and_says_how_to_look_at_it(tmp_path):
-    db = tmp_path / "demo.sqlite3"
-    db.write_text("not a database: each run starts from a fresh file")
-    env = {k: v for k, v in os.environ.items() if k not in ("DATABASE_URL", "REDIS_URL")}
-    env.update(ALGO_DEMO_DB=str(db), DJANGO_DEBUG="true", SEED="3")
-    done = subprocess.run(
-        [sys.executable, "scripts/demo.py"],
-        cwd=ROOT,
-        env=env,
-        capture_output=True,
-        text=True,
-        timeout=600,  # the session plays in about three minutes
-    )
-    assert done.returncode == 0, done.stdout[-3000:] + done.stderr[-3000:]
-    out = done.stdout
+@dataclass
+class DemoRun:
+    """``scripts/demo.py`` on a database of its own, its output going to a file."""
+
+    process: subprocess.Popen[bytes]
+    db: Path
+    output: Path
+    started: float
+
+    @classmethod
+    def start(cls) -> DemoRun:
+        folder = Path(tempfile.mkdtemp(prefix="algo-demo-test-"))
+        db = folder / "demo.sqlite3"
+        db.write_text("not a database: each run starts from a fresh file")
+        env = {k: v for k, v in os.environ.items() if k not in ("DATABASE_URL", "REDIS_URL")}
+        env.update(ALGO_DEMO_DB=str(db), DJANGO_DEBUG="true", SEED="3")
+        output = folder / "output.txt"
+        with output.open("wb") as sink:
+            process = subprocess.Popen(
+                [sys.executable, "scripts/demo.py"],
+                cwd=ROOT,
+                env=env,
+                stdout=sink,
+                stderr=subprocess.STDOUT,
+            )
+        return cls(process, db, output, time.monotonic())
+
+    def wait(self) -> tuple[int, str]:
+        left = max(1.0, TIMEOUT - (time.monotonic() - self.started))
+        try:
+            code = self.process.wait(timeout=left)
+        except subprocess.TimeoutExpired:
+            self.stop()
+            pytest.fail(f"the demo did not end within {TIMEOUT:.0f} s:\n{self.text()[-3000:]}")
+        return code, self.text()
+
+    def text(self) -> str:
+        return self.output.read_text(errors="replace")
+
+    def stop(self) -> None:
+        if self.process.poll() is None:
+            self.process.kill()
+            self.process.wait()
+
+
+def start_in_background(config: pytest.Config) -> None:
+    """Called by the collection hook when this test is selected: the demo starts now."""
+    import shutil
+
+    run = DemoRun.start()
+    config.stash[DEMO_RUN] = run
+
+    def cleanup() -> None:
+        run.stop()
+        shutil.rmtree(run.db.parent, ignore_errors=True)
+
+    config.add_cleanup(cleanup)
+
+
+@pytest.mark.background
+def test_the_demo_plays_a_whole_day_prints_its_report_and_says_how_to_look_at_it(request):
+    if DEMO_RUN not in request.config.stash:
+        start_in_background(request.config)
+    run = request.config.stash[DEMO_RUN]
+    code, out = run.wait()
+    assert code == 0, out[-6000:]
+    db = run.db
     assert "SEED=3" in out
     # A progress line every 10 market minutes from the open, and one at the close.
     times = re.findall(
