@@ -18,6 +18,7 @@ from typing import Any
 
 from trading.config.types import AlgoConfig
 from trading.models import PositionTracker
+from trading.orders.acks import AckWriter
 from trading.orders.router import OrderRouter, Quote
 from workers.realtime.redis_client import StoreUnavailable
 from workers.realtime.services import Realtime
@@ -161,6 +162,7 @@ def router_for(
     config_source: Callable[[], AlgoConfig],
     gateway: Any | None = None,
     rest_quotes: RestQuotes | None = None,
+    acks: AckWriter | None = None,
 ) -> OrderRouter:
     """The router of this process: the paper gateway, or the live one when ``live``. Orders
     are priced from a fresh tick; in live mode, when the feed is stale, from ``rest_quotes``
@@ -186,6 +188,7 @@ def router_for(
         clock=clock,
         quote=quote,
         freeze_quantity=exit_freeze_quantity(config_source),
+        acks=acks,
     )
 
 

@@ -152,11 +152,17 @@ class SignalEngine:
         self.realtime = realtime
         self.rest = rest
         if router is None:
-            # The order router of this process, priced on its market clock (paper or live).
+            # The order router of this process, priced on its market clock (paper or live);
+            # the broker's acks are written off the sending thread (trading/orders/acks.py).
+            from trading.orders.acks import AckWriter
             from workers.orders import router_for
 
             router = router_for(
-                realtime, live=live, clock=lambda: self.clock(), config_source=lambda: self.config
+                realtime,
+                live=live,
+                clock=lambda: self.clock(),
+                config_source=lambda: self.config,
+                acks=AckWriter(name="signal-engine-acks"),
             )
         self.router: EntryRouter = router
         self.config_source = config_source
@@ -198,6 +204,9 @@ class SignalEngine:
                 self.step()
         finally:
             subscription.close()
+            acks = getattr(self.router, "acks", None)
+            if acks is not None:
+                acks.close()  # the last answers written before the last heartbeat
             try:
                 self.heartbeat.beat("stopped", **self._heartbeat_fields())
             except Exception as exc:  # a dead store must not turn a clean stop into a crash
@@ -957,7 +966,7 @@ class SignalEngine:
                 ),
                 "candidates": len(runtime.candidates),
             }
-        return {
+        fields = {
             "config_version": self.config.version,
             "market_time": self._market_now().isoformat() if self.market_time_known() else None,
             "indices": indices,
@@ -965,6 +974,10 @@ class SignalEngine:
             "last_decision": self.last_decision,
             "last_error": self.last_error,
         }
+        acks = getattr(self.router, "acks", None)
+        if acks is not None:
+            fields["acks"] = acks.describe()
+        return fields
 
     def _summary(self) -> str:
         c = self.counters

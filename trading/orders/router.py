@@ -28,6 +28,7 @@ from django.db import transaction
 from trading.config.types import AlgoConfig
 from trading.dhan.errors import AuthFailure, DhanError, Rejected, Retryable, UnknownOutcome
 from trading.models import Order, OrderLeg, OrderSide, PositionTracker
+from trading.orders.acks import AckWriter
 from trading.orders.failpoints import failpoint
 from trading.orders.gateway import Gateway
 from trading.orders.intent import (
@@ -80,8 +81,12 @@ class OrderRouter:
         clock: Callable[[], float],
         quote: Quote,
         freeze_quantity: Callable[[PositionTracker], int],
+        acks: AckWriter | None = None,
     ) -> None:
         self.gateway = gateway
+        # Where the broker's acknowledgements are written: on the sender's thread (None), or
+        # off it by a long-running sender's writer (trading/orders/acks.py).
+        self.acks = acks
         self.config_source = config_source
         self.clock = clock
         self.quote = quote
@@ -277,7 +282,10 @@ class OrderRouter:
             logger.warning("order %s not sent: %s", order.correlation_id, exc)
             return f"not sent: {exc}"
         failpoint("send:answered")
-        record_ack(order, ack.broker_order_id, ack.status, now)
+        if self.acks is not None:
+            self.acks.put(order, ack.broker_order_id, ack.status, now)
+        else:
+            record_ack(order, ack.broker_order_id, ack.status, now)
         return "sent"
 
     # -- chasing (the order manager) -------------------------------------------------------
