@@ -230,7 +230,12 @@ class FeedHub:
                     raise FeedHubFailed(f"feed client failed: {feed.error}")
                 stop.wait(self.config.loop_interval)
         finally:
-            self.shutdown()
+            try:
+                self.shutdown()
+            finally:
+                from django.db import connections
+
+                connections.close_all()  # this thread's (a restarted hub must not leak one)
 
     def start(self) -> None:
         """Validate the watchlist, warm the merger from the store, subscribe, start threads.

@@ -38,7 +38,7 @@ from datetime import date, datetime, timedelta
 from decimal import Decimal
 from typing import Any
 
-from django.db import close_old_connections
+from django.db import close_old_connections, connections
 
 from trading.config.types import AlgoConfig
 from trading.dhan.errors import AuthFailure, DhanError
@@ -126,6 +126,7 @@ class OrderManager:
             if self.stream is not None:
                 self.stream.stop(timeout=2.0)
             self._beat("stopped")
+            connections.close_all()  # this thread's (a restarted manager must not leak one)
 
     def run_once(self) -> None:
         close_old_connections()

@@ -50,7 +50,7 @@ from datetime import date, datetime, timedelta
 from decimal import Decimal
 from typing import Any
 
-from django.db import IntegrityError, close_old_connections, transaction
+from django.db import IntegrityError, close_old_connections, connections, transaction
 from django.db.models import Q, Sum
 
 from config_schema import ConfigError
@@ -212,6 +212,7 @@ class SignalEngine:
             except Exception as exc:  # a dead store must not turn a clean stop into a crash
                 logger.warning("signal engine: last heartbeat not written: %s", exc)
             logger.info("signal engine stopped: %s", self._summary())
+            connections.close_all()  # this thread's (a component restarted must not leak one)
 
     def handle_start(self) -> bool:
         """Start once market time is known (True when started). Until then only the clock is
