@@ -185,6 +185,8 @@ class SignalEngine:
         self.started = False
         self._next_clock = 0.0
         self._next_catchup = 0.0
+        # (index key, timeframe) -> the newest candle start the last catch-up pass saw unfed
+        self._catchup_seen: dict[tuple[str, int], float] = {}
         self._next_config = 0.0
         self._next_beat = 0.0
         self._next_log = 0.0
@@ -482,12 +484,22 @@ class SignalEngine:
 
     def handle_catchup(self) -> int:
         """Feed candles the hub closed but whose events never arrived (Redis pub/sub is at
-        most once). Returns the number fed."""
+        most once). Returns the number fed.
+
+        A candle is taken as lost only when the previous pass saw it in the history too: one
+        the hub closed a moment ago has its event on the way (the hub writes the history,
+        then publishes), and feeding it here would call it lost when it is not."""
         close_old_connections()
         fed = 0
         for runtime in list(self.indices.values()):
             for tf in sorted(runtime.states, reverse=True):
-                for candle in self._kv_history(runtime.key, tf, runtime.last_fed.get(tf)):
+                history = self._kv_history(runtime.key, tf, runtime.last_fed.get(tf))
+                seen = self._catchup_seen.get((runtime.key, tf))
+                if history:
+                    self._catchup_seen[(runtime.key, tf)] = history[-1].start
+                for candle in history:
+                    if seen is None or candle.start > seen:
+                        break  # new since the last pass: its event may still come
                     fed += self._feed(runtime, candle, decide=True)
         if fed:
             logger.warning("signal engine: caught up %d candles whose events were lost", fed)

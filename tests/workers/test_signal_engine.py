@@ -9,6 +9,7 @@ a trending day, a flat day and a stalled feed. Every wait is bounded and polls.
 from __future__ import annotations
 
 import itertools
+import logging
 import math
 import time
 from collections.abc import Iterator
@@ -426,12 +427,29 @@ def test_candles_whose_events_were_lost_are_caught_up_from_the_hubs_history(cata
     bench.realtime.kv.push_capped(f"candles:{NIFTY}:60", second.as_dict(), 500)
     bench.clock.now = second.end + 1
 
-    assert bench.engine.handle_catchup() == 2
+    assert bench.engine.handle_catchup() == 0  # just closed: their events may be on the way
+    assert not TradingSignal.objects.exists()
+    assert bench.engine.handle_catchup() == 2  # still unfed a pass later: lost
 
     rows = list(TradingSignal.objects.order_by("candle_start"))
     assert [r.candle_start.timestamp() for r in rows] == [first.start, second.start]
     assert rows[0].outcome == SignalOutcome.STALE or rows[0].outcome == SignalOutcome.INTENT
     assert bench.engine.handle_catchup() == 0  # nothing fed twice
+
+
+def test_a_candle_whose_event_comes_after_a_catch_up_pass_is_fed_once_and_not_called_lost(
+    catalog_sim, caplog
+):
+    bench = Bench(catalog_sim)
+    candle = bench.trending()
+    bench.realtime.kv.push_capped(f"candles:{NIFTY}:60", candle.as_dict(), 500)  # the hub's
+    bench.clock.now = candle.end + 1
+    with caplog.at_level(logging.WARNING, logger="workers.signal_engine"):
+        assert bench.engine.handle_catchup() == 0  # the pass came between history and event
+        assert bench.engine.handle_candles([candle]) == 1  # the event
+        assert bench.engine.handle_catchup() == 0
+    assert TradingSignal.objects.count() == 1
+    assert "caught up" not in caplog.text
 
 
 def test_a_confirmation_timeframe_that_disagrees_makes_the_signal_avoid(catalog_sim):
