@@ -98,8 +98,9 @@ TEMPLATES = [
 
 # --- Database: SQLite in the project by default, Postgres by setting DATABASE_URL -------------
 DATABASE_URL = envstr("DATABASE_URL", f"sqlite:///{BASE_DIR / 'db.sqlite3'}")
+_conn_max_age = envint("DB_CONN_MAX_AGE", 60, minimum=0, maximum=86_400)  # seconds, a day at most
 try:
-    _db = dj_database_url.parse(DATABASE_URL, conn_max_age=envint("DB_CONN_MAX_AGE", 60, minimum=0))
+    _db = dj_database_url.parse(DATABASE_URL, conn_max_age=_conn_max_age)
 except ValueError as exc:
     # Never echo the URL: it usually carries the password.
     raise ImproperlyConfigured(f"DATABASE_URL is not a usable database URL: {exc}") from None
@@ -153,7 +154,10 @@ CSRF_COOKIE_SECURE = HTTPS
 # The probes answer over plain HTTP: Railway's healthcheck and the image's HEALTHCHECK call
 # http://.../healthz from inside the platform, and a redirect is a failed probe.
 SECURE_REDIRECT_EXEMPT = [r"^healthz$", r"^ready$"]
-SECURE_HSTS_SECONDS = envint("DJANGO_SECURE_HSTS_SECONDS", 31_536_000 if HTTPS else 0, minimum=0)
+# At most two years (the HSTS preload list asks for one).
+SECURE_HSTS_SECONDS = envint(
+    "DJANGO_SECURE_HSTS_SECONDS", 31_536_000 if HTTPS else 0, minimum=0, maximum=63_072_000
+)
 # Off when another site under the same domain still serves plain HTTP. The preload directive
 # needs includeSubDomains, and only matters once the domain is submitted to hstspreload.org.
 SECURE_HSTS_INCLUDE_SUBDOMAINS = envbool("DJANGO_SECURE_HSTS_INCLUDE_SUBDOMAINS", True)
@@ -195,10 +199,11 @@ DHANHQ_LOG_LEVEL = envchoice(
 )
 # REST client (trading/dhan/rest.py), seconds. A placement's read timeout is shorter than the
 # others: past it the outcome is resolved by correlation id instead of waiting on a slow answer.
-_timeout = Decimal("0.1")
-DHANHQ_CONNECT_TIMEOUT = float(envdecimal("DHANHQ_CONNECT_TIMEOUT", "3.05", minimum=_timeout))
-DHANHQ_READ_TIMEOUT = float(envdecimal("DHANHQ_READ_TIMEOUT", "10", minimum=_timeout))
-DHANHQ_ORDER_READ_TIMEOUT = float(envdecimal("DHANHQ_ORDER_READ_TIMEOUT", "5", minimum=_timeout))
+# At most two minutes: a request that may hang for longer stalls a worker, it does not wait.
+_timeout = {"minimum": Decimal("0.1"), "maximum": Decimal(120)}
+DHANHQ_CONNECT_TIMEOUT = float(envdecimal("DHANHQ_CONNECT_TIMEOUT", "3.05", **_timeout))
+DHANHQ_READ_TIMEOUT = float(envdecimal("DHANHQ_READ_TIMEOUT", "10", **_timeout))
+DHANHQ_ORDER_READ_TIMEOUT = float(envdecimal("DHANHQ_ORDER_READ_TIMEOUT", "5", **_timeout))
 DHANHQ_REST_MAX_ATTEMPTS = envint("DHANHQ_REST_MAX_ATTEMPTS", 4, minimum=1, maximum=10)
 
 # --- Trading mode and paper account ------------------------------------------------------------
@@ -207,14 +212,20 @@ PAPER_MODE = envbool("PAPER_MODE", True)
 ENABLE_ORDER = envbool("ENABLE_ORDER", False)
 # Unset: the paper ledger opens with config/algo.yml paper.seed_cash; code reads the effective
 # figure through trading.config.store.paper_seed_cash(), never this setting directly.
+# Bounded as paper.seed_cash is (MAX_SEED_CASH_RUPEES of trading/config/load.py: Rs 10 crore;
+# tests/algo_scalper/test_settings.py checks the two agree).
 PAPER_SEED_CASH = (
-    envdecimal("PAPER_SEED_CASH", "0", minimum=Decimal(0)) if envstr("PAPER_SEED_CASH") else None
+    envdecimal("PAPER_SEED_CASH", "0", minimum=Decimal(0), maximum=Decimal(100_000_000))
+    if envstr("PAPER_SEED_CASH")
+    else None
 )
 # Unset: paper fills are charged with the full Indian charges model (config/charges.yml).
 # Set: a flat amount in rupees per executed order instead (a simple override for experiments).
 _flat = envstr("PAPER_CHARGES_PER_ORDER")
 PAPER_CHARGES_PER_ORDER = (
-    envdecimal("PAPER_CHARGES_PER_ORDER", "0", minimum=Decimal(0)) if _flat else None
+    envdecimal("PAPER_CHARGES_PER_ORDER", "0", minimum=Decimal(0), maximum=Decimal(10_000))
+    if _flat
+    else None
 )
 
 # --- Instrument catalog ------------------------------------------------------------------------

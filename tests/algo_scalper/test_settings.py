@@ -57,8 +57,16 @@ def test_a_bad_paper_mode_fails_naming_paper_mode_and_the_value(load_settings):
         ("DB_CONN_MAX_AGE", "-5"),
         ("PAPER_SEED_CASH", "a lot"),
         ("PAPER_SEED_CASH", "-1"),
+        ("PAPER_SEED_CASH", "1e20"),
+        ("PAPER_SEED_CASH", "100000000.01"),
         ("PAPER_CHARGES_PER_ORDER", "twenty"),
         ("PAPER_CHARGES_PER_ORDER", "-20"),
+        ("PAPER_CHARGES_PER_ORDER", "10001"),
+        ("DB_CONN_MAX_AGE", "86401"),
+        ("DJANGO_SECURE_HSTS_SECONDS", "63072001"),
+        ("DHANHQ_CONNECT_TIMEOUT", "121"),
+        ("DHANHQ_READ_TIMEOUT", "1e9"),
+        ("DHANHQ_ORDER_READ_TIMEOUT", "Infinity"),
         ("DHANHQ_LOG_LEVEL", "LOUD"),
         ("LOG_LEVEL", "TRACE"),
         ("DHANHQ_READ_TIMEOUT", "soon"),
@@ -338,3 +346,12 @@ def test_check_deploy_names_what_a_plain_http_run_gives_up(run_settings_code):
     assert loaded.returncode != 0
     for warning in ("W004", "W008", "W012", "W016"):
         assert f"security.{warning}" in loaded.output
+
+
+def test_the_environment_bounds_the_seed_cash_as_the_config_file_does(load_settings):
+    from trading.config.load import MAX_SEED_CASH_RUPEES
+
+    top = load_settings({**KEY, "PAPER_SEED_CASH": str(MAX_SEED_CASH_RUPEES)}, "PAPER_SEED_CASH")
+    assert Decimal(top.json()["PAPER_SEED_CASH"]) == MAX_SEED_CASH_RUPEES
+    over = load_settings({**KEY, "PAPER_SEED_CASH": f"{MAX_SEED_CASH_RUPEES}.01"}, "DEBUG")
+    assert_fails_naming(over, "PAPER_SEED_CASH", "at most")
