@@ -44,6 +44,7 @@ from trading.config.types import AlgoConfig
 from trading.dhan.errors import AuthFailure, DhanError
 from trading.models import Order, OrderLeg, PositionTracker
 from trading.orders.failpoints import failpoint
+from trading.orders.gateway import OrderEnded
 from trading.orders.journal import OrderEvent, abandon_unsent, apply_event
 from trading.orders.router import OrderRouter
 from trading.orders.states import WORKING, JournalStatus, PositionState
@@ -327,7 +328,20 @@ class OrderManager:
                     order.key,
                     order.attempt,
                 )
-        return 0 if self.router.reprice(order) is None else 1
+        try:
+            return 0 if self.router.reprice(order) is None else 1
+        except OrderEnded as ended:
+            # The broker has it final and its event has not come (the stream missed it):
+            # applied now from the broker's answer, not re-priced again every chase interval.
+            event = ended.view.as_event(order.correlation_id, self.now())
+            if apply_event(event, self.charges, paper=self.paper):
+                logger.warning(
+                    "order manager: order %s is %s at the broker and its event had not come: "
+                    "applied from the broker's answer to the re-price",
+                    order.correlation_id,
+                    ended.view.status,
+                )
+            return 0
 
     def handle_reconcile(self) -> int:
         """Live: the broker's positions against the journal's (trading/orders/reconcile.py);

@@ -175,3 +175,77 @@ def test_a_stream_the_broker_will_not_let_in_stops_the_manager_as_an_auth_failur
     finally:
         desk.close()
     assert auth_failures(desk.kv)["order_manager"]["during"] == "order updates"
+
+
+def test_an_order_traded_whose_update_the_stream_lost_is_applied_on_its_next_chase(sim):
+    """The stream can miss an update (a fill that came while it logged in, a dropped frame).
+    The chase that finds the order final at Dhan applies what Dhan answered, once, instead of
+    sending a modify every chase interval until the next read-back (seen in the crash e2e:
+    245 refused modifies in 57 s)."""
+    from trading.dhan.rest_types import ModifyOrderRequest, OrderByIdRequest
+    from trading.dhan.vocab import OrderType, Validity
+
+    desk = LiveDesk(sim)
+    lost: list[Any] = []
+    dropping = {"on": False}
+
+    def deliver(update: Any) -> None:  # the network between Dhan and the stream
+        if dropping["on"]:
+            lost.append(update)
+        else:
+            desk.manager.on_update(update)
+
+    desk.manager.stream = OrderUpdateClient(
+        sim.order_ws_url,
+        sim.client_id,
+        lambda: sim.token,
+        deliver,
+        policy=ReconnectPolicy(base=0.05, cap=0.2),
+        max_login_failures=1,
+        poll_interval=0.1,
+        close_timeout=1.0,
+    )
+    try:
+        contract = desk.contract()
+        desk.manager.stream.start()
+        wait_until(lambda: sim.order_connections() == 1, "the order-update login")
+        desk.manager.run_once()  # the start-up read-back, before anything is sent
+        tick = contract.tick_size
+        book = desk.book(contract)
+        bid = Decimal(str(book.best_bid))
+        order = desk.enter(contract, max(tick, (bid / 2 / tick).to_integral_value() * tick))
+        desk.until(lambda: Order.objects.filter(pk=order.pk, status="PENDING").exists(), "PENDING")
+        # Filled at Dhan (a limit moved through the book by hand), its updates lost.
+        dropping["on"] = True
+        rest = desk.router.gateway.rest
+        deep = Decimal(str(book.depth[4].ask_price)) + 20
+        rest.modify_order(
+            ModifyOrderRequest(
+                dhanClientId=sim.client_id,
+                orderId=order.broker_order_id,
+                orderType=OrderType.LIMIT,
+                quantity=order.quantity,
+                price=deep,
+                validity=Validity.DAY,
+            )
+        )
+        at_dhan = rest.order_by_id(OrderByIdRequest(order.broker_order_id)).order
+        wait_until(lambda: lost, "the lost update")
+        assert at_dhan.orderStatus == "TRADED"
+        # The chase is due, and the book has a price for it.
+        Order.objects.filter(pk=order.pk).update(priced_at=sim.now() - timedelta(minutes=5))
+        desk.router.quote = lambda key: (bid, Decimal(str(book.best_ask)), bid)
+        modifies = sim.rest_calls["PUT modify"]
+
+        assert desk.manager.handle_chases() == 0
+        order.refresh_from_db()
+        assert (order.status, order.filled_quantity) == ("TRADED", contract.lot_size)
+        assert abs(order.average_price - Decimal(str(at_dhan.averageTradedPrice))) < Decimal("0.01")
+        position = PositionTracker.objects.get(pk=order.position_id)
+        assert (position.status, position.quantity) == ("active", contract.lot_size)
+        assert sim.rest_calls["PUT modify"] == modifies + 1  # the one that found it traded
+        Order.objects.filter(pk=order.pk).update(priced_at=sim.now() - timedelta(minutes=5))
+        assert desk.manager.handle_chases() == 0
+        assert sim.rest_calls["PUT modify"] == modifies + 1  # final in the journal: no more
+    finally:
+        desk.close()

@@ -26,7 +26,7 @@ from trading.models import Order
 from trading.orders.journal import OrderEvent
 from trading.orders.states import JournalStatus
 
-__all__ = ["Ack", "BrokerOrder", "Gateway", "PaperGateway"]
+__all__ = ["Ack", "BrokerOrder", "Gateway", "OrderEnded", "PaperGateway"]
 
 
 @dataclass(frozen=True, slots=True)
@@ -62,6 +62,18 @@ class BrokerOrder:
         )
 
 
+class OrderEnded(Exception):
+    """A re-price the broker refused because the order is final there already (traded,
+    cancelled, rejected, expired): ``view`` is what the broker answered when asked. Its event
+    may never come (the order-update stream can miss one: a login race, a dropped frame), so
+    the order manager applies ``view`` at once instead of re-pricing the order again every
+    chase interval until its next read-back."""
+
+    def __init__(self, view: BrokerOrder) -> None:
+        super().__init__(f"order {view.broker_order_id} is {view.status} at the broker")
+        self.view = view
+
+
 class Gateway(Protocol):
     mode: str  # "paper" or "live"
 
@@ -71,7 +83,9 @@ class Gateway(Protocol):
 
     def modify(self, order: Order, price: Decimal, at: datetime) -> bool:
         """Re-price a working order (same broker order, same correlation id). True when the
-        broker took it; False when the order ended meanwhile (nothing to re-price)."""
+        broker took it; False when there is nothing to re-price (the order never reached the
+        broker, or has ended in the journal). Raises OrderEnded when the broker has it final
+        and the journal does not know yet."""
         ...
 
     def cancel(self, order: Order, at: datetime) -> None:

@@ -52,7 +52,7 @@ from trading.dhan.vocab import (
     Validity,
 )
 from trading.models import Order
-from trading.orders.gateway import Ack, BrokerOrder
+from trading.orders.gateway import Ack, BrokerOrder, OrderEnded
 from trading.orders.states import FINAL, JournalStatus
 from trading.rules.market import instrument_key
 
@@ -168,9 +168,10 @@ class LiveGateway:
         try:
             self.rest.modify_order(request)
         except (Rejected, UnknownOutcome) as exc:
-            if not self._ended(order, broker_id, "modify", exc):
+            found = self._ended(order, broker_id, "modify", exc)
+            if found is None:
                 raise
-            return False
+            raise OrderEnded(_broker_order(found)) from None
         return True
 
     def cancel(self, order: Order, at: datetime) -> None:
@@ -182,7 +183,7 @@ class LiveGateway:
         try:
             self.rest.cancel_order(CancelOrderRequest(broker_id))
         except (Rejected, UnknownOutcome) as exc:
-            if not self._ended(order, broker_id, "cancel", exc):
+            if self._ended(order, broker_id, "cancel", exc) is None:
                 raise
 
     def lookup(self, order: Order) -> BrokerOrder | None:
@@ -300,10 +301,12 @@ class LiveGateway:
             return None
         return found.orderId
 
-    def _ended(self, order: Order, broker_id: str, action: str, refusal: DhanError) -> bool:
+    def _ended(
+        self, order: Order, broker_id: str, action: str, refusal: DhanError
+    ) -> DhanOrder | None:
         """After Dhan refused a modify/cancel (or its answer was lost and the REST client's
-        read-back found the order not as asked): True (logged) when the order is final at
-        Dhan. A read that fails leaves the refusal standing."""
+        read-back found the order not as asked): Dhan's order (logged) when it is final
+        there, else None. A read that fails leaves the refusal standing."""
         seen = refusal.order if isinstance(refusal, UnknownOutcome) else None
         if isinstance(seen, DhanOrder):
             found: DhanOrder | None = seen  # the client read it back already
@@ -318,9 +321,9 @@ class LiveGateway:
                     refusal,
                     exc,
                 )
-                return False
+                return None
         if found is None or found.orderStatus not in FINAL:
-            return False
+            return None
         logger.info(
             "order %s: %s not needed, the order is %s at Dhan (%s)",
             order.correlation_id,
@@ -328,7 +331,7 @@ class LiveGateway:
             found.orderStatus,
             refusal.message,
         )
-        return True
+        return found
 
 
 def _journal_status(value: str, what: str) -> JournalStatus:

@@ -30,7 +30,7 @@ from trading.dhan.errors import AuthFailure, DhanError, Rejected, Retryable, Unk
 from trading.models import Order, OrderLeg, OrderSide, PositionTracker
 from trading.orders.acks import AckWriter
 from trading.orders.failpoints import failpoint
-from trading.orders.gateway import Gateway
+from trading.orders.gateway import Gateway, OrderEnded
 from trading.orders.intent import (
     REJECTED,
     ROUTED,
@@ -293,7 +293,8 @@ class OrderRouter:
     def reprice(self, order: Order) -> Decimal | None:
         """Move a working order's limit to the current book plus the buffer (a buy from the
         ask, a sell from the bid); None when there is no fresh price. The broker keeps the
-        order (a modify), so its filled units stay filled."""
+        order (a modify), so its filled units stay filled. Raises OrderEnded when the broker
+        has the order final already (trading/orders/gateway.py)."""
         quote = self.quote(order.key)
         if quote is None:
             return None
@@ -307,9 +308,15 @@ class OrderRouter:
         limit = marketable_limit if buy else marketable_sell_limit
         price = limit(reference, config.limit_buffer_pct, tick)
         now = self.now()
-        if not self.gateway.modify(order, price, now):
-            # The order ended meanwhile (its final event is on the way): wait a chase interval
-            # rather than spend the order rate budget on it every pass.
+        try:
+            taken = self.gateway.modify(order, price, now)
+        except OrderEnded:
+            # Final at the broker: the caller (the order manager) applies what the broker said.
+            Order.objects.filter(pk=order.pk, status__in=WORKING).update(priced_at=now)
+            raise
+        if not taken:
+            # Nothing to re-price (never reached the broker, or ended in the journal): wait a
+            # chase interval rather than spend the order rate budget on it every pass.
             Order.objects.filter(pk=order.pk, status__in=WORKING).update(priced_at=now)
             return None
         failpoint("chase:modified")

@@ -36,7 +36,7 @@ from trading.dhan.rest_types import OrderByCorrelationIdRequest, OrderByIdReques
 from trading.dhan.sim.server import SimConfig, Simulator, _dh_error
 from trading.models import Fill, LedgerEntry, Order, PositionTracker
 from trading.orders.events import event_from_update
-from trading.orders.gateway import BrokerOrder
+from trading.orders.gateway import BrokerOrder, OrderEnded
 from trading.orders.intent import REJECTED, ROUTED, EntryIntent
 from trading.orders.journal import apply_event, journal_entry
 from trading.orders.live import (
@@ -441,7 +441,11 @@ def test_modify_and_cancel_of_a_traded_order_are_quiet(sim, gateway, contract, c
     caplog.set_level(logging.INFO, logger="trading.orders.live")
     book = Book(sim, contract)
     order = place(make_router(gateway, sim), entry(contract, book.deep(), sim=sim))
-    assert gateway.modify(order, book.resting(), sim.now()) is False  # ended: nothing to do
+    with pytest.raises(OrderEnded) as ended:  # final at Dhan: what Dhan says comes with it
+        gateway.modify(order, book.resting(), sim.now())
+    view = ended.value.view
+    assert (view.status, view.broker_order_id) == (S.TRADED, order.broker_order_id)
+    assert view.filled_quantity == order.quantity and view.average_price is not None
     gateway.cancel(order, sim.now())
     order.refresh_from_db()
     assert (order.limit_price, order.attempt) == (book.deep(), 0)  # the journal kept its price
