@@ -11,6 +11,7 @@ catalog importer accepts it) and exits.
 
 from __future__ import annotations
 
+import queue
 import signal
 import threading
 import time
@@ -131,8 +132,15 @@ class Command(BaseCommand):
             place_order_delay=opts["place_order_delay"],
         )
         stop = threading.Event()
+        # Not stop.set() in the handler: it may run inside stop.wait() below while that holds
+        # the event's non-reentrant lock (workers/process.py run_until_stopped says more); a
+        # thread sets it, told through a SimpleQueue (reentrant put).
+        signals: queue.SimpleQueue[int] = queue.SimpleQueue()
+        threading.Thread(
+            target=lambda: (signals.get(), stop.set()), name="dhan_sim signals", daemon=True
+        ).start()
         for sig in (signal.SIGTERM, signal.SIGINT):
-            signal.signal(sig, lambda *_: stop.set())
+            signal.signal(sig, lambda signum, frame: signals.put(signum))
         try:
             sim.start()
         except OSError as exc:
