@@ -537,6 +537,24 @@ def crossing_entries(
     return found
 
 
+def _busy_share(before: list[int], after: list[int]) -> float:
+    """Share of the machine's CPU time (all cores) not idle between two _cpu_times(): every
+    process of the bench (simulator, hub, Redis, PostgreSQL, the engine) and anything else."""
+    delta = [b - a for a, b in zip(before, after, strict=False)]
+    total = sum(delta[:8])
+    idle = delta[3] + delta[4]  # idle, iowait
+    return 1 - idle / total if total else 0.0
+
+
+def machine_line(busy: float) -> str:
+    cores = os.cpu_count() or 1
+    return (
+        f"  the machine's {cores} cores during the run: {busy:.0%} busy (simulator, hub, Redis, "
+        f"PostgreSQL, engine and anything else); what is left for the engine's threads to be "
+        f"scheduled in: {1 - busy:.0%}"
+    )
+
+
 def latency_run(
     engine: Connection,
     entries: dict[str, Decimal],
@@ -732,7 +750,9 @@ def main() -> int:
         cpu_before = _cpu_times()
         engine_conn.send(("throughput", marks))
         samples = engine_conn.recv()
-        steal = _steal_share(cpu_before, _cpu_times())
+        cpu_after = _cpu_times()
+        steal = _steal_share(cpu_before, cpu_after)
+        busy = _busy_share(cpu_before, cpu_after)
         hub_conn.send("rate")
         hub_rate, dropped = hub_conn.recv()
         print(
@@ -757,13 +777,16 @@ def main() -> int:
             f"(target: flat)"
         )
         print(f"  CPU stolen by the hypervisor during the run: {steal:.0%} (noise)", flush=True)
+        print(machine_line(busy), flush=True)
 
         # 2. Latency.
         cpu_before = _cpu_times()
         result, created, still = latency_run(
             engine_conn, entries, rows, feed, args.latency_seconds, args.exit_rate
         )
-        steal = _steal_share(cpu_before, _cpu_times())
+        cpu_after = _cpu_times()
+        steal = _steal_share(cpu_before, cpu_after)
+        busy = _busy_share(cpu_before, cpu_after)
         figures, latencies = result["figures"], result["latencies"]
         print(
             f"\nlatency: {created} crossing positions added at {args.exit_rate:g}/s over "
@@ -839,6 +862,7 @@ def main() -> int:
                     f"max {pauses[-1]:.2f} ms, total {sum(pauses):.0f} ms"
                 )
         print(f"  CPU stolen by the hypervisor during the run: {steal:.0%} (noise)", flush=True)
+        print(machine_line(busy), flush=True)
 
         engine_conn.send(("stop", None))
         profile_text = engine_conn.recv()
