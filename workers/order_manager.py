@@ -18,6 +18,11 @@ Each pass (``handle_*`` methods, one unit of work each, for tests):
    back from it (by correlation id) and applied: an update the stream never delivered (it does
    not replay the past after a reconnect or a restart) is caught up, never lost; and the
    broker's positions are reconciled with the journal's (trading/orders/reconcile.py).
+   Sooner for orders whose end the system has asked for: a re-price the broker refuses
+   because the order is final there applies the broker's answer at once, and a cancel whose
+   final event has not come within ``cancel_grace`` seconds is read back (every
+   ``cancel_grace`` seconds until it ends), so a fill the stream missed never waits the 30 s
+   with its position unwatched.
 3. **Unknown outcomes.** An order in UNKNOWN is resolved by its correlation id at the broker
    before anything is sent again: found, its state is applied; not found, an exit is sent
    (exits never give up) and an entry is closed (never sent late at a stale price).
@@ -82,6 +87,7 @@ class OrderManager:
         wall: Callable[[], float] = time.time,
         interval: float = 0.05,
         unknown_grace: float = 15.0,
+        cancel_grace: float = 2.0,
         poll_interval: float = 5.0,
         resync_interval: float = 30.0,
         heartbeat_interval: float = 5.0,
@@ -96,6 +102,7 @@ class OrderManager:
         self.wall = wall
         self.interval = interval
         self.unknown_grace = unknown_grace
+        self.cancel_grace = cancel_grace
         self.poll_interval = poll_interval
         self.resync_interval = resync_interval
         self.heartbeat_interval = heartbeat_interval
@@ -108,6 +115,7 @@ class OrderManager:
         self._next_resync = 0.0
         self._next_beat = 0.0
         self._alerted: set[int] = set()
+        self._cancel_reads: dict[int, float] = {}  # order pk -> wall time of its next read
 
     @property
     def paper(self) -> bool:
@@ -145,6 +153,8 @@ class OrderManager:
                 self.handle_reconcile()
             self.handle_events()
             self.handle_unknown()
+            if not self.paper:
+                self.handle_cancels()
             self.handle_exits()
             self.handle_chases()
         except AuthFailure as exc:
@@ -383,6 +393,50 @@ class OrderManager:
                 self._order_fault(order, "lookup by correlation id", exc)
         self.counters["resolved"] += resolved
         return resolved
+
+    def handle_cancels(self) -> int:
+        """Live: working orders whose cancel was asked ``cancel_grace`` seconds ago or more and
+        whose final event has not come are read back from the broker and what it says applied
+        (module docstring, point 2): a cancel Dhan refuses because the order filled meanwhile
+        says nothing else, and the stream may have missed that fill. Each order is read at most
+        every ``cancel_grace`` seconds; the number that changed the journal."""
+        wall, now = self.wall(), self.now()
+        # cancel_requested_at is market time (the router's clock); the reads are paced on the
+        # wall clock, so a fast simulated market cannot turn them into a storm.
+        asked_before = now - timedelta(seconds=self.cancel_grace)
+        waiting = (
+            Order.objects.filter(status__in=WORKING, cancel_requested_at__lte=asked_before)
+            .exclude(status=JournalStatus.UNKNOWN)
+            .exclude(broker_order_id="")
+        )
+        changed = 0
+        due = {}
+        for order in waiting:
+            next_read = self._cancel_reads.get(order.pk, 0.0)
+            due[order.pk] = next_read
+            if wall < next_read:
+                continue
+            due[order.pk] = wall + self.cancel_grace
+            try:
+                view = self.router.gateway.lookup(order)
+            except AuthFailure:
+                raise
+            except DhanError as exc:
+                self._order_fault(order, "read back after its cancel", exc)
+                continue
+            if view is not None and apply_event(
+                view.as_event(order.correlation_id, now), self.charges, paper=self.paper
+            ):
+                changed += 1
+                logger.warning(
+                    "order manager: order %s is %s at the broker; its event had not come "
+                    "%.0f s after the cancel was asked: applied from a read-back",
+                    order.correlation_id,
+                    view.status,
+                    self.cancel_grace,
+                )
+        self._cancel_reads = due  # orders that ended are let go
+        return changed
 
     def _resolve(self, order: Order, now: datetime) -> int:
         """One UNKNOWN order (module docstring, point 3); 1 when it was resolved."""

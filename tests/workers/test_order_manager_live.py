@@ -6,6 +6,7 @@ failure instead of leaving it to poll forever."""
 from __future__ import annotations
 
 import itertools
+import time
 from collections.abc import Iterator
 from datetime import datetime, timedelta
 from decimal import Decimal
@@ -247,5 +248,93 @@ def test_an_order_traded_whose_update_the_stream_lost_is_applied_on_its_next_cha
         Order.objects.filter(pk=order.pk).update(priced_at=sim.now() - timedelta(minutes=5))
         assert desk.manager.handle_chases() == 0
         assert sim.rest_calls["PUT modify"] == modifies + 1  # final in the journal: no more
+    finally:
+        desk.close()
+
+
+def test_a_cancel_refused_because_the_order_filled_is_settled_by_a_paced_read_back(sim):
+    """The exit engine's kill switch cancels a working entry; Dhan refuses (it has just filled)
+    and the stream missed the fill. The order is read back once the cancel has waited
+    ``cancel_grace`` and the fill applied, not left for the 30 s read-back; an order whose
+    cancel is still pending at Dhan is read at most every ``cancel_grace`` wall seconds."""
+    from trading.dhan.rest_types import ModifyOrderRequest, OrderByIdRequest
+    from trading.dhan.vocab import OrderType, Validity
+
+    desk = LiveDesk(sim)
+    dropping = {"on": False}
+
+    def deliver(update: Any) -> None:  # the network between Dhan and the stream
+        if not dropping["on"]:
+            desk.manager.on_update(update)
+
+    desk.manager.stream = OrderUpdateClient(
+        sim.order_ws_url,
+        sim.client_id,
+        lambda: sim.token,
+        deliver,
+        policy=ReconnectPolicy(base=0.05, cap=0.2),
+        max_login_failures=1,
+        poll_interval=0.1,
+        close_timeout=1.0,
+    )
+    try:
+        contract = desk.contract()
+        desk.manager.stream.start()
+        wait_until(lambda: sim.order_connections() == 1, "the order-update login")
+        desk.manager.run_once()  # the start-up read-back, before anything is sent
+        tick = contract.tick_size
+        book = desk.book(contract)
+        resting_price = max(
+            tick, (Decimal(str(book.best_bid)) / 2 / tick).to_integral_value() * tick
+        )
+        filled = desk.enter(contract, resting_price)
+        resting = desk.enter(contract, resting_price)
+        desk.until(
+            lambda: (
+                Order.objects.filter(pk__in=(filled.pk, resting.pk), status="PENDING").count() == 2
+            ),
+            "both PENDING",
+        )
+        dropping["on"] = True
+        rest = desk.router.gateway.rest
+        rest.modify_order(
+            ModifyOrderRequest(
+                dhanClientId=sim.client_id,
+                orderId=filled.broker_order_id,
+                orderType=OrderType.LIMIT,
+                quantity=filled.quantity,
+                price=Decimal(str(book.depth[4].ask_price)) + 20,
+                validity=Validity.DAY,
+            )
+        )
+        at_dhan = rest.order_by_id(OrderByIdRequest(filled.broker_order_id)).order
+        assert at_dhan.orderStatus == "TRADED"
+        desk.router.cancel(filled)  # refused by Dhan (traded): quiet, as for the exit engine
+        filled.refresh_from_db()
+        assert filled.status == "PENDING" and filled.cancel_requested_at is not None
+        # The other order's cancel request never reached Dhan: still working there.
+        asked = sim.now() - timedelta(minutes=1)
+        Order.objects.filter(pk__in=(filled.pk, resting.pk)).update(cancel_requested_at=asked)
+        reads = sum(n for k, n in sim.rest_calls.items() if k.startswith("GET order_by"))
+
+        assert desk.manager.handle_cancels() == 1
+        filled.refresh_from_db()
+        assert (filled.status, filled.filled_quantity) == ("TRADED", contract.lot_size)
+        position = PositionTracker.objects.get(pk=filled.position_id)
+        assert (position.status, position.quantity) == ("active", contract.lot_size)
+        after_first = sum(n for k, n in sim.rest_calls.items() if k.startswith("GET order_by"))
+        assert after_first == reads + 2  # one read of each order
+
+        assert desk.manager.handle_cancels() == 0  # the resting one: not again so soon
+        assert sum(n for k, n in sim.rest_calls.items() if k.startswith("GET order_by")) == (
+            after_first
+        )
+        later = time.time() + desk.manager.cancel_grace + 0.1
+        desk.manager.wall = lambda: later
+        assert desk.manager.handle_cancels() == 0  # read again: still PENDING at Dhan
+        assert sum(n for k, n in sim.rest_calls.items() if k.startswith("GET order_by")) == (
+            after_first + 1
+        )
+        assert Order.objects.get(pk=resting.pk).status == "PENDING"
     finally:
         desk.close()
