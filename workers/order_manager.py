@@ -249,16 +249,22 @@ class OrderManager:
         order that it knows (a broker order id)."""
         events = []
         for order in Order.objects.filter(status__in=WORKING).exclude(broker_order_id=""):
-            try:
-                view = self.router.gateway.lookup(order)
-            except AuthFailure:
-                raise
-            except DhanError as exc:  # this order cannot be read now; the next pass tries
-                self._order_fault(order, "read back", exc)
-                continue
-            if view is not None:
-                events.append(view.as_event(order.correlation_id, now))
+            event = self._read_back(order, now, "read back")
+            if event is not None:
+                events.append(event)
         return events
+
+    def _read_back(self, order: Order, now: datetime, what: str) -> OrderEvent | None:
+        """The broker's view of one order as an event; None when the broker does not have it
+        or cannot be read now (logged as ``what``, counted; the next pass tries)."""
+        try:
+            view = self.router.gateway.lookup(order)
+        except AuthFailure:
+            raise
+        except DhanError as exc:
+            self._order_fault(order, what, exc)
+            return None
+        return None if view is None else view.as_event(order.correlation_id, now)
 
     def _order_fault(self, order: Order, what: str, exc: Exception) -> None:
         """One order's broker call failed: logged with the order, counted, the pass goes on
@@ -417,22 +423,14 @@ class OrderManager:
             if wall < next_read:
                 continue
             due[order.pk] = wall + self.cancel_grace
-            try:
-                view = self.router.gateway.lookup(order)
-            except AuthFailure:
-                raise
-            except DhanError as exc:
-                self._order_fault(order, "read back after its cancel", exc)
-                continue
-            if view is not None and apply_event(
-                view.as_event(order.correlation_id, now), self.charges, paper=self.paper
-            ):
+            event = self._read_back(order, now, "read back after its cancel")
+            if event is not None and apply_event(event, self.charges, paper=self.paper):
                 changed += 1
                 logger.warning(
                     "order manager: order %s is %s at the broker; its event had not come "
                     "%.0f s after the cancel was asked: applied from a read-back",
                     order.correlation_id,
-                    view.status,
+                    event.status,
                     self.cancel_grace,
                 )
         self._cancel_reads = due  # orders that ended are let go
