@@ -69,17 +69,60 @@ class LiveDesk:
             clock=lambda: sim.now().timestamp(),
             heartbeat_interval=0.0,
         )
+        # The network between Dhan and the stream: while ``dropping``, updates are lost.
+        self.dropping = False
+        self.lost: list[Any] = []
         login = token or sim.token
         self.manager.stream = OrderUpdateClient(
             sim.order_ws_url,
             sim.client_id,
             lambda: login,
-            self.manager.on_update,
+            self._deliver,
             policy=ReconnectPolicy(base=0.05, cap=0.2),
             max_login_failures=1,
             poll_interval=0.1,
             close_timeout=1.0,
         )
+
+    def _deliver(self, update: Any) -> None:
+        if self.dropping:
+            self.lost.append(update)
+        else:
+            self.manager.on_update(update)
+
+    def started(self) -> Derivative:
+        """The catalog imported, the stream logged in, the start-up read-back done (before
+        anything is sent); returns the contract of ``contract()``."""
+        contract = self.contract()
+        self.manager.stream.start()
+        wait_until(lambda: self.sim.order_connections() == 1, "the order-update login")
+        self.manager.run_once()
+        return contract
+
+    def resting_price(self, contract: Derivative) -> Decimal:
+        """Half the bid, on the tick: a buy that rests."""
+        tick = contract.tick_size
+        half_bid = (Decimal(str(self.book(contract).best_bid)) / 2 / tick).to_integral_value()
+        return max(tick, half_bid * tick)
+
+    def fill_by_hand(self, order: Order, book: Any) -> Any:
+        """Move the order's limit through the book at Dhan (a hand's modify, not the
+        system's): it trades. Returns Dhan's order."""
+        from trading.dhan.rest_types import ModifyOrderRequest, OrderByIdRequest
+        from trading.dhan.vocab import OrderType, Validity
+
+        rest = self.router.gateway.rest
+        rest.modify_order(
+            ModifyOrderRequest(
+                dhanClientId=self.sim.client_id,
+                orderId=order.broker_order_id,
+                orderType=OrderType.LIMIT,
+                quantity=order.quantity,
+                price=Decimal(str(book.depth[4].ask_price)) + 20,
+                validity=Validity.DAY,
+            )
+        )
+        return rest.order_by_id(OrderByIdRequest(order.broker_order_id)).order
 
     def contract(self) -> Derivative:
         """The simulator's NIFTY call nearest the money, from its own scrip master."""
@@ -183,55 +226,17 @@ def test_an_order_traded_whose_update_the_stream_lost_is_applied_on_its_next_cha
     The chase that finds the order final at Dhan applies what Dhan answered, once, instead of
     sending a modify every chase interval until the next read-back (seen in the crash e2e:
     245 refused modifies in 57 s)."""
-    from trading.dhan.rest_types import ModifyOrderRequest, OrderByIdRequest
-    from trading.dhan.vocab import OrderType, Validity
-
     desk = LiveDesk(sim)
-    lost: list[Any] = []
-    dropping = {"on": False}
-
-    def deliver(update: Any) -> None:  # the network between Dhan and the stream
-        if dropping["on"]:
-            lost.append(update)
-        else:
-            desk.manager.on_update(update)
-
-    desk.manager.stream = OrderUpdateClient(
-        sim.order_ws_url,
-        sim.client_id,
-        lambda: sim.token,
-        deliver,
-        policy=ReconnectPolicy(base=0.05, cap=0.2),
-        max_login_failures=1,
-        poll_interval=0.1,
-        close_timeout=1.0,
-    )
     try:
-        contract = desk.contract()
-        desk.manager.stream.start()
-        wait_until(lambda: sim.order_connections() == 1, "the order-update login")
-        desk.manager.run_once()  # the start-up read-back, before anything is sent
-        tick = contract.tick_size
+        contract = desk.started()
         book = desk.book(contract)
         bid = Decimal(str(book.best_bid))
-        order = desk.enter(contract, max(tick, (bid / 2 / tick).to_integral_value() * tick))
+        order = desk.enter(contract, desk.resting_price(contract))
         desk.until(lambda: Order.objects.filter(pk=order.pk, status="PENDING").exists(), "PENDING")
         # Filled at Dhan (a limit moved through the book by hand), its updates lost.
-        dropping["on"] = True
-        rest = desk.router.gateway.rest
-        deep = Decimal(str(book.depth[4].ask_price)) + 20
-        rest.modify_order(
-            ModifyOrderRequest(
-                dhanClientId=sim.client_id,
-                orderId=order.broker_order_id,
-                orderType=OrderType.LIMIT,
-                quantity=order.quantity,
-                price=deep,
-                validity=Validity.DAY,
-            )
-        )
-        at_dhan = rest.order_by_id(OrderByIdRequest(order.broker_order_id)).order
-        wait_until(lambda: lost, "the lost update")
+        desk.dropping = True
+        at_dhan = desk.fill_by_hand(order, book)
+        wait_until(lambda: desk.lost, "the lost update")
         assert at_dhan.orderStatus == "TRADED"
         # The chase is due, and the book has a price for it.
         Order.objects.filter(pk=order.pk).update(priced_at=sim.now() - timedelta(minutes=5))
@@ -257,57 +262,20 @@ def test_a_cancel_refused_because_the_order_filled_is_settled_by_a_paced_read_ba
     and the stream missed the fill. The order is read back once the cancel has waited
     ``cancel_grace`` and the fill applied, not left for the 30 s read-back; an order whose
     cancel is still pending at Dhan is read at most every ``cancel_grace`` wall seconds."""
-    from trading.dhan.rest_types import ModifyOrderRequest, OrderByIdRequest
-    from trading.dhan.vocab import OrderType, Validity
-
     desk = LiveDesk(sim)
-    dropping = {"on": False}
-
-    def deliver(update: Any) -> None:  # the network between Dhan and the stream
-        if not dropping["on"]:
-            desk.manager.on_update(update)
-
-    desk.manager.stream = OrderUpdateClient(
-        sim.order_ws_url,
-        sim.client_id,
-        lambda: sim.token,
-        deliver,
-        policy=ReconnectPolicy(base=0.05, cap=0.2),
-        max_login_failures=1,
-        poll_interval=0.1,
-        close_timeout=1.0,
-    )
     try:
-        contract = desk.contract()
-        desk.manager.stream.start()
-        wait_until(lambda: sim.order_connections() == 1, "the order-update login")
-        desk.manager.run_once()  # the start-up read-back, before anything is sent
-        tick = contract.tick_size
+        contract = desk.started()
         book = desk.book(contract)
-        resting_price = max(
-            tick, (Decimal(str(book.best_bid)) / 2 / tick).to_integral_value() * tick
-        )
-        filled = desk.enter(contract, resting_price)
-        resting = desk.enter(contract, resting_price)
+        filled = desk.enter(contract, desk.resting_price(contract))
+        resting = desk.enter(contract, desk.resting_price(contract))
         desk.until(
             lambda: (
                 Order.objects.filter(pk__in=(filled.pk, resting.pk), status="PENDING").count() == 2
             ),
             "both PENDING",
         )
-        dropping["on"] = True
-        rest = desk.router.gateway.rest
-        rest.modify_order(
-            ModifyOrderRequest(
-                dhanClientId=sim.client_id,
-                orderId=filled.broker_order_id,
-                orderType=OrderType.LIMIT,
-                quantity=filled.quantity,
-                price=Decimal(str(book.depth[4].ask_price)) + 20,
-                validity=Validity.DAY,
-            )
-        )
-        at_dhan = rest.order_by_id(OrderByIdRequest(filled.broker_order_id)).order
+        desk.dropping = True
+        at_dhan = desk.fill_by_hand(filled, book)
         assert at_dhan.orderStatus == "TRADED"
         desk.router.cancel(filled)  # refused by Dhan (traded): quiet, as for the exit engine
         filled.refresh_from_db()
