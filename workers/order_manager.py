@@ -20,9 +20,9 @@ Each pass (``handle_*`` methods, one unit of work each, for tests):
    broker's positions are reconciled with the journal's (trading/orders/reconcile.py).
    Sooner for orders whose end the system has asked for: a re-price the broker refuses
    because the order is final there applies the broker's answer at once, and a cancel whose
-   final event has not come within ``cancel_grace`` seconds is read back (every
-   ``cancel_grace`` seconds until it ends), so a fill the stream missed never waits the 30 s
-   with its position unwatched.
+   final event has not come within ``cancel_grace`` seconds, of market time and of wall
+   time both, is read back (every ``cancel_grace`` wall seconds until it ends), so a fill
+   the stream missed never waits the 30 s with its position unwatched.
 3. **Unknown outcomes.** An order in UNKNOWN is resolved by its correlation id at the broker
    before anything is sent again: found, its state is applied; not found, an exit is sent
    (exits never give up) and an entry is closed (never sent late at a stale price).
@@ -407,20 +407,25 @@ class OrderManager:
         says nothing else, and the stream may have missed that fill. Each order is read at most
         every ``cancel_grace`` seconds; the number that changed the journal."""
         wall, now = self.wall(), self.now()
-        # cancel_requested_at is market time (the router's clock); the reads are paced on the
-        # wall clock, so a fast simulated market cannot turn them into a storm.
+        # cancel_requested_at is market time (the router's clock). The stream's event travels
+        # in wall time, so the grace must have passed on both clocks: on market time alone a
+        # simulated market at 60x would read back nearly every cancel 33 ms after it was
+        # asked. Wall time counts from the pass that first saw the cancel, and later reads
+        # are paced on it, so a fast simulated market cannot turn them into a storm.
         asked_before = now - timedelta(seconds=self.cancel_grace)
         waiting = (
-            Order.objects.filter(status__in=WORKING, cancel_requested_at__lte=asked_before)
+            Order.objects.filter(status__in=WORKING, cancel_requested_at__isnull=False)
             .exclude(status=JournalStatus.UNKNOWN)
             .exclude(broker_order_id="")
         )
         changed = 0
         due = {}
         for order in waiting:
-            next_read = self._cancel_reads.get(order.pk, 0.0)
+            next_read = self._cancel_reads.get(order.pk)
+            if next_read is None:  # first seen now: its wall grace starts
+                next_read = wall + self.cancel_grace
             due[order.pk] = next_read
-            if wall < next_read:
+            if wall < next_read or order.cancel_requested_at > asked_before:
                 continue
             due[order.pk] = wall + self.cancel_grace
             event = self._read_back(order, now, "read back after its cancel")

@@ -283,26 +283,34 @@ def test_a_cancel_refused_because_the_order_filled_is_settled_by_a_paced_read_ba
         # The other order's cancel request never reached Dhan: still working there.
         asked = sim.now() - timedelta(minutes=1)
         Order.objects.filter(pk__in=(filled.pk, resting.pk)).update(cancel_requested_at=asked)
-        reads = sum(n for k, n in sim.rest_calls.items() if k.startswith("GET order_by"))
 
+        def reads():
+            return sum(n for k, n in sim.rest_calls.items() if k.startswith("GET order_by"))
+
+        before = reads()
+        t0 = time.time()
+        # A minute of market time has passed, but the pass that first sees the cancels starts
+        # their wall grace: the stream's event travels in wall time (at 60x, a market-time
+        # grace alone would read back nearly every cancel).
+        assert desk.manager.handle_cancels() == 0 and reads() == before
+        desk.manager.wall = lambda: t0 + desk.manager.cancel_grace + 0.1
         assert desk.manager.handle_cancels() == 1
         filled.refresh_from_db()
         assert (filled.status, filled.filled_quantity) == ("TRADED", contract.lot_size)
         position = PositionTracker.objects.get(pk=filled.position_id)
         assert (position.status, position.quantity) == ("active", contract.lot_size)
-        after_first = sum(n for k, n in sim.rest_calls.items() if k.startswith("GET order_by"))
-        assert after_first == reads + 2  # one read of each order
+        after_first = reads()
+        assert after_first == before + 2  # one read of each order
 
         assert desk.manager.handle_cancels() == 0  # the resting one: not again so soon
-        assert sum(n for k, n in sim.rest_calls.items() if k.startswith("GET order_by")) == (
-            after_first
-        )
-        later = time.time() + desk.manager.cancel_grace + 0.1
-        desk.manager.wall = lambda: later
+        assert reads() == after_first
+        desk.manager.wall = lambda: t0 + 2 * desk.manager.cancel_grace + 0.2
         assert desk.manager.handle_cancels() == 0  # read again: still PENDING at Dhan
-        assert sum(n for k, n in sim.rest_calls.items() if k.startswith("GET order_by")) == (
-            after_first + 1
-        )
+        assert reads() == after_first + 1
+        # Wall time alone is not enough either: a cancel asked just now in market time waits.
+        desk.manager.now = lambda: asked + timedelta(seconds=1)
+        desk.manager.wall = lambda: t0 + 10 * desk.manager.cancel_grace
+        assert desk.manager.handle_cancels() == 0 and reads() == after_first + 1
         assert Order.objects.get(pk=resting.pk).status == "PENDING"
     finally:
         desk.close()
