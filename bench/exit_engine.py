@@ -73,9 +73,12 @@ and database-copy throttles (what-if runs: they change what the engine does, so 
 are not the engine's as shipped; the bench says so in its first line). ``--profile`` runs the
 engine thread under cProfile during the throughput run (slower: its figures are not the
 bench's) and prints where the time went; ``--profile latency`` does so during the latency run,
-with what the reload, the sweep and the exits' route called. ``--switch-interval S`` and
-``--gc-freeze`` are what-ifs in the engine process (``sys.setswitchinterval``; ``gc.freeze()``
-after the warm-up), said in the first line like the others.
+with what the reload, the sweep and the exits' route called. ``--switch-interval S``,
+``--persist-interval S`` and ``--gc-freeze`` are what-ifs in the engine process
+(``sys.setswitchinterval``; how often the exit states are written, 1 s as shipped;
+``gc.freeze()`` after the warm-up), said in the first line like the others. On PostgreSQL
+and Redis the engine routes its exits from its route process (workers/exit_routes.py), as
+``run_exit_engine`` does; the route's figure then includes the hand-over down its pipe.
 """
 
 from __future__ import annotations
@@ -252,6 +255,8 @@ def run_engine(
     engine = exit_engine_from_settings(realtime_from_settings(), live=False)
     if os.environ.get("BENCH_SWITCH_INTERVAL"):
         sys.setswitchinterval(float(os.environ["BENCH_SWITCH_INTERVAL"]))
+    if os.environ.get("BENCH_PERSIST_INTERVAL"):
+        engine.persist_interval = float(os.environ["BENCH_PERSIST_INTERVAL"])
     # What-if knobs (module doc); by default the engine runs as run_exit_engine builds it.
     if pnl_interval is not None:
         engine.pnl_interval = pnl_interval
@@ -650,6 +655,11 @@ def main() -> int:
         help="what-if: sys.setswitchinterval in the engine process (CPython's default 0.005)",
     )
     parser.add_argument(
+        "--persist-interval",
+        type=float,
+        help="what-if: seconds between the engine's writes of the exit states (default 1)",
+    )
+    parser.add_argument(
         "--gc-freeze", action="store_true", help="what-if: gc.freeze() after the warm-up"
     )
     args = parser.parse_args()
@@ -669,6 +679,9 @@ def main() -> int:
     if args.switch_interval is not None:
         os.environ["BENCH_SWITCH_INTERVAL"] = str(args.switch_interval)
         print(f"WHAT-IF: the engine process's switch interval {args.switch_interval:g} s")
+    if args.persist_interval is not None:
+        os.environ["BENCH_PERSIST_INTERVAL"] = str(args.persist_interval)
+        print(f"WHAT-IF: the engine writes the exit states every {args.persist_interval:g} s")
     if args.pnl_interval is not None or args.pnl_db_interval is not None:
         print(
             f"WHAT-IF, not the engine as shipped: PnL cache marks every "

@@ -81,6 +81,7 @@ from trading.rules.market import INDEX_SEGMENT, IST, instrument_key
 from trading.rules.pnl import price_decimal
 from trading.rules.vocab import ExitType
 from workers.broker_auth import clear_auth_failure, report_auth_failure
+from workers.exit_routes import RouteProcess, RoutesDied
 from workers.market_clock import MarketClock
 from workers.pnl import OPEN_STATUSES, PnlMonitor, default_exit_charges, update_open_positions
 from workers.realtime.keys import MARKET_CLOCK
@@ -148,6 +149,7 @@ class ExitEngine(PnlMonitor):
         heartbeat_interval: float = 5.0,
         seed_cash: Callable[[], Decimal] | None = None,
         router_threads: int | None = None,
+        route_process: bool = False,
     ) -> None:
         super().__init__(
             realtime,
@@ -212,13 +214,19 @@ class ExitEngine(PnlMonitor):
         # were made; without them (tests driving one pass at a time) act() routes inline.
         # While a route is queued or running the bookkeeper yields (_yield_to_routes).
         self.router_threads = router_threads
+        # route_process (run_exit_engine on PostgreSQL and Redis): the router threads run in
+        # a process of their own (workers/exit_routes.py), the decisions sent down a pipe.
+        self.route_process = route_process
+        self._remote: RouteProcess | None = None
+        self._remote_pending: dict[int, tuple[Watched, ExitDecision, float, float]] = {}
+        self._remote_seq = 0
         self._routers: list[threading.Thread] = []
         self._routes: queue.SimpleQueue[Any] | None = None
         # Decisions handed over (written by the tick thread) and routed (one slot per router
         # thread, each its only writer): they differ while a route is queued or running.
         self._queued = 0
         self._routed: list[int] = []
-        self._route_failure: AuthFailure | None = None
+        self._route_failure: Exception | None = None
         # Open PnL of the watched, unclaimed positions (gross at their contract's last price
         # less the entry charges), kept up to date per contract by _set_price (its units and
         # cost in _exposure) and by the claims, recomputed at each reload.
@@ -994,12 +1002,38 @@ class ExitEngine(PnlMonitor):
         self._persist_soon(watched)
         if decision.exit_type == ExitType.DAILY_LOSS_LIMIT:
             self.trip_kill_switch(decision)
+        remote = self._remote
+        if remote is not None:
+            self._remote_seq += 1
+            self._remote_pending[self._remote_seq] = (watched, decision, received, acting)
+            self._queued += 1
+            try:
+                remote.put(
+                    self._remote_seq,
+                    watched.position_id,
+                    decision.exit_type,
+                    decision.reason,
+                    **self._decision_fields(decision),
+                )
+            except RoutesDied as exc:
+                self._route_failure = exc
+                raise
+            return
         routes = self._routes
         if routes is not None:
             self._queued += 1
             routes.put((watched, decision, received, acting))
         else:
             self.route(watched, decision, received, acting)
+
+    @staticmethod
+    def _decision_fields(decision: ExitDecision) -> dict[str, Any]:
+        return {
+            "trigger_price": decision.trigger_price,
+            "inputs": dict(decision.inputs),
+            "decided_at": decision.decided_at,
+            "tick_at": decision.tick_at,
+        }
 
     def route(
         self, watched: Watched, decision: ExitDecision, received: float, acting: float
@@ -1010,25 +1044,40 @@ class ExitEngine(PnlMonitor):
                 watched.position_id,
                 decision.exit_type,
                 decision.reason,
-                trigger_price=decision.trigger_price,
-                inputs=dict(decision.inputs),
-                decided_at=decision.decided_at,
-                tick_at=decision.tick_at,
+                **self._decision_fields(decision),
             )
         except ExitRefused as exc:
-            self.counters["refused"] += 1
-            logger.info("exit engine: %s: %s (another exit has it)", decision.exit_type, exc)
-            return False
+            return self._routed_as(watched, decision, received, acting, "refused", str(exc))
         except AuthFailure:
             raise
         except Exception as exc:
             # Claimed or not, the order manager drives any claimed exit to its end.
-            self._record_error(f"exit #{watched.position_id}: {exc}")
             logger.exception("exit engine: routing the exit of #%d failed", watched.position_id)
+            return self._routed_as(watched, decision, received, acting, "error", str(exc))
+        return self._routed_as(watched, decision, received, acting, "exit", result.detail)
+
+    def _routed_as(
+        self,
+        watched: Watched,
+        decision: ExitDecision,
+        received: float,
+        acting: float,
+        outcome: str,
+        detail: str,
+        finished: float | None = None,
+    ) -> bool:
+        """Count and log one route's outcome (here, or from the route process); True when
+        this engine claimed and routed it."""
+        if outcome == "refused":
+            self.counters["refused"] += 1
+            logger.info("exit engine: %s: %s (another exit has it)", decision.exit_type, detail)
+            return False
+        if outcome != "exit":
+            self._record_error(f"exit #{watched.position_id}: {detail}")
             return False
         self.counters["exits"] += 1
         if received:
-            self.tick_to_send.append(self.clock() - received)
+            self.tick_to_send.append((finished or self.clock()) - received)
             self.tick_to_act.append(acting - received)
             self.first_look.append(watched.evaluated == 1)
         logger.warning(
@@ -1036,9 +1085,30 @@ class ExitEngine(PnlMonitor):
             watched.position_id,
             decision.exit_type,
             decision.reason,
-            result.detail,
+            detail,
         )
         return True
+
+    def _remote_done(self, seq: int, outcome: str, detail: str, finished: float) -> None:
+        """The route process's answer (its reader thread)."""
+        try:
+            item = self._remote_pending.pop(seq, None)
+            if outcome == "auth":
+                self._route_failure = AuthFailure(detail)
+            elif outcome == "error" and item is not None:
+                logger.error(
+                    "exit engine: routing the exit of #%d failed in the route process: %s",
+                    item[0].position_id,
+                    detail,
+                )
+            if item is not None:
+                self._routed_as(*item, outcome, detail, finished)
+        finally:
+            self._routed[0] += 1
+
+    def _remote_died(self, exc: RoutesDied) -> None:
+        logger.critical("exit engine: %s; it stops (its start continues claimed exits)", exc)
+        self._route_failure = exc
 
     def _start_routes(self) -> None:
         """The router threads: they take the decisions in the order they were made and
@@ -1046,14 +1116,32 @@ class ExitEngine(PnlMonitor):
         round trips and a burst of exits (the kill switch, a gap through many stops) is
         routed side by side. ``router_threads`` of them: 4 on PostgreSQL, 1 on SQLite (one
         writer at a time there). An authentication failure stops its thread; the tick thread
-        raises it on its next pass (trading stops loudly, /ready says why)."""
+        raises it on its next pass (trading stops loudly, /ready says why). With
+        ``route_process`` the same threads run in the route process (workers/exit_routes.py),
+        whose round trips then never wait for this process's interpreter lock."""
         from django.db import DEFAULT_DB_ALIAS
 
         count = self.router_threads
         if count is None:
             count = 1 if connections[DEFAULT_DB_ALIAS].vendor == "sqlite" else 4
-        routes: queue.SimpleQueue[Any] = queue.SimpleQueue()
         self._queued = 0
+        if self.route_process:
+            self._routed = [0]  # written by the route process's reader thread only
+            if self.realtime.redis_url is None:
+                raise ValueError("route_process needs Redis (another process cannot see memory)")
+            remote = RouteProcess(
+                live=self.live,
+                redis_url=self.realtime.redis_url,
+                prefix=self.realtime.prefix,
+                on_done=self._remote_done,
+                on_died=self._remote_died,
+                threads=count,
+                database={"NAME": connections[DEFAULT_DB_ALIAS].settings_dict["NAME"]},
+            )
+            remote.start()
+            self._remote = remote
+            return
+        routes: queue.SimpleQueue[Any] = queue.SimpleQueue()
         self._routed = [0] * count
 
         def drain(slot: int) -> None:
@@ -1085,7 +1173,11 @@ class ExitEngine(PnlMonitor):
         self._routers = routers  # set once every thread runs (what a watcher may wait for)
 
     def _stop_routes(self) -> None:
-        """Route what is queued, then stop the router threads."""
+        """Route what is queued, then stop the router threads (or the route process)."""
+        remote, self._remote = self._remote, None
+        if remote is not None:
+            remote.stop()
+            return
         routers, routes = self._routers, self._routes
         if not routers or routes is None:
             return
@@ -1204,10 +1296,16 @@ def _seed_cash(config_source: Callable[[], AlgoConfig]) -> Callable[[], Decimal]
     return seed
 
 
-def exit_engine_from_settings(realtime: Realtime, *, live: bool) -> ExitEngine:
+def exit_engine_from_settings(
+    realtime: Realtime, *, live: bool, route_process: bool | None = None
+) -> ExitEngine:
     """The exit engine as run_exit_engine and run_trader build it: the router of this process
     (paper, or the live gateway with REST quotes for a stale feed), market time followed from
-    the feed hub."""
+    the feed hub. ``route_process`` (default: on PostgreSQL with Redis, which a second
+    process can share) routes the exits from a process of their own (workers/exit_routes.py);
+    the embedded default (SQLite, the in-memory bus) routes them from threads."""
+    from django.db import connection
+
     from workers.orders import RestQuotes, reloading_config, router_for
 
     config_source = reloading_config()
@@ -1229,6 +1327,8 @@ def exit_engine_from_settings(realtime: Realtime, *, live: bool) -> ExitEngine:
         gateway=gateway,
         rest_quotes=rest_quotes,
     )
+    if route_process is None:
+        route_process = realtime.redis_url is not None and connection.vendor == "postgresql"
     return ExitEngine(
         realtime,
         router,
@@ -1237,4 +1337,5 @@ def exit_engine_from_settings(realtime: Realtime, *, live: bool) -> ExitEngine:
         live=live,
         rest=rest,
         rest_quotes=rest_quotes,
+        route_process=route_process,
     )

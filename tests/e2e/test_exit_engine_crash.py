@@ -13,13 +13,16 @@ database flatten the same book with one exit order set per position.
 The order manager is stopped while the exit engine dies, so the only driver of the exit at
 that moment is the engine under test (otherwise the order manager, which drives every claimed
 exit, could send it first and the failpoint would never be reached); it is started again with
-the engine.
+the engine. The failpoints are on the exit's route, which runs in the engine's route process
+(workers/exit_routes.py): that process dies by the SIGKILL and the engine stops with it. An
+engine SIGKILLed from outside leaves no route process behind.
 """
 
 from __future__ import annotations
 
 from collections.abc import Iterator
 from decimal import ROUND_HALF_UP, Decimal
+from pathlib import Path
 
 import pytest
 
@@ -106,7 +109,7 @@ def test_killed_between_the_claim_and_the_send_the_restart_exits_once(desk):
     manager.stop()  # the engine alone drives the exit it claims
     engine = desk.start("exit:claimed", command="run_exit_engine")
     set_kill_switch(True, "e2e: flatten")
-    engine.killed_itself()
+    engine.killed_itself(in_routes=True)  # the engine's route process, and the engine
     claimed = PositionTracker.objects.filter(pk__in=ids, status="exiting")
     assert claimed.exists()
     assert not Order.objects.filter(position_id__in=ids, leg="exit").exists()
@@ -121,7 +124,7 @@ def test_killed_between_the_send_and_its_answer_the_exit_is_not_sent_again(desk)
     manager.stop()
     engine = desk.start("send:answered", command="run_exit_engine")
     set_kill_switch(True, "e2e: flatten")
-    engine.killed_itself()
+    engine.killed_itself(in_routes=True)  # the engine's route process, and the engine
     (sent,) = Order.objects.filter(leg="exit", sent_at__isnull=False)
     assert sent.status == "UNKNOWN" and not sent.broker_order_id  # the answer never recorded
     assert sent.correlation_id in BrokerBook.read(desk.sim).by_correlation()
@@ -148,3 +151,46 @@ def test_two_exit_engines_on_one_database_send_one_exit_order_set_per_position(d
         worker.stop()
     book = assert_exactly_once(desk.sim)
     assert_closed_once_with_the_right_pnl(ids, book)
+
+
+def _children(pid: int) -> set[int]:
+    found: set[int] = set()
+    for task in Path(f"/proc/{pid}/task").iterdir():
+        text = (task / "children").read_text().split()
+        found.update(int(child) for child in text)
+    return found
+
+
+def _alive(pid: int) -> bool:
+    try:
+        state = Path(f"/proc/{pid}/stat").read_text().rsplit(")", 1)[1].split()[0]
+    except FileNotFoundError:
+        return False
+    return state != "Z"  # a zombie has exited (its parent is gone: init reaps it)
+
+
+def test_an_exit_engine_killed_from_outside_leaves_no_route_process_behind(desk):
+    """The engine's routes run in a child process (workers/exit_routes.py); a SIGKILL of the
+    engine, as a container runtime gives, must not leave it running with its connections."""
+    hub = desk.start(command="run_feed_hub")
+    engine = desk.start(command="run_exit_engine")
+    desk.wait(
+        lambda: "exit engine: running at market time" in engine.output(),
+        "the exit engine started",
+        trader=[hub, engine],
+    )
+    children = _children(engine.process.pid)  # the route process; multiprocessing's tracker
+    routes = [
+        pid
+        for pid in children
+        if b"spawn_main" in Path(f"/proc/{pid}/cmdline").read_bytes()
+        and f"routes in process {pid} " in engine.output()
+    ]
+    assert len(routes) == 1, (children, engine.tail())
+    engine.kill()
+    desk.wait(
+        lambda: not any(_alive(pid) for pid in children),
+        "the route process (and multiprocessing's tracker) to end with the engine",
+        15,
+    )
+    hub.stop()

@@ -13,6 +13,7 @@ import time
 from collections.abc import Iterator
 from datetime import UTC, datetime, timedelta
 from decimal import Decimal
+from types import SimpleNamespace
 from typing import Any
 
 import pytest
@@ -691,6 +692,36 @@ def test_an_authentication_failure_on_the_router_thread_stops_the_engine_loudly(
     assert raised and isinstance(raised[0], BrokerAuthFailed)
     assert auth_failures(desk.realtime.kv)["exit_engine"]["state"] == "failed"  # /ready says so
     assert status(pid) == "active"  # nothing was claimed
+
+
+def test_the_route_processs_answers_count_as_the_router_threads_do(desk):
+    """With ``route_process`` the routes' outcomes come back from workers/exit_routes.py (its
+    own test runs the process): counted and timed as the threads' are, and an authentication
+    failure there stops the engine on its next pass as it does here."""
+    from trading.dhan.errors import AuthFailure
+    from workers.exit_routes import RoutesDied
+
+    pid = desk.enter()
+    engine = desk.make_engine()
+    engine.handle_reload(desk.wall)
+    (watched,) = engine.watched.values()
+    assert watched.position_id == pid
+    decision = SimpleNamespace(exit_type="STOP_LOSS", reason="ltp under the stop")
+    engine._routed = [0]
+    engine._remote_pending = {7: (watched, decision, 100.0, 100.004)}
+    engine._remote_done(7, "exit", "exit orders: sent", 100.009)
+    assert engine.counters["exits"] == 1 and engine._routed == [1]
+    assert engine.tick_to_send[-1] == pytest.approx(0.009)
+    assert engine.tick_to_act[-1] == pytest.approx(0.004)
+    engine._remote_done(8, "refused", "position #1 is exiting, not active", 100.02)
+    assert engine._routed == [2]  # an answer without its decision here is still counted
+    engine._remote_done(9, "auth", "DH-901: token expired", 100.03)
+    with pytest.raises(AuthFailure, match="token expired"):
+        engine.run_once()
+    engine._route_failure = None
+    engine._remote_died(RoutesDied("the exit engine's route process died (exit code 1)"))
+    with pytest.raises(RoutesDied, match="exit code 1"):
+        engine.run_once()
 
 
 def test_the_kill_switch_exits_a_burst_on_the_router_threads_each_position_once(desk):

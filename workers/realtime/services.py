@@ -20,7 +20,7 @@ from workers.realtime.tick_store import MemoryTickStore, TickStore
 
 log = logging.getLogger(__name__)
 
-__all__ = ["Realtime", "realtime_from_settings"]
+__all__ = ["Realtime", "realtime_from_settings", "redis_realtime"]
 
 
 @dataclass
@@ -31,6 +31,7 @@ class Realtime:
     events: EventBus
     kv: KeyValueStore
     redis_url: str | None = None
+    prefix: str = DEFAULT_PREFIX  # of every Redis key (the Redis implementations)
 
     def close(self) -> None:
         for service in (self.ticks, self.events, self.kv):
@@ -50,10 +51,17 @@ def realtime_from_settings(*, prefix: str = DEFAULT_PREFIX) -> Realtime:
     url = getattr(settings, "REDIS_URL", None) or None
     if not url:
         return Realtime(MemoryTickStore(), MemoryEventBus(), MemoryKeyValueStore(), None)
+    return redis_realtime(url, prefix=prefix)
+
+
+def redis_realtime(url: str, *, prefix: str = DEFAULT_PREFIX) -> Realtime:
+    """The Redis implementations on ``url`` (what another process of the same deployment, the
+    exit engine's route process, builds from its parent's URL and prefix)."""
     client = client_for(url)
     return Realtime(
         RedisTickStore(client, prefix=prefix),
         RedisEventBus(client, prefix=prefix),
         RedisKeyValueStore(client, prefix=prefix),
         url,
+        prefix,
     )
