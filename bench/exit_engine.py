@@ -276,10 +276,23 @@ def run_engine(
         if timing.is_set():  # the latency run only: the list would grow the RSS measured
             times = [record.receive_time for record in records.values()]
             taken = time.time()
+            batch_taken[0] = taken
             lags.append((taken - max(times), taken - min(times)))
         return handle_records(records, now)
 
     engine.handle_records = counted  # type: ignore[method-assign]
+    # Each exit decided on a tick, split at the moment the tick thread took its batch: the
+    # deciding tick's age then, and the time from there to the act.
+    batch_taken = [0.0]
+    splits: list[tuple[float, float]] = []
+    act = engine.act
+
+    def split_act(watched: Any, decision: Any, received: float) -> None:
+        if timing.is_set() and received and batch_taken[0]:
+            splits.append((batch_taken[0] - received, time.time() - batch_taken[0]))
+        act(watched, decision, received)
+
+    engine.act = split_act  # type: ignore[method-assign]
     applies: list[float] = []
     apply_reload = engine.apply_reload
 
@@ -390,6 +403,7 @@ def run_engine(
             gc_pauses.clear()
             lags.clear()
             applies.clear()
+            splits.clear()
             timing.set()
             if profile == "latency":
                 profiling.set()
@@ -406,6 +420,7 @@ def run_engine(
                     "gc": list(gc_pauses),
                     "lags": list(lags),
                     "applies": list(applies),
+                    "splits": list(splits),
                 }
             )
         else:
@@ -828,8 +843,12 @@ def main() -> int:
             routes = sorted(
                 1000 * (x - y) for x, y in zip(latencies, result["to_act"], strict=True)
             )
+            waited = sorted(1000 * a for a, _ in result["splits"])
+            judged = sorted(1000 * b for _, b in result["splits"])
             for label, values in (
                 ("of which tick receive -> its decision acted on", acted),
+                ("  the deciding tick's age when its batch was taken", waited),
+                ("  that batch taken -> the decision acted on", judged),
                 ("and the route (claim, orders, send)", routes),
             ):
                 print(

@@ -49,6 +49,7 @@ here reads the wall clock as market time (the wall clock only measures a tick's 
 from __future__ import annotations
 
 import collections
+import gc
 import logging
 import queue
 import threading
@@ -83,6 +84,7 @@ from trading.rules.vocab import ExitType
 from workers.broker_auth import clear_auth_failure, report_auth_failure
 from workers.exit_routes import RouteProcess, RoutesDied
 from workers.market_clock import MarketClock
+from workers.orders import record_quote
 from workers.pnl import OPEN_STATUSES, PnlMonitor, default_exit_charges, update_open_positions
 from workers.realtime.keys import MARKET_CLOCK
 from workers.realtime.redis_client import StoreUnavailable
@@ -252,6 +254,13 @@ class ExitEngine(PnlMonitor):
             self.handle_reload(self.clock())  # the open set before the first tick
             self._start_books(stop)
             self._start_routes()
+            # Everything the start built (Django, the catalog's plans, the open book) moves
+            # out of the cyclic collector's reach: its full collections then scan what was
+            # made since, not the whole process. Measured (bench/exit_engine.py): a full
+            # collection stopped every thread of this process for up to 100 ms, about every
+            # 6 s at a full feed. Freed by reference counting as before; only a cycle among
+            # these objects would stay (none is made again: they are the process's own).
+            gc.freeze()
             logger.info(
                 "exit engine: running at market time %s; %d claimed exit(s) resumed",
                 f"{self.market_now():%Y-%m-%d %H:%M:%S}",
@@ -519,13 +528,26 @@ class ExitEngine(PnlMonitor):
             if watched is not None:
                 fresh[position_id] = watched
         self.watched = fresh
+        groups_before = dict(self.on_key)  # its lists are not changed: new ones are built
         self.on_key, self.on_index = {}, {}
         for watched in fresh.values():
             self.on_key.setdefault(watched.key, []).append(watched)
             if watched.index_key is not None:
                 self.on_index.setdefault(watched.index_key, []).append(watched)
         self._count_exposure()
-        self._bands = {}  # computed again on each contract's next tick
+        if config_changed:
+            self._bands = {}  # computed again on each contract's next tick
+        else:
+            # Only the contracts whose watched positions changed (one added, gone, or built
+            # again from a changed row) lose their quiet band: dropping every band made each
+            # contract's next tick run the rules for all its positions, a burst of thousands
+            # of evaluations after each reload of a big book.
+            for key in set(groups_before) | set(self.on_key):
+                was, group = groups_before.get(key, ()), self.on_key.get(key, ())
+                if len(was) != len(group) or any(
+                    a is not b for a, b in zip(was, group, strict=True)
+                ):
+                    self._bands.pop(key, None)
         if self.subscription is not None:
             removed, added = old_keys - set(by_key), set(by_key) - old_keys
             if removed:
@@ -657,10 +679,11 @@ class ExitEngine(PnlMonitor):
 
     def handle_records(self, records: Mapping[str, TickRecord], now: float) -> int:
         """Evaluate the rules of every position on each changed contract or index (latest
-        tick of each), act on the decisions, then mark the PnL of what is due. The prices of
-        the whole batch are taken first, so the day's open PnL the loss limit reads is the
-        batch's. A tick already older than ``feed.option_stale_seconds`` when it arrives
-        (a backlog after a stall) is not traded on: its contract is evaluated without it."""
+        tick of each), acting on a contract's decisions as soon as its positions are judged,
+        then mark the PnL of what is due. The prices of the whole batch are taken first, so
+        the day's open PnL the loss limit reads is the batch's. A tick already older than
+        ``feed.option_stale_seconds`` when it arrives (a backlog after a stall) is not traded
+        on: its contract is evaluated without it."""
         stale_after = self.config_source().feed.option_stale_seconds
         contracts: list[tuple[str, list[Watched], TickRecord, bool]] = []
         indices: list[tuple[list[Watched], float]] = []
@@ -683,6 +706,7 @@ class ExitEngine(PnlMonitor):
                 self.underlying[key] = price_decimal(ltp)
                 indices.append((on_index, record.receive_time))
         decisions: list[tuple[Watched, ExitDecision, float]] = []
+        acted = 0  # decisions acted on so far
         if contracts or indices:
             market_now = self.market_now()
             risk = self.day_risk(market_now)
@@ -692,6 +716,7 @@ class ExitEngine(PnlMonitor):
                 if not fresh:  # not traded on: the clock rules only
                     for watched in group:
                         self._evaluate(watched, None, market_now, risk, received, decisions)
+                    acted = self._act_on(decisions, acted)
                     continue
                 band = bands.get(key)
                 if band is not None and band.holds(record.ltp, market_now):
@@ -701,14 +726,22 @@ class ExitEngine(PnlMonitor):
                 for watched in group:
                     self._evaluate(watched, tick, market_now, risk, received, decisions)
                 self._bands[key] = self._band_of(group, market_now)
+                acted = self._act_on(decisions, acted)
             # The index level moved: every position under it, whatever its band says (the
             # bands do not cover the underlying leg of the danger zone).
             for group, received in indices:
                 for watched in group:
                     self._evaluate(watched, None, market_now, risk, received, decisions)
-        for watched, decision, received in decisions:
-            self.act(watched, decision, received)
+                acted = self._act_on(decisions, acted)
+        self._act_on(decisions, acted)
         self._mark_due(records, now)
+        return len(decisions)
+
+    def _act_on(self, decisions: list[tuple[Watched, ExitDecision, float]], acted: int) -> int:
+        """Act on the decisions from ``acted`` on, as soon as their contract's group is
+        judged: an exit does not wait for the rest of the batch to be evaluated."""
+        for watched, decision, received in decisions[acted:]:
+            self.act(watched, decision, received)
         return len(decisions)
 
     def _usable_bands(self, risk: DayRisk) -> Mapping[str, QuietBand | None]:
@@ -1013,6 +1046,7 @@ class ExitEngine(PnlMonitor):
                     watched.position_id,
                     decision.exit_type,
                     decision.reason,
+                    quote=self._quote(watched),
                     **self._decision_fields(decision),
                 )
             except RoutesDied as exc:
@@ -1025,6 +1059,15 @@ class ExitEngine(PnlMonitor):
             routes.put((watched, decision, received, acting))
         else:
             self.route(watched, decision, received, acting)
+
+    def _quote(self, watched: Watched) -> Any:
+        """The contract's (bid, ask, ltp) from its last tick when that is fresh (the router
+        then prices the exit without reading it again); None: the router reads its own."""
+        record = self.last_ticks.get(watched.key)
+        if record is None:
+            return None
+        stale = self.config_source().feed.option_stale_seconds
+        return record_quote(record, stale, self.clock())
 
     @staticmethod
     def _decision_fields(decision: ExitDecision) -> dict[str, Any]:
@@ -1044,6 +1087,7 @@ class ExitEngine(PnlMonitor):
                 watched.position_id,
                 decision.exit_type,
                 decision.reason,
+                quote=self._quote(watched),
                 **self._decision_fields(decision),
             )
         except ExitRefused as exc:

@@ -2,11 +2,11 @@
 
 Why a process: the exit engine's tick thread, its subscription reader and its bookkeeper keep
 one interpreter busy most of the time at a full feed (20,000 ticks a second: about 60 % of a
-core). A route is five short round trips (the claim, the quote, the exit orders' journal, the
-send, the ack), and in that process each one waited for the interpreter lock when its answer
-came back, up to CPython's switch interval (5 ms) a time: tens of milliseconds from tick to
-exit order for two of work (bench/RESULTS.md, "Exit engine"). Here the round trips have an
-interpreter to themselves.
+core). A route is a few short round trips (the claim, the exit orders' journal with their send
+claimed, the send; the ack is written after it by an AckWriter), and in that process each one
+waited for the interpreter lock when its answer came back, up to CPython's switch interval
+(5 ms) a time: tens of milliseconds from tick to exit order for two of work (bench/RESULTS.md,
+"Exit engine"). Here the round trips have an interpreter to themselves.
 
 What runs here is the router exactly as the exit engine would run it in its own threads
 (``workers.orders.router_for``: the paper gateway, or the live one), on ``threads`` threads
@@ -264,6 +264,9 @@ def serve(
             work.put(None)
         for worker in workers:
             worker.join(30)
+        if router.acks is not None:
+            router.acks.close()  # the acks of what was sent, written before the end
+        connections.close_all()
         conn.close()
 
 
@@ -278,6 +281,7 @@ def _setup(
         from django.conf import settings
 
         settings.DATABASES["default"].update(database)
+    from trading.orders.acks import AckWriter
     from workers.market_clock import MarketClock
     from workers.orders import reloading_config, router_for
     from workers.realtime.keys import MARKET_CLOCK
@@ -296,5 +300,10 @@ def _setup(
     follow()
     if not clock.synced:
         raise RoutesDied("market time is not known (the feed hub's market:clock is not set)")
-    router = router_for(realtime, live=live, clock=clock, config_source=reloading_config())
+    # The broker's acks are written off the route's path, as the signal engine writes its
+    # entries' (trading/orders/acks.py): the exit order is on the wire once the send returns.
+    acks = AckWriter(name="exit-route-acks")
+    router = router_for(
+        realtime, live=live, clock=clock, config_source=reloading_config(), acks=acks
+    )
     return router, follow

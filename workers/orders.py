@@ -49,11 +49,19 @@ def tick_quote(
             return None
         if record is None:
             return None
-        if wall() - record.receive_time > config_source().feed.option_stale_seconds:
-            return None
-        return (_money(record.bid), _money(record.ask), _money(record.ltp))
+        return record_quote(record, config_source().feed.option_stale_seconds, wall())
 
     return quote
+
+
+def record_quote(
+    record: Any, stale_seconds: float, wall: float
+) -> tuple[Decimal | None, Decimal | None, Decimal | None] | None:
+    """A tick record's (bid, ask, ltp) in rupees, None when it is older than ``stale_seconds``
+    at ``wall`` (its receive time against the wall clock: the feed's age)."""
+    if wall - record.receive_time > stale_seconds:
+        return None
+    return (_money(record.bid), _money(record.ask), _money(record.ltp))
 
 
 class RestQuotes:

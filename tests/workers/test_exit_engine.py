@@ -621,6 +621,36 @@ def test_ticks_inside_the_quiet_band_skip_the_rules_and_the_exit_still_comes_on_
     assert position.exit_trigger_price == stop
 
 
+def test_a_reload_drops_the_quiet_band_of_the_contracts_it_changed_only(desk):
+    """A position opened on another contract leaves this contract's band as it was (its
+    next quiet tick runs no rule); one opened on this contract drops it (the next tick
+    runs the rules of both, and the band is computed again)."""
+    pid = desk.enter()
+    engine = desk.engine
+    desk.step(103.0, 99.0)
+    assert engine._bands.get(KEY) is not None
+    elsewhere = make_derivative(55797)
+    row = PositionTracker.objects.filter(pk=pid).values()[0]
+    other_signal = make_signal(candle_start=T0 - timedelta(hours=2))
+    row.update(
+        id=None, derivative_id=elsewhere.pk, security_id=55797, signal_id=other_signal.pk
+    )
+    PositionTracker.objects.create(**row)
+    evaluations = engine.counters["evaluations"]
+    desk.advance(1.5)
+    engine.handle_reload(desk.wall)  # the other contract's position comes in
+    assert len(engine.watched) == 2 and engine._bands.get(KEY) is not None
+    desk.step(101.0)
+    assert engine.counters["evaluations"] == evaluations  # still quiet: no rule ran
+    second = desk.enter()
+    desk.advance(1.5)
+    engine.handle_reload(desk.wall)
+    assert second in engine.watched and KEY not in engine._bands
+    desk.step(101.0)
+    assert engine.counters["evaluations"] == evaluations + 2  # both, once
+    assert engine._bands.get(KEY) is not None
+
+
 def test_the_clock_ends_the_band_the_time_exit_fires_on_the_first_tick_after_it(desk):
     pid = desk.enter()  # at 100.10
     desk.step(101.0, 100.5)  # never below the entry: no premium stall; the time exit ends it

@@ -17,6 +17,7 @@ from typing import Any
 
 import pytest
 
+from tests.support.waiting import wait_until
 from tests.workers.test_exit_engine import KEY, Desk
 from trading.models import PositionTracker
 from trading.rules.market import IST
@@ -123,9 +124,14 @@ def test_the_route_process_claims_journals_and_sends_an_exit_and_refuses_a_secon
         assert position.exit_trigger_price == Decimal("88.00")
         (order,) = position.orders.filter(leg="exit")
         # Priced from the bid the process read from Redis (94.95), less the limit buffer,
-        # and sent to the paper gateway: TRANSIT with its paper id.
-        assert order.limit_price < Decimal("94.95") and order.status == "TRANSIT"
-        assert order.broker_order_id.startswith("P") and order.sent_at is not None
+        # journaled with its send claimed, sent to the paper gateway; the ack (TRANSIT, the
+        # paper id) is written just after by the process's ack writer.
+        assert order.limit_price < Decimal("94.95") and order.sent_at is not None
+        wait_until(
+            lambda: position.orders.filter(leg="exit", status="TRANSIT").exists(), "the ack"
+        )
+        order.refresh_from_db()
+        assert order.broker_order_id.startswith("P")
         # A second decision for the position (another engine's, say): refused, nothing sent.
         routes.process.put(2, pid, ExitType.TAKE_PROFIT, "late", **decision(desk))
         seq, outcome, detail, _ = routes.answer()

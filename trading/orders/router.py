@@ -62,7 +62,8 @@ __all__ = ["ExitRefused", "OrderRouter", "Quote"]
 
 # (bid, ask, ltp) of a contract now, rupees; None when nothing fresh is known. The router
 # prices from it; it never prices from an old tick (the caller decides what fresh means).
-Quote = Callable[[str], "tuple[Decimal | None, Decimal | None, Decimal | None] | None"]
+Quoted = tuple[Decimal | None, Decimal | None, Decimal | None]  # (bid, ask, ltp)
+Quote = Callable[[str], "Quoted | None"]
 
 
 class ExitRefused(Exception):
@@ -132,19 +133,26 @@ class OrderRouter:
     # -- exits -----------------------------------------------------------------------------
 
     def exit_position(
-        self, position_id: int, exit_type: str, reason: str, **decision: Any
+        self,
+        position_id: int,
+        exit_type: str,
+        reason: str,
+        *,
+        quote: Quoted | None = None,
+        **decision: Any,
     ) -> RouterResult:
         """Claim an active position (active -> exiting, one caller wins) and send its exit.
         ``decision``: the rule's trigger_price, inputs, decided_at, tick_at (journal.claim_exit
-        records them with the claim). ExitRefused when it is not active (another exit has it,
-        or it is not open)."""
+        records them with the claim). ``quote``: the contract's fresh (bid, ask, ltp) the
+        caller holds (the exit engine's deciding tick), instead of reading it again.
+        ExitRefused when it is not active (another exit has it, or it is not open)."""
         if is_postgres():
-            return self._exit_at_once(position_id, exit_type, reason, decision)
+            return self._exit_at_once(position_id, exit_type, reason, decision, quote)
         if not claim_exit(position_id, exit_type, reason, **decision):
             self._refuse(position_id)
         logger.warning("position #%d: exit %s claimed: %s", position_id, exit_type, reason)
         position = PositionTracker.objects.get(pk=position_id)
-        return self.continue_exit(position)
+        return self.continue_exit(position, quote=quote)
 
     def _refuse(self, position_id: int) -> NoReturn:
         status = (
@@ -155,11 +163,17 @@ class OrderRouter:
         raise ExitRefused(f"position #{position_id} is {status}, not active")
 
     def _exit_at_once(
-        self, position_id: int, exit_type: str, reason: str, decision: dict[str, Any]
+        self,
+        position_id: int,
+        exit_type: str,
+        reason: str,
+        decision: dict[str, Any],
+        quote: Quoted | None = None,
     ) -> RouterResult:
         """:meth:`exit_position` on PostgreSQL, in the fewest round trips that keep each step
         recoverable: the claim reading back the units and the contract (one statement), the
-        first exit orders (one), then the send (its claim, the request, the ack). Anything
+        first exit orders with their send claimed (one), then the send (the request, the ack;
+        the ack by the AckWriter when the router has one). ``quote``: see exit_position. Anything
         unusual (entry orders still working, a slot another driver took, no price) goes the
         general way, :meth:`continue_exit`, which the order manager also drives."""
         claimed = claim_exit_at_once(position_id, exit_type, reason, **decision)
@@ -170,7 +184,7 @@ class OrderRouter:
         price = None
         if not claimed.entry_working and claimed.quantity > 0:
             price = self._sell_limit(
-                f"{claimed.exchange_segment}:{claimed.security_id}", claimed.tick_size
+                f"{claimed.exchange_segment}:{claimed.security_id}", claimed.tick_size, quote
             )
         orders = None
         if price is not None:
@@ -180,13 +194,16 @@ class OrderRouter:
             quantities = split_for_freeze(
                 claimed.quantity, claimed.lot_size, self.freeze_quantity(position)
             )
-            orders = journal_first_exit(position_id, claimed, quantities, price, self.now())
+            now = self.now()
+            orders = journal_first_exit(position_id, claimed, quantities, price, now, send_at=now)
         if orders is None:
             return self.continue_exit(PositionTracker.objects.get(pk=position_id))
-        outcomes = [self.send(order) for order in orders]
+        outcomes = [self.send(order, claimed_at=now) for order in orders]
         return RouterResult(ROUTED, f"exit orders: {', '.join(outcomes)}")
 
-    def continue_exit(self, position: PositionTracker) -> RouterResult:
+    def continue_exit(
+        self, position: PositionTracker, *, quote: Quoted | None = None
+    ) -> RouterResult:
         """Drive a claimed (exiting) position: cancel entry orders still working first (they
         could buy more than the exit sells), then journal the exit orders for the units held
         and send every unsent one. Called again by the order manager until it is done."""
@@ -215,7 +232,7 @@ class OrderRouter:
             if left > 0 and not exits.filter(status__in=WORKING).exists():
                 # The first exit, or the next generation after every working exit order ended
                 # (cancelled to re-place past the broker's modification budget, expired).
-                price = self._exit_price(position)
+                price = self._exit_price(position, quote)
                 if price is None:
                     return RouterResult(ROUTED, "no price for the exit yet")
                 generation = max(exits.values_list("generation", flat=True), default=-1) + 1
@@ -230,13 +247,14 @@ class OrderRouter:
         outcomes = [self.send(order) for order in unsent]
         return RouterResult(ROUTED, f"exit orders: {', '.join(outcomes) or 'working'}")
 
-    def _exit_price(self, position: PositionTracker) -> Decimal | None:
-        return self._sell_limit(position.key, position.derivative.tick_size)
+    def _exit_price(self, position: PositionTracker, quote: Quoted | None = None) -> Decimal | None:
+        return self._sell_limit(position.key, position.derivative.tick_size, quote)
 
-    def _sell_limit(self, key: str, tick: Decimal) -> Decimal | None:
+    def _sell_limit(self, key: str, tick: Decimal, quote: Quoted | None = None) -> Decimal | None:
         """A marketable sell limit from the contract's fresh bid (its last price without one);
-        None when nothing fresh is known."""
-        quote = self.quote(key)
+        None when nothing fresh is known. ``quote``: one the caller holds, fresh."""
+        if quote is None:
+            quote = self.quote(key)
         if quote is None:
             return None
         bid, _ask, ltp = quote

@@ -324,12 +324,31 @@ def active_position(router, intent, market, units: int = 130) -> PositionTracker
     return position
 
 
+def test_an_exit_priced_from_the_quote_its_caller_holds_reads_no_other(router, intent, market):
+    """The exit engine hands the router its deciding tick's (bid, ask, ltp): the exit is
+    priced from it and the router's own quote is not read."""
+    position = active_position(router, intent, market, units=65)
+    read: list[str] = []
+    router.quote = lambda key: read.append(key)  # would price nothing
+    result = router.exit_position(
+        position.pk,
+        "STOP_LOSS",
+        "below the stop",
+        quote=(Decimal("90.00"), Decimal("90.10"), Decimal("90.05")),
+    )
+    assert result.status == ROUTED and read == []
+    (order,) = Order.objects.filter(leg="exit")
+    # 90.00 less config/algo.yml's orders.limit_buffer_pct, down to the tick.
+    assert Decimal("80") < order.limit_price < Decimal("90.00")
+    assert order.limit_price % Decimal("0.05") == 0
+
+
 def test_an_exit_on_postgres_claims_and_journals_in_one_statement_each(
     router, intent, market
 ):
-    """The claim reads back what the orders need (one statement), the orders are one more,
-    then each order's send: its claim and its ack. The route an exit decision waits for
-    (bench/exit_engine.py)."""
+    """The claim reads back what the orders need (one statement), the orders are one more
+    with their sends claimed, then each order's send and its ack. The route an exit decision
+    waits for (bench/exit_engine.py)."""
     from django.db import connection
     from django.test.utils import CaptureQueriesContext
 
@@ -351,7 +370,7 @@ def test_an_exit_on_postgres_claims_and_journals_in_one_statement_each(
         )
     assert result.status == ROUTED and result.detail == "exit orders: sent, sent"
     statements = [q["sql"].split()[0] for q in queries.captured_queries]
-    assert statements == ["UPDATE", "WITH", "UPDATE", "UPDATE", "UPDATE", "UPDATE"]
+    assert statements == ["UPDATE", "WITH", "UPDATE", "UPDATE"]  # claim, orders, two acks
     position.refresh_from_db()
     assert (position.status, position.exit_type, position.exit_reason) == (
         "exiting",
