@@ -540,6 +540,30 @@ def test_the_running_engine_keeps_its_books_in_its_own_thread_and_exits_on_the_t
     assert position.peak_premium == Decimal("121.0000")  # the state at the decision, written
 
 
+def test_the_bookkeeper_woken_for_one_row_writes_it_and_leaves_the_marks_to_their_interval(desk):
+    """A decision or a new stop wakes the bookkeeper for one row; the PnL marks of the whole
+    book wait for their interval (marking on every wake made each exit start a burst of
+    work the tick thread waited behind)."""
+    pid = desk.enter()
+    engine = desk.engine
+    desk.step(103.0)
+    engine.keep_books(desk.wall)  # due: marked
+    marked = engine.updates
+    assert marked == 1 and engine.cache.get(pid) is not None
+    desk.advance(0.2)
+    desk.tick(121.0)  # a new high: trailing armed, its row asked for at once
+    records = engine.subscription.wait(0)
+    engine.handle_records(records, desk.wall)
+    watched = engine.watched[pid]
+    engine._urgent[pid] = watched  # what _persist_soon leaves for the running bookkeeper
+    engine.keep_books(desk.wall)
+    assert PositionTracker.objects.get(pk=pid).stop_rule == "trailing"  # the row: written
+    assert engine.updates == marked  # the marks: not yet
+    desk.advance(1.0)
+    engine.keep_books(desk.wall)
+    assert engine.updates == marked + 1
+
+
 def test_many_positions_get_their_own_values_in_one_statement_only_while_open(desk):
     from django.db import connection
     from django.test.utils import CaptureQueriesContext
