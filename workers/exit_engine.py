@@ -501,6 +501,8 @@ class ExitEngine(PnlMonitor):
         gone = set(self.positions) - set(prints)
         if not loaded and not gone and not config_changed:
             return False
+        if not config_changed and self.positions:
+            return self._apply_changes(prints, loaded, gone, exits)
         for position_id in sorted(gone):
             # Its last PnL mark and its cache key: database and Redis work, done by the
             # bookkeeper when it runs (a round trip each, off the tick thread).
@@ -569,6 +571,142 @@ class ExitEngine(PnlMonitor):
                 self.subscription.remove(stale)
             self._index_subscribed = wanted
         return bool(gone) or bool(set(loaded) - before) or config_changed
+
+    def _apply_changes(
+        self,
+        prints: dict[int, tuple[Any, ...]],
+        loaded: dict[int, PositionTracker],
+        gone: set[int],
+        exits: Any,
+    ) -> bool:
+        """:meth:`apply_reload` when the config is the same: only the positions that came,
+        went or changed, and the contracts they are on, are touched (their groups, quiet
+        bands, exposure, subscription), to the same result as the whole rebuild, which took
+        15-25 ms of the tick thread for 2,000 positions once a second (a tick arriving
+        meanwhile waited). What is still a pass over the book is a dictionary lookup per
+        position: the watched that were claimed leave (their positions come back the next
+        reload if they are still active, as in the rebuild) and the active positions not
+        watched are watched again."""
+        changed_keys: set[str] = set()
+        changed_indices: set[str | None] = set()
+        keys_before = set(self.by_key)
+        for position_id in sorted(gone):
+            if self._books is not None:  # as in the rebuild (apply_reload)
+                self._finishing.append(position_id)
+                self._wake_books.set()
+            else:
+                self._finish(position_id)
+            self._prints.pop(position_id, None)
+            position = self.positions.pop(position_id)
+            self._leave_key(position.key, position_id)
+        for pk, position in loaded.items():
+            old = self.positions.get(pk)
+            if old is not None and old.key != position.key:
+                self._leave_key(old.key, pk)
+            if old is None or old.key != position.key:
+                self.by_key.setdefault(position.key, []).append(pk)
+            self.positions[pk] = position
+            self._prints[pk] = prints[pk]
+        before = self.watched
+        watched = dict(before)
+
+        def drop(pk: int) -> None:
+            left = watched.pop(pk, None)
+            if left is not None:
+                changed_keys.add(left.key)
+                changed_indices.add(left.index_key)
+
+        def add(pk: int, new: Watched | None) -> None:
+            if new is not None:
+                watched[pk] = new
+                changed_keys.add(new.key)
+                changed_indices.add(new.index_key)
+
+        for pk in gone:
+            drop(pk)
+        for pk in [pk for pk, known in before.items() if known.claimed]:
+            drop(pk)
+        for pk, position in loaded.items():
+            known = before.get(pk)
+            drop(pk)
+            if position.status != PositionStatus.ACTIVE or (known is not None and known.claimed):
+                continue
+            add(pk, self._watch(position, exits, known))
+        for pk, position in self.positions.items():
+            if pk in watched or pk in loaded or position.status != PositionStatus.ACTIVE:
+                continue
+            known = before.get(pk)
+            if known is not None and known.claimed:
+                continue  # claimed: back at the next reload if it is still active
+            add(pk, self._watch(position, exits, None))
+        groups_before = {key: self.on_key.get(key, []) for key in changed_keys}
+        on_key = dict(self.on_key)
+        for key in changed_keys:
+            group = [watched[pk] for pk in self.by_key.get(key, ()) if pk in watched]
+            if group:
+                on_key[key] = group
+            else:
+                on_key.pop(key, None)
+        on_index = dict(self.on_index)
+        for index_key in changed_indices - {None}:
+            members = [w for w in watched.values() if w.index_key == index_key]
+            if members:
+                on_index[index_key] = members
+            else:
+                on_index.pop(index_key, None)
+        self.watched, self.on_key, self.on_index = watched, on_key, on_index
+        for key in changed_keys:
+            self._expose_again(key, groups_before[key])
+            self._bands.pop(key, None)
+        if self.subscription is not None:
+            removed, added = keys_before - set(self.by_key), set(self.by_key) - keys_before
+            if removed:
+                self.subscription.remove(removed - self._index_subscribed)
+            if added:
+                self.subscription.add(added)  # also delivers each one's current tick
+            wanted = set(self.on_index)
+            if wanted - self._index_subscribed:
+                self.subscription.add(wanted - self._index_subscribed)
+            stale = self._index_subscribed - wanted - set(self.by_key)
+            if stale:
+                self.subscription.remove(stale)
+            self._index_subscribed = wanted
+        return bool(gone) or any(pk not in before for pk in loaded)
+
+    def _leave_key(self, key: str, position_id: int) -> None:
+        ids = self.by_key.get(key)
+        if ids is not None and position_id in ids:
+            ids = [pk for pk in ids if pk != position_id]
+            if ids:
+                self.by_key[key] = ids
+            else:
+                del self.by_key[key]
+
+    def _expose_again(self, key: str, was: list[Watched]) -> None:
+        """One contract's units and entry cost from its unclaimed watched positions now, the
+        day's open PnL moved by the difference (what :meth:`_count_exposure` does for all)."""
+        price = self._prices.get(key)
+        units, cost = self._exposure.get(key, (0, ZERO))
+        charges = sum((w.entry_charges for w in was if not w.claimed), ZERO)
+        if price is not None:
+            self._open_pnl -= price[1] * units - cost
+        self._open_pnl += charges
+        units, cost, charges = 0, ZERO, ZERO
+        group = self.on_key.get(key)
+        if group is None:
+            self._exposure.pop(key, None)
+            self._prices.pop(key, None)
+            return
+        for watched in group:
+            if watched.claimed:
+                continue
+            units += watched.plan.quantity
+            cost += watched.plan.entry_price * watched.plan.quantity
+            charges += watched.entry_charges
+        self._exposure[key] = (units, cost)
+        if price is not None:
+            self._open_pnl += price[1] * units - cost
+        self._open_pnl -= charges
 
     def _watch(
         self, position: PositionTracker, exits: Any, known: Watched | None

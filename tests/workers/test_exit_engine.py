@@ -656,9 +656,7 @@ def test_a_reload_drops_the_quiet_band_of_the_contracts_it_changed_only(desk):
     elsewhere = make_derivative(55797)
     row = PositionTracker.objects.filter(pk=pid).values()[0]
     other_signal = make_signal(candle_start=T0 - timedelta(hours=2))
-    row.update(
-        id=None, derivative_id=elsewhere.pk, security_id=55797, signal_id=other_signal.pk
-    )
+    row.update(id=None, derivative_id=elsewhere.pk, security_id=55797, signal_id=other_signal.pk)
     PositionTracker.objects.create(**row)
     evaluations = engine.counters["evaluations"]
     desk.advance(1.5)
@@ -673,6 +671,106 @@ def test_a_reload_drops_the_quiet_band_of_the_contracts_it_changed_only(desk):
     desk.step(101.0)
     assert engine.counters["evaluations"] == evaluations + 2  # both, once
     assert engine._bands.get(KEY) is not None
+
+
+def test_a_reload_of_the_changes_only_leaves_the_engine_as_the_whole_rebuild_does(desk):
+    """Two engines on one book, one reloading the changes only, the other rebuilding
+    everything each time (what a config change does), given the same random opens, exits,
+    changed rows (more fills), claims and prices on three contracts: after every reload
+    they hold the same watched set, groups, index groups, exposure and open PnL."""
+    import random
+
+    rng = random.Random(20261205)
+    changes, rebuilds = desk.engine, desk.make_engine()
+    engines = (changes, rebuilds)
+    first = desk.enter()
+    template = PositionTracker.objects.filter(pk=first).values()[0]
+    contracts = {
+        55796: PositionTracker.objects.get(pk=first).derivative,
+        55797: make_derivative(55797),
+        55798: make_derivative(55798),
+    }
+    made = [0]
+
+    def open_one() -> None:
+        made[0] += 1
+        security = rng.choice(list(contracts))
+        row = dict(template)
+        row.update(
+            id=None,
+            derivative_id=contracts[security].pk,
+            security_id=security,
+            signal_id=make_signal(candle_start=T0 - timedelta(hours=made[0])).pk,
+            entry_price=Decimal(rng.choice(["99.50", "100.00", "100.25"])),
+            charges=Decimal(rng.choice(["20.00", "25.13"])),
+        )
+        PositionTracker.objects.create(**row)
+
+    def state(engine: ExitEngine) -> tuple[Any, ...]:
+        return (
+            sorted(engine.watched),
+            {k: sorted(w.position_id for w in g) for k, g in engine.on_key.items()},
+            {k: sorted(w.position_id for w in g) for k, g in engine.on_index.items()},
+            {k: sorted(v) for k, v in engine.by_key.items()},
+            dict(engine._exposure),
+            engine._open_pnl,
+            sorted(engine._prices),
+        )
+
+    def reload() -> None:
+        for engine in engines:
+            fetched = engine.fetch_open(desk.wall)
+            if engine is rebuilds and (
+                fetched.loaded or set(engine.positions) - set(fetched.prints)
+            ):
+                engine._exits = None  # a reload with changes rebuilds everything
+            engine.apply_reload(fetched)
+
+    calls = [0]
+    original = changes._apply_changes
+
+    def counting(*args: Any) -> bool:
+        calls[0] += 1
+        return original(*args)
+
+    changes._apply_changes = counting
+
+    for _ in range(6):
+        open_one()
+    reload()
+    priced = 0
+    for step in range(40):
+        for _ in range(rng.randint(1, 3)):
+            action = rng.choice(["open", "exit", "change", "claim", "price"])
+            active = PositionTracker.objects.filter(status="active")
+            open_ids = list(active.values_list("pk", flat=True))
+            if action == "open" or not open_ids:
+                open_one()
+            elif action == "exit":
+                PositionTracker.objects.filter(pk=rng.choice(open_ids)).update(status="exited")
+            elif action == "change":
+                PositionTracker.objects.filter(pk=rng.choice(open_ids)).update(
+                    quantity=130, entry_price=Decimal("100.10")
+                )
+            elif action == "claim":  # a decision: the watched position leaves the open PnL
+                pid = rng.choice(open_ids)
+                for engine in engines:
+                    watched = engine.watched.get(pid)
+                    if watched is not None and not watched.claimed:
+                        watched.claimed = True
+                        engine._unexpose(watched)
+            else:  # inside every rule's reach: no decision, only prices and states
+                key = f"NSE_FNO:{rng.choice(list(contracts))}"
+                desk.tick(round(rng.uniform(99.0, 101.0), 1), key=key)
+                for engine in engines:
+                    records = engine.subscription.wait(0)
+                    assert engine.handle_records(records, desk.wall) == 0
+        desk.advance(1.5)
+        reload()
+        assert state(changes) == state(rebuilds), f"step {step}"
+        priced += bool(changes._prices) and changes._open_pnl != 0
+    assert calls[0] >= 30  # the changes-only path did the reloads
+    assert priced >= 10  # and the open PnL was compared with prices in it
 
 
 def test_the_clock_ends_the_band_the_time_exit_fires_on_the_first_tick_after_it(desk):
