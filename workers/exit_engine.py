@@ -557,19 +557,7 @@ class ExitEngine(PnlMonitor):
                     a is not b for a, b in zip(was, group, strict=True)
                 ):
                     self._bands.pop(key, None)
-        if self.subscription is not None:
-            removed, added = old_keys - set(by_key), set(by_key) - old_keys
-            if removed:
-                self.subscription.remove(removed - self._index_subscribed)
-            if added:
-                self.subscription.add(added)  # also delivers each one's current tick
-            wanted = set(self.on_index)
-            if wanted - self._index_subscribed:
-                self.subscription.add(wanted - self._index_subscribed)
-            stale = self._index_subscribed - wanted - set(by_key)
-            if stale:
-                self.subscription.remove(stale)
-            self._index_subscribed = wanted
+        self._resubscribe(old_keys)
         return bool(gone) or bool(set(loaded) - before) or config_changed
 
     def _apply_changes(
@@ -658,20 +646,27 @@ class ExitEngine(PnlMonitor):
         for key in changed_keys:
             self._expose_again(key, groups_before[key])
             self._bands.pop(key, None)
-        if self.subscription is not None:
-            removed, added = keys_before - set(self.by_key), set(self.by_key) - keys_before
-            if removed:
-                self.subscription.remove(removed - self._index_subscribed)
-            if added:
-                self.subscription.add(added)  # also delivers each one's current tick
-            wanted = set(self.on_index)
-            if wanted - self._index_subscribed:
-                self.subscription.add(wanted - self._index_subscribed)
-            stale = self._index_subscribed - wanted - set(self.by_key)
-            if stale:
-                self.subscription.remove(stale)
-            self._index_subscribed = wanted
+        self._resubscribe(keys_before)
         return bool(gone) or any(pk not in before for pk in loaded)
+
+    def _resubscribe(self, keys_before: set[str]) -> None:
+        """The subscription follows the contracts of the open set (``by_key``, which was
+        ``keys_before``) and the indices under the watched positions."""
+        if self.subscription is None:
+            return
+        keys = set(self.by_key)
+        removed, added = keys_before - keys, keys - keys_before
+        if removed:
+            self.subscription.remove(removed - self._index_subscribed)
+        if added:
+            self.subscription.add(added)  # also delivers each one's current tick
+        wanted = set(self.on_index)
+        if wanted - self._index_subscribed:
+            self.subscription.add(wanted - self._index_subscribed)
+        stale = self._index_subscribed - wanted - keys
+        if stale:
+            self.subscription.remove(stale)
+        self._index_subscribed = wanted
 
     def _leave_key(self, key: str, position_id: int) -> None:
         ids = self.by_key.get(key)
