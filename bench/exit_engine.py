@@ -285,14 +285,17 @@ def run_engine(
     # deciding tick's age then, and the time from there to the act.
     batch_taken = [0.0]
     splits: list[tuple[float, float]] = []
-    act = engine.act
+    act_all = engine.act_all
 
-    def split_act(watched: Any, decision: Any, received: float) -> None:
-        if timing.is_set() and received and batch_taken[0]:
-            splits.append((batch_taken[0] - received, time.time() - batch_taken[0]))
-        act(watched, decision, received)
+    def split_act(decisions: Any) -> None:
+        if timing.is_set() and batch_taken[0]:
+            now = time.time()
+            for _watched, _decision, received in decisions:
+                if received:
+                    splits.append((batch_taken[0] - received, now - batch_taken[0]))
+        act_all(decisions)
 
-    engine.act = split_act  # type: ignore[method-assign]
+    engine.act_all = split_act  # type: ignore[method-assign]
     applies: list[float] = []
     apply_reload = engine.apply_reload
 

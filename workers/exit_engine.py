@@ -354,12 +354,13 @@ class ExitEngine(PnlMonitor):
                 return
             time.sleep(0.0005)
 
-    def _persist_soon(self, watched: Watched) -> None:
+    def _persist_soon(self, watched: Watched, *, wake: bool = True) -> None:
         """Write this position's exit state now: by the bookkeeper when it runs (the one
-        writer; woken at once), else inline."""
+        writer; woken at once, or by the caller when ``wake`` is False), else inline."""
         if self._books is not None:
             self._urgent[watched.position_id] = watched
-            self._wake_books.set()
+            if wake:
+                self._wake_books.set()
         else:
             self._persist_one(watched)
 
@@ -880,8 +881,8 @@ class ExitEngine(PnlMonitor):
     def _act_on(self, decisions: list[tuple[Watched, ExitDecision, float]], acted: int) -> int:
         """Act on the decisions from ``acted`` on, as soon as their contract's group is
         judged: an exit does not wait for the rest of the batch to be evaluated."""
-        for watched, decision, received in decisions[acted:]:
-            self.act(watched, decision, received)
+        if len(decisions) > acted:
+            self.act_all(decisions[acted:])
         return len(decisions)
 
     def _usable_bands(self, risk: DayRisk) -> Mapping[str, QuietBand | None]:
@@ -1066,8 +1067,8 @@ class ExitEngine(PnlMonitor):
                 self._evaluate(watched, tick, market_now, risk, 0.0, decisions)
             if tick is not None:
                 self._bands[key] = self._band_of(group, market_now)
-        for watched, decision, received in decisions:
-            self.act(watched, decision, received)
+        if decisions:
+            self.act_all(decisions)  # the kill switch's: every open position in one message
         if risk.kill_switch:
             self.cancel_pending_entries()
         if self._books is None:
@@ -1166,40 +1167,54 @@ class ExitEngine(PnlMonitor):
     # -- acting ----------------------------------------------------------------------------
 
     def act(self, watched: Watched, decision: ExitDecision, received: float) -> None:
-        """Act on one decision: the state as it was at the decision is written first (the
-        claimed position keeps its peak and stop), a daily-loss decision trips the kill switch,
-        then the claim and the route: on the router thread while the engine runs (the tick
-        thread goes straight back to the ticks), inline when a test drives one pass at a
-        time."""
-        acting = self.clock()
-        self.counters["decisions"] += 1
-        self._persist_soon(watched)
-        if decision.exit_type == ExitType.DAILY_LOSS_LIMIT:
-            self.trip_kill_switch(decision)
+        """Act on one decision (:meth:`act_all`)."""
+        self.act_all([(watched, decision, received)])
+
+    def act_all(self, decisions: list[tuple[Watched, ExitDecision, float]]) -> None:
+        """Act on decisions (one contract's, a batch's): each position's state as it was at
+        the decision is written first (the claimed position keeps its peak and stop), a
+        daily-loss decision trips the kill switch, then the claim and the route: in the
+        route process or on the router threads while the engine runs (the tick thread goes
+        straight back to the ticks), inline when a test drives one pass at a time. To the
+        route process they go in one message and the bookkeeper is woken once, after: a
+        write and a wake per decision each let another thread take the interpreter lock
+        from the tick thread, for up to a switch interval (5 ms) each, in the bursts of
+        exits that come together."""
         remote = self._remote
-        if remote is not None:
-            self._remote_seq += 1
-            self._remote_pending[self._remote_seq] = (watched, decision, received, acting)
-            self._queued += 1
-            try:
-                remote.put(
-                    self._remote_seq,
-                    watched.position_id,
-                    decision.exit_type,
-                    decision.reason,
-                    quote=self._quote(watched),
-                    **self._decision_fields(decision),
+        handed: list[tuple[int, int, str, str, dict[str, Any]]] = []
+        for watched, decision, received in decisions:
+            acting = self.clock()
+            self.counters["decisions"] += 1
+            self._persist_soon(watched, wake=False)
+            if decision.exit_type == ExitType.DAILY_LOSS_LIMIT:
+                self.trip_kill_switch(decision)
+            if remote is not None:
+                self._remote_seq += 1
+                self._remote_pending[self._remote_seq] = (watched, decision, received, acting)
+                self._queued += 1
+                fields = {"quote": self._quote(watched), **self._decision_fields(decision)}
+                handed.append(
+                    (
+                        self._remote_seq,
+                        watched.position_id,
+                        str(decision.exit_type),
+                        decision.reason,
+                        fields,
+                    )
                 )
+            elif self._routes is not None:
+                self._queued += 1
+                self._routes.put((watched, decision, received, acting))
+            else:
+                self.route(watched, decision, received, acting)
+        if self._books is not None:
+            self._wake_books.set()
+        if handed and remote is not None:
+            try:
+                remote.put_many(handed)
             except RoutesDied as exc:
                 self._route_failure = exc
                 raise
-            return
-        routes = self._routes
-        if routes is not None:
-            self._queued += 1
-            routes.put((watched, decision, received, acting))
-        else:
-            self.route(watched, decision, received, acting)
 
     def _quote(self, watched: Watched) -> Any:
         """The contract's (bid, ask, ltp) from its last tick when that is fresh (the router

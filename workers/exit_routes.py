@@ -17,7 +17,8 @@ there, and the order manager drives any claimed exit to its end.
 
 The two processes are one exit engine:
 
-* the engine sends ``(seq, position_id, exit_type, reason, decision)`` down a pipe and gets
+* the engine sends lists of ``(seq, position_id, exit_type, reason, decision)`` (the
+  decisions of one contract's tick, or of one sweep) down a pipe and gets
   back ``(seq, outcome, detail, finished)``, outcome one of ``exit`` (claimed and routed),
   ``refused`` (another exit has it), ``error`` (logged here; the order manager drives a claimed
   exit on), ``auth`` (the broker refused the credentials: the engine stops trading loudly);
@@ -118,9 +119,14 @@ class RouteProcess:
 
     def put(self, seq: int, position_id: int, exit_type: str, reason: str, **decision: Any) -> None:
         """Hand one decision over. RoutesDied when the process is gone."""
+        self.put_many([(seq, position_id, str(exit_type), reason, decision)])
+
+    def put_many(self, items: list[tuple[int, int, str, str, dict[str, Any]]]) -> None:
+        """Hand decisions over in one message, each ``(seq, position_id, exit_type, reason,
+        decision)``. RoutesDied when the process is gone."""
         try:
             with self._send:
-                self._conn.send((seq, position_id, str(exit_type), reason, decision))
+                self._conn.send(items)
         except (OSError, EOFError, ValueError) as exc:
             raise RoutesDied(f"the route process is gone: {exc}") from exc
 
@@ -258,7 +264,8 @@ def serve(
             if time.monotonic() >= next_clock:
                 next_clock = time.monotonic() + CLOCK_EVERY
                 follow()
-            work.put(item)
+            for one in item:  # put_many's list, in the order the decisions were made
+                work.put(one)
     finally:
         for _ in workers:
             work.put(None)

@@ -142,6 +142,29 @@ def test_the_route_process_claims_journals_and_sends_an_exit_and_refuses_a_secon
     assert routes.process.process is None and routes.died.empty()
 
 
+def test_decisions_handed_over_together_are_each_routed_and_answered(shared):
+    """The engine hands a contract's decisions (or the kill switch's) over in one message."""
+    desk = Desk()
+    pids = [desk.enter(), desk.enter()]
+    market_and_book(desk, shared)
+    routes = Routes(shared)
+    routes.process.start()
+    try:
+        routes.process.put_many(
+            [
+                (seq, pid, "KILL_SWITCH", "kill switch on", decision(desk))
+                for seq, pid in enumerate(pids, start=1)
+            ]
+        )
+        answers = sorted(routes.answer()[:2] for _ in pids)
+        assert answers == [(1, "exit"), (2, "exit")]
+        assert set(
+            PositionTracker.objects.filter(pk__in=pids).values_list("status", flat=True)
+        ) == {"exiting"}
+    finally:
+        routes.process.stop()
+
+
 def test_a_killed_route_process_is_reported_to_the_engine_as_its_death(shared):
     desk = Desk()
     market_and_book(desk, shared)
