@@ -1451,6 +1451,14 @@ class ExitEngine(PnlMonitor):
             "last_tick_at": self.last_tick_at,
             "last_error": self.last_error,
             "kill_switch": self._kill_switch,
+            # Where the exits are routed: the route process's pid, or the engine's threads;
+            # routing: decisions handed over and not yet answered.
+            "routes": (
+                f"process {self._remote.process.pid}"
+                if self._remote is not None and self._remote.process is not None
+                else "threads"
+            ),
+            "routing": self._queued - sum(self._routed),
             **self.counters,
         }
 

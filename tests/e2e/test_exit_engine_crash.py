@@ -37,6 +37,7 @@ from tests.support.trader import (
 )
 from trading.models import Fill, Order, PositionTracker
 from trading.switches import set_kill_switch
+from workers.realtime.kv_store import RedisKeyValueStore
 
 pytestmark = pytest.mark.django_db(transaction=True, serialized_rollback=True)
 
@@ -193,6 +194,15 @@ def test_an_exit_engine_killed_from_outside_leaves_no_route_process_behind(desk)
         and f"routes in process {pid} " in engine.output()
     ]
     assert len(routes) == 1, (children, engine.tail())
+    kv = RedisKeyValueStore(desk.env["REDIS_URL"], prefix="algo:")
+    try:  # the heartbeat says where the exits are routed
+        desk.wait(
+            lambda: (kv.get("hb:exit_engine") or {}).get("routes") == f"process {routes[0]}",
+            "the exit engine's heartbeat naming its route process",
+            trader=[hub, engine],
+        )
+    finally:
+        kv.close()
     engine.kill()
     desk.wait(
         lambda: not any(_alive(pid) for pid in children),
