@@ -564,6 +564,33 @@ def test_the_bookkeeper_woken_for_one_row_writes_it_and_leaves_the_marks_to_thei
     assert engine.updates == marked + 1
 
 
+def test_with_a_bookkeeper_the_sweep_reads_no_database_and_a_kill_switch_sweeps_at_once(desk):
+    """The day's realized PnL and the kill switch are read by the bookkeeper (refresh_risk),
+    not by the tick thread's sweep; a kill switch it finds on brings the next sweep forward
+    to the tick thread's next pass."""
+    from django.db import connection
+    from django.test.utils import CaptureQueriesContext
+
+    pid = desk.enter()
+    engine = desk.engine
+    desk.step(103.0)
+    engine._books = threading.current_thread()  # as when the bookkeeper runs: it reads
+    try:
+        engine.day_risk(engine.market_now())  # the first read of the day is the caller's
+        with CaptureQueriesContext(connection) as queries:
+            assert engine.sweep(desk.wall) == 0
+        assert not queries.captured_queries
+        engine._next_sweep = desk.wall + 1.0
+        set_kill_switch(True, "test: flatten")
+        desk.advance(1.0)
+        engine.keep_books(desk.wall)
+        assert engine._kill_switch and engine._next_sweep == 0.0
+        assert engine.sweep(desk.wall) == 1  # the tick thread's next pass
+    finally:
+        engine._books = None
+    assert PositionTracker.objects.get(pk=pid).exit_type == "KILL_SWITCH"
+
+
 def test_many_positions_get_their_own_values_in_one_statement_only_while_open(desk):
     from django.db import connection
     from django.test.utils import CaptureQueriesContext
