@@ -510,14 +510,7 @@ class ExitEngine(PnlMonitor):
         if not config_changed and self.positions:
             return self._apply_changes(prints, loaded, gone, exits)
         for position_id in sorted(gone):
-            # Its last PnL mark and its cache key: database and Redis work, done by the
-            # bookkeeper when it runs (a round trip each, off the tick thread).
-            if self._books is not None:
-                self._finishing.append(position_id)
-                self._wake_books.set()
-            else:
-                self._finish(position_id)
-            self._prints.pop(position_id, None)
+            self._let_go(position_id)
         positions = {pk: p for pk, p in self.positions.items() if pk not in gone}
         positions.update(loaded)
         for pk in loaded:
@@ -543,26 +536,15 @@ class ExitEngine(PnlMonitor):
             if watched is not None:
                 fresh[position_id] = watched
         self.watched = fresh
-        groups_before = dict(self.on_key)  # its lists are not changed: new ones are built
         self.on_key, self.on_index = {}, {}
         for watched in fresh.values():
             self.on_key.setdefault(watched.key, []).append(watched)
             if watched.index_key is not None:
                 self.on_index.setdefault(watched.index_key, []).append(watched)
         self._count_exposure()
-        if config_changed:
-            self._bands = {}  # computed again on each contract's next tick
-        else:
-            # Only the contracts whose watched positions changed (one added, gone, or built
-            # again from a changed row) lose their quiet band: dropping every band made each
-            # contract's next tick run the rules for all its positions, a burst of thousands
-            # of evaluations after each reload of a big book.
-            for key in set(groups_before) | set(self.on_key):
-                was, group = groups_before.get(key, ()), self.on_key.get(key, ())
-                if len(was) != len(group) or any(
-                    a is not b for a, b in zip(was, group, strict=True)
-                ):
-                    self._bands.pop(key, None)
+        # Only a config change or the first load rebuilds (_apply_changes does the rest):
+        # every band is computed again on its contract's next tick.
+        self._bands = {}
         self._resubscribe(old_keys)
         return bool(gone) or bool(set(loaded) - before) or config_changed
 
@@ -585,12 +567,7 @@ class ExitEngine(PnlMonitor):
         changed_indices: set[str | None] = set()
         keys_before = set(self.by_key)
         for position_id in sorted(gone):
-            if self._books is not None:  # as in the rebuild (apply_reload)
-                self._finishing.append(position_id)
-                self._wake_books.set()
-            else:
-                self._finish(position_id)
-            self._prints.pop(position_id, None)
+            self._let_go(position_id)
             position = self.positions.pop(position_id)
             self._leave_key(position.key, position_id)
         for pk, position in loaded.items():
@@ -655,6 +632,17 @@ class ExitEngine(PnlMonitor):
         self._resubscribe(keys_before)
         return bool(gone) or any(pk not in before for pk in loaded)
 
+    def _let_go(self, position_id: int) -> None:
+        """A position left the open set: its last PnL mark and its cache key (database and
+        Redis work, done by the bookkeeper when it runs: a round trip each, off the tick
+        thread)."""
+        if self._books is not None:
+            self._finishing.append(position_id)
+            self._wake_books.set()
+        else:
+            self._finish(position_id)
+        self._prints.pop(position_id, None)
+
     def _resubscribe(self, keys_before: set[str]) -> None:
         """The subscription follows the contracts of the open set (``by_key``, which was
         ``keys_before``) and the indices under the watched positions."""
@@ -688,22 +676,15 @@ class ExitEngine(PnlMonitor):
         day's open PnL moved by the difference (what :meth:`_count_exposure` does for all)."""
         price = self._prices.get(key)
         units, cost = self._exposure.get(key, (0, ZERO))
-        charges = sum((w.entry_charges for w in was if not w.claimed), ZERO)
         if price is not None:
             self._open_pnl -= price[1] * units - cost
-        self._open_pnl += charges
-        units, cost, charges = 0, ZERO, ZERO
+        self._open_pnl += _unclaimed(was)[2]
         group = self.on_key.get(key)
         if group is None:
             self._exposure.pop(key, None)
             self._prices.pop(key, None)
             return
-        for watched in group:
-            if watched.claimed:
-                continue
-            units += watched.plan.quantity
-            cost += watched.plan.entry_price * watched.plan.quantity
-            charges += watched.entry_charges
+        units, cost, charges = _unclaimed(group)
         self._exposure[key] = (units, cost)
         if price is not None:
             self._open_pnl += price[1] * units - cost
@@ -851,8 +832,8 @@ class ExitEngine(PnlMonitor):
             if on_index:
                 self.underlying[key] = price_decimal(ltp)
                 indices.append((on_index, record.receive_time))
-        decisions: list[tuple[Watched, ExitDecision, float]] = []
-        acted = 0  # decisions acted on so far
+        decisions: list[tuple[Watched, ExitDecision, float]] = []  # one group's
+        decided = 0
         if contracts or indices:
             market_now = self.market_now()
             risk = self.day_risk(market_now)
@@ -862,7 +843,7 @@ class ExitEngine(PnlMonitor):
                 if not fresh:  # not traded on: the clock rules only
                     for watched in group:
                         self._evaluate(watched, None, market_now, risk, received, decisions)
-                    acted = self._act_on(decisions, acted)
+                    decided += self._act_on(decisions)
                     continue
                 band = bands.get(key)
                 if band is not None and band.holds(record.ltp, market_now):
@@ -872,23 +853,24 @@ class ExitEngine(PnlMonitor):
                 for watched in group:
                     self._evaluate(watched, tick, market_now, risk, received, decisions)
                 self._bands[key] = self._band_of(group, market_now)
-                acted = self._act_on(decisions, acted)
+                decided += self._act_on(decisions)
             # The index level moved: every position under it, whatever its band says (the
             # bands do not cover the underlying leg of the danger zone).
             for group, received in indices:
                 for watched in group:
                     self._evaluate(watched, None, market_now, risk, received, decisions)
-                acted = self._act_on(decisions, acted)
-        self._act_on(decisions, acted)
+                decided += self._act_on(decisions)
         self._mark_due(records, now)
-        return len(decisions)
+        return decided
 
-    def _act_on(self, decisions: list[tuple[Watched, ExitDecision, float]], acted: int) -> int:
-        """Act on the decisions from ``acted`` on, as soon as their contract's group is
-        judged: an exit does not wait for the rest of the batch to be evaluated."""
-        if len(decisions) > acted:
-            self.act_all(decisions[acted:])
-        return len(decisions)
+    def _act_on(self, decisions: list[tuple[Watched, ExitDecision, float]]) -> int:
+        """Act on a group's decisions as soon as it is judged (an exit does not wait for the
+        rest of the batch to be evaluated) and empty the list; how many there were."""
+        count = len(decisions)
+        if count:
+            self.act_all(decisions)
+            decisions.clear()
+        return count
 
     def _usable_bands(self, risk: DayRisk) -> Mapping[str, QuietBand | None]:
         """The bands, or none while the kill switch is on or the loss limit is reached (the
@@ -942,13 +924,8 @@ class ExitEngine(PnlMonitor):
         exposure: dict[str, tuple[int, Decimal]] = {}
         open_pnl = ZERO
         for key, group in self.on_key.items():
-            units, cost = 0, ZERO
-            for watched in group:
-                if watched.claimed:
-                    continue
-                units += watched.plan.quantity
-                cost += watched.plan.entry_price * watched.plan.quantity
-                open_pnl -= watched.entry_charges
+            units, cost, charges = _unclaimed(group)
+            open_pnl -= charges
             exposure[key] = (units, cost)
             price = self._prices.get(key)
             if price is not None:
@@ -1182,10 +1159,6 @@ class ExitEngine(PnlMonitor):
 
     # -- acting ----------------------------------------------------------------------------
 
-    def act(self, watched: Watched, decision: ExitDecision, received: float) -> None:
-        """Act on one decision (:meth:`act_all`)."""
-        self.act_all([(watched, decision, received)])
-
     def act_all(self, decisions: list[tuple[Watched, ExitDecision, float]]) -> None:
         """Act on decisions (one contract's, a batch's): each position's state as it was at
         the decision is written first (the claimed position keeps its peak and stop), a
@@ -1311,12 +1284,7 @@ class ExitEngine(PnlMonitor):
             item = self._remote_pending.pop(seq, None)
             if outcome == "auth":
                 self._route_failure = AuthFailure(detail)
-            elif outcome == "error" and item is not None:
-                logger.error(
-                    "exit engine: routing the exit of #%d failed in the route process: %s",
-                    item[0].position_id,
-                    detail,
-                )
+            # An "error" was logged by the route process with its traceback; it is counted.
             if item is not None:
                 self._routed_as(*item, outcome, detail, finished)
         finally:
@@ -1500,6 +1468,17 @@ def _state_columns(state: ExitState) -> dict[str, Any]:
         "in_loss_at": state.in_loss_at,
         "premium_high_at": state.high_at,
     }
+
+
+def _unclaimed(group: list[Watched]) -> tuple[int, Decimal, Decimal]:
+    """Units, entry cost and entry charges of a contract's unclaimed watched positions."""
+    units, cost, charges = 0, ZERO, ZERO
+    for watched in group:
+        if not watched.claimed:
+            units += watched.plan.quantity
+            cost += watched.plan.entry_price * watched.plan.quantity
+            charges += watched.entry_charges
+    return units, cost, charges
 
 
 def _tick_time(record: Any) -> float:
