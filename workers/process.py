@@ -7,43 +7,20 @@ its next pass and returns after its own shutdown, so a platform restart never cu
 from __future__ import annotations
 
 import logging
-import queue
-import signal
 import threading
 from collections.abc import Callable
 from typing import Any
 
+from trading.shutdown import SignalStop
+
 
 def run_until_stopped(run: Callable[[threading.Event], None], name: str) -> None:
-    """Call ``run(stop)`` with a stop event that SIGTERM and SIGINT set.
-
-    The handler never touches the event itself: it runs on the main thread between two
-    bytecodes, possibly inside ``stop.wait()`` while that holds the event's lock (a plain,
-    non-reentrant Lock), and ``stop.set()`` there would wait for it forever (seen in CI: a
-    worker that logged "SIGTERM received" and never exited). It hands the signal to a watcher
-    thread through a ``SimpleQueue``, whose ``put`` is reentrant (safe where a lock is not)."""
-    logger = logging.getLogger(f"workers.{name.replace(' ', '_')}")
-    stop = threading.Event()
-    signals: queue.SimpleQueue[int | None] = queue.SimpleQueue()
-
-    def watch() -> None:
-        while (signum := signals.get()) is not None:
-            logger.info("%s: %s received, stopping", name, signal.Signals(signum).name)
-            stop.set()
-
-    watcher = threading.Thread(target=watch, name=f"{name} signals", daemon=True)
-    watcher.start()
-
-    def on_signal(signum: int, frame: object) -> None:
-        signals.put(signum)
-
-    signal.signal(signal.SIGTERM, on_signal)
-    signal.signal(signal.SIGINT, on_signal)
+    """Call ``run(stop)`` with a stop event that SIGTERM and SIGINT set (:class:`SignalStop`)."""
+    stops = SignalStop(name, logging.getLogger(f"workers.{name.replace(' ', '_')}"))
     try:
-        run(stop)
+        run(stops.event)
     finally:
-        signals.put(None)
-        watcher.join(timeout=1.0)
+        stops.close()
 
 
 def run_split_worker(

@@ -11,9 +11,7 @@ catalog importer accepts it) and exits.
 
 from __future__ import annotations
 
-import queue
-import signal
-import threading
+import logging
 import time
 from datetime import date, datetime
 from decimal import Decimal, InvalidOperation
@@ -22,6 +20,7 @@ from typing import Any
 from django.core.management.base import BaseCommand, CommandError, CommandParser
 
 from trading.dhan.sim.server import Faults, SimConfig, Simulator
+from trading.shutdown import SignalStop
 
 
 def _date(text: str) -> date:
@@ -131,16 +130,8 @@ class Command(BaseCommand):
             latency=opts["latency"],
             place_order_delay=opts["place_order_delay"],
         )
-        stop = threading.Event()
-        # Not stop.set() in the handler: it may run inside stop.wait() below while that holds
-        # the event's non-reentrant lock (workers/process.py run_until_stopped says more); a
-        # thread sets it, told through a SimpleQueue (reentrant put).
-        signals: queue.SimpleQueue[int] = queue.SimpleQueue()
-        threading.Thread(
-            target=lambda: (signals.get(), stop.set()), name="dhan_sim signals", daemon=True
-        ).start()
-        for sig in (signal.SIGTERM, signal.SIGINT):
-            signal.signal(sig, lambda signum, frame: signals.put(signum))
+        stops = SignalStop("dhan_sim", logging.getLogger("trading.dhan_sim"))
+        stop = stops.event
         try:
             sim.start()
         except OSError as exc:
@@ -159,4 +150,5 @@ class Command(BaseCommand):
                 pass
         finally:
             sim.stop()
+            stops.close()
             self.stderr.write("simulator stopped")
