@@ -38,6 +38,10 @@ r"""The exit engine: every open position watched tick by tick and exited by rule
   thread then applies (apply_reload) without a database round trip; it waits while a route
   is queued or running. Without run() (a test driving one pass at a time) the tick thread
   does all of it.
+* **Helper processes** (PostgreSQL with Redis, as ``run_exit_engine`` runs): the router
+  threads run in the route process (workers/exit_routes.py) and the PnL marks in the marks
+  process (workers/exit_marks.py, which reads the prices from Redis itself), so neither takes
+  this process's interpreter lock from the tick thread; either one's death stops the engine.
 * **Quiet bands.** A tick inside the quiet band of every position on its contract
   (trading/rules/exits.py ``quiet_band``) skips their evaluation; never while a switch is on,
   never for an index move.
@@ -82,10 +86,18 @@ from trading.rules.market import INDEX_SEGMENT, IST, instrument_key
 from trading.rules.pnl import price_decimal
 from trading.rules.vocab import ExitType
 from workers.broker_auth import clear_auth_failure, report_auth_failure
+from workers.exit_marks import MarksProcess
 from workers.exit_routes import RouteProcess, RoutesDied
 from workers.market_clock import MarketClock
 from workers.orders import record_quote
-from workers.pnl import OPEN_STATUSES, PnlMonitor, default_exit_charges, update_open_positions
+from workers.pnl import (
+    OPEN_STATUSES,
+    PnlMonitor,
+    default_exit_charges,
+    read_open_positions,
+    tick_time,
+    update_open_positions,
+)
 from workers.realtime.keys import MARKET_CLOCK
 from workers.realtime.redis_client import StoreUnavailable
 
@@ -152,6 +164,7 @@ class ExitEngine(PnlMonitor):
         seed_cash: Callable[[], Decimal] | None = None,
         router_threads: int | None = None,
         route_process: bool = False,
+        marks_process: bool = False,
     ) -> None:
         super().__init__(
             realtime,
@@ -230,6 +243,12 @@ class ExitEngine(PnlMonitor):
         self._queued = 0
         self._routed: list[int] = []
         self._route_failure: Exception | None = None
+        # marks_process (with route_process): the PnL marks of the book, and the last marks of
+        # positions that left it, in a process of their own (workers/exit_marks.py); its
+        # counters (updates, errors, the last error) come back for the heartbeat.
+        self.marks_process = marks_process
+        self._marks: MarksProcess | None = None
+        self._marks_counts: tuple[int, int, str | None] = (0, 0, None)
         # Open PnL of the watched, unclaimed positions (gross at their contract's last price
         # less the entry charges), kept up to date per contract by _set_price (its units and
         # cost in _exposure) and by the claims, recomputed at each reload.
@@ -253,6 +272,7 @@ class ExitEngine(PnlMonitor):
                 return
             resumed = self.resume()
             self.handle_reload(self.clock())  # the open set before the first tick
+            self._start_marks()
             self._start_books(stop)
             self._start_routes()
             # Everything the start built (Django, the catalog's plans, the open book) moves
@@ -274,6 +294,7 @@ class ExitEngine(PnlMonitor):
         finally:
             self._stop_routes()
             self._stop_books()
+            self._stop_marks()
             while self._finishing:
                 self._finish(self._finishing.popleft())
             self.persist(force=True)
@@ -339,8 +360,9 @@ class ExitEngine(PnlMonitor):
         except Exception as exc:  # the sweep keeps the last read; the marks still go
             self._record_error(f"risk: {type(exc).__name__}")
             logger.warning("exit engine: the day's PnL and kill switch not read: %s", exc)
-        self._yield_to_routes()
-        self.mark_pnl(now)
+        if self._marks is None:  # else the marks process marks the book
+            self._yield_to_routes()
+            self.mark_pnl(now)
         if now >= self._next_persist:
             self._next_persist = now + self.persist_interval
             self._yield_to_routes()
@@ -393,7 +415,9 @@ class ExitEngine(PnlMonitor):
         """One pass: reload when due, wait for ticks, evaluate, sweep when due, persist,
         beat. Returns the number of decisions."""
         if self._route_failure is not None:
-            raise self._route_failure  # the router thread's: trading stops loudly
+            # A router thread's (an authentication failure), or a helper process's death:
+            # trading stops loudly.
+            raise self._route_failure
         close_old_connections()
         now = self.clock()
         if now >= self._next_clock:
@@ -462,12 +486,9 @@ class ExitEngine(PnlMonitor):
         of the new and the changed ones. Run by the bookkeeper while the engine runs (the
         tick thread only applies it); None when the database cannot be read (reported once
         until it can again)."""
+        exits = self.config_source().exits
         try:
-            rows = list(
-                PositionTracker.objects.filter(status__in=OPEN_STATUSES).values_list(
-                    "pk", "status", "quantity", "entry_price", "charges"
-                )
-            )
+            prints, loaded, missing = read_open_positions(self._prints, "derivative")
         except Exception as exc:
             self._record_error(f"reload: {type(exc).__name__}")
             if not self._reload_failing:
@@ -477,25 +498,8 @@ class ExitEngine(PnlMonitor):
         if self._reload_failing:
             logger.info("exit engine: loading positions works again")
             self._reload_failing = False
-        prints: dict[int, tuple[Any, ...]] = {}
-        for pk, *fingerprint in rows:
-            if fingerprint[2] is None:
-                self._log_position_error(pk, now, "is open without an entry price")
-                continue
-            prints[pk] = tuple(fingerprint)
-        exits = self.config_source().exits
-        changed = [pk for pk, fingerprint in prints.items() if self._prints.get(pk) != fingerprint]
-        try:
-            loaded = {
-                position.pk: position
-                for position in PositionTracker.objects.filter(pk__in=changed).select_related(
-                    "derivative"
-                )
-            }
-        except Exception as exc:
-            self._record_error(f"reload: {type(exc).__name__}")
-            logger.warning("exit engine: could not load the changed positions: %s", exc)
-            return None
+        for pk in missing:
+            self._log_position_error(pk, now, "is open without an entry price")
         return _Fetched(prints, loaded, exits)
 
     def apply_reload(self, fetched: _Fetched) -> bool:
@@ -636,7 +640,9 @@ class ExitEngine(PnlMonitor):
         """A position left the open set: its last PnL mark and its cache key (database and
         Redis work, done by the bookkeeper when it runs: a round trip each, off the tick
         thread)."""
-        if self._books is not None:
+        if self._marks is not None:
+            pass  # the marks process finishes it (it follows the open set itself)
+        elif self._books is not None:
             self._finishing.append(position_id)
             self._wake_books.set()
         else:
@@ -980,41 +986,22 @@ class ExitEngine(PnlMonitor):
         """Note the positions whose contract ticked: the sweep marks their PnL in one batch.
         Nothing on the tick path waits for the PnL cache or its database copy: the rules
         ran on every tick; pnl:{id} is for people and the gates, at most a sweep old."""
+        if self._marks is not None:
+            return  # the marks process reads the prices itself
         for key in records:
             self._unmarked.update(self.by_key.get(key, ()))
 
     def mark_pnl(self, now: float) -> int:
-        """The PnL of every position whose contract ticked since the last sweep: computed,
-        then written in one batch (one Redis round trip; the database copy, each position at
-        most every 5 s, in one statement). Returns how many were marked."""
-        snapshots = []
+        """The PnL of every position whose contract ticked since the last sweep, marked in
+        one batch (PnlMonitor.mark_batch), giving way to routes and the tick thread every 16
+        positions. Returns how many were marked."""
         pending, self._unmarked = self._unmarked, set()
-        for count, position_id in enumerate(sorted(pending)):
-            if count % 16 == 15:
-                self._yield_to_routes()
-                time.sleep(0)  # the interpreter lock to the tick thread, if it waits for it
-            position = self.positions.get(position_id)
-            record = self.last_ticks.get(position.key) if position is not None else None
-            if record is None:
-                continue
-            snapshot = self._snapshot(position, record, _tick_time(record), now)
-            if snapshot is not None:
-                snapshots.append(snapshot)
-                self._dirty.add(position_id)
-        if not snapshots:
-            return 0
-        try:
-            self.cache.store_many(snapshots)
-        except Exception as exc:  # the store is down: the database copy still goes
-            self._record_error(f"pnl cache: {type(exc).__name__}")
-            logger.warning("exit engine: PnL cache write failed: %s", exc)
-        try:
-            self.db_sync.sync_many(snapshots, now)
-        except Exception as exc:
-            self._record_error(f"db sync: {type(exc).__name__}")
-            logger.warning("exit engine: PnL database copy failed: %s", exc)
-        self.updates += len(snapshots)
-        return len(snapshots)
+
+        def pause() -> None:
+            self._yield_to_routes()
+            time.sleep(0)  # the interpreter lock to the tick thread, if it waits for it
+
+        return self.mark_batch(pending, self.last_ticks, now, pause)
 
     # -- the sweep -------------------------------------------------------------------------
 
@@ -1290,7 +1277,9 @@ class ExitEngine(PnlMonitor):
         finally:
             self._routed[0] += 1
 
-    def _remote_died(self, exc: RoutesDied) -> None:
+    def _helper_died(self, exc: RuntimeError) -> None:
+        """The route or the marks process died: the engine stops (its supervisor starts it
+        again, and its start continues every claimed exit)."""
         logger.critical("exit engine: %s; it stops (its start continues claimed exits)", exc)
         self._route_failure = exc
 
@@ -1318,7 +1307,7 @@ class ExitEngine(PnlMonitor):
                 redis_url=self.realtime.redis_url,
                 prefix=self.realtime.prefix,
                 on_done=self._remote_done,
-                on_died=self._remote_died,
+                on_died=self._helper_died,
                 threads=count,
                 database={"NAME": connections[DEFAULT_DB_ALIAS].settings_dict["NAME"]},
             )
@@ -1370,6 +1359,34 @@ class ExitEngine(PnlMonitor):
         for thread in routers:
             thread.join(timeout=30.0)
         self._routers, self._routes = [], None
+
+    def _start_marks(self) -> None:
+        """The marks process (``marks_process``): the PnL marks of the book off this
+        process's interpreter (workers/exit_marks.py)."""
+        if not self.marks_process:
+            return
+        from django.db import DEFAULT_DB_ALIAS
+
+        if self.realtime.redis_url is None:
+            raise ValueError("marks_process needs Redis (another process cannot see memory)")
+        marks = MarksProcess(
+            on_counts=self._marks_counted,
+            on_died=self._helper_died,
+            redis_url=self.realtime.redis_url,
+            prefix=self.realtime.prefix,
+            interval=self.sweep_interval,
+            database={"NAME": connections[DEFAULT_DB_ALIAS].settings_dict["NAME"]},
+        )
+        marks.start()
+        self._marks = marks
+
+    def _marks_counted(self, updates: int, errors: int, last_error: str | None) -> None:
+        self._marks_counts = (updates, errors, last_error)
+
+    def _stop_marks(self) -> None:
+        marks, self._marks = self._marks, None
+        if marks is not None:
+            marks.stop()
 
     def trip_kill_switch(self, decision: ExitDecision) -> None:
         from trading.switches import kill_switch_active, set_kill_switch
@@ -1426,14 +1443,22 @@ class ExitEngine(PnlMonitor):
         return True
 
     def _beat_fields(self) -> dict[str, Any]:
+        # updates: PnL marks written (by the marks process when it runs); errors and the last
+        # one: this process's and the marks process's.
+        marked, marks_errors, marks_error = self._marks_counts
         return {
             "positions": len(self.positions),
             "watched": len(self.watched),
             "keys": len(self.by_key),
-            "updates": self.updates,
-            "errors": self.errors,
+            "updates": self.updates + marked,
+            "errors": self.errors + marks_errors,
             "last_tick_at": self.last_tick_at,
-            "last_error": self.last_error,
+            "last_error": self.last_error or marks_error,
+            "marks": (
+                f"process {self._marks.process.pid}"
+                if self._marks is not None and self._marks.process is not None
+                else "engine"
+            ),
             "kill_switch": self._kill_switch,
             # Where the exits are routed: the route process's pid, or the engine's threads;
             # routing: decisions handed over and not yet answered.
@@ -1481,12 +1506,8 @@ def _unclaimed(group: list[Watched]) -> tuple[int, Decimal, Decimal]:
     return units, cost, charges
 
 
-def _tick_time(record: Any) -> float:
-    return record.exchange_time if record.exchange_time is not None else record.receive_time
-
-
 def _tick(record: Any) -> Tick:
-    return Tick(price_decimal(record.ltp), datetime.fromtimestamp(_tick_time(record), IST))
+    return Tick(price_decimal(record.ltp), datetime.fromtimestamp(tick_time(record), IST))
 
 
 def _seed_cash(config_source: Callable[[], AlgoConfig]) -> Callable[[], Decimal]:
@@ -1500,13 +1521,19 @@ def _seed_cash(config_source: Callable[[], AlgoConfig]) -> Callable[[], Decimal]
 
 
 def exit_engine_from_settings(
-    realtime: Realtime, *, live: bool, route_process: bool | None = None
+    realtime: Realtime,
+    *,
+    live: bool,
+    route_process: bool | None = None,
+    marks_process: bool | None = None,
 ) -> ExitEngine:
     """The exit engine as run_exit_engine and run_trader build it: the router of this process
     (paper, or the live gateway with REST quotes for a stale feed), market time followed from
     the feed hub. ``route_process`` (default: on PostgreSQL with Redis, which a second
-    process can share) routes the exits from a process of their own (workers/exit_routes.py);
-    the embedded default (SQLite, the in-memory bus) routes them from threads."""
+    process can share) routes the exits from a process of their own (workers/exit_routes.py),
+    and ``marks_process`` (the same default) marks the book's PnL from another
+    (workers/exit_marks.py); the embedded default (SQLite, the in-memory bus) does both in
+    this process's threads."""
     from django.db import connection
 
     from workers.orders import RestQuotes, reloading_config, router_for
@@ -1530,8 +1557,11 @@ def exit_engine_from_settings(
         gateway=gateway,
         rest_quotes=rest_quotes,
     )
+    shared = realtime.redis_url is not None and connection.vendor == "postgresql"
     if route_process is None:
-        route_process = realtime.redis_url is not None and connection.vendor == "postgresql"
+        route_process = shared
+    if marks_process is None:
+        marks_process = shared
     return ExitEngine(
         realtime,
         router,
@@ -1541,4 +1571,5 @@ def exit_engine_from_settings(
         rest=rest,
         rest_quotes=rest_quotes,
         route_process=route_process,
+        marks_process=marks_process,
     )

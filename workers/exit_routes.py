@@ -36,16 +36,16 @@ hub's kv ``market:clock`` as the engine does.
 from __future__ import annotations
 
 import logging
-import multiprocessing as mp
 import queue
 import threading
 import time
 from collections.abc import Callable
 from typing import Any
 
+from workers.child_process import ChildProcess, say_failed, setup_django
+
 logger = logging.getLogger(__name__)
 
-READY_TIMEOUT = 60.0  # seconds for the process to set Django up and say it is ready
 CLOCK_EVERY = 1.0  # seconds between reads of the feed hub's market clock
 
 
@@ -56,10 +56,13 @@ class RoutesDied(RuntimeError):
 Done = Callable[[int, str, str, float], None]
 
 
-class RouteProcess:
-    """The parent's side: start the process, hand it decisions, get their outcomes on a
-    reader thread (``on_done(seq, outcome, detail, finished)``), and notice its death
-    (``on_died(RoutesDied)``)."""
+class RouteProcess(ChildProcess):
+    """The parent's side (workers/child_process.py): start the process, hand it decisions,
+    get their outcomes on a reader thread (``on_done(seq, outcome, detail, finished)``), and
+    notice its death (``on_died(RoutesDied)``)."""
+
+    what = "route process"
+    died = RoutesDied
 
     def __init__(
         self,
@@ -72,50 +75,21 @@ class RouteProcess:
         threads: int = 4,
         database: dict[str, Any] | None = None,
     ) -> None:
+        super().__init__(
+            serve,
+            (live, redis_url, prefix, threads, database),
+            name="exit-engine-routes",
+            on_message=self._answer,
+            on_died=on_died,  # type: ignore[arg-type]
+        )
         self.live = live
-        self.redis_url = redis_url
-        self.prefix = prefix
         self.on_done = on_done
-        self.on_died = on_died
         self.threads = threads
-        self.database = database
-        self.process: Any = None
-        self._conn: Any = None
-        self._reader: threading.Thread | None = None
-        self._send = threading.Lock()
-        self._stopping = False
 
     def start(self) -> None:
-        ctx = mp.get_context("spawn")  # a fresh interpreter: no inherited connections
-        ours, theirs = ctx.Pipe()
-        process = ctx.Process(
-            target=serve,
-            args=(theirs, self.live, self.redis_url, self.prefix, self.threads, self.database),
-            name="exit-engine-routes",
-            daemon=True,
-        )
-        process.start()
-        theirs.close()  # only the child holds its end: its death is our end of file
-        try:
-            if not ours.poll(READY_TIMEOUT):
-                raise RoutesDied(f"the route process did not start within {READY_TIMEOUT:.0f} s")
-            first = ours.recv()
-        except (EOFError, OSError):
-            first = None
-        if not (isinstance(first, tuple) and first[:1] == ("ready",)):
-            process.join(5)
-            if process.is_alive():
-                process.kill()
-            detail = first[1] if isinstance(first, tuple) and len(first) > 1 else "no answer"
-            raise RoutesDied(
-                f"the route process failed to start (exit code {process.exitcode}): {detail}"
-            )
-        self.process, self._conn = process, ours
-        self._reader = threading.Thread(
-            target=self._read, name="exit-engine-routes-reader", daemon=True
-        )
-        self._reader.start()
-        logger.info("exit engine: routes in process %d (%d threads)", process.pid, self.threads)
+        super().start()
+        pid = self.process.pid
+        logger.info("exit engine: routes in process %d (%d threads)", pid, self.threads)
 
     def put(self, seq: int, position_id: int, exit_type: str, reason: str, **decision: Any) -> None:
         """Hand one decision over. RoutesDied when the process is gone."""
@@ -124,58 +98,12 @@ class RouteProcess:
     def put_many(self, items: list[tuple[int, int, str, str, dict[str, Any]]]) -> None:
         """Hand decisions over in one message, each ``(seq, position_id, exit_type, reason,
         decision)``. RoutesDied when the process is gone."""
-        try:
-            with self._send:
-                self._conn.send(items)
-        except (OSError, EOFError, ValueError) as exc:
-            raise RoutesDied(f"the route process is gone: {exc}") from exc
+        self.send(items)
 
-    def _read(self) -> None:
-        conn = self._conn
-        while True:
-            try:
-                message = conn.recv()
-            except (EOFError, OSError):
-                break
-            if message[:1] == ("done",):
-                _, seq, outcome, detail, finished = message
-                try:
-                    self.on_done(seq, outcome, detail, finished)
-                except Exception:
-                    logger.exception("exit engine: a route's outcome could not be recorded")
-        if self._stopping:
-            return
-        process = self.process
-        process.join(1.0)
-        code = process.exitcode
-        how = (
-            f"killed by signal {-code}"
-            if code is not None and code < 0
-            else f"exit code {code}"
-            if code is not None
-            else "its pipe closed"
-        )
-        self.on_died(RoutesDied(f"the exit engine's route process died ({how})"))
-
-    def stop(self, timeout: float = 30.0) -> None:
-        """Route what was handed over, then end the process."""
-        if self.process is None:
-            return
-        self._stopping = True
-        try:
-            with self._send:
-                self._conn.send(None)
-        except (OSError, EOFError, ValueError):
-            pass
-        self.process.join(timeout)
-        if self.process.is_alive():
-            logger.error("exit engine: the route process did not end in %.0f s: killed", timeout)
-            self.process.kill()
-            self.process.join(5)
-        if self._reader is not None:
-            self._reader.join(5)
-        self._conn.close()
-        self.process = None
+    def _answer(self, message: Any) -> None:
+        if message[:1] == ("done",):
+            _, seq, outcome, detail, finished = message
+            self.on_done(seq, outcome, detail, finished)
 
 
 # -- the child -----------------------------------------------------------------------------
@@ -193,10 +121,7 @@ def serve(
     try:
         router, follow = _setup(live, redis_url, prefix, database)
     except BaseException as exc:  # said to the engine, which raises it
-        try:
-            conn.send(("failed", f"{type(exc).__name__}: {exc}"))
-        finally:
-            conn.close()
+        say_failed(conn, exc)
         return
     from django.db import close_old_connections, connections
 
@@ -281,13 +206,7 @@ def _setup(
     live: bool, redis_url: str, prefix: str, database: dict[str, Any] | None
 ) -> tuple[Any, Callable[[], None]]:
     """Django, the router as the exit engine builds it, and the market clock's follower."""
-    import django
-
-    django.setup()
-    if database:
-        from django.conf import settings
-
-        settings.DATABASES["default"].update(database)
+    setup_django(database)
     from trading.orders.acks import AckWriter
     from workers.market_clock import MarketClock
     from workers.orders import reloading_config, router_for

@@ -17,7 +17,7 @@ from __future__ import annotations
 import logging
 import threading
 import time
-from collections.abc import Callable, Mapping, Sequence
+from collections.abc import Callable, Iterable, Mapping, Sequence
 from dataclasses import dataclass, fields
 from datetime import UTC, date, datetime
 from decimal import Decimal, InvalidOperation
@@ -64,6 +64,11 @@ ExitChargesEstimator = Callable[[PositionTracker, float, date], Decimal]
 def position_key(position: PositionTracker) -> str:
     """The tick contract's instrument key of the position's contract."""
     return position.key
+
+
+def tick_time(record: TickRecord) -> float:
+    """A record's market time: the exchange's, else when it was received."""
+    return record.exchange_time if record.exchange_time is not None else record.receive_time
 
 
 def default_exit_charges(position: PositionTracker, ltp: float, on: date) -> Decimal:
@@ -322,6 +327,35 @@ def update_open_positions(rows: Mapping[int, Mapping[str, Any]], columns: Sequen
         return cursor.rowcount
 
 
+# What says an open position changed (a reload reads the full row again): its status, its
+# quantity, its entry price, its charges.
+FINGERPRINT = ("status", "quantity", "entry_price", "charges")
+
+
+def read_open_positions(
+    known: Mapping[int, tuple[Any, ...]], *related: str
+) -> tuple[dict[int, tuple[Any, ...]], dict[int, PositionTracker], list[int]]:
+    """The open positions, read cheaply enough to do every second at 2,000 of them: one
+    narrow query of every open position's fingerprint (:data:`FINGERPRINT`), then the full rows
+    (with ``related``) of those whose fingerprint is not the one in ``known``. Returns the
+    fingerprints, those rows, and the open positions without an entry price (left out: nothing
+    can be priced or judged for them). Database errors are the caller's."""
+    prints: dict[int, tuple[Any, ...]] = {}
+    missing: list[int] = []
+    rows = PositionTracker.objects.filter(status__in=OPEN_STATUSES).values_list("pk", *FINGERPRINT)
+    for pk, *fingerprint in rows:
+        if fingerprint[2] is None:
+            missing.append(pk)
+        else:
+            prints[pk] = tuple(fingerprint)
+    changed = [pk for pk, fingerprint in prints.items() if known.get(pk) != fingerprint]
+    loaded = {
+        position.pk: position
+        for position in PositionTracker.objects.filter(pk__in=changed).select_related(*related)
+    }
+    return prints, loaded, missing
+
+
 class PnlDbSync:
     """Copies snapshots to the PositionTracker PnL columns, at most once per ``interval``
     seconds per position while it is open, and unconditionally at exit (sync_final)."""
@@ -561,12 +595,9 @@ class PnlMonitor:
             position_ids = self.by_key.get(key)
             if not position_ids or record.ltp <= 0:
                 continue  # not ours (any more), or no good price yet
-            tick_time = (
-                record.exchange_time if record.exchange_time is not None else record.receive_time
-            )
             self.last_tick_at = record.receive_time
             for position_id in position_ids:
-                if self._mark(self.positions[position_id], record, tick_time, now):
+                if self._mark(self.positions[position_id], record, tick_time(record), now):
                     marked += 1
         self.updates += marked
         return marked
@@ -602,6 +633,44 @@ class PnlMonitor:
         return True
 
     # -- internals ------------------------------------------------------------------------------
+
+    def mark_batch(
+        self,
+        position_ids: Iterable[int],
+        records: Mapping[str, TickRecord],
+        now: float,
+        pause: Callable[[], None] | None = None,
+    ) -> int:
+        """Mark these positions, each at its contract's record in ``records``: computed, then
+        written in one batch (one kv round trip; the database copy, each position at most
+        every ``db_sync.interval``, in one statement). ``pause`` is called every 16 positions
+        (the exit engine lets its other threads run). Returns how many were marked."""
+        snapshots = []
+        for count, position_id in enumerate(sorted(position_ids)):
+            if pause is not None and count % 16 == 15:
+                pause()
+            position = self.positions.get(position_id)
+            record = records.get(position_key(position)) if position is not None else None
+            if record is None:
+                continue
+            snapshot = self._snapshot(position, record, tick_time(record), now)
+            if snapshot is not None:
+                snapshots.append(snapshot)
+                self._dirty.add(position_id)
+        if not snapshots:
+            return 0
+        try:
+            self.cache.store_many(snapshots)
+        except Exception as exc:  # the store is down: the database copy still goes
+            self._record_error(f"pnl cache: {type(exc).__name__}")
+            logger.warning("%s: PnL cache write failed: %s", self.name, exc)
+        try:
+            self.db_sync.sync_many(snapshots, now)
+        except Exception as exc:
+            self._record_error(f"db sync: {type(exc).__name__}")
+            logger.warning("%s: PnL database copy failed: %s", self.name, exc)
+        self.updates += len(snapshots)
+        return len(snapshots)
 
     def _snapshot(
         self, position: PositionTracker, record: TickRecord, tick_time: float, now: float
@@ -677,3 +746,70 @@ class PnlMonitor:
             return
         self._error_logged_at[position_id] = now
         logger.error("PnL monitor: position #%s %s", position_id, what, exc_info=exc_info)
+
+
+class BookMarks(PnlMonitor):
+    """The marks of the open book on an interval, prices read from the tick store: what the
+    exit engine's marks process runs (workers/exit_marks.py, whose docstring says why).
+    ``mark_once(now)`` is one round: the unit the tests drive. Needs no subscription: the
+    latest tick of each contract is read in one ``get_many`` a round."""
+
+    name = "exit engine marks"
+
+    def __init__(self, realtime: Any, **kwargs: Any) -> None:
+        super().__init__(realtime, **kwargs)
+        self._prints: dict[int, tuple[Any, ...]] = {}
+        self._marked: dict[int, int] = {}  # position -> the tick seq it was last marked at
+
+    def reload(self, now: float) -> None:
+        """Follow the open set: the new and the changed rows read, the gone finished."""
+        try:
+            prints, loaded, missing = read_open_positions(self._prints)
+        except Exception as exc:
+            self._record_error(f"reload: {type(exc).__name__}")
+            if not self._reload_failing:
+                logger.exception("%s: could not load the open positions", self.name)
+            self._reload_failing = True
+            return
+        if self._reload_failing:
+            logger.info("%s: loading positions works again", self.name)
+            self._reload_failing = False
+        for pk in missing:
+            self._log_position_error(pk, now, "is open without an entry price")
+        for pk in sorted(set(self.positions) - set(prints)):
+            self._finish(pk)
+            del self.positions[pk]
+            self._prints.pop(pk, None)
+            self._marked.pop(pk, None)
+        for pk, position in loaded.items():
+            self.positions[pk] = position
+            self._prints[pk] = prints[pk]
+            self._marked.pop(pk, None)  # changed (a fill, its charges): marked again
+        if loaded or len(self.positions) != sum(map(len, self.by_key.values())):
+            by_key: dict[str, list[int]] = {}
+            for pk, position in self.positions.items():
+                by_key.setdefault(position.key, []).append(pk)
+            self.by_key = by_key
+
+    def mark_once(self, now: float) -> int:
+        """One round: reload, read the contracts' latest ticks, mark what moved. Returns
+        how many positions were marked."""
+        self.reload(now)
+        if not self.by_key:
+            return 0
+        try:
+            records = self.ticks.get_many(self.by_key)
+        except Exception as exc:  # Redis down: the next round tries again
+            self._record_error(f"ticks: {type(exc).__name__}")
+            logger.warning("%s: the latest ticks not read: %s", self.name, exc)
+            return 0
+        due = []
+        for key, record in records.items():
+            if record.ltp <= 0:
+                continue
+            self.last_tick_at = record.receive_time
+            for pk in self.by_key.get(key, ()):
+                if self._marked.get(pk) != record.seq:
+                    self._marked[pk] = record.seq
+                    due.append(pk)
+        return self.mark_batch(due, records, now)

@@ -15,7 +15,8 @@ that moment is the engine under test (otherwise the order manager, which drives 
 exit, could send it first and the failpoint would never be reached); it is started again with
 the engine. The failpoints are on the exit's route, which runs in the engine's route process
 (workers/exit_routes.py): that process dies by the SIGKILL and the engine stops with it. An
-engine SIGKILLed from outside leaves no route process behind.
+engine SIGKILLed from outside leaves neither its route process nor its marks process
+(workers/exit_marks.py) behind.
 """
 
 from __future__ import annotations
@@ -176,9 +177,10 @@ def _alive(pid: int) -> bool:
     return state != "Z"  # a zombie has exited (its parent is gone: init reaps it)
 
 
-def test_an_exit_engine_killed_from_outside_leaves_no_route_process_behind(desk):
-    """The engine's routes run in a child process (workers/exit_routes.py); a SIGKILL of the
-    engine, as a container runtime gives, must not leave it running with its connections."""
+def test_an_exit_engine_killed_from_outside_leaves_no_helper_process_behind(desk):
+    """The engine's routes and its PnL marks run in child processes (workers/exit_routes.py,
+    workers/exit_marks.py); a SIGKILL of the engine, as a container runtime gives, must not
+    leave them running with their connections."""
     hub = desk.start(command="run_feed_hub")
     engine = desk.start(command="run_exit_engine")
     desk.wait(
@@ -186,19 +188,27 @@ def test_an_exit_engine_killed_from_outside_leaves_no_route_process_behind(desk)
         "the exit engine started",
         trader=[hub, engine],
     )
-    children = _children(engine.process.pid)  # the route process; multiprocessing's tracker
-    routes = [
-        pid
-        for pid in children
-        if b"spawn_main" in Path(f"/proc/{pid}/cmdline").read_bytes()
-        and f"routes in process {pid} " in engine.output()
-    ]
-    assert len(routes) == 1, (children, engine.tail())
+    # The route process, the marks process, multiprocessing's tracker.
+    children = _children(engine.process.pid)
+
+    def helper(says: str) -> list[int]:
+        return [
+            pid
+            for pid in children
+            if b"spawn_main" in Path(f"/proc/{pid}/cmdline").read_bytes()
+            and f"{says} in process {pid}" in engine.output()
+        ]
+
+    routes, marks = helper("routes"), helper("PnL marks")
+    assert len(routes) == 1 and len(marks) == 1, (children, engine.tail())
     kv = RedisKeyValueStore(desk.env["REDIS_URL"], prefix="algo:")
-    try:  # the heartbeat says where the exits are routed
+    try:  # the heartbeat says where the exits are routed and the book is marked
         desk.wait(
-            lambda: (kv.get("hb:exit_engine") or {}).get("routes") == f"process {routes[0]}",
-            "the exit engine's heartbeat naming its route process",
+            lambda: (
+                (kv.get("hb:exit_engine") or {}).get("routes") == f"process {routes[0]}"
+                and (kv.get("hb:exit_engine") or {}).get("marks") == f"process {marks[0]}"
+            ),
+            "the exit engine's heartbeat naming its route and marks processes",
             trader=[hub, engine],
         )
     finally:
@@ -206,7 +216,7 @@ def test_an_exit_engine_killed_from_outside_leaves_no_route_process_behind(desk)
     engine.kill()
     desk.wait(
         lambda: not any(_alive(pid) for pid in children),
-        "the route process (and multiprocessing's tracker) to end with the engine",
+        "the route and marks processes (and multiprocessing's tracker) to end with the engine",
         15,
     )
     hub.stop()

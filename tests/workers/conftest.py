@@ -1,7 +1,9 @@
-"""Fixtures of the worker tests: a simulator, and components run in threads."""
+"""Fixtures of the worker tests: a simulator, components run in threads, and a real Redis
+under a prefix of the test's own (``shared``: what a second process can see)."""
 
 from __future__ import annotations
 
+import uuid
 from collections.abc import Callable, Iterator
 from datetime import time as dtime
 
@@ -9,6 +11,7 @@ import pytest
 
 from tests.support.market import away_from_wall
 from trading.dhan.sim.server import SimConfig, Simulator
+from workers.realtime.services import Realtime, redis_realtime
 
 
 @pytest.fixture
@@ -51,3 +54,19 @@ def running() -> Iterator[Callable[..., object]]:
     yield start
     for run in started:
         run.close()
+
+
+@pytest.fixture
+def shared(redis_url: str) -> Iterator[Realtime]:
+    """Redis under a prefix of this test's own, its keys deleted afterwards."""
+    prefix = f"test-shared-{uuid.uuid4().hex[:10]}:"
+    realtime = redis_realtime(redis_url, prefix=prefix)
+    yield realtime
+    realtime.close()
+    import redis
+
+    client = redis.Redis.from_url(redis_url)
+    names = list(client.scan_iter(match=prefix + "*", count=1000))
+    if names:
+        client.delete(*names)
+    client.close()

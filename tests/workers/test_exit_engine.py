@@ -898,7 +898,7 @@ def test_the_route_processs_answers_count_as_the_router_threads_do(desk):
     with pytest.raises(AuthFailure, match="token expired"):
         engine.run_once()
     engine._route_failure = None
-    engine._remote_died(RoutesDied("the exit engine's route process died (exit code 1)"))
+    engine._helper_died(RoutesDied("the exit engine's route process died (exit code 1)"))
     with pytest.raises(RoutesDied, match="exit code 1"):
         engine.run_once()
 
@@ -920,3 +920,4 @@ def test_the_kill_switch_exits_a_burst_on_the_router_threads_each_position_once(
         (order,) = Order.objects.filter(position_id=pid, leg="exit")
         assert order.status == "TRANSIT"
     assert engine.counters["refused"] == 0 and engine.errors == 0
+

@@ -10,8 +10,6 @@ import queue
 import signal
 import socket
 import time
-import uuid
-from collections.abc import Iterator
 from decimal import Decimal
 from typing import Any
 
@@ -25,25 +23,9 @@ from trading.rules.vocab import ExitType
 from workers.exit_routes import RouteProcess, RoutesDied
 from workers.realtime.keys import MARKET_CLOCK
 from workers.realtime.record import TickRecord, encode_depth
-from workers.realtime.services import Realtime, redis_realtime
+from workers.realtime.services import Realtime
 
 pytestmark = pytest.mark.django_db(transaction=True)
-
-
-@pytest.fixture
-def shared(redis_url: str) -> Iterator[Realtime]:
-    """Redis under a prefix of this test's own, its keys deleted afterwards."""
-    prefix = f"test-routes-{uuid.uuid4().hex[:10]}:"
-    realtime = redis_realtime(redis_url, prefix=prefix)
-    yield realtime
-    realtime.close()
-    import redis
-
-    client = redis.Redis.from_url(redis_url)
-    names = list(client.scan_iter(match=prefix + "*", count=1000))
-    if names:
-        client.delete(*names)
-    client.close()
 
 
 class Routes:
