@@ -70,6 +70,7 @@ from django.db.models import Sum
 from trading.config.types import AlgoConfig
 from trading.dhan.errors import AuthFailure
 from trading.models import Order, OrderLeg, PositionStatus, PositionTracker
+from trading.orders.journal_sql import ClaimedExit
 from trading.orders.router import ExitRefused, OrderRouter
 from trading.orders.states import WORKING, JournalStatus
 from trading.rules.exits import (
@@ -1168,7 +1169,11 @@ class ExitEngine(PnlMonitor):
                 self._remote_seq += 1
                 self._remote_pending[self._remote_seq] = (watched, decision, received, acting)
                 self._queued += 1
-                fields = {"quote": self._quote(watched), **self._decision_fields(decision)}
+                fields = {
+                    "quote": self._quote(watched),
+                    "expect": self._expect(watched),
+                    **self._decision_fields(decision),
+                }
                 handed.append(
                     (
                         self._remote_seq,
@@ -1201,6 +1206,28 @@ class ExitEngine(PnlMonitor):
         stale = self.config_source().feed.option_stale_seconds
         return record_quote(record, stale, self.clock())
 
+    def _expect(self, watched: Watched) -> ClaimedExit | None:
+        """The position's facts as this engine judged it (its units, contract, lot and tick):
+        the router builds the exit orders from them before the claim and journals them in the
+        claim's statement, which checks them (OrderRouter.exit_position). None when the row
+        was read without its contract (never by fetch_open): the router reads them then."""
+        position = self.positions.get(watched.position_id)
+        if position is None or not PositionTracker.derivative.is_cached(position):
+            return None
+        derivative = position.derivative
+        if derivative is None:
+            return None
+        return ClaimedExit(
+            quantity=int(position.quantity),
+            underlying=position.underlying,
+            mode=position.mode,
+            exchange_segment=position.exchange_segment,
+            security_id=int(position.security_id),
+            lot_size=int(derivative.lot_size),
+            tick_size=Decimal(derivative.tick_size),
+            entry_working=False,
+        )
+
     @staticmethod
     def _decision_fields(decision: ExitDecision) -> dict[str, Any]:
         return {
@@ -1220,6 +1247,7 @@ class ExitEngine(PnlMonitor):
                 decision.exit_type,
                 decision.reason,
                 quote=self._quote(watched),
+                expect=self._expect(watched),
                 **self._decision_fields(decision),
             )
         except ExitRefused as exc:

@@ -921,3 +921,35 @@ def test_the_kill_switch_exits_a_burst_on_the_router_threads_each_position_once(
         assert order.status == "TRANSIT"
     assert engine.counters["refused"] == 0 and engine.errors == 0
 
+
+def test_the_engine_hands_the_router_the_facts_it_judged(desk):
+    """What the router builds the exit orders from before the claim (the claim checks them,
+    trading/orders/router.py): the watched position's units, contract, lot and tick, as the
+    reload read them, never a database read on the tick thread."""
+    from django.db import connection
+    from django.test.utils import CaptureQueriesContext
+
+    from trading.orders.journal_sql import ClaimedExit
+
+    pid = desk.enter()
+    engine = desk.make_engine()
+    engine.handle_reload(desk.wall)
+    (watched,) = engine.watched.values()
+    row = PositionTracker.objects.select_related("derivative").get(pk=pid)
+    with CaptureQueriesContext(connection) as queries:
+        facts = engine._expect(watched)
+    assert not queries.captured_queries
+    assert facts == ClaimedExit(
+        quantity=65,
+        underlying="NIFTY",
+        mode="paper",
+        exchange_segment="NSE_FNO",
+        security_id=55796,
+        lot_size=row.derivative.lot_size,
+        tick_size=row.derivative.tick_size,
+        entry_working=False,
+    )
+    engine.positions[pid] = PositionTracker.objects.get(pk=pid)  # read without its contract
+    with CaptureQueriesContext(connection) as queries:
+        assert engine._expect(watched) is None
+    assert not queries.captured_queries

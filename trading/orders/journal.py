@@ -61,6 +61,7 @@ from trading.orders.journal_sql import (
     settle,
     update_order,
 )
+from trading.orders.journal_sql import claim_exit_with_orders as claim_exit_with_orders_sql
 from trading.orders.states import (
     FINAL,
     WORKING,
@@ -277,10 +278,10 @@ def claim_exit(
 def _decision(
     exit_type: str,
     reason: str,
-    trigger_price: Decimal | None,
-    inputs: Mapping[str, Any] | None,
-    decided_at: datetime | None,
-    tick_at: datetime | None,
+    trigger_price: Decimal | None = None,
+    inputs: Mapping[str, Any] | None = None,
+    decided_at: datetime | None = None,
+    tick_at: datetime | None = None,
 ) -> dict[str, Any]:
     """The position's columns a claim writes with it (both claims: the ORM's and SQL's)."""
     return {
@@ -311,7 +312,7 @@ def claim_exit_at_once(
     )
 
 
-def journal_first_exit(
+def exit_order_rows(
     position_id: int,
     claimed: ClaimedExit,
     orders: Sequence[int],
@@ -319,15 +320,11 @@ def journal_first_exit(
     at: datetime,
     *,
     send_at: datetime | None = None,
-) -> list[Order] | None:
-    """The first exit orders (generation 0, UNKNOWN, unsent) of a position this caller just
-    claimed, as :func:`journal_exit` writes them, in one PostgreSQL statement; None when a
-    slot was taken meanwhile (another driver of the exit journaled first). With ``send_at``
-    they are written with their send claimed by this caller (``sent_at``, as
-    :func:`journal_entry_orders` does): one round trip less before the send; a crash before
-    it leaves UNKNOWN orders "sent", which the order manager looks up by correlation id and,
-    not found at the broker, sends (an exit never gives up)."""
-    rows = [
+) -> list[Order]:
+    """The first exit orders (generation 0, UNKNOWN) of a position, selling ``orders`` units
+    each, as unsaved rows: what :func:`journal_first_exit` and :func:`claim_exit_with_orders`
+    write."""
+    return [
         Order(
             correlation_id=exit_correlation_id(position_id, leg, 0),
             position_id=position_id,
@@ -346,13 +343,47 @@ def journal_first_exit(
         )
         for leg, quantity in enumerate(orders)
     ]
-    ids = insert_exit_orders(position_id, rows)
-    if ids is None:
-        return None
+
+
+def _saved(rows: list[Order], ids: Sequence[int]) -> list[Order]:
     for row, pk in zip(rows, ids, strict=True):
         row.pk = pk
         row._state.adding = False
     return rows
+
+
+def journal_first_exit(position_id: int, rows: list[Order]) -> list[Order] | None:
+    """The first exit orders of a position this caller just claimed (:func:`exit_order_rows`),
+    as :func:`journal_exit` writes them, in one PostgreSQL statement; None when a slot was
+    taken meanwhile (another driver of the exit journaled first). Rows built with ``send_at``
+    are written with their send claimed by this caller (``sent_at``, as
+    :func:`journal_entry_orders` does): one round trip less before the send; a crash before
+    it leaves UNKNOWN orders "sent", which the order manager looks up by correlation id and,
+    not found at the broker, sends (an exit never gives up)."""
+    ids = insert_exit_orders(position_id, rows)
+    return None if ids is None else _saved(rows, ids)
+
+
+def claim_exit_with_orders(
+    position_id: int,
+    exit_type: str,
+    reason: str,
+    expect: ClaimedExit,
+    rows: list[Order],
+    **decision: Any,
+) -> tuple[ClaimedExit | None, list[Order] | None]:
+    """:func:`claim_exit_at_once` and :func:`journal_first_exit` in one PostgreSQL statement,
+    the orders (:func:`exit_order_rows`) built from the facts the caller expects the position
+    to have (``expect``). Returns what the claim read back (None: not active, nothing written)
+    and the journaled orders, or None for them when the claim found other facts, an entry
+    order still working or a slot taken: the caller goes on from what was read back, as after
+    :func:`claim_exit_at_once`. ``decision``: the rule's trigger_price, inputs, decided_at and
+    tick_at, as :func:`claim_exit_at_once` takes them."""
+    columns = _decision(exit_type, reason, **decision)
+    claimed, ids = claim_exit_with_orders_sql(position_id, columns, expect, rows)
+    if claimed is None or any(pk is None for pk in ids):
+        return claimed, None
+    return claimed, _saved(rows, ids)
 
 
 def journal_exit(

@@ -421,17 +421,19 @@ class ClaimedExit:
     entry_working: bool
 
 
-def claim_exit_returning(position_id: int, decision: dict[str, Any]) -> ClaimedExit | None:
-    """active -> exiting with the decision's columns (as journal.claim_exit writes them), and
-    what the exit orders need, in one statement; None when the position was not active."""
-    params: dict[str, Any] = {"id": position_id, "exiting": PositionState.EXITING.value}
+def _claim_returning(position_id: int, decision: dict[str, Any], params: dict[str, Any]) -> str:
+    """The claim of an exit (active -> exiting with the decision's columns, as journal's
+    claim_exit writes them) returning what the exit orders need: the units and the contract,
+    its lot and tick, and whether entry orders of it may still buy (``entry_working``)."""
+    params.update(id=position_id, exiting=PositionState.EXITING.value)
     sets = ["status = %(exiting)s"]
     for name, value in decision.items():
         field = PositionTracker._meta.get_field(name)
         params[f"v_{name}"] = field.get_db_prep_save(value, connection)
         sets.append(f"{field.column} = %(v_{name})s")
     sources = position_sources(PositionState.EXITING)
-    sql = (
+    params["entry"] = OrderLeg.ENTRY.value
+    return (
         f"UPDATE trading_positiontracker p SET {', '.join(sets)} FROM instruments_derivative d"
         f" WHERE p.id = %(id)s AND p.status IN {in_list('from', sources, params)}"
         " AND d.id = p.derivative_id"
@@ -439,13 +441,60 @@ def claim_exit_returning(position_id: int, decision: dict[str, Any]) -> ClaimedE
         " d.lot_size, d.tick_size, EXISTS (SELECT 1 FROM trading_order o"
         " WHERE o.position_id = p.id AND o.leg = %(entry)s"
         f" AND o.status IN {in_list('w', WORKING, params)}"
-        " AND o.quantity > o.filled_quantity)"
+        " AND o.quantity > o.filled_quantity) AS entry_working"
     )
-    params["entry"] = OrderLeg.ENTRY.value
+
+
+def claim_exit_returning(position_id: int, decision: dict[str, Any]) -> ClaimedExit | None:
+    """active -> exiting with the decision's columns (as journal.claim_exit writes them), and
+    what the exit orders need, in one statement; None when the position was not active."""
+    params: dict[str, Any] = {}
+    sql = _claim_returning(position_id, decision, params)
     with connection.cursor() as cursor:
         cursor.execute(sql, params)
         row = cursor.fetchone()
     return None if row is None else ClaimedExit(*row)
+
+
+def claim_exit_with_orders(
+    position_id: int,
+    decision: dict[str, Any],
+    expect: ClaimedExit,
+    orders: Sequence[Order],
+) -> tuple[ClaimedExit | None, list[int | None]]:
+    """:func:`claim_exit_returning` and :func:`insert_exit_orders` in ONE statement, for a
+    caller that knows the position's facts before the claim (``expect``: the exit engine holds
+    the row it judged) and built the exit orders from them. The orders are written only when
+    the claim read back exactly those facts with no entry order working, and only into free
+    slots. Returns what the claim read back (None: the position was not active, nothing
+    written) and each order's id (None where it was not written: facts that differ, an entry
+    still working, a slot taken; the caller then goes the two-statement way from what was read
+    back). The position's row is locked by the claim before any slot is taken, the order every
+    other driver of an exit locks in (see insert_exit_orders)."""
+    params: dict[str, Any] = {}
+    claim = _claim_returning(position_id, decision, params)
+    facts = ("quantity", "underlying", "mode", "exchange_segment", "security_id")
+    facts += ("lot_size", "tick_size")
+    for name in facts:
+        params[f"e_{name}"] = getattr(expect, name)
+    same = " AND ".join(f"{name} = %(e_{name})s" for name in facts)
+    parts = [f"c AS ({claim})", f"k AS (SELECT 1 FROM c WHERE NOT entry_working AND {same})"]
+    for i, order in enumerate(orders):
+        params[f"o{i}"] = _json_row(Order, order, ())
+        parts.append(
+            f"o{i} AS (INSERT INTO trading_order ({_columns(Order, ())})"
+            f" SELECT {_columns(Order, (), 'r')}"
+            f" FROM k, jsonb_populate_record(NULL::trading_order, %(o{i})s::jsonb) AS r"
+            " ON CONFLICT (position_id, leg, leg_index, generation) DO NOTHING RETURNING id)"
+        )
+    picks = "".join(f", (SELECT id FROM o{i})" for i in range(len(orders)))
+    sql = f"WITH {', '.join(parts)} SELECT c.*{picks} FROM c"
+    with connection.cursor() as cursor:
+        cursor.execute(sql, params)
+        row = cursor.fetchone()
+    if row is None:
+        return None, [None] * len(orders)
+    return ClaimedExit(*row[:8]), list(row[8:])
 
 
 _EXIT_SQL: dict[int, str] = {}

@@ -42,7 +42,9 @@ from trading.orders.intent import (
 from trading.orders.journal import (
     claim_exit,
     claim_exit_at_once,
+    claim_exit_with_orders,
     claim_send,
+    exit_order_rows,
     journal_entry_orders,
     journal_exit,
     journal_first_exit,
@@ -51,7 +53,7 @@ from trading.orders.journal import (
     record_rejection,
     record_reprice,
 )
-from trading.orders.journal_sql import is_postgres
+from trading.orders.journal_sql import ClaimedExit, is_postgres
 from trading.orders.states import WORKING, JournalStatus, PositionState
 from trading.rules.market import IST
 from trading.rules.sizing import split_for_freeze
@@ -139,15 +141,19 @@ class OrderRouter:
         reason: str,
         *,
         quote: Quoted | None = None,
+        expect: ClaimedExit | None = None,
         **decision: Any,
     ) -> RouterResult:
         """Claim an active position (active -> exiting, one caller wins) and send its exit.
         ``decision``: the rule's trigger_price, inputs, decided_at, tick_at (journal.claim_exit
         records them with the claim). ``quote``: the contract's fresh (bid, ask, ltp) the
         caller holds (the exit engine's deciding tick), instead of reading it again.
+        ``expect``: the position's facts as the caller holds them (units, contract, lot and
+        tick; ``entry_working`` False), from which the exit orders are built before the
+        claim and journaled in the claim's own statement on PostgreSQL; the claim checks them.
         ExitRefused when it is not active (another exit has it, or it is not open)."""
         if is_postgres():
-            return self._exit_at_once(position_id, exit_type, reason, decision, quote)
+            return self._exit_at_once(position_id, exit_type, reason, decision, quote, expect)
         if not claim_exit(position_id, exit_type, reason, **decision):
             self._refuse(position_id)
         logger.warning("position #%d: exit %s claimed: %s", position_id, exit_type, reason)
@@ -162,6 +168,25 @@ class OrderRouter:
             raise ExitRefused(f"position #{position_id} does not exist")
         raise ExitRefused(f"position #{position_id} is {status}, not active")
 
+    def _first_exit(
+        self, position_id: int, facts: ClaimedExit, quote: Quoted | None
+    ) -> tuple[list[int], Decimal] | None:
+        """The first exit orders' units and limit price for a position of these facts; None
+        when they cannot be built now (entry orders working, no units, no fresh price)."""
+        if facts.entry_working or facts.quantity <= 0:
+            return None
+        key = f"{facts.exchange_segment}:{facts.security_id}"
+        price = self._sell_limit(key, facts.tick_size, quote)
+        if price is None:
+            return None
+        position = PositionTracker(
+            pk=position_id, underlying=facts.underlying, quantity=facts.quantity
+        )
+        quantities = split_for_freeze(
+            facts.quantity, facts.lot_size, self.freeze_quantity(position)
+        )
+        return quantities, price
+
     def _exit_at_once(
         self,
         position_id: int,
@@ -169,33 +194,42 @@ class OrderRouter:
         reason: str,
         decision: dict[str, Any],
         quote: Quoted | None = None,
+        expect: ClaimedExit | None = None,
     ) -> RouterResult:
         """:meth:`exit_position` on PostgreSQL, in the fewest round trips that keep each step
-        recoverable: the claim reading back the units and the contract (one statement), the
-        first exit orders with their send claimed (one), then the send (the request, the ack;
-        the ack by the AckWriter when the router has one). ``quote``: see exit_position. Anything
-        unusual (entry orders still working, a slot another driver took, no price) goes the
-        general way, :meth:`continue_exit`, which the order manager also drives."""
-        claimed = claim_exit_at_once(position_id, exit_type, reason, **decision)
+        recoverable. With ``expect`` (the facts the caller holds) and a price: the claim and
+        the first exit orders with their send claimed in ONE statement, then the send. Else,
+        or when the claim read back other facts: the claim reading back the units and the
+        contract (one statement), the first exit orders with their send claimed (one), then
+        the send (the request, the ack; the ack by the AckWriter when the router has one).
+        ``quote``: see exit_position. Anything unusual (entry orders still working, a slot
+        another driver took, no price) goes the general way, :meth:`continue_exit`, which the
+        order manager also drives."""
+        planned = None
+        if expect is not None:
+            try:
+                planned = self._first_exit(position_id, expect, quote)
+            except ValueError:  # facts that make no orders (units not whole lots): the row's
+                planned = None
+        orders = None
+        if planned is not None:
+            now = self.now()
+            rows = exit_order_rows(position_id, expect, *planned, now, send_at=now)
+            claimed, orders = claim_exit_with_orders(
+                position_id, exit_type, reason, expect, rows, **decision
+            )
+        else:
+            claimed = claim_exit_at_once(position_id, exit_type, reason, **decision)
         if claimed is None:
             self._refuse(position_id)
         logger.warning("position #%d: exit %s claimed: %s", position_id, exit_type, reason)
         failpoint("exit:claimed")
-        price = None
-        if not claimed.entry_working and claimed.quantity > 0:
-            price = self._sell_limit(
-                f"{claimed.exchange_segment}:{claimed.security_id}", claimed.tick_size, quote
-            )
-        orders = None
-        if price is not None:
-            position = PositionTracker(
-                pk=position_id, underlying=claimed.underlying, quantity=claimed.quantity
-            )
-            quantities = split_for_freeze(
-                claimed.quantity, claimed.lot_size, self.freeze_quantity(position)
-            )
-            now = self.now()
-            orders = journal_first_exit(position_id, claimed, quantities, price, now, send_at=now)
+        if orders is None:
+            planned = self._first_exit(position_id, claimed, quote)
+            if planned is not None:
+                now = self.now()
+                rows = exit_order_rows(position_id, claimed, *planned, now, send_at=now)
+                orders = journal_first_exit(position_id, rows)
         if orders is None:
             return self.continue_exit(PositionTracker.objects.get(pk=position_id))
         outcomes = [self.send(order, claimed_at=now) for order in orders]

@@ -5,6 +5,7 @@ from __future__ import annotations
 
 from datetime import timedelta
 from decimal import Decimal
+from typing import Any
 
 import pytest
 
@@ -343,34 +344,9 @@ def test_an_exit_priced_from_the_quote_its_caller_holds_reads_no_other(router, i
     assert order.limit_price % Decimal("0.05") == 0
 
 
-def test_an_exit_on_postgres_claims_and_journals_in_one_statement_each(
-    router, intent, market
-):
-    """The claim reads back what the orders need (one statement), the orders are one more
-    with their sends claimed, then each order's send and its ack. The route an exit decision
-    waits for (bench/exit_engine.py)."""
-    from django.db import connection
-    from django.test.utils import CaptureQueriesContext
-
-    from trading.orders.journal_sql import is_postgres
-
-    if not is_postgres():
-        pytest.skip("the one-statement exit is PostgreSQL's; SQLite claims, then drives it")
-    router.freeze_quantity = lambda position: 1755  # 1950 units: two orders
-    position = active_position(router, intent, market, units=1950)
-    with CaptureQueriesContext(connection) as queries:
-        result = router.exit_position(
-            position.pk,
-            "STOP_LOSS",
-            "below the stop",
-            trigger_price=Decimal("95.15"),
-            inputs={"stop": "95.15"},
-            decided_at=T0,
-            tick_at=T0,
-        )
-    assert result.status == ROUTED and result.detail == "exit orders: sent, sent"
-    statements = [q["sql"].split()[0] for q in queries.captured_queries]
-    assert statements == ["UPDATE", "WITH", "UPDATE", "UPDATE"]  # claim, orders, two acks
+def assert_stop_loss_of_1950_units_sent(position: PositionTracker) -> None:
+    """The claim with its decision, and the two first exit orders (1950 units, freeze 1755),
+    priced from the bid (110.00) less the limit buffer, sent and acknowledged."""
     position.refresh_from_db()
     assert (position.status, position.exit_type, position.exit_reason) == (
         "exiting",
@@ -390,10 +366,129 @@ def test_an_exit_on_postgres_claims_and_journals_in_one_statement_each(
     ]
 
 
+def facts_of(position: PositionTracker, **changed: Any) -> Any:
+    """The position's facts as the exit engine holds them (``expect``), some changed."""
+    from trading.orders.journal_sql import ClaimedExit
+
+    derivative = position.derivative
+    facts = {
+        "quantity": position.quantity,
+        "underlying": position.underlying,
+        "mode": position.mode,
+        "exchange_segment": position.exchange_segment,
+        "security_id": position.security_id,
+        "lot_size": derivative.lot_size,
+        "tick_size": derivative.tick_size,
+        "entry_working": False,
+    }
+    return ClaimedExit(**{**facts, **changed})
+
+
+@pytest.mark.parametrize(
+    "held, statements",
+    [
+        (False, ["UPDATE", "WITH", "UPDATE", "UPDATE"]),  # claim, orders, two acks
+        (True, ["WITH", "UPDATE", "UPDATE"]),  # the claim with its orders, two acks
+    ],
+    ids=["claim-then-orders", "facts-held"],
+)
+def test_an_exit_on_postgres_claims_and_journals_in_one_statement_each(
+    router, intent, market, held, statements
+):
+    """The claim reads back what the orders need (one statement), the orders are one more
+    with their sends claimed, then each order's send and its ack. When the caller hands over
+    the position's facts (``expect``: the exit engine holds the row it judged) the orders are
+    built before the claim and written in the claim's own statement: one statement before
+    the send, the same rows. The route an exit decision waits for (bench/exit_engine.py)."""
+    from django.db import connection
+    from django.test.utils import CaptureQueriesContext
+
+    from trading.orders.journal_sql import is_postgres
+
+    if not is_postgres():
+        pytest.skip("the one-statement exit is PostgreSQL's; SQLite claims, then drives it")
+    router.freeze_quantity = lambda position: 1755  # 1950 units: two orders
+    position = active_position(router, intent, market, units=1950)
+    facts = facts_of(position) if held else None
+    with CaptureQueriesContext(connection) as queries:
+        result = router.exit_position(
+            position.pk,
+            "STOP_LOSS",
+            "below the stop",
+            expect=facts,
+            trigger_price=Decimal("95.15"),
+            inputs={"stop": "95.15"},
+            decided_at=T0,
+            tick_at=T0,
+        )
+    assert result.status == ROUTED and result.detail == "exit orders: sent, sent"
+    assert [q["sql"].split()[0] for q in queries.captured_queries] == statements
+    assert_stop_loss_of_1950_units_sent(position)
+    with pytest.raises(ExitRefused, match="exiting, not active"):
+        router.exit_position(position.pk, "MANUAL", "again", expect=facts)
+    assert Order.objects.filter(leg="exit").count() == 2
+
+
+@pytest.mark.parametrize(
+    "changed",
+    [{"quantity": 65}, {"lot_size": 75}, {"tick_size": Decimal("0.10")}, {"security_id": 1}],
+    ids=["units", "lot", "tick", "contract"],
+)
+def test_an_exit_whose_facts_changed_under_its_caller_is_journaled_from_the_row(
+    router, intent, market, changed
+):
+    """The facts the caller held are not the row's (a fill it had not seen, a catalog
+    change): the claim writes no order from them; the orders come from what it read back."""
+    from trading.orders.journal_sql import is_postgres
+
+    if not is_postgres():
+        pytest.skip("the one-statement exit is PostgreSQL's")
+    position = active_position(router, intent, market, units=130)
+    result = router.exit_position(
+        position.pk, "MANUAL", "by hand", expect=facts_of(position, **changed)
+    )
+    assert result.detail == "exit orders: sent"
+    (order,) = Order.objects.filter(leg="exit")
+    assert (order.quantity, order.security_id, order.limit_price) == (
+        130,
+        position.security_id,
+        Decimal("107.80"),
+    )
+
+
+def test_an_exit_with_an_entry_still_working_writes_no_order_in_the_claim(
+    router, intent, market
+):
+    """Entry units may still be bought: the exit waits for them (the router's continue_exit
+    cancels them first), so the claim writes no exit order; a second claim writes nothing."""
+    from trading.orders.journal import claim_exit_with_orders, exit_order_rows
+    from trading.orders.journal_sql import is_postgres
+
+    if not is_postgres():
+        pytest.skip("the one-statement exit is PostgreSQL's")
+    router.place_entry(intent(orders=(130,)))
+    (entry,) = Order.objects.all()
+    apply(event(entry, "PART_TRADED", ("t1", 65, "100.00")))
+    position = PositionTracker.objects.get()
+    facts = facts_of(position)
+    rows = exit_order_rows(position.pk, facts, [65], Decimal("107.00"), T0, send_at=T0)
+    claimed, orders = claim_exit_with_orders(position.pk, "MANUAL", "by hand", facts, rows)
+    assert claimed is not None and claimed.entry_working and orders is None
+    assert PositionTracker.objects.get().status == "exiting"
+    assert not Order.objects.filter(leg="exit").exists()
+    again = claim_exit_with_orders(position.pk, "MANUAL", "twice", facts, rows)
+    assert again == (None, None)  # one claimer, nothing written
+
+
 def test_a_one_statement_exit_leaves_a_taken_slot_to_the_general_way(router, intent, market):
     """Another driver (the order manager) journaled the claimed position's first exit between
     the claim and the orders: nothing is written twice, the exit continues from its rows."""
-    from trading.orders.journal import claim_exit_at_once, journal_exit, journal_first_exit
+    from trading.orders.journal import (
+        claim_exit_at_once,
+        exit_order_rows,
+        journal_exit,
+        journal_first_exit,
+    )
     from trading.orders.journal_sql import is_postgres
 
     if not is_postgres():
@@ -403,7 +498,8 @@ def test_a_one_statement_exit_leaves_a_taken_slot_to_the_general_way(router, int
     assert claimed is not None and (claimed.quantity, claimed.lot_size) == (130, 65)
     assert claim_exit_at_once(position.pk, "MANUAL", "twice") is None  # one claimer
     journal_exit(position, [130], Decimal("107.80"), T0)
-    assert journal_first_exit(position.pk, claimed, [130], Decimal("107.00"), T0) is None
+    rows = exit_order_rows(position.pk, claimed, [130], Decimal("107.00"), T0)
+    assert journal_first_exit(position.pk, rows) is None
     (only,) = Order.objects.filter(leg="exit")
     assert only.limit_price == Decimal("107.80")
     assert router.continue_exit(position).detail == "exit orders: sent"
@@ -513,7 +609,12 @@ def test_a_one_statement_exit_waits_for_a_driver_holding_the_position_no_deadloc
 
     from django.db import connection, transaction
 
-    from trading.orders.journal import claim_exit_at_once, journal_exit, journal_first_exit
+    from trading.orders.journal import (
+        claim_exit_at_once,
+        exit_order_rows,
+        journal_exit,
+        journal_first_exit,
+    )
     from trading.orders.journal_sql import is_postgres
 
     if not is_postgres():
@@ -540,7 +641,8 @@ def test_a_one_statement_exit_waits_for_a_driver_holding_the_position_no_deadloc
     other.start()
     assert locked.wait(10)
     threading.Timer(0.3, release.set).start()  # the driver journals while we wait on the row
-    assert journal_first_exit(position.pk, claimed, [130], Decimal("107.00"), T0) is None
+    rows = exit_order_rows(position.pk, claimed, [130], Decimal("107.00"), T0)
+    assert journal_first_exit(position.pk, rows) is None
     other.join(10)
     assert failures == []
     (only,) = Order.objects.filter(leg="exit")
