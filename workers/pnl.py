@@ -290,13 +290,24 @@ class PnlCache:
         self.kv.delete(self.name(position_id))
 
 
-def update_open_positions(rows: Mapping[int, Mapping[str, Any]], columns: Sequence[str]) -> int:
-    """Set ``columns`` of many positions, each to its own values, in ONE statement, only on
-    positions still open (active or exiting: one another process exited meanwhile is left
-    alone). PostgreSQL: ``UPDATE ... FROM (VALUES ...)`` with every value a bound parameter
-    cast to its column's type (Django's bulk_update builds a CASE per column and row, whose
-    Python cost at 2,000 rows held the exit engine's GIL for a tenth of a second); elsewhere
-    (SQLite, in process) a filtered bulk_update. Returns the rows updated."""
+# Rows per statement of update_open_positions: each statement holds its rows' locks until it
+# ends, and an exit's claim of one of them waits that long. Measured (bench/exit_engine.py,
+# PostgreSQL's log_min_duration_statement): the PnL copy of 2,000 positions in one statement
+# took 93-146 ms every 5 s on the bench machine, and the claims that came meanwhile waited for
+# it (the route's p99). 100 rows: about 5 ms.
+UPDATE_CHUNK = 100
+
+
+def update_open_positions(
+    rows: Mapping[int, Mapping[str, Any]], columns: Sequence[str], chunk: int = UPDATE_CHUNK
+) -> int:
+    """Set ``columns`` of many positions, each to its own values, only on positions still open
+    (active or exiting: one another process exited meanwhile is left alone), ``chunk`` rows a
+    statement (:data:`UPDATE_CHUNK`). PostgreSQL: ``UPDATE ... FROM (VALUES ...)`` with every
+    value a bound parameter cast to its column's type (Django's bulk_update builds a CASE per
+    column and row, whose Python cost at 2,000 rows held the exit engine's GIL for a tenth of
+    a second); elsewhere (SQLite, in process) a filtered bulk_update. Returns the rows
+    updated."""
     from django.db import connection
 
     if not rows:
@@ -305,8 +316,18 @@ def update_open_positions(rows: Mapping[int, Mapping[str, Any]], columns: Sequen
     if connection.vendor != "postgresql":
         objs = [PositionTracker(pk=pk, **values) for pk, values in rows.items()]
         return PositionTracker.objects.filter(status__in=OPEN_STATUSES).bulk_update(
-            objs, list(columns), batch_size=1000
+            objs, list(columns), batch_size=chunk
         )
+    items = list(rows.items())
+    return sum(
+        _update_open_chunk(dict(items[start : start + chunk]), fields, connection)
+        for start in range(0, len(items), chunk)
+    )
+
+
+def _update_open_chunk(
+    rows: Mapping[int, Mapping[str, Any]], fields: list[Any], connection: Any
+) -> int:
     casts = [f"%s::{field.db_type(connection)}" for field in fields]
     row_sql = "(%s::bigint, " + ", ".join(casts) + ")"
     params: list[Any] = []
@@ -379,14 +400,19 @@ class PnlDbSync:
         return self._write(snapshot, only_open=True)
 
     def sync_many(self, snapshots: list[PnlSnapshot], now: float) -> int:
-        """:meth:`maybe_sync` for many positions in ONE statement (the due ones, each at most
-        once per ``interval``), conditional on each being open; returns how many were due."""
+        """:meth:`maybe_sync` for many positions in one batch (update_open_positions: the due
+        ones, each at most once per ``interval``), conditional on each being open; returns how
+        many were due. A position's first copy is written at once, and its second a fraction
+        of the interval later that its id decides (:meth:`_phase`): positions first marked
+        together (a start, a reload) then come due spread over the interval, not all together
+        every interval."""
         due = []
         for snapshot in snapshots:
-            last = self._last_sync.get(snapshot.position_id)
+            pk = snapshot.position_id
+            last = self._last_sync.get(pk)
             if last is not None and 0 <= now - last < self.interval:
                 continue
-            self._last_sync[snapshot.position_id] = now
+            self._last_sync[pk] = now if last is not None else now - self._phase(pk)
             due.append(snapshot)
         if not due:
             return 0
@@ -406,6 +432,11 @@ class PnlDbSync:
             PNL_COLUMNS,
         )
         return len(due)
+
+    def _phase(self, position_id: int) -> float:
+        """Seconds in [0, interval), spread evenly over consecutive ids (Knuth's
+        multiplicative hash)."""
+        return (position_id * 2654435761 % 4096) / 4096 * self.interval
 
     def sync_final(self, snapshot: PnlSnapshot) -> bool:
         """Write the snapshot whatever the throttle and the status (the last mark of a position

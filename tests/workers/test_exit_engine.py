@@ -628,6 +628,15 @@ def test_many_positions_get_their_own_values_in_one_statement_only_while_open(de
     )
     assert PositionTracker.objects.get(pk=second).stop_rule != "initial"
     assert update_open_positions({}, columns) == 0
+    # Many rows go a chunk a statement (each holds its rows' locks only while it runs).
+    third, fourth = desk.enter(), desk.enter()
+    many = {pk: {**values[first], "stop_rule": f"tier:{pk}"} for pk in (first, third, fourth)}
+    with CaptureQueriesContext(connection) as queries:
+        assert update_open_positions(many, columns, chunk=2) == 3
+    assert len(queries) == 2 or connection.vendor != "postgresql"
+    assert dict(
+        PositionTracker.objects.filter(pk__in=many).values_list("pk", "stop_rule")
+    ) == {pk: f"tier:{pk}" for pk in many}
 
 
 def test_more_entry_fills_rebuild_the_plan_on_the_new_quantity_and_average(desk):

@@ -246,6 +246,30 @@ def test_the_throttle_is_per_position():
 
 
 @pytest.mark.django_db
+def test_positions_first_copied_together_come_due_spread_over_the_interval(monkeypatch):
+    """2,000 positions marked together (a start): all copied at once, then each once per
+    interval, a fifth of them a second, never all together again (one statement of 2,000 rows
+    held every claim of them behind it: bench/exit_engine.py)."""
+    import workers.pnl as pnl
+
+    written: list[list[int]] = []
+    monkeypatch.setattr(
+        pnl, "update_open_positions", lambda rows, columns: written.append(list(rows))
+    )
+    sync = PnlDbSync(interval=5.0)
+    snaps = [snapshot(position_id=pk) for pk in range(1, 2001)]
+    assert sync.sync_many(snaps, T0) == 2000
+    for second in range(1, 16):
+        sync.sync_many(snaps, T0 + second)
+    rounds = [len(rows) for rows in written[1:]]
+    assert len(rounds) == 15 and max(rounds) <= 500 and min(rounds) >= 300, rounds
+    copies = {pk: 0 for pk in range(1, 2001)}
+    for rows in written[1:]:
+        for pk in rows:
+            copies[pk] += 1
+    assert set(copies.values()) == {3}  # each once every 5 s in 15 s, after the first
+
+
 def test_a_clock_that_steps_back_does_not_stop_the_copy():
     position = unpriced_position()
     sync = PnlDbSync(interval=5.0)
