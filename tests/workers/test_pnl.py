@@ -245,7 +245,6 @@ def test_the_throttle_is_per_position():
     assert sync.maybe_sync(snapshot(position_id=second.pk), T0 + 1)
 
 
-@pytest.mark.django_db
 def test_positions_first_copied_together_come_due_spread_over_the_interval(monkeypatch):
     """2,000 positions marked together (a start): all copied at once, then each once per
     interval, a fifth of them a second, never all together again (one statement of 2,000 rows
@@ -270,6 +269,7 @@ def test_positions_first_copied_together_come_due_spread_over_the_interval(monke
     assert set(copies.values()) == {3}  # each once every 5 s in 15 s, after the first
 
 
+@pytest.mark.django_db
 def test_a_clock_that_steps_back_does_not_stop_the_copy():
     position = unpriced_position()
     sync = PnlDbSync(interval=5.0)
