@@ -309,6 +309,11 @@ class ExitEngine(PnlMonitor):
 
     def _start_books(self, stop: threading.Event) -> None:
         self._books_stop = threading.Event()
+        # The config is re-read here, never on the tick thread (workers/orders.py
+        # ReloadingConfig: a re-read is milliseconds of interpreter and a round trip).
+        refresh = getattr(self.config_source, "refresh", None)
+        if refresh is not None:
+            self.config_source.refresh_elsewhere()  # type: ignore[attr-defined]
 
         def keep(books_stop: threading.Event = self._books_stop) -> None:
             try:
@@ -316,6 +321,8 @@ class ExitEngine(PnlMonitor):
                     self._wake_books.wait(self.sweep_interval)
                     self._wake_books.clear()
                     close_old_connections()
+                    if refresh is not None:
+                        refresh()
                     now = self.clock()
                     self._yield_to_routes()
                     if now >= self._next_fetch and self._fetched is None:
@@ -341,6 +348,8 @@ class ExitEngine(PnlMonitor):
         self._wake_books.set()
         books.join(timeout=10.0)
         self._books = None
+        if hasattr(self.config_source, "refresh_elsewhere"):
+            self.config_source.refresh_elsewhere(False)
 
     def keep_books(self, now: float) -> None:
         """The PnL marks of the positions that ticked, and the exit states when due (or

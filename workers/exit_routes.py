@@ -176,8 +176,24 @@ def serve(
     ]
     for worker in workers:
         worker.start()
+    # Market time and the config are kept current by a thread of their own, off the routes'
+    # path (a config re-read is milliseconds of interpreter and a round trip: ReloadingConfig).
+    config = router.config_source
+    config.refresh_elsewhere()
+    ended = threading.Event()
+
+    def keep() -> None:
+        try:
+            while not ended.wait(CLOCK_EVERY):
+                close_old_connections()
+                follow()
+                config.refresh()
+        finally:
+            connections.close_all()  # this thread's
+
+    keeper = threading.Thread(target=keep, name="exit-routes-keeper", daemon=True)
+    keeper.start()
     answer("ready")
-    next_clock = time.monotonic() + CLOCK_EVERY
     try:
         while True:
             try:
@@ -186,12 +202,10 @@ def serve(
                 break  # the engine is gone
             if item is None:
                 break
-            if time.monotonic() >= next_clock:
-                next_clock = time.monotonic() + CLOCK_EVERY
-                follow()
             for one in item:  # put_many's list, in the order the decisions were made
                 work.put(one)
     finally:
+        ended.set()
         for _ in workers:
             work.put(None)
         for worker in workers:

@@ -962,3 +962,39 @@ def test_the_engine_hands_the_router_the_facts_it_judged(desk):
     with CaptureQueriesContext(connection) as queries:
         assert engine._expect(watched) is None
     assert not queries.captured_queries
+
+
+def test_while_the_engine_runs_its_config_is_re_read_by_the_bookkeeper_never_the_tick_thread(
+    desk,
+):
+    """A re-read of the config (file + overrides) is milliseconds of interpreter and a round
+    trip: while the engine runs, its bookkeeper does it; the tick thread reads what is held."""
+    from tests.support.waiting import wait_until
+    from workers.orders import ReloadingConfig
+
+    config = ReloadingConfig(interval=0.05)
+    readers: list[str] = []
+    read = config._read
+
+    def reading() -> Any:
+        readers.append(threading.current_thread().name)
+        return read()
+
+    config._read = reading  # type: ignore[method-assign]
+    engine = ExitEngine(
+        desk.realtime,
+        desk.make_router(),
+        config_source=config,
+        clock=desk.market.clock,
+        wall=lambda: desk.wall,
+    )
+    engine.sweep_interval = 0.05
+    engine.subscription = desk.realtime.ticks.subscribe()
+    with desk.running(engine):
+        for _ in range(5):
+            desk.tick(101.0)  # batches on the tick thread, each asking for the config
+            time.sleep(0.06)
+        wait_until(lambda: len(readers) >= 3, "a few re-reads")
+        assert config._elsewhere
+    assert set(readers) == {"exit-engine-books"}, readers
+    assert not config._elsewhere  # stopped: a caller re-reads again
