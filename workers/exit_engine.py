@@ -35,8 +35,9 @@ r"""The exit engine: every open position watched tick by tick and exited by rule
   failure there stops the engine on the tick thread's next pass); the bookkeeper thread
   writes the PnL marks, the exit states and the last marks of positions that left the open
   set, and reads the open positions every ``reload_interval`` (fetch_open), which the tick
-  thread then applies (apply_reload) without a database round trip; it waits while a route
-  is queued or running. Without run() (a test driving one pass at a time) the tick thread
+  thread then applies (apply_reload) without a database round trip, and re-reads the config
+  when due (the tick thread only reads what is held); it waits while a route is queued or
+  running. Without run() (a test driving one pass at a time) the tick thread
   does all of it.
 * **Helper processes** (PostgreSQL with Redis, as ``run_exit_engine`` runs): the router
   threads run in the route process (workers/exit_routes.py) and the PnL marks in the marks
