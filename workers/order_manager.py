@@ -48,7 +48,6 @@ from django.db import close_old_connections, connections
 from trading.config.types import AlgoConfig
 from trading.dhan.errors import AuthFailure, DhanError
 from trading.models import Order, OrderLeg, PositionTracker
-from trading.orders.failpoints import failpoint
 from trading.orders.gateway import OrderEnded
 from trading.orders.journal import OrderEvent, abandon_unsent, apply_event
 from trading.orders.router import OrderRouter
@@ -223,8 +222,6 @@ class OrderManager:
                 self._next_poll = self.wall() + self.poll_interval
                 events.extend(self._poll(now))
         applied = 0
-        if any(event.trades or event.filled for event in events):
-            failpoint("event:received")
         for event in events:
             self.counters["events"] += 1
             try:

@@ -6,10 +6,12 @@ The points, in the order an order lives (tests/e2e/test_crash_safety.py):
 
 * ``entry:journaled``: the entry's position and orders are in the journal, nothing sent;
 * ``send:answered``: the broker answered a placement, the answer not yet recorded;
-* ``event:received``: a broker event (a fill) received, not yet applied to the journal;
+* ``event:received``: a broker event with a fill received, not yet applied to the journal
+  (``journal.apply_event``, which every path that books a fill goes through);
 * ``chase:modified``: a re-price went to the broker, the journal not yet told;
-* ``exit:claimed``: a position claimed for exit, its first exit orders about to be journaled
-  (in ``OrderRouter.continue_exit``, which the order manager runs for every claimed exit).
+* ``exit:claimed``: a position claimed for exit, nothing of its exit sent (the router's
+  ``exit_position``: its first exit orders journaled with the claim when the caller handed
+  over the position's facts, as the exit engine does, else about to be journaled).
 """
 
 from __future__ import annotations

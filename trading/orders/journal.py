@@ -46,6 +46,7 @@ from trading.models import (
     OrderSide,
     PositionTracker,
 )
+from trading.orders.failpoints import failpoint
 from trading.orders.intent import EntryIntent
 from trading.orders.journal_sql import (
     ClaimedExit,
@@ -511,6 +512,10 @@ def apply_event(event: OrderEvent, charges: ChargesFn, *, paper: bool) -> bool:
     The values are decided here (:func:`_plan`, from the order's state and the pure state
     table); on PostgreSQL one statement applies them (trading/orders/journal_sql.py), on
     SQLite the ORM does, statement by statement in one transaction."""
+    if event.trades or event.filled:
+        # Every path that books a fill comes here (the order-update stream, the REST
+        # read-backs, a resync, a lookup by correlation id), so the crash point is here too.
+        failpoint("event:received")
     if is_postgres():
         return _apply_postgres(event, charges, paper=paper)
     with transaction.atomic():
