@@ -96,7 +96,6 @@ from workers.pnl import (
     OPEN_STATUSES,
     PnlMonitor,
     default_exit_charges,
-    read_open_positions,
     tick_time,
     update_open_positions,
 )
@@ -498,20 +497,8 @@ class ExitEngine(PnlMonitor):
         tick thread only applies it); None when the database cannot be read (reported once
         until it can again)."""
         exits = self.config_source().exits
-        try:
-            prints, loaded, missing = read_open_positions(self._prints, "derivative")
-        except Exception as exc:
-            self._record_error(f"reload: {type(exc).__name__}")
-            if not self._reload_failing:
-                logger.exception("exit engine: could not load the open positions")
-            self._reload_failing = True
-            return None
-        if self._reload_failing:
-            logger.info("exit engine: loading positions works again")
-            self._reload_failing = False
-        for pk in missing:
-            self._log_position_error(pk, now, "is open without an entry price")
-        return _Fetched(prints, loaded, exits)
+        read = self.read_open(now, self._prints, "derivative")
+        return None if read is None else _Fetched(*read, exits)
 
     def apply_reload(self, fetched: _Fetched) -> bool:
         """The tick thread's half of a reload: the open set, the plans, the subscription.
@@ -1338,16 +1325,12 @@ class ExitEngine(PnlMonitor):
         self._queued = 0
         if self.route_process:
             self._routed = [0]  # written by the route process's reader thread only
-            if self.realtime.redis_url is None:
-                raise ValueError("route_process needs Redis (another process cannot see memory)")
             remote = RouteProcess(
                 live=self.live,
-                redis_url=self.realtime.redis_url,
-                prefix=self.realtime.prefix,
                 on_done=self._remote_done,
                 on_died=self._helper_died,
                 threads=count,
-                database={"NAME": connections[DEFAULT_DB_ALIAS].settings_dict["NAME"]},
+                **self._shared("route_process"),
             )
             remote.start()
             self._remote = remote
@@ -1403,20 +1386,27 @@ class ExitEngine(PnlMonitor):
         process's interpreter (workers/exit_marks.py)."""
         if not self.marks_process:
             return
-        from django.db import DEFAULT_DB_ALIAS
-
-        if self.realtime.redis_url is None:
-            raise ValueError("marks_process needs Redis (another process cannot see memory)")
         marks = MarksProcess(
             on_counts=self._marks_counted,
             on_died=self._helper_died,
-            redis_url=self.realtime.redis_url,
-            prefix=self.realtime.prefix,
             interval=self.sweep_interval,
-            database={"NAME": connections[DEFAULT_DB_ALIAS].settings_dict["NAME"]},
+            **self._shared("marks_process"),
         )
         marks.start()
         self._marks = marks
+
+    def _shared(self, what: str) -> dict[str, Any]:
+        """What a helper process needs to share this engine's state: Redis (its URL and
+        prefix) and the database (this process's NAME: the test database under pytest)."""
+        from django.db import DEFAULT_DB_ALIAS
+
+        if self.realtime.redis_url is None:
+            raise ValueError(f"{what} needs Redis (another process cannot see memory)")
+        return {
+            "redis_url": self.realtime.redis_url,
+            "prefix": self.realtime.prefix,
+            "database": {"NAME": connections[DEFAULT_DB_ALIAS].settings_dict["NAME"]},
+        }
 
     def _marks_counted(self, updates: int, errors: int, last_error: str | None) -> None:
         self._marks_counts = (updates, errors, last_error)

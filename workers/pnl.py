@@ -665,6 +665,27 @@ class PnlMonitor:
 
     # -- internals ------------------------------------------------------------------------------
 
+    def read_open(
+        self, now: float, known: Mapping[int, tuple[Any, ...]], *related: str
+    ) -> tuple[dict[int, tuple[Any, ...]], dict[int, PositionTracker]] | None:
+        """:func:`read_open_positions` (fingerprints, and the rows not as ``known``), its
+        positions without an entry price logged; None when the database cannot be read
+        (logged once until it can again)."""
+        try:
+            prints, loaded, missing = read_open_positions(known, *related)
+        except Exception as exc:
+            self._record_error(f"reload: {type(exc).__name__}")
+            if not self._reload_failing:
+                logger.exception("%s: could not load the open positions", self.name)
+            self._reload_failing = True
+            return None
+        if self._reload_failing:
+            logger.info("%s: loading positions works again", self.name)
+            self._reload_failing = False
+        for pk in missing:
+            self._log_position_error(pk, now, "is open without an entry price")
+        return prints, loaded
+
     def mark_batch(
         self,
         position_ids: Iterable[int],
@@ -794,19 +815,10 @@ class BookMarks(PnlMonitor):
 
     def reload(self, now: float) -> None:
         """Follow the open set: the new and the changed rows read, the gone finished."""
-        try:
-            prints, loaded, missing = read_open_positions(self._prints)
-        except Exception as exc:
-            self._record_error(f"reload: {type(exc).__name__}")
-            if not self._reload_failing:
-                logger.exception("%s: could not load the open positions", self.name)
-            self._reload_failing = True
+        read = self.read_open(now, self._prints)
+        if read is None:
             return
-        if self._reload_failing:
-            logger.info("%s: loading positions works again", self.name)
-            self._reload_failing = False
-        for pk in missing:
-            self._log_position_error(pk, now, "is open without an entry price")
+        prints, loaded = read
         for pk in sorted(set(self.positions) - set(prints)):
             self._finish(pk)
             del self.positions[pk]
