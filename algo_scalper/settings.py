@@ -68,6 +68,7 @@ INSTALLED_APPS = [
 
 MIDDLEWARE = [
     "django.middleware.security.SecurityMiddleware",
+    "algo_scalper.middleware.ChunkedBodyMiddleware",  # a 411, not a body read as empty
     # Serves the admin's static files when DEBUG is off (one process, no separate web server).
     "whitenoise.middleware.WhiteNoiseMiddleware",
     "django.contrib.sessions.middleware.SessionMiddleware",
@@ -273,4 +274,13 @@ REST_FRAMEWORK = {
     "DEFAULT_PERMISSION_CLASSES": ["trading.api.permissions.ModelPermission"],
     # JSON only, decoded strictly: an unsafe body is a 400 naming the problem, never a 500.
     "DEFAULT_PARSER_CLASSES": ["trading.api.parsers.StrictJSONParser"],
+    # JSON out too: no browsable HTML forms (they cannot send If-Match, and the API is for
+    # scripts; people have the admin), and no ?format= switch (a bad one was a bare 404).
+    "DEFAULT_RENDERER_CLASSES": ["rest_framework.renderers.JSONRenderer"],
+    "URL_FORMAT_OVERRIDE": None,
+    # The admin's session, or HTTP Basic with wrong passwords throttled (trading/api/auth.py).
+    "DEFAULT_AUTHENTICATION_CLASSES": [
+        "trading.api.auth.SessionAuthentication",
+        "trading.api.auth.ThrottledBasicAuthentication",
+    ],
 }

@@ -7,8 +7,9 @@ from typing import Any
 
 from django.conf import settings
 from django.db import connection
-from django.http import HttpRequest, JsonResponse
+from django.http import HttpRequest, HttpResponse, JsonResponse
 from django.views.decorators.cache import never_cache
+from django.views.defaults import page_not_found
 
 from algo_scalper.log import redact, sensitive_values
 
@@ -18,6 +19,14 @@ logger = logging.getLogger(__name__)
 # is black-holed, and it runs on a web worker that has real requests to serve.
 REDIS_PROBE_TIMEOUT = 1.0
 _URL = re.compile(r"\b[a-z][a-z0-9+.-]*://\S+", re.IGNORECASE)
+
+
+def not_found(request: HttpRequest, exception: Exception) -> HttpResponse:
+    """404: JSON under /api/ (what a script reads), Django's page elsewhere."""
+    if request.path.startswith("/api/"):
+        path = request.path if len(request.path) <= 80 else request.path[:77] + "..."
+        return JsonResponse({"detail": f"no such resource: {path}"}, status=404)
+    return page_not_found(request, exception)
 
 
 def healthz(request: HttpRequest) -> JsonResponse:
@@ -161,9 +170,7 @@ def _reconciliation() -> tuple[dict[str, Any], str | None]:
         return {"state": "unknown"}, "reconciliation: state unreadable"
     if not mismatches:
         return {"state": "ok", "open": 0}, None
-    named = ", ".join(
-        f"{m.kind} {m.exchange_segment}:{m.security_id}" for m in mismatches[:5]
-    )
+    named = ", ".join(f"{m.kind} {m.exchange_segment}:{m.security_id}" for m in mismatches[:5])
     return (
         {"state": "degraded", "open": len(mismatches)},
         f"reconciliation: {len(mismatches)} broker/journal mismatch(es) open ({named}); "

@@ -53,6 +53,7 @@ _SHOWN = "\x1f"  # marks a location element already written as shown (see _key_l
 _SYMBOL = re.compile(r"[A-Za-z][A-Za-z0-9]*", re.ASCII)
 _HHMM = re.compile(r"([01][0-9]|2[0-3]):([0-5][0-9])", re.ASCII)
 _ISO_DAY = re.compile(r"[0-9]{4}-[0-9]{2}-[0-9]{2}", re.ASCII)
+_PLAIN_NUMBER = re.compile(r"-?[0-9]+(\.[0-9]+)?", re.ASCII)
 
 
 # -- problems -------------------------------------------------------------------------------------
@@ -201,18 +202,25 @@ def choice(*options: str) -> Rule:
 def decimal_of(value: Any) -> Decimal:
     """A YAML/JSON number or numeric string as an exact, finite Decimal; ValueError otherwise.
 
-    Floats go through their shortest repr (``0.1`` is exactly 0.1). A string must be ASCII:
-    ``Decimal("١٢٣")`` is 123 to Python, but an amount the operator cannot read as written is
-    refused. Long strings are refused before parsing (``"1" * 10**6`` is no amount)."""
+    Floats go through their shortest repr (``0.1`` is exactly 0.1). A string (blanks around
+    it ignored) must be plain ASCII digits with an optional minus sign and decimal point:
+    ``Decimal("١٢٣")`` is 123 to Python and ``Decimal("1e3")`` is 1000, but an amount the
+    operator cannot read as written is refused. Long strings are refused before parsing
+    (``"1" * 10**6`` is no amount)."""
     if isinstance(value, bool) or not isinstance(value, int | float | str):
         raise ValueError
     if isinstance(value, int):
         if value.bit_length() > 200:  # no amount has 60 digits; str() refuses 4300
             raise ValueError
         return Decimal(value)
-    text = repr(value) if isinstance(value, float) else value.strip()
-    if not text.isascii() or len(text) > 40:
-        raise ValueError
+    if isinstance(value, float):
+        text = repr(value)  # a number, typed as one (YAML 0.000005 is 5e-06 here)
+    else:
+        # Plain ASCII digits with an optional minus and point: Decimal() also reads "1e3",
+        # "1_000" and "+100", and a mistyped "1e5" must not become a lakh.
+        text = value.strip()
+        if len(text) > 40 or not _PLAIN_NUMBER.fullmatch(text):
+            raise ValueError
     try:
         amount = Decimal(text)
     except InvalidOperation:
@@ -268,16 +276,25 @@ def clock() -> Rule:
     return plain(expected, convert)
 
 
-def day(expected: str = "an ISO date YYYY-MM-DD") -> Rule:
+def day(
+    expected: str = "an ISO date YYYY-MM-DD",
+    low: date | None = None,
+    high: date | None = None,
+) -> Rule:
     """A calendar date, written YYYY-MM-DD (the YAML reader leaves dates as strings, so an
-    impossible one like 2026-02-30 is named here with its key path)."""
+    impossible one like 2026-02-30 is named here with its key path), from ``low`` to ``high``
+    when given (said in ``expected``)."""
 
     def convert(value: Any) -> date:
         if isinstance(value, date) and not hasattr(value, "hour"):
-            return value
-        if isinstance(value, str) and _ISO_DAY.fullmatch(value.strip()):
-            return date.fromisoformat(value.strip())  # ValueError for 2026-02-30
-        raise ValueError
+            result = value
+        elif isinstance(value, str) and _ISO_DAY.fullmatch(value.strip()):
+            result = date.fromisoformat(value.strip())  # ValueError for 2026-02-30
+        else:
+            raise ValueError
+        if (low is not None and result < low) or (high is not None and result > high):
+            raise ValueError
+        return result
 
     return plain(expected, convert)
 

@@ -151,7 +151,8 @@ def line_of(text: str, part: str) -> tuple[int, int]:
 def bad_holiday(text: str) -> tuple[bytes, str]:
     spoilt = text.replace("- 2026-03-03", "- 2026-02-30")
     return spoilt.encode(), (
-        "bad.yml: market.holidays[1]: expected an ISO date YYYY-MM-DD, got '2026-02-30'"
+        "bad.yml: market.holidays[1]: expected an ISO date YYYY-MM-DD from 2000-01-01 to "
+        "2099-12-31, got '2026-02-30'"
     )
 
 

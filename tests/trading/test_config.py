@@ -333,6 +333,27 @@ BAD_VALUES = [
         "above 0 and at most 10000000 or null, "
         "got 'Infinity'",
     ),
+    (
+        "risk.daily_loss_limit.rupees",
+        "1e3",
+        "algo.yml: risk.daily_loss_limit.rupees: expected an amount in rupees, to the paisa, "
+        "above 0 and at most 10000000 or null, "
+        "got '1e3'",
+    ),
+    (
+        "risk.daily_loss_limit.rupees",
+        "1_000",
+        "algo.yml: risk.daily_loss_limit.rupees: expected an amount in rupees, to the paisa, "
+        "above 0 and at most 10000000 or null, "
+        "got '1_000'",
+    ),
+    (
+        "risk.daily_loss_limit.rupees",
+        "+100",
+        "algo.yml: risk.daily_loss_limit.rupees: expected an amount in rupees, to the paisa, "
+        "above 0 and at most 10000000 or null, "
+        "got '+100'",
+    ),
     # times and dates
     (
         "exits.time_exit.at",
@@ -353,7 +374,26 @@ BAD_VALUES = [
     (
         "market.holidays",
         ["2026-02-30"],
-        "algo.yml: market.holidays[0]: expected an ISO date YYYY-MM-DD, got '2026-02-30'",
+        "algo.yml: market.holidays[0]: expected an ISO date YYYY-MM-DD from 2000-01-01 to "
+        "2099-12-31, got '2026-02-30'",
+    ),
+    (
+        "market.holidays",
+        ["9999-12-31"],
+        "algo.yml: market.holidays[0]: expected an ISO date YYYY-MM-DD from 2000-01-01 to "
+        "2099-12-31, got '9999-12-31'",
+    ),
+    (
+        "market.session_open",
+        "00:00",
+        "algo.yml: market.session_open: expected a time within the exchanges' day "
+        "(09:00-15:30 IST), got '00:00'",
+    ),
+    (
+        "market.session_close",
+        "23:59",
+        "algo.yml: market.session_close: expected a time within the exchanges' day "
+        "(09:00-15:30 IST), got '23:59'",
     ),
     (
         "market.holidays",
@@ -875,7 +915,8 @@ def test_an_unquoted_impossible_holiday_is_named_by_its_key_path(tmp_path):
     with pytest.raises(ConfigError) as caught:
         load_algo_config(write_algo(tmp_path, text))
     assert caught.value.problems == [
-        "algo.yml: market.holidays[1]: expected an ISO date YYYY-MM-DD, got '2026-02-30'"
+        "algo.yml: market.holidays[1]: expected an ISO date YYYY-MM-DD from 2000-01-01 to "
+        "2099-12-31, got '2026-02-30'"
     ]
 
 

@@ -23,7 +23,8 @@ CONFIG = ROOT / "config"
 SPOILS = {
     "impossible holiday": (
         lambda text: text.replace("- 2026-03-03", "- 2026-02-30").encode(),
-        "algo.yml: market.holidays[1]: expected an ISO date YYYY-MM-DD, got '2026-02-30'",
+        "algo.yml: market.holidays[1]: expected an ISO date YYYY-MM-DD from 2000-01-01 to "
+        "2099-12-31, got '2026-02-30'",
     ),
     "not utf-8": (
         lambda text: text.encode().replace(b"Republic Day", b"R\xe9public Day"),

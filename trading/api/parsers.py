@@ -2,10 +2,11 @@
 naming the problem here, at the HTTP layer, before any view sees it.
 
 Refused: a body over MAX_BODY_BYTES or not UTF-8; invalid JSON; NaN/Infinity and numbers that
-overflow to infinity (1e999); duplicate keys in an object (the last one would silently win);
-nesting deeper than MAX_DEPTH (deep structures overflow the recursion of whatever walks them
-later); strings or keys holding a lone surrogate (no UTF-8 encoding exists: the database and
-the JSON renderer fail on them) or a NUL character (PostgreSQL cannot store it).
+overflow to infinity (1e999); integers of more than MAX_INT_DIGITS digits; duplicate keys in an
+object (the last one would silently win); nesting deeper than MAX_DEPTH (deep structures
+overflow the recursion of whatever walks them later); strings or keys holding a lone surrogate
+(no UTF-8 encoding exists: the database and the JSON renderer fail on them) or a NUL character
+(PostgreSQL cannot store it).
 """
 
 from __future__ import annotations
@@ -29,6 +30,21 @@ class _Refused(ValueError):
 
 def _refuse_constant(name: str) -> Any:
     raise _Refused(f"{name} is not a number JSON can carry; send a finite number")
+
+
+# No value in the config or the API needs more digits than this (money is at most 10^12 with
+# paise); a longer integer is a mistake, said as one (Python itself refuses 4,300 digits and up
+# with advice about sys.set_int_max_str_digits that is no use to a client).
+MAX_INT_DIGITS = 30
+
+
+def _int(text: str) -> int:
+    digits = len(text.lstrip("-"))
+    if digits > MAX_INT_DIGITS:
+        raise _Refused(
+            f"an integer of {digits:,} digits; numbers here have at most {MAX_INT_DIGITS}"
+        )
+    return int(text)
 
 
 def _object(pairs: list[tuple[str, Any]]) -> dict[str, Any]:
@@ -93,12 +109,14 @@ class StrictJSONParser(JSONParser):
         except UnicodeDecodeError as exc:
             raise ParseError(f"JSON body: not valid UTF-8 (byte {exc.start})") from None
         try:
-            value = json.loads(text, parse_constant=_refuse_constant, object_pairs_hook=_object)
+            value = json.loads(
+                text, parse_constant=_refuse_constant, parse_int=_int, object_pairs_hook=_object
+            )
         except _Refused as exc:
             raise ParseError(f"JSON body: {exc}") from None
         except RecursionError:
             raise ParseError(f"JSON body: nested deeper than {MAX_DEPTH} levels") from None
-        except ValueError as exc:  # JSONDecodeError, and ints beyond Python's digit limit
+        except ValueError as exc:  # JSONDecodeError
             raise ParseError(f"JSON parse error - {exc}") from None
         check_json_value(value)
         return value

@@ -8,6 +8,7 @@ from typing import Any
 from rest_framework import serializers
 
 from trading.models import PositionTracker, TradingSignal
+from trading.text import text_problem
 
 
 class ConfigSerializer(serializers.Serializer):
@@ -120,9 +121,34 @@ class StrictSerializer(serializers.Serializer):
         return super().to_internal_value(data)
 
 
+class OneLineTextField(serializers.CharField):
+    """A JSON string of one line of printable text (trading/text.py: it is written into the
+    audit lines of the log). DRF's CharField also takes a number and makes it text: a reason
+    of ``5`` is a client's mistake, refused like any other wrong type."""
+
+    default_error_messages = {"invalid": "Must be a JSON string."}
+
+    def to_internal_value(self, data: Any) -> str:
+        if not isinstance(data, str):
+            self.fail("invalid")
+        problem = text_problem(data)
+        if problem is not None:
+            raise serializers.ValidationError(problem)
+        return super().to_internal_value(data)
+
+
 class KillSwitchSerializer(StrictSerializer):
     active = StrictBooleanField()
-    reason = serializers.CharField(max_length=500, allow_blank=True, default="")
+    reason = OneLineTextField(max_length=500, allow_blank=True, default="")
+
+    def validate(self, attrs: dict[str, Any]) -> dict[str, Any]:
+        # Off has no reason: the admin clears it when it turns the switch off, and a reason
+        # kept on an inactive switch reads as if it were on.
+        if not attrs["active"] and attrs.get("reason", "").strip():
+            raise serializers.ValidationError(
+                {"reason": ["Only with active true: turning the kill switch off clears it."]}
+            )
+        return attrs
 
 
 class SwitchesSerializer(StrictSerializer):

@@ -50,6 +50,7 @@ from trading.models import (
 )
 from trading.rules.market import IST
 from trading.switches import change_switches, switches_state
+from trading.text import text_problem
 
 logger = logging.getLogger(__name__)
 
@@ -89,6 +90,13 @@ def _if_match(request: Request) -> list[str] | None:
     tags = [tag.strip() for tag in raw.split(",") if tag.strip()]
     tags = [tag[1:-1] if len(tag) > 1 and tag[0] == tag[-1] == '"' else tag for tag in tags]
     return [tag for tag in tags if tag != "*"] or None
+
+
+def _shown_tags(tags: list[str]) -> str:
+    """The versions a client named, as the answer quotes them back (at most 80 characters:
+    a client's header is not echoed whole)."""
+    shown = ", ".join(tags)
+    return shown if len(shown) <= 80 else shown[:77] + "..."
 
 
 def _locked_overrides() -> Any:
@@ -150,7 +158,7 @@ class OverridesView(APIView):
                 transaction.set_rollback(True)
                 return _problem(
                     412,
-                    f"the overrides changed since version {', '.join(wanted)} was read: they "
+                    f"the overrides changed since version {_shown_tags(wanted)} was read: they "
                     f"are now at version {before}; GET them again, re-apply your change and "
                     "retry",
                     overrides_version=before,
@@ -163,6 +171,10 @@ class OverridesView(APIView):
                 # naming the key path (tests/trading/test_config_fuzz.py).
                 transaction.set_rollback(True)
                 return Response({"errors": exc.problems}, status=status.HTTP_400_BAD_REQUEST)
+            # The version of what was stored, not of the body: the database may store a value
+            # differently (PostgreSQL's jsonb keeps -0.0 as 0.0), and the next PUT's If-Match
+            # is compared with the stored value's version.
+            overrides = Setting.objects.get(key=OVERRIDES_KEY).value
         after = overrides_version(overrides)
         # Risk settings changed: who did it and which version replaced which, in the log.
         logger.warning(
@@ -215,8 +227,8 @@ class Pagination(LimitOffsetPagination):
         return _whole_param(request, self.offset_query_param, 0, self.max_offset, 0)
 
 
-# Query parameters every list accepts besides its filters (``format``: DRF's ?format=json).
-_PAGING_PARAMS = frozenset({"limit", "offset", "format"})
+# Query parameters every list accepts besides its filters (no ``format``: the API is JSON only).
+_PAGING_PARAMS = frozenset({"limit", "offset"})
 _SYMBOL = re.compile(r"[A-Z0-9][A-Z0-9&_-]{0,31}")
 _DATE = re.compile(r"\d{4}-\d{2}-\d{2}")
 
@@ -384,6 +396,9 @@ class PositionExitView(APIView):
                 {"reason": ["a text of at most 200 characters"]},
                 status=status.HTTP_400_BAD_REQUEST,
             )
+        problem = text_problem(reason)  # it is written into the audit line below
+        if problem is not None:
+            return Response({"reason": [problem]}, status=status.HTTP_400_BAD_REQUEST)
         position = PositionTracker.objects.filter(pk=pk).first()
         if position is None:
             return Response({"detail": "no such position"}, status=status.HTTP_404_NOT_FOUND)
@@ -396,9 +411,7 @@ class PositionExitView(APIView):
             )
         logger.warning("position #%d: %s (through the API)", pk, why)
         position.refresh_from_db()
-        return Response(
-            PositionSerializer(position).data, status=status.HTTP_202_ACCEPTED
-        )
+        return Response(PositionSerializer(position).data, status=status.HTTP_202_ACCEPTED)
 
 
 # --- Switches ---------------------------------------------------------------------------------

@@ -99,7 +99,21 @@ _JSON_VALUES = "a JSON value (mappings, lists, strings, numbers, true/false, nul
 # -- cross-field checks ---------------------------------------------------------------------------
 
 
+# The exchanges' day (NSE and BSE equity derivatives trade 09:15-15:30 IST; pre-open from
+# 09:00): a session outside it would let the time exit fall after the real close.
+_EXCHANGE_DAY = (time(9, 0), time(15, 30))
+
+
+_HOLIDAY_YEARS = (date(2000, 1, 1), date(2099, 12, 31))  # as the API's date filters
+
+
 def _check_session(market: MarketConfig) -> Iterable[Problem]:
+    low, high = _EXCHANGE_DAY
+    within = f"within the exchanges' day ({hhmm(low)}-{hhmm(high)} IST)"
+    if not low <= market.session_open <= high:
+        yield found(("session_open",), market.session_open, f"a time {within}")
+    if not low <= market.session_close <= high:
+        yield found(("session_close",), market.session_close, f"a time {within}")
     if market.session_open >= market.session_close:
         expected = f"a time after session_open ({hhmm(market.session_open)})"
         yield found(("session_close",), market.session_close, expected)
@@ -323,7 +337,11 @@ ALGO_SCHEMA = section(
             {
                 "session_open": clock(),
                 "session_close": clock(),
-                "holidays": items(day(), "a list of ISO dates", build=frozenset),
+                "holidays": items(
+                    day("an ISO date YYYY-MM-DD from 2000-01-01 to 2099-12-31", *_HOLIDAY_YEARS),
+                    "a list of ISO dates",
+                    build=frozenset,
+                ),
             },
             (_check_session,),
         ),
@@ -429,11 +447,21 @@ def _keyed(items: Any) -> bool:
 _NO_OVERRIDE = object()
 
 
-def _merge_keyed(items: list[Any], overrides: Mapping[str, Any]) -> list[Any]:
+def _merge_keyed(items: list[Any], overrides: Mapping[str, Any], name: str) -> list[Any]:
     """Merge ``{KEY: mapping}`` into the list item with that key (case-insensitive); a key no
     item has is appended as a new item (validation then asks for its missing keys). A value
-    that is not a mapping replaces the item (validation then names it)."""
+    that is not a mapping replaces the item (validation then names it). An override naming
+    another ``key`` is refused: ``{"indices": {"NIFTY": {"key": "FOO"}}}`` would rename NIFTY
+    (the index would leave the config, and an unknown one take its place)."""
     by_key = {str(key).upper(): value for key, value in overrides.items()}
+    for key, override in by_key.items():
+        if isinstance(override, Mapping) and "key" in override:
+            if str(override["key"]).strip().upper() != key:
+                raise ConfigError(
+                    f"{OVERRIDES_SOURCE}: {join(join(name, key), 'key')}: expected {key!r} "
+                    f"(an override cannot rename an item of {name}), "
+                    f"got {shown(override['key'])}"
+                )
     merged = []
     for item in items:
         override = by_key.pop(str(item["key"]).upper(), _NO_OVERRIDE)
@@ -459,7 +487,7 @@ def deep_merge(base: Mapping[str, Any], overrides: Mapping[str, Any]) -> dict[st
         if isinstance(current, Mapping) and isinstance(value, Mapping):
             merged[key] = deep_merge(current, value)
         elif isinstance(value, Mapping) and _keyed(current):
-            merged[key] = _merge_keyed(current, value)
+            merged[key] = _merge_keyed(current, value, key)
         else:
             merged[key] = copy.deepcopy(value)
     return merged

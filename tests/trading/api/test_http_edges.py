@@ -62,7 +62,8 @@ NESTED = '{"a":' * 800 + "1" + "}" * 800
         ('{"a": NaN}', ["NaN"]),
         ('{"a": 1e999}', ["out of range"]),
         ('{"a": 1, "a": 2}', ["duplicate key", "'a'"]),
-        ('{"a": ' + "9" * 5000 + "}", ["JSON parse error"]),
+        ('{"a": ' + "9" * 5000 + "}", ["an integer of 5,000 digits", "at most 30"]),
+        ('{"a": -' + "9" * 31 + "}", ["an integer of 31 digits"]),
         ("{", ["JSON parse error"]),
     ],
     ids=[
@@ -77,6 +78,7 @@ NESTED = '{"a":' * 800 + "1" + "}" * 800
         "1e999",
         "duplicate key",
         "5000 digits",
+        "31 digits",
         "truncated",
     ],
 )

@@ -548,12 +548,12 @@ def test_the_session_comes_from_the_configured_algo_file(settings, tmp_path):
     text = ALGO_YML.read_text(encoding="utf-8")
     assert text.count('session_open: "09:15"') == text.count('session_close: "15:30"') == 1
     moved = text.replace('session_open: "09:15"', 'session_open: "09:00"')
-    moved = moved.replace('session_close: "15:30"', 'session_close: "15:45"')
+    moved = moved.replace('session_close: "15:30"', 'session_close: "15:29"')
     (tmp_path / "algo.yml").write_text(moved, encoding="utf-8")
     settings.ALGO_CONFIG_FILE = tmp_path / "algo.yml"
-    assert configured_session() == (time(9, 0), time(15, 45))
+    assert configured_session() == (time(9, 0), time(15, 29))
     m = Market(DAY, seed=1, strikes_each_side=1, weeklies=1, monthlies=1)
-    assert (m.clock.open_at, m.clock.close_at) == (at(9, 0), at(15, 45))
+    assert (m.clock.open_at, m.clock.close_at) == (at(9, 0), at(15, 29))
     assert m.last_trade("IDX_I", 13, at(8, 0))[1] == at(9, 0)
 
 

@@ -842,7 +842,7 @@ def test_dhan_sim_starts_at_the_open_of_the_configured_session(tmp_path):
     algo = config_dir / "algo.yml"
     text = algo.read_text(encoding="utf-8")
     text = text.replace('session_open: "09:15"', 'session_open: "09:00"', 1)
-    algo.write_text(text.replace('session_close: "15:30"', 'session_close: "15:45"', 1))
+    algo.write_text(text.replace('session_close: "15:30"', 'session_close: "15:29"', 1))
     env = {**os.environ, "DJANGO_DEBUG": "true", "ALGO_CONFIG_DIR": str(config_dir)}
     proc = subprocess.Popen(
         [sys.executable, "manage.py", "dhan_sim", "--speed", "60", "--date", "2026-11-24"],
