@@ -16,6 +16,7 @@ import functools
 import hashlib
 import itertools
 import json
+import logging
 import os
 from collections.abc import Iterable
 from datetime import date
@@ -40,6 +41,8 @@ from config_schema.schema import (
 )
 from config_schema.schema import decimal_of as _decimal_of
 from trading.rules.charges import ChargeRates, ChargesTable
+
+logger = logging.getLogger(__name__)
 
 DEFAULT_SOURCE = "charges.yml"
 EXCHANGES = ("NSE", "BSE")  # every row must list both: index options trade on both
@@ -197,11 +200,21 @@ def charges_config_path() -> Path:
     return Path(configured) if configured else Path(settings.CONFIG_DIR) / DEFAULT_SOURCE
 
 
+# The last table each path gave, and the version of a file found broken (said once): see
+# charges_table.
+_LAST_GOOD: dict[str, ChargesTable] = {}
+_BROKEN: dict[str, tuple[int, ConfigError]] = {}
+
+
 def charges_table() -> ChargesTable:
     """The effective charges table, re-read when the file changes on disk (by mtime).
-    ConfigError when the file is missing or invalid. Called per position per PnL mark: the
-    path is built as a string and stat'ed with os.stat (a Path object per call was most of
-    its cost)."""
+    ConfigError when the file is missing or invalid and no good table was read before in this
+    process (every worker reads it at its start: trading.config.store.config_at_start, so a
+    broken file stops it there, named). A file broken after a good read (an edit in progress,
+    a typo) keeps the last good table, said once per version of the file at ERROR: a fill must
+    be booked with the charges in force, not lost to an exception after the order has filled
+    at the broker. Called per position per PnL mark: the path is built as a string and stat'ed
+    with os.stat (a Path object per call was most of its cost)."""
     from django.conf import settings
 
     configured = getattr(settings, "CHARGES_CONFIG_FILE", None)
@@ -209,5 +222,28 @@ def charges_table() -> ChargesTable:
     try:
         mtime_ns = os.stat(path).st_mtime_ns
     except OSError:
-        raise ConfigError(f"{path}: missing (CHARGES_CONFIG_FILE / ALGO_CONFIG_DIR)") from None
-    return _cached(path, mtime_ns)
+        problem = ConfigError(f"{path}: missing (CHARGES_CONFIG_FILE / ALGO_CONFIG_DIR)")
+        return _last_good(path, -1, problem)
+    broken = _BROKEN.get(path)
+    if broken is not None and broken[0] == mtime_ns:
+        return _last_good(path, mtime_ns, broken[1])
+    try:
+        table = _cached(path, mtime_ns)
+    except ConfigError as exc:
+        return _last_good(path, mtime_ns, exc)
+    _LAST_GOOD[path] = table
+    _BROKEN.pop(path, None)
+    return table
+
+
+def _last_good(path: str, mtime_ns: int, problem: ConfigError) -> ChargesTable:
+    """The last good table of ``path`` (the file at ``mtime_ns``, -1 when missing, is broken
+    by ``problem``: said once); ``problem`` raised when there is none."""
+    good = _LAST_GOOD.get(path)
+    if good is None:
+        raise problem
+    said = _BROKEN.get(path)
+    if said is None or said[0] != mtime_ns:
+        _BROKEN[path] = (mtime_ns, problem)
+        logger.error("%s; the charges read before stay in force until the file is fixed", problem)
+    return good

@@ -28,12 +28,14 @@ def run_split_worker(
 ) -> None:
     """A split-mode worker command's body: the Realtime on Redis (``sees`` says what the
     worker reads from other processes, for the error without REDIS_URL), the trading mode
-    said, ``build(realtime, live)``, run until SIGTERM/SIGINT. A configuration error at
-    build and credentials the broker refuses end it with one line (CommandError)."""
+    said, ``build(realtime, live)``, run until SIGTERM/SIGINT. A broken config file (algo.yml,
+    charges.yml) before anything starts, a configuration error at build and credentials the
+    broker refuses end it with one line (CommandError)."""
     from django.core.exceptions import ImproperlyConfigured
     from django.core.management.base import CommandError
 
     from config_schema import ConfigError
+    from trading.config.store import config_at_start
     from trading.mode import trading_mode
     from workers.broker_auth import BrokerAuthFailed
     from workers.realtime.services import realtime_from_settings
@@ -45,6 +47,11 @@ def run_split_worker(
             f"REDIS_URL is not set: the {name} cannot see {sees} from another process (for "
             "one process, use manage.py run_trader)"
         )
+    try:
+        config_at_start()  # algo.yml and charges.yml, each named, before anything starts
+    except ConfigError as exc:
+        realtime.close()
+        raise CommandError(str(exc)) from None
     mode = trading_mode()
     say(f"trading mode: {mode.name.upper()} ({mode.reason})")
     try:

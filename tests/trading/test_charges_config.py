@@ -74,6 +74,51 @@ def test_a_missing_configured_charges_file_is_a_config_error_naming_it(tmp_path,
         charges_table()
 
 
+def _touch_later(path: Path, seconds: int) -> None:
+    stat = path.stat()
+    os.utime(path, ns=(stat.st_atime_ns, stat.st_mtime_ns + seconds * 1_000_000_000))
+
+
+def test_a_file_broken_after_a_good_read_keeps_the_last_good_table_said_once(
+    tmp_path, settings, caplog
+):
+    # A fill must be booked with the charges in force: an edit that breaks the file while the
+    # workers run (a probe found every fill failing to book) keeps what was read, loudly.
+    path = write(tmp_path, real_data(), "charges.yml")
+    settings.CHARGES_CONFIG_FILE = path
+    good = charges_table()
+    data = real_data()
+    data["rates"][0]["brokerage_per_order"] = -20
+    write(tmp_path, data, "charges.yml")
+    _touch_later(path, 1)
+    with caplog.at_level("ERROR", logger="trading.charges"):
+        assert charges_table() is good
+        assert charges_table() is good
+    (said,) = [r.getMessage() for r in caplog.records]
+    assert "rates[0].brokerage_per_order" in said and "stay in force" in said
+
+    # Fixed: the new table is read; broken again later: said again, once.
+    fixed = real_data()
+    fixed["rates"][1]["stt_sell"] = 0.002
+    write(tmp_path, fixed, "charges.yml")
+    _touch_later(path, 2)
+    assert charges_table().rates_on(date(2026, 4, 1)).stt_sell == Decimal("0.002")
+    path.unlink()
+    caplog.clear()
+    with caplog.at_level("ERROR", logger="trading.charges"):
+        assert charges_table().rates_on(date(2026, 4, 1)).stt_sell == Decimal("0.002")
+        charges_table()
+    assert len(caplog.records) == 1 and "missing" in caplog.records[0].getMessage()
+
+
+def test_a_file_broken_before_any_good_read_is_a_config_error(tmp_path, settings):
+    data = real_data()
+    data["rates"][0]["brokerage_per_order"] = -20
+    settings.CHARGES_CONFIG_FILE = write(tmp_path, data, "never-good.yml")
+    with pytest.raises(ConfigError, match=r"never-good\.yml: rates\[0\]\.brokerage_per_order"):
+        charges_table()
+
+
 def test_the_version_follows_the_content_not_the_key_order():
     data = real_data()
     reordered = {"rates": [dict(reversed(list(row.items()))) for row in data["rates"]]}

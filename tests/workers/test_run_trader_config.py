@@ -82,3 +82,60 @@ def test_a_bad_sim_tick_rate_is_refused_in_one_line(value):
     assert str(caught.value) == (
         f"--sim-ticks must be packets per second above 0 and at most 100, got {value!r}"
     )
+
+
+# -- config/charges.yml: checked at start too -----------------------------------------------------
+
+BAD_CHARGES = (
+    "charges.yml: rates[0].brokerage_per_order: expected rupees between 0 and 1000, got -20"
+)
+
+
+@pytest.fixture
+def broken_charges(settings, tmp_path) -> Path:
+    """A config directory whose charges.yml has a negative brokerage (found by a probe: the
+    trader started, sent entries, and failed at the first fill's booking)."""
+    for name in ("algo.yml", "instruments.yml", "ratelimits.yml"):
+        shutil.copy(CONFIG / name, tmp_path / name)
+    text = (CONFIG / "charges.yml").read_text(encoding="utf-8")
+    spoilt = text.replace("brokerage_per_order: 20 ", "brokerage_per_order: -20 ", 1)
+    assert spoilt != text
+    (tmp_path / "charges.yml").write_text(spoilt, encoding="utf-8")
+    settings.ALGO_CONFIG_FILE = tmp_path / "algo.yml"
+    settings.CHARGES_CONFIG_FILE = tmp_path / "charges.yml"
+    return tmp_path
+
+
+@pytest.mark.parametrize(
+    "command",
+    [
+        ("run_trader", "--sim"),
+        ("run_exit_engine",),
+        ("run_order_updates",),
+        ("run_signal_engine",),
+    ],
+)
+def test_every_trading_worker_refuses_a_broken_charges_file_before_it_starts(
+    broken_charges, command, settings, redis_url
+):
+    settings.REDIS_URL = redis_url  # the split workers say a missing REDIS_URL first
+    with pytest.raises(CommandError) as caught:  # no django_db mark: nothing reads the database
+        call_command(*command)
+    assert str(caught.value).startswith(BAD_CHARGES), str(caught.value)
+    assert len(str(caught.value).splitlines()) == 1
+
+
+def test_the_trader_as_a_process_says_the_broken_charges_file_in_one_line(broken_charges):
+    env = {k: v for k, v in os.environ.items() if k not in ("DATABASE_URL", "REDIS_URL")}
+    env.update(DJANGO_DEBUG="true", ALGO_CONFIG_DIR=str(broken_charges))
+    done = subprocess.run(
+        [sys.executable, "manage.py", "run_trader", "--sim"],
+        cwd=ROOT,
+        env=env,
+        capture_output=True,
+        text=True,
+        timeout=120,
+    )
+    assert done.returncode == 1
+    (line,) = done.stderr.splitlines()
+    assert line.startswith(f"CommandError: {BAD_CHARGES}")

@@ -52,6 +52,18 @@ _CACHE: dict[str, AlgoConfig] = {}
 _CACHE_LOCK = threading.Lock()
 
 
+def config_at_start() -> AlgoConfig:
+    """What a worker checks before it does anything: the effective algo config and the
+    charges table (config/charges.yml), each validated now. ConfigError naming the file, the
+    key path or row and the field, for the command to say in one line and exit 1: a broken
+    charges file found only when the first fill is booked is found after orders are on the
+    wire (a fill then cannot be booked)."""
+    from trading.charges import charges_table
+
+    charges_table()  # a file only: before the algo config's read of the database
+    return effective_algo_config()
+
+
 def reload_algo_config() -> AlgoConfig:
     """Re-read file + overrides and replace this process's cached copy (raises when invalid,
     keeping the previous copy)."""

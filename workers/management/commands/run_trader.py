@@ -28,7 +28,7 @@ from django.core.management import call_command
 from django.core.management.base import BaseCommand, CommandError, CommandParser
 
 from config_schema import ConfigError
-from trading.config.store import effective_algo_config
+from trading.config.store import config_at_start
 from trading.mode import trading_mode
 from trading.rules.market import IST
 from workers.broker_auth import BrokerAuthFailed
@@ -112,9 +112,9 @@ class Command(BaseCommand):
         except WatchlistError as exc:
             raise CommandError(str(exc)) from None
         try:
-            # An invalid algo config stops the trader here, named, rather than crash-looping
-            # the signal engine under the supervisor.
-            config = effective_algo_config()
+            # An invalid algo config or charges file stops the trader here, named, rather than
+            # crash-looping the signal engine under the supervisor, or failing to book a fill.
+            config = config_at_start()
         except ConfigError as exc:
             raise CommandError(str(exc)) from None
         logger.info("algo config %s", config.version)
