@@ -57,18 +57,23 @@ def test_run_trader_stops_at_start_naming_the_problem(settings, broken_dir):
     assert caught.value.returncode == 1
 
 
-def test_run_trader_as_a_process_prints_one_line_and_exits_1(broken_dir):
-    directory, message = broken_dir
+def run_trader_process(directory: Path, *args: str) -> subprocess.CompletedProcess[str]:
+    """``manage.py run_trader`` with the config of ``directory``, no database or Redis URL."""
     env = {k: v for k, v in os.environ.items() if k not in ("DATABASE_URL", "REDIS_URL")}
     env.update(DJANGO_DEBUG="true", ALGO_CONFIG_DIR=str(directory))
-    done = subprocess.run(
-        [sys.executable, "manage.py", "run_trader"],
+    return subprocess.run(
+        [sys.executable, "manage.py", "run_trader", *args],
         cwd=ROOT,
         env=env,
         capture_output=True,
         text=True,
         timeout=120,
     )
+
+
+def test_run_trader_as_a_process_prints_one_line_and_exits_1(broken_dir):
+    directory, message = broken_dir
+    done = run_trader_process(directory)
     assert done.returncode == 1
     (line,) = done.stderr.splitlines()
     assert line.startswith(f"CommandError: {message}")
@@ -126,16 +131,7 @@ def test_every_trading_worker_refuses_a_broken_charges_file_before_it_starts(
 
 
 def test_the_trader_as_a_process_says_the_broken_charges_file_in_one_line(broken_charges):
-    env = {k: v for k, v in os.environ.items() if k not in ("DATABASE_URL", "REDIS_URL")}
-    env.update(DJANGO_DEBUG="true", ALGO_CONFIG_DIR=str(broken_charges))
-    done = subprocess.run(
-        [sys.executable, "manage.py", "run_trader", "--sim"],
-        cwd=ROOT,
-        env=env,
-        capture_output=True,
-        text=True,
-        timeout=120,
-    )
+    done = run_trader_process(broken_charges, "--sim")
     assert done.returncode == 1
     (line,) = done.stderr.splitlines()
     assert line.startswith(f"CommandError: {BAD_CHARGES}")
