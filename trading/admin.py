@@ -126,6 +126,25 @@ class SettingForm(forms.ModelForm):
         return cleaned
 
 
+def _kill_switch_exits() -> str:
+    """What the exit engine does with the open positions while the kill switch is on, as the
+    effective algo config says (its kill-switch rule can be switched off)."""
+    try:
+        enabled = effective_algo_config().exits.kill_switch.enabled
+    except ConfigError:
+        enabled = None
+    if enabled is False:
+        return (
+            "open positions are NOT flattened: the exit rule exits.kill_switch is switched off "
+            "in the algo config; exit them with the positions' action \"Exit the selected "
+            'positions"'
+        )
+    return (
+        "the exit engine flattens every open position (exit type KILL_SWITCH) on its next "
+        "1 s sweep and cancels the working entry orders of pending ones"
+    )
+
+
 class SwitchForm(forms.Form):
     action = forms.ChoiceField(
         choices=[
@@ -206,6 +225,7 @@ class SettingAdmin(admin.ModelAdmin):
             "opts": self.model._meta,
             "title": "Trading switches",
             "state": switches_state(),
+            "kill_switch_exits": _kill_switch_exits(),
             "can_change": self.has_change_permission(request),
         }
         return TemplateResponse(request, "admin/trading/setting/switches.html", context)
@@ -220,10 +240,7 @@ class SettingAdmin(admin.ModelAdmin):
             text = "Trading switched OFF: no new entries; open positions keep their exits."
         elif action == "kill_on":
             change_switches(by, via, kill=(True, reason.strip()))
-            text = (
-                "Kill switch ACTIVATED: no new entries. Open positions are NOT flattened yet: "
-                "the exit engine that does it is still to come; close them by hand."
-            )
+            text = f"Kill switch ACTIVATED: no new entries; {_kill_switch_exits()}."
         else:
             change_switches(by, via, kill=(False, ""))
             text = "Kill switch deactivated; entries follow the trading switch again."
@@ -375,9 +392,7 @@ class PositionTrackerAdmin(ViewOnlyAdmin):
     def has_exit_permission(self, request: HttpRequest) -> bool:
         return request.user.has_perm("trading.change_positiontracker")
 
-    @admin.action(
-        description="Exit the selected positions (manual exit)", permissions=["exit"]
-    )
+    @admin.action(description="Exit the selected positions (manual exit)", permissions=["exit"])
     def exit_positions(self, request: HttpRequest, queryset: QuerySet[PositionTracker]) -> None:
         from trading.orders.journal import claim_exit
         from trading.rules.vocab import ExitType

@@ -190,6 +190,29 @@ def test_the_kill_switch_is_activated_with_its_reason_and_deactivated(staff):
     assert "Kill switch deactivated" in response.content.decode()
 
 
+def test_the_kill_switch_texts_say_the_exit_engine_flattens_the_open_positions(staff):
+    # README: the exit engine flattens every open position while the kill switch is on. The
+    # page and the message said they were NOT flattened, "close them by hand".
+    page = staff.get(SWITCHES).content.decode()
+    assert "flattens every open position" in page
+    response = staff.post(SWITCHES, {"action": "kill_on", "reason": "x"}, follow=True)
+    text = response.content.decode()
+    assert "the exit engine flattens every open position (exit type KILL_SWITCH)" in text
+    assert "by hand" not in text and "not flattened" not in text.lower()
+    assert "flattens every open position" in staff.get(SWITCHES).content.decode()
+
+
+def test_with_the_kill_switch_exit_rule_off_the_texts_say_positions_stay_open(staff):
+    Setting.put(OVERRIDES_KEY, {"exits": {"kill_switch": {"enabled": False}}})
+    algo.clear_algo_config_cache()
+    response = staff.post(SWITCHES, {"action": "kill_on", "reason": "x"}, follow=True)
+    text = response.content.decode()
+    assert "open positions are NOT flattened: the exit rule exits.kill_switch is switched off" in (
+        text
+    )
+    assert "flattens every open position" not in text
+
+
 def test_an_unknown_action_changes_nothing_and_says_so(staff):
     response = staff.post(SWITCHES, {"action": "flatten_everything"}, follow=True)
     assert "Nothing changed" in response.content.decode()
