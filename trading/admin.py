@@ -17,8 +17,9 @@ from typing import Any
 import yaml
 from django import forms
 from django.contrib import admin, messages
-from django.core.exceptions import PermissionDenied
+from django.core.exceptions import PermissionDenied, ValidationError
 from django.db.models import QuerySet
+from django.forms.fields import InvalidJSONInput, JSONString
 from django.http import HttpRequest, HttpResponse, HttpResponseRedirect
 from django.template.response import TemplateResponse
 from django.urls import URLPattern, path, reverse
@@ -28,7 +29,14 @@ from rest_framework.exceptions import ParseError
 
 from config_schema import ConfigError
 from trading.api.overrides import overrides_version
-from trading.api.parsers import check_json_value
+from trading.api.parsers import (
+    MAX_BODY_BYTES,
+    MAX_DEPTH,
+    _object,
+    _refuse_constant,
+    _Refused,
+    check_json_value,
+)
 from trading.config.load import OVERRIDES_KEY, config_as_dict
 from trading.config.store import effective_algo_config, load_algo_config, reload_algo_config
 from trading.models import (
@@ -47,10 +55,65 @@ from trading.switches import change_switches, reserved_setting, switches_state
 logger = logging.getLogger(__name__)
 
 
+def parse_json_value(text: str) -> Any:
+    """``text`` decoded by the API's rules (trading.api.parsers: StrictJSONParser and
+    check_json_value), or ValidationError naming what is wrong: over MAX_BODY_BYTES, NaN or
+    Infinity, a duplicate key (the last one would silently win), nesting deeper than
+    MAX_DEPTH, an integer beyond Python's digit limit, a lone surrogate or a NUL. Never a
+    500: json.loads raises RecursionError and ValueError besides JSONDecodeError."""
+    size = len(text.encode("utf-8", "surrogatepass"))
+    if size > MAX_BODY_BYTES:
+        raise ValidationError(
+            f"larger than {MAX_BODY_BYTES} bytes ({size}), the API's limit too", code="invalid"
+        )
+    try:
+        value = json.loads(text, parse_constant=_refuse_constant, object_pairs_hook=_object)
+    except _Refused as exc:
+        raise ValidationError(str(exc), code="invalid") from None
+    except RecursionError:
+        raise ValidationError(f"nested deeper than {MAX_DEPTH} levels", code="invalid") from None
+    except json.JSONDecodeError as exc:
+        raise ValidationError(f"Enter a valid JSON value ({exc})", code="invalid") from None
+    except ValueError:  # an integer beyond Python's int() digit limit (4300)
+        raise ValidationError(
+            "holds an integer with more digits than a number can have here", code="invalid"
+        ) from None
+    try:
+        check_json_value(value)
+    except ParseError as exc:
+        raise ValidationError(str(exc.detail).removeprefix("JSON body: "), code="invalid") from None
+    return value
+
+
 class ValueField(forms.JSONField):
-    """The JSON editor of a Setting value. A value redisplayed with its error may hold a lone
-    surrogate (typed as the escape "\\ud800"): written back escaped, since no UTF-8 page can
-    carry it (the default rendering would fail the whole page)."""
+    """The JSON editor of a Setting value, parsed by the API's rules (parse_json_value).
+
+    ``{}`` and ``[]`` are values (``{}`` clears the overrides): only an empty box and null
+    count as empty (Django's JSONField refused all four as "required"). A value redisplayed
+    with its error may hold a lone surrogate (typed as the escape "\\ud800"): written back
+    escaped, since no UTF-8 page can carry it (the default rendering would fail the whole
+    page)."""
+
+    empty_values = [None, ""]
+
+    def to_python(self, value: Any) -> Any:
+        if self.disabled or not isinstance(value, str):
+            return value
+        if value in self.empty_values:
+            return None
+        converted = parse_json_value(value)
+        return JSONString(converted) if isinstance(converted, str) else converted
+
+    def bound_data(self, data: Any, initial: Any) -> Any:
+        # Django's own json.loads here would fail the redisplay as to_python did.
+        if self.disabled:
+            return initial
+        if data is None:
+            return None
+        try:
+            return parse_json_value(data)
+        except ValidationError:
+            return InvalidJSONInput(data)
 
     def prepare_value(self, value: Any) -> str:
         text = super().prepare_value(value)
@@ -68,7 +131,9 @@ class SettingForm(forms.ModelForm):
 
     # Required: an empty box or null would be stored as NULL, which the column refuses (a 500).
     value = ValueField(
-        error_messages={"required": "Give a JSON value ({} for an empty mapping), not null."}
+        error_messages={
+            "required": "Give a JSON value ({} for an empty mapping), not an empty box or null."
+        }
     )
 
     # On the algo.overrides row only (SettingAdmin.get_fields): the version of the overrides
@@ -97,16 +162,6 @@ class SettingForm(forms.ModelForm):
                 "and save again."
             )
         return shown
-
-    def clean_value(self) -> Any:
-        # The API's checks: a lone surrogate, a NUL or deep nesting is refused here, named,
-        # instead of failing in the database (PostgreSQL stores neither) with a 500.
-        value = self.cleaned_data["value"]
-        try:
-            check_json_value(value)
-        except ParseError as exc:
-            raise forms.ValidationError(str(exc.detail)) from None
-        return value
 
     def clean_key(self) -> str:
         key = self.cleaned_data["key"]
