@@ -12,6 +12,8 @@ from __future__ import annotations
 
 import json
 import logging
+import re
+import unicodedata
 from typing import Any
 
 import yaml
@@ -50,9 +52,60 @@ from trading.models import (
     WatchlistItem,
 )
 from trading.rules.market import IST
-from trading.switches import change_switches, reserved_setting, switches_state
+from trading.switches import (
+    SWITCH_KEYS,
+    WORKER_KEY_PREFIXES,
+    change_switches,
+    reserved_setting,
+    switches_state,
+)
+from trading.text import text_problem
 
 logger = logging.getLogger(__name__)
+
+
+def shown(text: str, limit: int = 80) -> str:
+    """A client's text quoted in a message: ASCII-escaped and cut to ``limit`` characters (an
+    error must not echo a 100,000-character input back, nor its control characters)."""
+    if len(text) <= limit:
+        return ascii(text)
+    return f"{text[:limit]!a}... ({len(text)} characters)"
+
+
+def _folded(key: str) -> str:
+    return unicodedata.normalize("NFKC", key).casefold()
+
+
+# The worker prefixes' stems ("kv", "orders"), each followed by a separator or nothing.
+_WORKER_STEMS = re.compile(
+    "^(?:{})(?:[\\W_]|$)".format("|".join(re.escape(p.rstrip(":.")) for p in WORKER_KEY_PREFIXES))
+)
+
+
+def setting_key_problem(key: str) -> str | None:
+    """Why the Setting admin must not add a row ``key`` (None: it may): a reserved key
+    (trading.switches.reserved_setting), or one an operator would take for a reserved row or
+    the overrides: the same but for case, width or punctuation (``Trading.Switch``,
+    ``trading_kill_switch``, ``KV:x``, ``kv``, ``orders``, ``Algo.Overrides``). Editing such a
+    row, an operator would believe trading is off when it is not."""
+    if problem := text_problem(key):
+        return f"the key holds {problem}"
+    if problem := reserved_setting(key):
+        return problem
+    folded = _folded(key)
+    bare = re.sub(r"[\W_]+", "", folded)
+    for reserved in sorted(SWITCH_KEYS | {OVERRIDES_KEY}):
+        if key != reserved and bare == re.sub(r"[\W_]+", "", reserved):
+            return (
+                f"{shown(key)} differs from the key {reserved} only in case, width or "
+                "punctuation: it would be taken for that row; choose a distinct key"
+            )
+    if _WORKER_STEMS.match(folded):
+        return (
+            f"{shown(key)} looks like a row the workers write "
+            f"({', '.join(p + '*' for p in WORKER_KEY_PREFIXES)}): choose a distinct key"
+        )
+    return None
 
 
 def parse_json_value(text: str) -> Any:
@@ -151,21 +204,21 @@ class SettingForm(forms.ModelForm):
             self.fields["overrides_version"].initial = overrides_version(self.instance.value)
 
     def clean_overrides_version(self) -> str:
-        shown = self.cleaned_data.get("overrides_version", "")
+        seen = self.cleaned_data.get("overrides_version", "")
         if self.instance.pk is None or self.instance.key != OVERRIDES_KEY:
-            return shown
+            return seen
         current = overrides_version(Setting.get(OVERRIDES_KEY))
-        if shown != current:
+        if seen != current:
             raise forms.ValidationError(
                 f"The overrides changed since you opened this page (they are now at version "
-                f"{current}, you saw {shown or 'none'}): reload the page, re-apply your change "
-                "and save again."
+                f"{current}, you saw {shown(seen) if seen else 'none'}): reload the page, "
+                "re-apply your change and save again."
             )
-        return shown
+        return seen
 
     def clean_key(self) -> str:
         key = self.cleaned_data["key"]
-        problem = reserved_setting(key)
+        problem = setting_key_problem(key)
         if problem:
             raise forms.ValidationError(problem)
         return key
@@ -207,7 +260,12 @@ class SwitchForm(forms.Form):
             ("trading_off", "turn trading off"),
             ("kill_on", "activate the kill switch"),
             ("kill_off", "deactivate the kill switch"),
-        ]
+        ],
+        # Django's message echoes the value whole: name the valid ones instead.
+        error_messages={
+            "invalid_choice": "not one of trading_on, trading_off, kill_on, kill_off",
+            "required": "give one of trading_on, trading_off, kill_on, kill_off",
+        },
     )
     reason = forms.CharField(required=False, max_length=500)
 

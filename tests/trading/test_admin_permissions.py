@@ -130,6 +130,54 @@ def test_a_reserved_key_cannot_be_added(admin, key, problem):
     assert not Setting.objects.filter(key=key).exists()
 
 
+@pytest.mark.parametrize(
+    ("key", "problem"),
+    [
+        ("Trading.Switch", "differs from the key trading.switch only in case"),
+        ("TRADING_KILL_SWITCH", "differs from the key trading.kill_switch only in case"),
+        ("\uff54rading.switch", "differs from the key trading.switch only in case, width"),
+        ("Algo.Overrides", "differs from the key algo.overrides only in case"),
+        ("KV:x", "looks like a row the workers write"),
+        ("kv", "looks like a row the workers write"),
+        ("orders", "looks like a row the workers write"),
+        ("Orders.salt", "looks like a row the workers write"),
+        ("notes\u200b.ops", "an invisible formatting character (U+200B)"),
+    ],
+)
+def test_a_key_that_looks_like_a_reserved_one_cannot_be_added(admin, key, problem):
+    # An operator editing a "Trading.Switch" row believes trading is off when it is not.
+    response = admin.post(ADD, {"key": key, "value": '{"enabled": false}'})
+    assert response.status_code == 200
+    assert list(response.context["adminform"].form.errors) == ["key"]
+    assert problem in response.content.decode()
+    assert not Setting.objects.filter(key=key).exists()
+
+
+@pytest.mark.parametrize("key", ["notes.ops", "kvm.notes", "trading.switch_notes", "ordersbook"])
+def test_a_distinct_key_is_still_added(admin, key):
+    assert admin.post(ADD, {"key": key, "value": "{}"}).status_code == 302
+    assert Setting.get(key) == {}
+
+
+def test_a_stale_overrides_version_is_not_echoed_back_whole(admin):
+    Setting.put(OVERRIDES_KEY, {"strikes": {"offset": 1}})
+    change = f"{CHANGELIST}{pk(OVERRIDES_KEY)}/change/"
+    sent = "v" * 100_000
+    response = admin.post(change, {"value": "{}", "overrides_version": sent})
+    assert response.status_code == 200
+    [error] = response.context["adminform"].form.errors["overrides_version"]
+    assert "you saw '" + "v" * 80 + "'... (100000 characters)" in error
+    assert len(error) < 400
+    assert Setting.get(OVERRIDES_KEY) == {"strikes": {"offset": 1}}
+
+
+def test_an_unknown_switch_action_is_not_echoed_back_whole(admin):
+    page = admin.post(SWITCHES, {"action": "x" * 100_000}, follow=True).content.decode()
+    assert "not one of trading_on, trading_off, kill_on, kill_off" in page
+    assert "x" * 81 not in page
+    assert kill_switch_active() is False and trading_enabled() is True
+
+
 def test_other_rows_stay_editable_but_their_key_does_not_change(admin):
     Setting.put("notes.ops", {"text": "hello"})
     change = f"{CHANGELIST}{pk('notes.ops')}/change/"
