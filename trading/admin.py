@@ -19,7 +19,10 @@ from typing import Any
 import yaml
 from django import forms
 from django.contrib import admin, messages
+from django.contrib.admin.actions import delete_selected
+from django.contrib.admin.utils import unquote
 from django.core.exceptions import PermissionDenied, ValidationError
+from django.db import router, transaction
 from django.db.models import QuerySet
 from django.forms.fields import InvalidJSONInput, JSONString
 from django.http import HttpRequest, HttpResponse, HttpResponseRedirect
@@ -177,6 +180,12 @@ class ValueField(forms.JSONField):
         return text
 
 
+OVERRIDES_NEED_CHANGE = (
+    f"Writing {OVERRIDES_KEY} (the risk limits and exits are in it) needs the permission "
+    "trading.change_setting, as in the API"
+)
+
+
 class SettingForm(forms.ModelForm):
     """A Setting; the ``algo.overrides`` row must merge over config/algo.yml into a valid
     config, else every problem is shown on the value field and nothing is saved. A reserved
@@ -193,6 +202,10 @@ class SettingForm(forms.ModelForm):
     # this page showed, so that saving it cannot silently overwrite an edit saved meanwhile
     # (through the API or another admin page), as the API's If-Match does.
     overrides_version = forms.CharField(widget=forms.HiddenInput, required=False)
+
+    # Set by SettingAdmin.get_form: whether this user holds trading.change_setting, which
+    # writing the overrides needs (as in the API), even when adding the row.
+    may_write_overrides = False
 
     class Meta:
         model = Setting
@@ -221,6 +234,8 @@ class SettingForm(forms.ModelForm):
         problem = setting_key_problem(key)
         if problem:
             raise forms.ValidationError(problem)
+        if key == OVERRIDES_KEY and not self.may_write_overrides:
+            raise forms.ValidationError(OVERRIDES_NEED_CHANGE)
         return key
 
     def clean(self) -> dict[str, Any]:
@@ -251,6 +266,22 @@ def _kill_switch_exits() -> str:
         "the exit engine flattens every open position (exit type KILL_SWITCH) on its next "
         "1 s sweep and cancels the working entry orders of pending ones"
     )
+
+
+def _delete_selected_but_the_overrides(
+    modeladmin: admin.ModelAdmin, request: HttpRequest, queryset: QuerySet[Setting]
+) -> HttpResponse | None:
+    """Django's bulk delete, refusing a selection that holds algo.overrides: that row is
+    deleted on its own page, where the version you saw is checked (SettingAdmin.delete_view)."""
+    if queryset.filter(key=OVERRIDES_KEY).exists():
+        modeladmin.message_user(
+            request,
+            f"Nothing deleted: delete {OVERRIDES_KEY} from its own page, where the version of "
+            "the overrides you saw is checked.",
+            messages.ERROR,
+        )
+        return None
+    return delete_selected(modeladmin, request, queryset)
 
 
 class SwitchForm(forms.Form):
@@ -298,7 +329,53 @@ class SettingAdmin(admin.ModelAdmin):
         # Also refuses the changelist's bulk delete of a selection that holds such a row.
         if obj is not None and reserved_setting(obj.key):
             return False
+        if obj is not None and obj.key == OVERRIDES_KEY:
+            # Deleting the overrides clears every one of them: a write, as in the API.
+            if not super().has_change_permission(request, obj):
+                return False
         return super().has_delete_permission(request, obj)
+
+    def get_form(
+        self, request: HttpRequest, obj: Setting | None = None, change: bool = False, **kwargs: Any
+    ) -> type[SettingForm]:
+        form = super().get_form(request, obj, change, **kwargs)
+        form.may_write_overrides = super().has_change_permission(request, obj)
+        return form
+
+    def get_actions(self, request: HttpRequest) -> dict[str, Any]:
+        actions = super().get_actions(request)
+        if "delete_selected" in actions:
+            _, name, description = actions["delete_selected"]
+            actions["delete_selected"] = (_delete_selected_but_the_overrides, name, description)
+        return actions
+
+    def delete_view(
+        self, request: HttpRequest, object_id: str, extra_context: dict[str, Any] | None = None
+    ) -> HttpResponse:
+        """The algo.overrides row is deleted only at the version its page showed (the change
+        form's check, the API's If-Match): deleting clears every override, and must not
+        clear an edit saved meanwhile unseen. The row is locked from the check to the
+        delete, as the API's PUT locks it."""
+        with transaction.atomic(using=router.db_for_write(Setting)):
+            obj = self.get_object(request, unquote(object_id))
+            if obj is None or obj.key != OVERRIDES_KEY:
+                return super().delete_view(request, object_id, extra_context)
+            if request.method == "POST" and self.has_delete_permission(request, obj):
+                current = overrides_version(
+                    Setting.objects.select_for_update().get(pk=obj.pk).value
+                )
+                seen = request.POST.get("overrides_version", "")
+                if seen != current:
+                    self.message_user(
+                        request,
+                        f"Nothing deleted: the overrides changed since you opened this page "
+                        f"(they are now at version {current}, you saw "
+                        f"{shown(seen) if seen else 'none'}): look at them again and confirm.",
+                        messages.ERROR,
+                    )
+                    return HttpResponseRedirect(request.get_full_path())
+            context = {**(extra_context or {}), "overrides_version": overrides_version(obj.value)}
+            return super().delete_view(request, object_id, context)
 
     def save_model(self, request: HttpRequest, obj: Setting, form: Any, change: bool) -> None:
         super().save_model(request, obj, form, change)
