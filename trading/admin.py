@@ -19,10 +19,11 @@ from typing import Any
 import yaml
 from django import forms
 from django.contrib import admin, messages
+from django.contrib.admin import helpers
 from django.contrib.admin.actions import delete_selected
 from django.contrib.admin.utils import unquote
 from django.core.exceptions import PermissionDenied, ValidationError
-from django.db import router, transaction
+from django.db import connection, router, transaction
 from django.db.models import QuerySet
 from django.forms.fields import InvalidJSONInput, JSONString
 from django.http import HttpRequest, HttpResponse, HttpResponseRedirect
@@ -180,6 +181,115 @@ class ValueField(forms.JSONField):
         return text
 
 
+def row_id(text: str, model: type[Any]) -> int | None:
+    """The primary key ``text`` names: ASCII digits, positive, within the column's range on
+    this database (SQLite cannot even bind a larger one: an OverflowError); None otherwise."""
+    pk_type = model._meta.pk.get_internal_type()
+    _, largest = connection.ops.integer_field_range(pk_type)
+    if not (text.isascii() and text.isdigit()) or len(text) > len(str(largest)):
+        return None
+    number = int(text)
+    return number if 0 < number <= largest else None
+
+
+class CheckedSelectionMixin:
+    """Admin actions and the changelist's list_editable save, with the row ids the POST names
+    checked first (Django passes them straight to ``pk__in``: ``abc`` or an empty id was a
+    500, a 30-digit id one on SQLite). A malformed id: a message naming it, nothing done.
+    An id with no row (deleted meanwhile, or typed): named ("no position #99999"); an action
+    still runs on the rows that exist, a list save saves nothing."""
+
+    # How a message names one row: "no position #99999".
+    row_name = ""
+
+    def _row_name(self) -> str:
+        return self.row_name or str(self.model._meta.verbose_name)
+
+    def _ids(self, request: HttpRequest, texts: list[str]) -> list[int] | None:
+        ids, bad = [], []
+        for text in texts:
+            number = row_id(text, self.model)
+            if number is None:
+                bad.append(text)
+            else:
+                ids.append(number)
+        if bad:
+            self.message_user(
+                request,
+                f"Nothing done: not a {self._row_name()} id: "
+                + ", ".join(shown(text) for text in bad[:5])
+                + (f" and {len(bad) - 5} more" if len(bad) > 5 else ""),
+                messages.ERROR,
+            )
+            return None
+        return ids
+
+    def _missing(self, queryset: QuerySet, ids: list[int]) -> list[int]:
+        found = set(queryset.filter(pk__in=ids).values_list("pk", flat=True))
+        return sorted(set(ids) - found)
+
+    def _say_missing(self, request: HttpRequest, missing: list[int]) -> None:
+        self.message_user(
+            request,
+            ", ".join(f"no {self._row_name()} #{pk}" for pk in missing[:20])
+            + (f" and {len(missing) - 20} more" if len(missing) > 20 else ""),
+            messages.WARNING,
+        )
+
+    def response_action(self, request: HttpRequest, queryset: QuerySet) -> HttpResponse | None:
+        ids = self._ids(request, request.POST.getlist(helpers.ACTION_CHECKBOX_NAME))
+        if ids is None:
+            return None
+        missing = self._missing(queryset, ids)
+        if missing:
+            self._say_missing(request, missing)
+            if len(missing) == len(set(ids)) and request.POST.get("select_across") != "1":
+                return None  # nothing selected exists: nothing to do
+        return super().response_action(request, queryset)
+
+    def changelist_view(
+        self, request: HttpRequest, extra_context: dict[str, Any] | None = None
+    ) -> HttpResponse:
+        if (
+            request.method == "POST"
+            and "_save" in request.POST
+            and self.list_editable
+            and self.has_change_permission(request)
+            and not self._list_save_ok(request)
+        ):
+            return HttpResponseRedirect(request.get_full_path())
+        return super().changelist_view(request, extra_context)
+
+    def _list_save_ok(self, request: HttpRequest) -> bool:
+        """The list save edits rows shown on the page: as many forms as rows it was sent with
+        (it adds none), each naming a row that exists."""
+        prefix = self.get_changelist_formset(request).get_default_prefix()
+        total = request.POST.get(f"{prefix}-TOTAL_FORMS", "")
+        initial = request.POST.get(f"{prefix}-INITIAL_FORMS", "")
+        if not (total.isascii() and total.isdigit() and initial.isascii() and initial.isdigit()):
+            return True  # Django's formset names a missing or bad management form itself
+        if total != initial:
+            self.message_user(
+                request,
+                f"Nothing saved: the list edits rows, it adds none ({shown(total)} forms sent "
+                f"for {shown(initial)} rows)",
+                messages.ERROR,
+            )
+            return False
+        texts = [request.POST.get(f"{prefix}-{i}-id", "") for i in range(min(int(total), 1000))]
+        ids = self._ids(request, texts)
+        if ids is None:
+            return False
+        missing = self._missing(self.get_queryset(request), ids)
+        if missing:
+            self._say_missing(request, missing)
+            self.message_user(
+                request, "Nothing saved: reload the list and save again", messages.ERROR
+            )
+            return False
+        return True
+
+
 OVERRIDES_NEED_CHANGE = (
     f"Writing {OVERRIDES_KEY} (the risk limits and exits are in it) needs the permission "
     "trading.change_setting, as in the API"
@@ -302,7 +412,7 @@ class SwitchForm(forms.Form):
 
 
 @admin.register(Setting)
-class SettingAdmin(admin.ModelAdmin):
+class SettingAdmin(CheckedSelectionMixin, admin.ModelAdmin):
     form = SettingForm
     list_display = ["key", "updated_at"]
     search_fields = ["key"]
@@ -470,7 +580,7 @@ def _pretty_json(value: Any) -> str:
     return format_html("<pre>{}</pre>", text)
 
 
-class ViewOnlyAdmin(admin.ModelAdmin):
+class ViewOnlyAdmin(CheckedSelectionMixin, admin.ModelAdmin):
     """Rows the engines write: an operator may look, never add, edit or delete (the history
     the risk limits and the reports are computed from must be what the engines recorded)."""
 
@@ -555,6 +665,7 @@ class PositionTrackerAdmin(ViewOnlyAdmin):
     sends its exit orders; it needs the change permission on positions."""
 
     actions = ["exit_positions"]
+    row_name = "position"
 
     list_display = [
         "id",
@@ -671,6 +782,7 @@ class ReconciliationMismatchAdmin(ViewOnlyAdmin):
     ]
     list_filter = ["kind", ("resolved_at", admin.EmptyFieldListFilter)]
     actions = ["mark_resolved"]
+    row_name = "mismatch"
 
     def has_resolve_permission(self, request: HttpRequest) -> bool:
         return request.user.has_perm("trading.change_reconciliationmismatch")
@@ -697,7 +809,7 @@ class ReconciliationMismatchAdmin(ViewOnlyAdmin):
 
 
 @admin.register(WatchlistItem)
-class WatchlistItemAdmin(admin.ModelAdmin):
+class WatchlistItemAdmin(CheckedSelectionMixin, admin.ModelAdmin):
     """Instruments the feed hub always subscribes. The model's clean() refuses an unknown
     segment or a non-positive security id, in the form and in the list's inline edits."""
 
