@@ -22,7 +22,7 @@ from django.contrib import admin, messages
 from django.contrib.admin import helpers
 from django.contrib.admin.actions import delete_selected
 from django.contrib.admin.utils import unquote
-from django.core.exceptions import PermissionDenied, ValidationError
+from django.core.exceptions import NON_FIELD_ERRORS, PermissionDenied, ValidationError
 from django.db import connection, router, transaction
 from django.db.models import QuerySet
 from django.forms.fields import InvalidJSONInput, JSONString
@@ -808,6 +808,45 @@ class ReconciliationMismatchAdmin(ViewOnlyAdmin):
 # --- Operator-owned: the watchlist ------------------------------------------------------------
 
 
+class AsciiIntegerField(forms.IntegerField):
+    """An integer written in ASCII digits: Django's IntegerField takes any Unicode digit
+    (``int("٣")`` is 3), so an Arabic-Indic digit was stored as a security id."""
+
+    def to_python(self, value: Any) -> int | None:
+        if isinstance(value, str) and not value.strip().isascii():
+            raise ValidationError("write it in ASCII digits (0-9)", code="invalid")
+        return super().to_python(value)
+
+
+class WatchlistItemForm(forms.ModelForm):
+    """The add/change form and the list's row form. ``WatchlistItem.clean()`` names its
+    errors by field; the list's form has only mode and active, and Django raises a
+    ValueError (a 500) for an error on a field the form lacks (a row whose stored segment
+    or label is bad): such errors are shown as the row's errors, with the field named."""
+
+    class Meta:
+        model = WatchlistItem
+        fields = ["exchange_segment", "security_id", "label", "mode", "active"]
+        field_classes = {"security_id": AsciiIntegerField}
+        # Django's message echoes the value whole.
+        error_messages = {"mode": {"invalid_choice": "not one of ticker, quote, full or blank"}}
+
+    def _update_errors(self, errors: ValidationError) -> None:
+        if hasattr(errors, "error_dict"):
+            moved: dict[str, list[ValidationError]] = {}
+            for field, field_errors in errors.error_dict.items():
+                if field == NON_FIELD_ERRORS or field in self.fields:
+                    moved.setdefault(field, []).extend(field_errors)
+                else:
+                    moved.setdefault(NON_FIELD_ERRORS, []).extend(
+                        ValidationError(f"{field}: {message}")
+                        for error in field_errors
+                        for message in error.messages
+                    )
+            errors = ValidationError(moved)
+        super()._update_errors(errors)
+
+
 @admin.register(WatchlistItem)
 class WatchlistItemAdmin(CheckedSelectionMixin, admin.ModelAdmin):
     """Instruments the feed hub always subscribes. The model's clean() refuses an unknown
@@ -819,13 +858,17 @@ class WatchlistItemAdmin(CheckedSelectionMixin, admin.ModelAdmin):
     list_filter = ["active", "mode", "exchange_segment"]
     search_fields = ["label"]
     fields = ["exchange_segment", "security_id", "label", "mode", "active"]
+    form = WatchlistItemForm
+
+    def get_changelist_form(self, request: HttpRequest, **kwargs: Any) -> type[forms.ModelForm]:
+        return super().get_changelist_form(request, form=WatchlistItemForm, **kwargs)
 
     def get_search_results(
         self, request: HttpRequest, queryset: QuerySet, search_term: str
     ) -> tuple[QuerySet, bool]:
         """A numeric search term also matches the security id exactly."""
         results, distinct = super().get_search_results(request, queryset, search_term)
-        term = search_term.strip()
-        if term.isascii() and term.isdigit():
-            results |= queryset.filter(security_id=int(term))
+        security_id = row_id(search_term.strip(), WatchlistItem)  # a BigIntegerField too
+        if security_id is not None:
+            results |= queryset.filter(security_id=security_id)
         return results, distinct

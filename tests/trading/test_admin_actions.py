@@ -119,3 +119,68 @@ def test_a_list_save_with_more_forms_than_rows_saves_nothing(staff):
     item.refresh_from_db()
     assert item.mode == ""
     assert not WatchlistItem.objects.filter(label="").exists()
+
+
+# --- The watchlist's forms: WatchlistItem.clean() on the list's form, labels, ASCII ids -------
+
+
+@pytest.mark.parametrize(
+    ("columns", "problem"),
+    [
+        ({"exchange_segment": "NSE_XX"}, "exchange_segment: "),
+        ({"label": "a\nb"}, "label: the label holds a control character (U+000A)"),
+    ],
+    ids=["bad segment", "bad label"],
+)
+def test_a_list_save_of_a_row_its_clean_refuses_is_a_row_error_not_a_500(staff, columns, problem):
+    # clean() named exchange_segment or label, fields the list's form lacks: a ValueError.
+    item = WatchlistItem.objects.create(
+        **{"exchange_segment": "NSE_EQ", "security_id": 1333, "label": "x", **columns}
+    )
+    page = list_save(staff, [(str(item.pk), "full")])
+    assert page.status_code == 200
+    form = page.context["cl"].formset.forms[0]
+    assert [e for e in form.non_field_errors() if e.startswith(problem)]
+    item.refresh_from_db()
+    assert item.mode == ""
+
+
+def add_item(client: Client, **fields: str) -> object:
+    form = {"exchange_segment": "NSE_EQ", "security_id": "2885", "label": "", "mode": ""}
+    return client.post(f"{WATCHLIST}add/", {**form, **fields})
+
+
+@pytest.mark.parametrize(
+    "label", ["a\nb", "ok\x1b[31m", "bell\x07", "\u202egnp.exe", "zero\u200bwidth", "a\u2028b"]
+)
+def test_a_label_with_a_control_or_invisible_character_is_refused_named(staff, label):
+    response = add_item(staff, label=label)
+    assert response.status_code == 200
+    errors = response.context["adminform"].form.errors
+    assert list(errors) == ["label"]
+    assert errors["label"][0].startswith("the label holds ")
+    assert not WatchlistItem.objects.filter(security_id=2885).exists()
+
+
+@pytest.mark.parametrize("security_id", ["\u0663", "\u0968\u0968", "\uff15"])
+def test_a_security_id_in_other_digits_is_refused_named(staff, security_id):
+    # int("٣") is 3: an Arabic-Indic digit was stored as security id 3.
+    response = add_item(staff, security_id=security_id)
+    assert response.status_code == 200
+    assert response.context["adminform"].form.errors["security_id"] == [
+        "write it in ASCII digits (0-9)"
+    ]
+    assert WatchlistItem.objects.filter(label="").count() == 0
+
+
+def test_a_plain_label_and_ascii_id_are_added(staff):
+    assert add_item(staff, label="RELIANCE (cash)", security_id=" 2885 ").status_code == 302
+    assert WatchlistItem.objects.get(security_id=2885).label == "RELIANCE (cash)"
+
+
+@pytest.mark.parametrize("term", ["9" * 30, "9" * 5000, "\u00b2"])
+def test_the_watchlist_search_with_no_security_id_is_no_500(staff, term):
+    make_item()
+    response = staff.get(WATCHLIST, {"q": term})
+    assert response.status_code == 200
+    assert list(response.context["cl"].result_list) == []
