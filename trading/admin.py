@@ -410,6 +410,14 @@ class SwitchForm(forms.Form):
     )
     reason = forms.CharField(required=False, max_length=500)
 
+    def clean_reason(self) -> str:
+        # Logged in the WARNING line that is the audit trail: a newline would let anyone who
+        # may flip a switch append a forged line (trading.text).
+        reason = self.cleaned_data["reason"]
+        if problem := text_problem(reason):
+            raise forms.ValidationError(f"the reason holds {problem}")
+        return reason
+
 
 @admin.register(Setting)
 class SettingAdmin(CheckedSelectionMixin, admin.ModelAdmin):

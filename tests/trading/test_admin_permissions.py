@@ -200,6 +200,30 @@ def test_a_switch_change_on_its_page_is_logged_with_who_and_from_to(admin, caplo
     ]
 
 
+@pytest.mark.parametrize(
+    ("reason", "problem"),
+    [
+        (
+            "x\n2026-12-06 06:12:01,000 INFO fake: all good",
+            "the reason holds a control character (U+000A) at position 2",
+        ),
+        ("\x1b[31mred", "a control character (U+001B)"),
+        ("bell\x07", "a control character (U+0007)"),
+        ("\u202eyalp", "an invisible formatting character (U+202E)"),
+        ("a\u2029b", "a paragraph separator (U+2029)"),
+    ],
+)
+def test_a_switch_reason_that_could_forge_a_log_line_is_refused_named(
+    admin, caplog, reason, problem
+):
+    with caplog.at_level(logging.WARNING, logger="trading.switches"):
+        page = admin.post(SWITCHES, {"action": "kill_on", "reason": reason}, follow=True)
+    assert "Nothing changed" in page.content.decode()
+    assert problem in page.content.decode()
+    assert kill_switch_active() is False
+    assert not [r for r in caplog.records if r.name == "trading.switches"]
+
+
 # --- Staff without permissions, view-only, change ---------------------------------------------
 
 
