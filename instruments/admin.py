@@ -22,6 +22,21 @@ class ReadOnlyAdmin(admin.ModelAdmin):
         return False
 
 
+# The security id column is a BigIntegerField: a longer number matches no row (and SQLite
+# cannot even bind it: an OverflowError, a 500).
+_SECURITY_ID_MAX = 2**63 - 1
+
+
+def security_id_term(term: str) -> int | None:
+    """The security id a search term names: ASCII digits within the column's range (``"²"`` or
+    ``"①"`` are digits to ``str.isdigit`` but not to ``int``); None when it names none."""
+    term = term.strip()
+    if not (term.isascii() and term.isdigit()) or len(term) > len(str(_SECURITY_ID_MAX)):
+        return None
+    number = int(term)
+    return number if number <= _SECURITY_ID_MAX else None
+
+
 class ScripAdmin(ReadOnlyAdmin):
     """The catalog, searchable by symbol or security id."""
 
@@ -34,9 +49,9 @@ class ScripAdmin(ReadOnlyAdmin):
     ) -> tuple[QuerySet, bool]:
         """A numeric search term also matches the security id exactly."""
         results, distinct = super().get_search_results(request, queryset, search_term)
-        term = search_term.strip()
-        if term.isdigit():
-            results |= queryset.filter(security_id=int(term))
+        security_id = security_id_term(search_term)
+        if security_id is not None:
+            results |= queryset.filter(security_id=security_id)
         return results, distinct
 
 

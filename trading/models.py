@@ -226,8 +226,7 @@ class WatchlistItem(models.Model):
         validators=[
             MaxValueValidator(
                 FEED_MAX_SECURITY_ID,
-                f"must be at most {FEED_MAX_SECURITY_ID}, the largest security id the feed "
-                "carries",
+                f"must be at most {FEED_MAX_SECURITY_ID}, the largest security id the feed carries",
             )
         ]
     )
@@ -256,13 +255,20 @@ class WatchlistItem(models.Model):
         from django.core.exceptions import ValidationError
 
         from trading.dhan.feed_codec import segment_code
+        from trading.text import text_problem
 
+        errors: dict[str, str] = {}
         try:
             segment_code(self.exchange_segment)
         except ValueError as exc:
-            raise ValidationError({"exchange_segment": str(exc)}) from None
+            errors["exchange_segment"] = str(exc)
         if self.security_id is not None and self.security_id <= 0:
-            raise ValidationError({"security_id": "must be a positive Dhan security id"})
+            errors["security_id"] = "must be a positive Dhan security id"
+        # The label is logged with the subscriptions: one line of printable text.
+        if problem := text_problem(self.label or ""):
+            errors["label"] = f"the label holds {problem}"
+        if errors:
+            raise ValidationError(errors)
 
 
 class SignalOutcome(models.TextChoices):

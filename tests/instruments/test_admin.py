@@ -83,6 +83,19 @@ def test_search_by_numeric_security_id(staff):
     assert listed(staff, INSTRUMENTS, q="99999") == set()
 
 
+@pytest.mark.parametrize("term", ["\u00b2", "\u2460", "12\u00b3", "\u0663", "9" * 30, "9" * 5000])
+@pytest.mark.parametrize("url", [INSTRUMENTS, DERIVATIVES])
+def test_a_term_that_is_no_security_id_searches_the_symbols_only(staff, url, term):
+    # "²" and "①" are digits to str.isdigit() but not to int() (a 500 before); 30 digits
+    # overflow the column (a 500 on SQLite), 5000 exceed Python's int() limit.
+    assert listed(staff, url, q=term) == set()
+
+
+def test_the_largest_security_id_the_column_holds_is_still_searched(staff):
+    assert listed(staff, DERIVATIVES, q=str(2**63 - 1)) == set()
+    assert listed(staff, DERIVATIVES, q=" 44430 ") == {44430}
+
+
 @pytest.mark.parametrize(
     ("params", "expected"),
     [

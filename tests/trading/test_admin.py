@@ -190,6 +190,29 @@ def test_the_kill_switch_is_activated_with_its_reason_and_deactivated(staff):
     assert "Kill switch deactivated" in response.content.decode()
 
 
+def test_the_kill_switch_texts_say_the_exit_engine_flattens_the_open_positions(staff):
+    # README: the exit engine flattens every open position while the kill switch is on. The
+    # page and the message said they were NOT flattened, "close them by hand".
+    page = staff.get(SWITCHES).content.decode()
+    assert "flattens every open position" in page
+    response = staff.post(SWITCHES, {"action": "kill_on", "reason": "x"}, follow=True)
+    text = response.content.decode()
+    assert "the exit engine flattens every open position (exit type KILL_SWITCH)" in text
+    assert "by hand" not in text and "not flattened" not in text.lower()
+    assert "flattens every open position" in staff.get(SWITCHES).content.decode()
+
+
+def test_with_the_kill_switch_exit_rule_off_the_texts_say_positions_stay_open(staff):
+    Setting.put(OVERRIDES_KEY, {"exits": {"kill_switch": {"enabled": False}}})
+    algo.clear_algo_config_cache()
+    response = staff.post(SWITCHES, {"action": "kill_on", "reason": "x"}, follow=True)
+    text = response.content.decode()
+    assert "open positions are NOT flattened: the exit rule exits.kill_switch is switched off" in (
+        text
+    )
+    assert "flattens every open position" not in text
+
+
 def test_an_unknown_action_changes_nothing_and_says_so(staff):
     response = staff.post(SWITCHES, {"action": "flatten_everything"}, follow=True)
     assert "Nothing changed" in response.content.decode()
@@ -384,6 +407,70 @@ def test_a_setting_value_the_database_cannot_store_is_a_form_error(staff, text, 
     assert list(response.context["adminform"].form.errors) == ["value"]
     assert problem in response.content.decode()
     assert not Setting.objects.filter(key="notes.ops").exists()
+
+
+@pytest.mark.parametrize(
+    ("text", "problem"),
+    [
+        ('{"risk": {"max_trades_per_day": ' + "9" * 4301 + "}}", "more digits than a number"),
+        ('{"risk": ' + "[" * 2000 + "]" * 2000 + "}", "nested deeper than 32 levels"),
+        ('{"risk": {"max_trades_per_day": NaN}}', "NaN is not a number JSON can carry"),
+        ('{"risk": {"max_trades_per_day": -Infinity}}', "-Infinity is not a number JSON can"),
+        (
+            '{"risk": {"max_trades_per_day": 5, "max_trades_per_day": 100}}',
+            "duplicate key &#x27;max_trades_per_day&#x27; in an object",
+        ),
+        ('{"note": "' + "x" * 65536 + '"}', "larger than 65536 bytes (65548)"),
+        ('{"risk": ', "Enter a valid JSON value"),
+    ],
+    ids=["4301 digits", "2000 deep", "NaN", "-Infinity", "duplicate key", "over 64 KiB", "cut"],
+)
+@pytest.mark.parametrize("key", [OVERRIDES_KEY, "notes.ops"])
+def test_json_the_api_refuses_is_a_named_form_error_not_a_500_or_last_wins(
+    staff, key, text, problem
+):
+    # A 4301-digit integer and 2000-deep nesting were 500s (json.loads raised ValueError and
+    # RecursionError, Django's JSONField catches neither); a duplicate key silently kept the
+    # last value (the API refuses it); there was no size limit (the API's is 64 KiB).
+    response = staff.post(ADD, {"key": key, "value": text})
+    assert response.status_code == 200
+    assert list(response.context["adminform"].form.errors) == ["value"]
+    page = response.content.decode()
+    assert problem in page
+    assert not Setting.objects.filter(key=key).exists()
+
+
+def test_json_the_api_refuses_is_refused_on_the_overrides_change_form_too(staff):
+    Setting.put(OVERRIDES_KEY, {"risk": {"max_trades_per_day": 5}})
+    change = f"{CHANGELIST}{Setting.objects.get(key=OVERRIDES_KEY).pk}/change/"
+    shown = staff.get(change).context["adminform"].form["overrides_version"].value()
+    for text in (
+        '{"risk": {"max_trades_per_day": 5, "max_trades_per_day": 100}}',
+        '{"risk": {"max_trades_per_day": ' + "9" * 4301 + "}}",
+        '{"risk": ' + "[" * 2000 + "]" * 2000 + "}",
+    ):
+        response = staff.post(change, {"value": text, "overrides_version": shown})
+        assert response.status_code == 200
+        assert list(response.context["adminform"].form.errors) == ["value"]
+    assert Setting.get(OVERRIDES_KEY) == {"risk": {"max_trades_per_day": 5}}
+
+
+@pytest.mark.parametrize("text", ["{}", "[]"])
+def test_an_empty_mapping_or_list_is_a_value(staff, text):
+    # Django's JSONField counted {} and [] as empty and refused them as "required", while the
+    # message said to use {}.
+    assert staff.post(ADD, {"key": "notes.ops", "value": text}).status_code == 302
+    assert Setting.get("notes.ops") == json.loads(text)
+
+
+def test_an_empty_mapping_clears_the_overrides_in_the_admin(staff):
+    Setting.put(OVERRIDES_KEY, {"strikes": {"offset": 1}})
+    change = f"{CHANGELIST}{Setting.objects.get(key=OVERRIDES_KEY).pk}/change/"
+    shown = staff.get(change).context["adminform"].form["overrides_version"].value()
+    response = staff.post(change, {"value": "{}", "overrides_version": shown})
+    assert response.status_code == 302
+    assert Setting.get(OVERRIDES_KEY) == {}
+    assert algo.algo_config().strikes.offset == load_algo_config(ALGO_YML).strikes.offset
 
 
 @pytest.mark.parametrize("text", ["", "null"])

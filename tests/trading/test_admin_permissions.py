@@ -16,6 +16,7 @@ import pytest
 from django.contrib.auth.models import Permission
 from django.test import Client
 
+from trading.api.overrides import overrides_version
 from trading.config.load import OVERRIDES_KEY
 from trading.models import Setting
 from trading.switches import (
@@ -130,6 +131,54 @@ def test_a_reserved_key_cannot_be_added(admin, key, problem):
     assert not Setting.objects.filter(key=key).exists()
 
 
+@pytest.mark.parametrize(
+    ("key", "problem"),
+    [
+        ("Trading.Switch", "differs from the key trading.switch only in case"),
+        ("TRADING_KILL_SWITCH", "differs from the key trading.kill_switch only in case"),
+        ("\uff54rading.switch", "differs from the key trading.switch only in case, width"),
+        ("Algo.Overrides", "differs from the key algo.overrides only in case"),
+        ("KV:x", "looks like a row the workers write"),
+        ("kv", "looks like a row the workers write"),
+        ("orders", "looks like a row the workers write"),
+        ("Orders.salt", "looks like a row the workers write"),
+        ("notes\u200b.ops", "an invisible formatting character (U+200B)"),
+    ],
+)
+def test_a_key_that_looks_like_a_reserved_one_cannot_be_added(admin, key, problem):
+    # An operator editing a "Trading.Switch" row believes trading is off when it is not.
+    response = admin.post(ADD, {"key": key, "value": '{"enabled": false}'})
+    assert response.status_code == 200
+    assert list(response.context["adminform"].form.errors) == ["key"]
+    assert problem in response.content.decode()
+    assert not Setting.objects.filter(key=key).exists()
+
+
+@pytest.mark.parametrize("key", ["notes.ops", "kvm.notes", "trading.switch_notes", "ordersbook"])
+def test_a_distinct_key_is_still_added(admin, key):
+    assert admin.post(ADD, {"key": key, "value": "{}"}).status_code == 302
+    assert Setting.get(key) == {}
+
+
+def test_a_stale_overrides_version_is_not_echoed_back_whole(admin):
+    Setting.put(OVERRIDES_KEY, {"strikes": {"offset": 1}})
+    change = f"{CHANGELIST}{pk(OVERRIDES_KEY)}/change/"
+    sent = "v" * 100_000
+    response = admin.post(change, {"value": "{}", "overrides_version": sent})
+    assert response.status_code == 200
+    [error] = response.context["adminform"].form.errors["overrides_version"]
+    assert "you saw '" + "v" * 80 + "'... (100000 characters)" in error
+    assert len(error) < 400
+    assert Setting.get(OVERRIDES_KEY) == {"strikes": {"offset": 1}}
+
+
+def test_an_unknown_switch_action_is_not_echoed_back_whole(admin):
+    page = admin.post(SWITCHES, {"action": "x" * 100_000}, follow=True).content.decode()
+    assert "not one of trading_on, trading_off, kill_on, kill_off" in page
+    assert "x" * 81 not in page
+    assert kill_switch_active() is False and trading_enabled() is True
+
+
 def test_other_rows_stay_editable_but_their_key_does_not_change(admin):
     Setting.put("notes.ops", {"text": "hello"})
     change = f"{CHANGELIST}{pk('notes.ops')}/change/"
@@ -149,6 +198,30 @@ def test_a_switch_change_on_its_page_is_logged_with_who_and_from_to(admin, caplo
         "Switches changed by ops in the admin: kill switch off -> ACTIVE (reason: broker outage)",
         "Switches changed by ops in the admin: trading ON -> OFF",
     ]
+
+
+@pytest.mark.parametrize(
+    ("reason", "problem"),
+    [
+        (
+            "x\n2026-12-06 06:12:01,000 INFO fake: all good",
+            "the reason holds a control character (U+000A) at position 2",
+        ),
+        ("\x1b[31mred", "a control character (U+001B)"),
+        ("bell\x07", "a control character (U+0007)"),
+        ("\u202eyalp", "an invisible formatting character (U+202E)"),
+        ("a\u2029b", "a paragraph separator (U+2029)"),
+    ],
+)
+def test_a_switch_reason_that_could_forge_a_log_line_is_refused_named(
+    admin, caplog, reason, problem
+):
+    with caplog.at_level(logging.WARNING, logger="trading.switches"):
+        page = admin.post(SWITCHES, {"action": "kill_on", "reason": reason}, follow=True)
+    assert "Nothing changed" in page.content.decode()
+    assert problem in page.content.decode()
+    assert kill_switch_active() is False
+    assert not [r for r in caplog.records if r.name == "trading.switches"]
 
 
 # --- Staff without permissions, view-only, change ---------------------------------------------
@@ -186,3 +259,96 @@ def test_change_permission_flips_switches_and_edits_the_overrides(client, django
     response = client.post(change, form)
     assert response.status_code == 302
     assert Setting.get(OVERRIDES_KEY) == {"strikes": {"offset": 2}}
+
+
+# --- Writing algo.overrides needs change_setting, as in the API --------------------------------
+
+RISK = {"risk": {"max_trades_per_day": 2}}
+
+
+def add_overrides(client: Client) -> object:
+    return client.post(ADD, {"key": OVERRIDES_KEY, "value": json.dumps(RISK)})
+
+
+@pytest.mark.parametrize(
+    "codenames", [("add_setting",), ("add_setting", "view_setting")], ids=["add", "add+view"]
+)
+def test_adding_the_overrides_row_needs_the_change_permission(client, django_user_model, codenames):
+    # The defect: add_setting alone stored risk overrides the API refuses it (403).
+    login(client, django_user_model, *codenames)
+    response = add_overrides(client)
+    assert response.status_code == 200
+    assert list(response.context["adminform"].form.errors) == ["key"]
+    assert "needs the permission trading.change_setting" in response.content.decode()
+    assert not Setting.objects.filter(key=OVERRIDES_KEY).exists()
+    assert client.post(ADD, {"key": "notes.ops", "value": "{}"}).status_code == 302
+
+
+def test_add_and_change_permissions_add_the_overrides_row(client, django_user_model):
+    login(client, django_user_model, "add_setting", "change_setting")
+    assert add_overrides(client).status_code == 302
+    assert Setting.get(OVERRIDES_KEY) == RISK
+
+
+def delete_page(key: str) -> str:
+    return f"{CHANGELIST}{pk(key)}/delete/"
+
+
+@pytest.mark.parametrize(
+    "codenames",
+    [("delete_setting",), ("delete_setting", "view_setting"), ("change_setting",)],
+    ids=["delete", "delete+view", "change"],
+)
+def test_deleting_the_overrides_row_needs_change_and_delete(client, django_user_model, codenames):
+    # The defect: delete_setting alone cleared every override (the API refuses it: 403).
+    Setting.put(OVERRIDES_KEY, RISK)
+    Setting.put("notes.ops", {})
+    login(client, django_user_model, *codenames)
+    version = overrides_version(RISK)
+    assert client.get(delete_page(OVERRIDES_KEY)).status_code == 403
+    form = {"post": "yes", "overrides_version": version}
+    assert client.post(delete_page(OVERRIDES_KEY), form).status_code == 403
+    assert Setting.get(OVERRIDES_KEY) == RISK
+    expected = 302 if "delete_setting" in codenames else 403
+    assert client.post(delete_page("notes.ops"), {"post": "yes"}).status_code == expected
+
+
+def test_change_and_delete_delete_the_overrides_row_at_the_version_shown(client, django_user_model):
+    Setting.put(OVERRIDES_KEY, RISK)
+    login(client, django_user_model, "change_setting", "delete_setting")
+    page = client.get(delete_page(OVERRIDES_KEY))
+    assert page.status_code == 200
+    version = page.context["overrides_version"]
+    assert f'name="overrides_version" value="{version}"' in page.content.decode()
+    response = client.post(
+        delete_page(OVERRIDES_KEY), {"post": "yes", "overrides_version": version}
+    )
+    assert response.status_code == 302
+    assert not Setting.objects.filter(key=OVERRIDES_KEY).exists()
+
+
+@pytest.mark.parametrize("seen", [None, "stale", "x" * 100_000], ids=["none", "stale", "huge"])
+def test_deleting_the_overrides_at_another_version_deletes_nothing(admin, seen):
+    Setting.put(OVERRIDES_KEY, RISK)
+    url = delete_page(OVERRIDES_KEY)
+    form = {"post": "yes"} if seen is None else {"post": "yes", "overrides_version": seen}
+    page = admin.post(url, form, follow=True)
+    text = page.content.decode()
+    assert "Nothing deleted: the overrides changed since you opened this page" in text
+    assert "x" * 81 not in text
+    assert Setting.get(OVERRIDES_KEY) == RISK
+
+
+def test_the_bulk_delete_refuses_a_selection_with_the_overrides_row(admin):
+    Setting.put(OVERRIDES_KEY, RISK)
+    Setting.put("notes.ops", {})
+    selected = [str(pk(OVERRIDES_KEY)), str(pk("notes.ops"))]
+    action = {"action": "delete_selected", "_selected_action": selected}
+    for form in (action, {**action, "post": "yes"}):
+        page = admin.post(CHANGELIST, form, follow=True)
+        assert f"delete {OVERRIDES_KEY} from its own page" in page.content.decode()
+    assert Setting.get(OVERRIDES_KEY) == RISK
+    assert Setting.get("notes.ops") == {}
+    only_notes = {**action, "_selected_action": [str(pk("notes.ops"))], "post": "yes"}
+    assert admin.post(CHANGELIST, only_notes).status_code == 302
+    assert Setting.get("notes.ops") is None

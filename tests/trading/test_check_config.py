@@ -140,6 +140,7 @@ def test_the_output_is_the_config_as_valid_yaml_with_no_exits_warning_now_they_r
     assert "NOT active" not in out and "WARNING" not in out
     assert yaml.safe_load(out)["exits"]["stop_loss"]["enabled"] is True
 
+
 def line_of(text: str, part: str) -> tuple[int, int]:
     """(line, column), both from 1, of the first occurrence of ``part`` in ``text``."""
     for number, line in enumerate(text.splitlines(), 1):

@@ -456,9 +456,7 @@ def test_an_exit_whose_facts_changed_under_its_caller_is_journaled_from_the_row(
     )
 
 
-def test_an_exit_with_an_entry_still_working_writes_no_order_in_the_claim(
-    router, intent, market
-):
+def test_an_exit_with_an_entry_still_working_writes_no_order_in_the_claim(router, intent, market):
     """Entry units may still be bought: the exit waits for them (the router's continue_exit
     cancels them first), so the claim writes no exit order; a second claim writes nothing."""
     from trading.orders.journal import claim_exit_with_orders, exit_order_rows
@@ -582,6 +580,7 @@ def test_an_ack_on_postgres_commits_without_waiting_for_the_wal_flush(router, in
 
     if not is_postgres():
         pytest.skip("PostgreSQL's per-transaction synchronous_commit")
+
     def level() -> str:
         with connection.cursor() as cursor:
             cursor.execute("SHOW synchronous_commit")

@@ -66,9 +66,7 @@ def test_matching_books_record_nothing():
 def test_each_kind_of_difference_is_recorded_once_and_not_adopted():
     live_position(130, 55796)
     live_position(65, 55797)
-    found = reconcile(
-        [broker("NSE_FNO", 55796, 65), broker("NSE_FNO", 60001, 195)], T0
-    )
+    found = reconcile([broker("NSE_FNO", 55796, 65), broker("NSE_FNO", 60001, 195)], T0)
     kinds = {(m.kind, m.security_id, m.broker_quantity, m.database_quantity) for m in found}
     assert kinds == {
         ("quantity", 55796, 65, 130),

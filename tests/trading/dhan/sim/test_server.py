@@ -897,9 +897,7 @@ def test_a_simulator_refuses_a_session_its_market_does_not_have():
 
 def test_market_time_runs_at_the_configured_speed(dhan_sim):
     first = dhan_sim.now()
-    wait_until(
-        lambda: (dhan_sim.now() - first).total_seconds() >= 30, "30 market seconds"
-    )
+    wait_until(lambda: (dhan_sim.now() - first).total_seconds() >= 30, "30 market seconds")
     assert dhan_sim.now().date() == dhan_sim.market.trading_date
 
 
