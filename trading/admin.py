@@ -31,18 +31,10 @@ from django.template.response import TemplateResponse
 from django.urls import URLPattern, path, reverse
 from django.utils import timezone
 from django.utils.html import format_html
-from rest_framework.exceptions import ParseError
 
 from config_schema import ConfigError
 from trading.api.overrides import overrides_version
-from trading.api.parsers import (
-    MAX_BODY_BYTES,
-    MAX_DEPTH,
-    _object,
-    _refuse_constant,
-    _Refused,
-    check_json_value,
-)
+from trading.api.parsers import MAX_BODY_BYTES, JSONRefused, decode_json
 from trading.config.load import OVERRIDES_KEY, config_as_dict
 from trading.config.store import effective_algo_config, load_algo_config, reload_algo_config
 from trading.models import (
@@ -113,33 +105,21 @@ def setting_key_problem(key: str) -> str | None:
 
 
 def parse_json_value(text: str) -> Any:
-    """``text`` decoded by the API's rules (trading.api.parsers: StrictJSONParser and
-    check_json_value), or ValidationError naming what is wrong: over MAX_BODY_BYTES, NaN or
-    Infinity, a duplicate key (the last one would silently win), nesting deeper than
-    MAX_DEPTH, an integer beyond Python's digit limit, a lone surrogate or a NUL. Never a
-    500: json.loads raises RecursionError and ValueError besides JSONDecodeError."""
+    """``text`` decoded by the API's rules (trading.api.parsers.decode_json), or
+    ValidationError naming what is wrong: over MAX_BODY_BYTES, NaN or Infinity, a duplicate
+    key (the last one would silently win), nesting deeper than MAX_DEPTH, an integer of more
+    than MAX_INT_DIGITS digits, a lone surrogate or a NUL. Never a 500: json.loads raises
+    RecursionError and ValueError besides JSONDecodeError, which decode_json names."""
     size = len(text.encode("utf-8", "surrogatepass"))
     if size > MAX_BODY_BYTES:
         raise ValidationError(
             f"larger than {MAX_BODY_BYTES} bytes ({size}), the API's limit too", code="invalid"
         )
     try:
-        value = json.loads(text, parse_constant=_refuse_constant, object_pairs_hook=_object)
-    except _Refused as exc:
-        raise ValidationError(str(exc), code="invalid") from None
-    except RecursionError:
-        raise ValidationError(f"nested deeper than {MAX_DEPTH} levels", code="invalid") from None
-    except json.JSONDecodeError as exc:
-        raise ValidationError(f"Enter a valid JSON value ({exc})", code="invalid") from None
-    except ValueError:  # an integer beyond Python's int() digit limit (4300)
-        raise ValidationError(
-            "holds an integer with more digits than a number can have here", code="invalid"
-        ) from None
-    try:
-        check_json_value(value)
-    except ParseError as exc:
-        raise ValidationError(str(exc.detail).removeprefix("JSON body: "), code="invalid") from None
-    return value
+        return decode_json(text)
+    except JSONRefused as exc:
+        said = f"Enter a valid JSON value ({exc})" if exc.syntax else str(exc)
+        raise ValidationError(said, code="invalid") from None
 
 
 class ValueField(forms.JSONField):

@@ -412,7 +412,7 @@ def test_a_setting_value_the_database_cannot_store_is_a_form_error(staff, text, 
 @pytest.mark.parametrize(
     ("text", "problem"),
     [
-        ('{"risk": {"max_trades_per_day": ' + "9" * 4301 + "}}", "more digits than a number"),
+        ('{"risk": {"max_trades_per_day": ' + "9" * 4301 + "}}", "an integer of 4,301 digits"),
         ('{"risk": ' + "[" * 2000 + "]" * 2000 + "}", "nested deeper than 32 levels"),
         ('{"risk": {"max_trades_per_day": NaN}}', "NaN is not a number JSON can carry"),
         ('{"risk": {"max_trades_per_day": -Infinity}}', "-Infinity is not a number JSON can"),

@@ -70,26 +70,62 @@ def _text_problem(text: str) -> str | None:
     return None
 
 
-def check_json_value(value: Any) -> None:
-    """Raise ParseError naming the first unsafe part of a decoded JSON value (iteratively:
-    the depth check must not itself recurse)."""
+class JSONRefused(ValueError):
+    """A JSON text refused by :func:`decode_json`, the problem in words; ``syntax``: it is not
+    JSON at all (as opposed to JSON this project will not take)."""
+
+    def __init__(self, problem: str, *, syntax: bool = False) -> None:
+        super().__init__(problem)
+        self.syntax = syntax
+
+
+def json_value_problem(value: Any) -> str | None:
+    """The first unsafe part of a decoded JSON value, in words; None when there is none
+    (iteratively: the depth check must not itself recurse)."""
     stack: list[tuple[Any, str, int]] = [(value, "$", 0)]
     while stack:
         item, path, depth = stack.pop()
         if isinstance(item, Mapping | list):
             if depth >= MAX_DEPTH:
-                raise ParseError(f"JSON body: nested deeper than {MAX_DEPTH} levels at {path}")
+                return f"nested deeper than {MAX_DEPTH} levels at {path}"
             pairs = item.items() if isinstance(item, Mapping) else enumerate(item)
             for key, child in pairs:
                 where = _at(path, key)
                 if isinstance(key, str) and (problem := _text_problem(key)):
-                    raise ParseError(f"JSON body: the key {where} {problem}")
+                    return f"the key {where} {problem}"
                 stack.append((child, where, depth + 1))
         elif isinstance(item, str):
             if problem := _text_problem(item):
-                raise ParseError(f"JSON body: the string at {path} {problem}")
+                return f"the string at {path} {problem}"
         elif isinstance(item, float) and not math.isfinite(item):
-            raise ParseError(f"JSON body: the number at {path} is out of range")
+            return f"the number at {path} is out of range"
+    return None
+
+
+def check_json_value(value: Any) -> None:
+    """Raise ParseError naming the first unsafe part of a decoded JSON value."""
+    problem = json_value_problem(value)
+    if problem is not None:
+        raise ParseError(f"JSON body: {problem}")
+
+
+def decode_json(text: str) -> Any:
+    """``text`` decoded by this module's rules (its docstring), the one decoder of the API's
+    bodies and the admin's JSON values; JSONRefused naming the problem."""
+    try:
+        value = json.loads(
+            text, parse_constant=_refuse_constant, parse_int=_int, object_pairs_hook=_object
+        )
+    except _Refused as exc:
+        raise JSONRefused(str(exc)) from None
+    except RecursionError:
+        raise JSONRefused(f"nested deeper than {MAX_DEPTH} levels") from None
+    except ValueError as exc:  # JSONDecodeError
+        raise JSONRefused(str(exc), syntax=True) from None
+    problem = json_value_problem(value)
+    if problem is not None:
+        raise JSONRefused(problem)
+    return value
 
 
 class StrictJSONParser(JSONParser):
@@ -109,14 +145,7 @@ class StrictJSONParser(JSONParser):
         except UnicodeDecodeError as exc:
             raise ParseError(f"JSON body: not valid UTF-8 (byte {exc.start})") from None
         try:
-            value = json.loads(
-                text, parse_constant=_refuse_constant, parse_int=_int, object_pairs_hook=_object
-            )
-        except _Refused as exc:
-            raise ParseError(f"JSON body: {exc}") from None
-        except RecursionError:
-            raise ParseError(f"JSON body: nested deeper than {MAX_DEPTH} levels") from None
-        except ValueError as exc:  # JSONDecodeError
-            raise ParseError(f"JSON parse error - {exc}") from None
-        check_json_value(value)
-        return value
+            return decode_json(text)
+        except JSONRefused as exc:
+            said = f"JSON parse error - {exc}" if exc.syntax else f"JSON body: {exc}"
+            raise ParseError(said) from None
