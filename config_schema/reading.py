@@ -13,6 +13,13 @@ names the file (and the line and key path where they are known):
 * a file that is not UTF-8 raises UnicodeDecodeError; here it is named with the line of the
   first bad byte.
 
+A syntax error is one line too (the file, the line and column, the problem; a tab named as
+one), where PyYAML's own message spans several lines and names "<unicode string>". Numbers
+are decimal digits: YAML 1.1's hex, octal, binary and ``_``-grouped forms are refused named
+(``0x186a0`` is no amount anyone means), and an unquoted ``1:40:00``, which YAML 1.1 reads in
+base 60 (6000), is kept as a :class:`Sexagesimal` int that the schemas refuse as an amount and
+show as written.
+
 A value that YAML cannot turn into Python (an integer of more than 4300 digits, an explicit
 ``!!timestamp`` that is no date) is named with its line and key path. libyaml's C parser is
 used when PyYAML was built with it (several times faster); the checks are the same.
@@ -20,6 +27,7 @@ used when PyYAML was built with it (several times faster); the checks are the sa
 
 from __future__ import annotations
 
+import re
 from pathlib import Path
 from typing import Any
 
@@ -57,6 +65,67 @@ _Loader.yaml_implicit_resolvers = {
     first: [(tag, pattern) for tag, pattern in resolvers if tag != _TIMESTAMP]
     for first, resolvers in _Base.yaml_implicit_resolvers.items()
 }
+
+_DECIMAL_INT = re.compile(r"[-+]?[0-9]+", re.ASCII)
+_DECIMAL_FLOAT = re.compile(
+    r"[-+]?([0-9]+(\.[0-9]*)?|\.[0-9]+)([eE][-+]?[0-9]+)?|[-+]?\.(inf|Inf|INF)|\.(nan|NaN|NAN)",
+    re.ASCII,
+)
+_NOT_DECIMAL = (
+    "write numbers in decimal digits (YAML 1.1 reads 0x.., 0o.., 0b.., a leading 0 and "
+    "digits with _ as other numbers)"
+)
+
+
+class Sexagesimal(int):
+    """An integer YAML 1.1 read in base 60 from an unquoted ``15:30`` (930) or ``1:40:00``
+    (6000): kept as the int YAML makes of it (the time rules name an unquoted time with that
+    hint), shown as it was written, and refused as an amount."""
+
+    text: str
+
+    def __new__(cls, value: int, text: str) -> Sexagesimal:
+        made = super().__new__(cls, value)
+        made.text = text
+        return made
+
+    def __repr__(self) -> str:
+        return repr(self.text)
+
+
+def _construct_int(loader: Any, node: yaml.ScalarNode) -> int:
+    text = str(node.value)
+    if _DECIMAL_INT.fullmatch(text):
+        return int(text)  # "010" is ten, not YAML 1.1's octal eight
+    if ":" in text and "_" not in text:
+        return Sexagesimal(yaml.SafeLoader.construct_yaml_int(loader, node), text)
+    raise ValueError(_NOT_DECIMAL)
+
+
+def _construct_float(loader: Any, node: yaml.ScalarNode) -> float:
+    if not _DECIMAL_FLOAT.fullmatch(str(node.value)):
+        raise ValueError(_NOT_DECIMAL)  # 1_000.5, 1:30.5 (base 60)
+    return float(yaml.SafeLoader.construct_yaml_float(loader, node))
+
+
+_Loader.add_constructor("tag:yaml.org,2002:int", _construct_int)
+_Loader.add_constructor("tag:yaml.org,2002:float", _construct_float)
+
+
+def _yaml_problem(name: str, exc: yaml.YAMLError, text: str) -> str:
+    """One line for a YAML syntax error: the file, the line and column, the problem (PyYAML's
+    own text spans 3-4 lines and names "<unicode string>" instead of the file)."""
+    mark = getattr(exc, "problem_mark", None) or getattr(exc, "context_mark", None)
+    problem = getattr(exc, "problem", None) or str(exc).splitlines()[0]
+    context = getattr(exc, "context", None)
+    where = f" at line {mark.line + 1}, column {mark.column + 1}" if mark is not None else ""
+    said = f"{problem} ({context})" if context else str(problem)
+    if mark is not None:
+        lines = text.splitlines()
+        line = lines[mark.line] if mark.line < len(lines) else ""
+        if line[mark.column : mark.column + 1] == "\t":
+            said += "; YAML indents with spaces, not tabs"
+    return f"{name}: not valid YAML{where}: {said}"
 
 
 def _line(node: yaml.Node) -> int:
@@ -117,7 +186,7 @@ def parse_yaml(text: str, name: str) -> Any:
             raise ConfigError.of(duplicates)
         return loader.construct_document(node)
     except yaml.YAMLError as exc:
-        raise ConfigError(f"{name}: not valid YAML: {exc}") from None
+        raise ConfigError(_yaml_problem(name, exc, text)) from None
     except _ValueProblem as exc:
         where = paths.get(id(exc.node)) or "(top level)"
         raise ConfigError(

@@ -210,7 +210,8 @@ def decimal_of(value: Any) -> Decimal:
     if isinstance(value, bool) or not isinstance(value, int | float | str):
         raise ValueError
     if isinstance(value, int):
-        if value.bit_length() > 200:  # no amount has 60 digits; str() refuses 4300
+        # An int of another type is YAML's base-60 reading of 1:40:00 (6000): no amount.
+        if type(value) is not int or value.bit_length() > 200:  # str() refuses 4300 digits
             raise ValueError
         return Decimal(value)
     if isinstance(value, float):

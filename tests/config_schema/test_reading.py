@@ -6,6 +6,7 @@ import pytest
 
 from config_schema import ConfigError
 from config_schema.reading import parse_yaml, read_yaml_file
+from config_schema.schema import adapter, money, validate
 
 
 def problems(text: str, name: str = "algo.yml") -> list[str]:
@@ -61,7 +62,7 @@ def test_an_explicit_timestamp_that_is_no_date_is_named_too():
 )
 def test_text_that_is_not_one_yaml_document_is_named(text):
     (line,) = problems(text)
-    assert line.startswith("algo.yml: not valid YAML: ")
+    assert line.startswith("algo.yml: not valid YAML ")
 
 
 def test_a_file_that_is_not_utf8_is_named_with_the_line_of_the_bad_byte(tmp_path):
@@ -107,3 +108,46 @@ def test_config_schema_imports_nothing_of_the_project_nor_django():
     loaded = json.loads(done.stdout)
     project = ("algo_scalper", "instruments", "trading", "workers", "django")
     assert [name for name in loaded if name.split(".")[0] in project] == []
+
+
+@pytest.mark.parametrize(
+    ("text", "said"),
+    [
+        ("market:\n\tsession_open: '09:15'\n", "at line 2, column 1: found character that cannot"),
+        ("market: [unclosed\n", "at line 2, column 1: did not find expected ',' or ']'"),
+    ],
+    ids=["tab", "unclosed"],
+)
+def test_a_yaml_syntax_error_is_one_line_with_the_file_line_and_column(text, said):
+    (line,) = problems(text)
+    assert "\n" not in line and "<unicode string>" not in line
+    assert line.startswith("algo.yml: not valid YAML ") and said in line
+
+
+def test_a_tab_is_named_as_one():
+    (line,) = problems("market:\n\tsession_open: '09:15'\n")
+    assert line.endswith("YAML indents with spaces, not tabs")
+
+
+@pytest.mark.parametrize("written", ["0x186a0", "0b101", "100_000", "1_000.5"])
+def test_numbers_in_other_bases_or_grouped_are_refused_named(written):
+    (line,) = problems(f"paper:\n  seed_cash: {written}\n")
+    assert line.startswith("algo.yml: line 2: paper.seed_cash: YAML cannot read this value")
+    assert "write numbers in decimal digits" in line and line.endswith(f"got {written!r}")
+
+
+def test_decimal_numbers_read_as_written():
+    assert parse_yaml("a: 010\nb: -3\nc: 2.50\nd: +5\n", "x.yml") == {
+        "a": 10,  # YAML 1.1 would read octal 8
+        "b": -3,
+        "c": 2.5,
+        "d": 5,
+    }
+
+
+def test_an_unquoted_base_60_number_is_kept_shown_as_written_and_no_amount():
+    value = parse_yaml("seed_cash: 1:40:00\n", "x.yml")["seed_cash"]
+    assert value == 6000 and repr(value) == "'1:40:00'"
+    with pytest.raises(ConfigError) as caught:
+        validate(adapter(money(100_000_000)), value, "algo.yml")
+    assert str(caught.value).endswith("got '1:40:00'")

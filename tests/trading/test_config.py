@@ -603,7 +603,7 @@ def test_an_unquoted_time_in_the_file_gets_the_quoting_hint(tmp_path):
     path = tmp_path / "algo.yml"
     text = ALGO_YML.read_text(encoding="utf-8").replace('at: "15:15"', "at: 15:15")
     path.write_text(text, encoding="utf-8")
-    with pytest.raises(ConfigError, match=r"exits\.time_exit\.at: .* in quotes .* got 915"):
+    with pytest.raises(ConfigError, match=r"exits\.time_exit\.at: .* in quotes .* got '15:15'"):
         load_algo_config(path)
 
 
