@@ -76,10 +76,27 @@ def _rupees(high: int) -> Any:
     return plain(expected, convert)
 
 
-_FRACTION = fraction_decimal("a fraction between 0 and 1", Decimal(1))
+def _fraction(high: str, today: str) -> Any:
+    """A rate as a decimal fraction from 0 to ``high`` (a ceiling about ten times the highest
+    the rate has been, ``today``): a rate written as a percentage (0.1 meaning 0.1 %, ten
+    percent as written) is refused, named, instead of charging a hundred times too much."""
+    ceiling = Decimal(high)
+    return fraction_decimal(
+        f"a fraction from 0 to {high} ({(ceiling * 100).normalize():f} %; {today}: write 0.1 % "
+        "as 0.001)",
+        ceiling,
+    )
+
+
 _BY_EXCHANGE = section(
     "exchange rates",
-    dict.fromkeys(EXCHANGES, _FRACTION),
+    dict.fromkeys(EXCHANGES, _fraction("0.001", "today 0.03503 %")),
+    build=dict,
+    expected=f"a mapping of {', '.join(EXCHANGES)} to fractions",
+)
+_IPFT = section(
+    "exchange rates",
+    dict.fromkeys(EXCHANGES, _fraction("0.0001", "today 0.0005 %")),
     build=dict,
     expected=f"a mapping of {', '.join(EXCHANGES)} to fractions",
 )
@@ -125,12 +142,12 @@ _ROW = section(
         "effective_from": day("a date YYYY-MM-DD"),
         "effective_to": nullable(day(), "a date YYYY-MM-DD or null (open-ended)"),
         "brokerage_per_order": _rupees(MAX_BROKERAGE_RUPEES),
-        "stt_sell": _FRACTION,
+        "stt_sell": _fraction("0.01", "today 0.15 %"),
         "exchange_txn": _BY_EXCHANGE,
-        "ipft": _BY_EXCHANGE,
+        "ipft": _IPFT,
         "sebi_per_crore": _rupees(MAX_SEBI_PER_CRORE_RUPEES),
-        "stamp_buy": _FRACTION,
-        "gst": _FRACTION,
+        "stamp_buy": _fraction("0.001", "today 0.003 %"),
+        "gst": _fraction("0.5", "today 18 %"),
     },
     (_check_dates,),
     build=dict,  # ChargeRates refuses reversed dates itself: checked first, built by the list

@@ -183,7 +183,8 @@ BAD = [
     ),
     pytest.param(
         _set(1, "stt_sell", "lots"),
-        "rates[1].stt_sell: expected a fraction between 0 and 1, got 'lots'",
+        "rates[1].stt_sell: expected a fraction from 0 to 0.01 (1 %; today 0.15 %: "
+        "write 0.1 % as 0.001), got 'lots'",
         id="text-rate",
     ),
     pytest.param(
@@ -203,13 +204,21 @@ BAD = [
     ),
     pytest.param(
         _set(1, "stt_sell", -0.0015),
-        "rates[1].stt_sell: expected a fraction between 0 and 1, got -0.0015",
+        "rates[1].stt_sell: expected a fraction from 0 to 0.01 (1 %; today 0.15 %: "
+        "write 0.1 % as 0.001), got -0.0015",
         id="negative-rate",
     ),
     pytest.param(
         _set_exchange(0, "ipft", "NSE", -0.000005),
-        "rates[0].ipft.NSE: expected a fraction between 0 and 1, got -5e-06",
+        "rates[0].ipft.NSE: expected a fraction from 0 to 0.0001 (0.01 %; "
+        "today 0.0005 %: write 0.1 % as 0.001), got -5e-06",
         id="negative-exchange-rate",
+    ),
+    pytest.param(
+        _set(1, "stt_sell", 0.1),
+        "rates[1].stt_sell: expected a fraction from 0 to 0.01 (1 %; today 0.15 %: "
+        "write 0.1 % as 0.001), got 0.1",
+        id="stt-written-as-a-percentage",
     ),
     pytest.param(
         _set(1, "sebi_per_crore", -10),
@@ -218,7 +227,8 @@ BAD = [
     ),
     pytest.param(
         _set(0, "gst", 18),
-        "rates[0].gst: expected a fraction between 0 and 1, got 18",
+        "rates[0].gst: expected a fraction from 0 to 0.5 (50 %; today 18 %: "
+        "write 0.1 % as 0.001), got 18",
         id="percent-written-as-a-whole-number",
     ),
     pytest.param(
@@ -274,7 +284,8 @@ def test_every_problem_of_a_file_is_reported_at_once(tmp_path):
         load_charges_config(write(tmp_path, data))
     assert caught.value.problems == [
         f"{NAME}: rates[0].stamp_buy: missing required key",
-        f"{NAME}: rates[1].gst: expected a fraction between 0 and 1, got -1",
+        f"{NAME}: rates[1].gst: expected a fraction from 0 to 0.5 (50 %; today 18 %: "
+        "write 0.1 % as 0.001), got -1",
     ]
 
 
