@@ -20,6 +20,7 @@ from collections.abc import Callable
 from typing import TYPE_CHECKING, Any
 
 from workers.realtime.keys import HEARTBEAT_PREFIX, heartbeat_key
+from workers.realtime.redis_client import StoreRefused
 
 if TYPE_CHECKING:
     from workers.realtime.kv_store import KeyValueStore
@@ -56,7 +57,8 @@ class Heartbeat:
 
     def beat(self, state: str, **fields: Any) -> dict[str, Any]:
         """Write the record (TTL ``ttl``) and return it. ``fields`` are JSON values such as
-        connected, last_tick_at, counts, last_error; they may not reuse a reserved name."""
+        connected, last_tick_at, counts, last_error; they may not reuse a reserved name. A
+        Redis that refuses this process is not an error here: the refusal stops the process."""
         clash = RESERVED_FIELDS.intersection(fields)
         if clash:
             raise ValueError(f"heartbeat fields may not override {sorted(clash)}")
@@ -69,7 +71,12 @@ class Heartbeat:
             "ttl": self.ttl,
             **fields,
         }
-        self.kv.put(self.key, record, ttl=self.ttl)
+        try:
+            self.kv.put(self.key, record, ttl=self.ttl)
+        except StoreRefused:
+            # Redis refused this process: the refusal stops it, said once where it was met
+            # (its listeners); a heartbeat has nothing to add, least of all a traceback.
+            pass
         return record
 
     def clear(self) -> None:

@@ -14,7 +14,13 @@ import threading
 from collections.abc import Iterable, Sequence
 from typing import TYPE_CHECKING, Any, Protocol
 
-from workers.realtime.redis_client import make_connection, pack_command
+from workers.realtime.redis_client import (
+    client_url,
+    make_connection,
+    pack_command,
+    refused_error,
+    report_refused,
+)
 
 if TYPE_CHECKING:
     import redis
@@ -138,6 +144,13 @@ class PubSubListener:
                 self._read_loop()
             except Exception as exc:  # the listener must survive anything
                 if self._closed.is_set():
+                    break
+                refused = refused_error(exc, client_url(self._client))
+                if refused is not None:
+                    # A wrong password does not heal by reconnecting: stop, and let the
+                    # process's refusal listener stop the process (one line, named).
+                    self.last_error = str(refused)
+                    report_refused(refused)
                     break
                 self.last_error = f"{type(exc).__name__}: {exc}"
                 log.warning(

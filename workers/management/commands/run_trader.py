@@ -37,8 +37,10 @@ from workers.feed_hub import FeedHubFailed, hub_from_settings
 from workers.heartbeat import Heartbeat
 from workers.market_clock import MarketClock
 from workers.orders import manager_for
+from workers.process import check_redis_at_start
 from workers.realtime.keys import MARKET_CLOCK
 from workers.realtime.kv_store import DbKeyValueStore
+from workers.realtime.redis_client import StoreRefused, on_refused
 from workers.realtime.services import Realtime, realtime_from_settings
 from workers.signal_engine import engine_from_settings
 from workers.subscriptions import WatchlistError, parse_watchlist
@@ -53,6 +55,7 @@ FATAL: tuple[type[BaseException], ...] = (
     WatchlistError,
     BrokerAuthFailed,
     FeedHubFailed,
+    StoreRefused,
 )
 
 
@@ -179,6 +182,11 @@ class Command(BaseCommand):
         mode = trading_mode()
         logger.info("trading mode: %s (%s)", mode.name.upper(), mode.reason)
         realtime = realtime_from_settings()
+        try:
+            check_redis_at_start(realtime.redis_url, "run_trader")
+        except CommandError:
+            realtime.close()
+            raise
         if realtime.redis_url is None:
             # No Redis: the web process (/ready, dashboard) reads heartbeats and feed health
             # from the database instead of this process's memory.
@@ -203,8 +211,14 @@ class Command(BaseCommand):
             heartbeat_interval=5.0, log_interval=30.0, on_status=on_status, fatal=FATAL
         )
         self.components(supervisor, realtime, options, mode.live)
+        # A component (or the pub/sub reader's thread) that meets a Redis refusal stops
+        # everything, even where the component itself treats the error as a passing fault.
+        forget = on_refused(lambda error: supervisor.fail("redis", str(error)))
         started = datetime.now()
-        code = supervisor.run_forever(stop_timeout=4.0)
+        try:
+            code = supervisor.run_forever(stop_timeout=4.0)
+        finally:
+            forget()
         try:
             supervisor_beat.beat("stopped", components=supervisor.status())
         except Exception as exc:
