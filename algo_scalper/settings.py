@@ -105,6 +105,14 @@ try:
 except ValueError as exc:
     # Never echo the URL: it usually carries the password.
     raise ImproperlyConfigured(f"DATABASE_URL is not a usable database URL: {exc}") from None
+if _db["ENGINE"] == "django.db.backends.sqlite3" and _db.get("NAME") in ("", ":memory:", None):
+    # dj_database_url reads sqlite:/// (no path) as an in-memory database: migrate succeeds,
+    # every command runs, and every row is gone when the process exits.
+    raise ImproperlyConfigured(
+        "DATABASE_URL names no SQLite file (sqlite:/// with no path, or :memory:, is a database "
+        "that is thrown away when the process exits): give a path, e.g. "
+        "sqlite:///var/algo.sqlite3 or sqlite:////abs/path/algo.sqlite3"
+    )
 if _db["ENGINE"] == "django.db.backends.sqlite3":
     # Several threads (embedded mode) share one SQLite file: wait for locks instead of failing.
     # IMMEDIATE: a transaction takes the write lock when it begins. With SQLite's default
