@@ -180,6 +180,42 @@ if envbool("DJANGO_BEHIND_PROXY", False):
 # --- Redis and Celery --------------------------------------------------------------------------
 # Unset REDIS_URL = embedded mode: in-memory bus and caches, no Redis anywhere.
 REDIS_URL = envstr("REDIS_URL")
+
+
+def _check_redis_url(url: str) -> None:
+    """REDIS_URL's form, checked here so every process stops with one line (the password is
+    never echoed). That Redis accepts the password and the DB index is checked at connect."""
+    try:
+        parts = urlsplit(url)
+        parts.port  # noqa: B018 - raises ValueError for a port that is not a number
+    except ValueError:
+        raise ImproperlyConfigured(
+            "REDIS_URL is not a usable Redis URL: its port must be a number from 0 to 65535 "
+            "(redis://[:password@]host:6379/0)"
+        ) from None
+    if parts.scheme not in ("redis", "rediss", "unix"):
+        raise ImproperlyConfigured(
+            "REDIS_URL is not a usable Redis URL: it must start with redis://, rediss:// or "
+            "unix:// (redis://[:password@]host:6379/0)"
+        )
+    if parts.scheme == "unix":
+        if not parts.path:
+            raise ImproperlyConfigured("REDIS_URL is not a usable Redis URL: unix:// needs a path")
+        return
+    if not parts.hostname:
+        raise ImproperlyConfigured(
+            "REDIS_URL is not a usable Redis URL: it names no host (redis://[:password@]host:6379/0)"
+        )
+    db = parts.path.strip("/")
+    if db and not (db.isascii() and db.isdigit() and int(db) <= 1_000_000):
+        raise ImproperlyConfigured(
+            "REDIS_URL is not a usable Redis URL: the database after the host must be a number "
+            "such as /0"
+        )
+
+
+if REDIS_URL:
+    _check_redis_url(REDIS_URL)
 CELERY_BROKER_URL = REDIS_URL or "memory://"
 CELERY_RESULT_BACKEND = None
 CELERY_TIMEZONE = TIME_ZONE
