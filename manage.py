@@ -12,6 +12,7 @@ def main() -> None:
     from django.conf import settings
     from django.core.exceptions import ImproperlyConfigured
     from django.core.management import execute_from_command_line
+    from django.core.management.base import CommandError
     from django.db import DatabaseError
 
     from algo_scalper.startup import exit_on_config_error
@@ -23,6 +24,12 @@ def main() -> None:
         execute_from_command_line(sys.argv)
     except ImproperlyConfigured as exc:
         exit_on_config_error(exc)
+    except CommandError as exc:
+        # Raised while parsing the arguments (a type= check such as run_trader's --sim-date),
+        # before Django's own handler of CommandError is in place: the same one line.
+        sys.stderr.write(f"CommandError: {exc}\n")
+        sys.stderr.flush()
+        raise SystemExit(exc.returncode) from None
     except DatabaseError as exc:
         # Only what escapes a command: a database that cannot be reached, does not exist or is
         # not migrated. A running worker's own retries never get here.

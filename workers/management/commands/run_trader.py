@@ -84,6 +84,26 @@ def _ticks(text: str) -> float:
     return value
 
 
+# Market seconds per real second, at most: at 1000x a whole session (6 h 15 min) passes in
+# 23 real seconds, and feed packets are minutes of market time apart even at --sim-ticks 100
+# (a candle older than signals.max_candle_age_seconds is not traded). Faster, the session is
+# over before the components have started, and nothing trades.
+MAX_SIM_SPEED = 1000.0
+
+
+def _speed(text: str) -> float:
+    try:
+        value = float(text)
+    except ValueError:
+        value = 0.0  # nan and inf fail the bounds below, as a word does
+    if not 0 < value <= MAX_SIM_SPEED:
+        raise CommandError(
+            f"--sim-speed must be market seconds per real second above 0 and at most "
+            f"{MAX_SIM_SPEED:g} (at 1000x a session passes in 23 s), got {text!r}"
+        )
+    return value
+
+
 def _date(text: str) -> date:
     try:
         return date.fromisoformat(text)
@@ -96,7 +116,9 @@ class Command(BaseCommand):
 
     def add_arguments(self, parser: CommandParser) -> None:
         parser.add_argument("--sim", action="store_true", help="run against the built-in simulator")
-        parser.add_argument("--sim-speed", type=float, default=1.0, help="market s per real s")
+        parser.add_argument(
+            "--sim-speed", type=_speed, default=1.0, help="market s per real s (at most 1000)"
+        )
         parser.add_argument("--sim-start", type=_hhmm, default=None, help="market time, HH:MM")
         parser.add_argument("--sim-date", type=_date, default=None, help="trading date")
         parser.add_argument("--sim-seed", type=int, default=0)
