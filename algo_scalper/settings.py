@@ -260,7 +260,7 @@ ENABLE_ORDER = envbool("ENABLE_ORDER", False)
 # Bounded as paper.seed_cash is (MAX_SEED_CASH_RUPEES of trading/config/load.py: Rs 10 crore;
 # tests/algo_scalper/test_settings.py checks the two agree).
 PAPER_SEED_CASH = (
-    envdecimal("PAPER_SEED_CASH", "0", minimum=Decimal(0), maximum=Decimal(100_000_000))
+    envdecimal("PAPER_SEED_CASH", "0", above=Decimal(0), maximum=Decimal(100_000_000), places=2)
     if envstr("PAPER_SEED_CASH")
     else None
 )
@@ -268,7 +268,9 @@ PAPER_SEED_CASH = (
 # Set: a flat amount in rupees per executed order instead (a simple override for experiments).
 _flat = envstr("PAPER_CHARGES_PER_ORDER")
 PAPER_CHARGES_PER_ORDER = (
-    envdecimal("PAPER_CHARGES_PER_ORDER", "0", minimum=Decimal(0), maximum=Decimal(10_000))
+    envdecimal(
+        "PAPER_CHARGES_PER_ORDER", "0", minimum=Decimal(0), maximum=Decimal(10_000), places=2
+    )
     if _flat
     else None
 )
