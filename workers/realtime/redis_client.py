@@ -30,6 +30,7 @@ if TYPE_CHECKING:
     import redis
 
 __all__ = [
+    "Outage",
     "ScriptBatchWriter",
     "StoreRefused",
     "StoreUnavailable",
@@ -195,6 +196,52 @@ def check_redis(url: str) -> str | None:
     finally:
         client.close()
     return None
+
+
+class Outage:
+    """One component's view of a Redis outage, logged twice: once on entry (the first failure,
+    one line, no traceback) and once on recovery, with how long it lasted and how many calls
+    failed meanwhile. Thread-safe; ``failed`` and ``recovered`` are cheap when nothing changes.
+    """
+
+    def __init__(
+        self, logger: logging.Logger, who: str, *, clock: Callable[[], float] | None = None
+    ) -> None:
+        import time
+
+        self._log = logger
+        self._who = who
+        self._clock = clock or time.monotonic
+        self._lock = threading.Lock()
+        self.failures = 0
+        self._since = 0.0
+
+    @property
+    def down(self) -> bool:
+        return self.failures > 0
+
+    def failed(self, exc: BaseException | str) -> None:
+        with self._lock:
+            self.failures += 1
+            first = self.failures == 1
+            if first:
+                self._since = self._clock()
+        if first:
+            self._log.warning("%s: %s; retrying until Redis is back", self._who, exc)
+
+    def recovered(self) -> None:
+        if not self.failures:
+            return
+        with self._lock:
+            failures, self.failures = self.failures, 0
+            lasted = self._clock() - self._since
+        if failures:
+            self._log.warning(
+                "%s: Redis is back after %.1f s (%d failed call(s) meanwhile)",
+                self._who,
+                lasted,
+                failures,
+            )
 
 
 def client_for(url_or_client: str | redis.Redis) -> redis.Redis:
