@@ -105,3 +105,24 @@ def run_split_worker(
         raise CommandError(str(exc)) from None
     finally:
         realtime.close()
+
+
+def check_record_dir(path: str | None) -> None:
+    """``--record DIR`` checked before anything starts: the directory is created and a probe
+    file written and removed there. A directory that cannot be written ends the command with
+    one line (CommandError) instead of a run that records nothing and exits 0."""
+    import os
+    import tempfile
+
+    from django.core.management.base import CommandError
+
+    if not path:
+        return
+    try:
+        os.makedirs(path, exist_ok=True)
+        with tempfile.NamedTemporaryFile(dir=path, prefix=".record-probe-"):
+            pass
+    except OSError as exc:
+        raise CommandError(
+            f"--record {path}: cannot write there ({exc.strerror or type(exc).__name__})"
+        ) from None

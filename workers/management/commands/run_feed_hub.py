@@ -17,7 +17,7 @@ from django.core.management.base import BaseCommand, CommandError, CommandParser
 from config_schema import ConfigError
 from workers.broker_auth import BrokerAuthFailed
 from workers.feed_hub import FeedHubFailed, hub_from_settings
-from workers.process import check_redis_at_start, run_until_stopped
+from workers.process import check_record_dir, check_redis_at_start, run_until_stopped
 from workers.realtime.services import realtime_from_settings
 from workers.subscriptions import WatchlistError
 
@@ -40,6 +40,7 @@ class Command(BaseCommand):
         )
 
     def handle(self, *args: Any, **options: Any) -> None:
+        check_record_dir(options["record"])
         realtime = realtime_from_settings()
         if realtime.redis_url is None:
             logger.warning(

@@ -37,7 +37,7 @@ from workers.feed_hub import FeedHubFailed, hub_from_settings
 from workers.heartbeat import Heartbeat
 from workers.market_clock import MarketClock
 from workers.orders import manager_for
-from workers.process import check_redis_at_start
+from workers.process import check_record_dir, check_redis_at_start
 from workers.realtime.keys import MARKET_CLOCK
 from workers.realtime.kv_store import DbKeyValueStore
 from workers.realtime.redis_client import StoreRefused, on_refused
@@ -132,6 +132,7 @@ class Command(BaseCommand):
         parser.add_argument("--no-seed", action="store_true", help="no candle seeding from REST")
 
     def handle(self, *args: Any, **options: Any) -> None:
+        check_record_dir(options["record"])
         try:
             parse_watchlist(settings.DHANHQ_WS_WATCHLIST)
         except WatchlistError as exc:
