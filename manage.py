@@ -2,7 +2,9 @@
 """Django's command-line entry point for algo-scalper."""
 
 import os
+import re
 import sys
+from urllib.parse import urlsplit, urlunsplit
 
 
 def main() -> None:
@@ -10,6 +12,8 @@ def main() -> None:
     from django.conf import settings
     from django.core.exceptions import ImproperlyConfigured
     from django.core.management import execute_from_command_line
+    from django.core.management.base import CommandError
+    from django.db import DatabaseError
 
     from algo_scalper.startup import exit_on_config_error
 
@@ -20,6 +24,54 @@ def main() -> None:
         execute_from_command_line(sys.argv)
     except ImproperlyConfigured as exc:
         exit_on_config_error(exc)
+    except CommandError as exc:
+        # Raised while parsing the arguments (a type= check such as run_trader's --sim-date),
+        # before Django's own handler of CommandError is in place: the same one line.
+        sys.stderr.write(f"CommandError: {exc}\n")
+        sys.stderr.flush()
+        raise SystemExit(exc.returncode) from None
+    except DatabaseError as exc:
+        # Only what escapes a command: a database that cannot be reached, does not exist or is
+        # not migrated. A running worker's own retries never get here.
+        sys.stderr.write(database_error_line(exc, settings.DATABASE_URL) + "\n")
+        sys.stderr.flush()
+        raise SystemExit(1) from None
+
+
+# "no such table: x" (SQLite), 'relation "x" does not exist' (PostgreSQL).
+_UNMIGRATED = re.compile(
+    r"no such table|relation \S+ does not exist|no such column|column \S+ does not exist"
+)
+
+
+def masked_database_url(url: str) -> str:
+    """``url`` with its password (if any) replaced by ``***``: safe to print."""
+    try:
+        parts = urlsplit(url)
+        if parts.password is None:
+            return url
+        host = parts.netloc.rpartition("@")[2]
+        return urlunsplit(parts._replace(netloc=f"{parts.username or ''}:***@{host}"))
+    except ValueError:
+        return "<not shown>"
+
+
+def database_error_line(exc: BaseException, url: str) -> str:
+    """A database error escaping a command as one line naming DATABASE_URL (password masked)."""
+    from django.conf import settings
+
+    text = " ".join(part.strip() for part in str(exc).splitlines() if part.strip())
+    for secret in getattr(settings, "SENSITIVE_VALUES", ()):
+        # Whole words only: a short password must not turn "port" into "***ort".
+        text = re.sub(rf"(?<![\w]){re.escape(secret)}(?![\w])", "***", text)
+    text = text[:300] or type(exc).__name__
+    where = f"DATABASE_URL {masked_database_url(url)}"
+    if _UNMIGRATED.search(text):
+        return (
+            f"algo-scalper: database error: {where} is not migrated ({text}): "
+            "run `manage.py migrate`"
+        )
+    return f"algo-scalper: database error: {where}: {text}"
 
 
 if __name__ == "__main__":

@@ -8,6 +8,7 @@ instead of a confusing failure later.
 from __future__ import annotations
 
 import os
+import re
 from collections.abc import Iterable, Mapping
 from decimal import Decimal, InvalidOperation
 
@@ -17,6 +18,11 @@ TRUE_WORDS = frozenset({"1", "true", "yes", "on"})
 FALSE_WORDS = frozenset({"0", "false", "no", "off"})
 
 Environ = Mapping[str, str]
+
+# ASCII digits only: int() and Decimal() also take other scripts' digits (Arabic-Indic, full-width)
+# and underscores (1_000), none of which an operator means to type in a deploy's variables.
+_INTEGER = re.compile(r"[+-]?[0-9]+")
+_DECIMAL = re.compile(r"[+-]?(?:[0-9]+(?:\.[0-9]*)?|\.[0-9]+)")
 
 
 def _raw(name: str, env: Environ | None, fallbacks: Iterable[str] = ()) -> str | None:
@@ -63,10 +69,9 @@ def envint(
     value = _raw(name, env)
     if value is None:
         return default
-    try:
-        number = int(value)
-    except ValueError:
-        raise ImproperlyConfigured(f"{name} must be a whole number, got {value!r}") from None
+    if not _INTEGER.fullmatch(value):
+        raise ImproperlyConfigured(f"{name} must be a whole number in ASCII digits, got {value!r}")
+    number = int(value)
     _check_range(name, number, minimum, maximum)
     return number
 
@@ -77,15 +82,31 @@ def envdecimal(
     *,
     minimum: Decimal | None = None,
     maximum: Decimal | None = None,
+    above: Decimal | None = None,
+    places: int | None = None,
     env: Environ | None = None,
 ) -> Decimal:
+    """A decimal in ASCII digits (sign and point allowed, no exponent). ``above``: it must be
+    greater than that; ``places``: at most that many digits after the point (2 for money: to
+    the paisa)."""
     value = _raw(name, env) or default
+    if value.lower().lstrip("+-") in ("nan", "snan", "inf", "infinity"):
+        raise ImproperlyConfigured(f"{name} must be a finite number, got {value!r}")
+    if not _DECIMAL.fullmatch(value):
+        raise ImproperlyConfigured(
+            f"{name} must be a decimal number in ASCII digits, got {value!r}"
+        )
     try:
         number = Decimal(value)
     except InvalidOperation:
         raise ImproperlyConfigured(f"{name} must be a decimal number, got {value!r}") from None
-    if not number.is_finite():
-        raise ImproperlyConfigured(f"{name} must be a finite number, got {value!r}")
+    if places is not None and "." in value and len(value.split(".", 1)[1].rstrip("0")) > places:
+        unit = " (to the paisa)" if places == 2 else ""
+        raise ImproperlyConfigured(
+            f"{name} must have at most {places} digits after the point{unit}, got {value!r}"
+        )
+    if above is not None and number <= above:
+        raise ImproperlyConfigured(f"{name} must be above {above}, got {number}")
     _check_range(name, number, minimum, maximum)
     return number
 

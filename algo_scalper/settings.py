@@ -105,6 +105,14 @@ try:
 except ValueError as exc:
     # Never echo the URL: it usually carries the password.
     raise ImproperlyConfigured(f"DATABASE_URL is not a usable database URL: {exc}") from None
+if _db["ENGINE"] == "django.db.backends.sqlite3" and _db.get("NAME") in ("", ":memory:", None):
+    # dj_database_url reads sqlite:/// (no path) as an in-memory database: migrate succeeds,
+    # every command runs, and every row is gone when the process exits.
+    raise ImproperlyConfigured(
+        "DATABASE_URL names no SQLite file (sqlite:/// with no path, or :memory:, is a database "
+        "that is thrown away when the process exits): give a path, e.g. "
+        "sqlite:///var/algo.sqlite3 or sqlite:////abs/path/algo.sqlite3"
+    )
 if _db["ENGINE"] == "django.db.backends.sqlite3":
     # Several threads (embedded mode) share one SQLite file: wait for locks instead of failing.
     # IMMEDIATE: a transaction takes the write lock when it begins. With SQLite's default
@@ -172,6 +180,42 @@ if envbool("DJANGO_BEHIND_PROXY", False):
 # --- Redis and Celery --------------------------------------------------------------------------
 # Unset REDIS_URL = embedded mode: in-memory bus and caches, no Redis anywhere.
 REDIS_URL = envstr("REDIS_URL")
+
+
+def _check_redis_url(url: str) -> None:
+    """REDIS_URL's form, checked here so every process stops with one line (the password is
+    never echoed). That Redis accepts the password and the DB index is checked at connect."""
+    try:
+        parts = urlsplit(url)
+        parts.port  # noqa: B018 - raises ValueError for a port that is not a number
+    except ValueError:
+        raise ImproperlyConfigured(
+            "REDIS_URL is not a usable Redis URL: its port must be a number from 0 to 65535 "
+            "(redis://[:password@]host:6379/0)"
+        ) from None
+    if parts.scheme not in ("redis", "rediss", "unix"):
+        raise ImproperlyConfigured(
+            "REDIS_URL is not a usable Redis URL: it must start with redis://, rediss:// or "
+            "unix:// (redis://[:password@]host:6379/0)"
+        )
+    if parts.scheme == "unix":
+        if not parts.path:
+            raise ImproperlyConfigured("REDIS_URL is not a usable Redis URL: unix:// needs a path")
+        return
+    if not parts.hostname:
+        raise ImproperlyConfigured(
+            "REDIS_URL is not a usable Redis URL: it names no host (redis://[:password@]host:6379/0)"
+        )
+    db = parts.path.strip("/")
+    if db and not (db.isascii() and db.isdigit() and int(db) <= 1_000_000):
+        raise ImproperlyConfigured(
+            "REDIS_URL is not a usable Redis URL: the database after the host must be a number "
+            "such as /0"
+        )
+
+
+if REDIS_URL:
+    _check_redis_url(REDIS_URL)
 CELERY_BROKER_URL = REDIS_URL or "memory://"
 CELERY_RESULT_BACKEND = None
 CELERY_TIMEZONE = TIME_ZONE
@@ -216,7 +260,7 @@ ENABLE_ORDER = envbool("ENABLE_ORDER", False)
 # Bounded as paper.seed_cash is (MAX_SEED_CASH_RUPEES of trading/config/load.py: Rs 10 crore;
 # tests/algo_scalper/test_settings.py checks the two agree).
 PAPER_SEED_CASH = (
-    envdecimal("PAPER_SEED_CASH", "0", minimum=Decimal(0), maximum=Decimal(100_000_000))
+    envdecimal("PAPER_SEED_CASH", "0", above=Decimal(0), maximum=Decimal(100_000_000), places=2)
     if envstr("PAPER_SEED_CASH")
     else None
 )
@@ -224,7 +268,9 @@ PAPER_SEED_CASH = (
 # Set: a flat amount in rupees per executed order instead (a simple override for experiments).
 _flat = envstr("PAPER_CHARGES_PER_ORDER")
 PAPER_CHARGES_PER_ORDER = (
-    envdecimal("PAPER_CHARGES_PER_ORDER", "0", minimum=Decimal(0), maximum=Decimal(10_000))
+    envdecimal(
+        "PAPER_CHARGES_PER_ORDER", "0", minimum=Decimal(0), maximum=Decimal(10_000), places=2
+    )
     if _flat
     else None
 )

@@ -100,7 +100,7 @@ from workers.pnl import (
     update_open_positions,
 )
 from workers.realtime.keys import MARKET_CLOCK
-from workers.realtime.redis_client import StoreUnavailable
+from workers.realtime.redis_client import Outage, StoreUnavailable
 
 if TYPE_CHECKING:
     from workers.orders import RestQuotes
@@ -178,6 +178,7 @@ class ExitEngine(PnlMonitor):
         self.router = router
         self.config_source = config_source
         self.market: Callable[[], float] = clock or MarketClock(wall, name="exit engine")
+        self._clock_outage = Outage(logger, "exit engine: market clock")
         self.live = live
         self.rest = rest
         self.rest_quotes = rest_quotes
@@ -415,7 +416,9 @@ class ExitEngine(PnlMonitor):
         try:
             market.follow(self.realtime.kv.get(MARKET_CLOCK))
         except StoreUnavailable as exc:
-            logger.warning("exit engine: market clock not read: %s", exc)
+            self._clock_outage.failed(exc)  # read every 200 ms while waiting: said once
+        else:
+            self._clock_outage.recovered()
         return market.synced
 
     def market_now(self) -> datetime:

@@ -76,7 +76,7 @@ from workers.realtime.keys import (
 )
 from workers.realtime.merger import TickMerger
 from workers.realtime.record import TickRecord
-from workers.realtime.redis_client import StoreUnavailable
+from workers.realtime.redis_client import StoreRefused, StoreUnavailable
 from workers.realtime.services import Realtime
 from workers.subscriptions import desired_subscriptions, parse_watchlist
 
@@ -513,9 +513,16 @@ class FeedHub:
                 delay = min(delay * 2, 2.0)
                 self._wake_writer.set()
                 continue
+            except StoreRefused as exc:
+                # Redis refused this process: the refusal's listener stops the process (one
+                # line); retrying would only repeat the refusal.
+                self.last_error = str(exc)
+                return
             except Exception:
                 self.last_error = "writer failed; see the traceback"
                 logger.exception("feed hub: writer pass failed; retrying")
+                if stopping:
+                    return  # a pass that fails while stopping would fail in a hot loop
                 self._stopping.wait(delay)
                 continue
             if stopping:

@@ -13,6 +13,7 @@ workers/realtime/kv_store.py, the names in workers/realtime/keys.py.
 
 from __future__ import annotations
 
+import logging
 import os
 import socket
 import time
@@ -20,9 +21,12 @@ from collections.abc import Callable
 from typing import TYPE_CHECKING, Any
 
 from workers.realtime.keys import HEARTBEAT_PREFIX, heartbeat_key
+from workers.realtime.redis_client import Outage, StoreRefused, StoreUnavailable
 
 if TYPE_CHECKING:
     from workers.realtime.kv_store import KeyValueStore
+
+log = logging.getLogger(__name__)
 
 DEFAULT_TTL = 15.0
 RESERVED_FIELDS = frozenset({"name", "pid", "host", "state", "at", "ttl"})
@@ -49,6 +53,7 @@ class Heartbeat:
         self.clock = clock
         self._pid = os.getpid()
         self._host = socket.gethostname()
+        self._outage = Outage(log, f"{name} heartbeat")
 
     @property
     def key(self) -> str:
@@ -56,7 +61,9 @@ class Heartbeat:
 
     def beat(self, state: str, **fields: Any) -> dict[str, Any]:
         """Write the record (TTL ``ttl``) and return it. ``fields`` are JSON values such as
-        connected, last_tick_at, counts, last_error; they may not reuse a reserved name."""
+        connected, last_tick_at, counts, last_error; they may not reuse a reserved name. A
+        Redis that refuses this process, or cannot be reached, is not an error here: the
+        refusal stops the process; an outage is logged on entry and on recovery."""
         clash = RESERVED_FIELDS.intersection(fields)
         if clash:
             raise ValueError(f"heartbeat fields may not override {sorted(clash)}")
@@ -69,7 +76,18 @@ class Heartbeat:
             "ttl": self.ttl,
             **fields,
         }
-        self.kv.put(self.key, record, ttl=self.ttl)
+        try:
+            self.kv.put(self.key, record, ttl=self.ttl)
+        except StoreRefused:
+            # Redis refused this process: the refusal stops it, said once where it was met
+            # (its listeners); a heartbeat has nothing to add, least of all a traceback.
+            pass
+        except StoreUnavailable as exc:
+            # An outage is expected: said once on entry and once on recovery, not every beat
+            # (the record is simply absent meanwhile, which /ready reads as not alive).
+            self._outage.failed(exc)
+        else:
+            self._outage.recovered()
         return record
 
     def clear(self) -> None:

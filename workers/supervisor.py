@@ -290,7 +290,13 @@ class Supervisor:
                     component.run(self._stop)
                 except Exception as exc:
                     if self._stop.is_set():
-                        log.warning("component %s raised while stopping", slot.name, exc_info=True)
+                        if isinstance(exc, self._fatal_types):
+                            # Stopping for that reason already (said once): no traceback.
+                            log.warning("component %s stopped: %s", slot.name, _one_line(exc))
+                        else:
+                            log.warning(
+                                "component %s raised while stopping", slot.name, exc_info=True
+                            )
                         break
                     if isinstance(exc, self._fatal_types):
                         self._fatal(slot, exc)
@@ -337,9 +343,22 @@ class Supervisor:
         with self._lock:
             slot.last_error = line
             slot.state = FAILED
-            if self.fatal_error is None:
-                self.fatal_error = f"{slot.name}: {line}"
-        log.critical("component %s cannot run: %s; stopping everything", slot.name, line)
+        self.fail(slot.name, line, what=f"component {slot.name}")
+
+    def fail(self, source: str, line: str, *, what: str | None = None) -> None:
+        """Stop everything for a fault no restart heals, found by ``source`` (a component, or
+        a hook such as a Redis refusal seen by a thread of its own). The first one is logged
+        at CRITICAL and becomes ``fatal_error``; a later one with the same reason (every
+        component meets the same wrong password) is not repeated."""
+        with self._lock:
+            first = self.fatal_error is None
+            if first:
+                self.fatal_error = f"{source}: {line}"
+            repeated = not first and self.fatal_error.endswith(f": {line}")
+        if first:
+            log.critical("%s cannot run: %s; stopping everything", what or source, line)
+        elif not repeated:
+            log.error("%s cannot run either: %s", what or source, line)
         self._stop.set()
 
     def _streak(self, failures: int, began: float) -> int:

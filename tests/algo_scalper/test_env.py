@@ -240,3 +240,41 @@ def test_envlist_never_shares_its_default_list_with_the_caller():
 
 def test_envlist_keeps_a_single_item():
     assert envlist("HOSTS", env={"HOSTS": "only.example"}) == ["only.example"]
+
+
+# --- ASCII digits only; money to the paisa (a probe found these accepted) ---------------------
+
+
+@pytest.mark.parametrize("bad", ["\u0661\u0660", "\uff11", "1_0", "+1_000", "\u0663"])
+def test_envint_takes_ascii_digits_only(bad):
+    with pytest.raises(ImproperlyConfigured) as excinfo:
+        envint("DHANHQ_REST_MAX_ATTEMPTS", 4, env={"DHANHQ_REST_MAX_ATTEMPTS": bad})
+    assert_names(excinfo, "DHANHQ_REST_MAX_ATTEMPTS", "ASCII digits", repr(bad))
+
+
+@pytest.mark.parametrize("bad", ["\u0661\u0660\u0660", "1_000", "1e3", "\uff11\uff10"])
+def test_envdecimal_takes_ascii_digits_only(bad):
+    with pytest.raises(ImproperlyConfigured) as excinfo:
+        envdecimal("PAPER_SEED_CASH", "1", env={"PAPER_SEED_CASH": bad})
+    assert_names(excinfo, "PAPER_SEED_CASH", repr(bad))
+
+
+def test_envdecimal_money_is_to_the_paisa_and_above_zero():
+    money = {"above": Decimal(0), "maximum": Decimal(100_000_000), "places": 2}
+    assert envdecimal("CASH", "1", env={"CASH": "0.01"}, **money) == Decimal("0.01")
+    assert envdecimal("CASH", "1", env={"CASH": "100.50"}, **money) == Decimal("100.50")
+    assert envdecimal("CASH", "1", env={"CASH": "100.500"}, **money) == Decimal("100.500")
+    with pytest.raises(ImproperlyConfigured) as excinfo:
+        envdecimal("CASH", "1", env={"CASH": "0.0000001"}, **money)
+    assert_names(excinfo, "CASH", "to the paisa", "'0.0000001'")
+    for zero in ("0", "0.00", "-0"):
+        with pytest.raises(ImproperlyConfigured) as excinfo:
+            envdecimal("CASH", "1", env={"CASH": zero}, **money)
+        assert_names(excinfo, "CASH", "above 0")
+
+
+@pytest.mark.parametrize("bad", ["0", "0.0000001", "\u0661\u0660\u0660", "1_000"])
+def test_the_seed_cash_variable_is_refused_where_paper_seed_cash_is(load_settings, bad):
+    loaded = load_settings({"DJANGO_DEBUG": "true", "PAPER_SEED_CASH": bad}, "PAPER_SEED_CASH")
+    assert loaded.returncode != 0
+    assert "PAPER_SEED_CASH must" in loaded.stderr.strip().splitlines()[-1]

@@ -171,7 +171,7 @@ class RedisEventBus:
 
     def publish(self, topic: str, payload: dict) -> None:
         text = json_text(payload, f"event {topic!r}")
-        with Unavailable("publishing an event"):
+        with Unavailable("publishing an event", self._client):
             self._client.publish(self._channel_prefix + topic, text)
 
     def subscribe(self, topics: Iterable[str], maxlen: int = 10_000) -> EventSubscription:

@@ -149,7 +149,7 @@ class RedisKeyValueStore:
         _check_ttl(ttl)
         text = json_text(value, f"value for {name!r}")
         px = None if ttl is None else max(1, round(ttl * 1000))
-        with Unavailable("writing a value"):
+        with Unavailable("writing a value", self._client):
             self._client.set(self._key_prefix + name, text, px=px)
 
     def put_many(self, values: Mapping[str, dict]) -> None:
@@ -159,11 +159,11 @@ class RedisKeyValueStore:
         }
         if not texts:
             return
-        with Unavailable("writing values"):
+        with Unavailable("writing values", self._client):
             self._client.mset(texts)
 
     def get(self, name: str) -> dict | None:
-        with Unavailable("reading a value"):
+        with Unavailable("reading a value", self._client):
             data = self._client.get(self._key_prefix + name)
         return None if data is None else json.loads(data)
 
@@ -171,7 +171,7 @@ class RedisKeyValueStore:
         match = glob_escape(self._key_prefix + prefix) + "*"
         cut = len(self._key_prefix)
         out: dict[str, dict] = {}
-        with Unavailable("reading values"):
+        with Unavailable("reading values", self._client):
             names = list(dict.fromkeys(self._client.scan_iter(match=match, count=1000)))
             for start in range(0, len(names), 1000):
                 chunk = names[start : start + 1000]
@@ -182,7 +182,7 @@ class RedisKeyValueStore:
         return out
 
     def delete(self, name: str) -> None:
-        with Unavailable("deleting a value"):
+        with Unavailable("deleting a value", self._client):
             self._client.delete(self._key_prefix + name)
 
     def push_capped(self, name: str, value: dict, maxlen: int) -> None:
@@ -190,7 +190,7 @@ class RedisKeyValueStore:
             raise ValueError(f"maxlen must be at least 1, got {maxlen}")
         text = json_text(value, f"list item for {name!r}")
         key = self._key_prefix + name
-        with Unavailable("appending to a list"):
+        with Unavailable("appending to a list", self._client):
             pipe = self._client.pipeline(transaction=True)
             pipe.rpush(key, text)
             pipe.ltrim(key, -maxlen, -1)
@@ -201,7 +201,7 @@ class RedisKeyValueStore:
             raise ValueError(f"maxlen must be at least 1, got {maxlen}")
         texts = [json_text(value, f"list item for {name!r}") for value in values[-maxlen:]]
         key = self._key_prefix + name
-        with Unavailable("replacing a list"):
+        with Unavailable("replacing a list", self._client):
             pipe = self._client.pipeline(transaction=True)  # readers never see it half-built
             pipe.delete(key)
             if texts:
@@ -209,7 +209,7 @@ class RedisKeyValueStore:
             pipe.execute()
 
     def get_list(self, name: str) -> list[dict]:
-        with Unavailable("reading a list"):
+        with Unavailable("reading a list", self._client):
             items = self._client.lrange(self._key_prefix + name, 0, -1)
         return [json.loads(item) for item in items]
 

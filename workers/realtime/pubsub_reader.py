@@ -14,7 +14,14 @@ import threading
 from collections.abc import Iterable, Sequence
 from typing import TYPE_CHECKING, Any, Protocol
 
-from workers.realtime.redis_client import make_connection, pack_command
+from workers.realtime.redis_client import (
+    Outage,
+    client_url,
+    make_connection,
+    pack_command,
+    refused_error,
+    report_refused,
+)
 
 if TYPE_CHECKING:
     import redis
@@ -68,6 +75,8 @@ class PubSubListener:
         self._confirmed_names: set[bytes] = set()
         self.reconnects = 0
         self.last_error: str | None = None
+        # Said once when the connection is lost and once when it is back, not per attempt.
+        self._outage = Outage(log, f"{name} pub/sub")
 
     def start(self) -> None:
         with self._lock:
@@ -135,17 +144,20 @@ class PubSubListener:
             try:
                 self._connect()
                 backoff = 0.1
+                self._outage.recovered()
                 self._read_loop()
             except Exception as exc:  # the listener must survive anything
                 if self._closed.is_set():
                     break
+                refused = refused_error(exc, client_url(self._client))
+                if refused is not None:
+                    # A wrong password does not heal by reconnecting: stop, and let the
+                    # process's refusal listener stop the process (one line, named).
+                    self.last_error = str(refused)
+                    report_refused(refused)
+                    break
                 self.last_error = f"{type(exc).__name__}: {exc}"
-                log.warning(
-                    "%s: pub/sub connection lost (%s); reconnecting in %.1f s",
-                    self._name,
-                    self.last_error,
-                    backoff,
-                )
+                self._outage.failed(self.last_error)  # said once, not per attempt
             finally:
                 self.connected.clear()
                 with self._confirmed:

@@ -4,6 +4,9 @@ Everything here is shared by the Redis tick store, event bus and key-value store
 
 * ``StoreUnavailable`` and ``Unavailable``: a Redis that cannot be reached is one exception
   the callers know (the feed hub marks feed health stale, readers treat data as unknown).
+* ``StoreRefused``: a Redis that answers but refuses this process (wrong or missing password,
+  a DB index it does not have). No retry heals that: the process stops, named (``refusal``,
+  ``on_refused``, ``check_redis``).
 * ``client_for`` / ``make_connection``: a redis-py client from a URL, and a connection of its
   own configured like a client's pool (for the pub/sub reader and the batch writer, which
   speak raw RESP on it).
@@ -17,22 +20,38 @@ implementation is built, so embedded mode never needs it.
 
 from __future__ import annotations
 
-from collections.abc import Iterable
+import logging
+import threading
+from collections.abc import Callable, Iterable
 from typing import TYPE_CHECKING, Any
+from urllib.parse import urlsplit, urlunsplit
 
 if TYPE_CHECKING:
     import redis
 
 __all__ = [
+    "Outage",
     "ScriptBatchWriter",
+    "StoreRefused",
     "StoreUnavailable",
     "Unavailable",
+    "check_redis",
     "client_for",
+    "client_url",
     "glob_escape",
     "make_connection",
+    "masked_url",
+    "on_refused",
     "pack_command",
     "redis_errors",
+    "refusal",
+    "refused",
+    "refused_error",
+    "report_refused",
+    "reset_refused",
 ]
+
+log = logging.getLogger(__name__)
 
 
 class StoreUnavailable(ConnectionError):
@@ -42,6 +61,187 @@ class StoreUnavailable(ConnectionError):
     merging (the next publish reconnects), readers treat their data as unknown. Nothing is
     retried here, so a dead Redis costs one failed round trip per call, not a retry storm.
     """
+
+
+class StoreRefused(Exception):
+    """Redis answered and refused this process: a wrong or missing password (WRONGPASS,
+    NOAUTH, "HELLO must be called with the client already authenticated"), or a DB index the
+    server does not have.
+
+    Not a ``StoreUnavailable`` (so no handler of an outage retries it): the caller stops.
+    The message is one line naming REDIS_URL with its password masked. The first refusal in a
+    process is also reported to every ``on_refused`` listener, so a process whose component
+    swallowed the exception still stops (run_trader's supervisor, a split worker's stop event).
+    """
+
+
+_refused_lock = threading.Lock()
+_refused: StoreRefused | None = None
+_listeners: list[Callable[[StoreRefused], object]] = []
+
+
+def masked_url(url: str) -> str:
+    """``url`` with its password (if any) replaced by ``***``: safe to print."""
+    try:
+        parts = urlsplit(url)
+        if parts.password is None:
+            return url
+        user = parts.username or ""
+        host = parts.netloc.rpartition("@")[2]
+        return urlunsplit(parts._replace(netloc=f"{user}:***@{host}"))
+    except ValueError:
+        return "<REDIS_URL not shown>"
+
+
+def client_url(client: Any) -> str:
+    """The URL a client (or connection) talks to, rebuilt from its settings, password masked."""
+    kwargs = getattr(getattr(client, "connection_pool", None), "connection_kwargs", None)
+    if kwargs is None:
+        kwargs = getattr(client, "__dict__", {})
+    if kwargs.get("path"):
+        return f"unix://{kwargs['path']}"
+    auth = ":***@" if kwargs.get("password") else ""
+    if kwargs.get("username"):
+        auth = f"{kwargs['username']}{auth or '@'}"
+    where = f"{kwargs.get('host', '?')}:{kwargs.get('port', '?')}/{kwargs.get('db', 0)}"
+    return f"redis://{auth}{where}"
+
+
+def refusal(exc: BaseException) -> str | None:
+    """Why Redis refused us, when ``exc`` is a refusal no retry heals; None otherwise."""
+    import redis
+
+    text = str(exc).strip()
+    upper = text.upper()
+    if not isinstance(exc, redis.RedisError):
+        return None
+    if upper.startswith("NOAUTH") or "ALREADY AUTHENTICATED" in upper:
+        return "Redis requires a password and none was accepted: set it in REDIS_URL"
+    if upper.startswith("WRONGPASS") or isinstance(
+        exc, redis.AuthenticationError | redis.AuthenticationWrongNumberOfArgsError
+    ):
+        return f"Redis refused the credentials ({text}): check the password in REDIS_URL"
+    if "DB INDEX IS OUT OF RANGE" in upper or upper.startswith("INVALID DATABASE"):
+        return f"Redis has no such database ({text}): check the DB index in REDIS_URL"
+    return None
+
+
+def refused_error(exc: BaseException, url: str) -> StoreRefused | None:
+    """``exc`` as a StoreRefused naming REDIS_URL (masked) when it is a refusal, else None."""
+    why = refusal(exc)
+    if why is None:
+        return None
+    return StoreRefused(f"REDIS_URL {masked_url(url)}: {why}")
+
+
+def report_refused(error: StoreRefused) -> StoreRefused:
+    """Record the process's first refusal and tell the listeners (once); returns ``error``."""
+    global _refused
+    with _refused_lock:
+        if _refused is not None:
+            return error
+        _refused = error
+        listeners = list(_listeners)
+    for listener in listeners:
+        try:
+            listener(error)
+        except Exception:
+            log.exception("a Redis refusal listener failed")
+    return error
+
+
+def refused() -> StoreRefused | None:
+    """The first refusal this process met, or None."""
+    return _refused
+
+
+def on_refused(listener: Callable[[StoreRefused], object]) -> Callable[[], None]:
+    """Call ``listener(error)`` at the process's first refusal (at once if there was one);
+    returns a function that removes the listener."""
+    with _refused_lock:
+        _listeners.append(listener)
+        already = _refused
+    if already is not None:
+        listener(already)
+
+    def remove() -> None:
+        with _refused_lock:
+            if listener in _listeners:
+                _listeners.remove(listener)
+
+    return remove
+
+
+def reset_refused() -> None:
+    """Forget the recorded refusal (tests)."""
+    global _refused
+    with _refused_lock:
+        _refused = None
+
+
+def check_redis(url: str) -> str | None:
+    """One PING at start. Raises ``StoreRefused`` (one line naming REDIS_URL, masked) when
+    Redis refuses this process; returns the reason when it cannot be reached now (the caller
+    starts anyway: its components wait for Redis), None when it answered."""
+    client = client_for(url)
+    try:
+        client.ping()
+    except Exception as exc:
+        error = refused_error(exc, url)
+        if error is not None:
+            raise error from None
+        if isinstance(exc, redis_errors()):
+            return f"{type(exc).__name__}: {exc}"
+        raise
+    finally:
+        client.close()
+    return None
+
+
+class Outage:
+    """One component's view of a Redis outage, logged twice: once on entry (the first failure,
+    one line, no traceback) and once on recovery, with how long it lasted and how many calls
+    failed meanwhile. Thread-safe; ``failed`` and ``recovered`` are cheap when nothing changes.
+    """
+
+    def __init__(
+        self, logger: logging.Logger, who: str, *, clock: Callable[[], float] | None = None
+    ) -> None:
+        import time
+
+        self._log = logger
+        self._who = who
+        self._clock = clock or time.monotonic
+        self._lock = threading.Lock()
+        self.failures = 0
+        self._since = 0.0
+
+    @property
+    def down(self) -> bool:
+        return self.failures > 0
+
+    def failed(self, exc: BaseException | str) -> None:
+        with self._lock:
+            self.failures += 1
+            first = self.failures == 1
+            if first:
+                self._since = self._clock()
+        if first:
+            self._log.warning("%s: %s; retrying until Redis is back", self._who, exc)
+
+    def recovered(self) -> None:
+        if not self.failures:
+            return
+        with self._lock:
+            failures, self.failures = self.failures, 0
+            lasted = self._clock() - self._since
+        if failures:
+            self._log.warning(
+                "%s: Redis is back after %.1f s (%d failed call(s) meanwhile)",
+                self._who,
+                lasted,
+                failures,
+            )
 
 
 def client_for(url_or_client: str | redis.Redis) -> redis.Redis:
@@ -91,8 +291,9 @@ def glob_escape(text: str) -> str:
 class Unavailable:
     """Context manager turning Redis connection failures into StoreUnavailable."""
 
-    def __init__(self, what: str) -> None:
+    def __init__(self, what: str, client: Any = None) -> None:
         self.what = what
+        self.client = client  # names the URL (masked) when Redis refuses us
 
     def __enter__(self) -> None:
         return None
@@ -100,11 +301,14 @@ class Unavailable:
     def __exit__(
         self, kind: type[BaseException] | None, exc: BaseException | None, tb: object
     ) -> None:
-        if (
-            exc is not None
-            and isinstance(exc, redis_errors())
-            and not isinstance(exc, StoreUnavailable)
-        ):
+        if exc is None or isinstance(exc, StoreUnavailable | StoreRefused):
+            return
+        if refusal(exc) is not None:
+            # Checked before redis_errors(): redis-py's AuthenticationError is a ConnectionError.
+            error = refused_error(exc, client_url(self.client) if self.client else "")
+            assert error is not None
+            raise report_refused(error) from None
+        if isinstance(exc, redis_errors()):
             raise StoreUnavailable(f"Redis unavailable ({self.what}): {exc}") from exc
 
 

@@ -88,7 +88,7 @@ class RedisTickStore:
     def publish(self, records: Sequence[TickRecord]) -> None:
         if not records:
             return
-        with self._publish_lock, Unavailable("publishing ticks"):
+        with self._publish_lock, Unavailable("publishing ticks", self._client):
             self._writer.run(
                 self._encode_batch(records[start : start + _PUBLISH_BATCH])
                 for start in range(0, len(records), _PUBLISH_BATCH)
@@ -113,7 +113,7 @@ class RedisTickStore:
 
     def get(self, key: str) -> TickRecord | None:
         """The latest record of ``key``; None when there is none or it is undecodable."""
-        with Unavailable("reading a tick"):
+        with Unavailable("reading a tick", self._client):
             data = self._client.get(self._key_prefix + key)
         return None if data is None else _decode_stored(key, data)
 
@@ -125,7 +125,7 @@ class RedisTickStore:
         out: dict[str, TickRecord] = {}
         for start in range(0, len(keys), 1000):
             chunk = keys[start : start + 1000]
-            with Unavailable("reading ticks"):
+            with Unavailable("reading ticks", self._client):
                 values = self._client.mget([self._key_prefix + key for key in chunk])
             for key, data in zip(chunk, values, strict=True):
                 if data is not None:
@@ -290,7 +290,7 @@ class RedisTickStore:
         channels = list(subs_by_channel)
         for start in range(0, len(channels), 1000):
             chunk = channels[start : start + 1000]
-            with Unavailable("reading ticks"):
+            with Unavailable("reading ticks", self._client):
                 values = self._client.mget(chunk)
             batches: dict[TickSubscription, dict[str, Pending]] = {}
             for channel, data in zip(chunk, values, strict=True):
@@ -307,7 +307,7 @@ class RedisTickStore:
         self._deliver_routed(dict.fromkeys(channels, tuple(subs)))
 
     def _deliver_all(self, subs: Sequence[TickSubscription]) -> None:
-        with Unavailable("scanning ticks"):
+        with Unavailable("scanning ticks", self._client):
             names = list(self._client.scan_iter(match=self._pattern, count=1000))
         self._deliver(names, subs)
 

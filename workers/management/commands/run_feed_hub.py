@@ -17,7 +17,7 @@ from django.core.management.base import BaseCommand, CommandError, CommandParser
 from config_schema import ConfigError
 from workers.broker_auth import BrokerAuthFailed
 from workers.feed_hub import FeedHubFailed, hub_from_settings
-from workers.process import run_until_stopped
+from workers.process import check_record_dir, check_redis_at_start, run_until_stopped
 from workers.realtime.services import realtime_from_settings
 from workers.subscriptions import WatchlistError
 
@@ -40,12 +40,18 @@ class Command(BaseCommand):
         )
 
     def handle(self, *args: Any, **options: Any) -> None:
+        check_record_dir(options["record"])
         realtime = realtime_from_settings()
         if realtime.redis_url is None:
             logger.warning(
                 "REDIS_URL is not set: ticks stay inside this process and no other process "
                 "sees them (for one process on a laptop, use manage.py run_trader)"
             )
+        try:
+            check_redis_at_start(realtime.redis_url, "feed hub")
+        except CommandError:
+            realtime.close()
+            raise
         try:
             hub = hub_from_settings(
                 realtime, record_dir=options["record"], seed_candles=not options["no_seed"]

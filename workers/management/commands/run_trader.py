@@ -37,8 +37,10 @@ from workers.feed_hub import FeedHubFailed, hub_from_settings
 from workers.heartbeat import Heartbeat
 from workers.market_clock import MarketClock
 from workers.orders import manager_for
+from workers.process import check_record_dir, check_redis_at_start
 from workers.realtime.keys import MARKET_CLOCK
 from workers.realtime.kv_store import DbKeyValueStore
+from workers.realtime.redis_client import StoreRefused, on_refused
 from workers.realtime.services import Realtime, realtime_from_settings
 from workers.signal_engine import engine_from_settings
 from workers.subscriptions import WatchlistError, parse_watchlist
@@ -53,6 +55,7 @@ FATAL: tuple[type[BaseException], ...] = (
     WatchlistError,
     BrokerAuthFailed,
     FeedHubFailed,
+    StoreRefused,
 )
 
 
@@ -81,6 +84,26 @@ def _ticks(text: str) -> float:
     return value
 
 
+# Market seconds per real second, at most: at 1000x a whole session (6 h 15 min) passes in
+# 23 real seconds, and feed packets are minutes of market time apart even at --sim-ticks 100
+# (a candle older than signals.max_candle_age_seconds is not traded). Faster, the session is
+# over before the components have started, and nothing trades.
+MAX_SIM_SPEED = 1000.0
+
+
+def _speed(text: str) -> float:
+    try:
+        value = float(text)
+    except ValueError:
+        value = 0.0  # nan and inf fail the bounds below, as a word does
+    if not 0 < value <= MAX_SIM_SPEED:
+        raise CommandError(
+            f"--sim-speed must be market seconds per real second above 0 and at most "
+            f"{MAX_SIM_SPEED:g} (at 1000x a session passes in 23 s), got {text!r}"
+        )
+    return value
+
+
 def _date(text: str) -> date:
     try:
         return date.fromisoformat(text)
@@ -93,7 +116,9 @@ class Command(BaseCommand):
 
     def add_arguments(self, parser: CommandParser) -> None:
         parser.add_argument("--sim", action="store_true", help="run against the built-in simulator")
-        parser.add_argument("--sim-speed", type=float, default=1.0, help="market s per real s")
+        parser.add_argument(
+            "--sim-speed", type=_speed, default=1.0, help="market s per real s (at most 1000)"
+        )
         parser.add_argument("--sim-start", type=_hhmm, default=None, help="market time, HH:MM")
         parser.add_argument("--sim-date", type=_date, default=None, help="trading date")
         parser.add_argument("--sim-seed", type=int, default=0)
@@ -107,6 +132,7 @@ class Command(BaseCommand):
         parser.add_argument("--no-seed", action="store_true", help="no candle seeding from REST")
 
     def handle(self, *args: Any, **options: Any) -> None:
+        check_record_dir(options["record"])
         try:
             parse_watchlist(settings.DHANHQ_WS_WATCHLIST)
         except WatchlistError as exc:
@@ -179,6 +205,11 @@ class Command(BaseCommand):
         mode = trading_mode()
         logger.info("trading mode: %s (%s)", mode.name.upper(), mode.reason)
         realtime = realtime_from_settings()
+        try:
+            check_redis_at_start(realtime.redis_url, "run_trader")
+        except CommandError:
+            realtime.close()
+            raise
         if realtime.redis_url is None:
             # No Redis: the web process (/ready, dashboard) reads heartbeats and feed health
             # from the database instead of this process's memory.
@@ -203,8 +234,14 @@ class Command(BaseCommand):
             heartbeat_interval=5.0, log_interval=30.0, on_status=on_status, fatal=FATAL
         )
         self.components(supervisor, realtime, options, mode.live)
+        # A component (or the pub/sub reader's thread) that meets a Redis refusal stops
+        # everything, even where the component itself treats the error as a passing fault.
+        forget = on_refused(lambda error: supervisor.fail("redis", str(error)))
         started = datetime.now()
-        code = supervisor.run_forever(stop_timeout=4.0)
+        try:
+            code = supervisor.run_forever(stop_timeout=4.0)
+        finally:
+            forget()
         try:
             supervisor_beat.beat("stopped", components=supervisor.status())
         except Exception as exc:
