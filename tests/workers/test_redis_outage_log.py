@@ -18,6 +18,7 @@ from pathlib import Path
 import pytest
 
 from scripts import services
+from tests.support.trader import database_url
 from workers.heartbeat import Heartbeat
 from workers.realtime.kv_store import RedisKeyValueStore
 from workers.realtime.redis_client import Outage, StoreUnavailable
@@ -72,7 +73,7 @@ def test_run_exit_engine_with_redis_unreachable_does_not_flood_the_log():
     proc = subprocess.Popen(
         [sys.executable, "manage.py", "run_exit_engine"],
         cwd=ROOT,
-        env={**os.environ, "REDIS_URL": url},
+        env={**os.environ, "REDIS_URL": url, "DATABASE_URL": database_url()},
         stdout=subprocess.PIPE,
         stderr=subprocess.STDOUT,
         text=True,

@@ -22,6 +22,7 @@ import pytest
 import redis
 
 from scripts import services
+from tests.support.trader import database_url
 from workers.realtime.kv_store import RedisKeyValueStore
 from workers.realtime.redis_client import (
     StoreRefused,
@@ -173,7 +174,9 @@ def test_a_supervisor_failed_by_a_hook_stops_every_component_and_returns_1():
 
 
 def _worker(url: str, *command: str) -> subprocess.Popen[str]:
-    env = {**os.environ, "REDIS_URL": url}
+    # The test's database (migrated), not the one DATABASE_URL names: the worker reads the
+    # config's overrides there before it starts.
+    env = {**os.environ, "REDIS_URL": url, "DATABASE_URL": database_url()}
     return subprocess.Popen(
         [sys.executable, "manage.py", *command],
         cwd=ROOT,
