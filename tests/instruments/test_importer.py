@@ -251,7 +251,9 @@ def test_switching_between_the_detailed_variants_rewrites_nothing(import_file, d
 
 
 def test_awkward_characters_in_names_survive_the_bulk_load(import_file, compact_variant):
-    name = 'Reliance "Industries", Ltd \\ A\tB Société ₹'
+    # A backslash is COPY's escape character; quotes and commas are the CSV's own. (A tab or
+    # any other control character rejects the row: test_scrip_master.py.)
+    name = 'Reliance "Industries", Ltd \\ A\\tB Société ₹'
     path = compact_variant(change={2885: {"SEM_CUSTOM_SYMBOL": name}})
     import_file(path)
     assert instrument("NSE_EQ", 2885).display_name == name
@@ -372,6 +374,41 @@ def test_bad_rows_are_skipped_and_counted_by_reason_with_their_first_lines(
     ]
     assert all(p["detail"] for p in stats["rejected_samples"])
     assert not Derivative.objects.filter(security_id__in=range(90001, 90007)).exists()
+
+
+# The probe's absurd values (one appended row each), which used to be imported with nothing
+# rejected: a 1e300 strike broke catalog.strikes() on SQLite and was a traceback on PostgreSQL.
+ABSURD = {
+    "strike 1e300": (9, "1e300", "strike"),
+    "lot size 1e9": (6, "1e9", "lot_size"),
+    "lot size 1e10": (6, "1e10", "lot_size"),
+    "lot size in Arabic-Indic digits": (6, "\u0661\u0660", "lot_size"),
+    "tick size 0": (11, "0", "tick_size"),
+    "security id 99999999999": (2, "99999999999", "security_id"),
+    "a newline in the trading symbol": (5, "NIFTY-Oct2024\n-25800-CE", "trading_symbol"),
+    "expiry year 9999": (8, "9999-10-10 14:30:00", "expiry"),
+}
+
+
+@pytest.mark.parametrize(("position", "value", "reason"), ABSURD.values(), ids=ABSURD.keys())
+def test_an_absurd_value_is_rejected_and_the_catalog_stays_readable(
+    import_file, compact_variant, position, value, reason
+):
+    from instruments import catalog
+
+    row = (
+        "NSE,D,90001,OPTIDX,0,NIFTY-Oct2024-26000-CE,25.0,NIFTY 10 OCT 26000 CALL,"
+        "2024-10-10 14:30:00,26000.00000,CE,5.0000,W,OP,,"
+    ).split(",")
+    row[position] = value
+    result = import_file(compact_variant(add=[row]), max_bad_row_share=0.10)
+
+    assert result.stats["rejected"] == {reason: 1}
+    assert (result.stats["accepted"], Derivative.objects.count()) == (20, 15)
+    expiry = date(2024, 10, 10)
+    assert catalog.strikes("NIFTY", expiry) == [Decimal(k) for k in ("25700", "25800", "25900")]
+    assert catalog.nearest_strike("NIFTY", expiry, 25810) == Decimal("25800")
+    assert max(Derivative.objects.values_list("lot_size", flat=True)) == 250
 
 
 def test_the_bad_row_share_limit_can_be_raised_for_one_run(import_file, compact_variant):
