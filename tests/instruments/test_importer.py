@@ -464,6 +464,75 @@ def test_a_corrupted_file_into_an_empty_catalog_imports_nothing(
     assert [error for _, _, error in failures()] == [str(caught.value)]
 
 
+# A value the database refuses although the parser let it through (the probe's 1e300 strike on
+# PostgreSQL before the parser's bounds): here a negative lot size, which the lot column's
+# CHECK (lot_size >= 0) refuses on both databases. A new contract reaches the database through
+# COPY on PostgreSQL (psycopg's own error), a changed one through the staging UPDATE (Django's).
+REFUSED_BY_THE_DATABASE = {
+    "new contract": {
+        "add": [
+            (
+                "NSE,D,60002,OPTSTK,0,RELIANCE-Oct2024-2900-CE,250.0,RELIANCE 31 OCT 2900 CALL,"
+                "2024-10-31 14:30:00,2900.00000,CE,5.0000,M,OP,,"
+            ).split(",")
+        ]
+    },
+    "changed contract": {"change": {60001: {"SEM_CUSTOM_SYMBOL": "RELIANCE OCT 2800 CALL"}}},
+}
+
+
+@pytest.mark.parametrize("variant", REFUSED_BY_THE_DATABASE.values(), ids=REFUSED_BY_THE_DATABASE)
+def test_a_value_the_database_refuses_is_a_recorded_failed_run(
+    import_file, compact_file, compact_variant, snapshot, freeze, monkeypatch, variant
+):
+    from instruments.scrip_master import ScripMasterParser
+
+    freeze(BEFORE_ANY_EXPIRY)
+    import_file(compact_file)
+    before = snapshot()
+    freeze(BEFORE_ANY_EXPIRY + timedelta(hours=1))
+    path = compact_variant(**variant)
+    real_lot = ScripMasterParser._lot
+    # Only this contract's lot (250.0) turns negative; the cache is bypassed for it.
+    monkeypatch.setattr(
+        ScripMasterParser,
+        "_lot",
+        lambda self, raw: "-250" if raw == "250.0" else real_lot(self, raw),
+    )
+
+    with pytest.raises(ImportFailed) as caught:
+        import_file(path)
+
+    message = str(caught.value)
+    assert "\n" not in message
+    assert message.startswith(f"file {path}: the database refused the import (")
+    assert "lot_size" in message
+    assert message.endswith("); nothing was changed")
+    assert snapshot() == before
+    assert failures() == [(f"file {path}", file_fingerprint(path, catalog_config()), message)]
+    assert catalog_status()["last_failure"]["error"] == message
+
+
+def test_a_failed_run_the_database_cannot_record_still_fails_in_one_line(
+    import_file, compact_file, monkeypatch
+):
+    from django.db import OperationalError
+
+    from instruments import importer
+
+    def broken(*args, **kwargs):
+        raise OperationalError("server closed the connection unexpectedly\nThis probably means")
+
+    monkeypatch.setattr(importer, "_import_file", broken)
+    monkeypatch.setattr(importer.CatalogImport.objects, "create", broken)
+    with pytest.raises(ImportFailed) as caught:
+        import_file(compact_file)
+    message = str(caught.value)
+    assert "\n" not in message
+    assert "the database refused the import (OperationalError: server closed the" in message
+    assert "(the failed run could not be recorded: OperationalError: server closed" in message
+
+
 def test_file_order_does_not_matter_for_underlying_links(import_file, write_file, compact_file):
     header, *rows = compact_file.read_text(encoding="utf-8").splitlines(keepends=True)
     reversed_file = write_file("reversed.csv", header + "".join(reversed(rows)))
