@@ -68,6 +68,7 @@ _COUNTS = (
     "unchanged",
     "removed",
     "flagged_inactive",
+    "kept_rejected",
 )
 
 
@@ -325,6 +326,21 @@ class _Existing:
                     )
                     rows[_KEY_BASE[(kind, segment)] | sid] = (pk, digest, bool(active), day)
         return cls(rows, sum(1 for row in rows.values() if row[2]))
+
+    def keep(self, keys: list[tuple[str, int]]) -> int:
+        """Take the contracts of rejected rows out of ``rows`` (what left the file): they are
+        still in it, only unreadable this time, so they stay as stored, neither removed nor
+        updated. Returns how many stored contracts that kept. Called after every chunk was
+        merged: a key an accepted row of the file claimed is gone from ``rows`` by then."""
+        kept = 0
+        pop = self.rows.pop
+        for segment, security_id in keys:
+            for kind in ("D", "I"):
+                base = _KEY_BASE.get((kind, segment))
+                if base is not None and pop(base | security_id, None) is not None:
+                    kept += 1
+                    break
+        return kept
 
     def unexpected_removals(self, today: str) -> int:
         """Rows still in ``rows`` (not in the file) that were active and have not expired."""
@@ -757,6 +773,7 @@ def _import_file(
                 f"malformed ({report.rejected_total / report.rows_read:.1%}, the limit is "
                 f"{max_bad:.1%}); nothing was imported. First problems: {shown}"
             )
+        kept_rejected = existing.keep(report.rejected_keys)
         dialect.analyze()
         updated = merger.apply_changes()
         inserted = merger.inserted
@@ -796,6 +813,7 @@ def _import_file(
             "unchanged": report.accepted - inserted - updated,
             "removed": deleted_d + deleted_i,
             "flagged_inactive": flagged_d + flagged_i,
+            "kept_rejected": kept_rejected,
             "rejected": dict(report.rejected),
             "dropped": dict(report.dropped),
             "rejected_samples": [

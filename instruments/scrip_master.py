@@ -229,6 +229,9 @@ class ParseReport:
     dropped: Counter = field(default_factory=Counter)
     samples: list[RowProblem] = field(default_factory=list)
     warnings: list[str] = field(default_factory=list)
+    # (exchange segment, security id) of each rejected row whose key could still be read: the
+    # importer keeps those contracts as stored instead of taking them for gone from the file.
+    rejected_keys: list[tuple[str, int]] = field(default_factory=list)
 
     @property
     def rejected_total(self) -> int:
@@ -428,6 +431,10 @@ class ScripMasterParser:
                 except _RowError as problem:
                     last_bad_line = reader.line_num
                     self._reject(reader.line_num, problem.reason, problem.detail)
+                    if problem.reason != "field count":  # columns where the header says
+                        key = self._readable_key(pick(record))
+                        if key is not None:
+                            report.rejected_keys.append(key)
                     continue
                 if row is not None:
                     report.accepted += 1
@@ -472,6 +479,17 @@ class ScripMasterParser:
         # A column this format lacks reads the blank appended at index ``width``.
         indices = [position.get(mapping[f], width) if mapping[f] else width for f in FIELDS]
         return operator.itemgetter(*indices), width, fmt == "detailed"
+
+    def _readable_key(self, fields: tuple[str, ...]) -> tuple[str, int] | None:
+        """A rejected row's (exchange segment, security id) when both read cleanly and its
+        exchange is imported; None otherwise (error path only)."""
+        exchange, segment, raw_id = (value.strip().upper() for value in fields[:3])
+        exchange_segment = SEGMENTS.get((exchange, segment))
+        if exchange not in self.exchanges or exchange_segment is None:
+            return None
+        if not (raw_id.isascii() and raw_id.isdigit()) or not 0 < int(raw_id) <= MAX_SECURITY_ID:
+            return None
+        return exchange_segment, int(raw_id)
 
     def _reject(self, line: int, reason: str, detail: str) -> None:
         self.report.rejected[reason] += 1

@@ -62,6 +62,18 @@ def test_import_prints_a_summary(compact_file):
     assert Derivative.objects.count() == 15
 
 
+def test_import_says_how_many_stored_contracts_its_rejected_rows_kept(
+    compact_file, compact_variant
+):
+    run("import_instruments", "--file", str(compact_file))
+    bad = compact_variant(change={44428: {"SEM_LOT_UNITS": "abc"}})
+    out, _ = run("import_instruments", "--file", str(bad), "--max-bad-row-share", "0.1")
+    assert "rejected: lot_size 1" in out
+    assert "stored contracts kept as they were because their rows were rejected: 1" in out
+    assert "removed 0" in out
+    assert Derivative.objects.filter(security_id=44428).exists()
+
+
 def test_import_json_output_parses(compact_file):
     summary = run_json("import_instruments", "--file", str(compact_file))
 

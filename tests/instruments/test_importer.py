@@ -411,6 +411,67 @@ def test_an_absurd_value_is_rejected_and_the_catalog_stays_readable(
     assert max(Derivative.objects.values_list("lot_size", flat=True)) == 250
 
 
+def test_a_rejected_row_leaves_its_stored_contract_as_it_was(
+    import_file, compact_file, compact_variant, freeze
+):
+    # The probe: SEM_LOT_UNITS=abc on rows of stored contracts (under max_bad_row_share)
+    # deleted them as if they had left the file. 44429 also changed its name: not applied.
+    freeze(BEFORE_ANY_EXPIRY)
+    import_file(compact_file)
+    stored = {
+        sid: Derivative.objects.filter(security_id=sid).values().get() for sid in (44428, 44429)
+    }
+    bad = compact_variant(
+        change={
+            44428: {"SEM_LOT_UNITS": "abc"},
+            44429: {"SEM_LOT_UNITS": "abc", "SEM_CUSTOM_SYMBOL": "RENAMED"},
+        }
+    )
+
+    freeze(BEFORE_ANY_EXPIRY + timedelta(hours=1))
+    stats = import_file(bad, max_bad_row_share=0.10).stats
+
+    assert stats["rejected"] == {"lot_size": 2}
+    assert (stats["removed"], stats["flagged_inactive"], stats["kept_rejected"]) == (0, 0, 2)
+    assert (stats["inserted"], stats["updated"]) == (0, 0)
+    assert Derivative.objects.count() == 15
+    for sid, before in stored.items():
+        assert Derivative.objects.filter(security_id=sid).values().get() == before
+    assert last_import().kept_rejected == 2
+
+
+def test_a_rejected_row_whose_key_cannot_be_read_does_not_keep_a_contract(
+    import_file, compact_file, compact_variant
+):
+    import_file(compact_file)
+    # 44428's row loses its security id: nothing says which stored contract it was.
+    bad = compact_variant(change={44428: {"SEM_SMST_SECURITY_ID": "44428x"}})
+    stats = import_file(bad, max_bad_row_share=0.10, allow_large_removal=True).stats
+    assert stats["rejected"] == {"security_id": 1}
+    assert (stats["removed"], stats["kept_rejected"]) == (1, 0)
+    assert not Derivative.objects.filter(security_id=44428).exists()
+
+
+def test_a_rejected_duplicate_and_a_rejected_new_contract_keep_nothing(
+    import_file, compact_file, compact_variant
+):
+    import_file(compact_file)
+    duplicate = (
+        "NSE,D,44430,OPTIDX,0,NIFTY-Oct2024-25800-CE,lots,NIFTY 10 OCT 25800 CALL,"
+        "2024-10-10 14:30:00,25800.00000,CE,5.0000,W,OP,,"
+    ).split(",")
+    new = [*duplicate[:2], "90001", *duplicate[3:]]
+    stats = import_file(
+        compact_variant(add=[duplicate, new], change={44431: {"SEM_CUSTOM_SYMBOL": "NEW NAME"}}),
+        max_bad_row_share=0.10,
+    ).stats
+    # 44430's good row (listed first) was accepted; the second copy keeps nothing extra.
+    assert stats["rejected"] == {"lot_size": 2}
+    assert (stats["kept_rejected"], stats["removed"], stats["updated"]) == (0, 0, 1)
+    assert derivative(44431).display_name == "NEW NAME"
+    assert not Derivative.objects.filter(security_id=90001).exists()
+
+
 def test_the_bad_row_share_limit_can_be_raised_for_one_run(import_file, compact_variant):
     two_bad = compact_variant(change={44428: {"SEM_LOT_UNITS": "x"}, 44429: {"SEM_LOT_UNITS": "x"}})
     with pytest.raises(ImportFailed, match=r"2 of 22 rows are malformed \(9\.1%"):

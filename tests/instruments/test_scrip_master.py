@@ -485,6 +485,23 @@ def test_the_bounds_match_the_catalogs_columns():
     assert scrip_master.MAX_LOT_SIZE < 2**31  # the lot column is a 32-bit integer
 
 
+def test_a_rejected_row_reports_its_key_when_it_can_be_read():
+    rows, parser = parse(
+        compact(
+            NIFTY_INDEX,
+            NIFTY_CE.replace(",25.0,", ",abc,"),  # bad lot: its key reads
+            SENSEX_PE.replace(",10.0,", ",abc,").replace("BSE,D,", "bse,d,"),
+            NIFTY_CE.replace(",44430,", ",44x30,"),  # no readable security id
+            NIFTY_CE.replace("NSE,D,", "NSE,Q,"),  # no known segment
+            CRUDE_FUT.replace(",100.0,", ",abc,"),  # MCX: not imported, so nothing to keep
+            NIFTY_CE + ",extra",  # the columns are not where the header says
+        )
+    )
+    assert [row["security_id"] for row in rows] == [13]
+    assert parser.report.rejected_total == 5
+    assert parser.report.rejected_keys == [("NSE_FNO", 44430), ("BSE_FNO", 1123767)]
+
+
 def test_it_keeps_only_the_first_few_problems_with_their_line_numbers():
     bad = [line for _, line in BAD_ROWS]
     rows, parser = parse(compact(NIFTY_INDEX, *bad, SENSEX_INDEX), max_samples=5)
