@@ -300,8 +300,10 @@ def _ends_with_newline(fh: BinaryIO) -> bool:
     return last == b"\n"
 
 
-def _locate_corruption(fh: BinaryIO, name: str, exc: Exception) -> str:
-    """Error path only: re-read the file to name the first line that is not UTF-8 CSV text."""
+def _locate_corruption(fh: BinaryIO, name: str, exc: Exception, line: int) -> str:
+    """Error path only: re-read the file to name the first line that is not UTF-8 CSV text;
+    otherwise the CSV reader's own complaint at ``line``, the line it was reading (a field
+    over the csv module's size limit, say)."""
     fh.seek(0)
     for number, raw in enumerate(fh, 1):
         if b"\x00" in raw:
@@ -313,7 +315,7 @@ def _locate_corruption(fh: BinaryIO, name: str, exc: Exception) -> str:
                 f"{name}: line {number}: not UTF-8 text (byte 0x{raw[bad.start]:02x} at column "
                 f"{bad.start + 1}): the file is binary or corrupt"
             )
-    return f"{name}: unreadable CSV ({exc})"
+    return f"{name}: line {line}: unreadable CSV ({exc})"
 
 
 def _copy_escape(value: str) -> str:
@@ -440,7 +442,9 @@ class ScripMasterParser:
                     report.accepted += 1
                     yield row
         except (csv.Error, UnicodeDecodeError) as exc:
-            raise ScripMasterError(_locate_corruption(fh, self.name, exc)) from None
+            raise ScripMasterError(
+                _locate_corruption(fh, self.name, exc, reader.line_num)
+            ) from None
         finally:
             text.detach()  # leave the caller's file open
         if last_bad_line and last_bad_line == reader.line_num and not ends_with_newline:

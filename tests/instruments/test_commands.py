@@ -248,6 +248,28 @@ def test_import_of_a_missing_file_fails_clearly(tmp_path):
         run("import_instruments", "--file", str(tmp_path / "nowhere.csv"))
 
 
+def test_import_of_a_directory_says_it_is_a_directory(tmp_path):
+    folder = tmp_path / "adir.csv"
+    folder.mkdir()
+    with pytest.raises(CommandError) as caught:
+        run("import_instruments", "--file", str(folder))
+    assert str(caught.value) == (
+        f"import failed, the catalog is unchanged: {folder}: is a directory, not a scrip "
+        "master file"
+    )
+    assert CatalogImport.objects.get().error == f"{folder}: is a directory, not a scrip master file"
+
+
+def test_import_of_a_file_with_a_huge_field_names_the_line(compact_variant):
+    longline = compact_variant(change={2885: {"SEM_CUSTOM_SYMBOL": "R" * 200_000}})
+    with pytest.raises(CommandError) as caught:
+        run("import_instruments", "--file", str(longline))
+    # RELIANCE is the fixture's fifth line.
+    assert f"{longline.name}: line 5: unreadable CSV (field larger than field limit" in str(
+        caught.value
+    )
+
+
 # -- instruments_status -------------------------------------------------------------------------
 
 

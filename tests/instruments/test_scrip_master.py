@@ -570,6 +570,14 @@ def test_nul_bytes_name_the_line():
     assert "NUL bytes" in message
 
 
+def test_a_field_over_the_csv_size_limit_names_its_line():
+    # The probe: a 200 kB field said "unreadable CSV (field larger than field limit (131072))"
+    # and no line, where every other problem names one.
+    huge = RELIANCE.replace("Reliance Industries", "R" * 200_000)
+    message = fails(compact(NIFTY_INDEX, NIFTY_CE, huge, SENSEX_INDEX), name="longline.csv")
+    assert message.startswith("longline.csv: line 4: unreadable CSV (field larger than field limit")
+
+
 def test_binary_junk_is_refused_naming_the_line():
     png = b"\x89PNG\r\n\x1a\n\x00\x00\x00\rIHDR\x00\x00\x02\x00" + bytes(range(256)) * 4
     message = fails(png)
