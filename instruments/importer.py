@@ -35,7 +35,7 @@ from pathlib import Path
 from typing import Any, BinaryIO
 
 from django.conf import settings
-from django.db import connection, transaction
+from django.db import DatabaseError, connection, transaction
 from django.utils import timezone
 
 from instruments.config import CatalogConfig, catalog_config
@@ -68,6 +68,7 @@ _COUNTS = (
     "unchanged",
     "removed",
     "flagged_inactive",
+    "kept_rejected",
 )
 
 
@@ -325,6 +326,21 @@ class _Existing:
                     )
                     rows[_KEY_BASE[(kind, segment)] | sid] = (pk, digest, bool(active), day)
         return cls(rows, sum(1 for row in rows.values() if row[2]))
+
+    def keep(self, keys: list[tuple[str, int]]) -> int:
+        """Take the contracts of rejected rows out of ``rows`` (what left the file): they are
+        still in it, only unreadable this time, so they stay as stored, neither removed nor
+        updated. Returns how many stored contracts that kept. Called after every chunk was
+        merged: a key an accepted row of the file claimed is gone from ``rows`` by then."""
+        kept = 0
+        pop = self.rows.pop
+        for segment, security_id in keys:
+            for kind in ("D", "I"):
+                base = _KEY_BASE.get((kind, segment))
+                if base is not None and pop(base | security_id, None) is not None:
+                    kept += 1
+                    break
+        return kept
 
     def unexpected_removals(self, today: str) -> int:
         """Rows still in ``rows`` (not in the file) that were active and have not expired."""
@@ -652,17 +668,48 @@ def import_catalog(
         except ScripMasterError as exc:
             raise ImportFailed(str(exc)) from None
     except ImportFailed as exc:
+        _record_failure(exc, started, started_at, wanted, fingerprint)
+        raise
+    except (DatabaseError, connection.Database.Error) as exc:
+        # A value or statement the database refused (psycopg's own errors come straight
+        # from COPY, Django's wrapped ones from everything else). The transaction rolled
+        # back: the run is a failure like any other, in one line.
+        failed = ImportFailed(
+            f"{wanted}: the database refused the import ({database_error_text(exc)}); "
+            "nothing was changed"
+        )
+        _record_failure(failed, started, started_at, wanted, fingerprint)
+        raise failed from None
+    return ImportResult("imported", stats, stats.pop("_warnings"))
+
+
+def database_error_text(exc: BaseException, limit: int = 400) -> str:
+    """A database error on one line: its class and message (PostgreSQL's DETAIL and CONTEXT
+    lines joined), cut at ``limit`` characters."""
+    cause = exc.__cause__ if isinstance(exc, DatabaseError) and exc.__cause__ else exc
+    text = " ".join(str(exc).split()) or "no message"
+    text = f"{type(cause).__name__}: {text}"
+    return text if len(text) <= limit else text[: limit - 3] + "..."
+
+
+def _record_failure(
+    exc: ImportFailed, started: float, started_at: datetime, source: str, fingerprint: str
+) -> None:
+    """The failed run's CatalogImport row. When the database cannot take even that (it is
+    down), the error says so instead of hiding the first failure behind a second one."""
+    try:
         CatalogImport.objects.create(
             started_at=started_at,
             finished_at=timezone.now(),
             outcome=CatalogImport.Outcome.FAILED,
-            source=wanted,
+            source=source,
             fingerprint=fingerprint,
             duration_seconds=round(time.monotonic() - started, 3),
             error=str(exc),
         )
-        raise
-    return ImportResult("imported", stats, stats.pop("_warnings"))
+    except (DatabaseError, connection.Database.Error) as second:
+        log.warning("catalog import: the failed run could not be recorded: %s", second)
+        exc.args = (f"{exc} (the failed run could not be recorded: {database_error_text(second)})",)
 
 
 def _import_file(
@@ -726,6 +773,7 @@ def _import_file(
                 f"malformed ({report.rejected_total / report.rows_read:.1%}, the limit is "
                 f"{max_bad:.1%}); nothing was imported. First problems: {shown}"
             )
+        kept_rejected = existing.keep(report.rejected_keys)
         dialect.analyze()
         updated = merger.apply_changes()
         inserted = merger.inserted
@@ -765,6 +813,7 @@ def _import_file(
             "unchanged": report.accepted - inserted - updated,
             "removed": deleted_d + deleted_i,
             "flagged_inactive": flagged_d + flagged_i,
+            "kept_rejected": kept_rejected,
             "rejected": dict(report.rejected),
             "dropped": dict(report.dropped),
             "rejected_samples": [
@@ -792,7 +841,6 @@ def _import_file(
         )
     stats["_warnings"] = warnings
     return stats
-
 
 
 def clear_catalog() -> dict[str, int]:

@@ -161,6 +161,10 @@ class CatalogImport(models.Model):
     flagged_inactive = models.PositiveIntegerField(
         default=0, help_text="left the file but still referenced (kept, flagged inactive)"
     )
+    kept_rejected = models.PositiveIntegerField(
+        default=0,
+        help_text="stored contracts whose rows were rejected: kept as they were, not removed",
+    )
     rejected = models.JSONField(default=dict, blank=True, help_text="malformed rows by reason")
     dropped = models.JSONField(
         default=dict, blank=True, help_text="rows skipped on purpose (test symbols, exchanges)"

@@ -38,7 +38,9 @@ from zoneinfo import ZoneInfo
 IST = ZoneInfo("Asia/Kolkata")
 
 # Bump when normalisation changes so an unchanged file is still re-imported once.
-NORMALISER_VERSION = "1"
+# 2: values the catalog cannot hold are rejected (bounds below), so a file imported under 1
+# is read again under the new rules.
+NORMALISER_VERSION = "2"
 
 SEGMENTS: dict[tuple[str, str], str] = {
     ("NSE", "I"): "IDX_I",
@@ -164,6 +166,40 @@ _REQUIRED_BY_FORMAT = {
 }
 
 _TEST_SYMBOL = re.compile(r"(NSE|BSE|MCX)TEST")
+
+# -- what a row may hold (a value outside these is a rejected row, counted under its column) --
+# Security ids travel in the feed header's u32 field (PROTOCOL.md 2.x, ``<BHBI``), and the
+# watchlist and DHANHQ_WS_WATCHLIST allow the same range.
+MAX_SECURITY_ID = 4_294_967_295
+# Units per lot. Real NSE/BSE index options use 10-140 (PROTOCOL.md 5: NIFTY 25/75/65, SENSEX
+# 10/20, MIDCPNIFTY up to 140); the real sample's largest lot is 12,000 (a BSE SME equity);
+# NSE's JPYINR currency contract is 100,000 yen. A figure above this is a typo or junk.
+MAX_LOT_SIZE = 100_000
+# Expiry years a contract may carry (the file's 0001-01-01 "no expiry" never reaches here).
+EXPIRY_YEARS = range(2000, 2100)
+# The catalog's numeric columns (instruments.models; tests/instruments check these match):
+# Derivative.strike numeric(14, 4), Scrip.tick_size numeric(12, 4), in rupees.
+STRIKE_DIGITS = (14, 4)
+TICK_DIGITS = (12, 4)
+# The catalog's text columns a file value goes into, with their lengths (same check).
+TEXT_LIMITS = {
+    "instrument": 16,
+    "instrument_type": 16,
+    "trading_symbol": 64,
+    "display_name": 128,
+    "symbol_name": 128,
+    "isin": 12,
+    "series": 8,
+    "underlying_symbol": 64,
+}
+# Numbers are ASCII: Decimal() and int() also read other scripts' digits (Arabic-Indic
+# U+0661 U+0660 as 10), underscores (1_000) and padding. Whole-number columns take no exponent
+# either (1e9).
+_DECIMAL = re.compile(r"[+-]?(?:[0-9]+\.?[0-9]*|\.[0-9]+)(?:[eE][+-]?[0-9]+)?")
+_WHOLE = re.compile(r"[0-9]+(?:\.0*)?")  # Dhan writes lots as 25 or 25.0
+# Control characters (C0, DEL, C1) and the Unicode line and paragraph separators: no value of
+# a scrip master holds them (a quoted newline inside a symbol is junk).
+_CONTROL = re.compile("[\x00-\x1f\x7f-\x9f\u2028\u2029]")
 _EXPIRY_FLAGS = {"W": "W", "M": "M"}
 _NO_VALUE = frozenset({"", "NA", "XX", "N/A"})
 # A date-only expiry expires at the exchange's close (the catalog's default time of day).
@@ -193,6 +229,9 @@ class ParseReport:
     dropped: Counter = field(default_factory=Counter)
     samples: list[RowProblem] = field(default_factory=list)
     warnings: list[str] = field(default_factory=list)
+    # (exchange segment, security id) of each rejected row whose key could still be read: the
+    # importer keeps those contracts as stored instead of taking them for gone from the file.
+    rejected_keys: list[tuple[str, int]] = field(default_factory=list)
 
     @property
     def rejected_total(self) -> int:
@@ -219,17 +258,33 @@ def _aware_expiry(raw: str) -> datetime | None:
             naive = datetime.combine(date.fromisoformat(raw), _SESSION_CLOSE)
     except ValueError:
         raise _RowError("expiry", f"expiry {raw!r} is not YYYY-MM-DD[ HH:MM:SS]") from None
+    if naive.year not in EXPIRY_YEARS or not raw.isascii():
+        raise _RowError(
+            "expiry",
+            f"expiry {raw!r} is outside the years {EXPIRY_YEARS[0]}-{EXPIRY_YEARS[-1]}"
+            if raw.isascii()
+            else f"expiry {raw!r} is not written in ASCII digits",
+        )
     return naive.replace(tzinfo=IST)
 
 
 def _decimal(raw: str, what: str) -> Decimal:
+    """A decimal number in ASCII digits (an exponent allowed); anything else rejects the row."""
+    if _DECIMAL.fullmatch(raw) is None:
+        raise _RowError(what, f"{what} {raw!r} is not a number in ASCII digits")
     try:
-        value = Decimal(raw)
-    except InvalidOperation:
+        return Decimal(raw)
+    except InvalidOperation:  # pragma: no cover - the pattern admits only valid numbers
         raise _RowError(what, f"{what} {raw!r} is not a number") from None
-    if not value.is_finite():
-        raise _RowError(what, f"{what} {raw!r} is not a finite number")
-    return value
+
+
+def _fits(value: Decimal, digits: tuple[int, int]) -> bool:
+    """``value`` is stored exactly by a numeric(max_digits, places) column."""
+    max_digits, places = digits
+    _sign, figures, exponent = value.normalize().as_tuple()
+    assert isinstance(exponent, int)  # finite: _decimal admits no NaN or Infinity
+    integer_digits = len(figures) + exponent
+    return -exponent <= places and integer_digits <= max_digits - places
 
 
 def _ends_with_newline(fh: BinaryIO) -> bool:
@@ -245,8 +300,10 @@ def _ends_with_newline(fh: BinaryIO) -> bool:
     return last == b"\n"
 
 
-def _locate_corruption(fh: BinaryIO, name: str, exc: Exception) -> str:
-    """Error path only: re-read the file to name the first line that is not UTF-8 CSV text."""
+def _locate_corruption(fh: BinaryIO, name: str, exc: Exception, line: int) -> str:
+    """Error path only: re-read the file to name the first line that is not UTF-8 CSV text;
+    otherwise the CSV reader's own complaint at ``line``, the line it was reading (a field
+    over the csv module's size limit, say)."""
     fh.seek(0)
     for number, raw in enumerate(fh, 1):
         if b"\x00" in raw:
@@ -258,13 +315,50 @@ def _locate_corruption(fh: BinaryIO, name: str, exc: Exception) -> str:
                 f"{name}: line {number}: not UTF-8 text (byte 0x{raw[bad.start]:02x} at column "
                 f"{bad.start + 1}): the file is binary or corrupt"
             )
-    return f"{name}: unreadable CSV ({exc})"
+    return f"{name}: line {line}: unreadable CSV ({exc})"
 
 
 def _copy_escape(value: str) -> str:
     return (
         value.replace("\\", "\\\\").replace("\t", "\\t").replace("\n", "\\n").replace("\r", "\\r")
     )
+
+
+def _control(fields: tuple[str, ...]) -> _RowError | None:
+    """The rejection for the first field holding a control character, or None."""
+    for name, value in zip(FIELDS, fields, strict=True):
+        found = _CONTROL.search(value)
+        if found is not None:
+            return _RowError(
+                name,
+                f"{name.replace('_', ' ')} {value[:80]!r} holds a control character "
+                f"(U+{ord(found.group()):04X})",
+            )
+    return None
+
+
+def _too_long(**values: str) -> _RowError:
+    """The rejection for the first value longer than its catalog column (error path only)."""
+    for name, value in values.items():
+        if len(value) > TEXT_LIMITS[name]:
+            return _RowError(
+                name,
+                f"{name.replace('_', ' ')} {value[:40]!r}... is {len(value)} characters long "
+                f"(the catalog holds {TEXT_LIMITS[name]})",
+            )
+    raise AssertionError("no value is too long")  # pragma: no cover
+
+
+# SEM_EXPIRY_CODE is informative (0 near, 1 next, 2 far): a value that is not a small ASCII
+# integer reads as 0, as blank and NA always have.
+_EXPIRY_CODES = frozenset({"0", "1", "2", "3"})
+
+
+def _expiry_code(raw: str) -> str:
+    digits = raw[1:] if raw.startswith("-") else raw
+    if digits.isascii() and digits.isdigit() and len(digits) <= 4:
+        return str(int(raw))
+    return "0"
 
 
 def _text(value: Decimal) -> str:
@@ -339,12 +433,18 @@ class ScripMasterParser:
                 except _RowError as problem:
                     last_bad_line = reader.line_num
                     self._reject(reader.line_num, problem.reason, problem.detail)
+                    if problem.reason != "field count":  # columns where the header says
+                        key = self._readable_key(pick(record))
+                        if key is not None:
+                            report.rejected_keys.append(key)
                     continue
                 if row is not None:
                     report.accepted += 1
                     yield row
         except (csv.Error, UnicodeDecodeError) as exc:
-            raise ScripMasterError(_locate_corruption(fh, self.name, exc)) from None
+            raise ScripMasterError(
+                _locate_corruption(fh, self.name, exc, reader.line_num)
+            ) from None
         finally:
             text.detach()  # leave the caller's file open
         if last_bad_line and last_bad_line == reader.line_num and not ends_with_newline:
@@ -384,6 +484,17 @@ class ScripMasterParser:
         indices = [position.get(mapping[f], width) if mapping[f] else width for f in FIELDS]
         return operator.itemgetter(*indices), width, fmt == "detailed"
 
+    def _readable_key(self, fields: tuple[str, ...]) -> tuple[str, int] | None:
+        """A rejected row's (exchange segment, security id) when both read cleanly and its
+        exchange is imported; None otherwise (error path only)."""
+        exchange, segment, raw_id = (value.strip().upper() for value in fields[:3])
+        exchange_segment = SEGMENTS.get((exchange, segment))
+        if exchange not in self.exchanges or exchange_segment is None:
+            return None
+        if not (raw_id.isascii() and raw_id.isdigit()) or not 0 < int(raw_id) <= MAX_SECURITY_ID:
+            return None
+        return exchange_segment, int(raw_id)
+
     def _reject(self, line: int, reason: str, detail: str) -> None:
         self.report.rejected[reason] += 1
         if len(self.report.samples) < self.max_samples:
@@ -411,9 +522,15 @@ class ScripMasterParser:
             exchange_segment = SEGMENTS.get((exchange, segment))
             if exchange_segment is None:
                 raise _RowError("segment", f"unknown segment {segment!r} for exchange {exchange}")
-        if not raw_id.isdigit() or raw_id.strip("0") == "":
-            raise _RowError("security_id", f"security id {raw_id!r} is not a positive integer")
+        if not raw_id.isdigit() or not raw_id.isascii() or raw_id.strip("0") == "":
+            raise _RowError(
+                "security_id", f"security id {raw_id!r} is not a positive integer in ASCII digits"
+            )
         security_id = int(raw_id)
+        if security_id > MAX_SECURITY_ID:
+            raise _RowError(
+                "security_id", f"security id {raw_id!r} is above {MAX_SECURITY_ID} (32 bits)"
+            )
         if not instrument.isupper():
             instrument = instrument.upper()
             if not instrument:
@@ -463,18 +580,57 @@ class ScripMasterParser:
         else:
             option_type = ""
 
+        null = self.null
+        if raw_underlying_id.isdigit():
+            underlying_id = raw_underlying_id.lstrip("0") or null
+            if not raw_underlying_id.isascii() or (
+                len(raw_underlying_id) > 9 and int(raw_underlying_id) > MAX_SECURITY_ID
+            ):
+                raise _RowError(
+                    "underlying_security_id",
+                    f"underlying security id {raw_underlying_id!r} is not an ASCII integer up "
+                    f"to {MAX_SECURITY_ID}",
+                )
+        else:
+            underlying_id = null  # blank or NA
+
+        # The hash covers the raw fields (normalisation is a function of them and the version).
+        joined = "\x1f".join((NORMALISER_VERSION, *fields))
+        if "\x00" in joined:  # csv accepts NUL characters; a text scrip master never has them
+            raise _Corrupt("contains NUL bytes: the file is binary or corrupt")
+        # isprintable() is the fast test (a tenth of a regex search): false for every control
+        # character and separator, and for a few harmless ones (a no-break space) that the
+        # regex then lets through.
+        if not "".join(fields).isprintable() and (problem := _control(fields)) is not None:
+            raise problem
+        if (
+            len(trading_symbol) > 64
+            or len(display) > 128
+            or len(symbol_name) > 128
+            or len(underlying_symbol) > 64
+            or len(instrument) > 16
+            or len(instrument_type) > 16
+            or len(series) > 8
+            or len(isin) > 12
+        ):
+            raise _too_long(
+                instrument=instrument,
+                instrument_type=instrument_type,
+                trading_symbol=trading_symbol,
+                display_name=display,
+                symbol_name=symbol_name,
+                isin=isin,
+                series=series,
+                underlying_symbol=underlying_symbol,
+            )
+
         seen = self._seen
         key = (_SEGMENT_NUMBER[exchange_segment] << 48) | security_id
         if key in seen:
             raise _RowError("duplicate", f"{exchange_segment}:{security_id} appears twice")
         seen.add(key)
 
-        # The hash covers the raw fields (normalisation is a function of them and the version).
-        joined = "\x1f".join((NORMALISER_VERSION, *fields))
-        if "\x00" in joined:  # csv accepts NUL characters; a text scrip master never has them
-            raise _Corrupt("contains NUL bytes: the file is binary or corrupt")
         digest = hashlib.md5(joined.encode(), usedforsecurity=False).hexdigest()
-        null = self.null
         values = (
             "D" if is_derivative else "I",
             exchange,
@@ -492,7 +648,7 @@ class ScripMasterParser:
             "" if series in _NO_VALUE else series,
             lot_size,
             tick_size,
-            raw_underlying_id.lstrip("0") or null if raw_underlying_id.isdigit() else null,
+            underlying_id,
             underlying_symbol,
             digest,
             null if expiry_date is None else expiry_date,
@@ -502,21 +658,26 @@ class ScripMasterParser:
             expiry_flag
             if expiry_flag in _EXPIRY_FLAGS
             else _EXPIRY_FLAGS.get(expiry_flag.upper(), ""),
-            code if code.lstrip("-").isdigit() else "0",
+            code if code in _EXPIRY_CODES else _expiry_code(code),
         )
-        if self.copy_text and (
-            "\\" in joined or "\t" in joined or "\n" in joined or "\r" in joined
-        ):
+        # Tabs and line breaks were refused above (control characters): only a backslash
+        # needs COPY's escaping.
+        if self.copy_text and "\\" in joined:
             values = tuple(v if v == null else _copy_escape(v) for v in values)
         return values
 
     def _lot(self, raw: str) -> str:
         lot = self._lot_cache.get(raw)
         if lot is None:
-            value = _decimal(raw, "lot_size") if raw else Decimal(0)
-            if value <= 0 or value != value.to_integral_value():
-                raise _RowError("lot_size", f"lot size {raw!r} is not a positive whole number")
-            lot = self._lot_cache[raw] = str(int(value))
+            if _WHOLE.fullmatch(raw) is None or (units := int(raw.split(".", 1)[0])) <= 0:
+                raise _RowError(
+                    "lot_size", f"lot size {raw!r} is not a positive whole number in ASCII digits"
+                )
+            if units > MAX_LOT_SIZE:
+                raise _RowError(
+                    "lot_size", f"lot size {raw!r} is above {MAX_LOT_SIZE:,} units per lot"
+                )
+            lot = self._lot_cache[raw] = str(units)
         return lot
 
     def _tick(self, raw: str, is_index: bool) -> str:
@@ -525,8 +686,20 @@ class ScripMasterParser:
             value = _decimal(raw, "tick_size") if raw else Decimal(0)
             if value < 0:
                 raise _RowError("tick_size", f"tick size {raw!r} is negative")
+            # An order price is rounded to the tick: every traded row needs one. Index rows are
+            # not traded, and Dhan's real file has 0 there (GIFTNIFTY): kept as it is.
+            if value == 0 and not is_index:
+                raise _RowError("tick_size", f"tick size {raw!r} is not positive")
             # Index rows carry rupees; every other row carries paise.
-            cached = _text(value if is_index else value / 100)
+            rupees = value if is_index else value / 100
+            if not _fits(rupees, TICK_DIGITS):
+                raise _RowError(
+                    "tick_size",
+                    f"tick size {raw!r} (Rs {_text(rupees)}) does not fit the catalog "
+                    f"(at most {TICK_DIGITS[0] - TICK_DIGITS[1]} digits before the point and "
+                    f"{TICK_DIGITS[1]} after)",
+                )
+            cached = _text(rupees)
             self._tick_cache[(raw, is_index)] = cached
         return cached
 
@@ -534,6 +707,13 @@ class ScripMasterParser:
         if raw not in self._strike_cache:
             value = _decimal(raw, "strike") if raw else Decimal(0)
             # -0.01 is Dhan's "no strike" sentinel (futures); non-positive is never a strike.
+            if value > 0 and not _fits(value, STRIKE_DIGITS):
+                raise _RowError(
+                    "strike",
+                    f"strike {raw!r} does not fit the catalog (at most "
+                    f"{STRIKE_DIGITS[0] - STRIKE_DIGITS[1]} digits before the point and "
+                    f"{STRIKE_DIGITS[1]} after)",
+                )
             self._strike_cache[raw] = _text(value) if value > 0 else None
         return self._strike_cache[raw]
 

@@ -92,6 +92,10 @@ def resolve_source(
     if file is not None:
         path = Path(file)
         if not path.is_file():
+            if path.is_dir():
+                raise SourceError(f"{path}: is a directory, not a scrip master file")
+            if path.exists():
+                raise SourceError(f"{path}: not a regular file")
             raise SourceError(f"{path}: no such file")
         return SourceFile(path, f"file {path}")
 

@@ -62,6 +62,18 @@ def test_import_prints_a_summary(compact_file):
     assert Derivative.objects.count() == 15
 
 
+def test_import_says_how_many_stored_contracts_its_rejected_rows_kept(
+    compact_file, compact_variant
+):
+    run("import_instruments", "--file", str(compact_file))
+    bad = compact_variant(change={44428: {"SEM_LOT_UNITS": "abc"}})
+    out, _ = run("import_instruments", "--file", str(bad), "--max-bad-row-share", "0.1")
+    assert "rejected: lot_size 1" in out
+    assert "stored contracts kept as they were because their rows were rejected: 1" in out
+    assert "removed 0" in out
+    assert Derivative.objects.filter(security_id=44428).exists()
+
+
 def test_import_json_output_parses(compact_file):
     summary = run_json("import_instruments", "--file", str(compact_file))
 
@@ -234,6 +246,28 @@ def test_import_of_a_bad_file_exits_non_zero_from_the_command_line(
 def test_import_of_a_missing_file_fails_clearly(tmp_path):
     with pytest.raises(CommandError, match=r"nowhere\.csv: no such file"):
         run("import_instruments", "--file", str(tmp_path / "nowhere.csv"))
+
+
+def test_import_of_a_directory_says_it_is_a_directory(tmp_path):
+    folder = tmp_path / "adir.csv"
+    folder.mkdir()
+    with pytest.raises(CommandError) as caught:
+        run("import_instruments", "--file", str(folder))
+    assert str(caught.value) == (
+        f"import failed, the catalog is unchanged: {folder}: is a directory, not a scrip "
+        "master file"
+    )
+    assert CatalogImport.objects.get().error == f"{folder}: is a directory, not a scrip master file"
+
+
+def test_import_of_a_file_with_a_huge_field_names_the_line(compact_variant):
+    longline = compact_variant(change={2885: {"SEM_CUSTOM_SYMBOL": "R" * 200_000}})
+    with pytest.raises(CommandError) as caught:
+        run("import_instruments", "--file", str(longline))
+    # RELIANCE is the fixture's fifth line.
+    assert f"{longline.name}: line 5: unreadable CSV (field larger than field limit" in str(
+        caught.value
+    )
 
 
 # -- instruments_status -------------------------------------------------------------------------

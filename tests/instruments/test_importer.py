@@ -251,7 +251,9 @@ def test_switching_between_the_detailed_variants_rewrites_nothing(import_file, d
 
 
 def test_awkward_characters_in_names_survive_the_bulk_load(import_file, compact_variant):
-    name = 'Reliance "Industries", Ltd \\ A\tB Société ₹'
+    # A backslash is COPY's escape character; quotes and commas are the CSV's own. (A tab or
+    # any other control character rejects the row: test_scrip_master.py.)
+    name = 'Reliance "Industries", Ltd \\ A\\tB Société ₹'
     path = compact_variant(change={2885: {"SEM_CUSTOM_SYMBOL": name}})
     import_file(path)
     assert instrument("NSE_EQ", 2885).display_name == name
@@ -374,6 +376,102 @@ def test_bad_rows_are_skipped_and_counted_by_reason_with_their_first_lines(
     assert not Derivative.objects.filter(security_id__in=range(90001, 90007)).exists()
 
 
+# The probe's absurd values (one appended row each), which used to be imported with nothing
+# rejected: a 1e300 strike broke catalog.strikes() on SQLite and was a traceback on PostgreSQL.
+ABSURD = {
+    "strike 1e300": (9, "1e300", "strike"),
+    "lot size 1e9": (6, "1e9", "lot_size"),
+    "lot size 1e10": (6, "1e10", "lot_size"),
+    "lot size in Arabic-Indic digits": (6, "\u0661\u0660", "lot_size"),
+    "tick size 0": (11, "0", "tick_size"),
+    "security id 99999999999": (2, "99999999999", "security_id"),
+    "a newline in the trading symbol": (5, "NIFTY-Oct2024\n-25800-CE", "trading_symbol"),
+    "expiry year 9999": (8, "9999-10-10 14:30:00", "expiry"),
+}
+
+
+@pytest.mark.parametrize(("position", "value", "reason"), ABSURD.values(), ids=ABSURD.keys())
+def test_an_absurd_value_is_rejected_and_the_catalog_stays_readable(
+    import_file, compact_variant, position, value, reason
+):
+    from instruments import catalog
+
+    row = (
+        "NSE,D,90001,OPTIDX,0,NIFTY-Oct2024-26000-CE,25.0,NIFTY 10 OCT 26000 CALL,"
+        "2024-10-10 14:30:00,26000.00000,CE,5.0000,W,OP,,"
+    ).split(",")
+    row[position] = value
+    result = import_file(compact_variant(add=[row]), max_bad_row_share=0.10)
+
+    assert result.stats["rejected"] == {reason: 1}
+    assert (result.stats["accepted"], Derivative.objects.count()) == (20, 15)
+    expiry = date(2024, 10, 10)
+    assert catalog.strikes("NIFTY", expiry) == [Decimal(k) for k in ("25700", "25800", "25900")]
+    assert catalog.nearest_strike("NIFTY", expiry, 25810) == Decimal("25800")
+    assert max(Derivative.objects.values_list("lot_size", flat=True)) == 250
+
+
+def test_a_rejected_row_leaves_its_stored_contract_as_it_was(
+    import_file, compact_file, compact_variant, freeze
+):
+    # The probe: SEM_LOT_UNITS=abc on rows of stored contracts (under max_bad_row_share)
+    # deleted them as if they had left the file. 44429 also changed its name: not applied.
+    freeze(BEFORE_ANY_EXPIRY)
+    import_file(compact_file)
+    stored = {
+        sid: Derivative.objects.filter(security_id=sid).values().get() for sid in (44428, 44429)
+    }
+    bad = compact_variant(
+        change={
+            44428: {"SEM_LOT_UNITS": "abc"},
+            44429: {"SEM_LOT_UNITS": "abc", "SEM_CUSTOM_SYMBOL": "RENAMED"},
+        }
+    )
+
+    freeze(BEFORE_ANY_EXPIRY + timedelta(hours=1))
+    stats = import_file(bad, max_bad_row_share=0.10).stats
+
+    assert stats["rejected"] == {"lot_size": 2}
+    assert (stats["removed"], stats["flagged_inactive"], stats["kept_rejected"]) == (0, 0, 2)
+    assert (stats["inserted"], stats["updated"]) == (0, 0)
+    assert Derivative.objects.count() == 15
+    for sid, before in stored.items():
+        assert Derivative.objects.filter(security_id=sid).values().get() == before
+    assert last_import().kept_rejected == 2
+
+
+def test_a_rejected_row_whose_key_cannot_be_read_does_not_keep_a_contract(
+    import_file, compact_file, compact_variant
+):
+    import_file(compact_file)
+    # 44428's row loses its security id: nothing says which stored contract it was.
+    bad = compact_variant(change={44428: {"SEM_SMST_SECURITY_ID": "44428x"}})
+    stats = import_file(bad, max_bad_row_share=0.10, allow_large_removal=True).stats
+    assert stats["rejected"] == {"security_id": 1}
+    assert (stats["removed"], stats["kept_rejected"]) == (1, 0)
+    assert not Derivative.objects.filter(security_id=44428).exists()
+
+
+def test_a_rejected_duplicate_and_a_rejected_new_contract_keep_nothing(
+    import_file, compact_file, compact_variant
+):
+    import_file(compact_file)
+    duplicate = (
+        "NSE,D,44430,OPTIDX,0,NIFTY-Oct2024-25800-CE,lots,NIFTY 10 OCT 25800 CALL,"
+        "2024-10-10 14:30:00,25800.00000,CE,5.0000,W,OP,,"
+    ).split(",")
+    new = [*duplicate[:2], "90001", *duplicate[3:]]
+    stats = import_file(
+        compact_variant(add=[duplicate, new], change={44431: {"SEM_CUSTOM_SYMBOL": "NEW NAME"}}),
+        max_bad_row_share=0.10,
+    ).stats
+    # 44430's good row (listed first) was accepted; the second copy keeps nothing extra.
+    assert stats["rejected"] == {"lot_size": 2}
+    assert (stats["kept_rejected"], stats["removed"], stats["updated"]) == (0, 0, 1)
+    assert derivative(44431).display_name == "NEW NAME"
+    assert not Derivative.objects.filter(security_id=90001).exists()
+
+
 def test_the_bad_row_share_limit_can_be_raised_for_one_run(import_file, compact_variant):
     two_bad = compact_variant(change={44428: {"SEM_LOT_UNITS": "x"}, 44429: {"SEM_LOT_UNITS": "x"}})
     with pytest.raises(ImportFailed, match=r"2 of 22 rows are malformed \(9\.1%"):
@@ -425,6 +523,75 @@ def test_a_corrupted_file_into_an_empty_catalog_imports_nothing(
     assert not Derivative.objects.exists()
     assert last_import() is None
     assert [error for _, _, error in failures()] == [str(caught.value)]
+
+
+# A value the database refuses although the parser let it through (the probe's 1e300 strike on
+# PostgreSQL before the parser's bounds): here a negative lot size, which the lot column's
+# CHECK (lot_size >= 0) refuses on both databases. A new contract reaches the database through
+# COPY on PostgreSQL (psycopg's own error), a changed one through the staging UPDATE (Django's).
+REFUSED_BY_THE_DATABASE = {
+    "new contract": {
+        "add": [
+            (
+                "NSE,D,60002,OPTSTK,0,RELIANCE-Oct2024-2900-CE,250.0,RELIANCE 31 OCT 2900 CALL,"
+                "2024-10-31 14:30:00,2900.00000,CE,5.0000,M,OP,,"
+            ).split(",")
+        ]
+    },
+    "changed contract": {"change": {60001: {"SEM_CUSTOM_SYMBOL": "RELIANCE OCT 2800 CALL"}}},
+}
+
+
+@pytest.mark.parametrize("variant", REFUSED_BY_THE_DATABASE.values(), ids=REFUSED_BY_THE_DATABASE)
+def test_a_value_the_database_refuses_is_a_recorded_failed_run(
+    import_file, compact_file, compact_variant, snapshot, freeze, monkeypatch, variant
+):
+    from instruments.scrip_master import ScripMasterParser
+
+    freeze(BEFORE_ANY_EXPIRY)
+    import_file(compact_file)
+    before = snapshot()
+    freeze(BEFORE_ANY_EXPIRY + timedelta(hours=1))
+    path = compact_variant(**variant)
+    real_lot = ScripMasterParser._lot
+    # Only this contract's lot (250.0) turns negative; the cache is bypassed for it.
+    monkeypatch.setattr(
+        ScripMasterParser,
+        "_lot",
+        lambda self, raw: "-250" if raw == "250.0" else real_lot(self, raw),
+    )
+
+    with pytest.raises(ImportFailed) as caught:
+        import_file(path)
+
+    message = str(caught.value)
+    assert "\n" not in message
+    assert message.startswith(f"file {path}: the database refused the import (")
+    assert "lot_size" in message
+    assert message.endswith("); nothing was changed")
+    assert snapshot() == before
+    assert failures() == [(f"file {path}", file_fingerprint(path, catalog_config()), message)]
+    assert catalog_status()["last_failure"]["error"] == message
+
+
+def test_a_failed_run_the_database_cannot_record_still_fails_in_one_line(
+    import_file, compact_file, monkeypatch
+):
+    from django.db import OperationalError
+
+    from instruments import importer
+
+    def broken(*args, **kwargs):
+        raise OperationalError("server closed the connection unexpectedly\nThis probably means")
+
+    monkeypatch.setattr(importer, "_import_file", broken)
+    monkeypatch.setattr(importer.CatalogImport.objects, "create", broken)
+    with pytest.raises(ImportFailed) as caught:
+        import_file(compact_file)
+    message = str(caught.value)
+    assert "\n" not in message
+    assert "the database refused the import (OperationalError: server closed the" in message
+    assert "(the failed run could not be recorded: OperationalError: server closed" in message
 
 
 def test_file_order_does_not_matter_for_underlying_links(import_file, write_file, compact_file):

@@ -376,6 +376,132 @@ def test_a_malformed_row_is_skipped_and_counted_by_reason(reason, line):
     assert [(p.line, p.reason) for p in parser.report.samples] == [(3, reason)]
 
 
+# Values that once went into the catalog unchecked (probe of the bad-environment kind): each is
+# a rejected row, counted under its column, never a stored contract.
+ABSURD_ROWS = [
+    ("strike", NIFTY_CE.replace(",25800.00000,", ",1e300,")),  # numeric(14, 4) holds < 1e10
+    ("strike", NIFTY_CE.replace(",25800.00000,", ",10000000000,")),
+    ("strike", NIFTY_CE.replace(",25800.00000,", ",25800.00001,")),  # finer than 4 places
+    (
+        "strike",
+        NIFTY_CE.replace(",25800.00000,", ",\u0662\u0665\u0668\u0660\u0660,"),
+    ),  # Arabic-Indic digits
+    ("strike", NIFTY_CE.replace(",25800.00000,", ",25_800,")),
+    ("lot_size", NIFTY_CE.replace(",25.0,", ",1e9,")),  # an exponent in a whole number
+    ("lot_size", NIFTY_CE.replace(",25.0,", ",1e10,")),
+    ("lot_size", NIFTY_CE.replace(",25.0,", ",1000000000,")),
+    ("lot_size", NIFTY_CE.replace(",25.0,", ",100001,")),  # above MAX_LOT_SIZE
+    ("lot_size", NIFTY_CE.replace(",25.0,", ",\u0661\u0660,")),  # Arabic-Indic 10
+    ("lot_size", NIFTY_CE.replace(",25.0,", ",25.5,")),
+    ("tick_size", NIFTY_CE.replace(",5.0000,", ",0,")),
+    ("tick_size", NIFTY_CE.replace(",5.0000,", ",,")),
+    ("tick_size", NIFTY_CE.replace(",5.0000,", ",0.001,")),  # Rs 0.00001: finer than 4 places
+    ("tick_size", NIFTY_CE.replace(",5.0000,", ",1e20,")),
+    ("tick_size", NIFTY_CE.replace(",5.0000,", ",\u0665,")),
+    ("security_id", NIFTY_CE.replace(",44430,", ",99999999999,")),  # the feed's u32 holds less
+    ("security_id", NIFTY_CE.replace(",44430,", ",4294967296,")),
+    ("security_id", NIFTY_CE.replace(",44430,", ",\u0664\u0664\u0664\u0663\u0660,")),
+    ("security_id", NIFTY_CE.replace(",44430,", ",²,")),  # isdigit() but not int()
+    ("trading_symbol", NIFTY_CE.replace("NIFTY-Oct2024-25800-CE", '"NIFTY-Oct2024\n-25800-CE"')),
+    ("trading_symbol", NIFTY_CE.replace("NIFTY-Oct2024-25800-CE", "NIFTY-Oct2024\x1b[2J-CE")),
+    ("trading_symbol", NIFTY_CE.replace("NIFTY-Oct2024-25800-CE", "NIFTY\u2028-25800-CE")),
+    ("trading_symbol", NIFTY_CE.replace("NIFTY-Oct2024-25800-CE", "NIFTY-Oct2024\x1f-CE")),
+    ("trading_symbol", NIFTY_CE.replace("NIFTY-Oct2024-25800-CE", "N" * 65)),  # varchar(64)
+    ("display_name", NIFTY_CE.replace("NIFTY 24 OCT 25800 CALL", "NIFTY\tCALL")),
+    ("display_name", NIFTY_CE.replace("NIFTY 24 OCT 25800 CALL", "C" * 129)),
+    ("series", RELIANCE.replace(",EQ,", ",EQUITYSERIES,")),
+    ("expiry", NIFTY_CE.replace("2024-10-24 14:30:00", "9999-12-08 14:30:00")),
+    ("expiry", NIFTY_CE.replace("2024-10-24 14:30:00", "1999-12-30 14:30:00")),
+    ("expiry", NIFTY_CE.replace("2024-10-24 14:30:00", "2100-01-01")),
+    ("expiry", NIFTY_CE.replace("2024-10-24 14:30:00", "\u0662\u0660\u0662\u0664-10-24 14:30:00")),
+]
+
+
+@pytest.mark.parametrize(
+    ("reason", "line"), ABSURD_ROWS, ids=[f"{i:02d}-{r}" for i, (r, _) in enumerate(ABSURD_ROWS)]
+)
+def test_an_absurd_value_is_a_rejected_row(reason, line):
+    rows, parser = parse(compact(NIFTY_INDEX, line, SENSEX_INDEX))
+    assert [row["security_id"] for row in rows] == [13, 51]
+    assert dict(parser.report.rejected) == {reason: 1}
+    assert [(p.line, p.reason) for p in parser.report.samples] == [(3 + line.count("\n"), reason)]
+
+
+def test_an_absurd_underlying_security_id_in_the_detailed_file_is_a_rejected_row():
+    header, *rows = (FIXTURES / "detailed_2026_04.csv").read_text().splitlines()
+    column = header.split(",").index("UNDERLYING_SECURITY_ID")
+    nifty = next(r for r in rows if r.startswith("NSE,I,13,"))
+    fields = nifty.split(",")
+    fields[column] = "99999999999999999999999"  # past bigint: the database would refuse it
+    data = "\n".join((header, nifty.replace(",13,", ",14,", 1), ",".join(fields))) + "\n"
+    parsed, parser = parse(data.encode())
+    assert [row["security_id"] for row in parsed] == [14]
+    assert dict(parser.report.rejected) == {"underlying_security_id": 1}
+
+
+BOUNDARY_ROWS = [
+    ("strike", NIFTY_CE.replace(",25800.00000,", ",9999999999.9999,"), "9999999999.9999"),
+    ("strike", NIFTY_CE.replace(",25800.00000,", ",2.58E4,"), "25800"),  # an exponent, fits
+    ("lot_size", NIFTY_CE.replace(",25.0,", ",100000.0,"), 100_000),
+    ("lot_size", NIFTY_CE.replace(",25.0,", ",75,"), 75),
+    ("tick_size", NIFTY_CE.replace(",5.0000,", ",0.25,"), "0.0025"),  # currency: 0.25 paise
+    ("security_id", NIFTY_CE.replace(",44430,", ",4294967295,"), 4_294_967_295),
+    ("expiry_date", NIFTY_CE.replace("2024-10-24 14:30:00", "2099-12-31 14:30:00"), "2099-12-31"),
+    ("expiry_date", NIFTY_CE.replace("2024-10-24 14:30:00", "2000-01-03"), "2000-01-03"),
+    ("expiry_code", NIFTY_CE.replace(",0,NIFTY-", ",99999,NIFTY-"), 0),  # informative: junk is 0
+    ("expiry_code", NIFTY_CE.replace(",0,NIFTY-", ",\u0661,NIFTY-"), 0),
+    ("expiry_code", NIFTY_CE.replace(",0,NIFTY-", ",2,NIFTY-"), 2),
+]
+
+
+@pytest.mark.parametrize(
+    ("column", "line", "stored"), BOUNDARY_ROWS, ids=[f"{c}={v}" for c, _, v in BOUNDARY_ROWS]
+)
+def test_values_at_the_bounds_are_accepted(column, line, stored):
+    row = parse_one(line)
+    value = row[column]
+    assert (Decimal(value) if isinstance(stored, str) and column != "expiry_date" else value) == (
+        Decimal(stored) if isinstance(stored, str) and column != "expiry_date" else stored
+    )
+
+
+def test_an_index_may_carry_a_zero_tick_as_dhans_real_file_does():
+    # GIFTNIFTY in the real compact (2026-06) and detailed (2026-04) samples: an index is not
+    # traded, so no order price is rounded to its tick.
+    gift = "NSE,I,5024,INDEX,0,GIFTNIFTY,1,Gift Nifty,0001-01-01,,XX,0,,INDEX,X,GIFTNIFTY"
+    assert Decimal(parse_one(gift)["tick_size"]) == 0
+
+
+def test_the_bounds_match_the_catalogs_columns():
+    from instruments import scrip_master
+    from instruments.models import Derivative, Instrument
+
+    strike = Derivative._meta.get_field("strike")
+    tick = Instrument._meta.get_field("tick_size")
+    assert scrip_master.STRIKE_DIGITS == (strike.max_digits, strike.decimal_places)
+    assert scrip_master.TICK_DIGITS == (tick.max_digits, tick.decimal_places)
+    for name, length in scrip_master.TEXT_LIMITS.items():
+        assert Derivative._meta.get_field(name).max_length == length, name
+    assert scrip_master.MAX_LOT_SIZE < 2**31  # the lot column is a 32-bit integer
+
+
+def test_a_rejected_row_reports_its_key_when_it_can_be_read():
+    rows, parser = parse(
+        compact(
+            NIFTY_INDEX,
+            NIFTY_CE.replace(",25.0,", ",abc,"),  # bad lot: its key reads
+            SENSEX_PE.replace(",10.0,", ",abc,").replace("BSE,D,", "bse,d,"),
+            NIFTY_CE.replace(",44430,", ",44x30,"),  # no readable security id
+            NIFTY_CE.replace("NSE,D,", "NSE,Q,"),  # no known segment
+            CRUDE_FUT.replace(",100.0,", ",abc,"),  # MCX: not imported, so nothing to keep
+            NIFTY_CE + ",extra",  # the columns are not where the header says
+        )
+    )
+    assert [row["security_id"] for row in rows] == [13]
+    assert parser.report.rejected_total == 5
+    assert parser.report.rejected_keys == [("NSE_FNO", 44430), ("BSE_FNO", 1123767)]
+
+
 def test_it_keeps_only_the_first_few_problems_with_their_line_numbers():
     bad = [line for _, line in BAD_ROWS]
     rows, parser = parse(compact(NIFTY_INDEX, *bad, SENSEX_INDEX), max_samples=5)
@@ -442,6 +568,14 @@ def test_nul_bytes_name_the_line():
     message = fails(data)
     assert "line 4" in message
     assert "NUL bytes" in message
+
+
+def test_a_field_over_the_csv_size_limit_names_its_line():
+    # The probe: a 200 kB field said "unreadable CSV (field larger than field limit (131072))"
+    # and no line, where every other problem names one.
+    huge = RELIANCE.replace("Reliance Industries", "R" * 200_000)
+    message = fails(compact(NIFTY_INDEX, NIFTY_CE, huge, SENSEX_INDEX), name="longline.csv")
+    assert message.startswith("longline.csv: line 4: unreadable CSV (field larger than field limit")
 
 
 def test_binary_junk_is_refused_naming_the_line():

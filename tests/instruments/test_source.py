@@ -73,8 +73,18 @@ def test_a_missing_file_is_a_source_error(cache_dir, tmp_path, dead_url):
 
 
 def test_a_directory_is_not_a_file(cache_dir, tmp_path, dead_url):
-    with pytest.raises(SourceError, match="no such file"):
+    # It exists: "no such file" (what this said before) sent the operator looking for a typo.
+    with pytest.raises(SourceError, match="is a directory, not a scrip master file"):
         resolve(cache_dir, dead_url, file=tmp_path)
+
+
+def test_something_that_is_neither_a_file_nor_a_directory_is_named_so(
+    cache_dir, tmp_path, dead_url
+):
+    fifo = tmp_path / "master.csv"
+    os.mkfifo(fifo)
+    with pytest.raises(SourceError, match=r"master\.csv: not a regular file"):
+        resolve(cache_dir, dead_url, file=fifo)
 
 
 # -- downloads and the cache --------------------------------------------------------------------

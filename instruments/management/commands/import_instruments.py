@@ -83,6 +83,11 @@ def summary(result: ImportResult) -> str:
             lines.append(f"  {label}: {parts}")
     for problem in s["rejected_samples"]:
         lines.append(f"    line {problem['line']}: {problem['reason']}: {problem['detail']}")
+    if s["rejected"]:
+        lines.append(
+            "  stored contracts kept as they were because their rows were rejected: "
+            f"{s['kept_rejected']:,}"
+        )
     totals = s["totals"]
     lines.append(f"  catalog: {totals['total']:,} contracts")
     lines.extend(f"    {seg:<14}{n:>10,}" for seg, n in totals["by_segment"].items())
