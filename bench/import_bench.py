@@ -25,6 +25,7 @@ import argparse
 import os
 import platform
 import resource
+import secrets
 import statistics
 import subprocess
 import sys
@@ -87,10 +88,12 @@ def empty_catalog() -> None:
     from instruments.models import Derivative, Instrument
     from trading.models import PositionTracker, Setting
 
-    # The bench database holds no positions; they are truncated only because the FK demands it.
+    # The bench database holds no positions, orders or signals; the tables that refer to the
+    # catalog (positions, and what refers to them) are emptied with it (CASCADE) only because
+    # their foreign keys demand it.
     tables = [m._meta.db_table for m in (PositionTracker, Derivative, Instrument)]
     with connection.cursor() as cur:
-        cur.execute(f"TRUNCATE {', '.join(tables)} RESTART IDENTITY")
+        cur.execute(f"TRUNCATE {', '.join(tables)} RESTART IDENTITY CASCADE")
     Setting.objects.all().delete()
 
 
@@ -160,7 +163,8 @@ def main() -> int:
 
     with services.postgres(dbname="bench") as url:
         os.environ.update(
-            DATABASE_URL=url, DJANGO_SECRET_KEY="bench-only", DJANGO_DEBUG="false",  # noqa: S106
+            # A throwaway database's key: random, as long as settings ask for.
+            DATABASE_URL=url, DJANGO_SECRET_KEY=secrets.token_urlsafe(50), DJANGO_DEBUG="false",
             INSTRUMENTS_CACHE_DIR=str(workdir / "cache"),
         )  # fmt: skip
         os.environ.pop("REDIS_URL", None)
