@@ -310,7 +310,16 @@ class SettingForm(forms.ModelForm):
         seen = self.cleaned_data.get("overrides_version", "")
         if self.instance.pk is None or self.instance.key != OVERRIDES_KEY:
             return seen
-        current = overrides_version(Setting.get(OVERRIDES_KEY))
+        # Locked until the save commits (the admin's change view runs in one transaction;
+        # SQLite's IMMEDIATE transactions hold the write lock already): two operators saving
+        # at once cannot both pass this check and the second silently overwrite the first.
+        stored = (
+            Setting.objects.select_for_update()
+            .filter(key=OVERRIDES_KEY)
+            .values_list("value", flat=True)
+            .first()
+        )
+        current = overrides_version(stored)
         if seen != current:
             raise forms.ValidationError(
                 f"The overrides changed since you opened this page (they are now at version "
