@@ -21,6 +21,7 @@ from django import forms
 from django.contrib import admin, messages
 from django.contrib.admin import helpers
 from django.contrib.admin.actions import delete_selected
+from django.contrib.admin.forms import AdminAuthenticationForm
 from django.contrib.admin.utils import unquote
 from django.core.exceptions import NON_FIELD_ERRORS, PermissionDenied, ValidationError
 from django.db import connection, router, transaction
@@ -37,6 +38,7 @@ from trading.api.overrides import overrides_version
 from trading.api.parsers import MAX_BODY_BYTES, JSONRefused, decode_json
 from trading.config.load import OVERRIDES_KEY, config_as_dict
 from trading.config.store import effective_algo_config, load_algo_config, reload_algo_config
+from trading.login_throttle import locked, record_failure, refusal
 from trading.models import (
     Fill,
     LedgerEntry,
@@ -869,3 +871,24 @@ class WatchlistItemAdmin(CheckedSelectionMixin, admin.ModelAdmin):
         if security_id is not None:
             results |= queryset.filter(security_id=security_id)
         return results, distinct
+
+
+class ThrottledLoginForm(AdminAuthenticationForm):
+    """The admin's login with wrong passwords counted per (user name, client address), as the
+    API's HTTP Basic counts them (trading/login_throttle.py): a pair that has used up its
+    allowance is refused, saying so, without its password being checked."""
+
+    def clean(self) -> dict[str, Any]:
+        name = str(self.cleaned_data.get("username") or "")
+        address = self.request.META.get("REMOTE_ADDR", "") if self.request is not None else ""
+        if name and locked(name, address):
+            raise forms.ValidationError(refusal(), code="throttled")
+        try:
+            return super().clean()
+        except forms.ValidationError as exc:
+            if name and exc.code == "invalid_login":
+                record_failure(name, address)
+            raise
+
+
+admin.site.login_form = ThrottledLoginForm
