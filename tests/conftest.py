@@ -59,3 +59,13 @@ def redis_client(redis_url: str) -> Iterator[object]:
 def shared_dhan() -> Path:
     """../shared/dhan with the real scrip-master samples (present in CI, absent in user clones)."""
     return SHARED_DHAN
+
+
+@pytest.fixture(autouse=True)
+def _fresh_login_counts() -> Iterator[None]:
+    """Wrong passwords are counted in Django's cache (trading/login_throttle.py), which lives
+    as long as the test process: each test starts with no count left by another."""
+    yield
+    from django.core.cache import cache
+
+    cache.clear()
