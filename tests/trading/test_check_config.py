@@ -195,3 +195,29 @@ def test_a_broken_file_is_one_clear_line_and_exit_code_1_not_a_traceback(tmp_pat
         "CommandError: invalid configuration: 1 problem(s)",
     ]
     assert done.stdout == ""
+
+
+@pytest.mark.django_db
+def test_safety_exits_switched_off_are_valid_but_said_on_stderr_and_at_every_start(
+    settings, caplog
+):
+    from trading.config.store import config_at_start
+    from trading.models import Setting
+
+    settings.ALGO_CONFIG_FILE = ALGO_YML
+    off = {"enabled": False}
+    Setting.put(OVERRIDES_KEY, {"exits": {"stop_loss": off, "kill_switch": off}})
+    out, err = run("--charges", str(CHARGES_YML))
+    assert yaml.safe_load(out)["exits"]["stop_loss"]["enabled"] is False  # valid: exit code 0
+    assert err.splitlines() == [
+        "warning: exits.stop_loss is off: no initial stop under a position",
+        "warning: exits.kill_switch is off: the kill switch halts entries but does not flatten",
+    ]
+    with caplog.at_level("WARNING", logger="trading.config.store"):
+        config_at_start()
+    said = [r.getMessage() for r in caplog.records]
+    assert len(said) == 2 and all("is off:" in line for line in said)
+
+
+def test_with_every_safety_exit_on_nothing_is_said():
+    assert load_algo_config(ALGO_YML).exits.safety_off() == []

@@ -8,6 +8,7 @@ copy of the effective config (:func:`algo_config`), replaced by :func:`reload_al
 
 from __future__ import annotations
 
+import logging
 import threading
 from decimal import Decimal
 from pathlib import Path
@@ -20,6 +21,8 @@ from config_schema.text import shown
 from trading.config.load import OVERRIDES_KEY, OVERRIDES_SOURCE, load_algo_file
 from trading.config.types import AlgoConfig
 from trading.models import Setting
+
+logger = logging.getLogger(__name__)
 
 
 def algo_config_file() -> Path:
@@ -61,7 +64,10 @@ def config_at_start() -> AlgoConfig:
     from trading.charges import charges_table
 
     charges_table()  # a file only: before the algo config's read of the database
-    return effective_algo_config()
+    config = effective_algo_config()
+    for line in config.exits.safety_off():
+        logger.warning("algo config %s: %s", config.version, line)
+    return config
 
 
 def reload_algo_config() -> AlgoConfig:

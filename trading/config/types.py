@@ -268,6 +268,22 @@ class ExitsConfig:
     premium_stall: PremiumStallExit
     time_stop: TimeStopExit
 
+    def safety_off(self) -> list[str]:
+        """The safety exits switched off, each with what that leaves (empty when all are on).
+        Each may be off by the operator's choice; a start says so loudly (config_at_start)."""
+        what = {
+            "stop_loss": "no initial stop under a position",
+            "time_exit": "positions are not closed before the close",
+            "expiry_day": "expiring contracts are not closed on their expiry day",
+            "kill_switch": "the kill switch halts entries but does not flatten",
+            "daily_loss_limit": "the daily loss limit does not flatten",
+        }
+        return [
+            f"exits.{name} is off: {said}"
+            for name, said in what.items()
+            if not getattr(self, name).enabled
+        ]
+
 
 # -- orders, paper --------------------------------------------------------------------------------
 

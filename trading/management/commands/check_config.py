@@ -55,6 +55,8 @@ class Command(BaseCommand):
                 self.stderr.write(line)
             raise CommandError(f"invalid configuration: {len(problems)} problem(s)", returncode=1)
         assert config is not None and charges is not None  # no problems: both loaded
+        for line in config.exits.safety_off():  # valid, but said (as every worker says it)
+            self.stderr.write(f"warning: {line}")
         with_overrides = f" + {OVERRIDES_SOURCE}" if overrides else ""
         self.stdout.write(f"# effective algo config: {algo_file}{with_overrides}")
         self.stdout.write(yaml.safe_dump(config_as_dict(config), sort_keys=False).rstrip())
