@@ -4,7 +4,6 @@
 import os
 import re
 import sys
-from urllib.parse import urlsplit, urlunsplit
 
 
 def main() -> None:
@@ -46,14 +45,9 @@ _UNMIGRATED = re.compile(
 
 def masked_database_url(url: str) -> str:
     """``url`` with its password (if any) replaced by ``***``: safe to print."""
-    try:
-        parts = urlsplit(url)
-        if parts.password is None:
-            return url
-        host = parts.netloc.rpartition("@")[2]
-        return urlunsplit(parts._replace(netloc=f"{parts.username or ''}:***@{host}"))
-    except ValueError:
-        return "<not shown>"
+    from config_schema.text import masked_url
+
+    return masked_url(url)
 
 
 def database_error_line(exc: BaseException, url: str) -> str:

@@ -12,6 +12,7 @@ from django.views.decorators.cache import never_cache
 from django.views.defaults import page_not_found
 
 from algo_scalper.log import redact, sensitive_values
+from trading.text import clip
 
 logger = logging.getLogger(__name__)
 
@@ -24,8 +25,7 @@ _URL = re.compile(r"\b[a-z][a-z0-9+.-]*://\S+", re.IGNORECASE)
 def not_found(request: HttpRequest, exception: Exception) -> HttpResponse:
     """404: JSON under /api/ (what a script reads), Django's page elsewhere."""
     if request.path.startswith("/api/"):
-        path = request.path if len(request.path) <= 80 else request.path[:77] + "..."
-        return JsonResponse({"detail": f"no such resource: {path}"}, status=404)
+        return JsonResponse({"detail": f"no such resource: {clip(request.path)}"}, status=404)
     return page_not_found(request, exception)
 
 

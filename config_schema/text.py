@@ -15,6 +15,7 @@ import reprlib
 from datetime import date, datetime, time
 from decimal import Decimal
 from typing import Any
+from urllib.parse import urlsplit, urlunsplit
 
 # A key written as it is in a path: a plain identifier of ASCII letters, digits and "_".
 _PLAIN_KEY = re.compile(r"[A-Za-z0-9_]+", re.ASCII)
@@ -78,6 +79,19 @@ def _ascii(text: str) -> str:
     """``repr`` already escapes lone surrogates; this also escapes anything else stderr's
     encoding could refuse, so a message always prints."""
     return text.encode("ascii", "backslashreplace").decode("ascii") if not text.isascii() else text
+
+
+def masked_url(url: str, unreadable: str = "<not shown>") -> str:
+    """``url`` with its password (if any) replaced by ``***``: safe to print (``unreadable``
+    when it cannot even be split)."""
+    try:
+        parts = urlsplit(url)
+        if parts.password is None:
+            return url
+        host = parts.netloc.rpartition("@")[2]
+        return urlunsplit(parts._replace(netloc=f"{parts.username or ''}:***@{host}"))
+    except ValueError:
+        return unreadable
 
 
 def hhmm(moment: time) -> str:

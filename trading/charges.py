@@ -88,18 +88,14 @@ def _fraction(high: str, today: str) -> Any:
     )
 
 
-_BY_EXCHANGE = section(
-    "exchange rates",
-    dict.fromkeys(EXCHANGES, _fraction("0.001", "today 0.03503 %")),
-    build=dict,
-    expected=f"a mapping of {', '.join(EXCHANGES)} to fractions",
-)
-_IPFT = section(
-    "exchange rates",
-    dict.fromkeys(EXCHANGES, _fraction("0.0001", "today 0.0005 %")),
-    build=dict,
-    expected=f"a mapping of {', '.join(EXCHANGES)} to fractions",
-)
+def _by_exchange(rate: Any) -> Any:
+    """One ``rate`` rule per exchange (EXCHANGES), as a mapping."""
+    return section(
+        "exchange rates",
+        dict.fromkeys(EXCHANGES, rate),
+        build=dict,
+        expected=f"a mapping of {', '.join(EXCHANGES)} to fractions",
+    )
 
 
 def _check_dates(row: dict[str, Any]) -> Iterable[Problem]:
@@ -143,8 +139,8 @@ _ROW = section(
         "effective_to": nullable(day(), "a date YYYY-MM-DD or null (open-ended)"),
         "brokerage_per_order": _rupees(MAX_BROKERAGE_RUPEES),
         "stt_sell": _fraction("0.01", "today 0.15 %"),
-        "exchange_txn": _BY_EXCHANGE,
-        "ipft": _IPFT,
+        "exchange_txn": _by_exchange(_fraction("0.001", "today 0.03503 %")),
+        "ipft": _by_exchange(_fraction("0.0001", "today 0.0005 %")),
         "sebi_per_crore": _rupees(MAX_SEBI_PER_CRORE_RUPEES),
         "stamp_buy": _fraction("0.001", "today 0.003 %"),
         "gst": _fraction("0.5", "today 18 %"),

@@ -15,7 +15,7 @@ from __future__ import annotations
 
 import unicodedata
 
-__all__ = ["text_problem"]
+__all__ = ["clip", "text_problem"]
 
 _REFUSED_CATEGORIES = {
     "Cc": "a control character",
@@ -35,3 +35,9 @@ def text_problem(value: str) -> str | None:
         if what is not None:
             return f"{what} (U+{ord(char):04X}) at position {index + 1}: one line of printable text"
     return None
+
+
+def clip(text: str, limit: int = 80) -> str:
+    """``text`` cut to ``limit`` characters (the last three ``...``) when longer: a client's
+    input quoted back in an answer, never whole."""
+    return text if len(text) <= limit else text[: limit - 3] + "..."

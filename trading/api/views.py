@@ -50,7 +50,7 @@ from trading.models import (
 )
 from trading.rules.market import IST
 from trading.switches import change_switches, switches_state
-from trading.text import text_problem
+from trading.text import clip, text_problem
 
 logger = logging.getLogger(__name__)
 
@@ -95,8 +95,7 @@ def _if_match(request: Request) -> list[str] | None:
 def _shown_tags(tags: list[str]) -> str:
     """The versions a client named, as the answer quotes them back (at most 80 characters:
     a client's header is not echoed whole)."""
-    shown = ", ".join(tags)
-    return shown if len(shown) <= 80 else shown[:77] + "..."
+    return clip(", ".join(tags))
 
 
 def _locked_overrides() -> Any:
@@ -137,8 +136,7 @@ class OverridesView(APIView):
             )
         overrides = request.data
         if not isinstance(overrides, dict):
-            shown = json.dumps(overrides)
-            shown = shown if len(shown) <= 80 else shown[:77] + "..."
+            shown = clip(json.dumps(overrides))
             return _problem(400, f"(top level): expected a mapping of keys to values, got {shown}")
         wanted = _if_match(request)
         if wanted is None:

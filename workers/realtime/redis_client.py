@@ -24,7 +24,8 @@ import logging
 import threading
 from collections.abc import Callable, Iterable
 from typing import TYPE_CHECKING, Any
-from urllib.parse import urlsplit, urlunsplit
+
+from config_schema.text import masked_url as masked_url_of
 
 if TYPE_CHECKING:
     import redis
@@ -82,15 +83,7 @@ _listeners: list[Callable[[StoreRefused], object]] = []
 
 def masked_url(url: str) -> str:
     """``url`` with its password (if any) replaced by ``***``: safe to print."""
-    try:
-        parts = urlsplit(url)
-        if parts.password is None:
-            return url
-        user = parts.username or ""
-        host = parts.netloc.rpartition("@")[2]
-        return urlunsplit(parts._replace(netloc=f"{user}:***@{host}"))
-    except ValueError:
-        return "<REDIS_URL not shown>"
+    return masked_url_of(url, "<REDIS_URL not shown>")
 
 
 def client_url(client: Any) -> str:
