@@ -101,6 +101,7 @@ from workers.pnl import (
 )
 from workers.realtime.keys import MARKET_CLOCK
 from workers.realtime.redis_client import Outage, StoreUnavailable
+from workers.warm_db import IDLE_EVERY, WarmConnection
 
 if TYPE_CHECKING:
     from workers.orders import RestQuotes
@@ -1342,12 +1343,18 @@ class ExitEngine(PnlMonitor):
         self._routed = [0] * count
 
         def drain(slot: int) -> None:
+            warm = WarmConnection(f"exit engine (router {slot})", warm=self.router.warm_up)
             try:
+                warm.open()  # no route opens a connection or pays the first passes
                 while True:
-                    item = routes.get()
+                    try:
+                        item = routes.get(timeout=IDLE_EVERY)
+                    except queue.Empty:
+                        warm.idle()  # an aged connection is replaced between routes
+                        continue
                     if item is None:
                         return
-                    close_old_connections()
+                    warm.before_use()
                     try:
                         self.route(*item)
                     except AuthFailure as exc:

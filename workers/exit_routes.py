@@ -47,6 +47,7 @@ from workers.child_process import ChildProcess, say_failed, setup_django
 logger = logging.getLogger(__name__)
 
 CLOCK_EVERY = 1.0  # seconds between reads of the feed hub's market clock
+READY_WAIT = 20.0  # seconds the process waits for its route threads' connections to open
 
 
 class RoutesDied(RuntimeError):
@@ -127,6 +128,7 @@ def serve(
 
     from trading.dhan.errors import AuthFailure
     from trading.orders.router import ExitRefused
+    from workers.warm_db import IDLE_EVERY, WarmConnection
 
     connections.close_all()  # the setup's: each router thread opens its own
 
@@ -141,10 +143,20 @@ def serve(
         except (OSError, EOFError, ValueError):
             pass  # the engine is gone: the route is in the journal, which is what counts
 
-    def drain() -> None:
+    def drain(warm: WarmConnection, opened: threading.Event) -> None:
         try:
+            try:
+                # Before the process says it is ready: no route opens a connection or pays
+                # the first passes through the claim (OrderRouter.warm_up).
+                warm.open()
+            finally:
+                opened.set()
             while True:
-                item = work.get()
+                try:
+                    item = work.get(timeout=IDLE_EVERY)
+                except queue.Empty:
+                    warm.idle()  # an aged connection is replaced between routes
+                    continue
                 if item is None:
                     return
                 seq, position_id, exit_type, reason, decision = item
@@ -152,7 +164,7 @@ def serve(
                     refused = "not routed: the broker refused the credentials"
                     answer("done", seq, "auth", refused, time.time())
                     continue
-                close_old_connections()
+                warm.before_use()
                 try:
                     result = router.exit_position(position_id, exit_type, reason, **decision)
                 except ExitRefused as exc:
@@ -170,12 +182,24 @@ def serve(
         finally:
             connections.close_all()
 
+    opened = [threading.Event() for _ in range(threads)]
     workers = [
-        threading.Thread(target=drain, name=f"exit-routes-{slot}", daemon=True)
+        threading.Thread(
+            target=drain,
+            args=(
+                WarmConnection(f"exit engine (routes) {slot}", warm=router.warm_up),
+                opened[slot],
+            ),
+            name=f"exit-routes-{slot}",
+            daemon=True,
+        )
         for slot in range(threads)
     ]
     for worker in workers:
         worker.start()
+    deadline = time.monotonic() + READY_WAIT
+    for event in opened:  # a database that does not answer: the first routes open their own
+        event.wait(max(0.0, deadline - time.monotonic()))
     # Market time and the config are kept current by a thread of their own, off the routes'
     # path (a config re-read is milliseconds of interpreter and a round trip: ReloadingConfig).
     config = router.config_source

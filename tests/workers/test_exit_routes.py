@@ -183,3 +183,55 @@ def test_a_route_process_that_cannot_know_market_time_does_not_start(shared):
     routes = Routes(shared)  # no market:clock in Redis: no feed hub has run
     with pytest.raises(RoutesDied, match="market time is not known"):
         routes.process.start()
+
+
+def test_the_route_threads_connect_and_warm_the_claim_before_the_process_is_ready(shared):
+    """Each route thread opens its connection and runs the exit's claim inert (prepared and
+    planned, nothing written: OrderRouter.warm_up) before the process says it is ready; the
+    first exit then runs on a connection opened before the start returned, as a prepared
+    statement (PostgreSQL shows its parameters as $n), never on one it had to open."""
+    from django.db import connection
+
+    from tests.trading.orders.test_journal import facts_of
+
+    def backends() -> dict[int, tuple[float, str]]:
+        with connection.cursor() as cursor:
+            cursor.execute(
+                "SELECT pid, extract(epoch FROM backend_start), query FROM pg_stat_activity"
+                " WHERE datname = current_database() AND pid <> pg_backend_pid()"
+            )
+            return {pid: (float(start), query) for pid, start, query in cursor.fetchall()}
+
+    desk = Desk()
+    pid = desk.enter()
+    market_and_book(desk, shared)
+    before = set(backends())
+    routes = Routes(shared)  # two route threads
+    routes.process.start()
+    ready = time.time()
+    try:
+        opened = {p: seen for p, seen in backends().items() if p not in before}
+        warmed = [p for p, (_, sql) in opened.items() if "UPDATE trading_positiontracker" in sql]
+        assert len(warmed) >= 2, opened  # each thread's connection, its claim run inert
+        assert PositionTracker.objects.get(pk=pid).status == "active"
+        position = PositionTracker.objects.get(pk=pid)
+        routes.process.put(
+            1,
+            pid,
+            ExitType.STOP_LOSS,
+            "ltp 87.50 <= stop 88.00",
+            expect=facts_of(position),
+            **decision(desk),
+        )
+        seq, outcome, detail, _ = routes.answer()
+        assert (seq, outcome) == (1, "exit") and "sent" in detail, detail
+        claimed_on = [
+            (start, query)
+            for p, (start, query) in backends().items()
+            if p not in before and query.startswith("WITH c AS (UPDATE trading_positiontracker")
+        ]
+        assert claimed_on and all(start < ready for start, _ in claimed_on), claimed_on
+        assert all("$1" in query for _, query in claimed_on)  # bound on the server: prepared
+        assert PositionTracker.objects.get(pk=pid).status == "exiting"
+    finally:
+        routes.process.stop()

@@ -371,6 +371,8 @@ def claim_exit_with_orders(
     reason: str,
     expect: ClaimedExit,
     rows: list[Order],
+    *,
+    inert: bool = False,
     **decision: Any,
 ) -> tuple[ClaimedExit | None, list[Order] | None]:
     """:func:`claim_exit_at_once` and :func:`journal_first_exit` in one PostgreSQL statement,
@@ -379,9 +381,10 @@ def claim_exit_with_orders(
     and the journaled orders, or None for them when the claim found other facts, an entry
     order still working or a slot taken: the caller goes on from what was read back, as after
     :func:`claim_exit_at_once`. ``decision``: the rule's trigger_price, inputs, decided_at and
-    tick_at, as :func:`claim_exit_at_once` takes them."""
+    tick_at, as :func:`claim_exit_at_once` takes them. ``inert``: the same statement matching
+    no row (journal_sql.claim_exit_with_orders; the router's warm-up)."""
     columns = _decision(exit_type, reason, **decision)
-    claimed, ids = claim_exit_with_orders_sql(position_id, columns, expect, rows)
+    claimed, ids = claim_exit_with_orders_sql(position_id, columns, expect, rows, inert=inert)
     if claimed is None or any(pk is None for pk in ids):
         return claimed, None
     return claimed, _saved(rows, ids)

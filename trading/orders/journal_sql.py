@@ -27,12 +27,14 @@ from __future__ import annotations
 import contextlib
 import json
 import math
+import time
 from collections.abc import Iterable, Iterator, Sequence
 from dataclasses import dataclass
 from datetime import date, datetime
 from decimal import Decimal
 from typing import Any
 
+import psycopg
 from django.db import DEFAULT_DB_ALIAS, connection, connections, transaction
 from django.db.models import Model
 from django.utils import timezone
@@ -51,6 +53,7 @@ __all__ = [
     "insert_entry_in_process",
     "insert_exit_orders",
     "is_postgres",
+    "prepared_cursor",
     "run_event",
     "run_final",
     "settle",
@@ -61,6 +64,65 @@ __all__ = [
 
 def is_postgres() -> bool:
     return connection.vendor == "postgresql"
+
+
+# A position status no row can have: longer than the column (PositionTracker.status).
+_NO_STATUS = "-" * (PositionTracker._meta.get_field("status").max_length + 1)
+
+# psycopg prepares a statement only when asked (``prepare=True``) once this is set on the
+# connection: Django leaves ``prepare_threshold`` None (never), and every other statement keeps
+# Django's client-side binding, which never prepares.
+_ONLY_WHEN_ASKED = 2**31 - 1
+
+
+def prepared_statements() -> bool:
+    """Whether the exit's claim runs as a prepared statement (settings.DB_PREPARED_STATEMENTS,
+    env ``DB_PREPARED_STATEMENTS``, default on): off behind a pooler that cannot carry them
+    (PgBouncer before 1.21 in transaction mode)."""
+    from django.conf import settings
+
+    return bool(getattr(settings, "DB_PREPARED_STATEMENTS", True))
+
+
+@contextlib.contextmanager
+def prepared_cursor() -> Iterator[Any]:
+    """A cursor on this thread's PostgreSQL connection whose statements are prepared on the
+    server the first time and only bound and executed after (psycopg's server-side binding,
+    ``prepare=True``), wrapped as Django wraps its own (errors as django.db errors, execute
+    wrappers; the query log when it is kept, with the statement's text as prepared).
+
+    Why: the exit's claim (:func:`claim_exit_with_orders`) is one statement of several CTEs,
+    and PostgreSQL parsed and planned it on every exit: 1.05 ms at the median by the server's
+    own log, where binding and executing it once prepared take 0.35 (bench/exit_engine.py,
+    bench/RESULTS.md); on two cores shared with the feed, a burst of exits queued behind those
+    plans. Its text is the same for every exit with as many orders, so each connection
+    prepares it once (psycopg keeps up to 100 a connection)."""
+    connection.ensure_connection()
+    connection.validate_thread_sharing()
+    raw = connection.connection
+    if raw.prepare_threshold is None:
+        raw.prepare_threshold = _ONLY_WHEN_ASKED
+    log = connection.queries_log if connection.queries_logged else None
+    with connection.make_cursor(_Preparing(raw, log)) as cursor:
+        yield cursor
+
+
+class _Preparing(psycopg.Cursor):  # type: ignore[type-arg]
+    """psycopg's server-side binding cursor, every statement prepared (prepared_cursor);
+    ``log``: Django's query log to append each statement to (its template and its time)."""
+
+    def __init__(self, connection: Any, log: Any = None) -> None:
+        super().__init__(connection)
+        self.log = log
+
+    def execute(self, query: Any, params: Any = None, **kwargs: Any) -> Any:
+        if self.log is None:
+            return super().execute(query, params, prepare=True)
+        start = time.monotonic()
+        try:
+            return super().execute(query, params, prepare=True)
+        finally:
+            self.log.append({"sql": query, "time": f"{time.monotonic() - start:.3f}"})
 
 
 @dataclass(frozen=True, slots=True)
@@ -461,6 +523,8 @@ def claim_exit_with_orders(
     decision: dict[str, Any],
     expect: ClaimedExit,
     orders: Sequence[Order],
+    *,
+    inert: bool = False,
 ) -> tuple[ClaimedExit | None, list[int | None]]:
     """:func:`claim_exit_returning` and :func:`insert_exit_orders` in ONE statement, for a
     caller that knows the position's facts before the claim (``expect``: the exit engine holds
@@ -470,9 +534,16 @@ def claim_exit_with_orders(
     written) and each order's id (None where it was not written: facts that differ, an entry
     still working, a slot taken; the caller then goes the two-statement way from what was read
     back). The position's row is locked by the claim before any slot is taken, the order every
-    other driver of an exit locks in (see insert_exit_orders)."""
+    other driver of an exit locks in (see insert_exit_orders). ``inert``: the statement as it
+    is, with statuses no row can have (the exit path's warm-up: nothing matches, nothing is
+    written)."""
     params: dict[str, Any] = {}
     claim = _claim_returning(position_id, decision, params)
+    if inert:
+        # The same statement (its text, so its prepared plan), matching no row: no stored
+        # status is longer than the column (PositionTracker.status: max_length).
+        for name in [key for key in params if key.startswith("from")]:
+            params[name] = _NO_STATUS
     facts = ("quantity", "underlying", "mode", "exchange_segment", "security_id")
     facts += ("lot_size", "tick_size")
     for name in facts:
@@ -489,7 +560,7 @@ def claim_exit_with_orders(
         )
     picks = "".join(f", (SELECT id FROM o{i})" for i in range(len(orders)))
     sql = f"WITH {', '.join(parts)} SELECT c.*{picks} FROM c"
-    with connection.cursor() as cursor:
+    with prepared_cursor() if prepared_statements() else connection.cursor() as cursor:
         cursor.execute(sql, params)
         row = cursor.fetchone()
     if row is None:

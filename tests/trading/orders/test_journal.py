@@ -646,3 +646,168 @@ def test_a_one_statement_exit_waits_for_a_driver_holding_the_position_no_deadloc
     assert failures == []
     (only,) = Order.objects.filter(leg="exit")
     assert only.limit_price == Decimal("107.80")  # the driver's, written once
+
+
+# -- the exit's claim as a prepared statement, and the exit path's warm-up (PostgreSQL) --------
+
+CLAIM_SQL = "WITH c AS (UPDATE trading_positiontracker%"
+
+
+def claim_plans() -> tuple[int, int]:
+    """This connection's prepared statements of the exit's claim: how many, and how many
+    times they ran (PostgreSQL counts each execution's plan, generic or custom)."""
+    from django.db import connection
+
+    with connection.cursor() as cursor:
+        cursor.execute(
+            "SELECT count(*), coalesce(sum(generic_plans + custom_plans), 0)"
+            " FROM pg_prepared_statements WHERE statement LIKE %s",
+            [CLAIM_SQL],
+        )
+        count, runs = cursor.fetchone()
+    return int(count), int(runs)
+
+
+def exit_held(router, position: PositionTracker, reason: str = "below the stop") -> Any:
+    return router.exit_position(
+        position.pk,
+        "STOP_LOSS",
+        reason,
+        expect=facts_of(position),
+        trigger_price=Decimal("95.15"),
+        inputs={"stop": "95.15"},
+        decided_at=T0,
+        tick_at=T0,
+    )
+
+
+def two_active_positions(router, market) -> list[PositionTracker]:
+    """Two open positions of one contract (two entry decisions, each filled)."""
+    from tests.support.rows import make_signal
+
+    from .conftest import make_intent
+
+    for minutes in (0, 5):
+        signal = make_signal(candle_start=T0 + timedelta(minutes=minutes))
+        router.place_entry(make_intent(signal.pk, orders=(65,)))
+    for n, order in enumerate(Order.objects.filter(leg="entry").order_by("pk")):
+        apply(event(order, "TRADED", (f"t{n}", 65, "100.00")))
+    positions = list(PositionTracker.objects.order_by("pk"))
+    for position in positions:
+        assert position.status == "active"
+        market.quotes[position.key] = (Decimal("110.00"), Decimal("110.50"), Decimal("110.20"))
+    return positions
+
+
+def test_the_exit_claim_is_prepared_once_a_connection_and_then_only_run(router, intent, market):
+    """PostgreSQL parses and plans the claim (a statement of several CTEs) once per
+    connection; every later exit with as many orders binds and runs the prepared one. The
+    outcome is the claim's as before: the same rows (see the one-statement test above)."""
+    from trading.orders.journal_sql import is_postgres
+
+    if not is_postgres():
+        pytest.skip("prepared statements are the PostgreSQL claim's")
+    first, second = two_active_positions(router, market)
+    count, runs = claim_plans()
+    assert exit_held(router, first).status == ROUTED
+    assert exit_held(router, second).status == ROUTED
+    after_count, after_runs = claim_plans()
+    assert after_runs - runs == 2 and after_count <= count + 1  # one statement, run twice
+    for position in (first, second):
+        position.refresh_from_db()
+        assert (position.status, position.exit_type) == ("exiting", "STOP_LOSS")
+        assert position.orders.filter(leg="exit", status="TRANSIT").count() == 1
+
+
+def test_the_exit_claim_is_not_prepared_when_prepared_statements_are_off(
+    router, intent, market, settings
+):
+    """DB_PREPARED_STATEMENTS=false (a pooler that cannot carry them): the claim is sent as
+    Django sends every statement, and routes the same."""
+    from trading.orders.journal_sql import is_postgres
+
+    if not is_postgres():
+        pytest.skip("prepared statements are the PostgreSQL claim's")
+    settings.DB_PREPARED_STATEMENTS = False
+    position = two_active_positions(router, market)[0]
+    before = claim_plans()
+    assert exit_held(router, position).status == ROUTED
+    assert claim_plans() == before
+    assert position.orders.filter(leg="exit").count() == 1
+
+
+@pytest.mark.django_db(transaction=True)  # two connections, each its own transactions
+def test_a_prepared_claim_that_fails_raises_djangos_error_and_the_next_one_runs(
+    router, intent, market
+):
+    """The prepared claim's errors are django.db errors, as any statement's (the route's
+    caller handles those): here a lock wait over the connection's lock_timeout, while another
+    connection holds the position's row. Once the row is free the same prepared statement
+    claims it."""
+    import threading
+
+    from django.db import OperationalError, connection, transaction
+
+    from trading.orders.journal_sql import is_postgres
+
+    if not is_postgres():
+        pytest.skip("prepared statements are the PostgreSQL claim's")
+    position = active_position(router, intent, market)
+    locked, release = threading.Event(), threading.Event()
+
+    def holder() -> None:
+        try:
+            with transaction.atomic():
+                PositionTracker.objects.select_for_update().get(pk=position.pk)
+                locked.set()
+                release.wait(10)
+        finally:
+            connection.close()
+
+    other = threading.Thread(target=holder)
+    other.start()
+    try:
+        assert locked.wait(10)
+        with connection.cursor() as cursor:
+            cursor.execute("SET lock_timeout = '200ms'")
+        with pytest.raises(OperationalError, match="lock timeout"):
+            exit_held(router, position)
+    finally:
+        release.set()
+        other.join(10)
+        with connection.cursor() as cursor:
+            cursor.execute("RESET lock_timeout")
+    position.refresh_from_db()
+    assert position.status == "active" and not position.orders.filter(leg="exit").exists()
+    assert exit_held(router, position).status == ROUTED
+    position.refresh_from_db()
+    assert position.status == "exiting"
+    assert claim_plans()[1] >= 2  # the failed run and this one, one prepared statement
+
+
+def test_the_exit_path_warm_up_keeps_nothing_and_sends_nothing(router, intent, market):
+    """OrderRouter.warm_up runs the claim's statement for position -1 with statuses no row
+    can have: even an active position #-1 (no id the database hands out) stays as it is, no
+    order is written or sent; the statement is prepared on the connection and has run past
+    PostgreSQL's custom plans, which the first real exit then only binds and runs."""
+    from trading.orders.journal_sql import is_postgres
+    from trading.orders.router import WARM_RUNS
+
+    if not is_postgres():
+        assert router.warm_up() is False  # SQLite has no one-statement claim to warm
+        return
+    position = active_position(router, intent, market)
+    twin = PositionTracker.objects.get(pk=position.pk)
+    twin.pk, twin.signal = -1, None
+    twin.save(force_insert=True)
+    sent: list[Any] = []
+    place = router.gateway.place
+    router.gateway.place = lambda order, at: sent.append(order) or place(order, at)
+    orders = Order.objects.count()
+    _, runs = claim_plans()
+    assert router.warm_up() is True
+    assert sent == [] and Order.objects.count() == orders
+    twin.refresh_from_db()
+    assert (twin.status, twin.exit_type, twin.exit_reason) == ("active", "", "")
+    assert claim_plans()[1] == runs + WARM_RUNS
+    assert exit_held(router, position).status == ROUTED and len(sent) == 1
