@@ -353,22 +353,47 @@ def _update_open_chunk(
 FINGERPRINT = ("status", "quantity", "entry_price", "charges")
 
 
+def _fingerprint_sql() -> str:
+    """The fingerprints' query: the money columns as text (an exact value to compare, read
+    without building a Decimal each), straight from a cursor, not through the ORM's rows."""
+    meta = PositionTracker._meta
+    columns = []
+    for name in FINGERPRINT:
+        field = meta.get_field(name)
+        money = field.get_internal_type() == "DecimalField"
+        columns.append(f"CAST({field.column} AS TEXT)" if money else field.column)
+    marks = ", ".join(["%s"] * len(OPEN_STATUSES))
+    return (
+        f"SELECT {meta.pk.column}, {', '.join(columns)} FROM {meta.db_table}"  # noqa: S608 (column names; values bound)
+        f" WHERE {meta.get_field('status').column} IN ({marks})"
+    )
+
+
+_FINGERPRINTS = _fingerprint_sql()
+
+
 def read_open_positions(
     known: Mapping[int, tuple[Any, ...]], *related: str
 ) -> tuple[dict[int, tuple[Any, ...]], dict[int, PositionTracker], list[int]]:
     """The open positions, read cheaply enough to do every second at 2,000 of them: one
-    narrow query of every open position's fingerprint (:data:`FINGERPRINT`), then the full rows
-    (with ``related``) of those whose fingerprint is not the one in ``known``. Returns the
-    fingerprints, those rows, and the open positions without an entry price (left out: nothing
-    can be priced or judged for them). Database errors are the caller's."""
+    narrow query of every open position's fingerprint (:data:`FINGERPRINT`, its money as
+    text), then the full rows (with ``related``) of those whose fingerprint is not the one in
+    ``known``. Returns the fingerprints, those rows, and the open positions without an entry
+    price (left out: nothing can be priced or judged for them). Database errors are the
+    caller's."""
     prints: dict[int, tuple[Any, ...]] = {}
     missing: list[int] = []
-    rows = PositionTracker.objects.filter(status__in=OPEN_STATUSES).values_list("pk", *FINGERPRINT)
-    for pk, *fingerprint in rows:
-        if fingerprint[2] is None:
+    # Read raw: at 2,000 positions the ORM's values_list spent about 5 ms of this process's
+    # interpreter a second here (Decimals and per-row converters), time the exit engine's
+    # tick path waited for (bench/exit_engine.py, bench/RESULTS.md).
+    with connections[PositionTracker.objects.db].cursor() as cursor:
+        cursor.execute(_FINGERPRINTS, [str(status) for status in OPEN_STATUSES])
+        rows = cursor.fetchall()
+    for pk, status, quantity, entry_price, charges in rows:
+        if entry_price is None:
             missing.append(pk)
         else:
-            prints[pk] = tuple(fingerprint)
+            prints[pk] = (status, quantity, entry_price, charges)
     changed = [pk for pk, fingerprint in prints.items() if known.get(pk) != fingerprint]
     loaded = {
         position.pk: position

@@ -564,6 +564,42 @@ def test_the_bookkeeper_woken_for_one_row_writes_it_and_leaves_the_marks_to_thei
     assert engine.updates == marked + 1
 
 
+def test_rows_asked_for_together_are_written_in_one_statement(desk):
+    """A burst of decisions or new stops asks the bookkeeper for several rows: their exit
+    states go in one statement (an ORM update each was milliseconds of the interpreter the
+    tick path waited for, just when exits come together); an unmoved state is not written."""
+    from django.db import connection
+    from django.test.utils import CaptureQueriesContext
+
+    pids = [desk.enter(), desk.enter(), desk.enter()]
+    engine = desk.engine
+    desk.step(103.0)
+    engine.keep_books(desk.wall)  # the marks of the interval: out of the way
+    engine._books = threading.current_thread()  # as when the bookkeeper runs: rows wait for it
+    try:
+        desk.advance(0.2)
+        desk.tick(121.0)  # a new high for all three: trailing armed, each row asked for
+        engine.handle_records(engine.subscription.wait(0), desk.wall)
+        assert set(engine._urgent) == set(pids)
+        assert set(
+            PositionTracker.objects.filter(pk__in=pids).values_list("stop_rule", flat=True)
+        ) == {"initial"}
+        with CaptureQueriesContext(connection) as queries:
+            engine.keep_books(desk.wall)
+        writes = [q for q in queries.captured_queries if q["sql"].startswith("UPDATE")]
+        assert len(writes) == 1 or connection.vendor != "postgresql"
+        assert set(
+            PositionTracker.objects.filter(pk__in=pids).values_list("stop_rule", flat=True)
+        ) == {"trailing"}
+        for pid in pids:
+            engine._urgent[pid] = engine.watched[pid]  # asked again, nothing moved since
+        with CaptureQueriesContext(connection) as queries:
+            engine.keep_books(desk.wall)
+        assert not [q for q in queries.captured_queries if q["sql"].startswith("UPDATE")]
+    finally:
+        engine._books = None
+
+
 def test_with_a_bookkeeper_the_sweep_reads_no_database_and_a_kill_switch_sweeps_at_once(desk):
     """The day's realized PnL and the kill switch are read by the bookkeeper (refresh_risk),
     not by the tick thread's sweep; a kill switch it finds on brings the next sweep forward

@@ -685,3 +685,35 @@ def test_the_running_monitor_turns_a_published_tick_into_a_pnl_snapshot():
     assert kv.get("hb:pnl") is None  # cleared on a clean stop
     position.refresh_from_db()
     assert position.unrealized_pnl == Decimal("650.00")
+
+
+@pytest.mark.django_db
+def test_the_open_positions_read_loads_only_the_new_and_the_changed_rows():
+    """read_open_positions (every second, at 2,000 positions): the fingerprints of the open
+    positions, read raw with the money as text; a second read with those as known loads
+    nothing; a change of status, quantity, entry price or charges loads that row only; a
+    position without an entry price is reported, never loaded; a closed one is not read."""
+    from workers.pnl import read_open_positions
+
+    first = unpriced_position()
+    second = unpriced_position(security_id=55797, charges=Decimal("12.5"))
+    unpriced = unpriced_position(security_id=55798, entry_price=None)
+    unpriced_position(security_id=55799, status=PositionStatus.EXITED)
+    prints, loaded, missing = read_open_positions({}, "derivative")
+    assert set(prints) == set(loaded) == {first.pk, second.pk} and missing == [unpriced.pk]
+    assert PositionTracker.derivative.is_cached(loaded[first.pk])
+    assert read_open_positions(prints, "derivative")[1] == {}  # nothing changed: nothing read
+    for change in (
+        {"charges": Decimal("12.75")},
+        {"entry_price": Decimal("100.05")},
+        {"quantity": 130},
+        {"status": PositionStatus.EXITING},
+    ):
+        PositionTracker.objects.filter(pk=second.pk).update(**change)
+        again, loaded, _ = read_open_positions(prints, "derivative")
+        assert list(loaded) == [second.pk], change
+        assert again[first.pk] == prints[first.pk] and again[second.pk] != prints[second.pk]
+        prints = again
+    # An equal amount written again (12.75 as 12.7500) is not a change.
+    PositionTracker.objects.filter(pk=second.pk).update(charges=Decimal("12.7500"))
+    assert read_open_positions(prints, "derivative")[1] == {}
