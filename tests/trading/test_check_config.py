@@ -212,6 +212,8 @@ def test_safety_exits_switched_off_are_valid_but_said_on_stderr_and_at_every_sta
     assert err.splitlines() == [
         "warning: exits.stop_loss is off: no initial stop under a position",
         "warning: exits.kill_switch is off: the kill switch halts entries but does not flatten",
+        "warning: catalog: it lists no index (import it: manage.py import_instruments); the "
+        "index keys were not checked",
     ]
     with caplog.at_level("WARNING", logger="trading.config.store"):
         config_at_start()
@@ -221,3 +223,86 @@ def test_safety_exits_switched_off_are_valid_but_said_on_stderr_and_at_every_sta
 
 def test_with_every_safety_exit_on_nothing_is_said():
     assert load_algo_config(ALGO_YML).exits.safety_off() == []
+
+
+# -- the indices against the instrument catalog (read with the overrides) ----------------------
+
+
+def index_row(symbol: str, security_id: int, *, active: bool = True) -> None:
+    from datetime import UTC, datetime
+    from decimal import Decimal
+
+    from instruments.models import Instrument
+
+    moment = datetime(2026, 11, 23, 3, 0, tzinfo=UTC)
+    Instrument.objects.create(
+        exchange="BSE" if symbol == "SENSEX" else "NSE",
+        segment="I",
+        exchange_segment="IDX_I",
+        security_id=security_id,
+        instrument="INDEX",
+        instrument_type="INDEX",
+        trading_symbol=symbol,
+        display_name=symbol.title(),
+        lot_size=1,
+        tick_size=Decimal("0.05"),
+        is_active=active,
+        row_hash="i" * 32,
+        created_at=moment,
+        updated_at=moment,
+    )
+
+
+def config_indices() -> list[tuple[str, bool]]:
+    return [(index.key, index.enabled) for index in load_algo_config(ALGO_YML).indices]
+
+
+@pytest.mark.django_db
+def test_every_index_of_the_config_in_the_catalog_says_nothing_more():
+    for n, (key, _) in enumerate(config_indices()):
+        index_row(key, 13 + n)
+    out, err = run("--file", str(ALGO_YML), "--charges", str(CHARGES_YML))
+    assert "catalog" not in err and "# algo config version: " in out
+
+
+@pytest.mark.django_db
+def test_an_enabled_index_the_catalog_does_not_list_fails_the_check_naming_it():
+    """The signal engine would skip it all day (and say so only in its log)."""
+    keys = [key for key, enabled in config_indices() if enabled]
+    assert len(keys) >= 2
+    for n, key in enumerate(keys[1:]):
+        index_row(key, 20 + n)
+    index_row(keys[0], 19, active=False)  # removed from the scrip master: not listed
+    err = StringIO()
+    with pytest.raises(CommandError) as excinfo:
+        call_command("check_config", "--file", str(ALGO_YML), stdout=StringIO(), stderr=err)
+    assert err.getvalue().splitlines() == [
+        f"catalog: indices.{keys[0]}: no index named {keys[0]!r} in the catalog; the signal "
+        "engine would skip it (fix the key)"
+    ]
+    assert excinfo.value.returncode == 1
+
+
+@pytest.mark.django_db
+def test_a_disabled_index_missing_and_an_empty_catalog_are_warnings():
+    keys = [key for key, _ in config_indices()]
+    out, err = run("--file", str(ALGO_YML), "--charges", str(CHARGES_YML))  # empty catalog
+    assert err.splitlines() == [
+        "warning: catalog: it lists no index (import it: manage.py import_instruments); the "
+        "index keys were not checked"
+    ]
+    assert "# algo config version: " in out
+    for n, key in enumerate(keys[1:]):
+        index_row(key, 20 + n)
+    algo.save_overrides({"indices": {keys[0]: {"enabled": False}}})
+    out, err = run("--file", str(ALGO_YML), "--charges", str(CHARGES_YML))
+    assert err.splitlines() == [
+        f"warning: catalog: indices.{keys[0]}: no index named {keys[0]!r} in the catalog "
+        "(the index is disabled)"
+    ]
+
+
+def test_checking_the_file_alone_reads_no_catalog():
+    """--no-overrides reads no database (this test may not): the catalog is not consulted."""
+    out, err = run("--no-overrides", "--file", str(ALGO_YML), "--charges", str(CHARGES_YML))
+    assert err == "" and "# algo config version: " in out

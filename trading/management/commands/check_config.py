@@ -4,6 +4,11 @@ Validates the algo config (file + the Setting overrides, as the processes will u
 charges table. Valid: prints the effective algo config as YAML (a valid algo.yml itself) with
 both versions as comments. Invalid: every problem on stderr, one a line, and exit
 code 1.
+
+With the overrides (the database is read), each index of the config is also looked up in the
+instrument catalog as the signal engine resolves it: an enabled index the catalog does not
+list is a problem (the signal engine would skip it all day); a disabled one, or a catalog with
+no index at all (not imported yet), is a warning.
 """
 
 from __future__ import annotations
@@ -47,15 +52,18 @@ class Command(BaseCommand):
         problems: list[str] = []
         algo_file = opts["file"] or Path(settings.ALGO_CONFIG_FILE)
         charges_file = opts["charges"] or Path(settings.CHARGES_CONFIG_FILE)
+        read = len(problems)
         overrides = self._overrides(problems) if opts["overrides"] else None
+        database = opts["overrides"] and len(problems) == read  # the database answered
         config = self._algo(algo_file, overrides, problems)
         charges = self._charges(charges_file, problems)
+        warnings = self._catalog(config, problems) if database and config is not None else []
         if problems:
             for line in problems:
                 self.stderr.write(line)
             raise CommandError(f"invalid configuration: {len(problems)} problem(s)", returncode=1)
         assert config is not None and charges is not None  # no problems: both loaded
-        for line in config.exits.safety_off():  # valid, but said (as every worker says it)
+        for line in [*config.exits.safety_off(), *warnings]:  # valid, but said
             self.stderr.write(f"warning: {line}")
         with_overrides = f" + {OVERRIDES_SOURCE}" if overrides else ""
         self.stdout.write(f"# effective algo config: {algo_file}{with_overrides}")
@@ -84,6 +92,41 @@ class Command(BaseCommand):
         except ConfigError as exc:
             problems.extend(exc.problems)
             return None
+
+    @staticmethod
+    def _catalog(config: AlgoConfig, problems: list[str]) -> list[str]:
+        """Each index of the config in the catalog (instruments.catalog.index_by_name, as the
+        signal engine resolves it): an enabled one missing is a problem; returns the warnings
+        (a disabled one missing, a catalog with no index, a catalog that cannot be read)."""
+        from instruments.catalog import CatalogError, index_by_name
+        from instruments.models import ExchangeSegment, Instrument
+
+        try:
+            indices = Instrument.objects.filter(
+                exchange_segment=ExchangeSegment.IDX_I, is_active=True
+            )
+            if not indices.exists():
+                return [
+                    "catalog: it lists no index (import it: manage.py import_instruments); "
+                    "the index keys were not checked"
+                ]
+            missing = []
+            for index in config.indices:
+                try:
+                    index_by_name(index.key)
+                except CatalogError:
+                    missing.append(index)
+        except DatabaseError as exc:
+            first = str(exc).strip().splitlines()[0] if str(exc).strip() else type(exc).__name__
+            return [f"catalog: not read ({first}); the index keys were not checked"]
+        warnings = []
+        for index in missing:
+            line = f"catalog: indices.{index.key}: no index named {index.key!r} in the catalog"
+            if index.enabled:
+                problems.append(f"{line}; the signal engine would skip it (fix the key)")
+            else:
+                warnings.append(f"{line} (the index is disabled)")
+        return warnings
 
     @staticmethod
     def _charges(path: Path, problems: list[str]) -> Any:
