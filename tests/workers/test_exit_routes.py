@@ -31,7 +31,7 @@ pytestmark = pytest.mark.django_db(transaction=True)
 class Routes:
     """A RouteProcess whose answers land on a queue."""
 
-    def __init__(self, shared: Realtime) -> None:
+    def __init__(self, shared: Realtime, **database: Any) -> None:
         from django.db import connection
 
         self.done: queue.SimpleQueue[tuple[Any, ...]] = queue.SimpleQueue()
@@ -43,7 +43,7 @@ class Routes:
             on_done=lambda *answer: self.done.put(answer),
             on_died=self.died.put,
             threads=2,
-            database={"NAME": connection.settings_dict["NAME"]},
+            database={"NAME": connection.settings_dict["NAME"], **database},
         )
 
     def answer(self, timeout: float = 30.0) -> tuple[Any, ...]:
@@ -232,6 +232,46 @@ def test_the_route_threads_connect_and_warm_the_claim_before_the_process_is_read
         ]
         assert claimed_on and all(start < ready for start, _ in claimed_on), claimed_on
         assert all("$1" in query for _, query in claimed_on)  # bound on the server: prepared
+        assert PositionTracker.objects.get(pk=pid).status == "exiting"
+    finally:
+        routes.process.stop()
+
+
+def test_an_idle_route_thread_replaces_its_aged_connection_and_warms_the_new_one(shared):
+    """Past CONN_MAX_AGE (1 s here) and idle for IDLE_EVERY (5 s), each route thread closes
+    its connection and opens and warms the next at once: the backends change and each new
+    one has run the claim inert (its last statement); exits route as before."""
+    from django.db import connection
+
+    from tests.trading.orders.test_journal import facts_of
+
+    def route_backends() -> dict[int, float]:
+        with connection.cursor() as cursor:
+            cursor.execute(
+                "SELECT pid, extract(epoch FROM backend_start) FROM pg_stat_activity"
+                " WHERE datname = current_database() AND pid <> pg_backend_pid()"
+                " AND query LIKE 'WITH c AS (UPDATE trading_positiontracker%%'"
+            )
+            return {pid: float(start) for pid, start in cursor.fetchall()}
+
+    desk = Desk()
+    pid = desk.enter()
+    market_and_book(desk, shared)
+    routes = Routes(shared, CONN_MAX_AGE=1)  # two route threads
+    routes.process.start()
+    try:
+        first = route_backends()
+        assert len(first) == 2, first
+        wait_until(
+            lambda: len(set(route_backends()) - set(first)) == 2,
+            "both route threads on new, warmed connections",
+            timeout=20,
+        )
+        position = PositionTracker.objects.get(pk=pid)
+        routes.process.put(
+            1, pid, ExitType.STOP_LOSS, "stop", expect=facts_of(position), **decision(desk)
+        )
+        assert routes.answer()[:2] == (1, "exit")
         assert PositionTracker.objects.get(pk=pid).status == "exiting"
     finally:
         routes.process.stop()
