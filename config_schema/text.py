@@ -81,6 +81,13 @@ def _ascii(text: str) -> str:
     return text.encode("ascii", "backslashreplace").decode("ascii") if not text.isascii() else text
 
 
+def first_line(exc: BaseException) -> str:
+    """The first line of an error's message, for a one-line log or problem (a database
+    driver's errors run over several lines); the error's class name when it says nothing."""
+    lines = str(exc).strip().splitlines()
+    return lines[0] if lines else type(exc).__name__
+
+
 def masked_url(url: str, unreadable: str = "<not shown>") -> str:
     """``url`` with its password (if any) replaced by ``***``: safe to print (``unreadable``
     when it cannot even be split)."""

@@ -42,6 +42,8 @@ from typing import Any, Protocol
 from celery import Celery
 from celery.schedules import BaseSchedule, maybe_schedule
 
+from config_schema.text import first_line
+
 log = logging.getLogger(__name__)
 
 STARTING = "starting"
@@ -339,7 +341,7 @@ class Supervisor:
     def _fatal(self, slot: _Slot, exc: Exception) -> None:
         """A fault no restart can heal: say so once, stop everything."""
         # The fatal types carry messages written for the operator: the first line, no class.
-        line = (str(exc).strip().splitlines() or [type(exc).__name__])[0][:500]
+        line = first_line(exc)[:500]
         with self._lock:
             slot.last_error = line
             slot.state = FAILED

@@ -34,6 +34,8 @@ from typing import Any
 
 from django.db import DEFAULT_DB_ALIAS, DatabaseError, close_old_connections, connections
 
+from config_schema.text import first_line
+
 logger = logging.getLogger(__name__)
 
 IDLE_EVERY = 5.0  # seconds without work before a thread recycles (and reopens) its connection
@@ -73,7 +75,7 @@ class WarmConnection:
                     "%s: the database connection could not be opened ahead of use (%s); "
                     "the next use tries again",
                     self.name,
-                    str(exc).strip().splitlines()[0] if str(exc).strip() else type(exc).__name__,
+                    first_line(exc),
                 )
             return False
         if self.down:

@@ -23,6 +23,7 @@ from django.core.management.base import BaseCommand, CommandError, CommandParser
 from django.db import DatabaseError
 
 from config_schema import ConfigError
+from config_schema.text import first_line
 from trading.config.load import OVERRIDES_SOURCE, config_as_dict, load_algo_file
 from trading.config.store import stored_overrides
 from trading.config.types import AlgoConfig
@@ -117,8 +118,7 @@ class Command(BaseCommand):
                 except CatalogError:
                     missing.append(index)
         except DatabaseError as exc:
-            first = str(exc).strip().splitlines()[0] if str(exc).strip() else type(exc).__name__
-            return [f"catalog: not read ({first}); the index keys were not checked"]
+            return [f"catalog: not read ({first_line(exc)}); the index keys were not checked"]
         warnings = []
         for index in missing:
             line = f"catalog: indices.{index.key}: no index named {index.key!r} in the catalog"
