@@ -101,7 +101,7 @@ from workers.pnl import (
 )
 from workers.realtime.keys import MARKET_CLOCK
 from workers.realtime.redis_client import Outage, StoreUnavailable
-from workers.warm_db import IDLE_EVERY, WarmConnection
+from workers.warm_db import WarmConnection
 
 if TYPE_CHECKING:
     from workers.orders import RestQuotes
@@ -1347,14 +1347,9 @@ class ExitEngine(PnlMonitor):
             try:
                 warm.open()  # no route opens a connection or pays the first passes
                 while True:
-                    try:
-                        item = routes.get(timeout=IDLE_EVERY)
-                    except queue.Empty:
-                        warm.idle()  # an aged connection is replaced between routes
-                        continue
+                    item = warm.take(routes)
                     if item is None:
                         return
-                    warm.before_use()
                     try:
                         self.route(*item)
                     except AuthFailure as exc:

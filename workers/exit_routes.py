@@ -128,7 +128,7 @@ def serve(
 
     from trading.dhan.errors import AuthFailure
     from trading.orders.router import ExitRefused
-    from workers.warm_db import IDLE_EVERY, WarmConnection
+    from workers.warm_db import WarmConnection
 
     connections.close_all()  # the setup's: each router thread opens its own
 
@@ -152,11 +152,7 @@ def serve(
             finally:
                 opened.set()
             while True:
-                try:
-                    item = work.get(timeout=IDLE_EVERY)
-                except queue.Empty:
-                    warm.idle()  # an aged connection is replaced between routes
-                    continue
+                item = warm.take(work)
                 if item is None:
                     return
                 seq, position_id, exit_type, reason, decision = item
@@ -164,7 +160,6 @@ def serve(
                     refused = "not routed: the broker refused the credentials"
                     answer("done", seq, "auth", refused, time.time())
                     continue
-                warm.before_use()
                 try:
                     result = router.exit_position(position_id, exit_type, reason, **decision)
                 except ExitRefused as exc:

@@ -29,6 +29,7 @@ A :class:`WarmConnection` is one thread's connection, kept so that a route never
 from __future__ import annotations
 
 import logging
+import queue
 from collections.abc import Callable
 from typing import Any
 
@@ -98,3 +99,17 @@ class WarmConnection:
         next one now."""
         close_old_connections()
         self.open()
+
+    def take(self, work: queue.SimpleQueue[Any]) -> Any:
+        """The next item of ``work``, the connection made ready for it (:meth:`before_use`;
+        None, a stop, as it is); while nothing comes, :meth:`idle` every :data:`IDLE_EVERY`
+        seconds. The loop of a thread that routes what ``work`` hands it."""
+        while True:
+            try:
+                item = work.get(timeout=IDLE_EVERY)
+            except queue.Empty:
+                self.idle()  # an aged connection is replaced between uses
+                continue
+            if item is not None:
+                self.before_use()
+            return item

@@ -131,3 +131,24 @@ def test_an_unreachable_database_is_said_once_and_its_return_once(caplog):
     finally:
         connections[alias].close()
         del connections[alias]
+
+
+def test_take_idles_while_nothing_comes_and_hands_the_item_on_a_ready_connection(monkeypatch):
+    """The router threads' loop: while the queue is empty the connection is kept (an aged one
+    replaced); an item comes back with the connection ready; None (a stop) as it is."""
+    import queue
+    import threading
+
+    import workers.warm_db as warm_db
+
+    monkeypatch.setattr(warm_db, "IDLE_EVERY", 0.05)
+    warm = WarmConnection("test")
+    warm.open()
+    first = backend()
+    connection.close_at = time.monotonic() - 1  # aged: replaced by the first idle pass
+    work: queue.SimpleQueue[object] = queue.SimpleQueue()
+    threading.Timer(0.3, work.put, args=("route",)).start()
+    assert warm.take(work) == "route"
+    assert connection.connection is not None and backend() != first
+    work.put(None)
+    assert warm.take(work) is None

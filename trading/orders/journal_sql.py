@@ -35,6 +35,7 @@ from decimal import Decimal
 from typing import Any
 
 import psycopg
+from django.conf import settings
 from django.db import DEFAULT_DB_ALIAS, connection, connections, transaction
 from django.db.models import Model
 from django.utils import timezone
@@ -79,8 +80,6 @@ def prepared_statements() -> bool:
     """Whether the exit's claim runs as a prepared statement (settings.DB_PREPARED_STATEMENTS,
     env ``DB_PREPARED_STATEMENTS``, default on): off behind a pooler that cannot carry them
     (PgBouncer before 1.21 in transaction mode)."""
-    from django.conf import settings
-
     return bool(getattr(settings, "DB_PREPARED_STATEMENTS", True))
 
 
