@@ -11,7 +11,7 @@ from datetime import UTC, date, datetime
 from decimal import Decimal
 from typing import Any
 
-from instruments.models import Derivative
+from instruments.models import Derivative, Instrument
 from trading.models import PositionStatus, PositionTracker, TradingSignal
 from trading.rules.market import IST
 
@@ -65,6 +65,30 @@ def make_signal(
         direction=direction,
         outcome=outcome,
         **values,
+    )
+
+
+def make_index(
+    symbol: str = "NIFTY", security_id: int = 13, *, display_name: str = "", active: bool = True
+) -> Instrument:
+    """An index of the catalog (IDX_I), as the scrip master lists NIFTY (13) or SENSEX (51);
+    ``active`` False: removed from the scrip master."""
+    moment = datetime(2026, 11, 23, 3, 0, tzinfo=UTC)
+    return Instrument.objects.create(
+        exchange="BSE" if symbol == "SENSEX" else "NSE",
+        segment="I",
+        exchange_segment="IDX_I",
+        security_id=security_id,
+        instrument="INDEX",
+        instrument_type="INDEX",
+        trading_symbol=symbol,
+        display_name=display_name,
+        lot_size=1,
+        tick_size=Decimal("0.05"),
+        is_active=active,
+        row_hash="i" * 32,
+        created_at=moment,
+        updated_at=moment,
     )
 
 

@@ -229,28 +229,9 @@ def test_with_every_safety_exit_on_nothing_is_said():
 
 
 def index_row(symbol: str, security_id: int, *, active: bool = True) -> None:
-    from datetime import UTC, datetime
-    from decimal import Decimal
+    from tests.support.rows import make_index
 
-    from instruments.models import Instrument
-
-    moment = datetime(2026, 11, 23, 3, 0, tzinfo=UTC)
-    Instrument.objects.create(
-        exchange="BSE" if symbol == "SENSEX" else "NSE",
-        segment="I",
-        exchange_segment="IDX_I",
-        security_id=security_id,
-        instrument="INDEX",
-        instrument_type="INDEX",
-        trading_symbol=symbol,
-        display_name=symbol.title(),
-        lot_size=1,
-        tick_size=Decimal("0.05"),
-        is_active=active,
-        row_hash="i" * 32,
-        created_at=moment,
-        updated_at=moment,
-    )
+    make_index(symbol, security_id, display_name=symbol.title(), active=active)
 
 
 def config_indices() -> list[tuple[str, bool]]:

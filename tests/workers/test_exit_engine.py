@@ -11,7 +11,7 @@ import contextlib
 import threading
 import time
 from collections.abc import Iterator
-from datetime import UTC, datetime, timedelta
+from datetime import datetime, timedelta
 from decimal import Decimal
 from types import SimpleNamespace
 from typing import Any
@@ -19,7 +19,7 @@ from typing import Any
 import pytest
 
 from instruments.models import Instrument
-from tests.support.rows import make_derivative, make_signal
+from tests.support.rows import make_derivative, make_index, make_signal
 from tests.trading.orders.conftest import T0, Market, make_intent, real_charges
 from trading.config.store import load_algo_config
 from trading.models import Order, PositionTracker
@@ -44,22 +44,7 @@ INDEX = "IDX_I:13"
 
 
 def make_nifty_index() -> Instrument:
-    moment = datetime(2026, 11, 23, 3, 0, tzinfo=UTC)
-    return Instrument.objects.create(
-        exchange="NSE",
-        segment="I",
-        exchange_segment="IDX_I",
-        security_id=13,
-        instrument="INDEX",
-        instrument_type="INDEX",
-        trading_symbol="NIFTY",
-        display_name="Nifty 50",
-        lot_size=1,
-        tick_size=Decimal("0.05"),
-        row_hash="i" * 32,
-        created_at=moment,
-        updated_at=moment,
-    )
+    return make_index("NIFTY", 13, display_name="Nifty 50")
 
 
 class Desk:
