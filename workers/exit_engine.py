@@ -60,7 +60,7 @@ import queue
 import threading
 import time
 from collections.abc import Callable, Mapping
-from dataclasses import dataclass
+from dataclasses import dataclass, field
 from datetime import date, datetime
 from decimal import Decimal
 from typing import TYPE_CHECKING, Any
@@ -138,6 +138,9 @@ class _Fetched:
     prints: dict[int, tuple[Any, ...]]  # every open position's fingerprint
     loaded: dict[int, PositionTracker]  # the full rows of the new and the changed ones
     exits: Any  # the exits config read with them
+    # The exit plans of the loaded active positions, built with ``exits`` where the rows
+    # were read (an exception: the position has none, said by the tick thread).
+    plans: dict[int, ExitPlan | Exception] = field(default_factory=dict)
 
 
 class ExitEngine(PnlMonitor):
@@ -496,25 +499,45 @@ class ExitEngine(PnlMonitor):
         return fetched is not None and self.apply_reload(fetched)
 
     def fetch_open(self, now: float) -> _Fetched | None:
-        """The database half of a reload: the open positions' fingerprints, and the full rows
-        of the new and the changed ones. Run by the bookkeeper while the engine runs (the
-        tick thread only applies it); None when the database cannot be read (reported once
-        until it can again)."""
+        """The database half of a reload: the open positions' fingerprints, the full rows
+        of the new and the changed ones, and the exit plans of those that are active. Run by
+        the bookkeeper while the engine runs (the tick thread only applies it); None when the
+        database cannot be read (reported once until it can again).
+
+        The plans are built here, not on the tick thread: about 0.1 ms of interpreter each
+        (the charges of the exit at the entry price, the plan's levels), which a tick arriving
+        during the apply waited for, tens of positions at a time when entries come together
+        (bench/RESULTS.md, "where the last tail waits"). Between two plans this thread lets
+        the interpreter go (``time.sleep(0)``), so a tick that came in is taken at once
+        instead of after a switch interval (5 ms)."""
         exits = self.config_source().exits
         read = self.read_open(now, self._prints, "derivative")
-        return None if read is None else _Fetched(*read, exits)
+        if read is None:
+            return None
+        prints, loaded = read
+        plans: dict[int, ExitPlan | Exception] = {}
+        for pk, position in loaded.items():
+            if position.status != PositionStatus.ACTIVE:
+                continue
+            try:
+                plans[pk] = self.plan_of(position, exits)
+            except Exception as exc:  # said by the tick thread, as a plan it could not build
+                plans[pk] = exc
+            time.sleep(0)
+        return _Fetched(prints, loaded, exits, plans)
 
     def apply_reload(self, fetched: _Fetched) -> bool:
         """The tick thread's half of a reload: the open set, the plans, the subscription.
         True when the open set changed."""
         before = set(self.positions)
         prints, loaded, exits = fetched.prints, fetched.loaded, fetched.exits
+        plans = fetched.plans
         config_changed = exits != self._exits
         gone = set(self.positions) - set(prints)
         if not loaded and not gone and not config_changed:
             return False
         if not config_changed and self.positions:
-            return self._apply_changes(prints, loaded, gone, exits)
+            return self._apply_changes(prints, loaded, gone, exits, plans)
         for position_id in sorted(gone):
             self._let_go(position_id)
         positions = {pk: p for pk, p in self.positions.items() if pk not in gone}
@@ -538,7 +561,7 @@ class ExitEngine(PnlMonitor):
             if known is not None and position_id not in loaded and not config_changed:
                 fresh[position_id] = known
                 continue
-            watched = self._watch(position, exits, known)
+            watched = self._watch(position, exits, known, plans.get(position_id))
             if watched is not None:
                 fresh[position_id] = watched
         self.watched = fresh
@@ -560,6 +583,7 @@ class ExitEngine(PnlMonitor):
         loaded: dict[int, PositionTracker],
         gone: set[int],
         exits: Any,
+        plans: Mapping[int, ExitPlan | Exception],
     ) -> bool:
         """:meth:`apply_reload` when the config is the same: only the positions that came,
         went or changed, and the contracts they are on, are touched (their groups, quiet
@@ -608,7 +632,7 @@ class ExitEngine(PnlMonitor):
             drop(pk)
             if position.status != PositionStatus.ACTIVE or (known is not None and known.claimed):
                 continue
-            add(pk, self._watch(position, exits, known))
+            add(pk, self._watch(position, exits, known, plans.get(pk)))
         for pk, position in self.positions.items():
             if pk in watched or pk in loaded or position.status != PositionStatus.ACTIVE:
                 continue
@@ -699,15 +723,24 @@ class ExitEngine(PnlMonitor):
         self._open_pnl -= charges
 
     def _watch(
-        self, position: PositionTracker, exits: Any, known: Watched | None
+        self,
+        position: PositionTracker,
+        exits: Any,
+        known: Watched | None,
+        plan: ExitPlan | Exception | None = None,
     ) -> Watched | None:
-        try:
-            plan = self.plan_of(position, exits)
-        except Exception as exc:
+        """``plan``: built with ``exits`` by :meth:`fetch_open` (an exception: none could
+        be); None: built here."""
+        if plan is None:
+            try:
+                plan = self.plan_of(position, exits)
+            except Exception as exc:
+                plan = exc
+        if isinstance(plan, Exception):
             self._log_position_error(
-                position.pk, self.clock(), f"has no exit plan ({exc}): its rules cannot run"
+                position.pk, self.clock(), f"has no exit plan ({plan}): its rules cannot run"
             )
-            self._record_error(f"plan #{position.pk}: {exc}")
+            self._record_error(f"plan #{position.pk}: {plan}")
             return None
         same_entry = known is not None and (
             known.plan.entry_price,

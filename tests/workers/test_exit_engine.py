@@ -8,6 +8,7 @@ exit, and the order manager books the exit. Market time and ticks are in the tes
 from __future__ import annotations
 
 import contextlib
+import logging
 import threading
 import time
 from collections.abc import Iterator
@@ -27,6 +28,7 @@ from trading.orders.gateway import PaperGateway
 from trading.orders.ledger import check_ledger
 from trading.orders.paper import PaperBroker
 from trading.orders.router import OrderRouter
+from trading.rules.exits import ExitPlan
 from trading.rules.market import IST
 from trading.switches import kill_switch_active, kill_switch_reason, set_kill_switch
 from workers.exit_engine import ExitEngine
@@ -728,6 +730,44 @@ def test_a_reload_drops_the_quiet_band_of_the_contracts_it_changed_only(desk):
     desk.step(101.0)
     assert engine.counters["evaluations"] == evaluations + 2  # both, once
     assert engine._bands.get(KEY) is not None
+
+
+def test_a_reload_builds_the_new_plans_where_it_reads_the_rows_not_on_the_tick_thread(desk, caplog):
+    """The open set's read (the bookkeeper's, ``fetch_open``) also builds the exit plans of
+    the new active positions; the tick thread's apply only takes them in. A position whose
+    plan cannot be built (a row without an entry time) is not watched and is said, as
+    before."""
+    first = desk.enter()
+    engine = desk.engine
+    engine.handle_reload(desk.wall)
+    assert first in engine.watched
+    second = desk.enter()
+    broken = desk.enter()
+    # A row that has lost its entry time (bad data): no plan can be built for it.
+    PositionTracker.objects.filter(pk=broken).update(entry_at=None, opened_at=None)
+    desk.advance(1.5)
+    fetched = engine.fetch_open(desk.wall)
+    assert set(fetched.loaded) == {second, broken}
+    assert isinstance(fetched.plans[second], ExitPlan)
+    assert fetched.plans[second].entry_price == entry_price(second)
+    assert str(fetched.plans[broken]) == "no entry time"
+
+    def not_here(*_: Any) -> Any:
+        raise AssertionError("a plan built on the tick thread")
+
+    engine.plan_of = not_here  # type: ignore[method-assign]
+    with caplog.at_level(logging.ERROR, logger="workers"):
+        assert engine.apply_reload(fetched)
+    assert set(engine.watched) == {first, second}
+    assert engine.watched[second].plan is fetched.plans[second]
+    assert engine.last_error == f"plan #{broken}: no entry time"
+    assert any(
+        f"#{broken}" in r.getMessage() and "has no exit plan" in r.getMessage()
+        for r in caplog.records
+    )
+    # The new position is judged on its plan: its stop on the tick that reaches it.
+    stop = (entry_price(second) * Decimal("0.88")).quantize(Decimal("0.01"))
+    assert desk.step(float(stop)) == 2  # both positions of the contract: same entry
 
 
 def test_a_reload_of_the_changes_only_leaves_the_engine_as_the_whole_rebuild_does(desk):
