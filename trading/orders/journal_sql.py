@@ -26,6 +26,7 @@ from __future__ import annotations
 
 import contextlib
 import json
+import logging
 import math
 import time
 from collections.abc import Iterable, Iterator, Sequence
@@ -36,12 +37,14 @@ from typing import Any
 
 import psycopg
 from django.conf import settings
-from django.db import DEFAULT_DB_ALIAS, connection, connections, transaction
+from django.db import DEFAULT_DB_ALIAS, DatabaseError, connection, connections, transaction
 from django.db.models import Model
 from django.utils import timezone
 
 from trading.models import Order, OrderLeg, PositionTracker
 from trading.orders.states import WORKING, PositionState, position_sources
+
+logger = logging.getLogger(__name__)
 
 __all__ = [
     "ClaimedExit",
@@ -49,6 +52,7 @@ __all__ = [
     "OrderState",
     "StatementResult",
     "claim_exit_returning",
+    "fetch_one_prepared",
     "in_list",
     "insert_entry",
     "insert_entry_in_process",
@@ -104,6 +108,50 @@ def prepared_cursor() -> Iterator[Any]:
     log = connection.queries_log if connection.queries_logged else None
     with connection.make_cursor(_Preparing(raw, log)) as cursor:
         yield cursor
+
+
+def fetch_one_prepared(sql: str, params: dict[str, Any]) -> tuple[Any, ...] | None:
+    """Run one statement on a :func:`prepared_cursor` (or a plain one when prepared
+    statements are off) and return its first row.
+
+    A statement prepared on this connection before a migration changed the type of a column
+    it returns fails with "cached plan must not change result type" (SQLSTATE 0A000), and
+    fails again each time it runs on that connection: psycopg keeps it. Before anything ran
+    (PostgreSQL checks the plan first), so outside a transaction nothing was done: the
+    connection is closed (its prepared statements go with it) and the statement runs once
+    more on a new one, where it is prepared against the new table. Inside a transaction the
+    error is raised: the rollback clears psycopg's prepared statements, and the caller's next
+    attempt prepares it again."""
+    if not prepared_statements():
+        with connection.cursor() as cursor:
+            cursor.execute(sql, params)
+            return cursor.fetchone()
+    try:
+        with prepared_cursor() as cursor:
+            cursor.execute(sql, params)
+            return cursor.fetchone()
+    except DatabaseError as exc:
+        if not _stale_plan(exc) or connection.in_atomic_block:
+            raise
+    logger.warning(
+        "a prepared statement was planned before a table it reads changed; this connection "
+        "is replaced and the statement runs again on a new one"
+    )
+    connection.close()
+    with prepared_cursor() as cursor:
+        cursor.execute(sql, params)
+        return cursor.fetchone()
+
+
+def _stale_plan(exc: BaseException) -> bool:
+    """PostgreSQL's "cached plan must not change result type" (by its SQLSTATE and the
+    routine that raises it, not the message, which the server may translate)."""
+    diag = getattr(exc.__cause__, "diag", None)
+    return (
+        diag is not None
+        and diag.sqlstate == "0A000"
+        and diag.source_function == "RevalidateCachedQuery"
+    )
 
 
 class _Preparing(psycopg.Cursor):  # type: ignore[type-arg]
@@ -559,9 +607,7 @@ def claim_exit_with_orders(
         )
     picks = "".join(f", (SELECT id FROM o{i})" for i in range(len(orders)))
     sql = f"WITH {', '.join(parts)} SELECT c.*{picks} FROM c"
-    with prepared_cursor() if prepared_statements() else connection.cursor() as cursor:
-        cursor.execute(sql, params)
-        row = cursor.fetchone()
+    row = fetch_one_prepared(sql, params)
     if row is None:
         return None, [None] * len(orders)
     return ClaimedExit(*row[:8]), list(row[8:])

@@ -785,6 +785,96 @@ def test_a_prepared_claim_that_fails_raises_djangos_error_and_the_next_one_runs(
     assert claim_plans()[1] >= 2  # the failed run and this one, one prepared statement
 
 
+def alter_quantity(column_type: str) -> None:
+    """A migration's ALTER of a column the claim returns, on another connection (as a
+    deploy's release step runs it while the workers still run)."""
+    import threading
+
+    from django.db import connection
+
+    failures: list[BaseException] = []
+
+    def alter() -> None:
+        try:
+            with connection.cursor() as cursor:
+                cursor.execute(
+                    f"ALTER TABLE trading_positiontracker ALTER COLUMN quantity TYPE {column_type}"
+                )
+        except BaseException as exc:
+            failures.append(exc)
+        finally:
+            connection.close()
+
+    other = threading.Thread(target=alter)
+    other.start()
+    other.join(30)
+    assert failures == []
+
+
+@pytest.mark.django_db(transaction=True)  # the ALTER on another connection, committed
+def test_a_claim_prepared_before_a_migration_changed_its_columns_runs_on_a_new_connection(
+    router, intent, market, caplog
+):
+    """A claim prepared on a connection, then a migration changes the type of a column it
+    returns: PostgreSQL refuses the prepared statement ("cached plan must not change result
+    type") on that connection every time, before running anything. The claim closes that
+    connection and runs once more on a new one: the exit is routed, once, with a warning."""
+    import logging
+
+    from django.db import connection
+
+    from trading.orders.journal_sql import is_postgres
+
+    if not is_postgres():
+        pytest.skip("prepared statements are the PostgreSQL claim's")
+    first, second = two_active_positions(router, market)
+    assert exit_held(router, first).status == ROUTED  # the claim prepared here
+    backend = connection.connection.info.backend_pid
+    alter_quantity("bigint")
+    try:
+        with caplog.at_level(logging.WARNING, logger="trading.orders.journal_sql"):
+            assert exit_held(router, second).status == ROUTED
+        assert connection.connection.info.backend_pid != backend
+        assert claim_plans() == (1, 1)  # prepared again, on the new connection
+        assert "runs again on a new one" in caplog.text
+    finally:
+        alter_quantity("integer")
+    second.refresh_from_db()
+    assert (second.status, second.exit_type) == ("exiting", "STOP_LOSS")
+    assert second.orders.filter(leg="exit").count() == 1
+
+
+@pytest.mark.django_db(transaction=True)
+def test_a_stale_prepared_claim_inside_a_transaction_raises_and_the_rollback_heals_it(
+    router, intent, market
+):
+    """Inside a transaction the stale plan's error cannot be retried (the transaction is
+    aborted): it is raised, nothing is claimed, and the rollback clears the connection's
+    prepared statements, so the next claim on the same connection prepares it again."""
+    from django.db import NotSupportedError, connection, transaction
+
+    from trading.orders.journal_sql import is_postgres
+
+    if not is_postgres():
+        pytest.skip("prepared statements are the PostgreSQL claim's")
+    first, second = two_active_positions(router, market)
+    assert exit_held(router, first).status == ROUTED
+    backend = connection.connection.info.backend_pid
+    alter_quantity("bigint")
+    try:
+        with pytest.raises(NotSupportedError, match="cached plan must not change result type"):
+            with transaction.atomic():
+                exit_held(router, second)
+        second.refresh_from_db()
+        assert second.status == "active" and not second.orders.filter(leg="exit").exists()
+        assert exit_held(router, second).status == ROUTED
+        assert connection.connection.info.backend_pid == backend
+    finally:
+        alter_quantity("integer")
+    second.refresh_from_db()
+    assert second.status == "exiting" and second.orders.filter(leg="exit").count() == 1
+
+
 def test_the_exit_path_warm_up_keeps_nothing_and_sends_nothing(router, intent, market):
     """OrderRouter.warm_up runs the claim's statement for position -1 with statuses no row
     can have: even an active position #-1 (no id the database hands out) stays as it is, no
