@@ -44,8 +44,8 @@ from trading.orders.live import LiveGateway
 from trading.orders.router import ExitRefused, OrderRouter
 from trading.rules.vocab import ExitType
 
-# serialized_rollback: the watchlist rows of the data migrations, which a flush removes.
-pytestmark = pytest.mark.django_db(transaction=True, serialized_rollback=True)
+# The watchlist rows of the data migration: written by desk_for (seed_watchlist).
+pytestmark = pytest.mark.django_db(transaction=True)
 
 
 @pytest.fixture

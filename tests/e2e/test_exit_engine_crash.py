@@ -40,7 +40,8 @@ from trading.models import Fill, Order, PositionTracker
 from trading.switches import set_kill_switch
 from workers.realtime.kv_store import RedisKeyValueStore
 
-pytestmark = pytest.mark.django_db(transaction=True, serialized_rollback=True)
+# The watchlist rows of the data migration: written by desk_for (seed_watchlist).
+pytestmark = pytest.mark.django_db(transaction=True)
 
 
 @pytest.fixture

@@ -22,8 +22,8 @@ from trading.orders.journal import claim_exit
 from trading.rules.vocab import ExitType
 from workers.realtime.kv_store import RedisKeyValueStore
 
-# serialized_rollback: the watchlist rows of the data migrations, which a flush removes.
-pytestmark = pytest.mark.django_db(transaction=True, serialized_rollback=True)
+# The watchlist rows of the data migration: written by desk_for (seed_watchlist).
+pytestmark = pytest.mark.django_db(transaction=True)
 
 
 @pytest.fixture
