@@ -507,9 +507,10 @@ class ExitEngine(PnlMonitor):
         The plans are built here, not on the tick thread: about 0.1 ms of interpreter each
         (the charges of the exit at the entry price, the plan's levels), which a tick arriving
         during the apply waited for, tens of positions at a time when entries come together
-        (bench/RESULTS.md, "where the last tail waits"). Between two plans this thread lets
-        the interpreter go (``time.sleep(0)``), so a tick that came in is taken at once
-        instead of after a switch interval (5 ms)."""
+        (bench/RESULTS.md, "Exit engine: where the last tail waits"). Between two plans this
+        thread lets the interpreter go (``time.sleep(0)``): a thread waiting for it (the
+        subscription's reader, the tick thread) gets it there, not after a switch interval
+        (5 ms) of plans."""
         exits = self.config_source().exits
         read = self.read_open(now, self._prints, "derivative")
         if read is None:
