@@ -93,7 +93,6 @@ from workers.exit_routes import RouteProcess, RoutesDied
 from workers.market_clock import MarketClock
 from workers.orders import record_quote
 from workers.pnl import (
-    OPEN_STATUSES,
     PnlMonitor,
     default_exit_charges,
     tick_time,
@@ -404,7 +403,7 @@ class ExitEngine(PnlMonitor):
             if wake:
                 self._wake_books.set()
         else:
-            self._persist_one(watched)
+            self._persist_rows([watched])
 
     def _wait_for_market_time(self, stop: threading.Event) -> None:
         """No rule runs before market time is known: a clock exit judged on the wall clock
@@ -1493,15 +1492,6 @@ class ExitEngine(PnlMonitor):
         for watched, state in moved:
             watched.saved = state  # what was written (a newer state is written next time)
         return len(moved)
-
-    def _persist_one(self, watched: Watched) -> None:
-        state = watched.state
-        if state is watched.saved:
-            return
-        PositionTracker.objects.filter(pk=watched.position_id, status__in=OPEN_STATUSES).update(
-            **_state_columns(state)
-        )
-        watched.saved = state
 
     # -- heartbeat -------------------------------------------------------------------------
 

@@ -123,13 +123,9 @@ def fetch_one_prepared(sql: str, params: dict[str, Any]) -> tuple[Any, ...] | No
     error is raised: the rollback clears psycopg's prepared statements, and the caller's next
     attempt prepares it again."""
     if not prepared_statements():
-        with connection.cursor() as cursor:
-            cursor.execute(sql, params)
-            return cursor.fetchone()
+        return _fetch_one(connection.cursor(), sql, params)
     try:
-        with prepared_cursor() as cursor:
-            cursor.execute(sql, params)
-            return cursor.fetchone()
+        return _fetch_one(prepared_cursor(), sql, params)
     except DatabaseError as exc:
         if not _stale_plan(exc) or connection.in_atomic_block:
             raise
@@ -138,7 +134,12 @@ def fetch_one_prepared(sql: str, params: dict[str, Any]) -> tuple[Any, ...] | No
         "is replaced and the statement runs again on a new one"
     )
     connection.close()
-    with prepared_cursor() as cursor:
+    return _fetch_one(prepared_cursor(), sql, params)
+
+
+def _fetch_one(opened: Any, sql: str, params: dict[str, Any]) -> tuple[Any, ...] | None:
+    """``sql`` on the cursor ``opened`` (a context manager), its first row."""
+    with opened as cursor:
         cursor.execute(sql, params)
         return cursor.fetchone()
 
