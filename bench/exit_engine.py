@@ -59,6 +59,11 @@ creating them the bench reads each contract's price cycle from Redis for 1.5 s.
    printed for the latency run, to find where a wait comes from: the age of the newest and
    the oldest tick of each batch when the tick thread takes it, the time each reload took to
    apply on the tick thread, and the garbage collector's pauses per generation.
+
+   After each run: the CPU each role's processes used (the simulator, the hub, the engine with
+   its route and marks processes, Redis, PostgreSQL, the bench), from /proc/<pid>/stat, and
+   the whole machine's busy share from /proc/stat (what other tenants add); on the bench's VM
+   the latter reads low at times (below the bench's own share), which the line then says.
 3. **The pure rules**, per position per tick: bench/rules.py item 5 (``bench_exits``), called
    here after the processes have stopped (no Redis, no database, no engine loop).
 
@@ -94,6 +99,7 @@ import sys
 import tempfile
 import threading
 import time
+from collections.abc import Mapping
 from decimal import ROUND_UP, Decimal
 from multiprocessing.connection import Connection
 from multiprocessing.synchronize import Event as EventType
@@ -569,13 +575,96 @@ def _busy_share(before: list[int], after: list[int]) -> float:
     return 1 - idle / total if total else 0.0
 
 
-def machine_line(busy: float) -> str:
+def machine_line(busy: float, own: float | None = None) -> str:
+    """The machine's busy share by /proc/stat; with ``own`` (the bench's processes' share of
+    the machine, :func:`roles_line`), a reading below it is said to be wrong: on the bench's
+    VM /proc/stat's idle time over-counts now and then (2 % busy printed while the engine
+    alone used 22 % of a core: 2026-12-06, bench/RESULTS.md)."""
     cores = os.cpu_count() or 1
-    return (
-        f"  the machine's {cores} cores during the run: {busy:.0%} busy (simulator, hub, Redis, "
-        f"PostgreSQL, engine and anything else); what is left for the engine's threads to be "
-        f"scheduled in: {1 - busy:.0%}"
+    line = (
+        f"  the machine's {cores} cores during the run: {busy:.0%} busy by /proc/stat "
+        f"(simulator, hub, Redis, PostgreSQL, engine and anything else)"
     )
+    if own is not None and busy + 0.02 < own:
+        line += (
+            f": less than the bench's own processes' {own:.0%}, so /proc/stat under-counts "
+            "here; the figures by process above are the ones to read"
+        )
+    return line
+
+
+def _proc_stat(pid: int) -> tuple[int, int] | None:
+    """(parent pid, user + system clock ticks) of a process, None when it is gone."""
+    try:
+        text = Path(f"/proc/{pid}/stat").read_text()
+    except OSError:
+        return None
+    fields = text.rsplit(")", 1)[1].split()
+    return int(fields[1]), int(fields[11]) + int(fields[12])
+
+
+def role_cpu(roots: Mapping[str, int]) -> dict[str, int]:
+    """Clock ticks of CPU (user + system) used so far by each role's process tree: ``roots``
+    maps a role to its process, whose descendants count with it (the engine's route and
+    marks processes, PostgreSQL's backends); "bench" is this process and what else it
+    started (Redis). A process that ended since the last reading no longer counts (the
+    bench's processes live through a run; a PostgreSQL backend that closes is a rounding)."""
+    stats = {}
+    for entry in os.listdir("/proc"):
+        if entry.isdigit():
+            stat = _proc_stat(int(entry))
+            if stat is not None:
+                stats[int(entry)] = stat
+    role_of = {pid: role for role, pid in roots.items()}
+    out = dict.fromkeys(roots, 0)
+    for pid, (_parent, ticks) in stats.items():
+        seen, at = 0, pid
+        while at not in role_of and at in stats and seen < 64:
+            at, seen = stats[at][0], seen + 1
+        if at in role_of:
+            out[role_of[at]] += ticks
+    return out
+
+
+def bench_roots(sim: int, hub: int, engine: int) -> dict[str, int]:
+    """The process of each role of the run (role_cpu): the simulator, the hub, the engine
+    (with its route and marks processes), Redis (this process's child), PostgreSQL (the
+    postmaster, the parent of this connection's backend) and the bench itself."""
+    from django.db import connection
+
+    with connection.cursor() as cursor:
+        cursor.execute("SELECT pg_backend_pid()")
+        backend = cursor.fetchone()[0]
+    roots = {"simulator": sim, "hub": hub, "engine (its route and marks processes too)": engine}
+    for entry in os.listdir("/proc"):
+        if entry.isdigit():
+            stat = _proc_stat(int(entry))
+            comm = Path(f"/proc/{entry}/comm")
+            if stat is not None and stat[0] == os.getpid() and comm.exists():
+                if comm.read_text().strip() == "redis-server":
+                    roots["Redis"] = int(entry)
+    postmaster = _proc_stat(backend)
+    if postmaster is not None:
+        roots["PostgreSQL"] = postmaster[0]
+    roots["bench"] = os.getpid()
+    return roots
+
+
+def roles_line(
+    before: Mapping[str, int], after: Mapping[str, int], seconds: float
+) -> tuple[str, float]:
+    """Each role's CPU between two role_cpu() readings, in % of one core, and their sum;
+    with that sum as a share of the machine (all its cores)."""
+    hz = os.sysconf("SC_CLK_TCK")
+    shares = {role: (after[role] - before.get(role, 0)) / hz / seconds for role in after}
+    total = sum(shares.values())
+    cores = os.cpu_count() or 1
+    parts = ", ".join(f"{role} {share:.0%}" for role, share in shares.items())
+    line = (
+        f"  CPU of the bench's processes, % of one core: {parts}; together {total:.0%} of one "
+        f"core, {total / cores:.0%} of the machine's {cores}"
+    )
+    return line, total / cores
 
 
 def latency_run(
@@ -778,10 +867,14 @@ def main() -> int:
         )
         hub_conn.send("rate")
         hub_conn.recv()
-        cpu_before = _cpu_times()
+        roots = bench_roots(sim.pid, hub.pid, engine.pid)
+        connections.close_all()
+        cpu_before, roles_before = _cpu_times(), role_cpu(roots)
+        started = time.monotonic()
         engine_conn.send(("throughput", marks))
         samples = engine_conn.recv()
-        cpu_after = _cpu_times()
+        cpu_after, roles_after = _cpu_times(), role_cpu(roots)
+        roles, own = roles_line(roles_before, roles_after, time.monotonic() - started)
         steal = _steal_share(cpu_before, cpu_after)
         busy = _busy_share(cpu_before, cpu_after)
         hub_conn.send("rate")
@@ -808,14 +901,17 @@ def main() -> int:
             f"(target: flat)"
         )
         print(f"  CPU stolen by the hypervisor during the run: {steal:.0%} (noise)", flush=True)
-        print(machine_line(busy), flush=True)
+        print(roles, flush=True)
+        print(machine_line(busy, own), flush=True)
 
         # 2. Latency.
-        cpu_before = _cpu_times()
+        cpu_before, roles_before = _cpu_times(), role_cpu(roots)
+        started = time.monotonic()
         result, created, still = latency_run(
             engine_conn, entries, rows, feed, args.latency_seconds, args.exit_rate
         )
-        cpu_after = _cpu_times()
+        cpu_after, roles_after = _cpu_times(), role_cpu(roots)
+        roles, own = roles_line(roles_before, roles_after, time.monotonic() - started)
         steal = _steal_share(cpu_before, cpu_after)
         busy = _busy_share(cpu_before, cpu_after)
         figures, latencies = result["figures"], result["latencies"]
@@ -897,7 +993,8 @@ def main() -> int:
                     f"max {pauses[-1]:.2f} ms, total {sum(pauses):.0f} ms"
                 )
         print(f"  CPU stolen by the hypervisor during the run: {steal:.0%} (noise)", flush=True)
-        print(machine_line(busy), flush=True)
+        print(roles, flush=True)
+        print(machine_line(busy, own), flush=True)
 
         engine_conn.send(("stop", None))
         profile_text = engine_conn.recv()
