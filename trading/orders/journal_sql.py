@@ -80,11 +80,17 @@ _NO_STATUS = "-" * (PositionTracker._meta.get_field("status").max_length + 1)
 _ONLY_WHEN_ASKED = 2**31 - 1
 
 
+# Why this process stopped preparing statements (:func:`fetch_one_prepared`), None while it
+# prepares them: set once, for the process's life.
+_prepared_lost: str | None = None
+
+
 def prepared_statements() -> bool:
     """Whether the exit's claim runs as a prepared statement (settings.DB_PREPARED_STATEMENTS,
     env ``DB_PREPARED_STATEMENTS``, default on): off behind a pooler that cannot carry them
-    (PgBouncer before 1.21 in transaction mode)."""
-    return bool(getattr(settings, "DB_PREPARED_STATEMENTS", True))
+    (PgBouncer before 1.21 in transaction mode), and off in a process that found them lost
+    on the server (:func:`fetch_one_prepared`)."""
+    return _prepared_lost is None and bool(getattr(settings, "DB_PREPARED_STATEMENTS", True))
 
 
 @contextlib.contextmanager
@@ -114,26 +120,40 @@ def fetch_one_prepared(sql: str, params: dict[str, Any]) -> tuple[Any, ...] | No
     """Run one statement on a :func:`prepared_cursor` (or a plain one when prepared
     statements are off) and return its first row.
 
-    A statement prepared on this connection before a migration changed the type of a column
-    it returns fails with "cached plan must not change result type" (SQLSTATE 0A000), and
-    fails again each time it runs on that connection: psycopg keeps it. Before anything ran
-    (PostgreSQL checks the plan first), so outside a transaction nothing was done: the
-    connection is closed (its prepared statements go with it) and the statement runs once
-    more on a new one, where it is prepared against the new table. Inside a transaction the
-    error is raised: the rollback clears psycopg's prepared statements, and the caller's next
-    attempt prepares it again."""
+    Two refusals come before anything runs (PostgreSQL checks the statement first), so
+    outside a transaction nothing was done: the connection is closed and the statement runs
+    once more on a new one. Inside a transaction the error is raised: the rollback clears
+    psycopg's prepared statements, and the caller's next attempt runs it again.
+
+    * A statement prepared on this connection before a migration changed the type of a
+      column it returns fails with "cached plan must not change result type" (SQLSTATE
+      0A000), and again each time it runs on that connection: psycopg keeps it. On the new
+      connection it is prepared against the new table.
+    * A prepared statement the server does not have (26000), or a name the server has taken
+      already (42P05): what a pooler in transaction mode does to them (PgBouncer before
+      1.21, or with ``max_prepared_statements = 0``): each transaction may land on another
+      server connection. This process then stops preparing (:func:`prepared_statements`),
+      says so once at ERROR, and runs the statement as any other: every exit still routed,
+      each one planned by the server (about 1 ms more)."""
     if not prepared_statements():
         return _fetch_one(connection.cursor(), sql, params)
     try:
         return _fetch_one(prepared_cursor(), sql, params)
     except DatabaseError as exc:
-        if not _stale_plan(exc) or connection.in_atomic_block:
+        lost = _lost_statement(exc)
+        if lost is None and not _stale_plan(exc):
             raise
+        if lost is not None:
+            _stop_preparing(lost)
+        if connection.in_atomic_block:
+            raise
+    connection.close()  # its prepared statements go with it
+    if lost is not None:
+        return _fetch_one(connection.cursor(), sql, params)
     logger.warning(
         "a prepared statement was planned before a table it reads changed; this connection "
-        "is replaced and the statement runs again on a new one"
+        "was replaced and the statement runs again on a new one"
     )
-    connection.close()
     return _fetch_one(prepared_cursor(), sql, params)
 
 
@@ -142,6 +162,31 @@ def _fetch_one(opened: Any, sql: str, params: dict[str, Any]) -> tuple[Any, ...]
     with opened as cursor:
         cursor.execute(sql, params)
         return cursor.fetchone()
+
+
+def _lost_statement(exc: BaseException) -> str | None:
+    """What the server said when a prepared statement it should have is not there (SQLSTATE
+    26000) or its name is taken (42P05), else None."""
+    diag = getattr(exc.__cause__, "diag", None)
+    if diag is None or diag.sqlstate not in ("26000", "42P05"):
+        return None
+    return f"SQLSTATE {diag.sqlstate}: {diag.message_primary}"
+
+
+def _stop_preparing(why: str) -> None:
+    """No prepared statement in this process from now on (:func:`fetch_one_prepared`)."""
+    global _prepared_lost
+    if _prepared_lost is not None:
+        return
+    _prepared_lost = why
+    logger.error(
+        "prepared statements do not last on this database connection (%s): is a pooler in "
+        "transaction mode between this process and PostgreSQL? This process sends the "
+        "exit's claim unprepared from now on (same outcome, about 1 ms more a claim). Set "
+        "DB_PREPARED_STATEMENTS=false to start that way, or let the pooler carry prepared "
+        "statements (PgBouncer 1.21+: max_prepared_statements)",
+        why,
+    )
 
 
 def _stale_plan(exc: BaseException) -> bool:

@@ -869,6 +869,105 @@ def test_a_stale_prepared_claim_inside_a_transaction_raises_and_the_rollback_hea
     assert second.status == "exiting" and second.orders.filter(leg="exit").count() == 1
 
 
+def lose_prepared_statements() -> None:
+    """What a pooler in transaction mode does to a client's prepared statements: the server
+    connection its next transaction lands on does not have them. Here DEALLOCATE ALL on the
+    server behind psycopg's back (its own protocol call, which psycopg does not see), so
+    psycopg still takes them as prepared."""
+    from django.db import connection
+    from psycopg.pq import ExecStatus
+
+    assert connection.connection.pgconn.exec_(b"DEALLOCATE ALL").status == ExecStatus.COMMAND_OK
+
+
+@pytest.fixture
+def prepares(monkeypatch):
+    """The journal's prepared statements on, as a process starts (the fallback below turns
+    them off for the process's life: put back after the test)."""
+    from trading.orders import journal_sql
+
+    if not journal_sql.is_postgres():
+        pytest.skip("prepared statements are the PostgreSQL claim's")
+    monkeypatch.setattr(journal_sql, "_prepared_lost", None)
+    return journal_sql
+
+
+@pytest.mark.django_db(transaction=True)  # the fallback closes the connection
+def test_prepared_claims_lost_on_the_server_route_unprepared_from_then_on(
+    router, intent, market, prepares, caplog
+):
+    """A pooler in transaction mode (PgBouncer before 1.21): the claim prepared on one
+    server connection is missing on the next ("prepared statement ... does not exist",
+    SQLSTATE 26000, before anything runs). The exit is routed once all the same, the process
+    says why at ERROR once and runs the claim unprepared from then on."""
+    import logging
+
+    first, second = two_active_positions(router, market)
+    assert exit_held(router, first).status == ROUTED  # prepared here
+    lose_prepared_statements()
+    with caplog.at_level(logging.ERROR, logger="trading.orders.journal_sql"):
+        assert exit_held(router, second).status == ROUTED
+        assert router.warm_up() is True  # six more claims (inert), none prepared
+    assert not prepares.prepared_statements()
+    assert claim_plans() == (0, 0)
+    lines = [r for r in caplog.records if r.name == "trading.orders.journal_sql"]
+    assert len(lines) == 1 and lines[0].levelno == logging.ERROR
+    assert "SQLSTATE 26000" in lines[0].getMessage()
+    assert "DB_PREPARED_STATEMENTS=false" in lines[0].getMessage()
+    second.refresh_from_db()
+    assert (second.status, second.exit_type) == ("exiting", "STOP_LOSS")
+    assert second.orders.filter(leg="exit").count() == 1
+
+
+@pytest.mark.django_db(transaction=True)
+def test_a_prepared_statement_name_the_server_has_taken_routes_the_claim_unprepared(
+    router, intent, market, prepares, caplog
+):
+    """The other face of the same pooler: another client's statements on the server
+    connection hold the names psycopg gives its own (SQLSTATE 42P05 on the claim's PREPARE,
+    which runs nothing). The exit is routed once, unprepared."""
+    import logging
+
+    from django.db import connection
+
+    position = two_active_positions(router, market)[0]
+    connection.close()  # a new connection: psycopg names its statements from _pg3_0
+    connection.ensure_connection()
+    for n in range(20):
+        connection.connection.pgconn.exec_(f"PREPARE _pg3_{n} AS SELECT {n}".encode())
+    with caplog.at_level(logging.ERROR, logger="trading.orders.journal_sql"):
+        assert exit_held(router, position).status == ROUTED
+    assert "SQLSTATE 42P05" in caplog.text
+    assert not prepares.prepared_statements()
+    position.refresh_from_db()
+    assert position.status == "exiting" and position.orders.filter(leg="exit").count() == 1
+
+
+@pytest.mark.django_db(transaction=True)
+def test_a_lost_prepared_claim_inside_a_transaction_raises_and_the_next_runs_unprepared(
+    router, intent, market, prepares
+):
+    """Inside a transaction the lost statement's error is raised (the transaction is
+    aborted): nothing is claimed, and the caller's next attempt, prepared statements now off
+    in this process, claims it on the same connection."""
+    from django.db import DatabaseError, connection, transaction
+
+    first, second = two_active_positions(router, market)
+    assert exit_held(router, first).status == ROUTED
+    backend = connection.connection.info.backend_pid
+    lose_prepared_statements()
+    with pytest.raises(DatabaseError, match="does not exist"):
+        with transaction.atomic():
+            exit_held(router, second)
+    second.refresh_from_db()
+    assert second.status == "active" and not second.orders.filter(leg="exit").exists()
+    assert not prepares.prepared_statements()
+    assert exit_held(router, second).status == ROUTED
+    assert connection.connection.info.backend_pid == backend
+    second.refresh_from_db()
+    assert second.status == "exiting" and second.orders.filter(leg="exit").count() == 1
+
+
 def test_the_exit_path_warm_up_keeps_nothing_and_sends_nothing(router, intent, market):
     """OrderRouter.warm_up runs the claim's statement for position -1 with statuses no row
     can have: even an active position #-1 (no id the database hands out) stays as it is, no
