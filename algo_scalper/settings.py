@@ -101,7 +101,8 @@ TEMPLATES = [
 DATABASE_URL = envstr("DATABASE_URL", f"sqlite:///{BASE_DIR / 'db.sqlite3'}")
 _conn_max_age = envint("DB_CONN_MAX_AGE", 60, minimum=0, maximum=86_400)  # seconds, a day at most
 # The exit's claim as a prepared statement on PostgreSQL (trading/orders/journal_sql.py): off
-# only behind a pooler that cannot carry prepared statements (PgBouncer < 1.21, transaction mode).
+# behind a pooler that cannot carry prepared statements (PgBouncer < 1.21, transaction mode);
+# left on there, each process turns them off itself at the first lost one (an ERROR line).
 DB_PREPARED_STATEMENTS = envbool("DB_PREPARED_STATEMENTS", True)
 try:
     _db = dj_database_url.parse(DATABASE_URL, conn_max_age=_conn_max_age)
