@@ -603,12 +603,11 @@ def _proc_stat(pid: int) -> tuple[int, int] | None:
     return int(fields[1]), int(fields[11]) + int(fields[12])
 
 
-def role_cpu(roots: Mapping[str, int]) -> dict[str, int]:
-    """Clock ticks of CPU (user + system) used so far by each role's process tree: ``roots``
-    maps a role to its process, whose descendants count with it (the engine's route and
-    marks processes, PostgreSQL's backends); "bench" is this process and what else it
-    started (Redis). A process that ended since the last reading no longer counts (the
-    bench's processes live through a run; a PostgreSQL backend that closes is a rounding)."""
+def role_cpu(roots: Mapping[str, int]) -> dict[str, dict[int, int]]:
+    """Clock ticks of CPU (user + system) used so far by each process of each role's process
+    tree: ``roots`` maps a role to its process, whose descendants count with it (the engine's
+    route and marks processes, PostgreSQL's backends); "bench" is this process and what else
+    it started (Redis, when not a role of its own)."""
     stats = {}
     for entry in os.listdir("/proc"):
         if entry.isdigit():
@@ -616,13 +615,13 @@ def role_cpu(roots: Mapping[str, int]) -> dict[str, int]:
             if stat is not None:
                 stats[int(entry)] = stat
     role_of = {pid: role for role, pid in roots.items()}
-    out = dict.fromkeys(roots, 0)
+    out: dict[str, dict[int, int]] = {role: {} for role in roots}
     for pid, (_parent, ticks) in stats.items():
         seen, at = 0, pid
         while at not in role_of and at in stats and seen < 64:
             at, seen = stats[at][0], seen + 1
         if at in role_of:
-            out[role_of[at]] += ticks
+            out[role_of[at]][pid] = ticks
     return out
 
 
@@ -651,12 +650,19 @@ def bench_roots(sim: int, hub: int, engine: int) -> dict[str, int]:
 
 
 def roles_line(
-    before: Mapping[str, int], after: Mapping[str, int], seconds: float
+    before: Mapping[str, Mapping[int, int]], after: Mapping[str, Mapping[int, int]], seconds: float
 ) -> tuple[str, float]:
     """Each role's CPU between two role_cpu() readings, in % of one core, and their sum;
     with that sum as a share of the machine (all its cores)."""
     hz = os.sysconf("SC_CLK_TCK")
-    shares = {role: (after[role] - before.get(role, 0)) / hz / seconds for role in after}
+    # Per process: one that started meanwhile counts whole; one that ended meanwhile (a
+    # PostgreSQL backend closed) is not in ``after`` and its last share is lost, a rounding.
+    shares = {
+        role: sum(ticks - before.get(role, {}).get(pid, 0) for pid, ticks in procs.items())
+        / hz
+        / seconds
+        for role, procs in after.items()
+    }
     total = sum(shares.values())
     cores = os.cpu_count() or 1
     parts = ", ".join(f"{role} {share:.0%}" for role, share in shares.items())
