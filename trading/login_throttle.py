@@ -5,20 +5,41 @@ login page and the API's HTTP Basic (trading/api/auth.py).
 
 Keyed on the pair, not the address alone: behind a proxy every client shares an address, and
 one guesser must not lock every operator out (nor, keyed on the name alone, lock an operator
-out from everywhere in an emergency). The count lives in Django's cache: per process with the
-default local-memory cache, so with N web workers a guesser gets at most N times the
-allowance (a shared cache, Redis, makes it one allowance)."""
+out from everywhere in an emergency).
+
+Where the count lives: in Django's cache, which is per process (the default local-memory
+cache), and, when ``REDIS_URL`` is set, in Redis too, one count for every web process (with
+gunicorn's ``WEB_CONCURRENCY`` workers, a guesser gets one allowance, not one a worker). A
+pair is refused when either count has reached the allowance. When Redis does not answer
+(within ``REDIS_TIMEOUT``), the process's own count goes on alone, as without Redis, Redis is
+left alone for ``REDIS_PAUSE`` seconds and that is said at WARNING once a pause: a login
+never fails, nor waits long, because Redis is down."""
 
 from __future__ import annotations
 
 import hashlib
+import logging
+import threading
+import time
+from typing import Any
 
+from django.conf import settings
 from django.core.cache import cache
 
 __all__ = ["MAX_FAILURES", "WINDOW", "locked", "record_failure", "refusal"]
 
+logger = logging.getLogger(__name__)
+
 MAX_FAILURES = 10
 WINDOW = 300  # seconds
+SHARED_PREFIX = "algo:login-failures:"  # the Redis keys (tests use their own)
+REDIS_TIMEOUT = 0.25  # seconds a connect or a reply may take before the local count decides
+REDIS_PAUSE = 30.0  # seconds Redis is left alone after it did not answer
+
+_lock = threading.Lock()
+_client: Any = None  # redis.Redis for _client_url, made at first use
+_client_url: str | None = None
+_paused_until = 0.0
 
 
 def _key(name: str, address: str) -> str:
@@ -28,7 +49,11 @@ def _key(name: str, address: str) -> str:
 
 def locked(name: str, address: str) -> bool:
     """Whether this user name from this address has used up its wrong passwords."""
-    return cache.get(_key(name, address), 0) >= MAX_FAILURES
+    key = _key(name, address)
+    if cache.get(key, 0) >= MAX_FAILURES:
+        return True
+    shared = _shared("get", key)
+    return shared is not None and int(shared) >= MAX_FAILURES
 
 
 def record_failure(name: str, address: str) -> None:
@@ -40,6 +65,7 @@ def record_failure(name: str, address: str) -> None:
             cache.incr(key)
         except ValueError:  # expired between the two calls
             cache.add(key, 1, WINDOW)
+    _shared("count", key)
 
 
 def refusal() -> str:
@@ -48,3 +74,47 @@ def refusal() -> str:
         f"{MAX_FAILURES} wrong passwords for this user from this address: try again in "
         f"{WINDOW // 60} minutes"
     )
+
+
+def _shared(what: str, key: str) -> Any:
+    """The shared count in Redis: read it (``get``: the count's text, or None) or add one
+    (``count``: the window starts at the first, as in the cache). None when REDIS_URL is not
+    set, Redis is paused or it did not answer."""
+    global _paused_until
+    url = getattr(settings, "REDIS_URL", None)
+    if not url or time.monotonic() < _paused_until:
+        return None
+    import redis
+
+    try:
+        client = _redis(url)
+        name = SHARED_PREFIX + key
+        if what == "get":
+            return client.get(name)
+        pipe = client.pipeline(transaction=True)
+        pipe.set(name, 0, ex=WINDOW, nx=True)  # INCR keeps the key's time to live
+        pipe.incr(name)
+        return pipe.execute()[-1]
+    except (redis.RedisError, OSError) as exc:
+        _paused_until = time.monotonic() + REDIS_PAUSE
+        logger.warning(
+            "wrong-password counts: Redis did not answer (%s: %s); this process counts "
+            "alone for the next %.0f s",
+            type(exc).__name__,
+            exc,
+            REDIS_PAUSE,
+        )
+        return None
+
+
+def _redis(url: str) -> Any:
+    global _client, _client_url
+    with _lock:
+        if _client is None or _client_url != url:
+            import redis
+
+            _client = redis.Redis.from_url(
+                url, socket_timeout=REDIS_TIMEOUT, socket_connect_timeout=REDIS_TIMEOUT
+            )
+            _client_url = url
+        return _client

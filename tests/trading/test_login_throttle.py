@@ -61,3 +61,73 @@ def test_a_right_password_before_the_limit_logs_in(operators):
     for _ in range(MAX_FAILURES - 1):
         login(client, "ops", "guess")
     assert login(client, "ops", "right-password-1").status_code == 302
+
+
+@pytest.fixture
+def shared(monkeypatch, settings):
+    """The counts shared through Redis (REDIS_URL set, as in split mode), under a key prefix
+    of this test's own; the module's client and pause start afresh."""
+    import secrets
+
+    from trading import login_throttle
+
+    monkeypatch.setattr(login_throttle, "SHARED_PREFIX", f"test-{secrets.token_hex(4)}:")
+    monkeypatch.setattr(login_throttle, "_client", None)
+    monkeypatch.setattr(login_throttle, "_paused_until", 0.0)
+    return login_throttle
+
+
+def test_with_redis_every_web_process_counts_against_one_allowance(
+    operators, shared, settings, redis_url
+):
+    """A second web process has a cache of its own (emptied here): the pair that used up its
+    wrong passwords on the first is refused there too, from the count in Redis, which ends
+    with the window."""
+    import redis
+
+    settings.REDIS_URL = redis_url
+    client = Client()
+    for _ in range(MAX_FAILURES):
+        login(client, "ops", "guess")
+    cache.clear()  # what another web process holds
+    refused = login(Client(), "ops", "right-password-1")
+    assert "wrong passwords for this user from this address" in refused.content.decode()
+    assert login(Client(), "desk", "right-password-2").status_code == 302
+    keys = redis.Redis.from_url(redis_url).keys(f"{shared.SHARED_PREFIX}*")
+    assert len(keys) == 1
+    counted = redis.Redis.from_url(redis_url)
+    assert int(counted.get(keys[0])) == MAX_FAILURES
+    assert 0 < counted.ttl(keys[0]) <= shared.WINDOW
+
+
+@pytest.mark.parametrize("down", ["refused", "silent"])
+def test_with_redis_down_logins_go_on_and_each_process_counts_alone(
+    operators, shared, settings, caplog, down
+):
+    """Redis refusing connections, or accepting them and never answering: a login is decided
+    on the process's own count (the right password logs in, the allowance still holds), Redis
+    is left alone for a while after the first failure (one warning, not one a login)."""
+    import logging
+    import socket
+
+    listener = socket.socket()
+    listener.bind(("127.0.0.1", 0))
+    port = listener.getsockname()[1]
+    if down == "silent":
+        listener.listen(16)  # connects, never answers
+    else:
+        listener.close()  # nothing listens: refused
+    settings.REDIS_URL = f"redis://127.0.0.1:{port}/0"
+    try:
+        with caplog.at_level(logging.WARNING, logger="trading.login_throttle"):
+            assert login(Client(), "desk", "right-password-2").status_code == 302
+            client = Client()
+            for _ in range(MAX_FAILURES):
+                login(client, "ops", "guess")
+            refused = login(client, "ops", "right-password-1")
+    finally:
+        listener.close()
+    assert "wrong passwords for this user from this address" in refused.content.decode()
+    warnings = [r for r in caplog.records if r.name == "trading.login_throttle"]
+    assert len(warnings) == 1
+    assert "Redis did not answer" in warnings[0].getMessage()
