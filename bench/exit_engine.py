@@ -64,6 +64,9 @@ creating them the bench reads each contract's price cycle from Redis for 1.5 s.
    its route and marks processes, Redis, PostgreSQL, the bench), from /proc/<pid>/stat, and
    the whole machine's busy share from /proc/stat (what other tenants add); on the bench's VM
    the latter reads low at times (below the bench's own share), which the line then says.
+   During the latency run, a bystander process sleeps 2 ms at a time and notes how late each
+   wake-up comes: how long this machine, at that moment, makes a woken process wait for a
+   core, whatever the engine does (the host's part of the exits' tail; about 1 % of a core).
 3. **The pure rules**, per position per tick: bench/rules.py item 5 (``bench_exits``), called
    here after the processes have stopped (no Redis, no database, no engine loop).
 
@@ -625,6 +628,34 @@ def role_cpu(roots: Mapping[str, int]) -> dict[str, dict[int, int]]:
     return out
 
 
+PROBE_SLEEP = 0.002  # seconds the bystander probe sleeps between two wake-ups
+
+
+def serve_probe(conn: Connection, stop: EventType) -> None:
+    """A bystander (a process of its own, doing nothing else): sleep PROBE_SLEEP, note how
+    late the wake-up came, again, until ``stop``; then send the lateness in seconds. How long
+    this machine makes a woken process wait for a core during the run, whatever the engine
+    does: the host's share of the exits' tail (500 wake-ups a second, about 1 % of a core)."""
+    late: list[float] = []
+    conn.send("ready")
+    while not stop.is_set():
+        start = time.perf_counter()
+        time.sleep(PROBE_SLEEP)
+        late.append(time.perf_counter() - start - PROBE_SLEEP)
+    conn.send(late)
+
+
+def probe_line(late: list[float]) -> str:
+    ms = sorted(1000 * x for x in late)
+    if not ms:
+        return "  bystander probe: no wake-up"
+    return (
+        f"  bystander probe (another process sleeping {PROBE_SLEEP * 1000:g} ms at a time, "
+        f"{len(ms):,} wake-ups): late by p50 {percentile(ms, 0.5):.2f} ms, p99 "
+        f"{percentile(ms, 0.99):.2f} ms, p99.9 {percentile(ms, 0.999):.2f} ms, max {ms[-1]:.2f} ms"
+    )
+
+
 def bench_roots(sim: int, hub: int, engine: int) -> dict[str, int]:
     """The process of each role of the run (role_cpu): the simulator, the hub, the engine
     (with its route and marks processes), Redis (this process's child), PostgreSQL (the
@@ -911,12 +942,20 @@ def main() -> int:
         print(machine_line(busy, own), flush=True)
 
         # 2. Latency.
+        probe_conn, child = ctx.Pipe()
+        probe_stop = ctx.Event()
+        probe = ctx.Process(target=serve_probe, args=(child, probe_stop), daemon=True)
+        probe.start()
+        probe_conn.recv()
         cpu_before, roles_before = _cpu_times(), role_cpu(roots)
         started = time.monotonic()
         result, created, still = latency_run(
             engine_conn, entries, rows, feed, args.latency_seconds, args.exit_rate
         )
         cpu_after, roles_after = _cpu_times(), role_cpu(roots)
+        probe_stop.set()
+        lateness = probe_conn.recv()
+        probe.join(10)
         roles, own = roles_line(roles_before, roles_after, time.monotonic() - started)
         steal = _steal_share(cpu_before, cpu_after)
         busy = _busy_share(cpu_before, cpu_after)
@@ -1001,6 +1040,7 @@ def main() -> int:
         print(f"  CPU stolen by the hypervisor during the run: {steal:.0%} (noise)", flush=True)
         print(roles, flush=True)
         print(machine_line(busy, own), flush=True)
+        print(probe_line(lateness), flush=True)
 
         engine_conn.send(("stop", None))
         profile_text = engine_conn.recv()
