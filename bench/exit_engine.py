@@ -953,10 +953,10 @@ def main() -> int:
             engine_conn, entries, rows, feed, args.latency_seconds, args.exit_rate
         )
         cpu_after, roles_after = _cpu_times(), role_cpu(roots)
+        roles, own = roles_line(roles_before, roles_after, time.monotonic() - started)
         probe_stop.set()
         lateness = probe_conn.recv()
         probe.join(10)
-        roles, own = roles_line(roles_before, roles_after, time.monotonic() - started)
         steal = _steal_share(cpu_before, cpu_after)
         busy = _busy_share(cpu_before, cpu_after)
         figures, latencies = result["figures"], result["latencies"]
