@@ -519,10 +519,7 @@ class ExitEngine(PnlMonitor):
         for pk, position in loaded.items():
             if position.status != PositionStatus.ACTIVE:
                 continue
-            try:
-                plans[pk] = self.plan_of(position, exits)
-            except Exception as exc:  # said by the tick thread, as a plan it could not build
-                plans[pk] = exc
+            plans[pk] = self._plan_or_error(position, exits)  # an error: said by the apply
             time.sleep(0)
         return _Fetched(prints, loaded, exits, plans)
 
@@ -732,10 +729,7 @@ class ExitEngine(PnlMonitor):
         """``plan``: built with ``exits`` by :meth:`fetch_open` (an exception: none could
         be); None: built here."""
         if plan is None:
-            try:
-                plan = self.plan_of(position, exits)
-            except Exception as exc:
-                plan = exc
+            plan = self._plan_or_error(position, exits)
         if isinstance(plan, Exception):
             self._log_position_error(
                 position.pk, self.clock(), f"has no exit plan ({plan}): its rules cannot run"
@@ -801,6 +795,13 @@ class ExitEngine(PnlMonitor):
             charges_per_unit=per_unit,
             config=exits,
         )
+
+    def _plan_or_error(self, position: PositionTracker, exits: Any) -> ExitPlan | Exception:
+        """:meth:`plan_of`, or the exception that says why the position has none."""
+        try:
+            return self.plan_of(position, exits)
+        except Exception as exc:
+            return exc
 
     def restored_state(self, position: PositionTracker, plan: ExitPlan) -> ExitState:
         """The persisted state (so a trailing stop continues where it was), or the state at
