@@ -21,8 +21,10 @@ import hashlib
 import logging
 import threading
 import time
+from collections.abc import Callable
 from typing import Any
 
+import redis
 from django.conf import settings
 from django.core.cache import cache
 
@@ -52,7 +54,7 @@ def locked(name: str, address: str) -> bool:
     key = _key(name, address)
     if cache.get(key, 0) >= MAX_FAILURES:
         return True
-    shared = _shared("get", key)
+    shared = _on_redis(lambda client: client.get(SHARED_PREFIX + key))
     return shared is not None and int(shared) >= MAX_FAILURES
 
 
@@ -65,7 +67,7 @@ def record_failure(name: str, address: str) -> None:
             cache.incr(key)
         except ValueError:  # expired between the two calls
             cache.add(key, 1, WINDOW)
-    _shared("count", key)
+    _on_redis(lambda client: _count(client, SHARED_PREFIX + key))
 
 
 def refusal() -> str:
@@ -76,25 +78,23 @@ def refusal() -> str:
     )
 
 
-def _shared(what: str, key: str) -> Any:
-    """The shared count in Redis: read it (``get``: the count's text, or None) or add one
-    (``count``: the window starts at the first, as in the cache). None when REDIS_URL is not
-    set, Redis is paused or it did not answer."""
+def _count(client: Any, name: str) -> int:
+    """One more in the shared count; its window starts at the first, as in the cache."""
+    pipe = client.pipeline(transaction=True)
+    pipe.set(name, 0, ex=WINDOW, nx=True)  # INCR keeps the key's time to live
+    pipe.incr(name)
+    return pipe.execute()[-1]
+
+
+def _on_redis(call: Callable[[Any], Any]) -> Any:
+    """``call(client)`` on the shared Redis; None when REDIS_URL is not set, Redis is paused
+    or it did not answer (then it is paused, and that is said)."""
     global _paused_until
     url = getattr(settings, "REDIS_URL", None)
     if not url or time.monotonic() < _paused_until:
         return None
-    import redis
-
     try:
-        client = _redis(url)
-        name = SHARED_PREFIX + key
-        if what == "get":
-            return client.get(name)
-        pipe = client.pipeline(transaction=True)
-        pipe.set(name, 0, ex=WINDOW, nx=True)  # INCR keeps the key's time to live
-        pipe.incr(name)
-        return pipe.execute()[-1]
+        return call(_redis(url))
     except (redis.RedisError, OSError) as exc:
         _paused_until = time.monotonic() + REDIS_PAUSE
         logger.warning(
@@ -111,8 +111,6 @@ def _redis(url: str) -> Any:
     global _client, _client_url
     with _lock:
         if _client is None or _client_url != url:
-            import redis
-
             _client = redis.Redis.from_url(
                 url, socket_timeout=REDIS_TIMEOUT, socket_connect_timeout=REDIS_TIMEOUT
             )
