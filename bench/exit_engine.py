@@ -606,17 +606,23 @@ def _proc_stat(pid: int) -> tuple[int, int] | None:
     return int(fields[1]), int(fields[11]) + int(fields[12])
 
 
-def role_cpu(roots: Mapping[str, int]) -> dict[str, dict[int, int]]:
-    """Clock ticks of CPU (user + system) used so far by each process of each role's process
-    tree: ``roots`` maps a role to its process, whose descendants count with it (the engine's
-    route and marks processes, PostgreSQL's backends); "bench" is this process and what else
-    it started (Redis, when not a role of its own)."""
+def _processes() -> dict[int, tuple[int, int]]:
+    """Every process now: pid -> (parent pid, user + system clock ticks)."""
     stats = {}
     for entry in os.listdir("/proc"):
         if entry.isdigit():
             stat = _proc_stat(int(entry))
             if stat is not None:
                 stats[int(entry)] = stat
+    return stats
+
+
+def role_cpu(roots: Mapping[str, int]) -> dict[str, dict[int, int]]:
+    """Clock ticks of CPU (user + system) used so far by each process of each role's process
+    tree: ``roots`` maps a role to its process, whose descendants count with it (the engine's
+    route and marks processes, PostgreSQL's backends); "bench" is this process and what else
+    it started (Redis, when not a role of its own)."""
+    stats = _processes()
     role_of = {pid: role for role, pid in roots.items()}
     out: dict[str, dict[int, int]] = {role: {} for role in roots}
     for pid, (_parent, ticks) in stats.items():
@@ -666,13 +672,10 @@ def bench_roots(sim: int, hub: int, engine: int) -> dict[str, int]:
         cursor.execute("SELECT pg_backend_pid()")
         backend = cursor.fetchone()[0]
     roots = {"simulator": sim, "hub": hub, "engine (its route and marks processes too)": engine}
-    for entry in os.listdir("/proc"):
-        if entry.isdigit():
-            stat = _proc_stat(int(entry))
-            comm = Path(f"/proc/{entry}/comm")
-            if stat is not None and stat[0] == os.getpid() and comm.exists():
-                if comm.read_text().strip() == "redis-server":
-                    roots["Redis"] = int(entry)
+    for pid, (parent, _ticks) in _processes().items():
+        comm = Path(f"/proc/{pid}/comm")
+        if parent == os.getpid() and comm.exists() and comm.read_text().strip() == "redis-server":
+            roots["Redis"] = pid
     postmaster = _proc_stat(backend)
     if postmaster is not None:
         roots["PostgreSQL"] = postmaster[0]
