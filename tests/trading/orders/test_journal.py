@@ -699,14 +699,25 @@ def two_active_positions(router, market) -> list[PositionTracker]:
     return positions
 
 
-def test_the_exit_claim_is_prepared_once_a_connection_and_then_only_run(router, intent, market):
+@pytest.fixture
+def prepares(monkeypatch):
+    """The journal's prepared statements on, as a process starts (the lost-statement fallback
+    turns them off for the process's life: put back after the test). PostgreSQL's claim only:
+    skipped in the suite's SQLite run."""
+    from trading.orders import journal_sql
+
+    if not journal_sql.is_postgres():
+        pytest.skip("prepared statements are the PostgreSQL claim's")
+    monkeypatch.setattr(journal_sql, "_prepared_lost", None)
+    return journal_sql
+
+
+def test_the_exit_claim_is_prepared_once_a_connection_and_then_only_run(
+    router, intent, market, prepares
+):
     """PostgreSQL parses and plans the claim (a statement of several CTEs) once per
     connection; every later exit with as many orders binds and runs the prepared one. The
     outcome is the claim's as before: the same rows (see the one-statement test above)."""
-    from trading.orders.journal_sql import is_postgres
-
-    if not is_postgres():
-        pytest.skip("prepared statements are the PostgreSQL claim's")
     first, second = two_active_positions(router, market)
     count, runs = claim_plans()
     assert exit_held(router, first).status == ROUTED
@@ -720,14 +731,10 @@ def test_the_exit_claim_is_prepared_once_a_connection_and_then_only_run(router, 
 
 
 def test_the_exit_claim_is_not_prepared_when_prepared_statements_are_off(
-    router, intent, market, settings
+    router, intent, market, settings, prepares
 ):
     """DB_PREPARED_STATEMENTS=false (a pooler that cannot carry them): the claim is sent as
     Django sends every statement, and routes the same."""
-    from trading.orders.journal_sql import is_postgres
-
-    if not is_postgres():
-        pytest.skip("prepared statements are the PostgreSQL claim's")
     settings.DB_PREPARED_STATEMENTS = False
     position = two_active_positions(router, market)[0]
     before = claim_plans()
@@ -738,7 +745,7 @@ def test_the_exit_claim_is_not_prepared_when_prepared_statements_are_off(
 
 @pytest.mark.django_db(transaction=True)  # two connections, each its own transactions
 def test_a_prepared_claim_that_fails_raises_djangos_error_and_the_next_one_runs(
-    router, intent, market
+    router, intent, market, prepares
 ):
     """The prepared claim's errors are django.db errors, as any statement's (the route's
     caller handles those): here a lock wait over the connection's lock_timeout, while another
@@ -748,10 +755,6 @@ def test_a_prepared_claim_that_fails_raises_djangos_error_and_the_next_one_runs(
 
     from django.db import OperationalError, connection, transaction
 
-    from trading.orders.journal_sql import is_postgres
-
-    if not is_postgres():
-        pytest.skip("prepared statements are the PostgreSQL claim's")
     position = active_position(router, intent, market)
     locked, release = threading.Event(), threading.Event()
 
@@ -807,7 +810,7 @@ def alter_quantity(column_type: str) -> None:
 
 @pytest.mark.django_db(transaction=True)  # the ALTER on another connection, committed
 def test_a_claim_prepared_before_a_migration_changed_its_columns_runs_on_a_new_connection(
-    router, intent, market, caplog
+    router, intent, market, caplog, prepares
 ):
     """A claim prepared on a connection, then a migration changes the type of a column it
     returns: PostgreSQL refuses the prepared statement ("cached plan must not change result
@@ -817,10 +820,6 @@ def test_a_claim_prepared_before_a_migration_changed_its_columns_runs_on_a_new_c
 
     from django.db import connection
 
-    from trading.orders.journal_sql import is_postgres
-
-    if not is_postgres():
-        pytest.skip("prepared statements are the PostgreSQL claim's")
     first, second = two_active_positions(router, market)
     assert exit_held(router, first).status == ROUTED  # the claim prepared here
     backend = connection.connection.info.backend_pid
@@ -840,17 +839,13 @@ def test_a_claim_prepared_before_a_migration_changed_its_columns_runs_on_a_new_c
 
 @pytest.mark.django_db(transaction=True)
 def test_a_stale_prepared_claim_inside_a_transaction_raises_and_the_rollback_heals_it(
-    router, intent, market
+    router, intent, market, prepares
 ):
     """Inside a transaction the stale plan's error cannot be retried (the transaction is
     aborted): it is raised, nothing is claimed, and the rollback clears the connection's
     prepared statements, so the next claim on the same connection prepares it again."""
     from django.db import NotSupportedError, connection, transaction
 
-    from trading.orders.journal_sql import is_postgres
-
-    if not is_postgres():
-        pytest.skip("prepared statements are the PostgreSQL claim's")
     first, second = two_active_positions(router, market)
     assert exit_held(router, first).status == ROUTED
     backend = connection.connection.info.backend_pid
@@ -878,18 +873,6 @@ def lose_prepared_statements() -> None:
     from psycopg.pq import ExecStatus
 
     assert connection.connection.pgconn.exec_(b"DEALLOCATE ALL").status == ExecStatus.COMMAND_OK
-
-
-@pytest.fixture
-def prepares(monkeypatch):
-    """The journal's prepared statements on, as a process starts (the fallback below turns
-    them off for the process's life: put back after the test)."""
-    from trading.orders import journal_sql
-
-    if not journal_sql.is_postgres():
-        pytest.skip("prepared statements are the PostgreSQL claim's")
-    monkeypatch.setattr(journal_sql, "_prepared_lost", None)
-    return journal_sql
 
 
 @pytest.mark.django_db(transaction=True)  # the fallback closes the connection
